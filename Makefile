@@ -1,0 +1,129 @@
+# scalewise — top-level build.
+#   make            build ./scalewise (release, -O2) and print the optional features found
+#   make test       build everything (release and ASan+UBSan) and run every test; the last line
+#                   is "N passed, N failed"
+#   make bench      run the benchmarks (figures are printed, never asserted)
+#   make fuzz       build the libFuzzer target for the plan loader (needs clang)
+#   make clean
+#
+# Sources are found by wildcard: a new .c in a module folder is built without editing this file.
+# Every tests/unit/test_*.c is one test program linked against all module objects.
+
+CC      ?= cc
+CFLAGS_COMMON := -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -Wall -Wextra -Werror \
+                 -Wshadow -Wno-unused-parameter -fno-strict-aliasing -I. -fopenmp
+OPT     ?= -O2 -g
+LDLIBS_CORE := -lyaml -ljson-c -lm -ldl -lpthread
+
+BUILD   := build
+ABUILD  := build/asan
+SANFLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+
+# ------------------------------------------------------------------ optional features
+CUDA_HOME ?= $(firstword $(wildcard /usr/local/cuda) /usr)
+NVCC      := $(shell command -v nvcc 2>/dev/null || ls $(CUDA_HOME)/bin/nvcc 2>/dev/null)
+HAVE_NCCL := $(shell printf '\#include <nccl.h>\nint main(void){return 0;}\n' | \
+               $(CC) -x c - -fsyntax-only -I$(CUDA_HOME)/include >/dev/null 2>&1 && echo 1)
+HAVE_MPI  := $(shell command -v mpicc >/dev/null 2>&1 && echo 1)
+HAVE_HWLOC := $(shell pkg-config --exists hwloc 2>/dev/null && echo 1)
+HAVE_OPENBLAS := $(shell pkg-config --exists openblas 2>/dev/null && echo 1)
+HAVE_NCURSES := $(shell pkg-config --exists ncursesw 2>/dev/null && echo 1)
+
+ifeq ($(HAVE_HWLOC),1)
+  CFLAGS_COMMON += -DSW_HAVE_HWLOC=1 $(shell pkg-config --cflags hwloc)
+  LDLIBS_CORE += $(shell pkg-config --libs hwloc)
+endif
+ifeq ($(HAVE_OPENBLAS),1)
+  CFLAGS_COMMON += -DSW_HAVE_OPENBLAS=1 $(shell pkg-config --cflags openblas)
+  LDLIBS_CORE += $(shell pkg-config --libs openblas)
+endif
+ifeq ($(HAVE_NCURSES),1)
+  CFLAGS_COMMON += -DSW_HAVE_NCURSES=1 $(shell pkg-config --cflags ncursesw)
+  LDLIBS_CORE += $(shell pkg-config --libs ncursesw)
+endif
+ifneq ($(NVCC),)
+  CFLAGS_COMMON += -DSW_HAVE_NVCC=1
+endif
+ifeq ($(HAVE_NCCL),1)
+  CFLAGS_COMMON += -DSW_HAVE_NCCL_HEADERS=1
+endif
+ifeq ($(HAVE_MPI),1)
+  CFLAGS_COMMON += -DSW_HAVE_MPI_BUILD=1
+endif
+CFLAGS_COMMON += -DSW_PROFILES_DIR='"$(abspath profiles)"'
+
+# ------------------------------------------------------------------ sources
+MODULE_DIRS := common advisor cli executor kernels/cpu tui
+LIB_SRC  := $(foreach d,$(MODULE_DIRS),$(wildcard $(d)/*.c))
+LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)
+LIB_AOBJ := $(LIB_SRC:%.c=$(ABUILD)/%.o)
+HDRS     := $(foreach d,$(MODULE_DIRS),$(wildcard $(d)/*.h $(d)/*.def))
+TEST_SRC := $(wildcard tests/unit/test_*.c)
+TEST_BIN := $(TEST_SRC:tests/unit/%.c=$(BUILD)/tests/%)
+TEST_ABIN := $(TEST_SRC:tests/unit/%.c=$(ABUILD)/tests/%)
+TEST_HELPER_SRC := $(wildcard tests/unit/helper_*.c)
+# Shared objects the tests build (fake NVML / CUDA driver); see tests/fake_gpu/.
+FAKE_GPU_SRC := $(wildcard tests/fake_gpu/*.c)
+FAKE_GPU_SO  := $(FAKE_GPU_SRC:tests/fake_gpu/%.c=$(BUILD)/fake_gpu/lib%.so)
+
+.PHONY: all features test test-release test-asan bench fuzz clean format
+all: features scalewise
+
+features:
+	@printf '%s\n' "scalewise build: optional features" \
+	  "$(if $(NVCC),  ✓ nvcc ($(NVCC)),  ✗ nvcc not found: CUDA backend not built)" \
+	  "$(if $(HAVE_NCCL),  ✓ NCCL headers,  ✗ NCCL not found: multi-GPU runs disabled)" \
+	  "$(if $(HAVE_MPI),  ✓ MPI (mpicc),  ✗ MPI not found: multi-process CPU runs disabled)" \
+	  "$(if $(HAVE_HWLOC),  ✓ hwloc,  ✗ hwloc not found: CPU topology from /proc and /sys only)" \
+	  "$(if $(HAVE_OPENBLAS),  ✓ OpenBLAS,  ✗ OpenBLAS not found: CPU matmuls use the built-in kernel)" \
+	  "$(if $(HAVE_NCURSES),  ✓ ncursesw,  ✗ ncursesw not found: no TUI)"
+
+scalewise: $(LIB_OBJ) $(BUILD)/scalewise.o
+	$(CC) $(CFLAGS_COMMON) $(OPT) -o $@ $^ $(LDLIBS_CORE)
+
+$(BUILD)/%.o: %.c $(HDRS) Makefile
+	@mkdir -p $(dir $@)
+	@echo "  CC      $<"
+	@$(CC) $(CFLAGS_COMMON) $(OPT) -c -o $@ $<
+
+$(ABUILD)/%.o: %.c $(HDRS) Makefile
+	@mkdir -p $(dir $@)
+	@echo "  CC-ASAN $<"
+	@$(CC) $(CFLAGS_COMMON) -O1 -g $(SANFLAGS) -c -o $@ $<
+
+$(BUILD)/tests/%: tests/unit/%.c tests/harness.h $(TEST_HELPER_SRC) $(LIB_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_COMMON) $(OPT) -Itests -o $@ $< $(TEST_HELPER_SRC) $(LIB_OBJ) $(LDLIBS_CORE)
+
+$(ABUILD)/tests/%: tests/unit/%.c tests/harness.h $(TEST_HELPER_SRC) $(LIB_AOBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_COMMON) -O1 -g $(SANFLAGS) -Itests -o $@ $< $(TEST_HELPER_SRC) $(LIB_AOBJ) \
+	  $(LDLIBS_CORE)
+
+$(ABUILD)/scalewise: $(LIB_AOBJ) $(ABUILD)/scalewise.o
+	$(CC) $(CFLAGS_COMMON) -O1 -g $(SANFLAGS) -o $@ $^ $(LDLIBS_CORE)
+
+# Fake GPU driver libraries: plain C shared objects, no sanitizer (they are dlopen'ed).
+$(BUILD)/fake_gpu/lib%.so: tests/fake_gpu/%.c $(wildcard tests/fake_gpu/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) -std=c11 -Wall -Wextra -Werror -O1 -g -fPIC -shared -o $@ $<
+
+test: all $(TEST_BIN) $(TEST_ABIN) $(ABUILD)/scalewise $(FAKE_GPU_SO)
+	@SW_BUILD=$(BUILD) SW_ABUILD=$(ABUILD) tests/run.sh
+
+bench: scalewise
+	@tests/bench/run.sh
+
+fuzz:
+	@mkdir -p $(BUILD)/fuzz
+	clang -std=c11 -g -O1 -fsanitize=fuzzer,address,undefined -I. -D_DEFAULT_SOURCE \
+	  -D_POSIX_C_SOURCE=200809L -DSW_PROFILES_DIR='"$(abspath profiles)"' \
+	  -o $(BUILD)/fuzz/fuzz_plan tests/fuzz/fuzz_plan.c \
+	  $(filter-out cli/%,$(wildcard common/*.c advisor/*.c)) $(LDLIBS_CORE) -fopenmp
+	@echo "run: $(BUILD)/fuzz/fuzz_plan -max_total_time=60 tests/fuzz/corpus"
+
+format:
+	clang-format -i $(LIB_SRC) $(HDRS) scalewise.c tests/unit/*.c
+
+clean:
+	rm -rf $(BUILD) scalewise
