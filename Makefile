@@ -78,8 +78,18 @@ features:
 	  "$(if $(HAVE_OPENBLAS),  ✓ OpenBLAS,  ✗ OpenBLAS not found: CPU matmuls use the built-in kernel)" \
 	  "$(if $(HAVE_NCURSES),  ✓ ncursesw,  ✗ ncursesw not found: no TUI)"
 
-scalewise: $(LIB_OBJ) $(BUILD)/scalewise.o
-	$(CC) $(CFLAGS_COMMON) $(OPT) -o $@ $^ $(LDLIBS_CORE)
+# Module objects go into a static archive so a test links only the objects it needs.
+$(BUILD)/libsw.a: $(LIB_OBJ)
+	@rm -f $@
+	@ar rcs $@ $^
+
+$(ABUILD)/libsw.a: $(LIB_AOBJ)
+	@rm -f $@
+	@ar rcs $@ $^
+
+scalewise: $(BUILD)/scalewise.o $(BUILD)/libsw.a
+	@echo "  LD      $@"
+	@$(CC) $(CFLAGS_COMMON) $(OPT) -o $@ $^ $(LDLIBS_CORE)
 
 $(BUILD)/%.o: %.c $(HDRS) Makefile
 	@mkdir -p $(dir $@)
@@ -91,17 +101,20 @@ $(ABUILD)/%.o: %.c $(HDRS) Makefile
 	@echo "  CC-ASAN $<"
 	@$(CC) $(CFLAGS_COMMON) -O1 -g $(SANFLAGS) -c -o $@ $<
 
-$(BUILD)/tests/%: tests/unit/%.c tests/harness.h $(TEST_HELPER_SRC) $(LIB_OBJ)
+$(BUILD)/tests/%: tests/unit/%.c tests/harness.h $(TEST_HELPER_SRC) $(BUILD)/libsw.a
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_COMMON) $(OPT) -Itests -o $@ $< $(TEST_HELPER_SRC) $(LIB_OBJ) $(LDLIBS_CORE)
+	@echo "  TEST    $@"
+	@$(CC) $(CFLAGS_COMMON) $(OPT) -Itests -o $@ $< $(TEST_HELPER_SRC) $(BUILD)/libsw.a $(LDLIBS_CORE)
 
-$(ABUILD)/tests/%: tests/unit/%.c tests/harness.h $(TEST_HELPER_SRC) $(LIB_AOBJ)
+$(ABUILD)/tests/%: tests/unit/%.c tests/harness.h $(TEST_HELPER_SRC) $(ABUILD)/libsw.a
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_COMMON) -O1 -g $(SANFLAGS) -Itests -o $@ $< $(TEST_HELPER_SRC) $(LIB_AOBJ) \
-	  $(LDLIBS_CORE)
+	@echo "  TEST    $@"
+	@$(CC) $(CFLAGS_COMMON) -O1 -g $(SANFLAGS) -Itests -o $@ $< $(TEST_HELPER_SRC) \
+	  $(ABUILD)/libsw.a $(LDLIBS_CORE)
 
-$(ABUILD)/scalewise: $(LIB_AOBJ) $(ABUILD)/scalewise.o
-	$(CC) $(CFLAGS_COMMON) -O1 -g $(SANFLAGS) -o $@ $^ $(LDLIBS_CORE)
+$(ABUILD)/scalewise: $(ABUILD)/scalewise.o $(ABUILD)/libsw.a
+	@echo "  LD-ASAN $@"
+	@$(CC) $(CFLAGS_COMMON) -O1 -g $(SANFLAGS) -o $@ $^ $(LDLIBS_CORE)
 
 # Fake GPU driver libraries: plain C shared objects, no sanitizer (they are dlopen'ed).
 $(BUILD)/fake_gpu/lib%.so: tests/fake_gpu/%.c $(wildcard tests/fake_gpu/*.h)
