@@ -22,8 +22,7 @@ SANFLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-r
 # ------------------------------------------------------------------ optional features
 CUDA_HOME ?= $(firstword $(wildcard /usr/local/cuda) /usr)
 NVCC      := $(shell command -v nvcc 2>/dev/null || ls $(CUDA_HOME)/bin/nvcc 2>/dev/null)
-HAVE_NCCL := $(shell printf '\#include <nccl.h>\nint main(void){return 0;}\n' | \
-               $(CC) -x c - -fsyntax-only -I$(CUDA_HOME)/include >/dev/null 2>&1 && echo 1)
+HAVE_NCCL := $(shell test -f $(CUDA_HOME)/include/nccl.h -o -f /usr/include/nccl.h && echo 1)
 HAVE_MPI  := $(shell command -v mpicc >/dev/null 2>&1 && echo 1)
 HAVE_HWLOC := $(shell pkg-config --exists hwloc 2>/dev/null && echo 1)
 HAVE_OPENBLAS := $(shell pkg-config --exists openblas 2>/dev/null && echo 1)

@@ -43,6 +43,7 @@ for t in "$A"/tests/test_*; do
 done
 for s in tests/cli/*.sh; do
   [ -f "$s" ] || continue
+  [ "$(basename "$s")" = lib.sh ] && continue   # sourced by the others, not a test
   run_one "cli/$(basename "$s")" env SW="$PWD/$A/scalewise" SW_RELEASE="$PWD/scalewise" bash "$s"
 done
 
