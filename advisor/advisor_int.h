@@ -73,4 +73,95 @@ int ydoc_opt_str(struct ydoc *d, yaml_node_t *map, const char *key, const char *
 yaml_node_t *ydoc_require(struct ydoc *d, yaml_node_t *map, const char *key,
                           const char *section, struct sw_err *err);
 
+/* ---- the probe's parts (probe_cpu.c, probe_gpu.c), tied together by hw_probe() in probe.c */
+/* CPU, ISA, caches, NUMA and host memory into hw->cpu / hw->mem; `measure` adds the FMA loop
+ * and the triad. Fails only when SCALEWISE_PROCFS_ROOT / SCALEWISE_SYSFS_ROOT name a missing
+ * directory (SW_ENOENT). */
+int hw_probe_cpu(struct hardware *hw, bool measure, struct sw_err *err);
+/* GPUs through NVML and the CUDA driver (dlopen). No driver is not an error: n_gpus = 0 and
+ * hw->gpu_status says why. */
+void hw_probe_gpus(struct hardware *hw);
+/* NCCL and MPI availability and versions (dlopen, never linked). */
+void hw_probe_comm_libs(struct hardware *hw);
+/* FP32 FLOP per cycle per core for an x86 micro-architecture (strategy reference 9.4); 0 when
+ * there is no table entry (measure instead). */
+double hw_cpu_fp32_flop_per_cycle(const char *vendor, int family, int model, unsigned isa);
+
+/* ---- the estimator's shared parts (counts.c, hw_device.c, check.c, memory.c, speed.c) */
+/* One layer's parameters held by one of `t` tensor-parallel ranks (2.2, 3.2.1): matrices
+ * (TP-split, quantisable; K/V keep ceil(g/t) heads when t > g) and vectors (norms, biases). */
+struct layer_params {
+    double matrix;
+    double vector;
+};
+void model_layer_params_rank(const struct model_desc *m, int t, struct layer_params *out);
+int model_kv_heads_rank(const struct model_desc *m, int t);
+/* LoRA (3.4): adapter parameters of one layer on one TP rank, every linear layer adapted, and
+ * the number of adapted matrices per layer (7 Llama, 4 GPT-2). */
+double model_lora_params_layer(const struct model_desc *m, int rank, int t);
+int model_lora_matrices(const struct model_desc *m);
+
+/* The device a strategy runs on: the CPU when s->device is cpu (even on a GPU node), else the
+ * node's slowest GPU (hw_device_*). */
+bool advisor_dev_is_cpu(const struct hardware *hw, const struct strategy *s);
+double advisor_dev_capacity_bytes(const struct hardware *hw, const struct strategy *s);
+double advisor_dev_peak_flops(const struct hardware *hw, const struct strategy *s,
+                              enum hw_dtype dt);
+double advisor_dev_mem_bw(const struct hardware *hw, const struct strategy *s);
+
+/* Model constants no calibration replaces yet ([cal], strategy reference 3.6, 3.2, 6.4, 3.7);
+ * memory.c and speed.c use them and estimate_emit prints them with source "default". */
+#define EST_LOGIT_BYTES 4.0                        /* c_V: fp32 logits, gradient in place */
+#define EST_PREFETCH_UNITS 1.0                     /* k_pf: ZeRO-3 units prefetched */
+#define EST_DROPOUT 0.0                            /* delta: dropout off */
+#define EST_M_SAT_GPU 512.0                        /* tokens where GEMM eta_f saturates */
+#define EST_M_SAT_CPU 64.0
+#define EST_CPU_PROCESS_BYTES (64.0 * 1024 * 1024) /* a CPU process's baseline */
+
+/* What memory.c and speed.c both derive from a plan (est_geom_init, memory.c): per-rank
+ * parameter counts of the first and last pipeline stage, bytes per parameter (3.1, 4.1). */
+struct est_geom {
+    struct model_counts c; /* V padded to 128*t */
+    bool cpu, train, lora, quant, tied;
+    int t, p, v, n_dp, m, b, s, L_first, L_last, kv_heads_rank, devices, ranks_per_node;
+    struct layer_params layer;            /* one layer, one TP rank */
+    double vocab_rank;                    /* V_pad*h/t: embedding (or head) on one rank */
+    double embed_rank, head_rank, fnorm;  /* params per rank; head 0 when tied */
+    double lora_layer;                    /* adapter params per layer per rank (0: full) */
+    double bw, bm, bg, bo;                /* bytes per trainable param (3.1; adapters fp32) */
+    double e_act;                         /* activation bytes per element */
+    double e_mat, e_kept;                 /* frozen/inference bytes per param: matrices, rest */
+    double e_kv;                          /* KV cache bytes per element */
+    enum hw_dtype peak_dtype;             /* matmul dtype for the peak (6.3) */
+};
+void est_geom_init(struct est_geom *g, const struct model_desc *m, const struct hardware *hw,
+                   const struct workload *w, const struct strategy *s);
+/* Parameters of a pipeline stage on one rank (first: embedding; last: head and final norm;
+ * with p == 1 both), and the part that is trained (full: all; LoRA: the adapters). */
+double est_stage_params(const struct est_geom *g, bool first);
+double est_stage_trainable(const struct est_geom *g, bool first);
+
+/* Pure formulas, exposed for the tests of the worked examples. */
+struct act_shape {
+    double h, q, h_kv, f, a, s; /* per the full model; t divides inside */
+    double e, e_n, dropout, k_f;
+    int t;
+    bool sp, flash, selective;
+};
+/* 3.5: bytes saved per token per layer on one TP rank (A_tok). */
+double est_act_tok_bytes(const struct act_shape *x);
+/* 7.1: ring all-reduce / reduce-scatter / all-gather time, bytes = the full buffer S. */
+double est_allreduce_s(double bytes, int n, double bw, double eta, double lat_s);
+double est_gather_s(double bytes, int n, double bw, double eta, double lat_s);
+/* 7.3: bubble time over ideal compute, (p-1)/(v*m). */
+double est_bubble_ratio(int p, int m, int v);
+/* 6.4: eta_f with the small-GEMM falloff eta_max*min(1, tokens/m_sat). */
+double est_eta_flops(double eta_max, double tokens, double m_sat);
+/* The matmul dtype of a plan (check.c): the precision's for training; inference computes in
+ * its weight format, integer weights dequantising to the precision's 16-bit type. */
+enum hw_dtype advisor_compute_dtype(const struct workload *w, const struct strategy *s);
+/* Soft conflicts of section 12 (and precondition warnings) as reasons (check.c). */
+void advisor_check_soft(const struct model_desc *m, const struct hardware *hw,
+                        const struct workload *w, const struct strategy *s, struct estimate *e);
+
 #endif
