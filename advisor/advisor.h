@@ -129,6 +129,7 @@ struct hw_gpu {
     int bus_width_bits;
     uint64_t mem_total_bytes;
     uint64_t mem_free_bytes;
+    uint64_t mem_nominal_bytes; /* data-sheet capacity, decimal GB (profiles); 0 = unknown */
     double mem_bw_bytes_per_s;
     int pcie_gen, pcie_width;
     int nvlinks;                 /* active NVLinks of this GPU */
@@ -229,7 +230,7 @@ struct model_desc {
     int vocab;
     int max_pos;        /* maximum sequence length (GPT-2: position table size) */
     bool tied_head;     /* GPT-2: true */
-    bool bias;          /* biases on linear layers (GPT-2) */
+    bool bias;          /* GPT-2: biases on every linear layer; Llama-style: q/k/v biases (Qwen2) */
     bool rms_norm;      /* Llama: RMSNorm; GPT-2: LayerNorm */
     bool swiglu;        /* Llama: SwiGLU; GPT-2: GELU */
     int sliding_window; /* 0 = none */
@@ -422,6 +423,8 @@ struct estimate {
     double infer_tokens_per_s;
     /* links behind communication times */
     char link_class[32];
+    /* the [cal] constants this estimate used (estimate_emit prints them with their source) */
+    struct advisor_calib calib;
     /* reasons: rules that fired, warnings, what drove the numbers */
     int n_reasons;
     char reasons[ADVISOR_MAX_REASONS][ADVISOR_REASON_MAX];
@@ -577,6 +580,7 @@ struct plan {
     struct estimate estimate; /* as written by the advisor; ignored on input except to compare */
     bool has_estimate;
     char source_path[PLAN_PATH_MAX]; /* where it was loaded from, "" if built in memory */
+    char name[HW_NAME_MAX];          /* optional `name:` ("" = none); default out_dir runs/<name> */
 };
 
 void plan_init(struct plan *p);

@@ -1,0 +1,559 @@
+/* The memory model (strategy reference sections 3, 4 and 5): per-device bytes of weights,
+ * gradients, optimizer state, activations (with logits), KV cache, workspace and runtime
+ * overhead, the host memory of a node, and the fit test of 3.8. Training follows 3.1 (bytes per
+ * parameter by precision row and optimizer), 3.2 (ZeRO sharding, ZeRO-3 working set), 3.2.1 (TP
+ * and PP splitting, heaviest stage), 3.3 (offload), 3.4 (LoRA/QLoRA), 3.5 (activations, general
+ * per-token form), 3.6 (logits) and 3.7 (workspace, overhead); inference follows 4.1-4.4. Also
+ * est_geom_init, the plan geometry speed.c shares. Time is speed.c's; the rules a plan must obey
+ * are check.c's. Never allocates, never does I/O.
+ *
+ * Modelling choices ([cal] unless said otherwise), stated once here and in the reasons:
+ *  - Precision rows (3.1): bf16-mixed and fp16-mixed use "mixed, fp32 grads" (2+4+4), `bf16` the
+ *    pure 16-bit row (2+0+2), fp32 and tf32 the fp32 row (4+0+4). LoRA adapters are fp32
+ *    (4+0+4). Adafactor's factored state is counted exactly per matrix, 4*(rows+cols).
+ *  - Activations (3.5): dropout off (delta = 0; the executor trains without dropout), saved
+ *    norm inputs in the compute dtype (e_n = e), norm statistics recomputed, not saved.
+ *  - Logits (3.6): c_V = 4, fp32 logits overwritten in place by their gradient; the whole
+ *    micro-batch at once (no loss chunking).
+ *  - Workspace (3.7): one A_layer; plus the ZeRO-3 gather working set W_g with one prefetched
+ *    unit, two 25 MiB gradient buckets for ZeRO-2, and one dequantised layer for int weights.
+ *  - Overhead: GPU: the calibration's runtime overhead (1 GiB default) plus the fragmentation
+ *    margin m_frag of capacity, so `fits` is simply total <= capacity. CPU device: a 64 MiB
+ *    process baseline (until calibrated); host memory is the device, shared by the node's
+ *    processes, and the host reserve (10%) is the margin.
+ *  - Pipeline: the first and last stages are both computed and the heavier one is reported
+ *    (normally the first: the most micro-batches in flight).
+ *  - Host: ZeRO-Offload terms of 3.3 with k_pin, plus per rank a 64 MiB process baseline and
+ *    the loading path of section 5: training builds each rank's shard directly (4*P_max),
+ *    inference memory-maps safetensors (the largest tensor in the checkpoint dtype). */
+#include "advisor/advisor.h"
+
+#include <math.h>
+#include <string.h>
+
+#include "advisor/advisor_int.h"
+
+#define GIB (1024.0 * 1024.0 * 1024.0)
+#define MIB (1024.0 * 1024.0)
+
+static const double k_bucket_bytes = 25.0 * MIB; /* PyTorch's default bucket (3.7) */
+static const int k_vocab_pad = 128;              /* Megatron's padding multiple (2.3) */
+
+static bool is_int_format(enum sw_wformat f)
+{
+    return f == WFMT_INT8 || f == WFMT_INT4;
+}
+
+/* 4.1: bytes per parameter of a weight format (int8: groups of 128 with a 16-bit scale; int4:
+ * groups of 128 with 16-bit scale and zero point). */
+static double wformat_bytes(enum sw_wformat f)
+{
+    switch (f) {
+    case WFMT_FP32:
+        return 4.0;
+    case WFMT_INT8:
+        return 1.0 + 2.0 / 128.0; /* 1.0156 */
+    case WFMT_INT4:
+        return 0.5 + 4.0 / 128.0; /* 0.5313 */
+    default:
+        return 2.0;
+    }
+}
+
+/* 4.2: KV bytes per element; quantised caches carry one 16-bit scale per 128 elements. */
+static double kv_bytes(enum sw_wformat f)
+{
+    switch (f) {
+    case WFMT_FP32:
+        return 4.0;
+    case WFMT_INT8:
+        return 1.0 + 2.0 / 128.0;
+    case WFMT_INT4:
+        return 0.5 + 2.0 / 128.0;
+    default:
+        return 2.0;
+    }
+}
+
+/* 3.1 optimizer table: B_o per trainable parameter (adafactor: see est_geom_init). */
+static double optimizer_bytes(enum sw_optimizer o)
+{
+    switch (o) {
+    case OPT_ADAMW:
+        return 8.0;
+    case OPT_ADAMW8BIT:
+        return 2.0 + 8.0 / 2048.0; /* block-wise int8 m, v + fp32 scale per 2048 */
+    case OPT_SGD:
+        return 0.0;
+    case OPT_SGD_MOMENTUM:
+    case OPT_LION:
+        return 4.0;
+    default:
+        return 0.0;
+    }
+}
+
+/* Adafactor, factored, no first moment (3.1): 4*(r + c) per matrix, 4 per vector element, for
+ * the whole model, as bytes per parameter on average. */
+static double adafactor_bytes(const struct model_desc *m, const struct model_counts *c)
+{
+    double h = m->hidden;
+    double per_layer = 4.0 * model_lora_params_layer(m, 1, 1); /* sum of (d_in + d_out) */
+    struct layer_params lp;
+    model_layer_params_rank(m, 1, &lp);
+    per_layer += 4.0 * lp.vector;
+    double total = m->n_layers * per_layer + 4.0 * ((double)c->vocab_padded + h) +
+                   4.0 * (double)c->params_final_norm;
+    if (m->arch == MODEL_ARCH_GPT2)
+        total += 4.0 * ((double)m->max_pos + h);
+    if (!m->tied_head)
+        total += 4.0 * ((double)c->vocab_padded + h);
+    return c->params_total > 0 ? total / (double)c->params_total : 0.0;
+}
+
+void est_geom_init(struct est_geom *g, const struct model_desc *m, const struct hardware *hw,
+                   const struct workload *w, const struct strategy *s)
+{
+    memset(g, 0, sizeof(*g));
+    g->cpu = advisor_dev_is_cpu(hw, s);
+    g->train = w->task == TASK_TRAIN;
+    g->t = s->tp > 1 ? s->tp : 1;
+    g->p = s->pp > 1 ? s->pp : 1;
+    g->v = (g->p > 1 && s->pp_interleave > 1) ? s->pp_interleave : 1;
+    g->n_dp = s->dp > 1 ? s->dp : 1;
+    g->m = (g->train && s->grad_accum > 1) ? s->grad_accum : 1;
+    g->b = g->train ? s->micro_batch : w->batch;
+    if (g->b < 1)
+        g->b = 1;
+    g->s = g->train ? w->seq : w->prompt_len;
+    g->lora = g->train && s->lora_rank > 0;
+    g->quant = is_int_format(s->weights) && (!g->train || g->lora);
+    g->tied = m->tied_head;
+    model_count(m, k_vocab_pad * g->t, &g->c);
+    int L = m->n_layers;
+    g->L_first = (L + g->p - 1) / g->p; /* uneven splits: the first stages take the extra */
+    g->L_last = g->p > 1 ? L / g->p : L;
+    g->kv_heads_rank = model_kv_heads_rank(m, g->t);
+    g->devices = g->n_dp * g->t * g->p;
+    int nodes = hw->nodes > 0 ? hw->nodes : 1;
+    if (g->cpu)
+        g->ranks_per_node = (g->devices + nodes - 1) / nodes;
+    else
+        g->ranks_per_node = g->devices < hw->n_gpus ? g->devices : hw->n_gpus;
+    if (g->ranks_per_node < 1)
+        g->ranks_per_node = 1;
+    model_layer_params_rank(m, g->t, &g->layer);
+    g->vocab_rank = (double)g->c.vocab_padded * m->hidden / g->t;
+    g->embed_rank = g->vocab_rank + (double)(g->c.params_embed - g->c.vocab_padded * m->hidden);
+    g->head_rank = m->tied_head ? 0.0 : g->vocab_rank;
+    g->fnorm = (double)g->c.params_final_norm;
+    g->lora_layer = g->lora ? model_lora_params_layer(m, s->lora_rank, g->t) : 0.0;
+
+    /* 3.1 precision rows. */
+    switch (s->precision) {
+    case PREC_FP32:
+    case PREC_TF32:
+        g->bw = 4, g->bm = 0, g->bg = 4;
+        break;
+    case PREC_BF16:
+        g->bw = 2, g->bm = 0, g->bg = 2;
+        break;
+    default: /* mixed 16-bit, fp32 gradient accumulation (the default row) */
+        g->bw = 2, g->bm = 4, g->bg = 4;
+        break;
+    }
+    if (g->lora) /* 3.4: adapters held in fp32 */
+        g->bw = 4, g->bm = 0, g->bg = 4;
+    g->bo =
+        s->optimizer == OPT_ADAFACTOR ? adafactor_bytes(m, &g->c) : optimizer_bytes(s->optimizer);
+    if (g->lora && s->optimizer == OPT_ADAFACTOR) /* adapters are small matrices: near zero */
+        g->bo = 4.0 * (s->lora_rank + m->hidden) / ((double)s->lora_rank * m->hidden);
+
+    g->peak_dtype = advisor_compute_dtype(w, s);
+    g->e_act = (g->peak_dtype == HW_DT_FP32 || g->peak_dtype == HW_DT_TF32) ? 4.0 : 2.0;
+    if (g->train && !g->lora) {
+        g->e_mat = g->e_kept = g->bw;
+    } else {
+        g->e_mat = wformat_bytes(s->weights);
+        g->e_kept = s->weights == WFMT_FP32 ? 4.0 : 2.0; /* embedding, head, norms: 16-bit */
+    }
+    g->e_kv = kv_bytes(s->kv_dtype);
+}
+
+double est_stage_params(const struct est_geom *g, bool first)
+{
+    double layer = g->layer.matrix + g->layer.vector;
+    if (g->p == 1)
+        return g->L_first * layer + g->embed_rank + g->head_rank + g->fnorm;
+    if (first)
+        return g->L_first * layer + g->embed_rank;
+    /* Last stage: final norm and head; a tied head keeps its own copy of the embedding (3.2.1). */
+    return g->L_last * layer + g->fnorm + (g->tied ? g->vocab_rank : g->head_rank);
+}
+
+double est_stage_trainable(const struct est_geom *g, bool first)
+{
+    if (!g->lora)
+        return est_stage_params(g, first);
+    return (first ? g->L_first : g->L_last) * g->lora_layer;
+}
+
+/* Frozen (or inference) weight bytes of a stage on one rank: quantisable matrices at e_mat,
+ * the rest (embedding, head, norms, biases) at e_kept (3.4, 4.1). */
+static double stage_weight_bytes(const struct est_geom *g, bool first)
+{
+    int L_st = first ? g->L_first : g->L_last;
+    double mat = L_st * g->layer.matrix;
+    return mat * g->e_mat + (est_stage_params(g, first) - mat) * g->e_kept;
+}
+
+double est_act_tok_bytes(const struct act_shape *x)
+{
+    double t = x->t > 1 ? x->t : 1;
+    double s_att = 0.0;
+    if (!x->selective) /* selective recompute rebuilds the attention core (3.5) */
+        s_att = x->flash ? 4.0 * x->a : x->a * x->s * (x->e + x->dropout * (1.0 + x->e));
+    /* Divided by t under TP: Q, K, V, output-projection input, MLP intermediates, scores. */
+    double split = x->e * (x->q + 2.0 * x->h_kv + x->q) + x->e * x->k_f * x->f + s_att;
+    /* Kept whole under TP without SP: norm inputs, QKV input, MLP input, dropout masks. */
+    double whole = 2.0 * x->e_n * x->h + x->e * x->h + x->e * x->h + x->dropout * 2.0 * x->h;
+    if (t == 1)
+        return whole + split;
+    if (x->sp)
+        return (whole + split) / t;
+    return whole + split / t;
+}
+
+/* The act_shape of this plan (dropout off, e_n = e). */
+static void act_shape_of(const struct est_geom *g, const struct model_desc *m,
+                         const struct strategy *s, bool selective, struct act_shape *x)
+{
+    int d = m->head_dim > 0 ? m->head_dim : m->hidden / m->n_heads;
+    x->h = m->hidden;
+    x->q = (double)m->n_heads * d;
+    x->h_kv = (double)g->kv_heads_rank * d * g->t; /* /t inside gives the rank's heads */
+    x->f = m->ffn > 0 ? m->ffn : 4.0 * m->hidden;
+    x->a = m->n_heads;
+    x->s = g->s;
+    x->e = g->e_act;
+    x->e_n = g->e_act;
+    x->dropout = EST_DROPOUT;
+    x->k_f = m->swiglu ? 3.0 : 2.0;
+    x->t = g->t;
+    x->sp = s->sequence_parallel && g->t > 1;
+    x->flash = s->attention == ATTN_FLASH;
+    x->selective = selective;
+}
+
+/* One stage's split, before overhead. */
+struct stage_mem {
+    double weights, gradients, optimizer, activations, logits, kv, workspace;
+    double host_offload; /* per rank */
+    double layer_act;    /* one layer's saved activations (for reasons) */
+    double w_gather;     /* ZeRO-3 W_g */
+};
+
+static double stage_total(const struct stage_mem *x)
+{
+    return x->weights + x->gradients + x->optimizer + x->activations + x->kv + x->workspace;
+}
+
+static void train_stage(const struct est_geom *g, const struct model_desc *m,
+                        const struct strategy *s, const struct advisor_calib *cal, bool first,
+                        struct stage_mem *o)
+{
+    memset(o, 0, sizeof(*o));
+    bool last = g->p == 1 || !first;
+    bool first_st = g->p == 1 || first;
+    int L_st = first ? g->L_first : g->L_last;
+    double N = g->n_dp;
+    double sw = 1, sg = 1, so = 1;
+    if (s->zero >= 1)
+        so = 1.0 / N;
+    if (s->zero >= 2)
+        sg = 1.0 / N;
+    if (s->zero >= 3)
+        sw = 1.0 / N;
+
+    /* 3.2 / 3.4: model state. P_t trainable (full: all; LoRA: adapters); frozen base bytes. */
+    double P_t = est_stage_trainable(g, first);
+    double frozen = g->lora ? stage_weight_bytes(g, first) : 0.0;
+    o->weights = (frozen + g->bw * P_t) * sw;
+    o->gradients = g->bg * P_t * sg;
+    o->optimizer = (g->bm + g->bo) * P_t * so;
+    if (s->offload_optimizer) {
+        /* 3.3 ZeRO-Offload: fp32 weights, state and fp32 gradient shard on the host; the GPU
+         * keeps 16-bit gradients (fp32 when training in fp32). 8-bit states modelled fp32. */
+        double bo_host = s->optimizer == OPT_ADAMW8BIT ? 8.0 : g->bo;
+        o->host_offload += (4.0 + bo_host + 4.0) * P_t * so * cal->pin_factor;
+        o->gradients = (g->bw >= 4 ? 4.0 : 2.0) * P_t * sg;
+        o->optimizer = 0.0;
+    }
+    if (s->offload_params) { /* 3.3: weights on the host, the GPU keeps only W_g */
+        o->host_offload += (frozen + g->bw * P_t) / N * cal->pin_factor;
+        o->weights = 0.0;
+    }
+
+    /* 3.5 activations of one micro-batch per layer. */
+    struct act_shape x;
+    act_shape_of(g, m, s, s->recompute == RECOMPUTE_SELECTIVE, &x);
+    double bs = (double)g->b * g->s;
+    double a_saved = bs * est_act_tok_bytes(&x);
+    x.selective = false;
+    double a_full = bs * est_act_tok_bytes(&x);
+    double sp_div = x.sp ? g->t : 1.0;
+    double in_flight = g->p > 1 ? (first ? (g->p < g->m ? g->p : g->m) : 1) : 1;
+    double ifac = (first && g->v > 1) ? 1.0 + (g->p - 1.0) / (g->p * (double)g->v) : 1.0;
+    if (s->recompute == RECOMPUTE_FULL) {
+        /* Each layer's input, plus one layer rebuilt in full during its backward. */
+        o->activations = L_st * in_flight * ifac * g->e_act * bs * m->hidden / sp_div + a_full;
+        o->layer_act = g->e_act * bs * m->hidden / sp_div;
+    } else {
+        double lora_extra = g->lora ? g->e_act * bs * s->lora_rank * model_lora_matrices(m) : 0;
+        o->layer_act = a_saved + lora_extra;
+        o->activations = L_st * in_flight * ifac * o->layer_act;
+        if (first_st) /* embedding output, per micro-batch in flight */
+            o->activations += in_flight * ifac * g->e_act * bs * m->hidden / sp_div;
+    }
+    if (last) { /* final-norm input and the logits buffer (3.6) */
+        o->activations += g->e_act * bs * m->hidden / sp_div;
+        o->logits = bs * ((double)g->c.vocab_padded / g->t) * EST_LOGIT_BYTES;
+        o->activations += o->logits;
+    }
+
+    /* 3.7 workspace. */
+    o->workspace = a_full;
+    if (s->zero == 3) {
+        /* W_g = (B_w (1 + k_pf) + e_g) P_unit; lower bound 4 P_max (DeepSpeed). */
+        double unit = g->layer.matrix + g->layer.vector;
+        if (g->vocab_rank > unit)
+            unit = g->vocab_rank;
+        double e_w = g->lora ? g->e_kept : g->bw;
+        double wg = (e_w * (1.0 + EST_PREFETCH_UNITS) + (g->lora ? 0.0 : g->bw)) * unit;
+        if (!g->lora && wg < 4.0 * unit)
+            wg = 4.0 * unit;
+        o->w_gather = wg;
+        o->workspace += wg;
+    }
+    if (s->zero == 2) {
+        double grad_bytes = g->bg * P_t;
+        o->workspace += 2.0 * (grad_bytes < k_bucket_bytes ? grad_bytes : k_bucket_bytes);
+    }
+    if (g->quant) /* QLoRA: one layer dequantised to 16-bit */
+        o->workspace += 2.0 * g->layer.matrix;
+}
+
+static void infer_stage(const struct est_geom *g, const struct model_desc *m,
+                        const struct workload *w, const struct strategy *s, bool first,
+                        struct stage_mem *o)
+{
+    memset(o, 0, sizeof(*o));
+    bool last = g->p == 1 || !first;
+    int L_st = first ? g->L_first : g->L_last;
+    int d = m->head_dim > 0 ? m->head_dim : m->hidden / m->n_heads;
+    double f = m->ffn > 0 ? m->ffn : 4.0 * m->hidden;
+    double k_f = m->swiglu ? 3.0 : 2.0;
+    double b = g->b, sp = w->prompt_len;
+    double T = (double)w->prompt_len + w->gen_len;
+    if (m->sliding_window > 0 && T > m->sliding_window)
+        T = m->sliding_window;
+
+    o->weights = stage_weight_bytes(g, first); /* 4.1, 4.4 */
+    /* 4.2: 2 L g d T b e_kv, ceil(g/t) heads per rank. */
+    o->kv = 2.0 * L_st * g->kv_heads_rank * (double)d * T * b * g->e_kv;
+    /* 4.3: one layer's live set; prefill of the whole prompt vs one decode step. */
+    double heads_rank = (double)m->n_heads / g->t;
+    double prefill = b * sp * g->e_act * (2.0 * m->hidden + k_f * f / g->t);
+    double decode = b * g->e_act * (2.0 * m->hidden + k_f * f / g->t);
+    if (s->attention == ATTN_NAIVE) {
+        prefill += b * heads_rank * sp * sp * 4.0; /* fp32 scores */
+        decode += b * heads_rank * T * 4.0;
+    }
+    o->layer_act = prefill > decode ? prefill : decode;
+    o->activations = o->layer_act;
+    if (last) { /* only the last position is projected: b k V 4 */
+        o->logits = b * ((double)g->c.vocab_padded / g->t) * 4.0;
+        o->activations += o->logits;
+    }
+    if (g->quant)
+        o->workspace = 2.0 * g->layer.matrix; /* one layer dequantised */
+}
+
+static const char *stage_word(const struct est_geom *g, bool first)
+{
+    return g->p == 1 ? "single stage" : first ? "first stage" : "last stage";
+}
+
+/* Name and size of the biggest component, for "activations dominate: 34.2 GiB of 61 GiB". */
+static void reason_dominant(struct estimate *out)
+{
+    const struct mem_split *d = &out->dev;
+    const char *names[] = {"weights",  "gradients", "optimizer state", "activations",
+                           "KV cache", "workspace", "runtime overhead"};
+    double vals[] = {d->weights,  d->gradients, d->optimizer, d->activations,
+                     d->kv_cache, d->workspace, d->overhead};
+    int best = 0;
+    for (int i = 1; i < 7; i++)
+        if (vals[i] > vals[best])
+            best = i;
+    if (d->total <= 0)
+        return;
+    estimate_add_reason(out, "%s dominate%s: %.1f GiB of %.1f GiB per device (%.0f%%)", names[best],
+                        best == 2 ? "s" : "", vals[best] / GIB, d->total / GIB,
+                        100.0 * vals[best] / d->total);
+}
+
+int advisor_estimate_memory(const struct model_desc *m, const struct hardware *hw,
+                            const struct workload *w, const struct strategy *s,
+                            const struct advisor_calib *cal_in, struct estimate *out,
+                            struct sw_err *err)
+{
+    struct advisor_calib cal_def;
+    const struct advisor_calib *cal = cal_in;
+    if (!cal) {
+        advisor_calib_default(&cal_def);
+        cal = &cal_def;
+    }
+    if (m->n_layers < 1 || m->hidden < 1 || m->n_heads < 1)
+        return sw_errf(err, SW_EINVAL, "model '%s' is missing sizes", m->name);
+    struct est_geom g;
+    est_geom_init(&g, m, hw, w, s);
+    out->calib = *cal;
+    out->gpus = g.devices;
+
+    /* Parameter counts as reported: unpadded vocabulary (what the checkpoint holds). */
+    struct model_counts hf;
+    model_count(m, 1, &hf);
+    out->params_total = hf.params_total;
+    if (g.lora)
+        out->params_trainable =
+            (int64_t)llround(m->n_layers * model_lora_params_layer(m, s->lora_rank, 1));
+    else
+        out->params_trainable = g.train ? hf.params_total : 0;
+
+    struct stage_mem st[2];
+    for (int i = 0; i < (g.p > 1 ? 2 : 1); i++) {
+        if (g.train)
+            train_stage(&g, m, s, cal, i == 0, &st[i]);
+        else
+            infer_stage(&g, m, w, s, i == 0, &st[i]);
+    }
+    bool first = g.p == 1 || stage_total(&st[0]) >= stage_total(&st[1]);
+    const struct stage_mem *x = first ? &st[0] : &st[1];
+
+    double cap_dev = advisor_dev_capacity_bytes(hw, s);
+    double host_cap = hw_is_cpu_only(hw) ? cap_dev : (double)hw->mem.usable_bytes;
+    if (host_cap <= 0)
+        host_cap =
+            (double)(hw->mem.available_bytes ? hw->mem.available_bytes : hw->mem.total_bytes);
+    double reserve = cal->host_reserve_frac;
+    double runtime = g.cpu ? (cal->calibrated ? cal->runtime_overhead_bytes : EST_CPU_PROCESS_BYTES)
+                           : cal->runtime_overhead_bytes;
+
+    struct mem_split *d = &out->dev;
+    d->weights = x->weights;
+    d->gradients = x->gradients;
+    d->optimizer = x->optimizer;
+    d->activations = x->activations;
+    d->kv_cache = x->kv;
+    d->workspace = x->workspace;
+    out->logits_bytes = x->logits;
+
+    /* Loading path per rank (section 5) and the process baseline. */
+    double stored = m->stored_bytes_per_param > 0 ? m->stored_bytes_per_param : 2.0;
+    double loading =
+        g.train ? 4.0 * (double)g.c.params_max_unit : stored * (double)g.c.params_max_unit;
+    int ranks = g.ranks_per_node;
+
+    if (g.cpu) {
+        /* Device = host: every process of a node shares host memory. */
+        d->overhead = runtime;
+        d->total = stage_total(x) + d->overhead;
+        out->capacity_bytes = (1.0 - reserve) * host_cap / ranks;
+        out->host_offload_bytes = 0;
+        out->host_total_bytes = ranks * d->total;
+        out->host_capacity_bytes = host_cap;
+        out->host_fits = host_cap > 0 && out->host_total_bytes <= (1.0 - reserve) * host_cap;
+        out->fits = out->host_fits;
+    } else {
+        d->overhead = runtime + cal->frag_margin * cap_dev;
+        d->total = stage_total(x) + d->overhead;
+        out->capacity_bytes = cap_dev;
+        out->host_offload_bytes = ranks * x->host_offload;
+        out->host_total_bytes = out->host_offload_bytes + ranks * (EST_CPU_PROCESS_BYTES + loading);
+        out->host_capacity_bytes = host_cap;
+        out->host_fits = host_cap <= 0 || out->host_total_bytes <= (1.0 - reserve) * host_cap;
+        out->fits = cap_dev > 0 && d->total <= cap_dev && out->host_fits;
+    }
+
+    /* Reasons: what drove the numbers. */
+    reason_dominant(out);
+    if (g.cpu)
+        estimate_add_reason(out,
+                            "%s: %.1f GiB per process x %d on %.1f GiB host (%.0f%% "
+                            "reserve)",
+                            out->fits ? "fits" : "does not fit", d->total / GIB, ranks,
+                            host_cap / GIB, 100.0 * reserve);
+    else if (cap_dev <= 0)
+        estimate_add_reason(out, "device memory unknown: fit not tested");
+    else
+        estimate_add_reason(out,
+                            "%s: %.1f GiB of %.1f GiB usable per device (incl. %.0f%% "
+                            "fragmentation margin, %.2f GiB runtime)",
+                            d->total <= cap_dev ? "fits" : "does not fit", d->total / GIB,
+                            cap_dev / GIB, 100.0 * cal->frag_margin, runtime / GIB);
+    if (!g.cpu && !out->host_fits)
+        estimate_add_reason(out,
+                            "host memory short: needs %.1f GiB of %.1f GiB (%.0f%% "
+                            "reserve)",
+                            out->host_total_bytes / GIB, host_cap / GIB, 100.0 * reserve);
+    if (g.train) {
+        double per_param = g.bw + g.bm + g.bg + g.bo;
+        estimate_add_reason(out,
+                            "%s state: %s row %g+%g+%g B/param + %s %.3g = %.3g B per "
+                            "trainable param%s",
+                            g.lora ? "adapter" : "model",
+                            g.lora ? "fp32 adapter" : precision_name(s->precision), g.bw, g.bm,
+                            g.bg, optimizer_name(s->optimizer), g.bo, per_param,
+                            s->zero ? ", ZeRO-sharded" : "");
+        char logits[48] = "";
+        if (x->logits > 0)
+            snprintf(logits, sizeof(logits), ", logits %.2f GiB fp32", x->logits / GIB);
+        estimate_add_reason(out,
+                            "activations: %.2f GiB per layer per micro-batch (%s "
+                            "attention, recompute %s, dropout off%s)",
+                            x->layer_act / GIB, attention_name(s->attention),
+                            recompute_name(s->recompute), logits);
+        if (x->logits > x->layer_act && x->logits > 0)
+            estimate_add_reason(out,
+                                "logits buffer %.2f GiB exceeds one layer's activations "
+                                "(vocab %lld)",
+                                x->logits / GIB, (long long)g.c.vocab_padded);
+        if (s->zero == 3)
+            estimate_add_reason(out,
+                                "ZeRO-3 gather working set W_g %.2f GiB (%g prefetched "
+                                "unit)",
+                                x->w_gather / GIB, EST_PREFETCH_UNITS);
+        if (s->offload_optimizer || s->offload_params)
+            estimate_add_reason(out,
+                                "offload: %.1f GiB pinned host memory per rank (k_pin "
+                                "%.2g)",
+                                x->host_offload / GIB, cal->pin_factor);
+    } else {
+        double T = (double)w->prompt_len + w->gen_len;
+        estimate_add_reason(out,
+                            "KV cache %.2f GiB for batch %d x %.0f tokens (%s, %d KV "
+                            "heads per device)",
+                            x->kv / GIB, w->batch, T, wformat_name(s->kv_dtype), g.kv_heads_rank);
+        estimate_add_reason(out,
+                            "weights %.2f GiB per device (%s, embedding and head "
+                            "%s)",
+                            x->weights / GIB, wformat_name(s->weights),
+                            g.e_kept >= 4 ? "fp32" : "16-bit");
+    }
+    if (g.p > 1)
+        estimate_add_reason(out, "pp %d: %s reported (%d layers%s)", g.p, stage_word(&g, first),
+                            first ? g.L_first : g.L_last,
+                            (g.train && first) ? ", 1F1B micro-batches in flight" : "");
+    return 0;
+}

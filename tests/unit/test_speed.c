@@ -1,0 +1,463 @@
+/* Tests of the speed model (speed.c, sections 6-8 of the strategy reference): the worked
+ * examples (F_tok 7.21e9 and a 1.9 s step; all-reduce 17.5 ms / 140 ms; bubble 18.75% / 9.4%;
+ * decode 13.8 ms), MFU/HFU, the roofline when the peak is unknown, the measured-rate override,
+ * optimizer and offload time, DP/TP communication, time to train, link classes and the JSON/YAML
+ * keys of estimate_emit. Models and hardware are built here. */
+#include "harness.h"
+
+#include "advisor/advisor.h"
+#include "advisor/advisor_int.h"
+
+static void llama(struct model_desc *m, int L, int h, int a, int g, int f, int V)
+{
+    memset(m, 0, sizeof(*m));
+    snprintf(m->name, sizeof(m->name), "test-llama");
+    m->arch = MODEL_ARCH_LLAMA;
+    m->n_layers = L, m->hidden = h, m->n_heads = a, m->n_kv_heads = g, m->head_dim = h / a;
+    m->ffn = f, m->vocab = V, m->max_pos = 8192;
+    m->rms_norm = m->swiglu = true;
+}
+
+/* `n` GPUs per node with a 1000 TFLOP/s bf16 peak and memory bandwidth `bw`. */
+static void gpu_node(struct hardware *hw, int n, int nodes, double bw)
+{
+    memset(hw, 0, sizeof(*hw));
+    snprintf(hw->name, sizeof(hw->name), "test-node");
+    hw->source = HW_SRC_PROFILE;
+    hw->n_gpus = n, hw->nodes = nodes;
+    for (int i = 0; i < n; i++) {
+        struct hw_gpu *g = &hw->gpus[i];
+        g->known = HW_GPU_CC | HW_GPU_MEM_TOTAL | HW_GPU_MEM_BW | HW_GPU_PEAK;
+        g->cc_major = 9;
+        g->mem_total_bytes = 80000000000ull;
+        g->mem_bw_bytes_per_s = bw;
+        g->peak_flops[HW_DT_BF16] = g->peak_flops[HW_DT_FP16] = 1e15;
+        g->peak_flops[HW_DT_TF32] = 5e14;
+        g->peak_flops[HW_DT_FP32] = 6e13;
+        for (int j = 0; j < n; j++)
+            hw->link[i][j] = i == j ? HW_LINK_SELF : HW_LINK_NVSWITCH;
+    }
+    hw->intra_bytes_per_s = 200e9, hw->inter_bytes_per_s = 400e9, hw->pcie_bytes_per_s = 25e9;
+    hw->host_mem_bytes_per_s = 100e9;
+    hw->mem.total_bytes = hw->mem.usable_bytes = 4096ull << 30;
+}
+
+static void est(const struct model_desc *m, const struct hardware *hw, const struct workload *w,
+                const struct strategy *s, const struct advisor_calib *cal, struct estimate *e)
+{
+    struct sw_err err;
+    sw_err_init(&err);
+    int rc = advisor_estimate(m, hw, w, s, cal, e, &err);
+    CHECK_OK(rc, &err);
+}
+
+static bool has_reason(const struct estimate *e, const char *needle)
+{
+    for (int i = 0; i < e->n_reasons; i++)
+        if (strstr(e->reasons[i], needle))
+            return true;
+    return false;
+}
+
+/* A model with N_mm = 1,000,079,360 (about 1e9), L = 24, q = 2048: the 6.1 worked example. */
+static void model_1b(struct model_desc *m)
+{
+    llama(m, 24, 2048, 16, 4, 4096, 70528);
+}
+
+/* 6.1: F_tok = 6 N_mm + 12 L q s = 7.21e9; 2^20 tokens = 7.56e15 FLOPs; 8 GPUs at 1000
+ * TFLOP/s and eta_f = 0.5: 1.9 s of compute. */
+static void test_ftok_worked_example(void)
+{
+    struct model_desc m;
+    struct hardware hw;
+    struct workload w;
+    struct strategy s;
+    struct estimate e;
+    model_1b(&m);
+    struct model_counts c;
+    model_count(&m, 128, &c);
+    CHECK_INT(c.params_matmul, 1000079360LL);
+    gpu_node(&hw, 8, 1, 3.35e12);
+    workload_init(&w);
+    w.seq = 2048;
+    strategy_init(&s);
+    s.dp = 8, s.micro_batch = 8, s.grad_accum = 8; /* 8 x 8 x 8 x 2048 = 2^20 tokens */
+    est(&m, &hw, &w, &s, NULL, &e);
+    double ftok = 6.0 * 1000079360.0 + 12.0 * 24 * 2048 * 2048;
+    CHECK_REL(e.flops_per_token, ftok, 1e-12);
+    CHECK_NEAR(e.flops_per_token / 1e9, 7.21, 0.005);
+    CHECK_REL(e.flops_per_step, ftok * 1048576.0, 1e-12);
+    CHECK_NEAR(e.flops_per_step / 1e15, 7.56, 0.005);
+    CHECK_REL(e.compute_s, e.flops_per_step / (8 * 1e15 * 0.5), 1e-9);
+    CHECK_NEAR(e.compute_s, 1.9, 0.02);
+    CHECK_REL(e.hw_flops_per_step, e.flops_per_step, 1e-12);
+    CHECK(e.step_time_s > e.compute_s);
+    /* 8: tokens/s = B s / t_step, MFU = F_tok tokens/s / (GPUs peak). */
+    CHECK_REL(e.tokens_per_s, 1048576.0 / e.step_time_s, 1e-12);
+    CHECK_REL(e.mfu, e.flops_per_token * e.tokens_per_s / (8 * 1e15), 1e-12);
+    CHECK(e.mfu > 0.45 && e.mfu <= 0.5);
+    CHECK_NEAR(e.step_time_s,
+               e.compute_s + e.comm_exposed_s + e.bubble_s + e.optimizer_s + e.offload_s, 1e-12);
+    CHECK(e.peak_dtype == HW_DT_BF16 && e.peak_flops_used == 1e15);
+    /* fp32 and tf32 use their own peaks (6.3). */
+    s.precision = PREC_TF32, s.attention = ATTN_NAIVE;
+    est(&m, &hw, &w, &s, NULL, &e);
+    CHECK(e.peak_dtype == HW_DT_TF32 && e.peak_flops_used == 5e14);
+}
+
+/* 6.1/6.3: recompute adds hardware FLOPs (HFU >= MFU): full = one more forward of the layers,
+ * selective = the attention core. */
+static void test_recompute_flops(void)
+{
+    struct model_desc m;
+    struct hardware hw;
+    struct workload w;
+    struct strategy s;
+    struct estimate e;
+    model_1b(&m);
+    gpu_node(&hw, 1, 1, 3.35e12);
+    workload_init(&w);
+    w.seq = 2048;
+    strategy_init(&s);
+    s.micro_batch = 4;
+    double N = 1000079360.0, Lqs = 24.0 * 2048 * 2048, hV = 2048.0 * 70528;
+    double F = 6 * N + 12 * Lqs;
+    s.recompute = RECOMPUTE_FULL;
+    est(&m, &hw, &w, &s, NULL, &e);
+    CHECK_REL(e.hw_flops_per_step / e.flops_per_step, (F + 2 * (N - hV) + 4 * Lqs) / F, 1e-12);
+    CHECK(e.hfu > e.mfu);
+    s.recompute = RECOMPUTE_SELECTIVE;
+    est(&m, &hw, &w, &s, NULL, &e);
+    CHECK_REL(e.hw_flops_per_step / e.flops_per_step, (F + 4 * Lqs) / F, 1e-12);
+    /* LoRA: F_tok = 4 N_mm + 6 P_A + 12 L q s. */
+    s.recompute = RECOMPUTE_NONE, s.lora_rank = 8;
+    est(&m, &hw, &w, &s, NULL, &e);
+    double P_A = 24.0 * 8 * (7 * 2048 + 2 * 2048 + 2 * 512 + 3 * 4096);
+    CHECK_REL(e.flops_per_token, 4 * N + 6 * P_A + 12 * Lqs, 1e-12);
+}
+
+/* 7.1: all-reduce of 2e9 B over 8 ranks: 17.5 ms at 200 GB/s, 140 ms at 25 GB/s. */
+static void test_collectives(void)
+{
+    CHECK_NEAR(est_allreduce_s(2e9, 8, 200e9, 1.0, 0), 0.0175, 1e-12);
+    CHECK_NEAR(est_allreduce_s(2e9, 8, 25e9, 1.0, 0), 0.140, 1e-12);
+    CHECK_NEAR(est_gather_s(2e9, 8, 200e9, 1.0, 0), 0.0175 / 2, 1e-12);
+    CHECK_NEAR(est_allreduce_s(2e9, 8, 200e9, 0.65, 8e-6), 8e-6 + 0.0175 / 0.65, 1e-12);
+    CHECK_NEAR(est_allreduce_s(2e9, 1, 200e9, 1.0, 8e-6), 0, 0);
+}
+
+/* 7.3: p = 4, m = 16: 18.75 %; interleaved v = 2: 9.4 %. Also through the estimate. */
+static void test_bubble(void)
+{
+    CHECK_NEAR(est_bubble_ratio(4, 16, 1), 0.1875, 1e-15);
+    CHECK_NEAR(est_bubble_ratio(4, 16, 2), 0.09375, 1e-15);
+    CHECK_NEAR(est_bubble_ratio(1, 16, 1), 0, 0);
+    struct model_desc m;
+    struct hardware hw;
+    struct workload w;
+    struct strategy s;
+    struct estimate e;
+    model_1b(&m);
+    gpu_node(&hw, 4, 1, 3.35e12);
+    hw.intra_bytes_per_s = 1e18; /* make the stage sends negligible */
+    struct advisor_calib cal;
+    advisor_calib_default(&cal);
+    cal.comm_latency_s = 0;
+    workload_init(&w);
+    w.seq = 2048;
+    strategy_init(&s);
+    s.pp = 4, s.grad_accum = 16;
+    est(&m, &hw, &w, &s, &cal, &e);
+    CHECK_REL(e.bubble_s / e.compute_s, 0.1875, 1e-6);
+    CHECK(has_reason(&e, "pipeline bubble"));
+    s.pp_interleave = 2;
+    est(&m, &hw, &w, &s, &cal, &e);
+    CHECK_REL(e.bubble_s / e.compute_s, 0.09375, 1e-6);
+}
+
+/* 6.5 worked example: 20 GB of 16-bit weights + 2 GB of cache at 2 TB/s, eta_m = 0.8:
+ * 13.8 ms per token, about 73 tokens/s at b = 1. The model: 31 layers of h = 5120 (MHA),
+ * f = 13824, V = 32000: 19.99 GB of weights read per token; T = 3000 + 300/2 = 3150 cached
+ * tokens: 2.0 GB of KV. */
+static void test_decode_worked_example(void)
+{
+    struct model_desc m;
+    struct hardware hw;
+    struct workload w;
+    struct strategy s;
+    struct estimate e;
+    llama(&m, 31, 5120, 40, 40, 13824, 32000);
+    gpu_node(&hw, 1, 1, 2e12);
+    struct advisor_calib cal;
+    advisor_calib_default(&cal);
+    cal.eta_mem = 0.8;
+    workload_init(&w);
+    w.task = TASK_INFER, w.batch = 1, w.prompt_len = 3000, w.gen_len = 300;
+    strategy_init(&s);
+    est(&m, &hw, &w, &s, &cal, &e);
+    double layer = 4.0 * 5120 * 5120 + 3.0 * 5120 * 13824 + 2 * 5120;
+    double weights = 2.0 * (31 * layer + 32000.0 * 5120);
+    double kv = 2.0 * 31 * 40 * 128 * 3150 * 2;
+    CHECK_NEAR(weights / 1e9, 20.0, 0.02);
+    CHECK_NEAR(kv / 1e9, 2.0, 0.01);
+    CHECK_REL(e.decode_s_per_token, (weights + kv) / (2e12 * 0.8), 1e-9);
+    CHECK_NEAR(e.decode_s_per_token * 1e3, 13.8, 0.1);
+    CHECK_NEAR(e.infer_tokens_per_s, 73, 1);
+    CHECK_REL(e.tokens_per_s, 1.0 / e.decode_s_per_token, 1e-12);
+    CHECK(has_reason(&e, "bandwidth-bound"));
+    /* TTFT: prefill is compute-bound here; at least the matmul FLOPs at peak x 0.7. */
+    double prefill = 2.0 * 31 * (layer - 2 * 5120) * 3000 + 4.0 * 31 * 5120 * 3000.0 * 3000 * 0.5;
+    CHECK(e.ttft_s >= prefill / (1e15 * 0.7));
+    CHECK(e.ttft_s < 1.05 * prefill / (1e15 * 0.7) + 2 * 32000.0 * 5120 / (2e12 * 0.8));
+    CHECK(isnan(e.mfu));
+    /* Tensor parallel: per-token bytes per device / t plus 2 all-reduces per layer. */
+    gpu_node(&hw, 2, 1, 2e12);
+    s.tp = 2;
+    struct estimate e2;
+    est(&m, &hw, &w, &s, &cal, &e2);
+    double ar = est_allreduce_s(5120 * 2.0, 2, 200e9, 0.65, 8e-6);
+    CHECK(e2.decode_s_per_token < e.decode_s_per_token);
+    CHECK(e2.decode_s_per_token > (weights + kv) / 2 / (2e12 * 0.8) + 2 * 31 * ar * 0.99);
+}
+
+/* 6.4: eta_f falls as eta_max min(1, M/M_sat). */
+static void test_eta_falloff(void)
+{
+    CHECK_NEAR(est_eta_flops(0.5, 256, 512), 0.25, 1e-15);
+    CHECK_NEAR(est_eta_flops(0.5, 4096, 512), 0.5, 1e-15);
+    struct model_desc m;
+    struct hardware hw;
+    struct workload w;
+    struct strategy s;
+    struct estimate e;
+    model_1b(&m);
+    gpu_node(&hw, 1, 1, 3.35e12);
+    workload_init(&w);
+    w.seq = 128;
+    strategy_init(&s);
+    est(&m, &hw, &w, &s, NULL, &e);
+    CHECK(has_reason(&e, "small micro-batch"));
+    CHECK(e.mfu < 0.5 * 128 / 512 + 1e-9);
+}
+
+/* Unknown peak: MFU unknown (NaN), never another GPU's peak; time from bandwidth only. The
+ * measured rate (--achieved-tflops) replaces peak x eta. */
+static void test_unknown_peak_and_override(void)
+{
+    struct model_desc m;
+    struct hardware hw;
+    struct workload w;
+    struct strategy s;
+    struct estimate e;
+    model_1b(&m);
+    gpu_node(&hw, 1, 1, 3.35e12);
+    hw.gpus[0].peak_flops[HW_DT_BF16] = 0;
+    workload_init(&w);
+    w.seq = 2048;
+    strategy_init(&s);
+    s.micro_batch = 4;
+    est(&m, &hw, &w, &s, NULL, &e);
+    CHECK(isnan(e.mfu));
+    CHECK(e.step_time_s > 0 && isfinite(e.step_time_s));
+    CHECK(has_reason(&e, "peak unknown"));
+    gpu_node(&hw, 1, 1, 3.35e12);
+    struct advisor_calib cal;
+    advisor_calib_default(&cal);
+    cal.achieved_flops = 400e12;
+    est(&m, &hw, &w, &s, &cal, &e);
+    CHECK_REL(e.compute_s, e.hw_flops_per_step / 400e12, 1e-9);
+    CHECK(has_reason(&e, "measured rate"));
+}
+
+/* 8 / 7.4: optimizer step = bytes touched / (BW eta_m): AdamW mixed 30 B/param; offload: PCIe
+ * (e_g + e_w) P plus the CPU step 30 P / host BW. */
+static void test_optimizer_and_offload(void)
+{
+    struct model_desc m;
+    struct hardware hw;
+    struct workload w;
+    struct strategy s;
+    struct estimate e;
+    model_1b(&m);
+    gpu_node(&hw, 1, 1, 2e12);
+    workload_init(&w);
+    strategy_init(&s);
+    struct model_counts c;
+    model_count(&m, 128, &c);
+    double P = (double)c.params_total;
+    est(&m, &hw, &w, &s, NULL, &e);
+    CHECK_REL(e.optimizer_s, 30.0 * P / (2e12 * 0.9), 1e-12);
+    CHECK_NEAR(e.offload_s, 0, 0);
+    s.offload_optimizer = true;
+    est(&m, &hw, &w, &s, NULL, &e);
+    CHECK_NEAR(e.optimizer_s, 0, 0);
+    CHECK_REL(e.offload_s, 4.0 * P / 25e9 + 30.0 * P / 100e9, 1e-12);
+    s.zero = 3, s.offload_params = true; /* + 2 gathers of 16-bit weights per micro-batch */
+    est(&m, &hw, &w, &s, NULL, &e);
+    CHECK_REL(e.offload_s, 4.0 * P / 25e9 + 30.0 * P / 100e9 + 2 * 2.0 * P / 25e9, 1e-12);
+    /* Training time for a token budget. */
+    strategy_init(&s);
+    w.tokens_total = 1000000000LL;
+    est(&m, &hw, &w, &s, NULL, &e);
+    CHECK_REL(e.time_to_train_s, 1e9 / e.tokens_per_s, 1e-12);
+    CHECK_REL(e.gpu_hours, e.time_to_train_s / 3600, 1e-12);
+}
+
+/* 7.2: DDP all-reduce overlapped with the last backward; TP all-reduces exposed. */
+static void test_dp_tp_comm(void)
+{
+    struct model_desc m;
+    struct hardware hw;
+    struct workload w;
+    struct strategy s;
+    struct estimate fast, slow;
+    model_1b(&m);
+    gpu_node(&hw, 8, 1, 3.35e12);
+    workload_init(&w);
+    w.seq = 1024;
+    strategy_init(&s);
+    s.dp = 8;
+    est(&m, &hw, &w, &s, NULL, &fast);
+    hw.intra_bytes_per_s = 10e9;
+    est(&m, &hw, &w, &s, NULL, &slow);
+    CHECK(slow.comm_exposed_s > fast.comm_exposed_s);
+    struct model_counts c;
+    model_count(&m, 128, &c);
+    double grads = 4.0 * c.params_total;
+    double ar = est_allreduce_s(grads, 8, 10e9, 0.65, 8e-6);
+    double bucket = est_allreduce_s(25.0 * 1024 * 1024, 8, 10e9, 0.65, 8e-6);
+    double t_bwd = 2.0 / 3.0 * slow.compute_s;
+    CHECK_REL(slow.comm_exposed_s, ar - t_bwd + bucket, 1e-9);
+    CHECK_STR(slow.link_class, "NVSwitch");
+    /* ZeRO-1: reduce-scatter of fp32 gradients overlapped with the last backward, then an
+     * exposed all-gather of the 16-bit weights. */
+    s.zero = 1;
+    est(&m, &hw, &w, &s, NULL, &slow);
+    double rs = est_gather_s(grads, 8, 10e9, 0.65, 8e-6);
+    double rs_bucket = est_gather_s(25.0 * 1024 * 1024, 8, 10e9, 0.65, 8e-6);
+    double ag = est_gather_s(2.0 * c.params_total, 8, 10e9, 0.65, 8e-6);
+    CHECK_REL(slow.comm_exposed_s, (rs - t_bwd) + rs_bucket + ag, 1e-9);
+    /* ZeRO-3: per micro-batch two gathers of 16-bit weights and a reduce-scatter of 16-bit
+     * gradients, overlapped with the micro-batch, one unit exposed. */
+    s.zero = 3;
+    est(&m, &hw, &w, &s, NULL, &slow);
+    double z3 = 2 * est_gather_s(2.0 * c.params_total, 8, 10e9, 0.65, 8e-6) +
+                est_gather_s(2.0 * c.params_total, 8, 10e9, 0.65, 8e-6);
+    double unit = est_gather_s(2.0 * 70528 * 2048, 8, 10e9, 0.65, 8e-6);
+    CHECK_REL(slow.comm_exposed_s, z3 - slow.compute_s + unit, 1e-9);
+    /* TP: 4 all-reduces of b s h e per layer per micro-batch, all exposed. */
+    gpu_node(&hw, 8, 1, 3.35e12);
+    strategy_init(&s);
+    s.tp = 2, s.grad_accum = 2;
+    est(&m, &hw, &w, &s, NULL, &fast);
+    double tp = 4 * 24 * est_allreduce_s(1024 * 2048 * 2.0, 2, 200e9, 0.65, 8e-6);
+    CHECK_REL(fast.comm_exposed_s, 2 * tp, 1e-9);
+    /* Across nodes the DP ring uses each GPU's share of the NIC. */
+    gpu_node(&hw, 8, 2, 3.35e12);
+    strategy_init(&s);
+    s.dp = 16;
+    est(&m, &hw, &w, &s, NULL, &slow);
+    CHECK_STR(slow.link_class, "NVSwitch + inter-node NIC");
+    CHECK(has_reason(&slow, "inter-node"));
+    gpu_node(&hw, 1, 1, 3.35e12);
+    strategy_init(&s);
+    est(&m, &hw, &w, &s, NULL, &fast);
+    CHECK_STR(fast.link_class, "none");
+}
+
+/* The contract keys of estimate_emit, in JSON; training nulls the inference keys. */
+static void test_emit_keys(void)
+{
+    struct model_desc m;
+    struct hardware hw;
+    struct workload w;
+    struct strategy s;
+    struct estimate e;
+    model_1b(&m);
+    gpu_node(&hw, 1, 1, 3.35e12);
+    workload_init(&w);
+    strategy_init(&s);
+    est(&m, &hw, &w, &s, NULL, &e);
+    struct sw_buf b;
+    struct sw_emit em;
+    sw_buf_init(&b, 1 << 20);
+    sw_emit_init_buf(&em, &b, SW_FMT_JSON);
+    estimate_emit(&em, NULL, &e);
+    sw_emit_finish(&em);
+    static const char *const keys[] = {"\"params_total\": ",
+                                       "\"per_device_bytes\": {",
+                                       "\"weights\": ",
+                                       "\"gradients\": ",
+                                       "\"optimizer\": ",
+                                       "\"activations\": ",
+                                       "\"kv_cache\": ",
+                                       "\"workspace\": ",
+                                       "\"overhead\": ",
+                                       "\"total\": ",
+                                       "\"host_bytes\": {",
+                                       "\"offload\": ",
+                                       "\"fits\": ",
+                                       "\"flops_per_step\": ",
+                                       "\"step_time_s\": ",
+                                       "\"tokens_per_s\": ",
+                                       "\"mfu\": ",
+                                       "\"ttft_s\": null",
+                                       "\"decode_s_per_token\": null",
+                                       "\"reasons\": [",
+                                       "\"source\": \"default\"",
+                                       NULL};
+    for (int i = 0; keys[i]; i++)
+        CHECK_MSG(b.data && strstr(b.data, keys[i]), "missing %s", keys[i]);
+    sw_buf_release(&b);
+    w.task = TASK_INFER;
+    est(&m, &hw, &w, &s, NULL, &e);
+    sw_buf_init(&b, 1 << 20);
+    sw_emit_init_buf(&em, &b, SW_FMT_JSON);
+    estimate_emit(&em, NULL, &e);
+    sw_emit_finish(&em);
+    CHECK(b.data && strstr(b.data, "\"step_time_s\": null"));
+    CHECK(b.data && strstr(b.data, "\"mfu\": null"));
+    CHECK(b.data && !strstr(b.data, "\"ttft_s\": null"));
+    sw_buf_release(&b);
+}
+
+/* The search calls advisor_estimate about 1e5 times: it must stay in the microseconds. */
+static void test_fast(void)
+{
+    struct model_desc m;
+    struct hardware hw;
+    struct workload w;
+    struct strategy s;
+    struct estimate e;
+    struct sw_err err;
+    model_1b(&m);
+    gpu_node(&hw, 8, 1, 3.35e12);
+    workload_init(&w);
+    strategy_init(&s);
+    s.dp = 8, s.zero = 3;
+    int n = 20000;
+    double t0 = sw_now_s();
+    for (int i = 0; i < n; i++) {
+        s.micro_batch = 1 + i % 8;
+        advisor_estimate(&m, &hw, &w, &s, NULL, &e, &err);
+    }
+    double per_call_s = (sw_now_s() - t0) / n;
+    CHECK_MSG(per_call_s < 100e-6, "%.2f us per estimate", per_call_s * 1e6);
+}
+
+int main(void)
+{
+    RUN(test_ftok_worked_example);
+    RUN(test_recompute_flops);
+    RUN(test_collectives);
+    RUN(test_bubble);
+    RUN(test_decode_worked_example);
+    RUN(test_eta_falloff);
+    RUN(test_unknown_peak_and_override);
+    RUN(test_optimizer_and_offload);
+    RUN(test_dp_tp_comm);
+    RUN(test_emit_keys);
+    RUN(test_fast);
+    return harness_finish("test_speed");
+}
