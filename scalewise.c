@@ -18,6 +18,7 @@ static const struct command commands[] = {
     {"estimate", cli_estimate, "memory and speed of one fully specified setup"},
     {"plan", cli_plan, "search the strategy space and rank the plans that fit"},
     {"explain", cli_explain, "print a plan's estimate breakdown and the reasons"},
+    {"data", cli_data, "prepare a text corpus into token shards; inspect a shard"},
 };
 
 static void usage(FILE *f)

@@ -14,6 +14,7 @@ int cli_profiles(int argc, char **argv);
 int cli_estimate(int argc, char **argv);
 int cli_plan(int argc, char **argv);
 int cli_explain(int argc, char **argv);
+int cli_data(int argc, char **argv);
 
 /* Usage text of one command (or the overview when cmd is NULL) to stdout. */
 void cli_print_usage(const char *cmd);
