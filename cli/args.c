@@ -455,7 +455,13 @@ static int load_model(struct cli_setup *s, struct sw_err *err)
     if (s->model_profile[0] && s->model_config[0])
         return sw_errf(err, SW_EINVAL, "give either --model or --model-config, not both");
     if (s->model_profile[0]) {
-        rc = profile_load_model(s->model_profile, m, err);
+        /* A path (has a '/' or ends in .yaml) is a model file of the profile format. */
+        size_t n = strlen(s->model_profile);
+        if (strchr(s->model_profile, '/') ||
+            (n > 5 && !strcmp(s->model_profile + n - 5, ".yaml")))
+            rc = model_load_file(s->model_profile, m, err);
+        else
+            rc = profile_load_model(s->model_profile, m, err);
     } else if (s->model_config[0]) {
         rc = model_load_hf_config(s->model_config, m, err);
     } else if (sizes) {
@@ -678,6 +684,7 @@ int cli_report(const char *cmd, const struct sw_err *err)
     case SW_ENOENT:
     case SW_EPARSE:
     case SW_ERANGE:
+    case SW_EUNSUPPORTED: /* an input this build cannot take (a model type, a dtype) */
         return CLI_EXIT_USAGE;
     default:
         return CLI_EXIT_FAIL;

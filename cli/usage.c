@@ -8,7 +8,8 @@
 
 static const char model_flags[] =
     "model (one of):\n"
-    "  --model NAME               a model profile (scalewise profiles --kind model)\n"
+    "  --model NAME|FILE.yaml     a model profile (scalewise profiles --kind model) or a model\n"
+    "                             file in the profile format\n"
     "  --model-config FILE        a Hugging Face config.json\n"
     "  --layers L --hidden H --heads A [--kv-heads G] [--ffn F] [--vocab V]\n"
     "             [--arch gpt2|llama]   sizes (also override a profile's values)\n";
@@ -131,7 +132,7 @@ void cli_print_usage(const char *cmd)
 {
     if (!cmd) {
         printf("usage: scalewise <command> [options]\n\n"
-               "commands: probe, profiles, estimate, plan, explain, help\n"
+               "commands: probe, profiles, estimate, plan, explain, data, help\n"
                "Run 'scalewise help <command>' for the options of a command.\n");
         return;
     }
@@ -145,6 +146,10 @@ void cli_print_usage(const char *cmd)
         usage_probe();
     else if (!strcmp(cmd, "profiles"))
         usage_profiles();
-    else
+    else if (!strcmp(cmd, "data")) {
+        char help[] = "--help";
+        char *argv[] = {help, NULL};
+        (void)cli_data(1, argv);
+    } else
         printf("scalewise %s: no help text; run 'scalewise help' for the commands\n", cmd);
 }

@@ -256,6 +256,12 @@ int sw_read_file(const char *path, size_t max_bytes, char **out, size_t *out_len
     if (!f)
         return sw_err_at(err, errno == ENOENT ? SW_ENOENT : SW_EIO, path, 0, 0,
                          "cannot open: %s", strerror(errno));
+    struct stat st;
+    if (fstat(fileno(f), &st) == 0 && !S_ISREG(st.st_mode)) {
+        fclose(f);
+        return sw_err_at(err, SW_EINVAL, path, 0, 0, "not a regular file (a directory?); "
+                         "expected a file");
+    }
     struct sw_buf b;
     sw_buf_init(&b, max_bytes);
     char chunk[65536];
