@@ -114,7 +114,7 @@ double advisor_dev_mem_bw(const struct hardware *hw, const struct strategy *s);
 #define EST_LOGIT_BYTES 4.0                        /* c_V: fp32 logits, gradient in place */
 #define EST_PREFETCH_UNITS 1.0                     /* k_pf: ZeRO-3 units prefetched */
 #define EST_DROPOUT 0.0                            /* delta: dropout off */
-#define EST_M_SAT_GPU 512.0                        /* tokens where GEMM eta_f saturates */
+#define EST_M_SAT_GPU 2048.0                       /* tokens where GEMM eta_f saturates */
 #define EST_M_SAT_CPU 64.0
 #define EST_CPU_PROCESS_BYTES (64.0 * 1024 * 1024) /* a CPU process's baseline */
 

@@ -267,11 +267,14 @@ static bool try_train_config(struct ctx *c, struct strategy st)
             continue;
         if (!fits_headroom(c, e))
             break; /* the linear solve was optimistic (pipeline in-flight count): stop here */
-        /* A larger micro-batch must buy at least 1% more: past that point it only costs
-         * memory (and, without a batch target, grows the global batch). */
+        /* Without a batch target a larger micro-batch grows the global batch, so it must buy
+         * at least 1% more. With a target, the global batch is fixed: take the largest b that
+         * is within 1% of the best (11.1 step 3: never shrink b more than needed). */
         double sc = score_of(c, e);
-        if (sc > best_score * 1.01) {
-            best_score = sc;
+        bool better = c->target_seq > 0 ? sc >= best_score * 0.99 : sc > best_score * 1.01;
+        if (better) {
+            if (sc > best_score)
+                best_score = sc;
             c->best_e = *e;
             have_best = true;
             best_st = st;
@@ -415,6 +418,18 @@ static void search_train(struct ctx *c, struct search_result *out)
     search_train_pass(c, &proto);
     if (c->n_top > 0)
         return;
+    if (c->devices > 1) {
+        /* Several GPUs (11.2 step 5): the ZeRO ladder goes on with optimizer offload before
+         * any change of optimizer, which would trade convergence for memory. */
+        result_add_reason(out, "AdamW fits nowhere in device memory: trying optimizer offload to "
+                               "host RAM before lighter optimizers (11.2)");
+        c->pass = PASS_OFFLOAD;
+        struct strategy st = proto;
+        st.offload_optimizer = true;
+        search_train_pass(c, &st);
+        if (c->n_top > 0)
+            return;
+    }
     result_add_reason(out, "AdamW without offload fits nowhere: trying 8-bit AdamW and "
                            "Adafactor (they trade convergence for memory)");
     c->pass = PASS_LIGHT_OPT;
@@ -861,9 +876,10 @@ int advisor_search(const struct model_desc *m, const struct hardware *hw, const 
             c->target_seq = w->global_batch;
         else if (o->global_batch_tokens > 0)
             c->target_seq = (o->global_batch_tokens + s / 2) / s;
-        else if (c->devices >= 64) {
-            /* Big clusters: about 0.5M tokens per step (GPT-3/Llama practice), more when every
-             * device needs a sequence. */
+        else if (!c->cpu) {
+            /* GPUs: about 0.5M tokens per step (GPT-3 used 0.5M for its 125M model and more for
+             * larger ones), more when every device needs a sequence. CPU runs are small
+             * experiments: one micro-batch per rank unless a target is given. */
             int64_t tok = (int64_t)1 << 19;
             if ((int64_t)c->devices * s > tok)
                 tok = (int64_t)c->devices * s;

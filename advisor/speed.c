@@ -9,8 +9,9 @@
  * Modelling choices ([cal] unless said otherwise):
  *  - FLOP convention: the full s x s score matrix (PaLM, torchtitan), 12*L*q*s per token.
  *  - eta_f falls for small GEMMs as eta_max*min(1, M/M_sat) in the token dimension M: M_sat =
- *    512 tokens on a GPU (large bf16 GEMMs with M >= 512 run near their plateau; decode-sized
- *    M is bandwidth-bound anyway), 64 on a CPU. A measured --achieved-tflops replaces
+ *    2048 tokens per micro-batch on a GPU (below that, kernel launches and small tiles keep
+ *    GPT-2-sized layers far from their plateau; decode-sized M is bandwidth-bound anyway), 64
+ *    on a CPU. A measured --achieved-tflops replaces
  *    peak*eta_f outright.
  *  - Bytes per layer for the roofline: training reads the weights twice (forward, backward),
  *    reads and writes the gradient, and moves 3 x the layer's activations; prefill reads the
