@@ -122,7 +122,9 @@ void est_geom_init(struct est_geom *g, const struct model_desc *m, const struct 
     g->v = (g->p > 1 && s->pp_interleave > 1) ? s->pp_interleave : 1;
     g->n_dp = s->dp > 1 ? s->dp : 1;
     g->m = (g->train && s->grad_accum > 1) ? s->grad_accum : 1;
-    g->b = g->train ? s->micro_batch : w->batch;
+    /* Inference: `batch` is all sequences served at once; each of the dp replicas holds its
+     * share (ceil). */
+    g->b = g->train ? s->micro_batch : (w->batch + g->n_dp - 1) / g->n_dp;
     if (g->b < 1)
         g->b = 1;
     g->s = g->train ? w->seq : w->prompt_len;
@@ -542,9 +544,9 @@ int advisor_estimate_memory(const struct model_desc *m, const struct hardware *h
     } else {
         double T = (double)w->prompt_len + w->gen_len;
         estimate_add_reason(out,
-                            "KV cache %.2f GiB for batch %d x %.0f tokens (%s, %d KV "
-                            "heads per device)",
-                            x->kv / GIB, w->batch, T, wformat_name(s->kv_dtype), g.kv_heads_rank);
+                            "KV cache %.2f GiB for batch %d x %.0f tokens per replica (%s, %d "
+                            "KV heads per device)",
+                            x->kv / GIB, g.b, T, wformat_name(s->kv_dtype), g.kv_heads_rank);
         estimate_add_reason(out,
                             "weights %.2f GiB per device (%s, embedding and head "
                             "%s)",

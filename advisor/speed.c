@@ -395,7 +395,8 @@ static int speed_infer(const struct est_geom *g, const struct model_desc *m,
 {
     int d = m->head_dim > 0 ? m->head_dim : m->hidden / m->n_heads;
     double h = m->hidden, L = m->n_layers, q = (double)m->n_heads * d, t = g->t;
-    double b = w->batch, sp = w->prompt_len, sn = w->gen_len;
+    /* b: the sequences of one replica (memory.c's g->b); the dp replicas decode in parallel. */
+    double b = g->b, sp = w->prompt_len, sn = w->gen_len;
     double V = (double)g->c.vocab_padded, M = b * sp;
     double mem_bw = advisor_dev_mem_bw(hw, s);
     double kappa = s->attention == ATTN_FLASH ? 0.5 : 1.0; /* flash skips masked blocks */
@@ -434,7 +435,7 @@ static int speed_infer(const struct est_geom *g, const struct model_desc *m,
     double t_tp_dec = 2.0 * L * est_allreduce_s(b * h * g->e_act, g->t, k.intra_bw, eta_in, lat);
     double t_pp_dec = (g->p - 1) * (lat + (pp_bw > 0 ? b * h * g->e_act / (pp_bw * pp_eta) : 0));
     out->decode_s_per_token = t_tok + nan_to_zero(t_tp_dec) + t_pp_dec + cal->launch_overhead_s;
-    out->infer_tokens_per_s = b / out->decode_s_per_token;
+    out->infer_tokens_per_s = b * g->n_dp / out->decode_s_per_token;
     out->tokens_per_s = out->infer_tokens_per_s;
     out->flops_per_token = 2.0 * (double)g->c.params_matmul + 4.0 * L * q * T;
     out->flops_per_step = out->hw_flops_per_step = 0.0;
