@@ -177,4 +177,135 @@ void loader_batch(const struct loader *l, int64_t step, uint32_t *inputs, uint32
 
 /* ================================================================ end of data and tokenizers */
 
+/* ================================================================ safetensors
+ * executor/safetensors.c (docs/internals/safetensors.md): read and write safetensors files, the
+ * format of Hugging Face weights, of our checkpoints and of the PyTorch reference fixtures in
+ * tests/data/reference/. Layout: 8-byte little-endian header length N, N bytes of JSON
+ * {name: {"dtype", "shape", "data_offsets": [begin, end]}, "__metadata__": {str: str}}, then
+ * the data; offsets are relative to the data section, whose tensors are contiguous. */
+
+enum sft_dtype {
+    SFT_F64,
+    SFT_F32,
+    SFT_F16,
+    SFT_BF16,
+    SFT_I64,
+    SFT_I32,
+    SFT_I16,
+    SFT_I8,
+    SFT_U8,
+    SFT_BOOL,
+};
+#define SFT_MAX_DIMS 8
+/* Largest JSON header read or written: bounds the memory of an open (a 400B-parameter HF
+ * checkpoint shard has headers of a few hundred KiB). */
+#define SFT_MAX_HEADER_BYTES ((uint64_t)100 << 20)
+
+/* "F32", "BF16", ... ("unknown" for a bad value). Never NULL. */
+const char *sft_dtype_name(enum sft_dtype d);
+/* Bytes per element (0 for a bad value). */
+size_t sft_dtype_bytes(enum sft_dtype d);
+/* The format's dtype string into *out; SW_EINVAL (no message) if unknown. */
+int sft_dtype_parse(const char *s, enum sft_dtype *out);
+/* F64, F32, F16 or BF16: the dtypes sft_read_f32 converts. */
+bool sft_dtype_is_float(enum sft_dtype d);
+
+/* One tensor of an open file; borrowed from the file (valid until sft_close). */
+struct sft_tensor {
+    const char *name;
+    enum sft_dtype dtype;
+    int ndim;
+    int64_t shape[SFT_MAX_DIMS];
+    uint64_t n_elems;
+    uint64_t begin_bytes, end_bytes; /* data_offsets: relative to the data section */
+};
+
+struct sft_file; /* opaque: an open, fully validated file */
+
+/* Open and validate a file: header length within SFT_MAX_HEADER_BYTES and the file size,
+ * strict JSON (only spaces may pad it), every entry {dtype, shape, data_offsets} with a known
+ * dtype and shape x element size == end - begin, offsets that tile the data section exactly (no
+ * overlap, no gap, nothing past or short of the file's end), "__metadata__" (optional) mapping
+ * strings to strings. Only the header is read into memory; tensors are read on demand with
+ * pread. Errors name the file (and the tensor): SW_ENOENT, SW_EIO, SW_EPARSE (every malformed
+ * file), SW_ENOMEM. On success the caller closes *out with sft_close(). */
+int sft_open(const char *path, struct sft_file **out, struct sw_err *err);
+void sft_close(struct sft_file *f);
+
+/* Borrowed from the file. */
+const char *sft_path(const struct sft_file *f);
+/* Tensors in header order: sft_at(f, i) for i < sft_count(f) (NULL past the end). */
+size_t sft_count(const struct sft_file *f);
+const struct sft_tensor *sft_at(const struct sft_file *f, size_t i);
+/* Look a tensor up by exact name (binary search); NULL if absent. */
+const struct sft_tensor *sft_find(const struct sft_file *f, const char *name);
+/* end_bytes - begin_bytes. */
+uint64_t sft_tensor_bytes(const struct sft_tensor *t);
+
+/* Metadata pairs in header order (strings borrowed from the file). */
+size_t sft_meta_count(const struct sft_file *f);
+void sft_meta_at(const struct sft_file *f, size_t i, const char **key, const char **value);
+/* The value of `key`, or NULL. */
+const char *sft_meta_get(const struct sft_file *f, const char *key);
+/* A metadata value parsed strictly as a number: SW_ENOENT if missing, SW_EINVAL/SW_ERANGE if
+ * not a number in range; errors name the file and key. */
+int sft_meta_i64(const struct sft_file *f, const char *key, int64_t min, int64_t max, int64_t *out,
+                 struct sw_err *err);
+int sft_meta_f64(const struct sft_file *f, const char *key, double *out, struct sw_err *err);
+
+/* Copy a tensor's bytes as stored (any dtype, little-endian) into dst, which must hold exactly
+ * sft_tensor_bytes(t) (SW_EINVAL otherwise). SW_EIO / SW_EPARSE if the file changed under us. */
+int sft_read_raw(const struct sft_file *f, const struct sft_tensor *t, void *dst, size_t dst_bytes,
+                 struct sw_err *err);
+/* Read a floating-point tensor into n_elems floats (must equal t->n_elems), converting F64,
+ * F16 and BF16 to F32 (F16/BF16 exactly, F64 rounded) in 64 KiB chunks. SW_EINVAL for an
+ * integer dtype or a wrong count. */
+int sft_read_f32(const struct sft_file *f, const struct sft_tensor *t, float *dst, size_t n_elems,
+                 struct sw_err *err);
+/* Find `name`, check its shape is exactly shape[0..ndim) and read it as F32 into dst (a model
+ * loader's one call per weight). SW_ENOENT "tensor '...' is missing", SW_EINVAL naming both
+ * shapes, or sft_read_f32's errors. */
+int sft_load_f32(const struct sft_file *f, const char *name, int ndim, const int64_t *shape,
+                 float *dst, struct sw_err *err);
+
+/* How a computed tensor compares with a reference one (sft_compare_f32). */
+struct sft_diff {
+    double max_abs;     /* max |got - want| (NaN if any element is NaN) */
+    double max_ref;     /* max |want|: the scale, to judge max_abs against */
+    size_t n_bad;       /* elements with |got - want| > atol + rtol * |want| (or NaN) */
+    size_t worst_index; /* the element furthest past its tolerance */
+    double worst_got, worst_want;
+};
+/* Compare got[0..n) with the reference tensor `name` of f (read as F32), for tests against
+ * the PyTorch fixtures: the caller asserts out->n_bad == 0 and prints the rest. SW_ENOENT if
+ * the tensor is missing, SW_EINVAL if its element count is not n, SW_ENOMEM (it reads the
+ * reference into a temporary buffer of 4n bytes). */
+int sft_compare_f32(const struct sft_file *f, const char *name, const float *got, size_t n,
+                    double atol, double rtol, struct sft_diff *out, struct sw_err *err);
+
+/* A streaming writer: tensors are added by pointer (borrowed: each must stay valid and
+ * unchanged until sft_writer_save returns), metadata is copied, and save writes the file
+ * atomically (temporary file beside `path`, fsync, rename, fsync of the directory) without
+ * copying tensor data. The header lists "__metadata__" first (when there is any), then the
+ * tensors in data order: widest element first, otherwise in the order added, so with the
+ * header padded by spaces to a multiple of 8 bytes every tensor is aligned to its element size.
+ * Data is written as given (little-endian host). */
+struct sft_writer; /* opaque */
+/* Never fails; the caller frees with sft_writer_free(). */
+struct sft_writer *sft_writer_new(void);
+void sft_writer_free(struct sft_writer *w);
+/* SW_EINVAL for an empty, reserved ("__metadata__") or repeated name, a bad dtype, more than
+ * SFT_MAX_DIMS dimensions, a negative or overflowing shape, or NULL data for a non-empty
+ * tensor. */
+int sft_writer_add(struct sft_writer *w, const char *name, enum sft_dtype dtype, int ndim,
+                   const int64_t *shape, const void *data, struct sw_err *err);
+/* Set a metadata string (a repeated key replaces the value). SW_EINVAL for NULL. */
+int sft_writer_add_meta(struct sft_writer *w, const char *key, const char *value,
+                        struct sw_err *err);
+/* Write the file. On failure (SW_EIO naming the file, SW_ERANGE for a header past
+ * SFT_MAX_HEADER_BYTES) the temporary is removed and any old file at `path` is untouched. */
+int sft_writer_save(const struct sft_writer *w, const char *path, struct sw_err *err);
+
+/* ================================================================ end of safetensors */
+
 #endif
