@@ -8,7 +8,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "advisor/advisor.h"
 #include "common/common.h"
+#include "executor/backend.h"
 
 /* ================================================================ data and tokenizers
  * executor/tokenizer.c (byte and GPT-2 BPE tokenizers), executor/shard.c (the token shard file
@@ -307,5 +309,177 @@ int sft_writer_add_meta(struct sft_writer *w, const char *key, const char *value
 int sft_writer_save(const struct sft_writer *w, const char *path, struct sw_err *err);
 
 /* ================================================================ end of safetensors */
+
+/* ================================================================ model
+ * executor/model.c: the decoder-only transformer (GPT-2 and Llama families) on a backend —
+ * weights, gradients, activations, forward, backward, recompute, LoRA, bf16 storage, int8
+ * weight-only generation and a KV cache. The design notes are at the top of model.c.
+ *
+ * Lifecycle: exec_model_opts_init(&o); set o; exec_model_plan_bytes() tells what init WILL
+ * allocate per category (refuse a plan up front); exec_model_init(); exec_model_init_weights()
+ * or load tensors through exec_model_tensor(); then per micro-step exec_model_forward() and
+ * exec_model_backward(), exec_model_zero_grad() once per optimizer step, and
+ * exec_model_weights_changed() after every write to the weights (optimizer step, load);
+ * exec_model_release() at the end.
+ *
+ * Storage: one backend allocation per family (weights, gradients, activations, kv_cache,
+ * workspace) with every tensor carved out of it. Linear weights are (out, in) row-major
+ * (PyTorch nn.Linear). The Q, K, V projections are one fused (NH+2·NKV)·HS × C matrix (q rows,
+ * then k rows, then v rows) and the SwiGLU gate/up projections one stacked 2F × C matrix (gate
+ * rows, then up rows); the enumeration exposes HF's separate tensors as views into them. The
+ * vocabulary is padded to Vp = a multiple of 128; padded embedding/head rows are zero at init
+ * and their logits are ignored by the loss. */
+
+/* LoRA targets (bit mask). GPT-2: any of Q, K, V adapts the fused c_attn as ONE adapter (as
+ * PEFT's target "c_attn"); O is attn.c_proj; MLP is mlp.c_fc and mlp.c_proj. Llama: separate
+ * q/k/v/o_proj adapters; MLP is gate_proj, up_proj and down_proj. */
+enum exec_lora_target {
+    EXEC_LORA_Q = 1u << 0,
+    EXEC_LORA_K = 1u << 1,
+    EXEC_LORA_V = 1u << 2,
+    EXEC_LORA_O = 1u << 3,
+    EXEC_LORA_MLP = 1u << 4,
+    EXEC_LORA_ALL = 0x1fu,
+};
+
+/* "q,k,v,o,mlp" (comma-separated; also "qkv" and "all") into a mask. SW_EINVAL naming the
+ * unknown word; an empty string is SW_EINVAL. */
+int exec_lora_targets_parse(const char *s, unsigned *out, struct sw_err *err);
+
+struct exec_model_opts {
+    /* PREC_FP32, or PREC_BF16_MIXED: a bf16 copy of the weights is what matmuls use (converted
+     * to fp32 per matmul into workspace; always emulated through fp32 on the CPU — the kernels
+     * have no native bf16 GEMM, kcpu_has_native_bf16() only says whether the CPU could), fp32
+     * master weights, fp32 gradients and activations. Others: SW_EUNSUPPORTED. */
+    enum sw_precision precision;
+    /* NONE keeps every layer's activations. SELECTIVE keeps QKV but not the attention core
+     * outputs (naive: the B·NH·T² probabilities; flash: the log-sum-exp; both: the attention
+     * output before the O projection) and recomputes the core from QKV during backward into a
+     * one-layer buffer. FULL keeps only each layer's input and re-runs the layer's forward into
+     * one-layer buffers during backward. All three give bit-identical gradients. */
+    enum sw_recompute recompute;
+    enum sw_attention attention; /* ATTN_FLASH (streaming) or ATTN_NAIVE (materialised T×T) */
+    int lora_rank;               /* 0 = full training; > 0: frozen base, adapters trainable */
+    unsigned lora_targets;       /* enum exec_lora_target bits; 0 with rank > 0 = Q|V */
+    float lora_alpha;            /* scale = alpha/rank; 0 = rank (scale 1) */
+    int batch;                   /* B: largest micro-batch forward() accepts */
+    int seq;                     /* T: longest sequence forward() accepts (<= max_pos) */
+    bool training;               /* false: no gradients, activations for one layer only */
+    bool int8_weights;           /* inference only: per-row int8 weight-only matmuls */
+    int kv_batch;                /* > 0: allocate a KV cache for this many sequences */
+    int kv_seq;                  /* its length in tokens (prompt + generated), <= max_pos */
+};
+/* fp32, no recompute, flash, no LoRA, B = 1, T = 64, training, no int8, no KV cache. */
+void exec_model_opts_init(struct exec_model_opts *o);
+
+/* Bytes per category (index enum backend_mem) and their sum. */
+struct exec_mem {
+    uint64_t bytes[BACKEND_MEM_COUNT];
+    uint64_t total_bytes;
+};
+
+/* One named tensor, for checkpoints and the optimizer. Borrowed from the model. Views: HF's
+ * q/k/v_proj and gate/up_proj are row blocks of the fused matrices; the embedding and an
+ * untied head cover the V real rows only (the padded rows stay zero, with zero gradient). */
+struct exec_tensor {
+    /* HF layout: "h.0.attn.c_attn.weight", "model.layers.0.self_attn.q_proj.weight",
+     * adapters "<module>.lora_A.weight" / "<module>.lora_B.weight" as PEFT names them. */
+    char name[96];
+    int ndim;            /* 1 or 2 */
+    int64_t shape[2];    /* as stored here: linear weights (out, in) */
+    size_t numel;
+    float *data;         /* fp32 (master) values, numel contiguous floats */
+    float *grad;         /* same shape, NULL when not trainable */
+    bool trainable;      /* false for a LoRA-frozen base */
+    bool hf_transposed;  /* HF stores it (in, out): GPT-2 Conv1D weights; transpose on load/save */
+    bool is_lora;
+    enum backend_mem category;
+};
+
+struct exec_model_impl; /* internal to model.c */
+
+/* A model. Fields are read-only to callers; model.c owns everything it points to. */
+struct exec_model {
+    struct model_desc desc;
+    struct exec_model_opts opts;
+    const struct backend *be;
+    int L, C, NH, NKV, HS, F, V, Vp;
+    size_t n_params;      /* base parameters (incl. padded vocabulary rows) */
+    size_t n_lora_params; /* adapter parameters (0 without LoRA) */
+    /* The trainable parameters and their gradients as ONE contiguous region each (the base
+     * parameters when training fully, the adapters under LoRA; NULL/0 at inference), so an
+     * element-wise optimizer can update them in one call. */
+    float *train_params;
+    float *train_grads;
+    size_t n_train;
+    int n_tensors;
+    struct exec_tensor *tensors;
+    struct exec_mem planned; /* exec_model_plan_bytes() for these options */
+    struct exec_mem held;    /* what init allocated (equal to planned) */
+    int kv_len;              /* tokens held in the KV cache */
+    struct exec_model_impl *impl;
+};
+
+/* Exactly the bytes exec_model_init() will allocate on backend `be` per category for this
+ * model and options, without allocating anything; validates like init (SW_EINVAL or
+ * SW_EUNSUPPORTED with the reason). */
+int exec_model_plan_bytes(const struct model_desc *d, const struct exec_model_opts *o,
+                          const struct backend *be, struct exec_mem *out, struct sw_err *err);
+
+/* Build the model on backend `be`: validates, allocates every family (weights zeroed; call
+ * exec_model_init_weights() or load). On failure (SW_EINVAL, SW_EUNSUPPORTED, SW_ENOMEM naming
+ * bytes and category) nothing is held; exec_model_release() is still safe. */
+int exec_model_init(struct exec_model *m, const struct model_desc *d,
+                    const struct exec_model_opts *o, const struct backend *be,
+                    struct sw_err *err);
+void exec_model_release(struct exec_model *m);
+
+/* Deterministic initialisation from a seed, independent of threads. GPT-2 (as HF/llm.c):
+ * linear and embedding weights N(0, 0.02), the residual projections (attn.c_proj, mlp.c_proj)
+ * N(0, 0.02/sqrt(2L)), biases 0, norm weights 1. Llama: the same rule (o_proj and down_proj
+ * scaled by 1/sqrt(2L) — a GPT-2/Megatron choice; HF Llama uses plain 0.02), RMSNorm
+ * weights 1. Padded vocabulary rows 0. LoRA: A ~ U(-1/sqrt(in), 1/sqrt(in)) (PEFT's
+ * kaiming_uniform(a=sqrt(5))), B = 0, so the adapted model starts equal to the base. Each tensor
+ * draws from its own stream seeded by (seed, tensor index). */
+void exec_model_init_weights(struct exec_model *m, uint64_t seed);
+
+/* Call after changing weights (optimizer step, checkpoint load): the bf16 or int8 copies are
+ * refreshed from the fp32 master at the next forward. */
+void exec_model_weights_changed(struct exec_model *m);
+
+/* Index of the tensor named `name` (the "transformer." prefix of GPT-2 names is accepted),
+ * or -1. */
+int exec_model_find_tensor(const struct exec_model *m, const char *name);
+
+/* Forward over tokens (B,T) (ids in [0,V)) with B <= opts.batch, T <= opts.seq. With targets
+ * (B,T) (a class in [0,V) or -1 to ignore), *loss (may be NULL) is the mean cross-entropy over
+ * the valid targets (0 when none); targets NULL computes logits only. Afterwards
+ * exec_model_logits() holds the (B·T, Vp) logits until backward. SW_EINVAL for a bad size or
+ * token id (nothing computed). */
+int exec_model_forward(struct exec_model *m, const int *tokens, const int *targets, int B, int T,
+                       float *loss, struct sw_err *err);
+
+/* (B·T, Vp) logits of the last forward, row-major; columns >= V are meaningless. Borrowed. */
+const float *exec_model_logits(const struct exec_model *m);
+
+/* Gradients of grad_scale · (mean loss of the last forward) ADDED to the gradients (use
+ * grad_scale = 1/accum for accumulation). Needs a training model and a forward with targets
+ * since the last backward (else SW_EINVAL). Overwrites the logits with their gradient. */
+int exec_model_backward(struct exec_model *m, float grad_scale, struct sw_err *err);
+
+/* Zero every gradient (no-op at inference). */
+void exec_model_zero_grad(struct exec_model *m);
+
+/* KV-cache generation (needs opts.kv_batch > 0). prefill resets the cache and runs B prompts
+ * of the same length T (B <= kv_batch, T <= kv_seq, T <= opts.seq is NOT required); decode
+ * appends one token per sequence at position kv_len. Both give the (B, Vp) logits of the last
+ * position in *logits (borrowed, valid until the next call). SW_EINVAL for bad ids or sizes,
+ * SW_ERANGE when the cache is full. */
+int exec_model_prefill(struct exec_model *m, const int *tokens, int B, int T,
+                       const float **logits, struct sw_err *err);
+int exec_model_decode(struct exec_model *m, const int *tokens, int B, const float **logits,
+                      struct sw_err *err);
+
+/* ================================================================ end of model */
 
 #endif

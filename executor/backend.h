@@ -1,0 +1,160 @@
+/* executor/backend.h — the backend interface: the one table of function pointers through which
+ * the executor reaches memory and kernels, so a CUDA backend can slot in beside the CPU one
+ * (style guide 1: vendor differences sit behind one table).
+ *
+ * Memory: every model-sized buffer is allocated with a category (weights, gradients,
+ * optimizer, activations, kv_cache, workspace — the names of struct mem_split in
+ * advisor/advisor.h) so a run can report measured bytes by category beside the advisor's
+ * estimate. The backend counts the bytes REQUESTED per category (current and peak), not the
+ * allocator's overhead, so an exact prediction of what a model allocates can be checked
+ * against the counters. Allocation is fallible: NULL plus SW_ENOMEM naming the bytes and the
+ * category (it goes through sw_try_malloc, so SW_FAIL_ALLOC_AT fault injection reaches it).
+ * The counters are process-wide and not thread-safe: allocate and free from one thread.
+ *
+ * Kernels: each entry mirrors the kcpu_* function of the same name in kernels/cpu/kernels_cpu.h
+ * (same arguments, same semantics, same "backward accumulates" convention); pointers are
+ * device pointers returned by alloc. Two extra strided helpers (copy_2d, axpy_2d) serve LoRA
+ * adapters on column ranges of fused projections and row gathers.
+ *
+ * Ownership: backend_cpu() returns a static table, never freed. */
+#ifndef SW_BACKEND_H
+#define SW_BACKEND_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/common.h"
+
+/* Memory categories; names as struct mem_split (advisor/advisor.h). */
+enum backend_mem {
+    BACKEND_MEM_WEIGHTS,
+    BACKEND_MEM_GRADIENTS,
+    BACKEND_MEM_OPTIMIZER,
+    BACKEND_MEM_ACTIVATIONS,
+    BACKEND_MEM_KV_CACHE,
+    BACKEND_MEM_WORKSPACE,
+    BACKEND_MEM_COUNT
+};
+
+/* "weights" | "gradients" | "optimizer" | "activations" | "kv_cache" | "workspace"; never NULL
+ * ("unknown" out of range). */
+const char *backend_mem_name(enum backend_mem c);
+
+/* Requested bytes currently allocated and the peak since the last reset, per category and in
+ * total (the total's peak is the peak of the sum, not the sum of peaks). */
+struct backend_mem_stats {
+    uint64_t current_bytes[BACKEND_MEM_COUNT];
+    uint64_t peak_bytes[BACKEND_MEM_COUNT];
+    uint64_t current_total_bytes;
+    uint64_t peak_total_bytes;
+};
+
+enum backend_copy { BACKEND_H2D, BACKEND_D2H, BACKEND_D2D };
+
+struct backend {
+    const char *name; /* "cpu" */
+    int flash_max_hs; /* largest head size flash_attention_* accept */
+
+    /* ---- memory */
+    /* A new buffer of `bytes` (64-byte aligned, contents undefined) counted under `cat`; the
+     * caller frees it with free(). NULL with SW_ENOMEM in err ("cannot allocate 1.5 GiB for
+     * activations (...)") on failure. bytes == 0 still returns a unique pointer. */
+    void *(*alloc)(size_t bytes, enum backend_mem cat, struct sw_err *err);
+    void (*free)(void *p); /* NULL is a no-op */
+    void (*memcpy)(void *dst, const void *src, size_t bytes, enum backend_copy kind);
+    void (*memset)(void *dst, int value, size_t bytes);
+    void (*mem_stats)(struct backend_mem_stats *out);
+    void (*mem_reset_peak)(void); /* peaks := current */
+    /* Wait for queued work (no-op on the CPU: every call returns when done). */
+    void (*synchronize)(void);
+
+    /* ---- strided helpers (row-major 2-D views with leading dimensions in floats)
+     * copy_2d: dst[r, c] = alpha · src[r, c];  axpy_2d: dst[r, c] += alpha · src[r, c]. */
+    void (*copy_2d)(float *dst, int ld_dst, const float *src, int ld_src, int rows, int cols,
+                    float alpha);
+    void (*axpy_2d)(float *dst, int ld_dst, const float *src, int ld_src, int rows, int cols,
+                    float alpha);
+
+    /* ---- kernels (kernels/cpu/kernels_cpu.h has the contracts) */
+    bool (*matmul_uses_blas)(void);
+    void (*matmul_forward)(float *out, const float *inp, const float *weight, const float *bias,
+                           int N, int C, int OC);
+    void (*matmul_backward)(float *dinp, float *dweight, float *dbias, const float *dout,
+                            const float *inp, const float *weight, int N, int C, int OC);
+    void (*embedding_forward)(float *out, const int *tokens, const float *wte, const float *wpe,
+                              int B, int T, int C, int V, int maxT, int pos_offset);
+    void (*embedding_backward)(float *dwte, float *dwpe, const float *dout, const int *tokens,
+                               int B, int T, int C, int V, int maxT, int pos_offset);
+    void (*residual_forward)(float *out, const float *a, const float *b, size_t n);
+    void (*residual_backward)(float *da, float *db, const float *dout, size_t n);
+    void (*layernorm_forward)(float *out, float *mean, float *rstd, const float *inp,
+                              const float *weight, const float *bias, int N, int C, float eps);
+    void (*layernorm_backward)(float *dinp, float *dweight, float *dbias, const float *dout,
+                               const float *inp, const float *weight, const float *mean,
+                               const float *rstd, int N, int C);
+    void (*rmsnorm_forward)(float *out, float *rstd, const float *inp, const float *weight, int N,
+                            int C, float eps);
+    void (*rmsnorm_backward)(float *dinp, float *dweight, const float *dout, const float *inp,
+                             const float *weight, const float *rstd, int N, int C);
+    void (*gelu_forward)(float *out, const float *inp, size_t n);
+    void (*gelu_backward)(float *dinp, const float *inp, const float *dout, size_t n);
+    void (*swiglu_forward)(float *out, const float *gate_up, int N, int H);
+    void (*swiglu_backward)(float *dgate_up, const float *dout, const float *gate_up, int N, int H);
+    void (*rope_tables)(float *cos_tab, float *sin_tab, int maxT, int HS, double theta);
+    void (*rope_forward)(float *x, const float *cos_tab, const float *sin_tab, int B, int T,
+                         int row_stride, int n_heads, int HS, int maxT, int pos_offset);
+    void (*rope_backward)(float *dx, const float *cos_tab, const float *sin_tab, int B, int T,
+                          int row_stride, int n_heads, int HS, int maxT, int pos_offset);
+    void (*attention_forward)(float *out, float *att, const float *qkv, int B, int T, int NH,
+                              int NKV, int HS);
+    size_t (*attention_backward_scratch_bytes)(int B, int T, int NH);
+    void (*attention_backward)(float *dqkv, const float *dout, const float *qkv, const float *att,
+                               void *scratch, int B, int T, int NH, int NKV, int HS);
+    void (*flash_attention_forward)(float *out, float *lse, const float *qkv, int B, int T, int NH,
+                                    int NKV, int HS);
+    void (*flash_attention_backward)(float *dqkv, const float *dout, const float *qkv,
+                                     const float *out, const float *lse, int B, int T, int NH,
+                                     int NKV, int HS);
+    void (*kv_cache_append)(float *k_cache, float *v_cache, const float *qkv, int B, int T_new,
+                            int pos, int NH, int NKV, int HS, int cache_T);
+    void (*attention_decode)(float *out, const float *qkv, const float *k_cache,
+                             const float *v_cache, int B, int T_new, int pos, int NH, int NKV,
+                             int HS, int cache_T);
+    float (*softmax_ce)(float *logits, float *losses, int *n_valid, const int *targets, int N,
+                        int V, int Vp, bool want_grad, float grad_scale);
+
+    /* ---- optimizers and gradient utilities */
+    void (*adamw_step)(float *param, const float *grad, float *m, float *v, size_t n, int step,
+                       float lr, float beta1, float beta2, float eps, float weight_decay);
+    void (*sgd_step)(float *param, const float *grad, size_t n, float lr, float weight_decay);
+    void (*sgd_momentum_step)(float *param, const float *grad, float *buf, size_t n, float lr,
+                              float momentum, float weight_decay, bool nesterov);
+    void (*lion_step)(float *param, const float *grad, float *m, size_t n, float lr, float beta1,
+                      float beta2, float weight_decay);
+    size_t (*adafactor_row_floats)(int rows, int cols);
+    size_t (*adafactor_col_floats)(int rows, int cols);
+    void (*adafactor_step)(float *param, const float *grad, float *row_state, float *col_state,
+                           float *m, int rows, int cols, int step, float lr, float beta1,
+                           float decay_rate, float eps1, float clip_threshold, float weight_decay);
+    size_t (*adamw8bit_state_bytes)(size_t n);
+    void (*adamw8bit_step)(float *param, const float *grad, void *state, size_t n, int step,
+                           float lr, float beta1, float beta2, float eps, float weight_decay);
+    void (*adamw8bit_read_state)(float *out, const void *state, size_t n, int which);
+    double (*grad_norm)(const float *grad, size_t n);
+    double (*clip_grad_norm)(float *grad, size_t n, double max_norm);
+    void (*scale)(float *x, size_t n, float s);
+
+    /* ---- reduced precision */
+    void (*f32_to_bf16)(uint16_t *dst, const float *src, size_t n);
+    void (*bf16_to_f32)(float *dst, const uint16_t *src, size_t n);
+    bool (*has_native_bf16)(void);
+    void (*quantize_int8_rows)(int8_t *wq, float *scale, const float *w, int OC, int C);
+    void (*matmul_int8_forward)(float *out, const float *inp, const int8_t *wq, const float *scale,
+                                const float *bias, int N, int C, int OC);
+};
+
+/* The CPU backend (kernels/cpu). Static, never freed. */
+const struct backend *backend_cpu(void);
+
+#endif

@@ -1,0 +1,1244 @@
+/* The executor's transformer: GPT-2 and Llama-family decoders built from struct model_desc on a
+ * backend (executor/backend.h), forward and backward, for training and for generation.
+ *
+ * Implements (API and options documented in executor/executor.h, "model" section):
+ *  - Memory: one backend allocation per family (weights, gradients, activations, kv_cache,
+ *    workspace), tensors carved out at 64-byte boundaries (llm.c). The same carving code runs
+ *    twice: once "dry" to count bytes (exec_model_plan_bytes, nothing allocated) and once for
+ *    real, so predicted bytes equal allocated bytes by construction.
+ *    weights  = fp32 base params [+ fp32 LoRA adapters] [+ bf16 mirror of the base (bf16 mode)]
+ *               [+ int8 matmul weights and their per-row fp32 scales (int8 mode)]
+ *    gradients = fp32, one per trainable parameter (base when training fully, adapters under
+ *               LoRA), contiguous so one optimizer call covers them
+ *    activations = what forward keeps for backward (per recompute mode, below), the (N,Vp)
+ *               logits, the token and target ids
+ *    kv_cache = K and V of every layer, (kv_batch, kv_seq, NKV·HS) each
+ *    workspace = the matmul output before a residual add, the backward temporaries (one layer),
+ *               the naive attention backward scratch, the fp32 weight buffer of bf16 mode, LoRA
+ *               temporaries, the RoPE tables.
+ *  - Recompute: NONE keeps, per layer, the input, both norms' outputs and statistics, QKV, the
+ *    attention core outputs (naive: probabilities B·NH·T²; flash: log-sum-exp B·NH·T; the
+ *    attention output N·NH·HS), the post-attention residual, the MLP pre-activation and
+ *    activation. SELECTIVE keeps the same except the attention core outputs, which live in one
+ *    shared buffer and are recomputed from the kept QKV at the start of each layer's backward
+ *    (Korthikanti et al., 2022, "selective activation recomputation"; with flash attention
+ *    there is no T×T tensor to save, so selective saves the output and lse only). FULL keeps
+ *    only each layer's input; the layer's whole forward is re-run into the shared buffers
+ *    before its backward. The recomputed values are bit-identical, so are the gradients.
+ *  - bf16 mode: matmuls read weights rounded to bf16 (converted back to fp32 into a workspace
+ *    buffer per matmul); the master weights, gradients and activations stay fp32. Norm weights,
+ *    biases and embeddings lookups read the fp32 master.
+ *  - int8 mode (inference): every matmul weight (QKV, O, MLP, head) is per-row int8.
+ *  - LoRA (Hu et al., 2021): y = x·Wᵀ + b + (alpha/r)·(x·Aᵀ)·Bᵀ on a column range of a
+ *    (possibly fused) projection's output; the base is frozen (no base gradients exist).
+ *  - The loss is computed without gradients in forward (so logits stay readable); backward
+ *    runs the fused softmax-CE again to turn the logits into their gradient in place.
+ * Left to others: checkpoints (safetensors.c), the optimizer state and the training loop. */
+#include "executor/executor.h"
+
+#include <math.h>
+#include <string.h>
+
+#define ALIGN_BYTES 64u
+#define OFF_NONE ((size_t)-1)
+
+/* The four matmuls of a layer, and the head. */
+enum mm_id { MM_QKV, MM_O, MM_FC, MM_PROJ, MM_PER_LAYER, MM_HEAD = MM_PER_LAYER };
+
+/* Offsets (in floats) of one layer's parameters in the base region; OFF_NONE when absent. */
+struct layer_off {
+    size_t ln1_w, ln1_b, ln2_w, ln2_b;
+    size_t w[MM_PER_LAYER], b[MM_PER_LAYER];
+};
+
+/* One matmul's shape and, in int8 mode, where its codes and scales are. */
+struct mm_shape {
+    int OC, C;
+    size_t q8_off, q8_scale_off; /* bytes into the int8 region / floats into the scale region */
+};
+
+#define MAX_ADAPTERS 7
+struct adapter {
+    int mm;         /* enum mm_id it adapts */
+    int col0, cols; /* output columns of that matmul it adds into */
+    int in;         /* input width (the matmul's C) */
+    size_t a_off;   /* (r, in) in the LoRA region, floats */
+    size_t b_off;   /* (cols, r) */
+    const char *hf; /* HF module name inside the layer ("attn.c_attn", "self_attn.q_proj") */
+};
+
+/* Activations of one layer (pointers may be shared between layers, per recompute mode). */
+struct layer_act {
+    float *ln1, *ln1_mean, *ln1_rstd, *qkv, *att, *lse, *atty, *res2, *ln2, *ln2_mean, *ln2_rstd,
+        *fch, *fcact;
+};
+
+struct exec_model_impl {
+    /* shapes */
+    int QKV, Q, KVW, F2, ropeT;
+    int rows;       /* N capacity of activations: B·T (or the KV prefill size at inference) */
+    int logit_rows; /* rows of the logits buffer */
+    bool rope, learned_pos, layernorm, lora, bf16, int8;
+    float eps, lora_scale;
+    /* parameter layout */
+    size_t wte, wpe, lnf_w, lnf_b, head; /* floats into the base region */
+    struct layer_off *lo;                /* [L] */
+    struct mm_shape mm[MM_PER_LAYER + 1];
+    struct adapter ad[MAX_ADAPTERS];
+    int n_ad;
+    size_t q8_layer_bytes, q8_layer_scales; /* per layer, int8 mode */
+    /* families (owned, freed in release) */
+    void *fam[BACKEND_MEM_COUNT];
+    /* carved pointers */
+    float *params, *lora_params, *grads_base, *grads_lora;
+    uint16_t *w16; /* bf16 mirror of the base parameters */
+    int8_t *q8;
+    float *q8_scale;
+    float **inp;          /* [L+1] layer inputs; inp[L] is the last layer's output */
+    struct layer_act *la; /* [L] */
+    float *lnf, *lnf_mean, *lnf_rstd, *logits;
+    int *tokens, *targets;
+    float *kc, *vc; /* [L] × (kv_batch, kv_seq, KVW) */
+    float *tmp, *dres, *dln, *dfcact, *dfch, *datty, *dqkv, *att_scratch, *wbuf;
+    float *lora_u, *lora_t, *lora_du;
+    float *rope_cos, *rope_sin;
+    /* state */
+    bool derived_stale;
+    bool have_fwd; /* a forward with targets waits for backward */
+    int fwd_B, fwd_T;
+    int kv_B;
+};
+
+/* ---------------------------------------------------------------- options and validation */
+
+void exec_model_opts_init(struct exec_model_opts *o)
+{
+    memset(o, 0, sizeof(*o));
+    o->precision = PREC_FP32;
+    o->recompute = RECOMPUTE_NONE;
+    o->attention = ATTN_FLASH;
+    o->batch = 1;
+    o->seq = 64;
+    o->training = true;
+}
+
+int exec_lora_targets_parse(const char *s, unsigned *out, struct sw_err *err)
+{
+    static const struct {
+        const char *w;
+        unsigned bits;
+    } words[] = {{"q", EXEC_LORA_Q},     {"k", EXEC_LORA_K},
+                 {"v", EXEC_LORA_V},     {"o", EXEC_LORA_O},
+                 {"mlp", EXEC_LORA_MLP}, {"qkv", EXEC_LORA_Q | EXEC_LORA_K | EXEC_LORA_V},
+                 {"all", EXEC_LORA_ALL}};
+    unsigned mask = 0;
+    const char *p = s;
+    while (p && *p) {
+        const char *e = strchr(p, ',');
+        size_t n = e ? (size_t)(e - p) : strlen(p);
+        bool found = false;
+        for (size_t i = 0; i < sizeof(words) / sizeof(words[0]); i++) {
+            if (strlen(words[i].w) == n && strncmp(words[i].w, p, n) == 0) {
+                mask |= words[i].bits;
+                found = true;
+            }
+        }
+        if (!found)
+            return sw_errf(err, SW_EINVAL,
+                           "unknown LoRA target '%.*s'; expected a list of q, k, v, qkv, o, mlp, "
+                           "all",
+                           (int)n, p);
+        p = e ? e + 1 : NULL;
+    }
+    if (!mask)
+        return sw_errf(err, SW_EINVAL, "empty LoRA target list; expected e.g. 'q,v' or 'all'");
+    *out = mask;
+    return 0;
+}
+
+static int validate(const struct model_desc *d, const struct exec_model_opts *o,
+                    const struct backend *be, struct sw_err *err)
+{
+    int rc = model_validate(d, err);
+    if (rc < 0)
+        return rc;
+    int hs = d->head_dim > 0 ? d->head_dim : d->hidden / d->n_heads;
+    int nkv = d->n_kv_heads > 0 ? d->n_kv_heads : d->n_heads;
+    if (d->n_heads % nkv)
+        return sw_errf(err, SW_EINVAL, "n_kv_heads %d does not divide n_heads %d", nkv, d->n_heads);
+    if (o->precision != PREC_FP32 && o->precision != PREC_BF16_MIXED)
+        return sw_errf(err, SW_EUNSUPPORTED,
+                       "precision '%s' is not supported by the CPU executor; use fp32 or "
+                       "bf16-mixed",
+                       precision_name(o->precision));
+    if (o->batch < 1 || o->seq < 1)
+        return sw_errf(err, SW_EINVAL, "batch and seq must be >= 1, got %d and %d", o->batch,
+                       o->seq);
+    if (o->seq > d->max_pos)
+        return sw_errf(err, SW_EINVAL, "seq %d exceeds the model's max_pos %d", o->seq, d->max_pos);
+    if (o->kv_batch < 0 || o->kv_seq < 0 || (o->kv_batch > 0) != (o->kv_seq > 0))
+        return sw_errf(err, SW_EINVAL, "kv_batch and kv_seq must both be > 0 or both 0");
+    if (o->kv_seq > d->max_pos)
+        return sw_errf(err, SW_EINVAL, "kv_seq %d exceeds the model's max_pos %d", o->kv_seq,
+                       d->max_pos);
+    if (o->kv_batch > 0 && o->training)
+        return sw_errf(err, SW_EINVAL,
+                       "a KV cache needs an inference model (training = false); build a "
+                       "separate model for generation");
+    if (o->int8_weights && o->training)
+        return sw_errf(err, SW_EINVAL, "int8 weights are for inference only (training = false)");
+    if (o->int8_weights && o->precision != PREC_FP32)
+        return sw_errf(err, SW_EINVAL, "int8 weights need precision fp32 activations");
+    if (o->lora_rank < 0 || o->lora_rank > d->hidden)
+        return sw_errf(err, SW_EINVAL, "lora_rank %d outside [0, hidden %d]", o->lora_rank,
+                       d->hidden);
+    if (o->attention == ATTN_FLASH && hs > be->flash_max_hs)
+        return sw_errf(err, SW_EUNSUPPORTED, "head size %d too large for flash attention (max %d)",
+                       hs, be->flash_max_hs);
+    if (d->arch == MODEL_ARCH_LLAMA && hs % 2)
+        return sw_errf(err, SW_EINVAL, "RoPE needs an even head size, got %d", hs);
+    int longest = o->seq > o->kv_seq ? o->seq : o->kv_seq;
+    if (d->sliding_window > 0 && d->sliding_window < longest)
+        return sw_errf(err, SW_EUNSUPPORTED,
+                       "sliding-window attention (window %d) is not implemented; use sequences "
+                       "of at most %d tokens",
+                       d->sliding_window, d->sliding_window);
+    return 0;
+}
+
+/* ---------------------------------------------------------------- layout */
+
+static size_t align_up(size_t n)
+{
+    return (n + ALIGN_BYTES - 1) / ALIGN_BYTES * ALIGN_BYTES;
+}
+
+/* Fill dims and the parameter offsets (no allocation). */
+static void layout_params(struct exec_model *m, struct exec_model_impl *im)
+{
+    const struct model_desc *d = &m->desc;
+    struct model_counts cnt;
+    model_count(d, 128, &cnt);
+    m->L = d->n_layers;
+    m->C = d->hidden;
+    m->NH = d->n_heads;
+    m->NKV = d->n_kv_heads > 0 ? d->n_kv_heads : d->n_heads;
+    m->HS = d->head_dim > 0 ? d->head_dim : d->hidden / d->n_heads;
+    m->F = d->ffn > 0 ? d->ffn : 4 * d->hidden;
+    m->V = d->vocab;
+    m->Vp = (int)cnt.vocab_padded;
+    im->Q = m->NH * m->HS;
+    im->KVW = m->NKV * m->HS;
+    im->QKV = im->Q + 2 * im->KVW;
+    im->F2 = d->swiglu ? 2 * m->F : m->F;
+    im->rope = d->arch == MODEL_ARCH_LLAMA;
+    im->learned_pos = d->arch == MODEL_ARCH_GPT2;
+    im->layernorm = !d->rms_norm;
+    im->eps = d->norm_eps > 0 ? (float)d->norm_eps : 1e-5f;
+    im->bf16 = m->opts.precision == PREC_BF16_MIXED;
+    im->int8 = m->opts.int8_weights;
+    im->lora = m->opts.lora_rank > 0;
+    im->ropeT = m->opts.seq > m->opts.kv_seq ? m->opts.seq : m->opts.kv_seq;
+
+    int C = m->C;
+    bool gpt2_bias = d->bias && d->arch == MODEL_ARCH_GPT2;
+    bool qkv_bias = d->bias; /* GPT-2: every linear; Llama family (Qwen2): q, k, v only */
+    im->mm[MM_QKV] = (struct mm_shape){im->QKV, C, 0, 0};
+    im->mm[MM_O] = (struct mm_shape){C, im->Q, 0, 0};
+    im->mm[MM_FC] = (struct mm_shape){im->F2, C, 0, 0};
+    im->mm[MM_PROJ] = (struct mm_shape){C, m->F, 0, 0};
+    im->mm[MM_HEAD] = (struct mm_shape){m->Vp, C, 0, 0};
+
+    size_t off = 0;
+    im->wte = off;
+    off += (size_t)m->Vp * C;
+    im->wpe = OFF_NONE;
+    if (im->learned_pos) {
+        im->wpe = off;
+        off += (size_t)d->max_pos * C;
+    }
+    for (int l = 0; l < m->L; l++) {
+        struct layer_off *lo = &im->lo[l];
+        lo->ln1_w = off;
+        off += C;
+        lo->ln1_b = OFF_NONE;
+        if (im->layernorm) {
+            lo->ln1_b = off;
+            off += C;
+        }
+        for (int k = 0; k < MM_PER_LAYER; k++) {
+            lo->w[k] = off;
+            off += (size_t)im->mm[k].OC * im->mm[k].C;
+            bool has_b = k == MM_QKV ? qkv_bias : gpt2_bias;
+            lo->b[k] = OFF_NONE;
+            if (has_b) {
+                lo->b[k] = off;
+                off += im->mm[k].OC;
+            }
+            /* HF order: ln_2 sits between the attention and the MLP. */
+            if (k == MM_O) {
+                lo->ln2_w = off;
+                off += C;
+                lo->ln2_b = OFF_NONE;
+                if (im->layernorm) {
+                    lo->ln2_b = off;
+                    off += C;
+                }
+            }
+        }
+    }
+    im->lnf_w = off;
+    off += C;
+    im->lnf_b = OFF_NONE;
+    if (im->layernorm) {
+        im->lnf_b = off;
+        off += C;
+    }
+    im->head = im->wte;
+    if (!d->tied_head) {
+        im->head = off;
+        off += (size_t)m->Vp * C;
+    }
+    m->n_params = off;
+
+    /* LoRA adapters: the same set in every layer. */
+    im->n_ad = 0;
+    size_t loff = 0;
+    if (im->lora) {
+        unsigned t = m->opts.lora_targets ? m->opts.lora_targets : EXEC_LORA_Q | EXEC_LORA_V;
+        int r = m->opts.lora_rank;
+        bool llama = d->arch == MODEL_ARCH_LLAMA;
+        struct adapter tmpl[MAX_ADAPTERS];
+        int n = 0;
+        if (!llama) {
+            if (t & (EXEC_LORA_Q | EXEC_LORA_K | EXEC_LORA_V))
+                tmpl[n++] = (struct adapter){MM_QKV, 0, im->QKV, C, 0, 0, "attn.c_attn"};
+            if (t & EXEC_LORA_O)
+                tmpl[n++] = (struct adapter){MM_O, 0, C, im->Q, 0, 0, "attn.c_proj"};
+            if (t & EXEC_LORA_MLP) {
+                tmpl[n++] = (struct adapter){MM_FC, 0, im->F2, C, 0, 0, "mlp.c_fc"};
+                tmpl[n++] = (struct adapter){MM_PROJ, 0, C, m->F, 0, 0, "mlp.c_proj"};
+            }
+        } else {
+            if (t & EXEC_LORA_Q)
+                tmpl[n++] = (struct adapter){MM_QKV, 0, im->Q, C, 0, 0, "self_attn.q_proj"};
+            if (t & EXEC_LORA_K)
+                tmpl[n++] = (struct adapter){MM_QKV, im->Q, im->KVW, C, 0, 0, "self_attn.k_proj"};
+            if (t & EXEC_LORA_V)
+                tmpl[n++] =
+                    (struct adapter){MM_QKV, im->Q + im->KVW, im->KVW, C, 0, 0, "self_attn.v_proj"};
+            if (t & EXEC_LORA_O)
+                tmpl[n++] = (struct adapter){MM_O, 0, C, im->Q, 0, 0, "self_attn.o_proj"};
+            if (t & EXEC_LORA_MLP) {
+                if (d->swiglu) {
+                    tmpl[n++] = (struct adapter){MM_FC, 0, m->F, C, 0, 0, "mlp.gate_proj"};
+                    tmpl[n++] = (struct adapter){MM_FC, m->F, m->F, C, 0, 0, "mlp.up_proj"};
+                } else {
+                    tmpl[n++] = (struct adapter){MM_FC, 0, m->F, C, 0, 0, "mlp.up_proj"};
+                }
+                tmpl[n++] = (struct adapter){MM_PROJ, 0, C, m->F, 0, 0, "mlp.down_proj"};
+            }
+        }
+        im->n_ad = n;
+        for (int i = 0; i < n; i++)
+            im->ad[i] = tmpl[i];
+        /* Adapter tensors of layer l: per adapter A (r,in) then B (cols,r). */
+        size_t per_layer = 0;
+        for (int i = 0; i < n; i++)
+            per_layer += (size_t)r * im->ad[i].in + (size_t)im->ad[i].cols * r;
+        for (int i = 0, o2 = 0; i < n; i++) {
+            im->ad[i].a_off = (size_t)o2;
+            o2 += r * im->ad[i].in;
+            im->ad[i].b_off = (size_t)o2;
+            o2 += im->ad[i].cols * r;
+        }
+        loff = per_layer * (size_t)m->L;
+        float alpha = m->opts.lora_alpha > 0 ? m->opts.lora_alpha : (float)r;
+        im->lora_scale = alpha / (float)r;
+    }
+    m->n_lora_params = loff;
+
+    /* int8: per layer the four matmuls' codes, then the head's; scales likewise. */
+    size_t qb = 0, qs = 0;
+    for (int k = 0; k <= MM_HEAD; k++) {
+        im->mm[k].q8_off = k == MM_HEAD ? qb * (size_t)m->L : qb;
+        im->mm[k].q8_scale_off = k == MM_HEAD ? qs * (size_t)m->L : qs;
+        if (k < MM_PER_LAYER) {
+            qb += align_up((size_t)im->mm[k].OC * im->mm[k].C);
+            qs += (size_t)im->mm[k].OC;
+        }
+    }
+    im->q8_layer_bytes = qb;
+    im->q8_layer_scales = qs;
+}
+
+/* Carving: take() hands out 64-byte aligned slices of one family; in a dry run it only counts. */
+struct carve {
+    bool dry;
+    char *base[BACKEND_MEM_COUNT];
+    size_t off[BACKEND_MEM_COUNT];
+};
+
+static void *take(struct carve *cv, enum backend_mem cat, size_t bytes)
+{
+    size_t at = cv->off[cat];
+    cv->off[cat] += align_up(bytes);
+    return cv->dry ? NULL : cv->base[cat] + at;
+}
+
+static float *takef(struct carve *cv, enum backend_mem cat, size_t n)
+{
+    return take(cv, cat, n * sizeof(float));
+}
+
+/* Everything but the parameters' internal offsets, which layout_params() fixed. */
+static void carve_all(struct exec_model *m, struct exec_model_impl *im, struct carve *cv)
+{
+    const struct exec_model_opts *o = &m->opts;
+    int L = m->L, C = m->C, NH = m->NH, B = o->batch, T = o->seq;
+    bool train = o->training;
+    const enum backend_mem W = BACKEND_MEM_WEIGHTS, G = BACKEND_MEM_GRADIENTS,
+                           A = BACKEND_MEM_ACTIVATIONS, K = BACKEND_MEM_KV_CACHE,
+                           WS = BACKEND_MEM_WORKSPACE;
+
+    /* weights */
+    im->params = takef(cv, W, m->n_params);
+    im->lora_params = im->lora ? takef(cv, W, m->n_lora_params) : NULL;
+    im->w16 = im->bf16 ? take(cv, W, m->n_params * sizeof(uint16_t)) : NULL;
+    im->q8 = NULL;
+    im->q8_scale = NULL;
+    if (im->int8) {
+        size_t head_bytes = align_up((size_t)m->Vp * C);
+        im->q8 = take(cv, W, im->q8_layer_bytes * L + head_bytes);
+        im->q8_scale = takef(cv, W, im->q8_layer_scales * L + (size_t)m->Vp);
+    }
+    /* gradients */
+    im->grads_base = NULL;
+    im->grads_lora = NULL;
+    if (train && !im->lora)
+        im->grads_base = takef(cv, G, m->n_params);
+    if (train && im->lora)
+        im->grads_lora = takef(cv, G, m->n_lora_params);
+
+    /* activations */
+    size_t N = (size_t)B * T;
+    size_t NKVrows = (size_t)o->kv_batch * o->kv_seq;
+    size_t rows = train ? N : (N > NKVrows ? N : NKVrows);
+    im->rows = (int)rows;
+    size_t lrows = train ? N : (N > (size_t)o->kv_batch ? N : (size_t)o->kv_batch);
+    im->logit_rows = (int)lrows;
+    size_t att_n = (size_t)B * NH * T * T, lse_n = (size_t)B * NH * T;
+    bool naive = o->attention == ATTN_NAIVE;
+    enum sw_recompute rc = train ? o->recompute : RECOMPUTE_FULL; /* inference: one layer */
+
+    if (train) {
+        for (int l = 0; l <= L; l++)
+            im->inp[l] = takef(cv, A, N * C);
+    } else {
+        float *pp[2] = {takef(cv, A, rows * C), takef(cv, A, rows * C)};
+        for (int l = 0; l <= L; l++)
+            im->inp[l] = pp[l % 2];
+    }
+    struct layer_act shared;
+    memset(&shared, 0, sizeof(shared));
+    for (int l = 0; l < L; l++) {
+        struct layer_act *a = &im->la[l];
+        bool fresh = rc == RECOMPUTE_NONE || rc == RECOMPUTE_SELECTIVE || l == 0;
+        if (fresh) {
+            a->ln1 = takef(cv, A, rows * C);
+            a->ln1_mean = im->layernorm ? takef(cv, A, rows) : NULL;
+            a->ln1_rstd = takef(cv, A, rows);
+            a->qkv = takef(cv, A, rows * im->QKV);
+            a->res2 = takef(cv, A, rows * C);
+            a->ln2 = takef(cv, A, rows * C);
+            a->ln2_mean = im->layernorm ? takef(cv, A, rows) : NULL;
+            a->ln2_rstd = takef(cv, A, rows);
+            a->fch = takef(cv, A, rows * im->F2);
+            a->fcact = takef(cv, A, rows * m->F);
+        } else {
+            *a = im->la[0];
+        }
+        bool core_fresh = rc == RECOMPUTE_NONE || l == 0;
+        if (core_fresh) {
+            a->att = naive ? takef(cv, A, att_n) : NULL;
+            a->lse = naive ? NULL : takef(cv, A, lse_n);
+            a->atty = takef(cv, A, rows * im->Q);
+            if (l == 0)
+                shared = *a;
+        } else {
+            a->att = shared.att;
+            a->lse = shared.lse;
+            a->atty = shared.atty;
+        }
+    }
+    im->lnf = takef(cv, A, rows * C);
+    im->lnf_mean = im->layernorm ? takef(cv, A, rows) : NULL;
+    im->lnf_rstd = takef(cv, A, rows);
+    im->logits = takef(cv, A, lrows * m->Vp);
+    im->tokens = take(cv, A, rows * sizeof(int));
+    im->targets = take(cv, A, N * sizeof(int));
+
+    /* KV cache */
+    im->kc = im->vc = NULL;
+    if (o->kv_batch > 0) {
+        size_t per = NKVrows * im->KVW;
+        im->kc = takef(cv, K, per * L);
+        im->vc = takef(cv, K, per * L);
+    }
+
+    /* workspace */
+    im->tmp = takef(cv, WS, rows * C);
+    im->dres = im->dln = im->dfcact = im->dfch = im->datty = im->dqkv = NULL;
+    im->att_scratch = NULL;
+    if (train) {
+        im->dres = takef(cv, WS, N * C);
+        im->dln = takef(cv, WS, N * C);
+        im->dfcact = takef(cv, WS, N * m->F);
+        im->dfch = takef(cv, WS, N * im->F2);
+        im->datty = takef(cv, WS, N * im->Q);
+        im->dqkv = takef(cv, WS, N * im->QKV);
+        if (naive)
+            im->att_scratch = take(cv, WS, m->be->attention_backward_scratch_bytes(B, T, NH));
+    }
+    im->wbuf = NULL;
+    if (im->bf16) {
+        size_t mx = 0;
+        for (int k = 0; k <= MM_HEAD; k++) {
+            size_t n = (size_t)im->mm[k].OC * im->mm[k].C;
+            mx = n > mx ? n : mx;
+        }
+        im->wbuf = takef(cv, WS, mx);
+    }
+    im->lora_u = im->lora_t = im->lora_du = NULL;
+    if (im->lora) {
+        int mxc = 0;
+        for (int i = 0; i < im->n_ad; i++)
+            mxc = im->ad[i].cols > mxc ? im->ad[i].cols : mxc;
+        im->lora_u = takef(cv, WS, rows * o->lora_rank);
+        im->lora_t = takef(cv, WS, rows * mxc);
+        if (train)
+            im->lora_du = takef(cv, WS, rows * o->lora_rank);
+    }
+    im->rope_cos = im->rope_sin = NULL;
+    if (im->rope) {
+        im->rope_cos = takef(cv, WS, (size_t)im->ropeT * (m->HS / 2));
+        im->rope_sin = takef(cv, WS, (size_t)im->ropeT * (m->HS / 2));
+    }
+}
+
+static void impl_alloc_tables(struct exec_model *m, struct exec_model_impl *im)
+{
+    size_t L = (size_t)m->desc.n_layers;
+    im->lo = sw_xcalloc(L, sizeof(*im->lo));
+    im->la = sw_xcalloc(L, sizeof(*im->la));
+    im->inp = sw_xcalloc(L + 1, sizeof(*im->inp));
+}
+
+static void impl_free(struct exec_model_impl *im)
+{
+    if (!im)
+        return;
+    free(im->lo);
+    free(im->la);
+    free(im->inp);
+    free(im);
+}
+
+int exec_model_plan_bytes(const struct model_desc *d, const struct exec_model_opts *o,
+                          const struct backend *be, struct exec_mem *out, struct sw_err *err)
+{
+    int rc = validate(d, o, be, err);
+    if (rc < 0)
+        return rc;
+    struct exec_model m;
+    memset(&m, 0, sizeof(m));
+    m.desc = *d;
+    m.opts = *o;
+    m.be = be;
+    struct exec_model_impl *im = sw_xcalloc(1, sizeof(*im));
+    impl_alloc_tables(&m, im);
+    layout_params(&m, im);
+    struct carve cv;
+    memset(&cv, 0, sizeof(cv));
+    cv.dry = true;
+    carve_all(&m, im, &cv);
+    memset(out, 0, sizeof(*out));
+    for (int c = 0; c < BACKEND_MEM_COUNT; c++) {
+        out->bytes[c] = cv.off[c];
+        out->total_bytes += cv.off[c];
+    }
+    impl_free(im);
+    return 0;
+}
+
+/* ---------------------------------------------------------------- tensor enumeration */
+
+static void add_tensor(struct exec_model *m, int *cap, const char *name, int ndim, int64_t d0,
+                       int64_t d1, float *data, float *grad, bool hf_t, bool is_lora)
+{
+    if (m->n_tensors == *cap) {
+        *cap = *cap ? 2 * *cap : 64;
+        m->tensors = sw_xrealloc(m->tensors, (size_t)*cap * sizeof(*m->tensors));
+    }
+    struct exec_tensor *t = &m->tensors[m->n_tensors++];
+    memset(t, 0, sizeof(*t));
+    sw_strlcpy(t->name, name, sizeof(t->name));
+    t->ndim = ndim;
+    t->shape[0] = d0;
+    t->shape[1] = ndim == 2 ? d1 : 1;
+    t->numel = (size_t)d0 * (size_t)(ndim == 2 ? d1 : 1);
+    t->data = data;
+    t->grad = grad;
+    t->trainable = grad != NULL;
+    t->hf_transposed = hf_t;
+    t->is_lora = is_lora;
+    t->category = BACKEND_MEM_WEIGHTS;
+}
+
+static void build_tensors(struct exec_model *m)
+{
+    struct exec_model_impl *im = m->impl;
+    bool llama = m->desc.arch == MODEL_ARCH_LLAMA;
+    int cap = 0, C = m->C, Q = im->Q, KVW = im->KVW, F = m->F;
+    float *P = im->params, *G = im->grads_base;
+    char nm[96];
+#define PW(off) (P + (off))
+#define GW(off) (G ? G + (off) : NULL)
+    add_tensor(m, &cap, llama ? "model.embed_tokens.weight" : "wte.weight", 2, m->V, C, PW(im->wte),
+               GW(im->wte), false, false);
+    if (im->learned_pos)
+        add_tensor(m, &cap, "wpe.weight", 2, m->desc.max_pos, C, PW(im->wpe), GW(im->wpe), false,
+                   false);
+    for (int l = 0; l < m->L; l++) {
+        const struct layer_off *lo = &im->lo[l];
+        char pre[48];
+        snprintf(pre, sizeof(pre), llama ? "model.layers.%d." : "h.%d.", l);
+        const char *n1 = llama ? "input_layernorm" : "ln_1";
+        const char *n2 = llama ? "post_attention_layernorm" : "ln_2";
+        snprintf(nm, sizeof(nm), "%s%s.weight", pre, n1);
+        add_tensor(m, &cap, nm, 1, C, 0, PW(lo->ln1_w), GW(lo->ln1_w), false, false);
+        if (lo->ln1_b != OFF_NONE) {
+            snprintf(nm, sizeof(nm), "%s%s.bias", pre, n1);
+            add_tensor(m, &cap, nm, 1, C, 0, PW(lo->ln1_b), GW(lo->ln1_b), false, false);
+        }
+        if (!llama) {
+            static const char *const mmn[MM_PER_LAYER] = {"attn.c_attn", "attn.c_proj", "mlp.c_fc",
+                                                          "mlp.c_proj"};
+            for (int k = 0; k < MM_PER_LAYER; k++) {
+                snprintf(nm, sizeof(nm), "%s%s.weight", pre, mmn[k]);
+                add_tensor(m, &cap, nm, 2, im->mm[k].OC, im->mm[k].C, PW(lo->w[k]), GW(lo->w[k]),
+                           true, false);
+                if (lo->b[k] != OFF_NONE) {
+                    snprintf(nm, sizeof(nm), "%s%s.bias", pre, mmn[k]);
+                    add_tensor(m, &cap, nm, 1, im->mm[k].OC, 0, PW(lo->b[k]), GW(lo->b[k]), false,
+                               false);
+                }
+                if (k == MM_O) {
+                    snprintf(nm, sizeof(nm), "%s%s.weight", pre, n2);
+                    add_tensor(m, &cap, nm, 1, C, 0, PW(lo->ln2_w), GW(lo->ln2_w), false, false);
+                    if (lo->ln2_b != OFF_NONE) {
+                        snprintf(nm, sizeof(nm), "%s%s.bias", pre, n2);
+                        add_tensor(m, &cap, nm, 1, C, 0, PW(lo->ln2_b), GW(lo->ln2_b), false,
+                                   false);
+                    }
+                }
+            }
+        } else {
+            /* q, k, v as row blocks of the fused QKV weight (and bias). */
+            static const char *const qkvn[3] = {"q_proj", "k_proj", "v_proj"};
+            size_t row0[3] = {0, (size_t)Q, (size_t)Q + KVW};
+            int rows[3] = {Q, KVW, KVW};
+            for (int j = 0; j < 3; j++) {
+                size_t wo = lo->w[MM_QKV] + row0[j] * C;
+                snprintf(nm, sizeof(nm), "%sself_attn.%s.weight", pre, qkvn[j]);
+                add_tensor(m, &cap, nm, 2, rows[j], C, PW(wo), GW(wo), false, false);
+                if (lo->b[MM_QKV] != OFF_NONE) {
+                    size_t bo = lo->b[MM_QKV] + row0[j];
+                    snprintf(nm, sizeof(nm), "%sself_attn.%s.bias", pre, qkvn[j]);
+                    add_tensor(m, &cap, nm, 1, rows[j], 0, PW(bo), GW(bo), false, false);
+                }
+            }
+            snprintf(nm, sizeof(nm), "%sself_attn.o_proj.weight", pre);
+            add_tensor(m, &cap, nm, 2, C, Q, PW(lo->w[MM_O]), GW(lo->w[MM_O]), false, false);
+            snprintf(nm, sizeof(nm), "%s%s.weight", pre, n2);
+            add_tensor(m, &cap, nm, 1, C, 0, PW(lo->ln2_w), GW(lo->ln2_w), false, false);
+            if (lo->ln2_b != OFF_NONE) {
+                snprintf(nm, sizeof(nm), "%s%s.bias", pre, n2);
+                add_tensor(m, &cap, nm, 1, C, 0, PW(lo->ln2_b), GW(lo->ln2_b), false, false);
+            }
+            if (m->desc.swiglu) {
+                size_t go = lo->w[MM_FC], uo = lo->w[MM_FC] + (size_t)F * C;
+                snprintf(nm, sizeof(nm), "%smlp.gate_proj.weight", pre);
+                add_tensor(m, &cap, nm, 2, F, C, PW(go), GW(go), false, false);
+                snprintf(nm, sizeof(nm), "%smlp.up_proj.weight", pre);
+                add_tensor(m, &cap, nm, 2, F, C, PW(uo), GW(uo), false, false);
+            } else {
+                snprintf(nm, sizeof(nm), "%smlp.up_proj.weight", pre);
+                add_tensor(m, &cap, nm, 2, F, C, PW(lo->w[MM_FC]), GW(lo->w[MM_FC]), false, false);
+            }
+            snprintf(nm, sizeof(nm), "%smlp.down_proj.weight", pre);
+            add_tensor(m, &cap, nm, 2, C, F, PW(lo->w[MM_PROJ]), GW(lo->w[MM_PROJ]), false, false);
+        }
+    }
+    add_tensor(m, &cap, llama ? "model.norm.weight" : "ln_f.weight", 1, C, 0, PW(im->lnf_w),
+               GW(im->lnf_w), false, false);
+    if (im->lnf_b != OFF_NONE)
+        add_tensor(m, &cap, llama ? "model.norm.bias" : "ln_f.bias", 1, C, 0, PW(im->lnf_b),
+                   GW(im->lnf_b), false, false);
+    if (!m->desc.tied_head)
+        add_tensor(m, &cap, "lm_head.weight", 2, m->V, C, PW(im->head), GW(im->head), false, false);
+#undef PW
+#undef GW
+    /* LoRA adapters, named as PEFT does inside the module: "<module>.lora_A.weight". */
+    if (im->lora) {
+        int r = m->opts.lora_rank;
+        size_t per_layer = m->n_lora_params / (size_t)m->L;
+        for (int l = 0; l < m->L; l++) {
+            for (int i = 0; i < im->n_ad; i++) {
+                const struct adapter *a = &im->ad[i];
+                size_t base = per_layer * l;
+                float *gl = im->grads_lora;
+                snprintf(nm, sizeof(nm),
+                         llama ? "model.layers.%d.%s.lora_A.weight" : "h.%d.%s.lora_A.weight", l,
+                         a->hf);
+                add_tensor(m, &cap, nm, 2, r, a->in, im->lora_params + base + a->a_off,
+                           gl ? gl + base + a->a_off : NULL, false, true);
+                snprintf(nm, sizeof(nm),
+                         llama ? "model.layers.%d.%s.lora_B.weight" : "h.%d.%s.lora_B.weight", l,
+                         a->hf);
+                add_tensor(m, &cap, nm, 2, a->cols, r, im->lora_params + base + a->b_off,
+                           gl ? gl + base + a->b_off : NULL, false, true);
+            }
+        }
+    }
+}
+
+int exec_model_find_tensor(const struct exec_model *m, const char *name)
+{
+    if (strncmp(name, "transformer.", 12) == 0 && m->desc.arch == MODEL_ARCH_GPT2)
+        name += 12;
+    for (int i = 0; i < m->n_tensors; i++)
+        if (strcmp(m->tensors[i].name, name) == 0)
+            return i;
+    return -1;
+}
+
+/* ---------------------------------------------------------------- init / release */
+
+int exec_model_init(struct exec_model *m, const struct model_desc *d,
+                    const struct exec_model_opts *o, const struct backend *be, struct sw_err *err)
+{
+    memset(m, 0, sizeof(*m));
+    int rc = validate(d, o, be, err);
+    if (rc < 0)
+        return rc;
+    rc = exec_model_plan_bytes(d, o, be, &m->planned, err);
+    if (rc < 0)
+        return rc;
+    m->desc = *d;
+    m->opts = *o;
+    m->be = be;
+    struct exec_model_impl *im = sw_xcalloc(1, sizeof(*im));
+    m->impl = im;
+    impl_alloc_tables(m, im);
+    layout_params(m, im);
+
+    struct carve cv;
+    memset(&cv, 0, sizeof(cv));
+    for (int c = 0; c < BACKEND_MEM_COUNT; c++) {
+        size_t n = (size_t)m->planned.bytes[c];
+        if (!n)
+            continue;
+        im->fam[c] = be->alloc(n, (enum backend_mem)c, err);
+        if (!im->fam[c]) {
+            exec_model_release(m);
+            return SW_ENOMEM;
+        }
+        cv.base[c] = im->fam[c];
+        m->held.bytes[c] = n;
+        m->held.total_bytes += n;
+    }
+    carve_all(m, im, &cv);
+    for (int c = 0; c < BACKEND_MEM_COUNT; c++)
+        SW_ASSERT(cv.off[c] == m->planned.bytes[c]);
+    /* Weights, gradients and the KV cache start at zero (padded rows must stay zero). */
+    for (int c = 0; c < BACKEND_MEM_COUNT; c++) {
+        if (im->fam[c] &&
+            (c == BACKEND_MEM_WEIGHTS || c == BACKEND_MEM_GRADIENTS || c == BACKEND_MEM_KV_CACHE))
+            be->memset(im->fam[c], 0, (size_t)m->planned.bytes[c]);
+    }
+    if (im->rope)
+        be->rope_tables(im->rope_cos, im->rope_sin, im->ropeT, m->HS,
+                        m->desc.rope_theta > 0 ? m->desc.rope_theta : 10000.0);
+    if (o->training) {
+        m->train_params = im->lora ? im->lora_params : im->params;
+        m->train_grads = im->lora ? im->grads_lora : im->grads_base;
+        m->n_train = im->lora ? m->n_lora_params : m->n_params;
+    }
+    build_tensors(m);
+    im->derived_stale = true;
+    return 0;
+}
+
+void exec_model_release(struct exec_model *m)
+{
+    struct exec_model_impl *im = m->impl;
+    if (im) {
+        for (int c = 0; c < BACKEND_MEM_COUNT; c++)
+            if (im->fam[c])
+                m->be->free(im->fam[c]);
+        impl_free(im);
+    }
+    free(m->tensors);
+    memset(m, 0, sizeof(*m));
+}
+
+/* ---------------------------------------------------------------- weight init */
+
+static uint64_t splitmix64(uint64_t *s)
+{
+    uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+static double rng_uniform(uint64_t *s) /* (0, 1) */
+{
+    return ((double)(splitmix64(s) >> 11) + 0.5) / 9007199254740992.0;
+}
+
+static void fill_normal(float *x, size_t n, double std, uint64_t *s)
+{
+    for (size_t i = 0; i < n; i += 2) {
+        /* Box-Muller: two normals per pair of uniforms. */
+        double u1 = rng_uniform(s), u2 = rng_uniform(s);
+        double r = sqrt(-2.0 * log(u1));
+        x[i] = (float)(std * r * cos(2.0 * M_PI * u2));
+        if (i + 1 < n)
+            x[i + 1] = (float)(std * r * sin(2.0 * M_PI * u2));
+    }
+}
+
+void exec_model_init_weights(struct exec_model *m, uint64_t seed)
+{
+    struct exec_model_impl *im = m->impl;
+    double std = 0.02, std_res = 0.02 / sqrt(2.0 * m->L);
+    /* Zero first: biases, padding rows, LoRA B. */
+    m->be->memset(im->params, 0, m->n_params * sizeof(float));
+    if (im->lora)
+        m->be->memset(im->lora_params, 0, m->n_lora_params * sizeof(float));
+    for (int i = 0; i < m->n_tensors; i++) {
+        struct exec_tensor *t = &m->tensors[i];
+        uint64_t s = seed ^ (0xD1B54A32D192ED03ull * (uint64_t)(i + 1));
+        size_t len = strlen(t->name);
+        bool is_bias = len > 5 && strcmp(t->name + len - 5, ".bias") == 0;
+        if (t->is_lora) {
+            if (strstr(t->name, "lora_A")) {
+                double bound = 1.0 / sqrt((double)t->shape[1]);
+                for (size_t k = 0; k < t->numel; k++)
+                    t->data[k] = (float)(bound * (2.0 * rng_uniform(&s) - 1.0));
+            }
+            continue;
+        }
+        if (is_bias)
+            continue;
+        if (t->ndim == 1) {
+            for (size_t k = 0; k < t->numel; k++)
+                t->data[k] = 1.0f;
+            continue;
+        }
+        bool resid = strstr(t->name, "attn.c_proj") || strstr(t->name, "mlp.c_proj") ||
+                     strstr(t->name, "o_proj") || strstr(t->name, "down_proj");
+        fill_normal(t->data, t->numel, resid ? std_res : std, &s);
+    }
+    exec_model_weights_changed(m);
+}
+
+void exec_model_weights_changed(struct exec_model *m)
+{
+    m->impl->derived_stale = true;
+}
+
+/* Refresh the bf16 mirror or the int8 codes from the fp32 master. */
+static void refresh_derived(struct exec_model *m)
+{
+    struct exec_model_impl *im = m->impl;
+    const struct backend *be = m->be;
+    if (!im->derived_stale)
+        return;
+    if (im->bf16)
+        be->f32_to_bf16(im->w16, im->params, m->n_params);
+    if (im->int8) {
+        /* Every layer's four matmuls, then the head (l == L). */
+        for (int l = 0; l <= m->L; l++) {
+            bool head = l == m->L;
+            for (int k = head ? MM_HEAD : 0; k < (head ? MM_HEAD + 1 : MM_PER_LAYER); k++) {
+                const struct mm_shape *s = &im->mm[k];
+                size_t w = head ? im->head : im->lo[l].w[k];
+                size_t qo = s->q8_off + (head ? 0 : im->q8_layer_bytes * l);
+                size_t so = s->q8_scale_off + (head ? 0 : im->q8_layer_scales * l);
+                be->quantize_int8_rows(im->q8 + qo, im->q8_scale + so, im->params + w, s->OC, s->C);
+            }
+        }
+    }
+    im->derived_stale = false;
+}
+
+/* ---------------------------------------------------------------- matmuls */
+
+/* The fp32 weight a matmul reads: the master, or in bf16 mode its bf16 copy widened into the
+ * workspace buffer. */
+static const float *mm_weight(struct exec_model *m, size_t off, size_t n)
+{
+    struct exec_model_impl *im = m->impl;
+    if (!im->bf16)
+        return im->params + off;
+    m->be->bf16_to_f32(im->wbuf, im->w16 + off, n);
+    return im->wbuf;
+}
+
+static float *lora_p(struct exec_model *m, int l, size_t off)
+{
+    return m->impl->lora_params + m->n_lora_params / (size_t)m->L * l + off;
+}
+
+static float *lora_g(struct exec_model *m, int l, size_t off)
+{
+    float *g = m->impl->grads_lora;
+    return g ? g + m->n_lora_params / (size_t)m->L * l + off : NULL;
+}
+
+/* out(N,OC) = inp · Wᵀ + b (+ LoRA) for matmul k of layer l (l == L: the head). */
+static void mm_forward(struct exec_model *m, int l, int k, float *out, const float *inp, int N)
+{
+    struct exec_model_impl *im = m->impl;
+    const struct backend *be = m->be;
+    const struct mm_shape *s = &im->mm[k];
+    bool head = k == MM_HEAD;
+    size_t woff = head ? im->head : im->lo[l].w[k];
+    size_t boff = head ? OFF_NONE : im->lo[l].b[k];
+    const float *bias = boff == OFF_NONE ? NULL : im->params + boff;
+    if (im->int8) {
+        size_t qo = s->q8_off + (head ? 0 : im->q8_layer_bytes * l);
+        size_t so = s->q8_scale_off + (head ? 0 : im->q8_layer_scales * l);
+        be->matmul_int8_forward(out, inp, im->q8 + qo, im->q8_scale + so, bias, N, s->C, s->OC);
+    } else {
+        const float *w = mm_weight(m, woff, (size_t)s->OC * s->C);
+        be->matmul_forward(out, inp, w, bias, N, s->C, s->OC);
+    }
+    if (!im->lora || head)
+        return;
+    int r = m->opts.lora_rank;
+    for (int i = 0; i < im->n_ad; i++) {
+        const struct adapter *a = &im->ad[i];
+        if (a->mm != k)
+            continue;
+        be->matmul_forward(im->lora_u, inp, lora_p(m, l, a->a_off), NULL, N, a->in, r);
+        be->matmul_forward(im->lora_t, im->lora_u, lora_p(m, l, a->b_off), NULL, N, r, a->cols);
+        be->axpy_2d(out + a->col0, s->OC, im->lora_t, a->cols, N, a->cols, im->lora_scale);
+    }
+}
+
+/* dinp(N,C) += dout·W (+ LoRA); dW, db += when the base is trainable; adapter grads +=. */
+static void mm_backward(struct exec_model *m, int l, int k, float *dinp, const float *dout,
+                        const float *inp, int N)
+{
+    struct exec_model_impl *im = m->impl;
+    const struct backend *be = m->be;
+    const struct mm_shape *s = &im->mm[k];
+    bool head = k == MM_HEAD;
+    size_t woff = head ? im->head : im->lo[l].w[k];
+    size_t boff = head ? OFF_NONE : im->lo[l].b[k];
+    float *gb = im->grads_base;
+    float *dw = gb ? gb + woff : NULL;
+    float *db = gb && boff != OFF_NONE ? gb + boff : NULL;
+    const float *w = mm_weight(m, woff, (size_t)s->OC * s->C);
+    be->matmul_backward(dinp, dw, db, dout, inp, w, N, s->C, s->OC);
+    if (!im->lora || head)
+        return;
+    int r = m->opts.lora_rank;
+    for (int i = 0; i < im->n_ad; i++) {
+        const struct adapter *a = &im->ad[i];
+        if (a->mm != k)
+            continue;
+        /* Recompute u = x·Aᵀ (N·r·in FLOPs, cheaper than keeping it per layer). */
+        be->matmul_forward(im->lora_u, inp, lora_p(m, l, a->a_off), NULL, N, a->in, r);
+        /* dt = scale · dout[:, cols] */
+        be->copy_2d(im->lora_t, a->cols, dout + a->col0, s->OC, N, a->cols, im->lora_scale);
+        be->memset(im->lora_du, 0, (size_t)N * r * sizeof(float));
+        be->matmul_backward(im->lora_du, lora_g(m, l, a->b_off), NULL, im->lora_t, im->lora_u,
+                            lora_p(m, l, a->b_off), N, r, a->cols);
+        be->matmul_backward(dinp, lora_g(m, l, a->a_off), NULL, im->lora_du, inp,
+                            lora_p(m, l, a->a_off), N, a->in, r);
+    }
+}
+
+/* ---------------------------------------------------------------- forward */
+
+static void norm_forward(struct exec_model *m, float *out, float *mean, float *rstd,
+                         const float *inp, size_t w, size_t b, int N)
+{
+    struct exec_model_impl *im = m->impl;
+    if (im->layernorm)
+        m->be->layernorm_forward(out, mean, rstd, inp, im->params + w,
+                                 b == OFF_NONE ? NULL : im->params + b, N, m->C, im->eps);
+    else
+        m->be->rmsnorm_forward(out, rstd, inp, im->params + w, N, m->C, im->eps);
+}
+
+static void norm_backward(struct exec_model *m, float *dinp, const float *dout, const float *inp,
+                          size_t w, size_t b, const float *mean, const float *rstd, int N)
+{
+    struct exec_model_impl *im = m->impl;
+    float *gb = im->grads_base;
+    float *dw = gb ? gb + w : NULL;
+    float *db = gb && b != OFF_NONE ? gb + b : NULL;
+    if (im->layernorm)
+        m->be->layernorm_backward(dinp, dw, db, dout, inp, im->params + w, mean, rstd, N, m->C);
+    else
+        m->be->rmsnorm_backward(dinp, dw, dout, inp, im->params + w, rstd, N, m->C);
+}
+
+/* Attention core from a->qkv into a->atty (training/forward path, positions 0..T-1). */
+static void attn_core_forward(struct exec_model *m, struct layer_act *a, int B, int T)
+{
+    if (m->opts.attention == ATTN_NAIVE)
+        m->be->attention_forward(a->atty, a->att, a->qkv, B, T, m->NH, m->NKV, m->HS);
+    else
+        m->be->flash_attention_forward(a->atty, a->lse, a->qkv, B, T, m->NH, m->NKV, m->HS);
+}
+
+/* One layer: inp -> out. kv: use the KV cache at position pos (prefill/decode). */
+static void layer_forward(struct exec_model *m, int l, const float *inp, float *out, int B, int T,
+                          bool kv, int pos)
+{
+    struct exec_model_impl *im = m->impl;
+    const struct backend *be = m->be;
+    const struct layer_off *lo = &im->lo[l];
+    struct layer_act *a = &im->la[l];
+    int N = B * T;
+    size_t NC = (size_t)N * m->C;
+
+    norm_forward(m, a->ln1, a->ln1_mean, a->ln1_rstd, inp, lo->ln1_w, lo->ln1_b, N);
+    mm_forward(m, l, MM_QKV, a->qkv, a->ln1, N);
+    if (im->rope)
+        be->rope_forward(a->qkv, im->rope_cos, im->rope_sin, B, T, im->QKV, m->NH + m->NKV, m->HS,
+                         im->ropeT, pos);
+    if (kv) {
+        size_t per = (size_t)m->opts.kv_batch * m->opts.kv_seq * im->KVW;
+        float *kc = im->kc + per * l, *vc = im->vc + per * l;
+        be->kv_cache_append(kc, vc, a->qkv, B, T, pos, m->NH, m->NKV, m->HS, m->opts.kv_seq);
+        be->attention_decode(a->atty, a->qkv, kc, vc, B, T, pos, m->NH, m->NKV, m->HS,
+                             m->opts.kv_seq);
+    } else {
+        attn_core_forward(m, a, B, T);
+    }
+    mm_forward(m, l, MM_O, im->tmp, a->atty, N);
+    be->residual_forward(a->res2, inp, im->tmp, NC);
+    norm_forward(m, a->ln2, a->ln2_mean, a->ln2_rstd, a->res2, lo->ln2_w, lo->ln2_b, N);
+    mm_forward(m, l, MM_FC, a->fch, a->ln2, N);
+    if (m->desc.swiglu)
+        be->swiglu_forward(a->fcact, a->fch, N, m->F);
+    else
+        be->gelu_forward(a->fcact, a->fch, (size_t)N * m->F);
+    mm_forward(m, l, MM_PROJ, im->tmp, a->fcact, N);
+    be->residual_forward(out, a->res2, im->tmp, NC);
+}
+
+static int check_tokens(const struct exec_model *m, const int *ids, size_t n, bool allow_ignore,
+                        const char *what, struct sw_err *err)
+{
+    for (size_t i = 0; i < n; i++) {
+        if ((ids[i] < 0 || ids[i] >= m->V) && !(allow_ignore && ids[i] == -1))
+            return sw_errf(err, SW_EINVAL, "%s[%zu] = %d outside [0, %d)%s", what, i, ids[i], m->V,
+                           allow_ignore ? " (or -1 to ignore)" : "");
+    }
+    return 0;
+}
+
+int exec_model_forward(struct exec_model *m, const int *tokens, const int *targets, int B, int T,
+                       float *loss, struct sw_err *err)
+{
+    struct exec_model_impl *im = m->impl;
+    const struct backend *be = m->be;
+    if (B < 1 || T < 1 || B > m->opts.batch || T > m->opts.seq)
+        return sw_errf(err, SW_EINVAL, "forward of B=%d, T=%d exceeds the model's B=%d, T=%d", B, T,
+                       m->opts.batch, m->opts.seq);
+    size_t N = (size_t)B * T;
+    int rc = check_tokens(m, tokens, N, false, "tokens", err);
+    if (rc == 0 && targets)
+        rc = check_tokens(m, targets, N, true, "targets", err);
+    if (rc < 0)
+        return rc;
+    refresh_derived(m);
+    be->memcpy(im->tokens, tokens, N * sizeof(int), BACKEND_H2D);
+    be->embedding_forward(im->inp[0], im->tokens, im->params + im->wte,
+                          im->learned_pos ? im->params + im->wpe : NULL, B, T, m->C, m->V,
+                          m->desc.max_pos, 0);
+    for (int l = 0; l < m->L; l++)
+        layer_forward(m, l, im->inp[l], im->inp[l + 1], B, T, false, 0);
+    norm_forward(m, im->lnf, im->lnf_mean, im->lnf_rstd, im->inp[m->L], im->lnf_w, im->lnf_b,
+                 (int)N);
+    mm_forward(m, m->L, MM_HEAD, im->logits, im->lnf, (int)N);
+    im->have_fwd = false;
+    im->fwd_B = B;
+    im->fwd_T = T;
+    float mean_loss = 0.0f;
+    if (targets) {
+        be->memcpy(im->targets, targets, N * sizeof(int), BACKEND_H2D);
+        /* losses go to the workspace's tmp (N <= rows·C floats); logits stay intact. */
+        mean_loss = be->softmax_ce(im->logits, im->tmp, NULL, im->targets, (int)N, m->V, m->Vp,
+                                   false, 1.0f);
+        im->have_fwd = m->opts.training;
+    }
+    if (loss)
+        *loss = mean_loss;
+    return 0;
+}
+
+const float *exec_model_logits(const struct exec_model *m)
+{
+    return m->impl->logits;
+}
+
+/* ---------------------------------------------------------------- backward */
+
+static void layer_backward(struct exec_model *m, int l, int B, int T)
+{
+    struct exec_model_impl *im = m->impl;
+    const struct backend *be = m->be;
+    const struct layer_off *lo = &im->lo[l];
+    struct layer_act *a = &im->la[l];
+    int N = B * T;
+    const float *inp = im->inp[l];
+    float *dres = im->dres;
+
+    if (m->opts.recompute == RECOMPUTE_FULL)
+        layer_forward(m, l, inp, im->inp[l + 1], B, T, false, 0);
+    else if (m->opts.recompute == RECOMPUTE_SELECTIVE)
+        attn_core_forward(m, a, B, T);
+
+    /* MLP: out = res2 + proj(act(fc(ln2(res2)))); dres holds d(out). */
+    be->memset(im->dfcact, 0, (size_t)N * m->F * sizeof(float));
+    mm_backward(m, l, MM_PROJ, im->dfcact, dres, a->fcact, N);
+    be->memset(im->dfch, 0, (size_t)N * im->F2 * sizeof(float));
+    if (m->desc.swiglu)
+        be->swiglu_backward(im->dfch, im->dfcact, a->fch, N, m->F);
+    else
+        be->gelu_backward(im->dfch, a->fch, im->dfcact, (size_t)N * m->F);
+    be->memset(im->dln, 0, (size_t)N * m->C * sizeof(float));
+    mm_backward(m, l, MM_FC, im->dln, im->dfch, a->ln2, N);
+    /* In place: d(res2) = d(out) + LN2ᵀ(...) */
+    norm_backward(m, dres, im->dln, a->res2, lo->ln2_w, lo->ln2_b, a->ln2_mean, a->ln2_rstd, N);
+
+    /* Attention: res2 = inp + o(attn(rope(qkv(ln1(inp))))). */
+    be->memset(im->datty, 0, (size_t)N * im->Q * sizeof(float));
+    mm_backward(m, l, MM_O, im->datty, dres, a->atty, N);
+    be->memset(im->dqkv, 0, (size_t)N * im->QKV * sizeof(float));
+    if (m->opts.attention == ATTN_NAIVE)
+        be->attention_backward(im->dqkv, im->datty, a->qkv, a->att, im->att_scratch, B, T, m->NH,
+                               m->NKV, m->HS);
+    else
+        be->flash_attention_backward(im->dqkv, im->datty, a->qkv, a->atty, a->lse, B, T, m->NH,
+                                     m->NKV, m->HS);
+    if (im->rope)
+        be->rope_backward(im->dqkv, im->rope_cos, im->rope_sin, B, T, im->QKV, m->NH + m->NKV,
+                          m->HS, im->ropeT, 0);
+    be->memset(im->dln, 0, (size_t)N * m->C * sizeof(float));
+    mm_backward(m, l, MM_QKV, im->dln, im->dqkv, a->ln1, N);
+    norm_backward(m, dres, im->dln, inp, lo->ln1_w, lo->ln1_b, a->ln1_mean, a->ln1_rstd, N);
+}
+
+int exec_model_backward(struct exec_model *m, float grad_scale, struct sw_err *err)
+{
+    struct exec_model_impl *im = m->impl;
+    const struct backend *be = m->be;
+    if (!m->opts.training)
+        return sw_errf(err, SW_EINVAL, "backward on an inference model");
+    if (!im->have_fwd)
+        return sw_errf(err, SW_EINVAL,
+                       "backward needs a forward with targets since the last backward");
+    im->have_fwd = false;
+    int B = im->fwd_B, T = im->fwd_T, N = B * T;
+    /* logits -> grad_scale · d(mean loss)/d(logits), in place. */
+    be->softmax_ce(im->logits, NULL, NULL, im->targets, N, m->V, m->Vp, true, grad_scale);
+    be->memset(im->dln, 0, (size_t)N * m->C * sizeof(float));
+    mm_backward(m, m->L, MM_HEAD, im->dln, im->logits, im->lnf, N);
+    be->memset(im->dres, 0, (size_t)N * m->C * sizeof(float));
+    norm_backward(m, im->dres, im->dln, im->inp[m->L], im->lnf_w, im->lnf_b, im->lnf_mean,
+                  im->lnf_rstd, N);
+    for (int l = m->L - 1; l >= 0; l--)
+        layer_backward(m, l, B, T);
+    float *gb = im->grads_base;
+    if (gb)
+        be->embedding_backward(gb + im->wte, im->learned_pos ? gb + im->wpe : NULL, im->dres,
+                               im->tokens, B, T, m->C, m->V, m->desc.max_pos, 0);
+    return 0;
+}
+
+void exec_model_zero_grad(struct exec_model *m)
+{
+    if (m->train_grads)
+        m->be->memset(m->train_grads, 0, m->n_train * sizeof(float));
+}
+
+/* ---------------------------------------------------------------- generation */
+
+/* Run B×T new tokens at cache position pos; logits of each sequence's last token into
+ * im->logits (B, Vp). */
+static void kv_forward(struct exec_model *m, const int *tokens, int B, int T, int pos)
+{
+    struct exec_model_impl *im = m->impl;
+    const struct backend *be = m->be;
+    int N = B * T;
+    refresh_derived(m);
+    be->memcpy(im->tokens, tokens, (size_t)N * sizeof(int), BACKEND_H2D);
+    be->embedding_forward(im->inp[0], im->tokens, im->params + im->wte,
+                          im->learned_pos ? im->params + im->wpe : NULL, B, T, m->C, m->V,
+                          m->desc.max_pos, pos);
+    for (int l = 0; l < m->L; l++)
+        layer_forward(m, l, im->inp[l], im->inp[l + 1], B, T, true, pos);
+    /* Only the last position of each sequence needs logits: gather those rows. */
+    be->copy_2d(im->tmp, m->C, im->inp[m->L] + (size_t)(T - 1) * m->C, T * m->C, B, m->C, 1.0f);
+    norm_forward(m, im->lnf, im->lnf_mean, im->lnf_rstd, im->tmp, im->lnf_w, im->lnf_b, B);
+    mm_forward(m, m->L, MM_HEAD, im->logits, im->lnf, B);
+}
+
+int exec_model_prefill(struct exec_model *m, const int *tokens, int B, int T, const float **logits,
+                       struct sw_err *err)
+{
+    struct exec_model_impl *im = m->impl;
+    if (m->opts.kv_batch <= 0)
+        return sw_errf(err, SW_EINVAL, "prefill needs a model built with a KV cache (kv_batch)");
+    if (B < 1 || T < 1 || B > m->opts.kv_batch || T > m->opts.kv_seq)
+        return sw_errf(err, SW_EINVAL, "prefill of B=%d, T=%d exceeds the cache's B=%d, T=%d", B, T,
+                       m->opts.kv_batch, m->opts.kv_seq);
+    int rc = check_tokens(m, tokens, (size_t)B * T, false, "tokens", err);
+    if (rc < 0)
+        return rc;
+    kv_forward(m, tokens, B, T, 0);
+    im->kv_B = B;
+    m->kv_len = T;
+    *logits = im->logits;
+    return 0;
+}
+
+int exec_model_decode(struct exec_model *m, const int *tokens, int B, const float **logits,
+                      struct sw_err *err)
+{
+    struct exec_model_impl *im = m->impl;
+    if (m->opts.kv_batch <= 0 || m->kv_len == 0)
+        return sw_errf(err, SW_EINVAL, "decode needs a prefilled KV cache");
+    if (B != im->kv_B)
+        return sw_errf(err, SW_EINVAL, "decode of B=%d after a prefill of B=%d", B, im->kv_B);
+    if (m->kv_len >= m->opts.kv_seq)
+        return sw_errf(err, SW_ERANGE, "KV cache full (%d tokens)", m->opts.kv_seq);
+    int rc = check_tokens(m, tokens, (size_t)B, false, "tokens", err);
+    if (rc < 0)
+        return rc;
+    kv_forward(m, tokens, B, 1, m->kv_len);
+    m->kv_len++;
+    *logits = im->logits;
+    return 0;
+}
