@@ -52,6 +52,10 @@ static const char *gpu_name(const struct hardware *hw)
  * 16-bit type. */
 enum hw_dtype advisor_compute_dtype(const struct workload *w, const struct strategy *s)
 {
+    /* The built-in CPU executor widens 16-bit (and int8) weights to fp32 for every matmul and
+     * keeps fp32 activations: its compute is fp32 whatever the storage. */
+    if (s->device == DEVICE_CPU)
+        return HW_DT_FP32;
     if (w->task == TASK_INFER && !is_int_format(s->weights)) {
         if (s->weights == WFMT_FP32)
             return s->precision == PREC_TF32 ? HW_DT_TF32 : HW_DT_FP32;
@@ -287,9 +291,12 @@ void advisor_check_soft(const struct model_desc *m, const struct hardware *hw,
     if (train && s->precision == PREC_BF16)
         estimate_add_reason(e, "pure bf16 (no fp32 master): needs stochastic rounding or "
                                "compensated summation to converge");
-    if (cpu && dt == HW_DT_BF16 && !(hw->cpu.isa & (HW_ISA_AVX512_BF16 | HW_ISA_AMX_BF16)))
-        estimate_add_reason(e, "bf16 on a cpu without AVX512_BF16/AMX runs converted to fp32: "
-                               "memory gain only");
+    if (cpu && (s->precision == PREC_BF16_MIXED || s->precision == PREC_BF16))
+        estimate_add_reason(e, "bf16 on the CPU executor: a bf16 copy of the weights, widened to "
+                               "fp32 for every matmul (compute and activations stay fp32; the "
+                               "CPU %s native bf16)",
+                            (hw->cpu.isa & (HW_ISA_AVX512_BF16 | HW_ISA_AMX_BF16)) ? "has"
+                                                                                  : "has no");
     if (!cpu && dt == HW_DT_FP16 && min_cc10(hw) > 0 && min_cc10(hw) < 70)
         estimate_add_reason(e, "no tensor cores below compute capability 7.0: fp16 saves memory, "
                                "not time");

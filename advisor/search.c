@@ -821,11 +821,6 @@ static void add_nofit_reasons(struct ctx *c, struct search_result *out)
 
 /* ------------------------------------------------------------------ entry */
 
-static bool cpu_bf16(const struct hardware *hw)
-{
-    return (hw->cpu.isa & (HW_ISA_AVX512_BF16 | HW_ISA_AMX_BF16)) != 0;
-}
-
 int advisor_search(const struct model_desc *m, const struct hardware *hw, const struct workload *w,
                    const struct search_opts *o, const struct advisor_calib *cal,
                    struct search_result *out, struct sw_err *err)
@@ -862,10 +857,13 @@ int advisor_search(const struct model_desc *m, const struct hardware *hw, const 
     }
     if (c->cpu)
         c->cc = 0;
-    bool bf16 = c->cpu ? cpu_bf16(hw) : c->cc >= 80;
+    /* The built-in CPU executor computes in fp32 (bf16 would only add a weight copy). */
+    bool bf16 = c->cpu ? false : c->cc >= 80;
     c->prec = bf16 ? PREC_BF16_MIXED : (c->cpu ? PREC_FP32 : PREC_FP16_MIXED);
     bool half = c->prec != PREC_FP32;
-    c->attn = half && (c->cpu || c->cc >= 80) ? ATTN_FLASH : ATTN_NAIVE;
+    /* The CPU has a tiled fp32 kernel with the flash memory profile; GPUs need 16-bit inputs
+     * and CC >= 8.0 (section 10). */
+    c->attn = c->cpu || (half && c->cc >= 80) ? ATTN_FLASH : ATTN_NAIVE;
     c->w16 = bf16 ? WFMT_BF16 : (c->cpu ? WFMT_FP32 : WFMT_FP16);
     c->top = sw_xcalloc((size_t)c->k, sizeof(*c->top));
     c->close = sw_xcalloc((size_t)c->k, sizeof(*c->close));
