@@ -19,6 +19,8 @@ static const struct command commands[] = {
     {"plan", cli_plan, "search the strategy space and rank the plans that fit"},
     {"explain", cli_explain, "print a plan's estimate breakdown and the reasons"},
     {"data", cli_data, "prepare a text corpus into token shards; inspect a shard"},
+    {"run", cli_run, "run a plan: train (or generate) on this machine"},
+    {"generate", cli_generate, "generate text from a checkpoint with a KV cache"},
 };
 
 static void usage(FILE *f)

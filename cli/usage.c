@@ -132,7 +132,7 @@ void cli_print_usage(const char *cmd)
 {
     if (!cmd) {
         printf("usage: scalewise <command> [options]\n\n"
-               "commands: probe, profiles, estimate, plan, explain, data, help\n"
+               "commands: probe, profiles, estimate, plan, explain, data, run, generate, help\n"
                "Run 'scalewise help <command>' for the options of a command.\n");
         return;
     }
@@ -146,7 +146,15 @@ void cli_print_usage(const char *cmd)
         usage_probe();
     else if (!strcmp(cmd, "profiles"))
         usage_profiles();
-    else if (!strcmp(cmd, "data")) {
+    else if (!strcmp(cmd, "generate")) {
+        char help[] = "--help";
+        char *argv[] = {help, NULL};
+        (void)cli_generate(1, argv);
+    } else if (!strcmp(cmd, "run")) {
+        char help[] = "--help";
+        char *argv[] = {help, NULL};
+        (void)cli_run(1, argv);
+    } else if (!strcmp(cmd, "data")) {
         char help[] = "--help";
         char *argv[] = {help, NULL};
         (void)cli_data(1, argv);

@@ -4,6 +4,7 @@
 #ifndef SW_EXECUTOR_H
 #define SW_EXECUTOR_H
 
+#include <signal.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -481,5 +482,475 @@ int exec_model_decode(struct exec_model *m, const int *tokens, int B, const floa
                       struct sw_err *err);
 
 /* ================================================================ end of model */
+
+/* ================================================================ train
+ * executor/optimizer.c (the optimizers over the model's trainable region, LR schedules,
+ * gradient clipping), executor/train.c (one process's training loop), executor/metrics.c
+ * (metrics.jsonl, report.yaml, progress text, peak RSS) and executor/run.c (`scalewise run`:
+ * a plan checked, its data prepared, a model trained, checkpoints written). The user guide is
+ * docs/run.md. */
+
+/* ---------------------------------------------------------------- optimizer
+ * One optimizer over m->train_params / m->train_grads (m->n_train floats). Weight decay is
+ * decoupled (AdamW, Lion, Adafactor) or L2 (SGD, as torch) and applies ONLY to tensors of two
+ * or more dimensions (linear weights, embeddings, LoRA matrices), never to biases and norm
+ * weights: the GPT-2 / nanoGPT / llm.c rule. Elements of the region that belong to no tensor
+ * (alignment gaps, padded vocabulary rows) have zero gradient and stay zero. */
+
+struct exec_optim_config {
+    enum sw_optimizer kind;
+    double beta1;        /* Adam/Lion first moment; SGD-momentum: the momentum */
+    double beta2;        /* Adam/Lion second moment (unused by SGD and Adafactor) */
+    double eps;          /* Adam epsilon */
+    double weight_decay; /* >= 2-D tensors only */
+};
+/* AdamW, beta1 0.9, beta2 0.95, eps 1e-8, weight decay 0.1 (the plan's train defaults). */
+void exec_optim_config_init(struct exec_optim_config *c);
+
+/* One named state buffer, for checkpoints ("optim.<name>" there). Borrowed from the optimizer. */
+struct exec_optim_buf {
+    char name[112]; /* "m", "v", "momentum", "adam8.3", "h.0.attn.c_attn.weight.row", ... */
+    enum sft_dtype dtype; /* SFT_F32, or SFT_U8 for 8-bit AdamW's packed blocks */
+    uint64_t n_elems;
+    void *data;
+};
+
+struct exec_optim_seg;    /* internal to optimizer.c */
+struct exec_optim_factor; /* internal to optimizer.c */
+
+/* Fields are read-only to callers. */
+struct exec_optimizer {
+    struct exec_optim_config cfg;
+    struct exec_model *model; /* borrowed */
+    int64_t step;             /* updates applied so far (the kernels' 1-based step is step+1) */
+    uint64_t state_bytes;     /* what init allocated (== exec_optimizer_plan_bytes) */
+    void *state;              /* one backend allocation, category optimizer (NULL for SGD) */
+    int n_seg;
+    struct exec_optim_seg *seg; /* runs of the region with one weight-decay setting */
+    int n_factor;
+    struct exec_optim_factor *factor; /* Adafactor: one per trainable tensor */
+    int n_bufs;
+    struct exec_optim_buf *bufs;
+};
+
+/* Exactly the bytes exec_optimizer_init() will allocate (category optimizer) for this model
+ * (built, with training on) and optimizer, without allocating: AdamW 8 per trainable
+ * parameter, SGD 0, SGD-momentum and Lion 4, Adafactor 4·(rows + cols) per matrix and 4 per
+ * vector element, 8-bit AdamW kcpu_adamw8bit_state_bytes() per run of tensors sharing a
+ * weight-decay setting. SW_EINVAL for a model without trainable parameters. */
+int exec_optimizer_plan_bytes(const struct exec_model *m, enum sw_optimizer kind, uint64_t *out,
+                              struct sw_err *err);
+
+/* Build the optimizer for model `m` (borrowed: must outlive it) and allocate its zeroed state
+ * through m->be. SW_EINVAL (bad config, no trainable parameters), SW_ENOMEM naming the bytes.
+ * On failure nothing is held; exec_optimizer_release() is still safe. */
+int exec_optimizer_init(struct exec_optimizer *o, struct exec_model *m,
+                        const struct exec_optim_config *c, struct sw_err *err);
+void exec_optimizer_release(struct exec_optimizer *o);
+
+/* Global L2 norm of the gradients and, when max_norm > 0, clipping as
+ * torch.nn.utils.clip_grad_norm_. Returns the norm before clipping. */
+double exec_optimizer_clip(struct exec_optimizer *o, double max_norm);
+
+/* One update of every trainable parameter with learning rate lr, then
+ * exec_model_weights_changed(). Increments o->step. */
+void exec_optimizer_step(struct exec_optimizer *o, double lr);
+
+/* Zero the state and the step counter (a fresh optimizer on the same model). */
+void exec_optimizer_reset(struct exec_optimizer *o);
+
+/* ---------------------------------------------------------------- learning-rate schedule
+ * Warmup (llm.c): lr·(step+1)/warmup for step < warmup. After it, with
+ * r = (step - warmup)/max(1, total - warmup) clamped to [0, 1]:
+ *   constant: lr;  cosine: min + (lr - min)·(1 + cos(π·r))/2;  linear: lr - (lr - min)·r. */
+struct exec_lr {
+    enum lr_schedule schedule;
+    double lr, min_lr;
+    int64_t warmup_steps, total_steps;
+};
+/* The learning rate of optimizer step `step` (0-based). */
+double exec_lr_at(const struct exec_lr *s, int64_t step);
+
+/* ---------------------------------------------------------------- training loop (train.c) */
+
+struct exec_train_config {
+    int micro_batch; /* sequences per forward/backward */
+    int grad_accum;  /* micro-batches per optimizer step: global batch = micro_batch·grad_accum */
+    int seq;         /* T */
+    struct exec_lr lr;
+    double grad_clip;     /* 0 = measure only */
+    uint64_t seed;        /* the batch sampler's seed (the loader's offset) */
+    int64_t eval_batches; /* micro-batches of the validation shard per evaluation */
+};
+
+/* What one optimizer step did. */
+struct exec_step_stats {
+    int64_t step;     /* the step just done, 0-based (its data step) */
+    double loss;      /* mean training loss over the step's micro-batches */
+    double lr;
+    double grad_norm; /* before clipping */
+    double step_s;    /* wall time of the step */
+    int64_t tokens;   /* tokens trained on in the step */
+};
+
+/* The loop's state: (model, optimizer) borrowed, loaders over borrowed shards, batch buffers
+ * allocated once (no per-step allocation). t->step is the next optimizer step and also the
+ * next data step, so a restored step resumes the data exactly. */
+struct exec_trainer {
+    struct exec_model *model;
+    struct exec_optimizer *opt;
+    struct exec_train_config cfg;
+    struct loader train;
+    struct loader val;
+    bool has_val;
+    int64_t step;
+    uint32_t *batch_in, *batch_tgt; /* global batch (micro_batch·grad_accum, T) */
+    int *tokens, *targets;          /* one micro-batch as the model takes it */
+};
+
+/* SW_EINVAL when the model cannot take a micro-batch (opts.batch < micro_batch, opts.seq <
+ * seq), the shard's vocabulary exceeds the model's, or the loader refuses the shard (too
+ * short). val may be NULL (no evaluation). */
+int exec_trainer_init(struct exec_trainer *t, struct exec_model *m, struct exec_optimizer *o,
+                      const struct exec_train_config *c, const struct shard *train,
+                      const struct shard *val, struct sw_err *err);
+void exec_trainer_release(struct exec_trainer *t);
+
+/* One optimizer step: zero the gradients; grad_accum micro-batches of forward and backward
+ * (grad_scale 1/grad_accum) over the global batch of data step t->step; clip; the LR of that
+ * step; the optimizer update. Deterministic for a given seed and thread count. */
+int exec_trainer_step(struct exec_trainer *t, struct exec_step_stats *out, struct sw_err *err);
+
+/* Mean loss over the first eval_batches micro-batches of the validation shard (the same
+ * batches at every evaluation, so values are comparable). Gradients are untouched. SW_EINVAL
+ * without a validation shard. */
+int exec_trainer_eval(struct exec_trainer *t, double *val_loss, struct sw_err *err);
+
+/* ---------------------------------------------------------------- metrics (metrics.c) */
+
+/* One line of metrics.jsonl: a JSON object with keys step, loss, val_loss (only when
+ * evaluated), lr, grad_norm, tokens_per_s, ms_per_step, mfu (null when the peak is unknown),
+ * peak_rss_bytes. */
+struct exec_metrics_row {
+    int64_t step; /* 1-based: optimizer steps done */
+    double loss;
+    bool has_val;
+    double val_loss;
+    double lr, grad_norm, tokens_per_s, ms_per_step;
+    double mfu; /* NaN: unknown */
+    uint64_t peak_rss_bytes;
+};
+
+struct exec_metrics {
+    FILE *f;
+    char path[PLAN_PATH_MAX];
+};
+
+/* Open `path` for appending lines. With keep_through_step >= 0 (a resumed run) lines whose
+ * step is above it are dropped first (rewritten atomically), so a resumed run does not repeat
+ * steps; -1 starts a new file. SW_EIO naming the file. */
+int exec_metrics_open(struct exec_metrics *mt, const char *path, int64_t keep_through_step,
+                      struct sw_err *err);
+/* Append one line and flush it (a TUI tails the file). SW_EIO. */
+int exec_metrics_append(struct exec_metrics *mt, const struct exec_metrics_row *r,
+                        struct sw_err *err);
+void exec_metrics_close(struct exec_metrics *mt);
+
+/* Peak resident set size of this process (VmHWM, else getrusage), bytes; 0 if unknown. */
+uint64_t exec_peak_rss_bytes(void);
+
+/* What a run measured, for report.yaml. */
+struct exec_report {
+    struct backend_mem_stats mem; /* the backend's counters at the end of the run */
+    uint64_t peak_rss_bytes;
+    int64_t steps_done;  /* in this process */
+    int64_t final_step;  /* optimizer steps done in total */
+    double wall_s;
+    double tokens_per_s; /* over this process's steps, evaluation excluded */
+    double step_s;       /* mean wall time per step */
+    double mfu;          /* NaN: unknown */
+    double final_loss;
+    double final_val_loss; /* NaN: never evaluated */
+    int threads;
+    bool interrupted;
+    char checkpoint[PLAN_PATH_MAX]; /* last checkpoint written, "" = none */
+};
+
+/* Write report.yaml atomically: the plan's name and model, `measured` (per_device_bytes with
+ * the advisor's key names — weights, gradients, optimizer, activations, kv_cache, workspace,
+ * total — peak_rss_bytes, tokens_per_s, step_time_s, mfu, losses) and `predicted` (the
+ * advisor's estimate of the same plan: per_device_bytes, tokens_per_s, step_time_s, mfu),
+ * with their ratios. est may be NULL (predicted: null, with est_error as the reason). */
+int exec_report_write(const char *path, const struct plan *p, const struct exec_report *r,
+                      const struct estimate *est, const char *est_error, struct sw_err *err);
+
+/* Progress of a run, for the caller's display (the CLI draws it; the library never prints). */
+struct exec_progress {
+    int64_t step, steps; /* steps done, target */
+    double loss;
+    bool has_val;
+    double val_loss;
+    double lr, tokens_per_s, elapsed_s, eta_s; /* eta_s < 0: unknown */
+};
+/* "[#####.....] 120/300  loss 2.3412  val 2.41  lr 6.0e-04  12.3k tok/s  ETA 0:42" within
+ * `width` columns into buf (bar = true), or the same fields as a plain log line
+ * "step 120/300 loss 2.3412 ..." (bar = false). Returns buf. */
+const char *exec_progress_format(const struct exec_progress *p, bool bar, int width, char *buf,
+                                 size_t n);
+
+/* ---------------------------------------------------------------- run (run.c) */
+
+/* What the CPU executor cannot do with this plan, refused up front: a CUDA device, tp/pp > 1,
+ * dp > 1 or ZeRO (multi-process), offload, precisions other than fp32 and bf16-mixed,
+ * quantised training weights, sizes the model refuses. SW_EUNSUPPORTED / SW_EINVAL with the
+ * reason. Inference plans are refused here too (they are run by the generation code). */
+int exec_run_check(const struct plan *p, struct sw_err *err);
+
+struct exec_run_opts {
+    int64_t steps;           /* > 0 replaces train.steps */
+    const char *resume;      /* replaces train.resume: a checkpoint, a run directory (its
+                              * latest.txt) or a Hugging Face safetensors file (weights only) */
+    const char *out_dir;     /* replaces train.out_dir */
+    int threads;             /* > 0 replaces strategy.threads */
+    volatile sig_atomic_t *stop; /* set (by a signal handler) to stop after the current step */
+    /* Called after each optimizer step and evaluation, and with notes ("prepared data ...");
+     * either may be NULL. */
+    void (*on_progress)(void *ctx, const struct exec_progress *p, const struct exec_step_stats *s);
+    void (*on_note)(void *ctx, const char *line);
+    void *ctx;
+};
+void exec_run_opts_init(struct exec_run_opts *o);
+
+struct exec_run_result {
+    char out_dir[PLAN_PATH_MAX];
+    char checkpoint[PLAN_PATH_MAX]; /* last checkpoint written ("" = none) */
+    int64_t start_step, final_step;
+    bool interrupted; /* stopped by *stop: a checkpoint was saved first */
+    double final_loss, final_val_loss; /* NaN when none */
+    double wall_s, tokens_per_s;
+    int threads;
+};
+
+/* Train a plan on this machine: check it, set the OpenMP threads (strategy.threads, else
+ * OpenMP's default: all cores), prepare the data when data.path is a text file (into
+ * <out_dir>/data, reused when meta.yaml records the same source hash and settings) or use a
+ * directory with train.bin/val.bin, build the model and optimizer, resume if asked, train with
+ * evaluation and checkpoints (<out_dir>/ckpt_<step>.safetensors, latest.txt), append
+ * <out_dir>/metrics.jsonl and write <out_dir>/report.yaml. Returns 0 when the run completed
+ * or stopped cleanly on *stop (r->interrupted); errors as the parts it calls. */
+int exec_run_train(const struct plan *p, const struct exec_run_opts *o, struct exec_run_result *r,
+                   struct sw_err *err);
+
+/* ================================================================ end of train */
+
+/* ================================================================ checkpoint
+ * executor/checkpoint.c: checkpoints as safetensors (docs/run.md, "Checkpoints"). A
+ * checkpoint holds every model tensor under its Hugging Face name (GPT-2 Conv1D weights
+ * transposed to HF's (in, out), so the file loads into transformers), the optimizer state as
+ * "optim.<name>", and metadata: format and version, step, the sampler's seed and offset, the
+ * optimizer, the model's shape, the plan hash and the plan settings it covers, and a checksum
+ * of every tensor's bytes. Written atomically (sft_writer_save: temporary, fsync, rename), so a
+ * kill during a save leaves the previous file intact. */
+
+#define EXEC_CKPT_FORMAT "scalewise-checkpoint"
+#define EXEC_CKPT_VERSION 1
+#define EXEC_NUMERICS_MAX 2048
+
+struct exec_ckpt_meta {
+    int64_t step;         /* optimizer steps done */
+    uint64_t seed;        /* the batch sampler's seed ... */
+    uint64_t data_offset; /* ... and its state (struct loader.offset) */
+    char plan_hash[24];   /* 16 hex digits; "" = none */
+    char numerics[EXEC_NUMERICS_MAX]; /* "key=value;..." the hash covers */
+};
+void exec_ckpt_meta_init(struct exec_ckpt_meta *m);
+
+/* The settings of a plan that change a run's numbers (model shape; precision, optimizer,
+ * batch, attention, LoRA; sequence, learning rate and schedule, decay, clipping, betas, eps,
+ * seed — not steps, threads, recompute, paths or logging) as "key=value;..." into
+ * meta->numerics, and their FNV-1a 64 hash into meta->plan_hash. */
+void exec_plan_numerics(const struct plan *p, struct exec_ckpt_meta *meta);
+
+/* Write a checkpoint of m (and o, when not NULL) atomically. SW_EIO / SW_ERANGE. */
+int exec_checkpoint_save(const char *path, const struct exec_model *m,
+                         const struct exec_optimizer *o, const struct exec_ckpt_meta *meta,
+                         struct sw_err *err);
+
+/* What a load found. */
+enum exec_ckpt_kind { EXEC_CKPT_SCALEWISE, EXEC_CKPT_HF };
+
+/* Load `path` into m (and o when not NULL). A scalewise checkpoint is checked completely
+ * before anything is written: format version, the model's shape (message naming the first
+ * difference), the plan hash against expect->plan_hash when expect is not NULL and both are
+ * set (message naming the settings that differ), every tensor's name, dtype and shape, the
+ * optimizer kind and state, and the checksum (a corrupt file is refused). A file without our
+ * metadata is read as Hugging Face weights (exec_hf_load_weights; the optimizer is left as
+ * is, out->step = 0). *out (may be NULL) receives the metadata. On failure m and o are
+ * unchanged. */
+int exec_checkpoint_load(const char *path, struct exec_model *m, struct exec_optimizer *o,
+                         const struct exec_ckpt_meta *expect, struct exec_ckpt_meta *out,
+                         enum exec_ckpt_kind *kind, struct sw_err *err);
+
+/* Weights only, from HF-layout safetensors (F32/F16/BF16/F64): GPT-2 names with or without
+ * "transformer." ("wte.weight", "transformer.h.0.attn.c_attn.weight", Conv1D weights (in, out)),
+ * Llama names ("model.embed_tokens.weight", "model.layers.0.self_attn.q_proj.weight", ...).
+ * Every base tensor of the model must be present with its HF shape; a tied model ignores
+ * lm_head.weight; LoRA adapters are loaded when present and otherwise keep their values; other
+ * tensors are ignored (padded vocabulary rows keep their zeros). When a tensor is missing or
+ * has another shape, m is unchanged. */
+int exec_hf_load_weights(const char *path, struct exec_model *m, struct sw_err *err);
+
+/* ================================================================ end of checkpoint */
+
+/* ================================================================ generate
+ * executor/generate.c (docs/generate.md): sampling (temperature, top-k, top-p with a seeded
+ * xoshiro256** generator), batched generation with the KV cache (prompts of different lengths),
+ * the model shape from a checkpoint's metadata, and the `task: infer` runner.
+ * cli/cmd_generate.c is its command-line face. */
+
+/* xoshiro256** (Blackman & Vigna, 2018), seeded through splitmix64: deterministic per seed on
+ * every machine. `stream` selects an independent sequence for the same seed (one per batch
+ * row, so a row's samples do not depend on the other rows). */
+struct gen_rng {
+    uint64_t s[4];
+};
+void gen_rng_seed(struct gen_rng *r, uint64_t seed, uint64_t stream);
+uint64_t gen_rng_next(struct gen_rng *r);
+/* Uniform in [0, 1) with 53 random bits. */
+double gen_rng_uniform(struct gen_rng *r);
+
+/* How the next token is chosen, applied in this order (as Hugging Face's logits processors):
+ * temperature, top-k, top-p, then a draw from what is left, renormalised. */
+struct gen_sampling {
+    double temperature; /* 0 = greedy (argmax, lowest id on ties) */
+    int top_k;          /* keep the k most probable ids; 0 = off */
+    double top_p;       /* keep the smallest most-probable set whose mass reaches p; 1 = off */
+    uint64_t seed;
+};
+/* The plan defaults: temperature 1, top-k off, top-p 1 (off), seed 1337. */
+void gen_sampling_init(struct gen_sampling *s);
+/* SW_EINVAL naming the field: temperature in [0, 100], top_k >= 0, top_p in (0, 1]. */
+int gen_sampling_check(const struct gen_sampling *s, struct sw_err *err);
+
+/* Sampling kernels over the V real vocabulary entries (never the padded Vp columns).
+ * gen_argmax: index of the largest value (lowest index on ties).
+ * gen_softmax: probs = softmax(logits / temperature) (temperature > 0), max-subtracted, sum in
+ * double.
+ * gen_top_k: the indices of the min(k, V) largest probs (k <= 0: all V) into idx, sorted by
+ * descending probability (ties: lower index first); returns their count. O(V log k).
+ * gen_top_p: idx[0..n) sorted by descending probability; returns the smallest m >= 1 with
+ * sum(probs[idx[0..m))) >= p · total (n when none). */
+int gen_argmax(const float *x, int V);
+void gen_softmax(float *probs, const float *logits, int V, double temperature);
+int gen_top_k(const float *probs, int V, int k, int *idx);
+int gen_top_p(const float *probs, const int *idx, int n, double total, double p);
+
+/* A sampler: the settings plus scratch for one vocabulary (V floats and V ints, owned). */
+struct gen_sampler {
+    struct gen_sampling cfg;
+    int V;
+    float *probs;
+    int *idx;
+};
+/* SW_EINVAL for bad settings or V < 1, SW_ENOMEM. Release with gen_sampler_release(). */
+int gen_sampler_init(struct gen_sampler *s, const struct gen_sampling *cfg, int V,
+                     struct sw_err *err);
+void gen_sampler_release(struct gen_sampler *s);
+/* The next token id in [0, V) from one row of logits, drawing from `rng` (unused when greedy). */
+int gen_sample(struct gen_sampler *s, const float *logits, struct gen_rng *rng);
+
+struct gen_opts {
+    struct gen_sampling sampling;
+    int max_new_tokens; /* >= 1 per sequence */
+    int64_t eos_id;     /* a sequence stops after generating this id (kept in its tokens); -1 */
+};
+/* gen_sampling_init, 64 new tokens, no EOS. */
+void gen_opts_init(struct gen_opts *o);
+
+/* What exec_generate produced and how long it took (wall clock, seconds). */
+struct gen_result {
+    int B, max_new;
+    int *tokens;       /* (B, max_new) generated ids, row-major; row b holds n_new[b] */
+    int *n_new;        /* [B] */
+    bool *stopped_eos; /* [B]: ended on eos_id rather than on max_new_tokens */
+    int64_t prefill_tokens;  /* B x the shortest prompt: the one batched prefill call */
+    int64_t forced_tokens;   /* the rest of the longer prompts, fed through decode steps */
+    int64_t decode_tokens;   /* tokens sampled after a decode step */
+    int decode_steps;
+    double prefill_s; /* the prefill call and the first samples it gives */
+    double decode_s;  /* every decode step with its sampling */
+    double ttft_s;    /* start until every sequence has its first new token */
+    double total_s;
+    double prefill_tokens_per_s; /* prefill_tokens / prefill_s */
+    double decode_tokens_per_s;  /* decode_tokens / decode_s (NaN without decode steps) */
+    double decode_s_per_step;    /* decode_s / decode_steps (NaN without decode steps) */
+};
+void gen_result_init(struct gen_result *r);
+void gen_result_release(struct gen_result *r);
+
+/* Cache length a generation needs: longest prompt + max_new_tokens - 1 (the last new token
+ * is never fed back). */
+int gen_kv_tokens_needed(const int *prompt_lens, int B, int max_new_tokens);
+
+/* Generate for B prompts (prompts[b][0..prompt_lens[b]), ids in [0, V)) on a model built with
+ * kv_batch >= B and kv_seq >= gen_kv_tokens_needed(). The shortest common length is prefilled
+ * for all rows at once; then one token per row per decode step: a longer prompt's remaining
+ * ids (forced) until it is consumed, then sampled ids. Row b draws from its own stream
+ * gen_rng_seed(seed, b), so its tokens depend only on its prompt, the settings and b. A row
+ * stops on eos_id or max_new_tokens; generation ends when every row has stopped. On success
+ * *r owns its arrays (gen_result_release). SW_EINVAL for bad sizes, ids or settings (nothing
+ * run), SW_ENOMEM, or a model error. */
+int exec_generate(struct exec_model *m, const int *const *prompts, const int *prompt_lens, int B,
+                  const struct gen_opts *o, struct gen_result *r, struct sw_err *err);
+
+/* "prefill: X tok/s, decode: Y tok/s, TTFT Z ms" ("n/a" for a missing figure) into buf. */
+const char *gen_timing_line(const struct gen_result *r, char *buf, size_t n);
+
+/* Decode ids[0..n) and append them printable: valid UTF-8, tab and newline kept; other control
+ * bytes and bytes of invalid UTF-8 as the four characters "\xNN". SW_EINVAL for an id outside
+ * the tokenizer, SW_ERANGE at the buffer's ceiling. */
+int gen_append_text(struct sw_buf *out, const struct tokenizer *t, const int *ids, int n,
+                    struct sw_err *err);
+
+/* The model a safetensors file describes in its metadata: a scalewise checkpoint's "model.*"
+ * keys (with norm_eps, rope_theta, rms_norm, swiglu, sliding_window from its plan_numerics),
+ * or the bare keys of the reference fixtures (arch, layers, hidden, heads, kv_heads, head_dim,
+ * ffn, vocab, max_pos, eps|norm_eps, rope_theta, tied_head, bias); arch, layers, hidden, heads
+ * and vocab are required. When opts is not NULL its lora_rank and lora_targets are set from
+ * the file (0 when absent), so the model built matches a LoRA checkpoint. The weights are
+ * loaded with exec_checkpoint_load (checkpoint section). SW_ENOENT when the file has no model
+ * metadata ("give --model ..."), SW_EINVAL/SW_ERANGE for bad values; errors name the file. */
+int gen_model_desc_from_checkpoint(const char *path, struct model_desc *out,
+                                   struct exec_model_opts *opts, struct sw_err *err);
+
+/* What exec_run_infer measured. */
+struct exec_infer_result {
+    struct gen_result gen;
+    int batch, prompt_tokens;
+    struct backend_mem_stats mem; /* peak bytes by category over the run */
+    uint64_t peak_rss_bytes;      /* 0 when unknown */
+    bool have_estimate;
+    struct estimate estimate;     /* the advisor's for the same plan */
+    char report_path[PLAN_PATH_MAX + 16];
+};
+void exec_infer_result_init(struct exec_infer_result *r);
+void exec_infer_result_release(struct exec_infer_result *r);
+
+/* Run a `task: infer` plan on the CPU: the model of the plan (shape from plan.model) with the
+ * weights of infer.checkpoint, the tokenizer of plan.data (byte, or gpt2 with vocab/merges),
+ * workload.batch copies of infer.prompt (or of workload.prompt_len random ids, seeded by
+ * infer.seed, when the prompt is empty: a benchmark), workload.gen_len new tokens each with the
+ * plan's sampling; strategy.weights fp32 | bf16 (emulated bf16 matmuls) | int8 (weight-only);
+ * strategy.threads > 0 sets the OpenMP threads. Writes the generated text (or ids, for random
+ * prompts) and the timing line to `out` (NULL: nothing), and out_dir/report.yaml (out_dir
+ * created; NULL: runs/<plan name, else model name>, as train.out_dir's default) with the
+ * measured figures beside the advisor's estimate.
+ * SW_EUNSUPPORTED for what the CPU executor cannot do (cuda, dp/tp/pp > 1, fp16/int4 weights),
+ * SW_EINVAL for a plan that is not an inference plan or lacks a checkpoint, and the errors of
+ * loading and generation. */
+int exec_run_infer(const struct plan *p, const char *out_dir, FILE *out,
+                   struct exec_infer_result *res, struct sw_err *err);
+
+/* ================================================================ end of generate */
 
 #endif

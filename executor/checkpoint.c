@@ -1,0 +1,595 @@
+/* Checkpoints as safetensors files, and loading plain Hugging Face weights.
+ *
+ * A checkpoint holds every model tensor under its Hugging Face name as F32 (GPT-2 Conv1D
+ * weights transposed to HF's (in, out) layout, so the file loads into transformers; the
+ * metadata says "format": "pt" as transformers requires), the optimizer's named state buffers
+ * as "optim.<name>" (1-D, F32 or U8 — 8-bit AdamW blocks are stored byte for byte so a resume
+ * is exact), and metadata (strings): scalewise_checkpoint (format version), step, optim_step,
+ * seed and data_offset (the batch sampler's whole state), optimizer, model.* (the shape),
+ * plan_hash and plan_numerics (the plan settings the hash covers, so a mismatch can be named
+ * key by key), and checksum: the sum over tensors of FNV-1a 64 of (name, bytes), which does
+ * not depend on the order the writer lays tensors out in.
+ *
+ * Saving goes through sft_writer_save (temporary file, fsync, rename, directory fsync): a kill
+ * during a save leaves any previous file intact. Loading checks everything (version, shape,
+ * plan hash, every tensor, the checksum) before writing a byte into the model, so a refused
+ * file changes nothing. Transposed tensors need a temporary buffer at save and load time
+ * (their total size at save, the largest one at load); no buffer outlives the call.
+ * Which files to keep and the latest.txt pointer are run.c's business. */
+#include "executor/executor.h"
+
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+void exec_ckpt_meta_init(struct exec_ckpt_meta *m)
+{
+    memset(m, 0, sizeof(*m));
+}
+
+/* ---------------------------------------------------------------- plan numerics */
+
+static void kv_append(char *buf, size_t n, size_t *len, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static void kv_append(char *buf, size_t n, size_t *len, const char *fmt, ...)
+{
+    if (*len >= n)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    int k = vsnprintf(buf + *len, n - *len, fmt, ap);
+    va_end(ap);
+    if (k > 0)
+        *len += (size_t)k;
+    if (*len >= n)
+        *len = n - 1;
+}
+
+/* The shortest "%.Ng" (N = 6..17) that reads back as exactly x, so 3e-4 prints "0.0003". */
+static const char *num(double x, char *buf, size_t n)
+{
+    for (int prec = 6; prec <= 17; prec++) {
+        snprintf(buf, n, "%.*g", prec, x);
+        if (strtod(buf, NULL) == x)
+            break;
+    }
+    return buf;
+}
+
+void exec_plan_numerics(const struct plan *p, struct exec_ckpt_meta *meta)
+{
+    char n1[32], n2[32], n3[32];
+    const struct model_desc *d = &p->model;
+    const struct strategy *s = &p->strategy;
+    const struct plan_train *t = &p->train;
+    char *b = meta->numerics;
+    size_t n = sizeof(meta->numerics), len = 0;
+    b[0] = '\0';
+    kv_append(b, n, &len, "model.arch=%s;model.layers=%d;model.hidden=%d;model.heads=%d;",
+              model_arch_name(d->arch), d->n_layers, d->hidden, d->n_heads);
+    kv_append(b, n, &len, "model.kv_heads=%d;model.head_dim=%d;model.ffn=%d;model.vocab=%d;",
+              d->n_kv_heads, d->head_dim, d->ffn, d->vocab);
+    kv_append(b, n, &len, "model.max_pos=%d;model.tied_head=%d;model.bias=%d;model.rms_norm=%d;",
+              d->max_pos, d->tied_head, d->bias, d->rms_norm);
+    kv_append(b, n, &len, "model.swiglu=%d;model.sliding_window=%d;model.rope_theta=%s;",
+              d->swiglu, d->sliding_window, num(d->rope_theta, n1, sizeof(n1)));
+    kv_append(b, n, &len, "model.norm_eps=%s;", num(d->norm_eps, n1, sizeof(n1)));
+    kv_append(b, n, &len, "strategy.precision=%s;strategy.optimizer=%s;", precision_name(s->precision),
+              optimizer_name(s->optimizer));
+    kv_append(b, n, &len, "strategy.micro_batch=%d;strategy.grad_accum=%d;strategy.attention=%s;",
+              s->micro_batch, s->grad_accum, attention_name(s->attention));
+    kv_append(b, n, &len, "strategy.lora_rank=%d;train.lora_targets=%s;", s->lora_rank,
+              s->lora_rank > 0 ? t->lora_targets : "");
+    kv_append(b, n, &len, "train.seq=%d;train.lr=%s;train.min_lr=%s;train.schedule=%s;",
+              p->workload.seq, num(t->lr, n1, sizeof(n1)), num(t->min_lr, n2, sizeof(n2)),
+              lr_schedule_name(t->schedule));
+    kv_append(b, n, &len, "train.warmup_steps=%" PRId64 ";train.weight_decay=%s;",
+              t->warmup_steps, num(t->weight_decay, n1, sizeof(n1)));
+    kv_append(b, n, &len, "train.grad_clip=%s;train.beta1=%s;train.beta2=%s;",
+              num(t->grad_clip, n1, sizeof(n1)), num(t->beta1, n2, sizeof(n2)),
+              num(t->beta2, n3, sizeof(n3)));
+    kv_append(b, n, &len, "train.eps=%s;train.seed=%" PRIu64, num(t->eps, n1, sizeof(n1)),
+              t->seed);
+    uint64_t h = data_fnv1a64(DATA_FNV1A64_INIT, b, strlen(b));
+    snprintf(meta->plan_hash, sizeof(meta->plan_hash), "%016" PRIx64, h);
+}
+
+/* The keys whose values differ between two "k=v;..." strings, as "k a (checkpoint) vs b
+ * (this plan)" items joined by ", " into out. */
+static void numerics_diff(const char *ckpt, const char *plan, char *out, size_t n)
+{
+    size_t len = 0;
+    out[0] = '\0';
+    const char *a = ckpt;
+    int shown = 0;
+    while (*a) {
+        const char *eq = strchr(a, '='), *end = strchr(a, ';');
+        if (!end)
+            end = a + strlen(a);
+        if (!eq || eq > end)
+            break;
+        size_t klen = (size_t)(eq - a);
+        /* Find the same key in plan. */
+        const char *b = plan;
+        const char *bval = NULL, *bend = NULL;
+        while (*b) {
+            const char *beq = strchr(b, '='), *be2 = strchr(b, ';');
+            if (!be2)
+                be2 = b + strlen(b);
+            if (beq && beq < be2 && (size_t)(beq - b) == klen && !strncmp(a, b, klen)) {
+                bval = beq + 1;
+                bend = be2;
+                break;
+            }
+            b = *be2 ? be2 + 1 : be2;
+        }
+        const char *aval = eq + 1;
+        size_t alen = (size_t)(end - aval);
+        size_t blen = bval ? (size_t)(bend - bval) : 0;
+        if (!bval || alen != blen || strncmp(aval, bval, alen) != 0) {
+            if (shown < 6)
+                kv_append(out, n, &len, "%s%.*s %.*s (checkpoint) vs %.*s (this plan)",
+                          shown ? ", " : "", (int)klen, a, (int)alen, aval, (int)blen,
+                          bval ? bval : "");
+            shown++;
+        }
+        a = *end ? end + 1 : end;
+    }
+    if (shown > 6)
+        kv_append(out, n, &len, " and %d more", shown - 6);
+    if (!shown)
+        kv_append(out, n, &len, "settings outside the recorded list");
+}
+
+/* ---------------------------------------------------------------- model shape */
+
+#define N_SHAPE_KEYS 13
+
+/* The model's shape as metadata pairs (keys "model.*"). */
+static void shape_pairs(const struct exec_model *m, char keys[N_SHAPE_KEYS][32],
+                        char vals[N_SHAPE_KEYS][32])
+{
+    const struct model_desc *d = &m->desc;
+    int i = 0;
+#define PAIR(k, ...)                                                                             \
+    do {                                                                                         \
+        snprintf(keys[i], 32, "model.%s", k);                                                    \
+        snprintf(vals[i], 32, __VA_ARGS__);                                                      \
+        i++;                                                                                     \
+    } while (0)
+    PAIR("arch", "%s", model_arch_name(d->arch));
+    PAIR("layers", "%d", m->L);
+    PAIR("hidden", "%d", m->C);
+    PAIR("heads", "%d", m->NH);
+    PAIR("kv_heads", "%d", m->NKV);
+    PAIR("head_dim", "%d", m->HS);
+    PAIR("ffn", "%d", m->F);
+    PAIR("vocab", "%d", m->V);
+    PAIR("max_pos", "%d", d->max_pos);
+    PAIR("tied_head", "%s", d->tied_head ? "true" : "false");
+    PAIR("bias", "%s", d->bias ? "true" : "false");
+    PAIR("lora_rank", "%d", m->opts.lora_rank);
+    PAIR("lora_targets", "%u", m->opts.lora_rank > 0 ? m->opts.lora_targets : 0u);
+#undef PAIR
+    SW_ASSERT(i == N_SHAPE_KEYS);
+}
+
+/* ---------------------------------------------------------------- checksum */
+
+static uint64_t tensor_hash(const char *name, const void *data, size_t bytes)
+{
+    uint64_t h = data_fnv1a64(DATA_FNV1A64_INIT, name, strlen(name));
+    return data_fnv1a64(h, data, bytes);
+}
+
+/* dst(cols, rows) = src(rows, cols)ᵀ. */
+static void transpose(float *dst, const float *src, int64_t rows, int64_t cols)
+{
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t c = 0; c < cols; c++)
+            dst[c * rows + r] = src[r * cols + c];
+}
+
+/* The shape a tensor has in HF files. */
+static int hf_shape(const struct exec_tensor *t, int64_t shape[2])
+{
+    if (t->ndim == 2 && t->hf_transposed) {
+        shape[0] = t->shape[1];
+        shape[1] = t->shape[0];
+    } else {
+        shape[0] = t->shape[0];
+        shape[1] = t->shape[1];
+    }
+    return t->ndim;
+}
+
+/* ---------------------------------------------------------------- save */
+
+int exec_checkpoint_save(const char *path, const struct exec_model *m,
+                         const struct exec_optimizer *o, const struct exec_ckpt_meta *meta,
+                         struct sw_err *err)
+{
+    size_t t_floats = 0;
+    for (int i = 0; i < m->n_tensors; i++)
+        if (m->tensors[i].hf_transposed && m->tensors[i].ndim == 2)
+            t_floats += m->tensors[i].numel;
+    float *tbuf = NULL;
+    if (t_floats) {
+        tbuf = sw_try_malloc(t_floats * sizeof(float), "checkpoint transpose buffer", err);
+        if (!tbuf)
+            return SW_ENOMEM;
+    }
+    struct sft_writer *w = sft_writer_new();
+    uint64_t sum = 0;
+    int rc = 0;
+    size_t toff = 0;
+    for (int i = 0; i < m->n_tensors && rc == 0; i++) {
+        const struct exec_tensor *t = &m->tensors[i];
+        int64_t shape[2];
+        int nd = hf_shape(t, shape);
+        const float *data = t->data;
+        if (t->hf_transposed && t->ndim == 2) {
+            float *dst = tbuf + toff;
+            transpose(dst, t->data, t->shape[0], t->shape[1]);
+            toff += t->numel;
+            data = dst;
+        }
+        rc = sft_writer_add(w, t->name, SFT_F32, nd, shape, data, err);
+        sum += tensor_hash(t->name, data, t->numel * sizeof(float));
+    }
+    char nm[160];
+    for (int i = 0; o && i < o->n_bufs && rc == 0; i++) {
+        const struct exec_optim_buf *b = &o->bufs[i];
+        snprintf(nm, sizeof(nm), "optim.%s", b->name);
+        int64_t shape[1] = {(int64_t)b->n_elems};
+        rc = sft_writer_add(w, nm, b->dtype, 1, shape, b->data, err);
+        sum += tensor_hash(nm, b->data, (size_t)b->n_elems * sft_dtype_bytes(b->dtype));
+    }
+    char keys[N_SHAPE_KEYS][32], vals[N_SHAPE_KEYS][32], v[64];
+    shape_pairs(m, keys, vals);
+    for (int i = 0; i < N_SHAPE_KEYS && rc == 0; i++)
+        rc = sft_writer_add_meta(w, keys[i], vals[i], err);
+#define META(k, ...)                                                                             \
+    do {                                                                                         \
+        if (rc == 0) {                                                                           \
+            snprintf(v, sizeof(v), __VA_ARGS__);                                                 \
+            rc = sft_writer_add_meta(w, k, v, err);                                              \
+        }                                                                                        \
+    } while (0)
+    META("format", "pt");
+    META("scalewise_checkpoint", "%d", EXEC_CKPT_VERSION);
+    META("step", "%" PRId64, meta->step);
+    META("optim_step", "%" PRId64, o ? o->step : 0);
+    META("optimizer", "%s", o ? optimizer_name(o->cfg.kind) : "none");
+    META("seed", "%" PRIu64, meta->seed);
+    META("data_offset", "%" PRIu64, meta->data_offset);
+    META("plan_hash", "%s", meta->plan_hash);
+    META("checksum", "%016" PRIx64, sum);
+#undef META
+    if (rc == 0)
+        rc = sft_writer_add_meta(w, "plan_numerics", meta->numerics, err);
+    if (rc == 0)
+        rc = sft_writer_save(w, path, err);
+    sft_writer_free(w);
+    free(tbuf);
+    return rc;
+}
+
+/* ---------------------------------------------------------------- load */
+
+static int meta_u64(const struct sft_file *f, const char *key, uint64_t *out, struct sw_err *err)
+{
+    const char *v = sft_meta_get(f, key);
+    if (!v)
+        return sw_err_at(err, SW_EPARSE, sft_path(f), 0, 0, "metadata '%s' is missing", key);
+    char *end = NULL;
+    unsigned long long x = strtoull(v, &end, 10);
+    if (!*v || *end || v[0] == '-')
+        return sw_err_at(err, SW_EPARSE, sft_path(f), 0, 0, "metadata '%s' is not a number: '%s'",
+                         key, v);
+    *out = x;
+    return 0;
+}
+
+/* The model tensor's entry in the file (also "transformer." + name for GPT-2); NULL if absent. */
+static const struct sft_tensor *find_for(const struct sft_file *f, const struct exec_model *m,
+                                         const char *name)
+{
+    const struct sft_tensor *t = sft_find(f, name);
+    if (!t && m->desc.arch == MODEL_ARCH_GPT2) {
+        char nm[128];
+        snprintf(nm, sizeof(nm), "transformer.%s", name);
+        t = sft_find(f, nm);
+    }
+    return t;
+}
+
+static bool same_shape(const struct sft_tensor *ft, int nd, const int64_t *shape)
+{
+    if (ft->ndim != nd)
+        return false;
+    for (int i = 0; i < nd; i++)
+        if (ft->shape[i] != shape[i])
+            return false;
+    return true;
+}
+
+static int shape_error(const struct sft_file *f, const struct sft_tensor *ft, int nd,
+                       const int64_t *shape, struct sw_err *err)
+{
+    char a[96] = "(", b[96] = "(";
+    size_t la = 1, lb = 1;
+    for (int i = 0; i < ft->ndim; i++)
+        kv_append(a, sizeof(a), &la, "%s%" PRId64, i ? ", " : "", ft->shape[i]);
+    kv_append(a, sizeof(a), &la, ")");
+    for (int i = 0; i < nd; i++)
+        kv_append(b, sizeof(b), &lb, "%s%" PRId64, i ? ", " : "", shape[i]);
+    kv_append(b, sizeof(b), &lb, ")");
+    return sw_err_at(err, SW_EINVAL, sft_path(f), 0, 0,
+                     "tensor '%s' has shape %s; this model's is %s", ft->name, a, b);
+}
+
+/* Copy tensor t of the model from file entry ft (already validated), through tmp when it is
+ * transposed or not F32. */
+static int load_tensor(const struct sft_file *f, const struct sft_tensor *ft,
+                       const struct exec_tensor *t, float *tmp, struct sw_err *err)
+{
+    if (t->hf_transposed && t->ndim == 2) {
+        int rc = sft_read_f32(f, ft, tmp, t->numel, err);
+        if (rc < 0)
+            return rc;
+        transpose(t->data, tmp, t->shape[1], t->shape[0]);
+        return 0;
+    }
+    return sft_read_f32(f, ft, t->data, t->numel, err);
+}
+
+static size_t max_transposed(const struct exec_model *m)
+{
+    size_t mx = 0;
+    for (int i = 0; i < m->n_tensors; i++)
+        if (m->tensors[i].hf_transposed && m->tensors[i].numel > mx)
+            mx = m->tensors[i].numel;
+    return mx;
+}
+
+static int hf_load_open(const struct sft_file *f, struct exec_model *m, struct sw_err *err)
+{
+    /* Pass 1: every base tensor present, float, with its HF shape. */
+    for (int i = 0; i < m->n_tensors; i++) {
+        const struct exec_tensor *t = &m->tensors[i];
+        const struct sft_tensor *ft = find_for(f, m, t->name);
+        if (!ft) {
+            if (t->is_lora)
+                continue;
+            return sw_err_at(err, SW_ENOENT, sft_path(f), 0, 0,
+                             "tensor '%s' is missing (a %s model with %d layers needs it)",
+                             t->name, model_arch_name(m->desc.arch), m->L);
+        }
+        if (!sft_dtype_is_float(ft->dtype))
+            return sw_err_at(err, SW_EINVAL, sft_path(f), 0, 0,
+                             "tensor '%s' has dtype %s; expected a float type", ft->name,
+                             sft_dtype_name(ft->dtype));
+        int64_t shape[2];
+        int nd = hf_shape(t, shape);
+        if (!same_shape(ft, nd, shape))
+            return shape_error(f, ft, nd, shape, err);
+    }
+    /* Pass 2: read. */
+    size_t mx = max_transposed(m);
+    float *tmp = NULL;
+    if (mx && !(tmp = sw_try_malloc(mx * sizeof(float), "weight load buffer", err)))
+        return SW_ENOMEM;
+    int rc = 0;
+    for (int i = 0; i < m->n_tensors && rc == 0; i++) {
+        const struct exec_tensor *t = &m->tensors[i];
+        const struct sft_tensor *ft = find_for(f, m, t->name);
+        if (ft)
+            rc = load_tensor(f, ft, t, tmp, err);
+    }
+    free(tmp);
+    exec_model_weights_changed(m);
+    return rc;
+}
+
+int exec_hf_load_weights(const char *path, struct exec_model *m, struct sw_err *err)
+{
+    struct sft_file *f = NULL;
+    int rc = sft_open(path, &f, err);
+    if (rc < 0)
+        return rc;
+    rc = hf_load_open(f, m, err);
+    sft_close(f);
+    return rc;
+}
+
+/* Refuse a checkpoint of another model shape, naming every difference. */
+static int check_shape(const struct sft_file *f, const struct exec_model *m, struct sw_err *err)
+{
+    char keys[N_SHAPE_KEYS][32], vals[N_SHAPE_KEYS][32];
+    shape_pairs(m, keys, vals);
+    char diff[400];
+    size_t len = 0;
+    diff[0] = '\0';
+    int nd = 0;
+    for (int i = 0; i < N_SHAPE_KEYS; i++) {
+        const char *v = sft_meta_get(f, keys[i]);
+        if (v && strcmp(v, vals[i]) == 0)
+            continue;
+        kv_append(diff, sizeof(diff), &len, "%s%s %s (checkpoint) vs %s (this model)",
+                  nd ? ", " : "", keys[i] + 6, v ? v : "missing", vals[i]);
+        nd++;
+    }
+    if (nd)
+        return sw_err_at(err, SW_EINVAL, sft_path(f), 0, 0,
+                         "checkpoint holds a different model: %s", diff);
+    return 0;
+}
+
+/* Pass 1 of a scalewise checkpoint: everything but the data. */
+static int check_ckpt(const struct sft_file *f, const struct exec_model *m,
+                      const struct exec_optimizer *o, const struct exec_ckpt_meta *expect,
+                      bool *with_optim, struct sw_err *err)
+{
+    int64_t ver = 0;
+    int rc = sft_meta_i64(f, "scalewise_checkpoint", 1, INT32_MAX, &ver, err);
+    if (rc < 0)
+        return rc;
+    if (ver != EXEC_CKPT_VERSION)
+        return sw_err_at(err, SW_EUNSUPPORTED, sft_path(f), 0, 0,
+                         "checkpoint format version %" PRId64 "; this scalewise reads version %d",
+                         ver, EXEC_CKPT_VERSION);
+    if ((rc = check_shape(f, m, err)) < 0)
+        return rc;
+    const char *hash = sft_meta_get(f, "plan_hash");
+    if (expect && expect->plan_hash[0] && hash && hash[0] && strcmp(hash, expect->plan_hash)) {
+        const char *num = sft_meta_get(f, "plan_numerics");
+        char diff[900];
+        numerics_diff(num ? num : "", expect->numerics, diff, sizeof(diff));
+        return sw_err_at(err, SW_EINVAL, sft_path(f), 0, 0,
+                         "checkpoint was written by a plan with other settings (plan hash %s, "
+                         "this plan %s): %s",
+                         hash, expect->plan_hash, diff);
+    }
+    for (int i = 0; i < m->n_tensors; i++) {
+        const struct exec_tensor *t = &m->tensors[i];
+        const struct sft_tensor *ft = sft_find(f, t->name);
+        if (!ft)
+            return sw_err_at(err, SW_EPARSE, sft_path(f), 0, 0, "tensor '%s' is missing",
+                             t->name);
+        int64_t shape[2];
+        int nd = hf_shape(t, shape);
+        if (ft->dtype != SFT_F32)
+            return sw_err_at(err, SW_EPARSE, sft_path(f), 0, 0, "tensor '%s' is %s, not F32",
+                             t->name, sft_dtype_name(ft->dtype));
+        if (!same_shape(ft, nd, shape))
+            return shape_error(f, ft, nd, shape, err);
+    }
+    const char *oname = sft_meta_get(f, "optimizer");
+    *with_optim = false;
+    if (o && oname && strcmp(oname, "none") != 0) {
+        if (strcmp(oname, optimizer_name(o->cfg.kind)) != 0)
+            return sw_err_at(err, SW_EINVAL, sft_path(f), 0, 0,
+                             "checkpoint holds '%s' optimizer state; this run uses '%s'", oname,
+                             optimizer_name(o->cfg.kind));
+        char nm[160];
+        for (int i = 0; i < o->n_bufs; i++) {
+            const struct exec_optim_buf *b = &o->bufs[i];
+            snprintf(nm, sizeof(nm), "optim.%s", b->name);
+            const struct sft_tensor *ft = sft_find(f, nm);
+            if (!ft)
+                return sw_err_at(err, SW_EPARSE, sft_path(f), 0, 0,
+                                 "optimizer state '%s' is missing", nm);
+            if (ft->dtype != b->dtype || ft->n_elems != b->n_elems)
+                return sw_err_at(err, SW_EINVAL, sft_path(f), 0, 0,
+                                 "optimizer state '%s' is %s x %llu; this run's is %s x %llu", nm,
+                                 sft_dtype_name(ft->dtype), (unsigned long long)ft->n_elems,
+                                 sft_dtype_name(b->dtype), (unsigned long long)b->n_elems);
+        }
+        *with_optim = true;
+    }
+    return 0;
+}
+
+/* The checksum over every tensor of the file, as written. */
+static int verify_checksum(const struct sft_file *f, struct sw_err *err)
+{
+    const char *want = sft_meta_get(f, "checksum");
+    if (!want)
+        return sw_err_at(err, SW_EPARSE, sft_path(f), 0, 0, "metadata 'checksum' is missing");
+    uint64_t mx = 0;
+    for (size_t i = 0; i < sft_count(f); i++)
+        if (sft_tensor_bytes(sft_at(f, i)) > mx)
+            mx = sft_tensor_bytes(sft_at(f, i));
+    void *buf = sw_try_malloc(mx ? (size_t)mx : 1, "checkpoint checksum buffer", err);
+    if (!buf)
+        return SW_ENOMEM;
+    uint64_t sum = 0;
+    int rc = 0;
+    for (size_t i = 0; i < sft_count(f) && rc == 0; i++) {
+        const struct sft_tensor *t = sft_at(f, i);
+        size_t nb = (size_t)sft_tensor_bytes(t);
+        rc = sft_read_raw(f, t, buf, nb, err);
+        if (rc == 0)
+            sum += tensor_hash(t->name, buf, nb);
+    }
+    free(buf);
+    if (rc < 0)
+        return rc;
+    char got[24];
+    snprintf(got, sizeof(got), "%016" PRIx64, sum);
+    if (strcmp(got, want) != 0)
+        return sw_err_at(err, SW_EPARSE, sft_path(f), 0, 0,
+                         "checkpoint is corrupt: checksum %s, expected %s", got, want);
+    return 0;
+}
+
+int exec_checkpoint_load(const char *path, struct exec_model *m, struct exec_optimizer *o,
+                         const struct exec_ckpt_meta *expect, struct exec_ckpt_meta *out,
+                         enum exec_ckpt_kind *kind, struct sw_err *err)
+{
+    struct sft_file *f = NULL;
+    int rc = sft_open(path, &f, err);
+    if (rc < 0)
+        return rc;
+    struct exec_ckpt_meta got;
+    exec_ckpt_meta_init(&got);
+    if (!sft_meta_get(f, "scalewise_checkpoint")) {
+        if (kind)
+            *kind = EXEC_CKPT_HF;
+        rc = hf_load_open(f, m, err);
+        if (rc == 0 && out)
+            *out = got;
+        sft_close(f);
+        return rc;
+    }
+    if (kind)
+        *kind = EXEC_CKPT_SCALEWISE;
+    bool with_optim = false;
+    int64_t step = 0, ostep = 0;
+    rc = check_ckpt(f, m, o, expect, &with_optim, err);
+    if (rc == 0)
+        rc = sft_meta_i64(f, "step", 0, INT64_MAX, &step, err);
+    if (rc == 0)
+        rc = sft_meta_i64(f, "optim_step", 0, INT64_MAX, &ostep, err);
+    if (rc == 0)
+        rc = meta_u64(f, "seed", &got.seed, err);
+    if (rc == 0)
+        rc = meta_u64(f, "data_offset", &got.data_offset, err);
+    if (rc == 0)
+        rc = verify_checksum(f, err);
+    if (rc < 0)
+        goto out;
+    got.step = step;
+    const char *h = sft_meta_get(f, "plan_hash");
+    const char *num = sft_meta_get(f, "plan_numerics");
+    sw_strlcpy(got.plan_hash, h ? h : "", sizeof(got.plan_hash));
+    sw_strlcpy(got.numerics, num ? num : "", sizeof(got.numerics));
+
+    /* Pass 2: data. */
+    size_t mx = max_transposed(m);
+    float *tmp = NULL;
+    if (mx && !(tmp = sw_try_malloc(mx * sizeof(float), "weight load buffer", err))) {
+        rc = SW_ENOMEM;
+        goto out;
+    }
+    for (int i = 0; i < m->n_tensors && rc == 0; i++)
+        rc = load_tensor(f, sft_find(f, m->tensors[i].name), &m->tensors[i], tmp, err);
+    free(tmp);
+    char nm[160];
+    for (int i = 0; with_optim && i < o->n_bufs && rc == 0; i++) {
+        const struct exec_optim_buf *b = &o->bufs[i];
+        snprintf(nm, sizeof(nm), "optim.%s", b->name);
+        const struct sft_tensor *ft = sft_find(f, nm);
+        rc = sft_read_raw(f, ft, b->data, (size_t)sft_tensor_bytes(ft), err);
+    }
+    if (with_optim && rc == 0)
+        o->step = ostep;
+    exec_model_weights_changed(m);
+    if (rc == 0 && out)
+        *out = got;
+out:
+    sft_close(f);
+    return rc;
+}

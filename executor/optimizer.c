@@ -1,0 +1,403 @@
+/* The optimizers of the training loop over the model's one contiguous trainable region
+ * (m->train_params / m->train_grads), the learning-rate schedules and global gradient
+ * clipping. The update arithmetic is the backend's (kcpu_*_step in kernels/cpu/optim.c and
+ * adam8bit.c); this file decides what state exists, where it lives and which parts of the
+ * region each call covers.
+ *
+ * Weight decay applies to tensors of two or more dimensions only (linear weights, embeddings,
+ * LoRA matrices), never to biases and norm weights (the GPT-2 / nanoGPT / llm.c rule). The
+ * region is therefore split into "segments": maximal runs of the region, in address order,
+ * whose tensors share one decay setting; the element-wise optimizers make one backend call
+ * per segment with that segment's decay. Parts of the region outside every tensor (alignment
+ * gaps, padded vocabulary rows) join the segment they sit in; their gradient is always zero,
+ * so every optimizer leaves them at zero.
+ *
+ * State (one backend allocation, category optimizer, zeroed at init):
+ *   AdamW        m, v: fp32 over the whole region (8 bytes/param, strategy reference 3.1)
+ *   SGD          none;  SGD-momentum: one fp32 buffer (4 bytes/param; momentum = beta1)
+ *   Lion         m: fp32 (4 bytes/param)
+ *   8-bit AdamW  one kcpu_adamw8bit_state_bytes(n) block per segment (≈ 2 bytes/param)
+ *   Adafactor    per trainable tensor: factored row/column statistics for a matrix,
+ *                4·(rows + cols) bytes; a vector keeps its full second moment, 4 bytes per
+ *                element; no first moment (HF's default beta1=None, which the advisor counts)
+ * Each buffer gets a name for checkpoints (struct exec_optim_buf). Nothing is allocated per
+ * step. */
+#include "executor/executor.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct exec_optim_seg {
+    size_t off, n;      /* floats into the trainable region */
+    bool decay;         /* weight decay applies */
+    size_t state_off;   /* 8-bit AdamW: bytes into the state */
+    size_t state_bytes; /* 8-bit AdamW: this segment's block */
+};
+
+struct exec_optim_factor {
+    int tensor;         /* index into model->tensors */
+    size_t off;         /* floats into the trainable region */
+    int rows, cols;     /* a vector is rows = numel, cols = 1 */
+    bool decay;
+    size_t row_off;     /* floats into the state */
+    size_t col_off;     /* floats into the state (unused when unfactored) */
+    size_t row_n, col_n;
+};
+
+/* Adafactor constants (HF transformers' defaults, kernels_cpu.h). */
+#define ADAFACTOR_DECAY_RATE (-0.8f)
+#define ADAFACTOR_EPS1 1e-30f
+#define ADAFACTOR_CLIP 1.0f
+
+void exec_optim_config_init(struct exec_optim_config *c)
+{
+    memset(c, 0, sizeof(*c));
+    c->kind = OPT_ADAMW;
+    c->beta1 = 0.9;
+    c->beta2 = 0.95;
+    c->eps = 1e-8;
+    c->weight_decay = 0.1;
+}
+
+/* ---------------------------------------------------------------- layout */
+
+/* Trainable tensors sorted by their offset in the region. */
+struct tref {
+    int index;
+    size_t off, n;
+    bool decay;
+};
+
+static int cmp_tref(const void *a, const void *b)
+{
+    const struct tref *x = a, *y = b;
+    return x->off < y->off ? -1 : x->off > y->off ? 1 : 0;
+}
+
+/* The trainable tensors of m in region order (caller frees). */
+static struct tref *trainable_tensors(const struct exec_model *m, int *count)
+{
+    struct tref *r = sw_xcalloc((size_t)(m->n_tensors > 0 ? m->n_tensors : 1), sizeof(*r));
+    int n = 0;
+    for (int i = 0; i < m->n_tensors; i++) {
+        const struct exec_tensor *t = &m->tensors[i];
+        if (!t->trainable || !t->grad)
+            continue;
+        SW_ASSERT(t->grad >= m->train_grads && t->grad + t->numel <= m->train_grads + m->n_train);
+        r[n].index = i;
+        r[n].off = (size_t)(t->grad - m->train_grads);
+        r[n].n = t->numel;
+        r[n].decay = t->ndim >= 2;
+        n++;
+    }
+    qsort(r, (size_t)n, sizeof(*r), cmp_tref);
+    *count = n;
+    return r;
+}
+
+/* Segments: runs of one decay setting covering [0, n_train). Returns the count; fills seg
+ * when not NULL (call once with NULL to size it). */
+static int build_segments(const struct exec_model *m, const struct tref *tr, int n_tr,
+                          struct exec_optim_seg *seg)
+{
+    int n = 0;
+    size_t start = 0;
+    bool decay = n_tr > 0 ? tr[0].decay : false;
+    for (int i = 1; i < n_tr; i++) {
+        if (tr[i].decay == decay)
+            continue;
+        if (seg) {
+            seg[n].off = start;
+            seg[n].n = tr[i].off - start;
+            seg[n].decay = decay;
+        }
+        n++;
+        start = tr[i].off;
+        decay = tr[i].decay;
+    }
+    if (seg) {
+        seg[n].off = start;
+        seg[n].n = m->n_train - start;
+        seg[n].decay = decay;
+    }
+    return n + 1;
+}
+
+/* Bytes of state for kind over segments/tensors; fills state offsets when o is not NULL. */
+static uint64_t layout_state(const struct exec_model *m, enum sw_optimizer kind,
+                             const struct tref *tr, int n_tr, struct exec_optim_seg *seg,
+                             int n_seg, struct exec_optim_factor *fac)
+{
+    const struct backend *be = m->be;
+    uint64_t bytes = 0;
+    switch (kind) {
+    case OPT_ADAMW:
+        return 8ull * m->n_train;
+    case OPT_SGD:
+        return 0;
+    case OPT_SGD_MOMENTUM:
+    case OPT_LION:
+        return 4ull * m->n_train;
+    case OPT_ADAMW8BIT:
+        for (int i = 0; i < n_seg; i++) {
+            size_t b = be->adamw8bit_state_bytes(seg[i].n);
+            b = (b + 63u) & ~(size_t)63u; /* each block 64-byte aligned (4-byte is required) */
+            seg[i].state_off = (size_t)bytes;
+            seg[i].state_bytes = b;
+            bytes += b;
+        }
+        return bytes;
+    case OPT_ADAFACTOR: {
+        size_t floats = 0;
+        for (int i = 0; i < n_tr; i++) {
+            const struct exec_tensor *t = &m->tensors[tr[i].index];
+            int rows = t->ndim >= 2 ? (int)t->shape[0] : (int)t->numel;
+            int cols = t->ndim >= 2 ? (int)t->shape[1] : 1;
+            size_t rn = be->adafactor_row_floats(rows, cols);
+            size_t cn = be->adafactor_col_floats(rows, cols);
+            if (fac) {
+                fac[i].tensor = tr[i].index;
+                fac[i].off = tr[i].off;
+                fac[i].rows = rows;
+                fac[i].cols = cols;
+                fac[i].decay = tr[i].decay;
+                fac[i].row_off = floats;
+                fac[i].row_n = rn;
+                fac[i].col_off = floats + rn;
+                fac[i].col_n = cn;
+            }
+            floats += rn + cn;
+        }
+        return 4ull * floats;
+    }
+    }
+    return 0;
+}
+
+int exec_optimizer_plan_bytes(const struct exec_model *m, enum sw_optimizer kind, uint64_t *out,
+                              struct sw_err *err)
+{
+    if (!m->train_params || m->n_train == 0)
+        return sw_errf(err, SW_EINVAL, "the model has no trainable parameters (built for "
+                                       "inference?)");
+    int n_tr;
+    struct tref *tr = trainable_tensors(m, &n_tr);
+    int n_seg = build_segments(m, tr, n_tr, NULL);
+    struct exec_optim_seg *seg = sw_xcalloc((size_t)n_seg, sizeof(*seg));
+    build_segments(m, tr, n_tr, seg);
+    *out = layout_state(m, kind, tr, n_tr, seg, n_seg, NULL);
+    free(seg);
+    free(tr);
+    return 0;
+}
+
+/* ---------------------------------------------------------------- init / release */
+
+static void add_buf(struct exec_optimizer *o, int *cap, const char *name, enum sft_dtype dt,
+                    uint64_t n, void *data)
+{
+    if (o->n_bufs == *cap) {
+        *cap = *cap ? 2 * *cap : 8;
+        o->bufs = sw_xrealloc(o->bufs, (size_t)*cap * sizeof(*o->bufs));
+    }
+    struct exec_optim_buf *b = &o->bufs[o->n_bufs++];
+    memset(b, 0, sizeof(*b));
+    sw_strlcpy(b->name, name, sizeof(b->name));
+    b->dtype = dt;
+    b->n_elems = n;
+    b->data = data;
+}
+
+static int check_config(const struct exec_optim_config *c, struct sw_err *err)
+{
+    if (!(c->beta1 >= 0 && c->beta1 < 1) || !(c->beta2 >= 0 && c->beta2 < 1))
+        return sw_errf(err, SW_EINVAL, "optimizer betas %g, %g must be in [0, 1)", c->beta1,
+                       c->beta2);
+    if (!(c->eps > 0))
+        return sw_errf(err, SW_EINVAL, "optimizer eps %g must be positive", c->eps);
+    if (!(c->weight_decay >= 0))
+        return sw_errf(err, SW_EINVAL, "weight decay %g must be >= 0", c->weight_decay);
+    switch (c->kind) {
+    case OPT_ADAMW:
+    case OPT_ADAMW8BIT:
+    case OPT_ADAFACTOR:
+    case OPT_SGD:
+    case OPT_SGD_MOMENTUM:
+    case OPT_LION:
+        return 0;
+    }
+    return sw_errf(err, SW_EINVAL, "unknown optimizer %d", (int)c->kind);
+}
+
+int exec_optimizer_init(struct exec_optimizer *o, struct exec_model *m,
+                        const struct exec_optim_config *c, struct sw_err *err)
+{
+    memset(o, 0, sizeof(*o));
+    int rc = check_config(c, err);
+    if (rc < 0)
+        return rc;
+    if (!m->train_params || m->n_train == 0)
+        return sw_errf(err, SW_EINVAL, "the model has no trainable parameters (built for "
+                                       "inference?)");
+    o->cfg = *c;
+    o->model = m;
+    int n_tr;
+    struct tref *tr = trainable_tensors(m, &n_tr);
+    o->n_seg = build_segments(m, tr, n_tr, NULL);
+    o->seg = sw_xcalloc((size_t)o->n_seg, sizeof(*o->seg));
+    build_segments(m, tr, n_tr, o->seg);
+    if (c->kind == OPT_ADAFACTOR) {
+        o->n_factor = n_tr;
+        o->factor = sw_xcalloc((size_t)(n_tr > 0 ? n_tr : 1), sizeof(*o->factor));
+    }
+    o->state_bytes = layout_state(m, c->kind, tr, n_tr, o->seg, o->n_seg, o->factor);
+    free(tr);
+    if (o->state_bytes > 0) {
+        o->state = m->be->alloc((size_t)o->state_bytes, BACKEND_MEM_OPTIMIZER, err);
+        if (!o->state) {
+            exec_optimizer_release(o);
+            return SW_ENOMEM;
+        }
+        m->be->memset(o->state, 0, (size_t)o->state_bytes);
+    }
+
+    int cap = 0;
+    float *st = o->state;
+    char nm[112];
+    switch (c->kind) {
+    case OPT_ADAMW:
+        add_buf(o, &cap, "m", SFT_F32, m->n_train, st);
+        add_buf(o, &cap, "v", SFT_F32, m->n_train, st + m->n_train);
+        break;
+    case OPT_SGD_MOMENTUM:
+        add_buf(o, &cap, "momentum", SFT_F32, m->n_train, st);
+        break;
+    case OPT_LION:
+        add_buf(o, &cap, "m", SFT_F32, m->n_train, st);
+        break;
+    case OPT_ADAMW8BIT:
+        for (int i = 0; i < o->n_seg; i++) {
+            snprintf(nm, sizeof(nm), "adam8.%d", i);
+            add_buf(o, &cap, nm, SFT_U8, o->seg[i].state_bytes,
+                    (char *)o->state + o->seg[i].state_off);
+        }
+        break;
+    case OPT_ADAFACTOR:
+        for (int i = 0; i < o->n_factor; i++) {
+            const struct exec_optim_factor *f = &o->factor[i];
+            const char *tn = m->tensors[f->tensor].name;
+            snprintf(nm, sizeof(nm), "%s.row", tn);
+            add_buf(o, &cap, nm, SFT_F32, f->row_n, st + f->row_off);
+            if (f->col_n) {
+                snprintf(nm, sizeof(nm), "%s.col", tn);
+                add_buf(o, &cap, nm, SFT_F32, f->col_n, st + f->col_off);
+            }
+        }
+        break;
+    case OPT_SGD:
+        break;
+    }
+    return 0;
+}
+
+void exec_optimizer_release(struct exec_optimizer *o)
+{
+    if (o->state && o->model)
+        o->model->be->free(o->state);
+    free(o->seg);
+    free(o->factor);
+    free(o->bufs);
+    memset(o, 0, sizeof(*o));
+}
+
+void exec_optimizer_reset(struct exec_optimizer *o)
+{
+    if (o->state)
+        o->model->be->memset(o->state, 0, (size_t)o->state_bytes);
+    o->step = 0;
+}
+
+/* ---------------------------------------------------------------- step */
+
+double exec_optimizer_clip(struct exec_optimizer *o, double max_norm)
+{
+    const struct exec_model *m = o->model;
+    return m->be->clip_grad_norm(m->train_grads, m->n_train, max_norm);
+}
+
+void exec_optimizer_step(struct exec_optimizer *o, double lr_d)
+{
+    struct exec_model *m = o->model;
+    const struct backend *be = m->be;
+    const struct exec_optim_config *c = &o->cfg;
+    float lr = (float)lr_d, b1 = (float)c->beta1, b2 = (float)c->beta2, eps = (float)c->eps;
+    float wd = (float)c->weight_decay;
+    int step = (int)(o->step + 1); /* the kernels' 1-based step (bias correction) */
+    float *P = m->train_params, *G = m->train_grads, *S = o->state;
+    size_t n = m->n_train;
+
+    if (c->kind == OPT_ADAFACTOR) {
+        for (int i = 0; i < o->n_factor; i++) {
+            const struct exec_optim_factor *f = &o->factor[i];
+            be->adafactor_step(P + f->off, G + f->off, S + f->row_off,
+                               f->col_n ? S + f->col_off : NULL, NULL, f->rows, f->cols, step, lr,
+                               b1, ADAFACTOR_DECAY_RATE, ADAFACTOR_EPS1, ADAFACTOR_CLIP,
+                               f->decay ? wd : 0.0f);
+        }
+    } else {
+        for (int i = 0; i < o->n_seg; i++) {
+            const struct exec_optim_seg *s = &o->seg[i];
+            float swd = s->decay ? wd : 0.0f;
+            float *p = P + s->off;
+            const float *g = G + s->off;
+            switch (c->kind) {
+            case OPT_ADAMW:
+                be->adamw_step(p, g, S + s->off, S + n + s->off, s->n, step, lr, b1, b2, eps, swd);
+                break;
+            case OPT_SGD:
+                be->sgd_step(p, g, s->n, lr, swd);
+                break;
+            case OPT_SGD_MOMENTUM:
+                be->sgd_momentum_step(p, g, S + s->off, s->n, lr, b1, swd, false);
+                break;
+            case OPT_LION:
+                be->lion_step(p, g, S + s->off, s->n, lr, b1, b2, swd);
+                break;
+            case OPT_ADAMW8BIT:
+                be->adamw8bit_step(p, g, (char *)o->state + s->state_off, s->n, step, lr, b1, b2,
+                                   eps, swd);
+                break;
+            case OPT_ADAFACTOR:
+                break;
+            }
+        }
+    }
+    o->step++;
+    exec_model_weights_changed(m);
+}
+
+/* ---------------------------------------------------------------- schedule */
+
+double exec_lr_at(const struct exec_lr *s, int64_t step)
+{
+    if (step < 0)
+        step = 0;
+    if (s->warmup_steps > 0 && step < s->warmup_steps)
+        return s->lr * (double)(step + 1) / (double)s->warmup_steps;
+    int64_t span = s->total_steps - s->warmup_steps;
+    double r = (double)(step - s->warmup_steps) / (double)(span > 1 ? span : 1);
+    if (r < 0)
+        r = 0;
+    if (r > 1)
+        r = 1;
+    switch (s->schedule) {
+    case LR_COSINE:
+        return s->min_lr + (s->lr - s->min_lr) * 0.5 * (1.0 + cos(M_PI * r));
+    case LR_LINEAR:
+        return s->lr - (s->lr - s->min_lr) * r;
+    case LR_CONSTANT:
+        break;
+    }
+    return s->lr;
+}

@@ -1,0 +1,607 @@
+/* `scalewise run` for training plans: from a loaded plan to a finished (or cleanly stopped)
+ * run on the CPU. Implements the refusals of what the CPU executor cannot do (checked before
+ * anything is allocated), the OpenMP thread count, data preparation (a text file is tokenized
+ * into <out_dir>/data once and reused while its meta.yaml records the same source hash and
+ * settings; a directory of shards is used as is), building the model and optimizer from the
+ * plan, resuming (a scalewise checkpoint, a run directory's latest.txt, or Hugging Face
+ * weights), the step loop with evaluation, metrics, checkpoints and the stop flag, and the
+ * final report. The loop itself is train.c, the files are checkpoint.c and metrics.c; the CLI
+ * (cli/cmd_run.c) installs the signal handlers and draws the progress. */
+#include "executor/executor.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <math.h>
+#include <omp.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "advisor/advisor_int.h"
+
+void exec_run_opts_init(struct exec_run_opts *o)
+{
+    memset(o, 0, sizeof(*o));
+}
+
+/* ---------------------------------------------------------------- refusals */
+
+static void model_opts_from_plan(const struct plan *p, struct exec_model_opts *mo)
+{
+    exec_model_opts_init(mo);
+    mo->precision = p->strategy.precision;
+    mo->recompute = p->strategy.recompute;
+    mo->attention = p->strategy.attention;
+    mo->lora_rank = p->strategy.lora_rank;
+    mo->batch = p->strategy.micro_batch;
+    mo->seq = p->workload.seq;
+    mo->training = true;
+}
+
+int exec_run_check(const struct plan *p, struct sw_err *err)
+{
+    const struct strategy *s = &p->strategy;
+    if (p->workload.task != TASK_TRAIN)
+        return sw_errf(err, SW_EUNSUPPORTED,
+                       "this is an inference plan; the training executor runs task: train");
+    if (s->device == DEVICE_CUDA)
+        return sw_errf(err, SW_EUNSUPPORTED,
+                       "the CUDA backend is not built yet; set strategy.device: cpu to run this "
+                       "plan on the CPU");
+    if (s->tp > 1)
+        return sw_errf(err, SW_EUNSUPPORTED,
+                       "tensor parallelism (tp %d) splits layers over several devices; the CPU "
+                       "executor runs one process: use tp 1", s->tp);
+    if (s->pp > 1)
+        return sw_errf(err, SW_EUNSUPPORTED,
+                       "pipeline parallelism (pp %d) splits layers over several devices; the CPU "
+                       "executor runs one process: use pp 1", s->pp);
+    if (s->dp > 1 || s->zero > 0)
+        return sw_errf(err, SW_EUNSUPPORTED,
+                       "multi-process runs come with the distributed executor (this plan has "
+                       "dp %d, zero %d); use dp 1, zero 0", s->dp, s->zero);
+    if (s->offload_optimizer || s->offload_params)
+        return sw_errf(err, SW_EUNSUPPORTED,
+                       "offload moves state to host memory, where the CPU executor keeps "
+                       "everything already; set offload_optimizer and offload_params to false");
+    if (s->precision != PREC_FP32 && s->precision != PREC_BF16_MIXED)
+        return sw_errf(err, SW_EUNSUPPORTED,
+                       "precision '%s' is not supported by the CPU executor; use fp32 or "
+                       "bf16-mixed", precision_name(s->precision));
+    if (s->lora_rank > 0 && (s->weights == WFMT_INT8 || s->weights == WFMT_INT4))
+        return sw_errf(err, SW_EUNSUPPORTED,
+                       "a quantised (%s) LoRA base is not supported for training by the CPU "
+                       "executor; use weights: fp32 or bf16", wformat_name(s->weights));
+    if (s->micro_batch < 1 || s->grad_accum < 1)
+        return sw_errf(err, SW_EINVAL, "micro_batch and grad_accum must be at least 1");
+    struct exec_model_opts mo;
+    model_opts_from_plan(p, &mo);
+    if (s->lora_rank > 0 && p->train.lora_targets[0]) {
+        int rc = exec_lora_targets_parse(p->train.lora_targets, &mo.lora_targets, err);
+        if (rc < 0)
+            return rc;
+    }
+    struct exec_mem mem;
+    return exec_model_plan_bytes(&p->model, &mo, backend_cpu(), &mem, err);
+}
+
+/* ---------------------------------------------------------------- files */
+
+static int mkdir_p(const char *path, struct sw_err *err)
+{
+    char buf[PLAN_PATH_MAX];
+    if (sw_strlcpy(buf, path, sizeof(buf)) >= sizeof(buf))
+        return sw_errf(err, SW_ERANGE, "path too long: '%s'", path);
+    for (char *q = buf + 1; *q; q++) {
+        if (*q != '/')
+            continue;
+        *q = '\0';
+        if (mkdir(buf, 0777) < 0 && errno != EEXIST)
+            return sw_errf(err, SW_EIO, "cannot create directory '%s': %s", buf, strerror(errno));
+        *q = '/';
+    }
+    if (mkdir(buf, 0777) < 0 && errno != EEXIST)
+        return sw_errf(err, SW_EIO, "cannot create directory '%s': %s", buf, strerror(errno));
+    return 0;
+}
+
+static int join(char *out, size_t n, const char *dir, const char *name, struct sw_err *err)
+{
+    if ((size_t)snprintf(out, n, "%s/%s", dir, name) >= n)
+        return sw_errf(err, SW_ERANGE, "path too long: '%s/%s'", dir, name);
+    return 0;
+}
+
+static bool is_dir(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+static bool exists(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0;
+}
+
+static void note(const struct exec_run_opts *o, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void note(const struct exec_run_opts *o, const char *fmt, ...)
+{
+    if (!o->on_note)
+        return;
+    char line[PLAN_PATH_MAX + 256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof(line), fmt, ap);
+    va_end(ap);
+    o->on_note(o->ctx, line);
+}
+
+/* True when dir/meta.yaml records this source hash, tokenizer, split and sequence length. */
+static bool prepared_matches(const char *meta_path, const char *hex, const char *tokenizer,
+                             double val_fraction, int64_t seq_len)
+{
+    char *text = NULL;
+    size_t len = 0;
+    struct sw_err e;
+    sw_err_init(&e);
+    if (sw_read_file(meta_path, (size_t)1 << 20, &text, &len, &e) < 0)
+        return false;
+    struct ydoc d;
+    bool ok = false;
+    if (ydoc_load(&d, text, len, meta_path, &e) == 0) {
+        yaml_node_t *root = ydoc_root(&d);
+        yaml_node_t *src = root ? ydoc_get(&d, root, "source") : NULL;
+        char h[40] = "", tok[16] = "";
+        double vf = -1;
+        int64_t sl = -1;
+        ok = root && src && ydoc_opt_str(&d, src, "fnv1a64", "source", h, sizeof(h), &e) == 0 &&
+             ydoc_opt_str(&d, root, "tokenizer", "data", tok, sizeof(tok), &e) == 0 &&
+             ydoc_opt_double(&d, root, "val_fraction", 0, 1, "data", &vf, &e) == 0 &&
+             ydoc_opt_int(&d, root, "seq_len", 0, INT64_MAX, "data", &sl, &e) == 0 &&
+             strcmp(h, hex) == 0 && strcmp(tok, tokenizer) == 0 &&
+             fabs(vf - val_fraction) < 1e-6 && sl == seq_len;
+        ydoc_release(&d);
+    }
+    free(text);
+    return ok;
+}
+
+/* The train and val shard paths of the plan's data, preparing a text file when needed. */
+static int resolve_data(const struct plan *p, const char *out_dir, const struct exec_run_opts *o,
+                        char *train_path, char *val_path, size_t n, struct sw_err *err)
+{
+    const struct plan_data *pd = &p->data;
+    if (!pd->path[0])
+        return sw_errf(err, SW_EINVAL, "the plan has no data.path: name a text file or a "
+                                       "directory with train.bin and val.bin");
+    if (is_dir(pd->path)) {
+        int rc = join(train_path, n, pd->path, "train.bin", err);
+        if (rc == 0)
+            rc = join(val_path, n, pd->path, "val.bin", err);
+        if (rc == 0 && !exists(train_path))
+            return sw_errf(err, SW_ENOENT, "data directory '%s' has no train.bin (prepare one "
+                                           "with scalewise data prepare)", pd->path);
+        return rc;
+    }
+    if (!exists(pd->path))
+        return sw_errf(err, SW_ENOENT, "data.path '%s' does not exist", pd->path);
+    /* A text file: hash it and reuse <out_dir>/data when it was prepared from the same bytes. */
+    char *text = NULL;
+    size_t len = 0;
+    int rc = sw_read_file(pd->path, DATA_MAX_INPUT_BYTES, &text, &len, err);
+    if (rc < 0)
+        return rc;
+    char hex[40];
+    snprintf(hex, sizeof(hex), "0x%016" PRIx64, data_fnv1a64(DATA_FNV1A64_INIT, text, len));
+    free(text);
+    char dir[PLAN_PATH_MAX], meta[PLAN_PATH_MAX];
+    const char *tokname = pd->tokenizer[0] ? pd->tokenizer : "byte";
+    if ((rc = join(dir, sizeof(dir), out_dir, "data", err)) < 0 ||
+        (rc = join(meta, sizeof(meta), dir, "meta.yaml", err)) < 0 ||
+        (rc = join(train_path, n, dir, "train.bin", err)) < 0 ||
+        (rc = join(val_path, n, dir, "val.bin", err)) < 0)
+        return rc;
+    if (prepared_matches(meta, hex, tokname, pd->val_fraction, p->workload.seq) &&
+        exists(train_path)) {
+        note(o, "data: using %s (prepared from %s)", dir, pd->path);
+        return 0;
+    }
+    struct data_prepare_opts dp;
+    data_prepare_opts_init(&dp);
+    dp.input_path = pd->path;
+    dp.out_dir = dir;
+    if ((rc = tok_kind_parse(tokname, &dp.kind, err)) < 0)
+        return rc;
+    dp.vocab_path = pd->vocab_path[0] ? pd->vocab_path : NULL;
+    dp.merges_path = pd->merges_path[0] ? pd->merges_path : NULL;
+    dp.val_fraction = pd->val_fraction;
+    dp.seq_len = p->workload.seq;
+    struct data_prepare_result r;
+    if ((rc = data_prepare(&dp, &r, err)) < 0)
+        return rc;
+    note(o, "data: prepared %s into %s (%s tokenizer): %" PRIu64 " train, %" PRIu64
+            " val tokens", pd->path, dir, tokname, r.n_train_tokens, r.n_val_tokens);
+    return 0;
+}
+
+/* A checkpoint path from --resume: a file, or a run directory's latest.txt. */
+static int resolve_resume(const char *arg, char *out, size_t n, struct sw_err *err)
+{
+    if (!is_dir(arg)) {
+        if (!exists(arg))
+            return sw_errf(err, SW_ENOENT, "checkpoint '%s' does not exist", arg);
+        sw_strlcpy(out, arg, n);
+        return 0;
+    }
+    char lp[PLAN_PATH_MAX];
+    int rc = join(lp, sizeof(lp), arg, "latest.txt", err);
+    if (rc < 0)
+        return rc;
+    char *text = NULL;
+    size_t len = 0;
+    if (sw_read_file(lp, 4096, &text, &len, err) < 0)
+        return sw_errf(err, SW_ENOENT, "'%s' is a directory without latest.txt: name a "
+                                       "checkpoint file", arg);
+    while (len > 0 && (text[len - 1] == '\n' || text[len - 1] == ' '))
+        text[--len] = '\0';
+    rc = join(out, n, arg, text, err);
+    free(text);
+    return rc;
+}
+
+/* ---------------------------------------------------------------- the run */
+
+struct run_state {
+    const struct plan *p;
+    const struct exec_run_opts *o;
+    struct exec_model model;
+    struct exec_optimizer opt;
+    struct exec_trainer tr;
+    struct shard train, val;
+    struct exec_metrics metrics;
+    struct exec_ckpt_meta meta;
+    char out_dir[PLAN_PATH_MAX];
+    char ckpt_prev[2][PLAN_PATH_MAX]; /* the two newest checkpoints of this process */
+};
+
+/* Save ckpt_<step>.safetensors, point latest.txt at it, and delete this process's checkpoint
+ * before the previous one (two are kept, so a bad latest still has a fallback). */
+static int save_checkpoint(struct run_state *s, struct exec_run_result *r, struct sw_err *err)
+{
+    char name[64], path[PLAN_PATH_MAX], latest[PLAN_PATH_MAX];
+    snprintf(name, sizeof(name), "ckpt_%" PRId64 ".safetensors", s->tr.step);
+    int rc = join(path, sizeof(path), s->out_dir, name, err);
+    if (rc == 0)
+        rc = join(latest, sizeof(latest), s->out_dir, "latest.txt", err);
+    if (rc < 0)
+        return rc;
+    if (strcmp(path, s->ckpt_prev[1]) == 0)
+        return 0; /* this step is saved already */
+    s->meta.step = s->tr.step;
+    s->meta.data_offset = s->tr.train.offset;
+    if ((rc = exec_checkpoint_save(path, &s->model, &s->opt, &s->meta, err)) < 0)
+        return rc;
+    char line[80];
+    int k = snprintf(line, sizeof(line), "%s\n", name);
+    if ((rc = sw_write_file_atomic(latest, line, (size_t)k, err)) < 0)
+        return rc;
+    if (s->ckpt_prev[0][0] && strcmp(s->ckpt_prev[0], path) != 0)
+        (void)unlink(s->ckpt_prev[0]);
+    sw_strlcpy(s->ckpt_prev[0], s->ckpt_prev[1], sizeof(s->ckpt_prev[0]));
+    sw_strlcpy(s->ckpt_prev[1], path, sizeof(s->ckpt_prev[1]));
+    sw_strlcpy(r->checkpoint, path, sizeof(r->checkpoint));
+    return 0;
+}
+
+static void run_release(struct run_state *s)
+{
+    exec_metrics_close(&s->metrics);
+    exec_trainer_release(&s->tr);
+    exec_optimizer_release(&s->opt);
+    exec_model_release(&s->model);
+    shard_release(&s->train);
+    shard_release(&s->val);
+}
+
+/* Peak FLOP/s of the threads this run uses: the per-core fp32 peak of the plan's CPU times the
+ * threads (at most the physical cores), else the whole CPU's peak; NaN when unknown. */
+static double cpu_peak_flops(const struct hardware *hw, int threads)
+{
+    const struct hw_cpu *c = &hw->cpu;
+    if (c->peak_fp32_flops_per_core > 0) {
+        int cores = c->sockets * c->cores_per_socket;
+        int used = threads;
+        if (cores > 0 && used > cores)
+            used = cores;
+        return c->peak_fp32_flops_per_core * (used > 0 ? used : 1);
+    }
+    return c->peak_fp32_flops > 0 ? c->peak_fp32_flops : NAN;
+}
+
+static int setup(struct run_state *s, struct exec_run_result *r, struct sw_err *err)
+{
+    const struct plan *p = s->p;
+    const struct exec_run_opts *o = s->o;
+    const struct backend *be = backend_cpu();
+    char train_path[PLAN_PATH_MAX], val_path[PLAN_PATH_MAX];
+    int rc = resolve_data(p, s->out_dir, o, train_path, val_path, sizeof(train_path), err);
+    if (rc < 0)
+        return rc;
+    if ((rc = shard_load(train_path, &s->train, err)) < 0)
+        return rc;
+    bool have_val = exists(val_path);
+    if (have_val && (rc = shard_load(val_path, &s->val, err)) < 0)
+        return rc;
+
+    struct exec_model_opts mo;
+    model_opts_from_plan(p, &mo);
+    if (p->strategy.lora_rank > 0 && p->train.lora_targets[0] &&
+        (rc = exec_lora_targets_parse(p->train.lora_targets, &mo.lora_targets, err)) < 0)
+        return rc;
+    if ((rc = exec_model_init(&s->model, &p->model, &mo, be, err)) < 0)
+        return rc;
+    if (p->strategy.precision == PREC_BF16_MIXED)
+        note(o, "precision: bf16-mixed: bf16 weight copies with fp32 master weights, "
+                "gradients and accumulation; bf16 matmuls are emulated through fp32 on this "
+                "CPU (%s native bf16)", be->has_native_bf16() ? "it has" : "it has no");
+    exec_model_init_weights(&s->model, p->train.seed);
+
+    struct exec_optim_config oc;
+    exec_optim_config_init(&oc);
+    oc.kind = p->strategy.optimizer;
+    oc.beta1 = p->train.beta1;
+    oc.beta2 = p->train.beta2;
+    oc.eps = p->train.eps;
+    oc.weight_decay = p->train.weight_decay;
+    if ((rc = exec_optimizer_init(&s->opt, &s->model, &oc, err)) < 0)
+        return rc;
+
+    struct exec_train_config tc;
+    memset(&tc, 0, sizeof(tc));
+    tc.micro_batch = p->strategy.micro_batch;
+    tc.grad_accum = p->strategy.grad_accum;
+    tc.seq = p->workload.seq;
+    tc.lr.schedule = p->train.schedule;
+    tc.lr.lr = p->train.lr;
+    tc.lr.min_lr = p->train.min_lr;
+    tc.lr.warmup_steps = p->train.warmup_steps;
+    tc.lr.total_steps = o->steps > 0 ? o->steps : p->train.steps;
+    tc.grad_clip = p->train.grad_clip;
+    tc.seed = p->train.seed;
+    tc.eval_batches = p->train.eval_every > 0 ? p->train.eval_batches : 0;
+    if ((rc = exec_trainer_init(&s->tr, &s->model, &s->opt, &tc, &s->train,
+                                have_val ? &s->val : NULL, err)) < 0)
+        return rc;
+    if (p->train.eval_every > 0 && !s->tr.has_val)
+        note(o, "evaluation is off: no validation tokens (%s)", val_path);
+
+    exec_plan_numerics(p, &s->meta);
+    s->meta.seed = p->train.seed;
+    const char *resume = o->resume ? o->resume : (p->train.resume[0] ? p->train.resume : NULL);
+    if (resume) {
+        char path[PLAN_PATH_MAX];
+        if ((rc = resolve_resume(resume, path, sizeof(path), err)) < 0)
+            return rc;
+        struct exec_ckpt_meta got;
+        enum exec_ckpt_kind kind;
+        if ((rc = exec_checkpoint_load(path, &s->model, &s->opt, &s->meta, &got, &kind, err)) < 0)
+            return rc;
+        if (kind == EXEC_CKPT_HF) {
+            note(o, "loaded Hugging Face weights from %s; training starts at step 0", path);
+        } else {
+            if (got.data_offset != s->tr.train.offset)
+                return sw_errf(err, SW_EINVAL,
+                               "checkpoint '%s' was trained on other data (sampler offset %" PRIu64
+                               ", this data gives %" PRIu64 "): the training shard changed",
+                               path, got.data_offset, s->tr.train.offset);
+            s->tr.step = got.step;
+            r->start_step = got.step;
+            note(o, "resumed from %s at step %" PRId64, path, got.step);
+        }
+    }
+    char mpath[PLAN_PATH_MAX];
+    if ((rc = join(mpath, sizeof(mpath), s->out_dir, "metrics.jsonl", err)) < 0)
+        return rc;
+    return exec_metrics_open(&s->metrics, mpath, resume ? r->start_step : -1, err);
+}
+
+/* A plan on this machine ("probe: true") was resolved without the FMA loop and triad, and the
+ * speed model needs measured rates for a CPU. Measure in a child process (about 0.3 s) so the
+ * triad's arrays never count in this process's peak RSS, which report.yaml compares; done before
+ * any OpenMP thread exists here. On any failure the plan's hardware stands. */
+static void probe_measured_in_child(const struct plan *p, struct hardware *out)
+{
+    *out = p->hardware;
+    if (!p->hw_ref.probe)
+        return;
+    int fds[2];
+    if (pipe(fds) < 0)
+        return;
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid < 0) {
+        close(fds[0]);
+        close(fds[1]);
+        return;
+    }
+    if (pid == 0) {
+        close(fds[0]);
+        struct hardware *h = sw_xmalloc(sizeof(*h));
+        struct sw_err e;
+        sw_err_init(&e);
+        int ok = hw_probe(h, true, &e) == 0;
+        const char *q = (const char *)h;
+        size_t left = ok ? sizeof(*h) : 0;
+        while (left > 0) {
+            ssize_t w = write(fds[1], q, left);
+            if (w <= 0)
+                break;
+            q += w;
+            left -= (size_t)w;
+        }
+        _exit(ok && left == 0 ? 0 : 1);
+    }
+    close(fds[1]);
+    struct hardware *h = sw_xmalloc(sizeof(*h));
+    char *q = (char *)h;
+    size_t got = 0;
+    while (got < sizeof(*h)) {
+        ssize_t n = read(fds[0], q + got, sizeof(*h) - got);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break;
+        got += (size_t)n;
+    }
+    close(fds[0]);
+    int status = 0;
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+        ;
+    if (got == sizeof(*h) && WIFEXITED(status) && WEXITSTATUS(status) == 0) {
+        *out = *h;
+        out->nodes = p->hardware.nodes;
+    }
+    free(h);
+}
+
+int exec_run_train(const struct plan *p, const struct exec_run_opts *o, struct exec_run_result *r,
+                   struct sw_err *err)
+{
+    memset(r, 0, sizeof(*r));
+    r->final_loss = r->final_val_loss = NAN;
+    int rc = exec_run_check(p, err);
+    if (rc < 0)
+        return rc;
+    struct hardware *hw_est = sw_xmalloc(sizeof(*hw_est));
+    probe_measured_in_child(p, hw_est);
+    double t_start = sw_now_s();
+    int threads = o->threads > 0 ? o->threads : p->strategy.threads;
+    if (threads > 0)
+        omp_set_num_threads(threads);
+    r->threads = omp_get_max_threads();
+
+    struct run_state *s = sw_xcalloc(1, sizeof(*s));
+    s->p = p;
+    s->o = o;
+    shard_init(&s->train);
+    shard_init(&s->val);
+    const char *od = o->out_dir ? o->out_dir : p->train.out_dir;
+    if (!od[0])
+        od = "runs/run";
+    sw_strlcpy(s->out_dir, od, sizeof(s->out_dir));
+    sw_strlcpy(r->out_dir, od, sizeof(r->out_dir));
+    if ((rc = mkdir_p(s->out_dir, err)) < 0 || (rc = setup(s, r, err)) < 0)
+        goto out;
+
+    /* The advisor's estimate of the same plan: FLOPs per token for MFU, and the report. */
+    struct estimate est;
+    estimate_init(&est);
+    struct advisor_calib cal;
+    advisor_calib_default(&cal);
+    struct sw_err est_err;
+    sw_err_init(&est_err);
+    bool have_est = advisor_estimate(&p->model, hw_est, &p->workload, &p->strategy, &cal, &est,
+                                     &est_err) == 0 && est.valid;
+    double peak = cpu_peak_flops(&p->hardware, r->threads);
+
+    int64_t steps = o->steps > 0 ? o->steps : p->train.steps;
+    int64_t log_every = p->train.log_every > 0 ? p->train.log_every : 1;
+    double train_s = 0.0, tokens = 0.0;
+    int64_t done_here = 0;
+    bool has_val = false;
+    double last_val = NAN;
+    while (s->tr.step < steps) {
+        struct exec_step_stats st;
+        if ((rc = exec_trainer_step(&s->tr, &st, err)) < 0)
+            goto out;
+        done_here++;
+        train_s += st.step_s;
+        tokens += (double)st.tokens;
+        int64_t done = s->tr.step;
+        r->final_loss = st.loss;
+        has_val = false;
+        if (s->tr.has_val && p->train.eval_every > 0 &&
+            (done % p->train.eval_every == 0 || done == steps)) {
+            if ((rc = exec_trainer_eval(&s->tr, &last_val, err)) < 0)
+                goto out;
+            has_val = true;
+            r->final_val_loss = last_val;
+        }
+        double tps = st.step_s > 0 ? (double)st.tokens / st.step_s : NAN;
+        if (done % log_every == 0 || done == steps || has_val) {
+            struct exec_metrics_row row = {
+                .step = done,
+                .loss = st.loss,
+                .has_val = has_val,
+                .val_loss = last_val,
+                .lr = st.lr,
+                .grad_norm = st.grad_norm,
+                .tokens_per_s = tps,
+                .ms_per_step = st.step_s * 1e3,
+                .mfu = have_est ? est.flops_per_token * tps / peak : NAN,
+                .peak_rss_bytes = exec_peak_rss_bytes(),
+            };
+            if ((rc = exec_metrics_append(&s->metrics, &row, err)) < 0)
+                goto out;
+        }
+        if (o->on_progress) {
+            double mean_tps = train_s > 0 ? tokens / train_s : NAN;
+            struct exec_progress pr = {
+                .step = done,
+                .steps = steps,
+                .loss = st.loss,
+                .has_val = has_val,
+                .val_loss = last_val,
+                .lr = st.lr,
+                .tokens_per_s = mean_tps,
+                .elapsed_s = sw_now_s() - t_start,
+                .eta_s = done_here > 0 ? train_s / (double)done_here * (double)(steps - done)
+                                       : -1.0,
+            };
+            o->on_progress(o->ctx, &pr, &st);
+        }
+        bool stop = o->stop && *o->stop;
+        if (stop || (p->train.checkpoint_every > 0 && done % p->train.checkpoint_every == 0)) {
+            if ((rc = save_checkpoint(s, r, err)) < 0)
+                goto out;
+        }
+        if (stop) {
+            r->interrupted = true;
+            break;
+        }
+    }
+    if (!r->interrupted && (rc = save_checkpoint(s, r, err)) < 0)
+        goto out;
+    r->final_step = s->tr.step;
+    r->wall_s = sw_now_s() - t_start;
+    r->tokens_per_s = train_s > 0 ? tokens / train_s : NAN;
+
+    struct exec_report rep;
+    memset(&rep, 0, sizeof(rep));
+    backend_cpu()->mem_stats(&rep.mem);
+    rep.peak_rss_bytes = exec_peak_rss_bytes();
+    rep.steps_done = done_here;
+    rep.final_step = r->final_step;
+    rep.wall_s = r->wall_s;
+    rep.tokens_per_s = r->tokens_per_s;
+    rep.step_s = done_here > 0 ? train_s / (double)done_here : NAN;
+    rep.mfu = have_est ? est.flops_per_token * r->tokens_per_s / peak : NAN;
+    rep.final_loss = r->final_loss;
+    rep.final_val_loss = r->final_val_loss;
+    rep.threads = r->threads;
+    rep.interrupted = r->interrupted;
+    sw_strlcpy(rep.checkpoint, r->checkpoint, sizeof(rep.checkpoint));
+    char rpath[PLAN_PATH_MAX];
+    if ((rc = join(rpath, sizeof(rpath), s->out_dir, "report.yaml", err)) < 0)
+        goto out;
+    rc = exec_report_write(rpath, p, &rep, have_est ? &est : NULL, est_err.msg, err);
+out:
+    run_release(s);
+    free(s);
+    free(hw_est);
+    return rc;
+}
