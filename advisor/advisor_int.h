@@ -116,7 +116,14 @@ double advisor_dev_mem_bw(const struct hardware *hw, const struct strategy *s);
 #define EST_DROPOUT 0.0                            /* delta: dropout off */
 #define EST_M_SAT_GPU 2048.0                       /* tokens where GEMM eta_f saturates */
 #define EST_M_SAT_CPU 64.0
-#define EST_CPU_PROCESS_BYTES (64.0 * 1024 * 1024) /* a CPU process's baseline */
+/* A CPU process's baseline [cal], measured on a 2-core AVX2 VM (OpenBLAS 0.3.21, OpenMP):
+ * 2.9 MiB peak RSS for `scalewise estimate`; 5.6 MiB once OpenBLAS and the OpenMP pool have
+ * started; OpenBLAS's GEMM packing buffers then grow with the head's weight-gradient GEMM
+ * (13 MiB at 64 tokens, 50 MiB at 256, 60 MiB from 1024, the same with 1 or 2 threads). A
+ * GPT-2 124M `scalewise run` (bf16-mixed, 4 x 256 tokens) peaked at 76 MiB above the bytes the
+ * executor accounts for (data shards and batch buffers included). 64 MiB is kept as the
+ * default; the 12 MiB it misses was 0.4% of that run. */
+#define EST_CPU_PROCESS_BYTES (64.0 * 1024 * 1024)
 
 /* What memory.c and speed.c both derive from a plan (est_geom_init, memory.c): per-rank
  * parameter counts of the first and last pipeline stage, bytes per parameter (3.1, 4.1). */

@@ -19,8 +19,14 @@
  *    unit, two 25 MiB gradient buckets for ZeRO-2, and one dequantised layer for int weights.
  *  - Overhead: GPU: the calibration's runtime overhead (1 GiB default) plus the fragmentation
  *    margin m_frag of capacity, so `fits` is simply total <= capacity. CPU device: a 64 MiB
- *    process baseline (until calibrated); host memory is the device, shared by the node's
- *    processes, and the host reserve (10%) is the margin.
+ *    process baseline (EST_CPU_PROCESS_BYTES, until calibrated); host memory is the device,
+ *    shared by the node's processes, and the host reserve (10%) is the margin.
+ *  - CPU device running the built-in executor (fp32 or bf16-mixed training, fp32/bf16/int8
+ *    generation, no TP/PP/ZeRO): the formulas above are replaced by the executor's own layout
+ *    (cpu_exec_stage below: fp32 master weights plus a bf16 copy, fp32 gradients, the
+ *    optimizer state exactly as executor/optimizer.c lays it out, fp32 activations per
+ *    recompute mode, an fp32 KV cache, the executor's workspace), byte for byte. The formulas
+ *    above still describe a generic GPU executor. LoRA adapts every linear layer in both.
  *  - Pipeline: the first and last stages are both computed and the heavier one is reported
  *    (normally the first: the most micro-batches in flight).
  *  - Host: ZeRO-Offload terms of 3.3 with k_pin, plus per rank a 64 MiB process baseline and
@@ -381,6 +387,309 @@ static void infer_stage(const struct est_geom *g, const struct model_desc *m,
         o->workspace = 2.0 * g->layer.matrix; /* one layer dequantised */
 }
 
+/* ---------------------------------------------------------------- the built-in CPU executor
+ * On a cpu device the estimate follows what the built-in executor allocates (executor/model.c
+ * and executor/optimizer.c; the strategy reference tags this [exact]: "the built-in executor
+ * must allocate exactly this"). The advisor never includes executor headers, so the layout is
+ * restated here as formulas; tests/unit/test_exec_vs_advisor.c compares the two byte for byte.
+ * Units: bytes. a64() is the executor's carving rule: every tensor block starts on a 64-byte
+ * boundary. The executor's options follow from the plan as executor/run.c (training) and
+ * executor/generate.c (inference) set them: training builds opts.batch = micro_batch,
+ * opts.seq = seq; generation builds batch = seq = 1 with a KV cache of kv_batch = the batch and
+ * kv_seq = prompt + generated - 1 tokens. */
+
+static double a64(double bytes)
+{
+    return ceil(bytes / 64.0) * 64.0;
+}
+
+/* One LoRA adapter: input width and output columns of the matrix it adapts. */
+struct cpu_adapter {
+    double in, cols;
+};
+
+/* The executor's adapters when every linear layer is adapted (the advisor's LoRA assumption,
+ * 3.4; the plan's train.lora_targets may choose fewer). GPT-2: fused c_attn, attn.c_proj,
+ * mlp.c_fc, mlp.c_proj; Llama: q, k, v, o, gate, up, down. Returns the count. */
+static int cpu_adapters(const struct model_desc *m, struct cpu_adapter *ad)
+{
+    double C = m->hidden, HS = m->head_dim > 0 ? m->head_dim : m->hidden / m->n_heads;
+    double Q = m->n_heads * HS, KVW = (m->n_kv_heads > 0 ? m->n_kv_heads : m->n_heads) * HS;
+    double F = m->ffn > 0 ? m->ffn : 4.0 * m->hidden, F2 = m->swiglu ? 2.0 * F : F;
+    int n = 0;
+    if (m->arch == MODEL_ARCH_GPT2) {
+        ad[n++] = (struct cpu_adapter){C, Q + 2.0 * KVW};
+        ad[n++] = (struct cpu_adapter){Q, C};
+        ad[n++] = (struct cpu_adapter){C, F2};
+        ad[n++] = (struct cpu_adapter){F, C};
+        return n;
+    }
+    ad[n++] = (struct cpu_adapter){C, Q};
+    ad[n++] = (struct cpu_adapter){C, KVW};
+    ad[n++] = (struct cpu_adapter){C, KVW};
+    ad[n++] = (struct cpu_adapter){Q, C};
+    ad[n++] = (struct cpu_adapter){C, F};
+    if (m->swiglu)
+        ad[n++] = (struct cpu_adapter){C, F};
+    ad[n++] = (struct cpu_adapter){F, C};
+    return n;
+}
+
+/* Adafactor state of one (rows, cols) tensor in floats: factored row and column statistics
+ * when both sides exceed 1, else the full second moment (kcpu_adafactor_row/col_floats). */
+static double adafactor_floats(double rows, double cols)
+{
+    return rows > 1 && cols > 1 ? rows + cols : rows * cols;
+}
+
+/* 8-bit AdamW state of one run of n parameters (kcpu_adamw8bit_state_bytes): m and v codes, one
+ * byte each, padded to 4 bytes, plus one fp32 absmax per 2048-element block for each; runs
+ * under 4096 elements keep fp32 m and v (bitsandbytes' min_8bit_size). 64-byte aligned. */
+static double adam8_run_bytes(double n)
+{
+    if (n <= 0)
+        return 0;
+    if (n < 4096)
+        return a64(8.0 * n);
+    return a64(4.0 * ceil(2.0 * n / 4.0) + 2.0 * 4.0 * ceil(n / 2048.0));
+}
+
+/* The optimizer's walk over the trainable parameters in region order: for 8-bit AdamW, runs of
+ * tensors that share a weight-decay setting (decay on tensors of 2+ dims only) each get one
+ * state block; for Adafactor, each tensor (the executor's HF views: Llama q/k/v and gate/up
+ * separately; the embedding and head as their V real rows) gets its factored state. */
+struct optim_walk {
+    bool adam8;
+    double run_n; /* parameters in the current decay run */
+    bool run_decay;
+    bool started;
+    double bytes; /* 8-bit: closed runs; Adafactor: all tensors so far */
+};
+
+/* One tensor: `rows` x `cols` as the optimizer sees it (cols = 0: a vector of `rows`), taking
+ * `stored` parameters of the region (padded vocabulary rows belong to the run they sit in). */
+static void walk_tensor(struct optim_walk *w, double rows, double cols, double stored)
+{
+    bool decay = cols > 0;
+    if (!w->adam8) {
+        w->bytes += 4.0 * (cols > 0 ? adafactor_floats(rows, cols) : rows);
+        return;
+    }
+    if (w->started && decay != w->run_decay) {
+        w->bytes += adam8_run_bytes(w->run_n);
+        w->run_n = 0;
+    }
+    w->started = true;
+    w->run_decay = decay;
+    w->run_n += stored;
+}
+
+/* Optimizer bytes of the executor for a full model (lora false) or for the adapters. */
+static double cpu_optimizer_bytes(const struct model_desc *m, const struct model_counts *c,
+                                  enum sw_optimizer o, int lora_rank)
+{
+    double n_train = (double)c->params_total;
+    if (lora_rank > 0)
+        n_train = m->n_layers * model_lora_params_layer(m, lora_rank, 1);
+    switch (o) {
+    case OPT_ADAMW:
+        return 8.0 * n_train; /* m, v fp32 over the whole region (3.1) */
+    case OPT_SGD:
+        return 0.0;
+    case OPT_SGD_MOMENTUM:
+    case OPT_LION:
+        return 4.0 * n_train; /* one fp32 buffer */
+    default:
+        break;
+    }
+    struct optim_walk w = {.adam8 = o == OPT_ADAMW8BIT};
+    struct cpu_adapter ad[8];
+    int n_ad = cpu_adapters(m, ad);
+    double r = lora_rank;
+    if (lora_rank > 0) {
+        /* Adapters: per layer A (r, in) then B (cols, r); all matrices, one decay run. */
+        for (int l = 0; l < m->n_layers; l++)
+            for (int i = 0; i < n_ad; i++) {
+                walk_tensor(&w, r, ad[i].in, r * ad[i].in);
+                walk_tensor(&w, ad[i].cols, r, ad[i].cols * r);
+            }
+    } else {
+        /* Full model in executor/model.c's layout order (HF order inside a layer). */
+        double C = m->hidden, HS = m->head_dim > 0 ? m->head_dim : m->hidden / m->n_heads;
+        double Q = m->n_heads * HS, KVW = (m->n_kv_heads > 0 ? m->n_kv_heads : m->n_heads) * HS;
+        double F = m->ffn > 0 ? m->ffn : 4.0 * m->hidden;
+        double V = m->vocab, Vp = (double)c->vocab_padded;
+        bool gpt2 = m->arch == MODEL_ARCH_GPT2, ln = !m->rms_norm;
+        bool mm_bias = m->bias && gpt2; /* GPT-2: every linear; Qwen2-style: q, k, v only */
+        walk_tensor(&w, V, C, Vp * C);
+        if (gpt2)
+            walk_tensor(&w, m->max_pos, C, m->max_pos * C);
+        for (int l = 0; l < m->n_layers; l++) {
+            walk_tensor(&w, C, 0, C);
+            if (ln)
+                walk_tensor(&w, C, 0, C);
+            if (gpt2) {
+                walk_tensor(&w, Q + 2 * KVW, C, (Q + 2 * KVW) * C);
+            } else {
+                walk_tensor(&w, Q, C, Q * C);
+                walk_tensor(&w, KVW, C, KVW * C);
+                walk_tensor(&w, KVW, C, KVW * C);
+            }
+            if (m->bias) {
+                if (gpt2) {
+                    walk_tensor(&w, Q + 2 * KVW, 0, Q + 2 * KVW);
+                } else { /* HF's q/k/v bias views sit after all three weights */
+                    walk_tensor(&w, Q, 0, Q);
+                    walk_tensor(&w, KVW, 0, KVW);
+                    walk_tensor(&w, KVW, 0, KVW);
+                }
+            }
+            walk_tensor(&w, C, Q, C * Q);
+            if (mm_bias)
+                walk_tensor(&w, C, 0, C);
+            walk_tensor(&w, C, 0, C);
+            if (ln)
+                walk_tensor(&w, C, 0, C);
+            if (gpt2) {
+                double F2 = m->swiglu ? 2 * F : F;
+                walk_tensor(&w, F2, C, F2 * C);
+                if (mm_bias)
+                    walk_tensor(&w, F2, 0, F2);
+                walk_tensor(&w, C, F, C * F);
+                if (mm_bias)
+                    walk_tensor(&w, C, 0, C);
+            } else {
+                walk_tensor(&w, F, C, F * C);
+                if (m->swiglu)
+                    walk_tensor(&w, F, C, F * C);
+                walk_tensor(&w, C, F, C * F);
+            }
+        }
+        walk_tensor(&w, C, 0, C);
+        if (ln)
+            walk_tensor(&w, C, 0, C);
+        if (!m->tied_head)
+            walk_tensor(&w, V, C, Vp * C);
+    }
+    if (w.adam8)
+        w.bytes += adam8_run_bytes(w.run_n);
+    return w.bytes;
+}
+
+/* Whether the built-in CPU executor runs this plan (one process per dp rank, no sharding, no
+ * pipeline; training in fp32 or bf16-mixed with an fp32 or 16-bit LoRA base; generation with
+ * fp32, bf16 or int8 weights). Other cpu plans keep the generic formulas. */
+static bool cpu_exec_runs(const struct est_geom *g, const struct strategy *s)
+{
+    if (!g->cpu || g->t > 1 || g->p > 1 || s->zero > 0 || s->offload_optimizer || s->offload_params)
+        return false;
+    if (g->train)
+        return (s->precision == PREC_FP32 || s->precision == PREC_BF16_MIXED) &&
+               !(g->lora && is_int_format(s->weights));
+    return s->weights == WFMT_FP32 || s->weights == WFMT_BF16 || s->weights == WFMT_INT8;
+}
+
+/* The executor's bytes by category for one process (executor/model.c carve_all, in its order;
+ * executor/optimizer.c layout_state). */
+static void cpu_exec_stage(const struct est_geom *g, const struct model_desc *m,
+                           const struct workload *w, const struct strategy *s, struct stage_mem *o)
+{
+    memset(o, 0, sizeof(*o));
+    double L = m->n_layers, C = m->hidden;
+    double HS = m->head_dim > 0 ? m->head_dim : m->hidden / m->n_heads;
+    double NH = m->n_heads, Q = NH * HS;
+    double KVW = (m->n_kv_heads > 0 ? m->n_kv_heads : m->n_heads) * HS, QKV = Q + 2 * KVW;
+    double F = m->ffn > 0 ? m->ffn : 4.0 * m->hidden, F2 = m->swiglu ? 2 * F : F;
+    double Vp = (double)g->c.vocab_padded, P = (double)g->c.params_total;
+    bool ln = !m->rms_norm, rope = m->arch == MODEL_ARCH_LLAMA, train = g->train;
+    bool naive = s->attention == ATTN_NAIVE;
+    bool bf16 = train ? s->precision == PREC_BF16_MIXED : s->weights == WFMT_BF16;
+    bool int8 = !train && s->weights == WFMT_INT8;
+    double r = g->lora ? s->lora_rank : 0;
+    struct cpu_adapter ad[8];
+    int n_ad = cpu_adapters(m, ad);
+    double P_lora = g->lora ? L * model_lora_params_layer(m, s->lora_rank, 1) : 0;
+
+    /* Options as the executor is built: training B x T; generation 1 x 1 plus the cache. */
+    double B = train ? g->b : 1, T = train ? g->s : 1;
+    double kvB = train ? 0 : g->b;
+    double kvT = train ? 0 : (double)w->prompt_len + (w->gen_len > 0 ? w->gen_len : 1) - 1;
+    double N = B * T;
+    double rows = train ? N : (N > kvB * kvT ? N : kvB * kvT);
+    double lrows = train ? N : (N > kvB ? N : kvB);
+    enum sw_recompute rc = train ? s->recompute : RECOMPUTE_FULL; /* generation: one layer */
+
+    /* weights: fp32 master (V padded to 128), fp32 adapters, bf16 copy of the base (2 B/param),
+     * int8 matmul codes (each matrix 64-byte aligned, the head after the layers) and fp32
+     * per-row scales. */
+    o->weights = a64(4 * P);
+    if (g->lora)
+        o->weights += a64(4 * P_lora);
+    if (bf16)
+        o->weights += a64(2 * P);
+    if (int8) {
+        double codes = a64(QKV * C) + a64(C * Q) + a64(F2 * C) + a64(C * F);
+        o->weights += a64(codes * L + a64(Vp * C)) + a64(4 * ((QKV + C + F2 + C) * L + Vp));
+    }
+    /* gradients: fp32 for what is trained, one region. */
+    if (train)
+        o->gradients = a64(4 * (g->lora ? P_lora : P));
+    if (train)
+        o->optimizer = cpu_optimizer_bytes(m, &g->c, s->optimizer, g->lora ? s->lora_rank : 0);
+
+    /* activations (3.5, 3.6, fp32): layer inputs (training: all L+1; generation: two
+     * ping-pong buffers), then per layer the norm outputs and statistics (LayerNorm keeps mean
+     * and rstd, RMSNorm rstd), QKV, the residual after attention, the MLP pre-activation and
+     * activation, and the attention core (naive: B*NH*T*T probabilities; flash: B*NH*T
+     * log-sum-exp) with its output. Recompute: none keeps all L; selective keeps L norm/QKV/MLP
+     * sets but one shared core; full (and generation) one shared set. Then the final norm, the
+     * logits (gradient written in place) and the token and target ids (int32). */
+    double stat = a64(4 * rows) * (ln ? 2 : 1);
+    double fresh = a64(4 * rows * C) * 3 + 2 * stat + a64(4 * rows * QKV) + a64(4 * rows * F2) +
+                   a64(4 * rows * F);
+    double core = (naive ? a64(4 * B * NH * T * T) : a64(4 * B * NH * T)) + a64(4 * rows * Q);
+    double n_fresh = rc == RECOMPUTE_FULL ? 1 : L, n_core = rc == RECOMPUTE_NONE ? L : 1;
+    double inputs = (train ? L + 1 : 2) * a64(4 * rows * C);
+    o->logits = a64(4 * lrows * Vp);
+    o->activations = inputs + n_fresh * fresh + n_core * core + a64(4 * rows * C) + stat +
+                     o->logits + a64(4 * rows) + a64(4 * N);
+    o->layer_act = fresh + core;
+
+    /* KV cache: fp32 K and V of every layer, kv_batch x kv_seq x NKV*HS each (4.2, e_kv = 4). */
+    if (kvB > 0)
+        o->kv = 2 * a64(4 * kvB * kvT * KVW * L);
+
+    /* workspace: the matmul output before a residual add; training adds one layer's backward
+     * temporaries (two C-wide, MLP, attention output, QKV) and the naive attention's score
+     * gradients (B*NH*T*T); bf16 adds the fp32 widening buffer of the largest matmul weight
+     * (the head when the vocabulary is large); LoRA the bottleneck and column temporaries;
+     * Llama the RoPE cos/sin tables. */
+    o->workspace = a64(4 * rows * C);
+    if (train) {
+        o->workspace += 2 * a64(4 * N * C) + a64(4 * N * F) + a64(4 * N * F2) + a64(4 * N * Q) +
+                        a64(4 * N * QKV);
+        if (naive)
+            o->workspace += a64(4 * B * NH * T * T);
+    }
+    if (bf16) {
+        double mx = Vp * C;
+        double mm[4] = {QKV * C, C * Q, F2 * C, C * F};
+        for (int i = 0; i < 4; i++)
+            mx = mm[i] > mx ? mm[i] : mx;
+        o->workspace += a64(4 * mx);
+    }
+    if (g->lora) {
+        double mxc = 0;
+        for (int i = 0; i < n_ad; i++)
+            mxc = ad[i].cols > mxc ? ad[i].cols : mxc;
+        o->workspace += a64(4 * rows * r) * (train ? 2 : 1) + a64(4 * rows * mxc);
+    }
+    if (rope) {
+        double ropeT = T > kvT ? T : kvT;
+        o->workspace += 2 * a64(4 * ropeT * floor(HS / 2));
+    }
+}
+
 static const char *stage_word(const struct est_geom *g, bool first)
 {
     return g->p == 1 ? "single stage" : first ? "first stage" : "last stage";
@@ -401,8 +710,8 @@ static void reason_dominant(struct estimate *out)
     if (d->total <= 0)
         return;
     estimate_add_reason(out, "%s dominate%s: %.1f GiB of %.1f GiB per device (%.0f%%)", names[best],
-                        best == 2 ? "s" : "", vals[best] / GIB, d->total / GIB,
-                        100.0 * vals[best] / d->total);
+                        (best == 0 || best == 1 || best == 3) ? "" : "s", vals[best] / GIB,
+                        d->total / GIB, 100.0 * vals[best] / d->total);
 }
 
 int advisor_estimate_memory(const struct model_desc *m, const struct hardware *hw,
@@ -434,8 +743,11 @@ int advisor_estimate_memory(const struct model_desc *m, const struct hardware *h
         out->params_trainable = g.train ? hf.params_total : 0;
 
     struct stage_mem st[2];
+    bool exec_cpu = cpu_exec_runs(&g, s);
     for (int i = 0; i < (g.p > 1 ? 2 : 1); i++) {
-        if (g.train)
+        if (exec_cpu)
+            cpu_exec_stage(&g, m, w, s, &st[i]);
+        else if (g.train)
             train_stage(&g, m, s, cal, i == 0, &st[i]);
         else
             infer_stage(&g, m, w, s, i == 0, &st[i]);
@@ -509,7 +821,38 @@ int advisor_estimate_memory(const struct model_desc *m, const struct hardware *h
                             "host memory short: needs %.1f GiB of %.1f GiB (%.0f%% "
                             "reserve)",
                             out->host_total_bytes / GIB, host_cap / GIB, 100.0 * reserve);
-    if (g.train) {
+    if (exec_cpu) {
+        double n_train = g.train ? est_stage_trainable(&g, true) : 0;
+        double bo = n_train > 0 ? x->optimizer / n_train : 0;
+        if (g.train && g.lora)
+            estimate_add_reason(out,
+                                "built-in CPU executor: frozen base fp32 4%s B/param; adapters "
+                                "fp32 4 + gradients 4 + %s %.3g B per adapter param (every "
+                                "linear layer adapted)",
+                                s->precision == PREC_BF16_MIXED ? " + bf16 copy 2" : "",
+                                optimizer_name(s->optimizer), bo);
+        else if (g.train)
+            estimate_add_reason(out,
+                                "built-in CPU executor: fp32 master 4%s + fp32 gradients 4 + "
+                                "%s %.3g = %.3g B per param",
+                                s->precision == PREC_BF16_MIXED ? " + bf16 copy 2" : "",
+                                optimizer_name(s->optimizer), bo,
+                                (s->precision == PREC_BF16_MIXED ? 10.0 : 8.0) + bo);
+        else
+            estimate_add_reason(out,
+                                "built-in CPU executor: fp32 master weights%s, fp32 KV cache "
+                                "%.2f GiB for batch %d x %.0f tokens",
+                                s->weights == WFMT_BF16   ? " + bf16 copy"
+                                : s->weights == WFMT_INT8 ? " + int8 copy"
+                                                          : "",
+                                x->kv / GIB, g.b, (double)w->prompt_len + w->gen_len - 1);
+        estimate_add_reason(
+            out,
+            "activations fp32: %.2f GiB per layer%s (%s attention, recompute "
+            "%s), logits %.2f GiB",
+            x->layer_act / GIB, g.train ? "" : " (one layer reused)", attention_name(s->attention),
+            recompute_name(g.train ? s->recompute : RECOMPUTE_FULL), x->logits / GIB);
+    } else if (g.train) {
         double per_param = g.bw + g.bm + g.bg + g.bo;
         estimate_add_reason(out,
                             "%s state: %s row %g+%g+%g B/param + %s %.3g = %.3g B per "
