@@ -2,9 +2,11 @@
  * modules (cli/ for the commands, advisor/, executor/, tui/). */
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli/cli.h"
 #include "common/common.h"
+#include "tui/tui.h"
 
 struct command {
     const char *name;
@@ -21,6 +23,7 @@ static const struct command commands[] = {
     {"data", cli_data, "prepare a text corpus into token shards; inspect a shard"},
     {"run", cli_run, "run a plan: train (or generate) on this machine"},
     {"generate", cli_generate, "generate text from a checkpoint with a KV cache"},
+    {"tui", tui_main, "the terminal interface (also `scalewise` alone on a terminal)"},
 };
 
 static void usage(FILE *f)
@@ -35,6 +38,9 @@ static void usage(FILE *f)
 int main(int argc, char **argv)
 {
     if (argc < 2) {
+        /* On a terminal the bare command opens the TUI; piped or redirected it prints usage. */
+        if (isatty(STDIN_FILENO) && isatty(STDOUT_FILENO))
+            return tui_main(0, argv + 1);
         usage(stdout);
         return 0;
     }

@@ -128,11 +128,25 @@ static void usage_profiles(void)
            "  --format text|yaml|json    default text\n");
 }
 
+static void usage_tui(void)
+{
+    printf("usage: scalewise tui [--no-color] [--plan FILE]\n\n"
+           "The terminal interface (also what `scalewise` alone opens on a terminal): the\n"
+           "probed machine or a hardware profile and cluster shape, the workload, the ranked\n"
+           "plans with stacked memory bars, the what-if editor that re-estimates on each key,\n"
+           "the reasons, export to plan YAML, and runs in the background with a live loss\n"
+           "chart (stop checkpoints, resume continues, a closed TUI can re-attach).\n\n"
+           "  --no-color    attributes only (also when NO_COLOR is set)\n"
+           "  --plan FILE   open a plan file in the editor\n\n"
+           "Press ? inside for the keys. Guide: docs/tui.md.\n");
+}
+
 void cli_print_usage(const char *cmd)
 {
     if (!cmd) {
         printf("usage: scalewise <command> [options]\n\n"
-               "commands: probe, profiles, estimate, plan, explain, data, run, generate, help\n"
+               "commands: probe, profiles, estimate, plan, explain, data, run, generate, tui, "
+               "help\n"
                "Run 'scalewise help <command>' for the options of a command.\n");
         return;
     }
@@ -146,6 +160,8 @@ void cli_print_usage(const char *cmd)
         usage_probe();
     else if (!strcmp(cmd, "profiles"))
         usage_profiles();
+    else if (!strcmp(cmd, "tui"))
+        usage_tui();
     else if (!strcmp(cmd, "generate")) {
         char help[] = "--help";
         char *argv[] = {help, NULL};
