@@ -1,0 +1,622 @@
+/* executor/comm.c — the communication layer's front: comm_init (launcher detection through
+ * launch_env.c, then engine selection), the single-process engine (world 1: every collective is a
+ * copy), the loader of the MPI plugin (libscalewise-mpi.so, dlopen'ed so the core binary never
+ * needs libmpi; ../shared/docs/hardware-and-distributed.md 6), the wrappers that time every
+ * collective and count the bytes sent, the start-up consistency check of plan and binary hashes,
+ * and the watchdog: a thread that ends the process with a message when a collective does not
+ * finish within the timeout (a dead or hung peer must not leave the others waiting forever).
+ * The MPI calls themselves are in comm_mpi.c; the TCP rendezvous is in rdzv_tcp.c. */
+#include "executor/comm.h"
+
+#include <dlfcn.h>
+#include <errno.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define COMM_DEFAULT_TIMEOUT_S 60.0
+#define COMM_PLUGIN_NAME "libscalewise-mpi.so"
+
+struct comm_impl {
+    struct comm_engine_ops ops;
+    void *dl; /* the plugin's handle; NULL for the single engine */
+    double timeout_s;
+    bool finalized;
+};
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* ---------------------------------------------------------------- watchdog
+ * One per process (there is one communicator per process). The main thread marks a collective as
+ * in flight with its deadline; the watchdog thread wakes every 100 ms and, past the deadline,
+ * prints and calls _exit(1) — exit() could run atexit handlers that wait on the very collective
+ * that hangs. */
+
+static struct {
+    pthread_mutex_t mu;
+    pthread_t thread;
+    bool running;
+    int rank;
+    double timeout_s;
+    const char *in_flight; /* name of the collective, NULL when idle */
+    double deadline_s;
+    bool stop;
+} g_wd = {.mu = PTHREAD_MUTEX_INITIALIZER};
+
+static void *watchdog_main(void *arg)
+{
+    (void)arg;
+    for (;;) {
+        pthread_mutex_lock(&g_wd.mu);
+        bool stop = g_wd.stop;
+        const char *name = g_wd.in_flight;
+        bool late = name && now_s() >= g_wd.deadline_s;
+        int rank = g_wd.rank;
+        double timeout_s = g_wd.timeout_s;
+        pthread_mutex_unlock(&g_wd.mu);
+        if (stop)
+            return NULL;
+        if (late) {
+            char msg[256];
+            int len = snprintf(msg, sizeof msg,
+                               "rank %d: collective %s did not complete in %.0f s (a peer died or "
+                               "hung); exiting\n",
+                               rank, name, timeout_s);
+            if (len > 0) {
+                ssize_t w = write(STDERR_FILENO, msg,
+                                  (size_t)len < sizeof msg ? (size_t)len : sizeof msg - 1);
+                (void)w;
+            }
+            _exit(1);
+        }
+        struct timespec ts = {0, 100 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+}
+
+static int watchdog_start(int rank, double timeout_s, struct sw_err *err)
+{
+    pthread_mutex_lock(&g_wd.mu);
+    g_wd.rank = rank;
+    g_wd.timeout_s = timeout_s;
+    g_wd.in_flight = NULL;
+    g_wd.stop = false;
+    bool running = g_wd.running;
+    pthread_mutex_unlock(&g_wd.mu);
+    if (running)
+        return 0;
+    int rc = pthread_create(&g_wd.thread, NULL, watchdog_main, NULL);
+    if (rc != 0)
+        return sw_errf(err, SW_EINTERNAL, "cannot start the communication watchdog: %s",
+                       strerror(rc));
+    g_wd.running = true;
+    return 0;
+}
+
+static void watchdog_stop(void)
+{
+    if (!g_wd.running)
+        return;
+    pthread_mutex_lock(&g_wd.mu);
+    g_wd.stop = true;
+    pthread_mutex_unlock(&g_wd.mu);
+    pthread_join(g_wd.thread, NULL);
+    g_wd.running = false;
+}
+
+static void watchdog_enter(const char *name, double timeout_s)
+{
+    pthread_mutex_lock(&g_wd.mu);
+    g_wd.in_flight = name;
+    g_wd.timeout_s = timeout_s;
+    g_wd.deadline_s = now_s() + timeout_s;
+    pthread_mutex_unlock(&g_wd.mu);
+}
+
+static void watchdog_leave(void)
+{
+    pthread_mutex_lock(&g_wd.mu);
+    g_wd.in_flight = NULL;
+    pthread_mutex_unlock(&g_wd.mu);
+}
+
+/* ---------------------------------------------------------------- single engine (world 1) */
+
+static int single_allreduce(void *st, float *buf, size_t n, struct sw_err *err)
+{
+    (void)st, (void)buf, (void)n, (void)err;
+    return 0;
+}
+
+static int single_reduce_scatter(void *st, const float *send, float *recv, size_t n,
+                                 struct sw_err *err)
+{
+    (void)st, (void)err;
+    if (n && send != recv)
+        memmove(recv, send, n * sizeof *recv);
+    return 0;
+}
+
+static int single_allgather(void *st, const float *send, float *recv, size_t n, struct sw_err *err)
+{
+    (void)st, (void)err;
+    if (n && send != recv)
+        memmove(recv, send, n * sizeof *recv);
+    return 0;
+}
+
+static int single_broadcast(void *st, void *buf, size_t bytes, int root, struct sw_err *err)
+{
+    (void)st, (void)buf, (void)bytes;
+    if (root != 0)
+        return sw_errf(err, SW_EINVAL, "broadcast root %d is not a rank of a world of 1", root);
+    return 0;
+}
+
+static int single_allgather_bytes(void *st, const void *send, void *recv, size_t bytes,
+                                  struct sw_err *err)
+{
+    (void)st, (void)err;
+    if (bytes && send != recv)
+        memmove(recv, send, bytes);
+    return 0;
+}
+
+static int single_barrier(void *st, struct sw_err *err)
+{
+    (void)st, (void)err;
+    return 0;
+}
+
+static void single_finalize(void *st)
+{
+    (void)st;
+}
+
+static const struct comm_engine_ops single_ops = {
+    .allreduce_sum = single_allreduce,
+    .reduce_scatter_sum = single_reduce_scatter,
+    .allgather = single_allgather,
+    .broadcast = single_broadcast,
+    .allgather_bytes = single_allgather_bytes,
+    .barrier = single_barrier,
+    .finalize = single_finalize,
+    .world = 1,
+    .local_world = 1,
+    .n_nodes = 1,
+};
+
+/* ---------------------------------------------------------------- timed wrappers
+ * Bytes sent per rank follow the ring algorithms (NCCL's "bus bandwidth" convention): an
+ * all-reduce of B bytes sends 2 (W-1)/W B, a reduce-scatter or all-gather of W shards of S bytes
+ * sends (W-1) S, a broadcast sends B (pipelined chain). World 1 sends nothing. */
+
+static struct comm_impl *impl_of(struct comm *c)
+{
+    return (struct comm_impl *)c->impl;
+}
+
+static void account(struct comm *c, double t0, double sent_bytes)
+{
+    c->comm_s += now_s() - t0;
+    if (c->world > 1 && sent_bytes > 0)
+        c->comm_bytes += (uint64_t)(sent_bytes + 0.5);
+}
+
+static int guard(struct comm *c, struct sw_err *err, const char *what)
+{
+    if (!c || !c->impl)
+        return sw_errf(err, SW_EINVAL, "%s on a communicator that is not initialised", what);
+    if (impl_of(c)->finalized)
+        return sw_errf(err, SW_EINVAL, "%s after the communicator was finalized", what);
+    return 0;
+}
+
+static void enter(struct comm *c, const char *name)
+{
+    if (c->world > 1)
+        watchdog_enter(name, impl_of(c)->timeout_s);
+}
+
+static void leave(struct comm *c)
+{
+    if (c->world > 1)
+        watchdog_leave();
+}
+
+static int w_allreduce(struct comm *c, float *buf, size_t n, struct sw_err *err)
+{
+    int rc = guard(c, err, "allreduce");
+    if (rc < 0)
+        return rc;
+    double t0 = now_s();
+    enter(c, "allreduce");
+    rc = impl_of(c)->ops.allreduce_sum(impl_of(c)->ops.state, buf, n, err);
+    leave(c);
+    account(c, t0, 2.0 * (c->world - 1) / c->world * (double)n * sizeof(float));
+    return rc;
+}
+
+static int w_reduce_scatter(struct comm *c, const float *send, float *recv, size_t n,
+                            struct sw_err *err)
+{
+    int rc = guard(c, err, "reduce_scatter");
+    if (rc < 0)
+        return rc;
+    double t0 = now_s();
+    enter(c, "reduce_scatter");
+    rc = impl_of(c)->ops.reduce_scatter_sum(impl_of(c)->ops.state, send, recv, n, err);
+    leave(c);
+    account(c, t0, (double)(c->world - 1) * (double)n * sizeof(float));
+    return rc;
+}
+
+static int w_allgather(struct comm *c, const float *send, float *recv, size_t n, struct sw_err *err)
+{
+    int rc = guard(c, err, "allgather");
+    if (rc < 0)
+        return rc;
+    double t0 = now_s();
+    enter(c, "allgather");
+    rc = impl_of(c)->ops.allgather(impl_of(c)->ops.state, send, recv, n, err);
+    leave(c);
+    account(c, t0, (double)(c->world - 1) * (double)n * sizeof(float));
+    return rc;
+}
+
+static int w_broadcast(struct comm *c, void *buf, size_t bytes, int root, struct sw_err *err)
+{
+    int rc = guard(c, err, "broadcast");
+    if (rc < 0)
+        return rc;
+    if (root < 0 || root >= c->world)
+        return sw_errf(err, SW_EINVAL, "broadcast root %d is not a rank of a world of %d", root,
+                       c->world);
+    double t0 = now_s();
+    enter(c, "broadcast");
+    rc = impl_of(c)->ops.broadcast(impl_of(c)->ops.state, buf, bytes, root, err);
+    leave(c);
+    account(c, t0, (double)bytes);
+    return rc;
+}
+
+static int w_allgather_bytes(struct comm *c, const void *send, void *recv, size_t bytes,
+                             struct sw_err *err)
+{
+    int rc = guard(c, err, "allgather_bytes");
+    if (rc < 0)
+        return rc;
+    double t0 = now_s();
+    enter(c, "allgather_bytes");
+    rc = impl_of(c)->ops.allgather_bytes(impl_of(c)->ops.state, send, recv, bytes, err);
+    leave(c);
+    account(c, t0, (double)(c->world - 1) * (double)bytes);
+    return rc;
+}
+
+static int w_barrier(struct comm *c, struct sw_err *err)
+{
+    int rc = guard(c, err, "barrier");
+    if (rc < 0)
+        return rc;
+    double t0 = now_s();
+    enter(c, "barrier");
+    rc = impl_of(c)->ops.barrier(impl_of(c)->ops.state, err);
+    leave(c);
+    account(c, t0, 0);
+    return rc;
+}
+
+/* Ends the engine (MPI_Finalize, itself under the watchdog), stops the watchdog thread, closes
+ * the plugin and frees the impl. Safe to call twice. */
+static void w_finalize(struct comm *c)
+{
+    if (!c || !c->impl)
+        return;
+    struct comm_impl *im = impl_of(c);
+    if (!im->finalized) {
+        enter(c, "finalize");
+        im->ops.finalize(im->ops.state);
+        leave(c);
+        im->finalized = true;
+    }
+    watchdog_stop();
+    /* The MPI plugin stays loaded: libmpi registers atexit handlers and threads that must not
+     * see their code unmapped. */
+    free(im);
+    c->impl = NULL;
+}
+
+/* ---------------------------------------------------------------- plugin loading */
+
+/* Directory of the running executable into `dir` ("" if unknown). */
+static void exe_dir(char *dir, size_t n)
+{
+    dir[0] = '\0';
+    char path[PATH_MAX];
+    ssize_t len = readlink("/proc/self/exe", path, sizeof path - 1);
+    if (len <= 0)
+        return;
+    path[len] = '\0';
+    char *slash = strrchr(path, '/');
+    if (!slash)
+        return;
+    *slash = '\0';
+    snprintf(dir, n, "%s", path);
+}
+
+/* Try the search path: $SCALEWISE_MPI_PLUGIN, the executable's directory, build/ under it, its
+ * parent (build/tests/x, build/asan/scalewise), then the compile-time path. */
+static void *load_plugin(char *tried, size_t tried_n, char *dlmsg, size_t dlmsg_n)
+{
+    char dir[PATH_MAX];
+    exe_dir(dir, sizeof dir);
+    char cand[5][PATH_MAX + 64];
+    int nc = 0;
+    const char *env = getenv("SCALEWISE_MPI_PLUGIN");
+    if (env && *env)
+        snprintf(cand[nc++], sizeof cand[0], "%s", env);
+    if (dir[0]) {
+        snprintf(cand[nc++], sizeof cand[0], "%s/" COMM_PLUGIN_NAME, dir);
+        snprintf(cand[nc++], sizeof cand[0], "%s/build/" COMM_PLUGIN_NAME, dir);
+        snprintf(cand[nc++], sizeof cand[0], "%s/../" COMM_PLUGIN_NAME, dir);
+    }
+#ifdef SW_MPI_PLUGIN_PATH
+    snprintf(cand[nc++], sizeof cand[0], "%s", SW_MPI_PLUGIN_PATH);
+#endif
+    tried[0] = '\0';
+    dlmsg[0] = '\0';
+    size_t used = 0;
+    for (int i = 0; i < nc; i++) {
+        if (access(cand[i], R_OK) != 0) {
+            if (used < tried_n) {
+                int w = snprintf(tried + used, tried_n - used, "%s%s", used ? ", " : "", cand[i]);
+                if (w > 0)
+                    used += (size_t)w;
+            }
+            continue;
+        }
+        /* RTLD_GLOBAL: Open MPI dlopens its own components, which need libmpi's symbols
+         * (mpi4py does the same; verified here, hardware-and-distributed.md 4). */
+        void *h = dlopen(cand[i], RTLD_NOW | RTLD_GLOBAL);
+        if (h)
+            return h;
+        const char *e = dlerror();
+        /* dlerror names the file already */
+        if (snprintf(dlmsg, dlmsg_n, "%s", e ? e : cand[i]) < 0)
+            dlmsg[0] = '\0';
+    }
+    return NULL;
+}
+
+static int init_mpi(struct comm *c, struct comm_impl *im, const struct comm_launch_env *env,
+                    struct sw_err *err)
+{
+    char tried[1024], dlmsg[512];
+    im->dl = load_plugin(tried, sizeof tried, dlmsg, sizeof dlmsg);
+    if (!im->dl) {
+        if (dlmsg[0])
+            return sw_errf(err, SW_EUNSUPPORTED,
+                           "launched by %s with %d ranks, but the MPI plugin failed to load: %s",
+                           env->launcher, env->world, dlmsg);
+        return sw_errf(err, SW_EUNSUPPORTED,
+                       "launched by %s with %d ranks, but the MPI plugin " COMM_PLUGIN_NAME
+                       " was not found (tried %s); build scalewise with mpicc installed, or "
+                       "set SCALEWISE_MPI_PLUGIN",
+                       env->launcher, env->world, tried);
+    }
+    comm_mpi_plugin_init_fn init;
+    void *sym = dlsym(im->dl, "comm_mpi_plugin_init");
+    memcpy(&init, &sym, sizeof init); /* object pointer to function pointer, POSIX-style */
+    if (!init)
+        return sw_errf(err, SW_EUNSUPPORTED,
+                       "the MPI plugin has no symbol comm_mpi_plugin_init (a different build?)");
+    /* MPI_Init itself waits for every rank: run it under the watchdog. */
+    watchdog_enter("MPI_Init", im->timeout_s);
+    int rc = init(COMM_PLUGIN_API_VERSION, &im->ops, err);
+    watchdog_leave();
+    if (rc < 0)
+        return rc;
+    if (im->ops.world != env->world || im->ops.rank != env->rank) {
+        im->ops.finalize(im->ops.state);
+        return sw_errf(err, SW_EUNSUPPORTED,
+                       "%s says rank %d of %d but MPI_Init gave rank %d of %d: this MPI library "
+                       "cannot reach the launcher (under srun, Open MPI needs PMIx: try "
+                       "srun --mpi=pmix, or mpirun)",
+                       env->launcher, env->rank, env->world, im->ops.rank, im->ops.world);
+    }
+    c->engine = COMM_MPI;
+    c->engine_name = "mpi";
+    return 0;
+}
+
+/* ---------------------------------------------------------------- public */
+
+void comm_opts_init(struct comm_opts *o)
+{
+    memset(o, 0, sizeof *o);
+    o->rank = -1;
+    o->world = -1;
+    o->local_rank = -1;
+}
+
+double comm_timeout_s(const struct comm_opts *o)
+{
+    if (o && o->timeout_s > 0)
+        return o->timeout_s;
+    const char *s = getenv("SCALEWISE_COMM_TIMEOUT");
+    if (s && *s) {
+        char *end;
+        errno = 0;
+        double v = strtod(s, &end);
+        if (errno == 0 && *end == '\0' && v > 0 && v < 1e7)
+            return v;
+    }
+    return COMM_DEFAULT_TIMEOUT_S;
+}
+
+static const char *launcher_word(const struct comm_launch_env *env)
+{
+    if (strcmp(env->launcher, "mpich") == 0)
+        return "mpirun";
+    if (strcmp(env->launcher, "flags") == 0)
+        return "none";
+    return env->launcher;
+}
+
+int comm_init(struct comm *c, const struct comm_opts *o, struct sw_err *err)
+{
+    memset(c, 0, sizeof *c);
+    struct comm_opts none;
+    if (!o) {
+        comm_opts_init(&none);
+        o = &none;
+    }
+    struct comm_launch_env env;
+    int rc = comm_launch_env_detect(o, &env, err);
+    if (rc < 0)
+        return rc;
+    if (env.world > 1 && !env.under_mpi)
+        return sw_errf(err, SW_EUNSUPPORTED,
+                       "%s asks for %d ranks, but on the CPU the bytes move through MPI only: "
+                       "launch with mpirun -np %d (or srun, or scalewise run --nproc %d); the "
+                       "MASTER_ADDR/MASTER_PORT rendezvous is the NCCL bootstrap of the CUDA "
+                       "backend",
+                       strcmp(env.launcher, "flags") == 0 ? "--world-size" : env.launcher,
+                       env.world, env.world, env.world);
+
+    struct comm_impl *im = sw_xcalloc(1, sizeof *im);
+    im->timeout_s = comm_timeout_s(o);
+    c->impl = im;
+    c->launcher = launcher_word(&env);
+    c->allreduce_sum = w_allreduce;
+    c->reduce_scatter_sum = w_reduce_scatter;
+    c->allgather = w_allgather;
+    c->broadcast = w_broadcast;
+    c->allgather_bytes = w_allgather_bytes;
+    c->barrier = w_barrier;
+    c->finalize = w_finalize;
+
+    if (env.world <= 1) {
+        im->ops = single_ops;
+        c->engine = COMM_SINGLE;
+        c->engine_name = "single";
+    } else {
+        rc = watchdog_start(env.rank, im->timeout_s, err);
+        if (rc == 0)
+            rc = init_mpi(c, im, &env, err);
+        if (rc < 0) {
+            watchdog_stop();
+            free(im);
+            memset(c, 0, sizeof *c);
+            return rc;
+        }
+    }
+    c->rank = im->ops.rank;
+    c->world = im->ops.world;
+    c->local_rank = im->ops.local_rank;
+    c->local_world = im->ops.local_world;
+    c->node_rank = im->ops.node_rank;
+    c->n_nodes = im->ops.n_nodes;
+    return 0;
+}
+
+int comm_from_env_or_single(struct comm *c, struct sw_err *err)
+{
+    return comm_init(c, NULL, err);
+}
+
+/* FNV-1a 64 (Fowler, Noll, Vo) over a buffer, continuing from `h`. */
+static uint64_t fnv1a(uint64_t h, const unsigned char *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        h ^= p[i];
+        h *= 1099511628211ull;
+    }
+    return h;
+}
+
+uint64_t comm_binary_hash(void)
+{
+    static _Atomic uint64_t cached;
+    uint64_t h = atomic_load(&cached);
+    if (h)
+        return h;
+    FILE *f = fopen("/proc/self/exe", "rb");
+    if (!f)
+        return 0;
+    h = 1469598103934665603ull;
+    unsigned char buf[1 << 16];
+    size_t got;
+    while ((got = fread(buf, 1, sizeof buf, f)) > 0)
+        h = fnv1a(h, buf, got);
+    bool bad = ferror(f) != 0;
+    fclose(f);
+    if (bad)
+        return 0;
+    if (h == 0)
+        h = 1;
+    atomic_store(&cached, h);
+    return h;
+}
+
+struct consistency_rec {
+    uint64_t binary_hash;
+    uint64_t plan_hash;
+};
+
+/* Appends "r1, r2, ..." of the ranks whose field differs from rank 0's. */
+static int list_ranks(const struct consistency_rec *all, int world, bool plan, char *out, size_t n)
+{
+    int count = 0;
+    size_t used = 0;
+    out[0] = '\0';
+    for (int r = 1; r < world; r++) {
+        bool differs =
+            plan ? all[r].plan_hash != all[0].plan_hash : all[r].binary_hash != all[0].binary_hash;
+        if (!differs)
+            continue;
+        count++;
+        if (used < n) {
+            int w = snprintf(out + used, n - used, "%s%d", used ? ", " : "", r);
+            if (w > 0)
+                used += (size_t)w;
+        }
+    }
+    return count;
+}
+
+int comm_check_consistent(struct comm *c, uint64_t plan_hash, struct sw_err *err)
+{
+    if (!c || !c->impl)
+        return sw_errf(err, SW_EINVAL, "consistency check on an uninitialised communicator");
+    struct consistency_rec mine = {comm_binary_hash(), plan_hash};
+    struct consistency_rec *all = sw_xcalloc((size_t)c->world, sizeof *all);
+    int rc = c->allgather_bytes(c, &mine, all, sizeof mine, err);
+    if (rc == 0) {
+        char plan_ranks[256], bin_ranks[256];
+        int np = list_ranks(all, c->world, true, plan_ranks, sizeof plan_ranks);
+        int nb = list_ranks(all, c->world, false, bin_ranks, sizeof bin_ranks);
+        if (np > 0)
+            rc = sw_errf(err, SW_EINVAL,
+                         "plan mismatch between ranks: rank%s %s loaded a different plan than "
+                         "rank 0 (hash %016llx); every rank must run the same plan",
+                         np > 1 ? "s" : "", plan_ranks, (unsigned long long)all[0].plan_hash);
+        else if (nb > 0)
+            rc = sw_errf(err, SW_EINVAL,
+                         "binary mismatch between ranks: rank%s %s run%s a different scalewise "
+                         "binary than rank 0; install the same build on every node",
+                         nb > 1 ? "s" : "", bin_ranks, nb > 1 ? "" : "s");
+    }
+    free(all);
+    return rc;
+}
