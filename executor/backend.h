@@ -149,6 +149,14 @@ struct backend {
     void (*f32_to_bf16)(uint16_t *dst, const float *src, size_t n);
     void (*bf16_to_f32)(float *dst, const uint16_t *src, size_t n);
     bool (*has_native_bf16)(void);
+    /* bf16-weight matmuls with fp32 accumulation (native AVX512-BF16 where has_native_bf16();
+     * elsewhere a slow scalar fallback the executor does not use): the forward, and the input
+     * gradient dinp += dout·W. scratch: matmul_bf16_scratch_bytes(N) bytes, 64-byte aligned. */
+    size_t (*matmul_bf16_scratch_bytes)(int N);
+    void (*matmul_bf16_forward)(float *out, const float *inp, const uint16_t *weight,
+                                const float *bias, int N, int C, int OC, void *scratch);
+    void (*matmul_bf16_backward_input)(float *dinp, const float *dout, const uint16_t *weight,
+                                       int N, int C, int OC, void *scratch);
     void (*quantize_int8_rows)(int8_t *wq, float *scale, const float *w, int OC, int C);
     void (*matmul_int8_forward)(float *out, const float *inp, const int8_t *wq, const float *scale,
                                 const float *bias, int N, int C, int OC);

@@ -181,6 +181,9 @@ static const struct backend cpu_backend = {
     .f32_to_bf16 = kcpu_f32_to_bf16,
     .bf16_to_f32 = kcpu_bf16_to_f32,
     .has_native_bf16 = kcpu_has_native_bf16,
+    .matmul_bf16_scratch_bytes = kcpu_matmul_bf16_scratch_bytes,
+    .matmul_bf16_forward = kcpu_matmul_bf16_forward,
+    .matmul_bf16_backward_input = kcpu_matmul_bf16_backward_input,
     .quantize_int8_rows = kcpu_quantize_int8_rows,
     .matmul_int8_forward = kcpu_matmul_int8_forward,
 };

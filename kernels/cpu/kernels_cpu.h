@@ -45,6 +45,40 @@ void kcpu_matmul_backward(float *dinp, float *dweight, float *dbias, const float
 /* True when matmuls go through OpenBLAS, false when they use the built-in OpenMP loop. */
 bool kcpu_matmul_uses_blas(void);
 
+/* ---------------------------------------------------------------- bf16 matmul (matmul_bf16.c) */
+
+/* Matmuls that read a bf16 weight (the bf16 copy of mixed precision) and accumulate in fp32.
+ * The fp32 activations are rounded to bf16 (nearest even) on the way in, so the result is the
+ * exact product of the bf16-rounded operands up to fp32 accumulation error. With AVX512-BF16
+ * (kcpu_has_native_bf16()) this is a blocked VDPBF16PS kernel; without it the same function
+ * runs a slow scalar loop with the same rounding (correct, meant for tests: the executor then
+ * widens the weight to fp32 and calls kcpu_matmul_forward instead).
+ * scratch: kcpu_matmul_bf16_scratch_bytes(N) bytes, 64-byte aligned, for any C and OC (the
+ * bf16 rows of A for one depth block and one packed block of the weight); unused (may be NULL)
+ * without AVX512-BF16. The tile and block sizes below fix that size:
+ *   bytes = 2·KC·roundup(N, MR) + 2·KC·NC. */
+#define KCPU_BF16_MM_MR 8
+#define KCPU_BF16_MM_KC 768
+#define KCPU_BF16_MM_NC 768
+size_t kcpu_matmul_bf16_scratch_bytes(int N);
+
+/* out(N,OC) = bf16(inp(N,C)) · weight(OC,C)ᵀ + bias(OC); weight is bf16, bias fp32 or NULL.
+ * Overwrites out. */
+void kcpu_matmul_bf16_forward(float *out, const float *inp, const uint16_t *weight,
+                              const float *bias, int N, int C, int OC, void *scratch);
+
+/* dinp(N,C) += bf16(dout(N,OC)) · weight(OC,C), weight bf16: the input gradient of the above.
+ * The weight and bias gradients stay fp32 (kcpu_matmul_backward with dinp NULL). */
+void kcpu_matmul_bf16_backward_input(float *dinp, const float *dout, const uint16_t *weight,
+                                     int N, int C, int OC, void *scratch);
+
+/* The portable scalar versions of the two above (no scratch), always available; the tests
+ * compare both against a double-precision reference. */
+void kcpu_matmul_bf16_forward_ref(float *out, const float *inp, const uint16_t *weight,
+                                  const float *bias, int N, int C, int OC);
+void kcpu_matmul_bf16_backward_input_ref(float *dinp, const float *dout, const uint16_t *weight,
+                                         int N, int C, int OC);
+
 /* ---------------------------------------------------------------- embedding, residual (embed.c) */
 
 /* out(B,T,C)[b,t,:] = wte(V,C)[tokens[b,t],:] + wpe(maxT,C)[pos_offset + t,:].

@@ -71,6 +71,31 @@ static struct model_desc llama_small(void)
     return d;
 }
 
+/* Whether the executor's bf16 matmuls run natively: this CPU's answer, then (second pass of
+ * the tiny plans) its opposite, through a copy of the CPU backend whose has_native_bf16 says
+ * so; the model takes its bf16 path from that answer, so both workspace layouts are compared
+ * on any machine. Where the CPU lacks AVX512-BF16 the "native" kernel entries run their scalar
+ * fallback, still correct. */
+static bool g_native_bf16;
+
+static bool say_native(void)
+{
+    return true;
+}
+
+static bool say_emulated(void)
+{
+    return false;
+}
+
+static const struct backend *test_backend(void)
+{
+    static struct backend be;
+    be = *backend_cpu();
+    be.has_native_bf16 = g_native_bf16 ? say_native : say_emulated;
+    return &be;
+}
+
 /* A CPU-only node with room for everything (the fit is not under test here). */
 static void cpu_node(struct hardware *hw)
 {
@@ -81,6 +106,10 @@ static void cpu_node(struct hardware *hw)
     hw->cpu.peak_fp32_flops = hw->cpu.peak_bf16_flops = 157e9;
     hw->host_mem_bytes_per_s = 20e9;
     hw->mem.total_bytes = hw->mem.usable_bytes = 256ull << 30;
+    /* The executor runs bf16 matmuls natively where the CPU has AVX512-BF16 (another
+     * workspace); the advisor reads that from the ISA bits, so describe the executor's CPU. */
+    if (g_native_bf16)
+        hw->cpu.isa |= HW_ISA_AVX512_BF16;
 }
 
 struct xplan {
@@ -259,7 +288,7 @@ static void run_plan(const struct xplan *p, const struct optim_bytes *opt_given)
 {
     struct exec_model_opts o;
     exec_opts_of(p, &o);
-    const struct backend *be = backend_cpu();
+    const struct backend *be = test_backend();
     struct exec_mem mem;
     struct sw_err err;
     sw_err_init(&err);
@@ -403,9 +432,19 @@ static void test_llama_shaped(void)
         run_plan(&plans[i], plans[i].s.lora_rank ? &lora : &full);
 }
 
+/* The tiny plans again with the other bf16 matmul path (native <-> emulated). */
+static void test_tiny_built_other_bf16_path(void)
+{
+    g_native_bf16 = !g_native_bf16;
+    test_tiny_built();
+    g_native_bf16 = !g_native_bf16;
+}
+
 int main(void)
 {
+    g_native_bf16 = backend_cpu()->has_native_bf16();
     RUN(test_tiny_built);
+    RUN(test_tiny_built_other_bf16_path);
     RUN(test_gpt2_124m);
     RUN(test_llama_shaped);
     printf("%d plans compared, %d of %d categories byte-exact, worst total difference %.3f%%\n",

@@ -1,0 +1,355 @@
+/* Native bf16 matmuls with fp32 accumulation for weights stored in bf16: the forward
+ * out(N,OC) = inp(N,C)·W(OC,C)ᵀ + bias and the backward input gradient dinp(N,C) += dout(N,OC)·W,
+ * with the fp32 activations rounded to bf16 (nearest even) on the fly. Weight gradients are not
+ * here: they stay fp32 sgemm (matmul.c), since the master weights and their gradients are fp32.
+ *
+ * Both products are one GEMM, out(M,Nc) (=|+=) A(M,K)·B(K,Nc), A fp32 and B bf16 read through
+ * strides (forward: B(k,j) = W[j·C + k]; backward: B(k,j) = W[k·C + j]). The blocking follows
+ * BLIS (Van Zee & van de Geijn, 2015): for each block of KC depth, A's rows are converted to bf16
+ * once into scratch; for each block of NC output columns, B is packed into panels of NR = 48
+ * columns in the pair-interleaved order VDPBF16PS reads (for each pair of k: the 48 columns'
+ * (B[k,j], B[k+1,j]) as one 32-bit word each); then threads share (MC-row block, panel) tasks,
+ * each running an 8×48 register tile (24 zmm accumulators, the A pair broadcast from memory)
+ * over the block's depth. The output tile is fp32 and every VDPBF16PS accumulates in fp32.
+ * Scratch is the caller's (kcpu_matmul_bf16_scratch_bytes), so the hot path never allocates.
+ *
+ * The AVX512-BF16 code is compiled per function with a target attribute, so this file builds with
+ * any x86-64 GCC and the instructions run only when kcpu_has_native_bf16() says the CPU has them.
+ * Elsewhere (no AVX512-BF16, not x86-64, not GCC) the public functions run a scalar reference
+ * with the same rounding of the inputs: always correct, far slower, and the executor does not
+ * choose it (executor/model.c then widens the weight to fp32 and uses sgemm). */
+#include "kernels/cpu/kernels_cpu.h"
+
+#include <string.h>
+
+#include "common/common.h"
+
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define MMB_NATIVE 1
+#include <immintrin.h>
+#endif
+
+/* Register tile MR rows × NR columns (NV zmm of 16 fp32 each: 24 accumulators, 3 B vectors and
+ * the broadcast fill 28 of the 32 zmm). KC is the depth per block (a multiple of 32), NC the
+ * columns per packed B block (a multiple of NR), MC the rows per task (a multiple of MR).
+ * KC = 768 covers GPT-2's width in one depth block, so a forward writes its output once instead
+ * of reading and rewriting it per block: on a Zen 5 core, KC = 256 ran the 768-deep products at
+ * 290-410 GFLOP/s and KC = 768 at 380-460, at the price of a B panel (KC·NR·2 = 72 KiB) that
+ * streams from L2 rather than staying in L1. The packed block, KC·NC·2 = 1.1 MiB, is shared by
+ * the threads from L2/L3. KC and NC are in kernels_cpu.h because they fix the scratch size. */
+#define MMB_MR KCPU_BF16_MM_MR
+#define MMB_NV 3
+#define MMB_NR (16 * MMB_NV)
+#define MMB_KC KCPU_BF16_MM_KC
+#define MMB_NC KCPU_BF16_MM_NC
+#define MMB_MC 128
+
+/* Below this many multiply-adds the call stays on one thread. */
+#define MMB_PARALLEL_MIN_FLOPS 262144L
+
+_Static_assert(MMB_KC % 32 == 0, "KC must be a multiple of 32 (conversion chunk)");
+_Static_assert(MMB_NC % MMB_NR == 0, "NC must be a multiple of NR");
+_Static_assert(MMB_MC % MMB_MR == 0, "MC must be a multiple of MR");
+
+size_t kcpu_matmul_bf16_scratch_bytes(int N)
+{
+    SW_ASSERT(N >= 0);
+    size_t rows = ((size_t)N + MMB_MR - 1) / MMB_MR * MMB_MR;
+    return 2 * rows * MMB_KC + 2 * (size_t)MMB_KC * MMB_NC;
+}
+
+/* fp32 -> bf16, round to nearest even; NaN stays a quiet NaN (as kcpu_f32_to_bf16). */
+static inline float bf16_round(float f)
+{
+    uint32_t u;
+    memcpy(&u, &f, sizeof u);
+    uint32_t r = (u & 0x7FFFFFFFu) > 0x7F800000u ? (u | 0x00400000u) & 0xFFFF0000u
+                                                 : ((u + 0x7FFFu + ((u >> 16) & 1u)) & 0xFFFF0000u);
+    memcpy(&f, &r, sizeof f);
+    return f;
+}
+
+static inline float bf16_widen(uint16_t h)
+{
+    uint32_t u = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+
+void kcpu_matmul_bf16_forward_ref(float *out, const float *inp, const uint16_t *weight,
+                                  const float *bias, int N, int C, int OC)
+{
+    SW_ASSERT(N >= 0 && C > 0 && OC > 0);
+#pragma omp parallel for schedule(static) if ((long)N * OC * C > MMB_PARALLEL_MIN_FLOPS)
+    for (int n = 0; n < N; n++) {
+        const float *x = inp + (size_t)n * C;
+        for (int o = 0; o < OC; o++) {
+            const uint16_t *w = weight + (size_t)o * C;
+            float acc = 0.0f;
+            for (int c = 0; c < C; c++)
+                acc += bf16_round(x[c]) * bf16_widen(w[c]);
+            out[(size_t)n * OC + o] = acc + (bias ? bias[o] : 0.0f);
+        }
+    }
+}
+
+void kcpu_matmul_bf16_backward_input_ref(float *dinp, const float *dout, const uint16_t *weight,
+                                         int N, int C, int OC)
+{
+    SW_ASSERT(N >= 0 && C > 0 && OC > 0);
+#pragma omp parallel for schedule(static) if ((long)N * OC * C > MMB_PARALLEL_MIN_FLOPS)
+    for (int n = 0; n < N; n++) {
+        float *dx = dinp + (size_t)n * C;
+        const float *g = dout + (size_t)n * OC;
+        for (int o = 0; o < OC; o++) {
+            const uint16_t *w = weight + (size_t)o * C;
+            float go = bf16_round(g[o]);
+            for (int c = 0; c < C; c++)
+                dx[c] += go * bf16_widen(w[c]);
+        }
+    }
+}
+
+#ifdef MMB_NATIVE
+
+#define MMB_TARGET __attribute__((target("avx512f,avx512bf16")))
+
+/* One GEMM's operands, shared by the helpers below. */
+struct mmb_gemm {
+    float *out;
+    int ldo;
+    bool accumulate;   /* out += A·B (else out = A·B + bias) */
+    const float *bias; /* (Nc) or NULL; only when !accumulate */
+    const float *a;    /* A(M,K) fp32, row stride lda */
+    int lda;
+    const uint16_t *b; /* B(k,j) = b[k·sk + j·sj] bf16 */
+    size_t sk, sj;
+    int M, K, Nc;
+    uint16_t *ab; /* converted A block: Mp rows × KC bf16 */
+    uint16_t *bp; /* packed B block: NC/NR panels × (KC/2 pairs × NR × 2) bf16 */
+};
+
+/* Row n of the A block (depth pc..pc+kc) to bf16, zero-padded to a multiple of 32; rows past M
+ * (the padding up to a multiple of MR) are zero. */
+MMB_TARGET static void mmb_convert_row(const struct mmb_gemm *g, int n, int pc, int kc)
+{
+    uint16_t *dst = g->ab + (size_t)n * MMB_KC;
+    if (n >= g->M) {
+        memset(dst, 0, sizeof(uint16_t) * MMB_KC);
+        return;
+    }
+    const float *src = g->a + (size_t)n * g->lda + pc;
+    for (int i = 0; i < kc; i += 32) {
+        int left = kc - i;
+        __mmask16 m0 = left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1u);
+        __mmask16 m1 = left >= 32
+                           ? (__mmask16)0xFFFF
+                           : (left <= 16 ? (__mmask16)0 : (__mmask16)((1u << (left - 16)) - 1u));
+        __m512 lo = _mm512_maskz_loadu_ps(m0, src + i);
+        __m512 hi = _mm512_maskz_loadu_ps(m1, src + i + 16);
+        __m512bh h = _mm512_cvtne2ps_pbh(hi, lo);
+        _mm512_storeu_si512((void *)(dst + i), (__m512i)h);
+    }
+}
+
+/* Panel jr of the B block at depth pc..pc+kc and columns j0..j0+nr-1 (nr <= NR): for each k
+ * pair kk, NR 32-bit words (B[pc+2kk, j], B[pc+2kk+1, j]), low half first; zero past K and Nc. */
+static void mmb_pack_panel(const struct mmb_gemm *g, int jr, int pc, int kc, int j0, int nr)
+{
+    uint32_t *dst = (uint32_t *)(g->bp + (size_t)jr * MMB_KC * MMB_NR);
+    int kp = (kc + 1) / 2;
+    const uint16_t *b = g->b;
+    size_t sk = g->sk, sj = g->sj;
+    if (sk == 1) {
+        /* Forward: a column j is a contiguous weight row; pairs are adjacent halfwords. */
+        for (int j = 0; j < MMB_NR; j++) {
+            if (j >= nr) {
+                for (int kk = 0; kk < kp; kk++)
+                    dst[(size_t)kk * MMB_NR + j] = 0;
+                continue;
+            }
+            const uint16_t *col = b + (size_t)(j0 + j) * sj + pc;
+            int full = kc / 2;
+            for (int kk = 0; kk < full; kk++) {
+                uint32_t hi = col[2 * kk + 1];
+                dst[(size_t)kk * MMB_NR + j] = (uint32_t)col[2 * kk] | hi << 16;
+            }
+            if (kp > full)
+                dst[(size_t)full * MMB_NR + j] = col[2 * full];
+        }
+        return;
+    }
+    /* Backward: a k row is a contiguous weight row; interleave two rows. */
+    for (int kk = 0; kk < kp; kk++) {
+        int k0 = pc + 2 * kk;
+        const uint16_t *r0 = b + (size_t)k0 * sk + (size_t)j0 * sj;
+        const uint16_t *r1 = k0 + 1 < pc + kc ? r0 + sk : NULL;
+        uint32_t *d = dst + (size_t)kk * MMB_NR;
+        if (sj == 1 && r1) {
+            for (int j = 0; j < nr; j++)
+                d[j] = (uint32_t)r0[j] | (uint32_t)r1[j] << 16;
+        } else {
+            for (int j = 0; j < nr; j++)
+                d[j] =
+                    (uint32_t)r0[(size_t)j * sj] | (r1 ? (uint32_t)r1[(size_t)j * sj] << 16 : 0u);
+        }
+        for (int j = nr; j < MMB_NR; j++)
+            d[j] = 0;
+    }
+}
+
+/* The register tile: c(mr,nr) (=|+=) Σ over kp pairs of a(MR rows, stride KC) · b(panel).
+ * first: the first depth block of an overwriting GEMM (c = acc + bias); otherwise c += acc. */
+MMB_TARGET static void mmb_tile(int kp, const uint16_t *a, const uint16_t *b, float *c, int ldc,
+                                int mr, int nr, const float *bias, bool first)
+{
+    __m512 acc[MMB_MR][MMB_NV];
+#pragma GCC unroll 8
+    for (int r = 0; r < MMB_MR; r++)
+#pragma GCC unroll 4
+        for (int v = 0; v < MMB_NV; v++)
+            acc[r][v] = _mm512_setzero_ps();
+    const int32_t *ap = (const int32_t *)a;
+    const __m512i *bp = (const __m512i *)b;
+    for (int kk = 0; kk < kp; kk++) {
+        __m512bh bv[MMB_NV];
+#pragma GCC unroll 4
+        for (int v = 0; v < MMB_NV; v++)
+            bv[v] = (__m512bh)_mm512_load_si512(bp + (size_t)kk * MMB_NV + v);
+#pragma GCC unroll 8
+        for (int r = 0; r < MMB_MR; r++) {
+            __m512bh av = (__m512bh)_mm512_set1_epi32(ap[r * (MMB_KC / 2) + kk]);
+#pragma GCC unroll 4
+            for (int v = 0; v < MMB_NV; v++)
+                acc[r][v] = _mm512_dpbf16_ps(acc[r][v], av, bv[v]);
+        }
+    }
+    __mmask16 mk[MMB_NV];
+    for (int v = 0; v < MMB_NV; v++) {
+        int left = nr - 16 * v;
+        mk[v] = left >= 16 ? (__mmask16)0xFFFF
+                           : (left <= 0 ? (__mmask16)0 : (__mmask16)((1u << left) - 1u));
+    }
+    for (int r = 0; r < mr; r++) {
+        float *row = c + (size_t)r * ldc;
+        for (int v = 0; v < MMB_NV; v++) {
+            if (!mk[v])
+                continue;
+            __m512 add =
+                first ? (bias ? _mm512_maskz_loadu_ps(mk[v], bias + 16 * v) : _mm512_setzero_ps())
+                      : _mm512_maskz_loadu_ps(mk[v], row + 16 * v);
+            _mm512_mask_storeu_ps(row + 16 * v, mk[v], _mm512_add_ps(acc[r][v], add));
+        }
+    }
+}
+
+/* Rows ic0..ic0+MC-1 of panel jr (columns jc + jr·NR ...) at depth block pc. */
+static void mmb_task(const struct mmb_gemm *g, int ic0, int jr, int jc, int pc, int kc)
+{
+    int kp = (kc + 1) / 2;
+    int j0 = jc + jr * MMB_NR;
+    int nr = g->Nc - j0 < MMB_NR ? g->Nc - j0 : MMB_NR;
+    int i1 = ic0 + MMB_MC < g->M ? ic0 + MMB_MC : g->M;
+    bool first = pc == 0 && !g->accumulate;
+    const float *bias = g->bias ? g->bias + j0 : NULL;
+    const uint16_t *panel = g->bp + (size_t)jr * MMB_KC * MMB_NR;
+    for (int i = ic0; i < i1; i += MMB_MR) {
+        int mr = i1 - i < MMB_MR ? i1 - i : MMB_MR;
+        mmb_tile(kp, g->ab + (size_t)i * MMB_KC, panel, g->out + (size_t)i * g->ldo + j0, g->ldo,
+                 mr, nr, bias, first);
+    }
+}
+
+static void mmb_gemm_run(struct mmb_gemm *g)
+{
+    int Mp = (g->M + MMB_MR - 1) / MMB_MR * MMB_MR;
+    int n_ic = (g->M + MMB_MC - 1) / MMB_MC;
+    bool par = (long)g->M * g->K * g->Nc > MMB_PARALLEL_MIN_FLOPS;
+#pragma omp parallel if (par)
+    for (int pc = 0; pc < g->K; pc += MMB_KC) {
+        int kc = g->K - pc < MMB_KC ? g->K - pc : MMB_KC;
+#pragma omp for schedule(static)
+        for (int n = 0; n < Mp; n++)
+            mmb_convert_row(g, n, pc, kc);
+        for (int jc = 0; jc < g->Nc; jc += MMB_NC) {
+            int nc = g->Nc - jc < MMB_NC ? g->Nc - jc : MMB_NC;
+            int np = (nc + MMB_NR - 1) / MMB_NR;
+#pragma omp for schedule(static)
+            for (int jr = 0; jr < np; jr++) {
+                int j0 = jc + jr * MMB_NR;
+                mmb_pack_panel(g, jr, pc, kc, j0, g->Nc - j0 < MMB_NR ? g->Nc - j0 : MMB_NR);
+            }
+#pragma omp for collapse(2) schedule(dynamic)
+            for (int ic = 0; ic < n_ic; ic++)
+                for (int jr = 0; jr < np; jr++)
+                    mmb_task(g, ic * MMB_MC, jr, jc, pc, kc);
+        }
+    }
+}
+
+#endif /* MMB_NATIVE */
+
+void kcpu_matmul_bf16_forward(float *out, const float *inp, const uint16_t *weight,
+                              const float *bias, int N, int C, int OC, void *scratch)
+{
+    SW_ASSERT(N >= 0 && C > 0 && OC > 0);
+    if (N == 0)
+        return;
+#ifdef MMB_NATIVE
+    if (kcpu_has_native_bf16()) {
+        SW_ASSERT(scratch && ((uintptr_t)scratch & 63u) == 0);
+        uint16_t *ab = scratch;
+        size_t rows = ((size_t)N + MMB_MR - 1) / MMB_MR * MMB_MR;
+        struct mmb_gemm g = {.out = out,
+                             .ldo = OC,
+                             .accumulate = false,
+                             .bias = bias,
+                             .a = inp,
+                             .lda = C,
+                             .b = weight,
+                             .sk = 1,
+                             .sj = (size_t)C,
+                             .M = N,
+                             .K = C,
+                             .Nc = OC,
+                             .ab = ab,
+                             .bp = ab + rows * MMB_KC};
+        mmb_gemm_run(&g);
+        return;
+    }
+#endif
+    kcpu_matmul_bf16_forward_ref(out, inp, weight, bias, N, C, OC);
+}
+
+void kcpu_matmul_bf16_backward_input(float *dinp, const float *dout, const uint16_t *weight, int N,
+                                     int C, int OC, void *scratch)
+{
+    SW_ASSERT(N >= 0 && C > 0 && OC > 0);
+    if (N == 0)
+        return;
+#ifdef MMB_NATIVE
+    if (kcpu_has_native_bf16()) {
+        SW_ASSERT(scratch && ((uintptr_t)scratch & 63u) == 0);
+        uint16_t *ab = scratch;
+        size_t rows = ((size_t)N + MMB_MR - 1) / MMB_MR * MMB_MR;
+        struct mmb_gemm g = {.out = dinp,
+                             .ldo = C,
+                             .accumulate = true,
+                             .bias = NULL,
+                             .a = dout,
+                             .lda = OC,
+                             .b = weight,
+                             .sk = (size_t)C,
+                             .sj = 1,
+                             .M = N,
+                             .K = OC,
+                             .Nc = C,
+                             .ab = ab,
+                             .bp = ab + rows * MMB_KC};
+        mmb_gemm_run(&g);
+        return;
+    }
+#endif
+    kcpu_matmul_bf16_backward_input_ref(dinp, dout, weight, N, C, OC);
+}
