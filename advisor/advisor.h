@@ -448,6 +448,19 @@ int advisor_estimate_memory(const struct model_desc *m, const struct hardware *h
                             const struct advisor_calib *cal, struct estimate *out,
                             struct sw_err *err);
 
+/* ZeRO shards of the built-in CPU executor (docs/distributed.md): rank r updates elements
+ * [cut(r), cut(r+1)) of the flat trainable region of n elements; slot = ceil(n / world) (the
+ * region padded to a multiple of world) and, for element-wise optimizers, cut(r) =
+ * min(n, r·slot). 8-bit AdamW quantises each run of one weight-decay setting in blocks of
+ * ADVISOR_ADAM8_BLOCK from the run's start and keeps fp32 state for runs under
+ * ADVISOR_ADAM8_MIN_N, so the cut of target t = r·slot inside the run [run_off, run_off+run_n)
+ * moves to the nearest block boundary that leaves at least ADVISOR_ADAM8_MIN_N elements on each
+ * side (only when slot >= 4·ADVISOR_ADAM8_MIN_N), else to the nearer edge of the run: every
+ * piece then updates exactly as the whole run would. Monotone in t. Pure. */
+#define ADVISOR_ADAM8_BLOCK 2048u
+#define ADVISOR_ADAM8_MIN_N 4096u
+uint64_t advisor_zero_cut_adam8(uint64_t t, uint64_t run_off, uint64_t run_n, uint64_t slot);
+
 /* FLOPs, step time, tokens/s, MFU, and for inference TTFT and per-token latency (sections
  * 6-8). Fills the speed fields of `out`. */
 int advisor_estimate_speed(const struct model_desc *m, const struct hardware *hw,

@@ -21,8 +21,9 @@
  *    margin m_frag of capacity, so `fits` is simply total <= capacity. CPU device: a 64 MiB
  *    process baseline (EST_CPU_PROCESS_BYTES, until calibrated); host memory is the device,
  *    shared by the node's processes, and the host reserve (10%) is the margin.
- *  - CPU device running the built-in executor (fp32 or bf16-mixed training, fp32/bf16/int8
- *    generation, no TP/PP/ZeRO): the formulas above are replaced by the executor's own layout
+ *  - CPU device running the built-in executor (fp32 or bf16-mixed training with dp processes
+ *    and ZeRO 1-3 as cpu_exec_zero describes, fp32/bf16/int8 generation, no TP/PP): the
+ *    formulas above are replaced by the executor's own layout
  *    (cpu_exec_stage below: fp32 master weights plus a bf16 copy, fp32 gradients, the
  *    optimizer state exactly as executor/optimizer.c lays it out, fp32 activations per
  *    recompute mode, an fp32 KV cache, the executor's workspace), byte for byte. The formulas
@@ -179,6 +180,11 @@ void est_geom_init(struct est_geom *g, const struct model_desc *m, const struct 
 
     g->peak_dtype = advisor_compute_dtype(w, s);
     g->e_act = (g->peak_dtype == HW_DT_FP32 || g->peak_dtype == HW_DT_TF32) ? 4.0 : 2.0;
+    /* The CPU executor's bf16 weight copy feeds native AVX512-BF16 matmuls where the CPU has
+     * them: the matmul rate is the bf16 one, while activations stay fp32 (e_act above). */
+    if (g->cpu && (s->precision == PREC_BF16_MIXED || s->precision == PREC_BF16) &&
+        (hw->cpu.isa & HW_ISA_AVX512_BF16))
+        g->peak_dtype = HW_DT_BF16;
     if (g->train && !g->lora) {
         g->e_mat = g->e_kept = g->bw;
     } else {
@@ -464,7 +470,65 @@ struct optim_walk {
     bool run_decay;
     bool started;
     double bytes; /* 8-bit: closed runs; Adafactor: all tensors so far */
+    /* 8-bit AdamW under ZeRO (world > 1): runs are cut into per-rank pieces as the executor
+     * cuts them (advisor_zero_cut_adam8), streamed without storing the cuts. */
+    int world;
+    double n_total, slot; /* region size and ceil(n_total / world) */
+    double run_off;       /* region offset of the current run */
+    int rank;             /* the rank collecting pieces now */
+    double rank_bytes, rank_n, pos;
+    double max_bytes, max_n; /* heaviest rank so far: state bytes, elements */
 };
+
+static void shard_finish_rank(struct optim_walk *w)
+{
+    if (w->rank_bytes > w->max_bytes)
+        w->max_bytes = w->rank_bytes;
+    if (w->rank_n > w->max_n)
+        w->max_n = w->rank_n;
+    w->rank_bytes = w->rank_n = 0;
+    w->rank++;
+}
+
+static double adam8_run_bytes(double n);
+
+/* Close the run [off, off + n): hand its pieces to the ranks whose cuts fall inside it. */
+static void shard_close_run(struct optim_walk *w, double off, double n)
+{
+    for (;;) {
+        double t = (double)(w->rank + 1) * w->slot;
+        double cut;
+        if (w->rank + 1 >= w->world || t >= w->n_total)
+            cut = w->n_total;
+        else if (t < off + n)
+            cut = (double)advisor_zero_cut_adam8((uint64_t)t, (uint64_t)off, (uint64_t)n,
+                                                 (uint64_t)w->slot);
+        else
+            cut = off + n + 1; /* beyond this run */
+        if (cut > off + n) {
+            w->rank_bytes += adam8_run_bytes(off + n - w->pos);
+            w->rank_n += off + n - w->pos;
+            w->pos = off + n;
+            return;
+        }
+        w->rank_bytes += adam8_run_bytes(cut - w->pos);
+        w->rank_n += cut - w->pos;
+        w->pos = cut;
+        if (w->rank + 1 >= w->world)
+            return; /* the last rank takes the rest */
+        shard_finish_rank(w);
+    }
+}
+
+static void walk_close_run(struct optim_walk *w)
+{
+    if (w->world > 1)
+        shard_close_run(w, w->run_off, w->run_n);
+    else
+        w->bytes += adam8_run_bytes(w->run_n);
+    w->run_off += w->run_n;
+    w->run_n = 0;
+}
 
 /* One tensor: `rows` x `cols` as the optimizer sees it (cols = 0: a vector of `rows`), taking
  * `stored` parameters of the region (padded vocabulary rows belong to the run they sit in). */
@@ -475,34 +539,68 @@ static void walk_tensor(struct optim_walk *w, double rows, double cols, double s
         w->bytes += 4.0 * (cols > 0 ? adafactor_floats(rows, cols) : rows);
         return;
     }
-    if (w->started && decay != w->run_decay) {
-        w->bytes += adam8_run_bytes(w->run_n);
-        w->run_n = 0;
-    }
+    if (w->started && decay != w->run_decay)
+        walk_close_run(w);
     w->started = true;
     w->run_decay = decay;
     w->run_n += stored;
 }
 
-/* Optimizer bytes of the executor for a full model (lora false) or for the adapters. */
+uint64_t advisor_zero_cut_adam8(uint64_t t, uint64_t run_off, uint64_t run_n, uint64_t slot)
+{
+    if (t <= run_off)
+        return run_off;
+    if (t >= run_off + run_n)
+        return run_off + run_n;
+    uint64_t rel = t - run_off, B = ADVISOR_ADAM8_BLOCK, MIN = ADVISOR_ADAM8_MIN_N;
+    if (slot >= 4 * MIN && run_n >= 2 * MIN) {
+        uint64_t lo = (MIN + B - 1) / B * B, hi = (run_n - MIN) / B * B;
+        if (lo <= hi) {
+            uint64_t k = (rel + B / 2) / B * B;
+            k = k < lo ? lo : k > hi ? hi : k;
+            return run_off + k;
+        }
+    }
+    return rel <= run_n - rel ? run_off : run_off + run_n;
+}
+
+/* The executor's shard of a region of n elements over `world` ranks: elements of the heaviest
+ * rank (element-wise optimizers: rank 0's min(slot, n)). */
+static double shard_len(double n, int world)
+{
+    double slot = ceil(n / (world > 0 ? world : 1));
+    return slot < n ? slot : n;
+}
+
+/* Optimizer bytes of the executor for a full model (lora false) or for the adapters, on the
+ * heaviest of `world` ZeRO ranks (world 1: unsharded); *max_n (may be NULL) receives that
+ * rank's elements of the region. */
 static double cpu_optimizer_bytes(const struct model_desc *m, const struct model_counts *c,
-                                  enum sw_optimizer o, int lora_rank)
+                                  enum sw_optimizer o, int lora_rank, int world, double *max_n)
 {
     double n_train = (double)c->params_total;
     if (lora_rank > 0)
         n_train = m->n_layers * model_lora_params_layer(m, lora_rank, 1);
+    double n_rank = shard_len(n_train, world);
+    if (max_n)
+        *max_n = n_rank;
     switch (o) {
     case OPT_ADAMW:
-        return 8.0 * n_train; /* m, v fp32 over the whole region (3.1) */
+        return 8.0 * n_rank; /* m, v fp32 over the rank's part of the region (3.1, 3.2) */
     case OPT_SGD:
         return 0.0;
     case OPT_SGD_MOMENTUM:
     case OPT_LION:
-        return 4.0 * n_train; /* one fp32 buffer */
+        return 4.0 * n_rank; /* one fp32 buffer */
     default:
         break;
     }
     struct optim_walk w = {.adam8 = o == OPT_ADAMW8BIT};
+    if (w.adam8 && world > 1) {
+        w.world = world;
+        w.n_total = n_train;
+        w.slot = ceil(n_train / world);
+    }
     struct cpu_adapter ad[8];
     int n_ad = cpu_adapters(m, ad);
     double r = lora_rank;
@@ -572,16 +670,26 @@ static double cpu_optimizer_bytes(const struct model_desc *m, const struct model
             walk_tensor(&w, V, C, Vp * C);
     }
     if (w.adam8)
-        w.bytes += adam8_run_bytes(w.run_n);
+        walk_close_run(&w);
+    if (w.world > 1) {
+        while (w.rank < w.world)
+            shard_finish_rank(&w);
+        if (max_n)
+            *max_n = w.max_n;
+        return w.max_bytes;
+    }
     return w.bytes;
 }
 
-/* Whether the built-in CPU executor runs this plan (one process per dp rank, no sharding, no
- * pipeline; training in fp32 or bf16-mixed with an fp32 or 16-bit LoRA base; generation with
- * fp32, bf16 or int8 weights). Other cpu plans keep the generic formulas. */
+/* Whether the built-in CPU executor runs this plan (one process per dp rank, no pipeline;
+ * training in fp32 or bf16-mixed with an fp32 or 16-bit LoRA base, ZeRO 1-3 except with
+ * Adafactor and ZeRO-3 except with LoRA; generation with fp32, bf16 or int8 weights). Other cpu
+ * plans keep the generic formulas. */
 static bool cpu_exec_runs(const struct est_geom *g, const struct strategy *s)
 {
-    if (!g->cpu || g->t > 1 || g->p > 1 || s->zero > 0 || s->offload_optimizer || s->offload_params)
+    if (!g->cpu || g->t > 1 || g->p > 1 || s->offload_optimizer || s->offload_params)
+        return false;
+    if (s->zero > 0 && (!g->train || s->optimizer == OPT_ADAFACTOR || (g->lora && s->zero == 3)))
         return false;
     if (g->train)
         return (s->precision == PREC_FP32 || s->precision == PREC_BF16_MIXED) &&
@@ -589,10 +697,40 @@ static bool cpu_exec_runs(const struct est_geom *g, const struct strategy *s)
     return s->weights == WFMT_FP32 || s->weights == WFMT_BF16 || s->weights == WFMT_INT8;
 }
 
+/* ZeRO on the executor (executor/train.c, docs/distributed.md), on the heaviest rank: the
+ * optimizer state of the rank's shard only; gradients stay a full fp32 region for every stage,
+ * because the model's backward writes every gradient into one region (ZeRO-2 shards what
+ * persists across micro-batches, not that buffer); reduce-scatter and all-gather go through a
+ * staging buffer of (world + 1) chunks, a chunk being min(the largest shard, 25 MiB / world of
+ * fp32), at least one element; ZeRO-3 keeps the rank's fp32 master shard as its weights and
+ * the model's whole weight family becomes the gather buffer (whole-model granularity), counted
+ * as workspace. */
+static void cpu_exec_zero(const struct est_geom *g, const struct model_desc *m,
+                          const struct strategy *s, struct stage_mem *o)
+{
+    int world = g->n_dp;
+    if (s->zero < 1 || world < 2)
+        return;
+    double max_n = 0;
+    o->optimizer = cpu_optimizer_bytes(m, &g->c, s->optimizer, g->lora ? s->lora_rank : 0,
+                                       world, &max_n);
+    double chunk = floor(k_bucket_bytes / 4.0 / world);
+    if (chunk > max_n)
+        chunk = max_n;
+    if (chunk < 1)
+        chunk = 1;
+    o->workspace += 4.0 * (world + 1) * chunk;
+    if (s->zero == 3) {
+        o->workspace += o->weights;
+        o->weights = 4.0 * max_n;
+    }
+}
+
 /* The executor's bytes by category for one process (executor/model.c carve_all, in its order;
  * executor/optimizer.c layout_state). */
 static void cpu_exec_stage(const struct est_geom *g, const struct model_desc *m,
-                           const struct workload *w, const struct strategy *s, struct stage_mem *o)
+                           const struct workload *w, const struct strategy *s, bool native_bf16,
+                           struct stage_mem *o)
 {
     memset(o, 0, sizeof(*o));
     double L = m->n_layers, C = m->hidden;
@@ -635,7 +773,8 @@ static void cpu_exec_stage(const struct est_geom *g, const struct model_desc *m,
     if (train)
         o->gradients = a64(4 * (g->lora ? P_lora : P));
     if (train)
-        o->optimizer = cpu_optimizer_bytes(m, &g->c, s->optimizer, g->lora ? s->lora_rank : 0);
+        o->optimizer =
+            cpu_optimizer_bytes(m, &g->c, s->optimizer, g->lora ? s->lora_rank : 0, 1, NULL);
 
     /* activations (3.5, 3.6, fp32): layer inputs (training: all L+1; generation: two
      * ping-pong buffers), then per layer the norm outputs and statistics (LayerNorm keeps mean
@@ -661,9 +800,12 @@ static void cpu_exec_stage(const struct est_geom *g, const struct model_desc *m,
 
     /* workspace: the matmul output before a residual add; training adds one layer's backward
      * temporaries (two C-wide, MLP, attention output, QKV) and the naive attention's score
-     * gradients (B*NH*T*T); bf16 adds the fp32 widening buffer of the largest matmul weight
-     * (the head when the vocabulary is large); LoRA the bottleneck and column temporaries;
-     * Llama the RoPE cos/sin tables. */
+     * gradients (B*NH*T*T); bf16 adds, on a CPU with AVX512-BF16 (the executor then runs its
+     * native bf16 matmul), that kernel's scratch: 2*KC*roundup(rows, MR) + 2*KC*NC bytes with
+     * MR = 8, KC = NC = 768 (kcpu_matmul_bf16_scratch_bytes, kernels/cpu/kernels_cpu.h), and
+     * elsewhere the fp32 widening buffer of the largest matmul weight (the head when the
+     * vocabulary is large); LoRA the bottleneck and column temporaries; Llama the RoPE cos/sin
+     * tables. */
     o->workspace = a64(4 * rows * C);
     if (train) {
         o->workspace += 2 * a64(4 * N * C) + a64(4 * N * F) + a64(4 * N * F2) + a64(4 * N * Q) +
@@ -671,7 +813,10 @@ static void cpu_exec_stage(const struct est_geom *g, const struct model_desc *m,
         if (naive)
             o->workspace += a64(4 * B * NH * T * T);
     }
-    if (bf16) {
+    if (bf16 && native_bf16) {
+        const double mr = 8, kc = 768, nc = 768;
+        o->workspace += a64(2 * kc * ceil(rows / mr) * mr + 2 * kc * nc);
+    } else if (bf16) {
         double mx = Vp * C;
         double mm[4] = {QKV * C, C * Q, F2 * C, C * F};
         for (int i = 0; i < 4; i++)
@@ -688,6 +833,8 @@ static void cpu_exec_stage(const struct est_geom *g, const struct model_desc *m,
         double ropeT = T > kvT ? T : kvT;
         o->workspace += 2 * a64(4 * ropeT * floor(HS / 2));
     }
+    if (train)
+        cpu_exec_zero(g, m, s, o);
 }
 
 static const char *stage_word(const struct est_geom *g, bool first)
@@ -746,7 +893,7 @@ int advisor_estimate_memory(const struct model_desc *m, const struct hardware *h
     bool exec_cpu = cpu_exec_runs(&g, s);
     for (int i = 0; i < (g.p > 1 ? 2 : 1); i++) {
         if (exec_cpu)
-            cpu_exec_stage(&g, m, w, s, &st[i]);
+            cpu_exec_stage(&g, m, w, s, (hw->cpu.isa & HW_ISA_AVX512_BF16) != 0, &st[i]);
         else if (g.train)
             train_stage(&g, m, s, cal, i == 0, &st[i]);
         else
@@ -846,6 +993,16 @@ int advisor_estimate_memory(const struct model_desc *m, const struct hardware *h
                                 : s->weights == WFMT_INT8 ? " + int8 copy"
                                                           : "",
                                 x->kv / GIB, g.b, (double)w->prompt_len + w->gen_len - 1);
+        if (g.train && s->zero > 0 && g.n_dp > 1)
+            estimate_add_reason(out,
+                                "ZeRO-%d on the CPU executor, %d processes: optimizer state of "
+                                "the heaviest rank's shard%s; gradients stay one full fp32 "
+                                "region (its backward writes all of them)%s",
+                                s->zero, g.n_dp, s->zero == 3 ? ", fp32 master shard as weights"
+                                                              : "",
+                                s->zero == 3 ? "; the whole weight family is the gather buffer "
+                                               "(workspace, whole-model granularity)"
+                                             : "");
         estimate_add_reason(
             out,
             "activations fp32: %.2f GiB per layer%s (%s attention, recompute "

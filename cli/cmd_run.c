@@ -14,6 +14,7 @@
 #include <sys/ioctl.h>
 #include <unistd.h>
 
+#include "executor/comm.h"
 #include "executor/executor.h"
 
 #define CLI_EXIT_INTERRUPTED 130
@@ -35,7 +36,7 @@ static void usage(FILE *f)
 {
     fprintf(f,
             "usage: scalewise run PLAN.yaml [--steps N] [--resume CKPT|DIR] [--out DIR]\n"
-            "                     [--threads N] [--quiet]\n\n"
+            "                     [--threads N] [--quiet] [--nproc N]\n\n"
             "Runs a plan on this machine's CPU. A training plan trains the plan's model on\n"
             "data.path (a text file is tokenized into OUT/data first; a directory must hold\n"
             "train.bin and val.bin), appends OUT/metrics.jsonl each step, saves\n"
@@ -49,9 +50,16 @@ static void usage(FILE *f)
             "                     a Hugging Face safetensors file starts from its weights\n"
             "  --out DIR          output directory (replaces train.out_dir)\n"
             "  --threads N        CPU threads (replaces strategy.threads; 0 = all cores)\n"
-            "  --quiet            no progress output, only the final summary\n\n"
-            "The CPU executor refuses plans for CUDA, tp/pp > 1, dp > 1 or ZeRO, offload and\n"
-            "precisions other than fp32 and bf16-mixed, with the reason (exit 2).\n"
+            "  --quiet            no progress output, only the final summary\n"
+            "  --nproc N          start N processes on this machine (under mpirun; see\n"
+            "                     docs/distributed.md)\n"
+            "  --rank R, --world N (or --world-size N), --local-rank L\n"
+            "                     this process's place in a multi-process run (else read\n"
+            "                     from torchrun, OpenMPI, MPICH/PMI or Slurm variables)\n\n"
+            "A plan with dp N (data parallelism, ZeRO 1-3) runs as N processes: 'mpirun -np N\n"
+            "scalewise run PLAN' or 'scalewise run --nproc N PLAN'. The CPU executor refuses\n"
+            "plans for CUDA, tp/pp > 1, offload and precisions other than fp32 and\n"
+            "bf16-mixed, with the reason (exit 2).\n"
             "Details: docs/run.md.\n"
             "example:\n"
             "  scalewise run profiles/plans/quickstart.yaml\n");
@@ -120,8 +128,12 @@ int cli_run(int argc, char **argv)
         usage(stdout);
         return CLI_EXIT_OK;
     }
-    static const char *const flags[] = {"--steps", "--resume", "--out", "--threads", "--quiet",
-                                        NULL};
+    static const char *const flags[] = {"--steps", "--resume", "--out",   "--threads",
+                                        "--quiet", "--nproc",  "--rank", "--world",
+                                        "--local-rank", "--world-size", NULL};
+    int nproc = 0;
+    struct comm_opts co;
+    comm_opts_init(&co);
     const char *plan_path = NULL;
     struct exec_run_opts ro;
     exec_run_opts_init(&ro);
@@ -178,12 +190,33 @@ int cli_run(int argc, char **argv)
         case 3:
             rc = sw_parse_int(v, 0, 65536, "--threads", &ro.threads, &err);
             break;
+        case 5:
+            rc = sw_parse_int(v, 1, 4096, "--nproc", &nproc, &err);
+            break;
+        case 6:
+            rc = sw_parse_int(v, 0, 1 << 20, "--rank", &co.rank, &err);
+            break;
+        case 7:
+        case 9: /* --world-size: torchrun's word */
+            rc = sw_parse_int(v, 1, 1 << 20, name, &co.world, &err);
+            break;
+        case 8:
+            rc = sw_parse_int(v, 0, 1 << 20, "--local-rank", &co.local_rank, &err);
+            break;
         }
         if (rc < 0)
             return usage_error("%s", err.msg);
     }
     if (!plan_path)
         return usage_error("missing the plan file (scalewise run PLAN.yaml)");
+    if (nproc > 1) { /* one-node launcher: the same command under mpirun (executor/comm.h) */
+        char **args = sw_xcalloc((size_t)argc + 2, sizeof(*args));
+        args[0] = "run";
+        memcpy(args + 1, argv, (size_t)argc * sizeof(*args));
+        int st = comm_launch_local(nproc, argc + 1, args, &err);
+        free(args);
+        return st < 0 ? cli_report("run", &err) : st;
+    }
 
     struct plan *p = sw_xcalloc(1, sizeof(*p));
     plan_init(p);
@@ -208,6 +241,16 @@ int cli_run(int argc, char **argv)
         return CLI_EXIT_USAGE;
     }
 
+    /* The processes of this run: flags, then the launcher's variables (executor/comm.h);
+     * none -> one process. Only rank 0 draws progress and prints the summary. */
+    struct comm comm;
+    if ((rc = comm_init(&comm, &co, &err)) < 0) {
+        free(p);
+        return cli_report("run", &err);
+    }
+    ro.comm = &comm;
+    if (comm.rank != 0)
+        quiet = true;
     struct view v = {.quiet = quiet, .tty = isatty(STDERR_FILENO) == 1, .width = 100,
                      .log_every = p->train.log_every > 0 ? p->train.log_every : 1};
     struct winsize ws;
@@ -234,8 +277,15 @@ int cli_run(int argc, char **argv)
     if (v.bar_drawn)
         fputc('\n', stderr);
     free(p);
-    if (rc < 0)
+    int rank = comm.rank, world = comm.world;
+    comm.finalize(&comm);
+    if (rc < 0) {
+        if (world > 1)
+            fprintf(stderr, "scalewise run: rank %d of %d:\n", rank, world);
         return cli_report("run", &err);
+    }
+    if (rank != 0)
+        return r.interrupted ? CLI_EXIT_INTERRUPTED : CLI_EXIT_OK;
     if (r.interrupted) {
         fprintf(stderr,
                 "scalewise run: stopped at step %lld; checkpoint saved: %s\n"

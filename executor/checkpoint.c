@@ -22,6 +22,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "executor/comm.h"
+
 void exec_ckpt_meta_init(struct exec_ckpt_meta *m)
 {
     memset(m, 0, sizeof(*m));
@@ -77,8 +79,11 @@ void exec_plan_numerics(const struct plan *p, struct exec_ckpt_meta *meta)
     kv_append(b, n, &len, "model.norm_eps=%s;", num(d->norm_eps, n1, sizeof(n1)));
     kv_append(b, n, &len, "strategy.precision=%s;strategy.optimizer=%s;", precision_name(s->precision),
               optimizer_name(s->optimizer));
-    kv_append(b, n, &len, "strategy.micro_batch=%d;strategy.grad_accum=%d;strategy.attention=%s;",
-              s->micro_batch, s->grad_accum, attention_name(s->attention));
+    /* The global batch, not its split into accumulation and data-parallel ranks: a run saved
+     * on N ranks resumes on M (docs/distributed.md). */
+    kv_append(b, n, &len, "strategy.micro_batch=%d;train.global_batch=%lld;strategy.attention=%s;",
+              s->micro_batch, (long long)s->grad_accum * (s->dp > 1 ? s->dp : 1),
+              attention_name(s->attention));
     kv_append(b, n, &len, "strategy.lora_rank=%d;train.lora_targets=%s;", s->lora_rank,
               s->lora_rank > 0 ? t->lora_targets : "");
     kv_append(b, n, &len, "train.seq=%d;train.lr=%s;train.min_lr=%s;train.schedule=%s;",
@@ -206,9 +211,11 @@ static int hf_shape(const struct exec_tensor *t, int64_t shape[2])
 
 /* ---------------------------------------------------------------- save */
 
-int exec_checkpoint_save(const char *path, const struct exec_model *m,
-                         const struct exec_optimizer *o, const struct exec_ckpt_meta *meta,
-                         struct sw_err *err)
+/* Write the model and the optimizer state buffers bufs[0..n_bufs) (the unsharded layout)
+ * with metadata. */
+static int save_bufs(const char *path, const struct exec_model *m,
+                     const struct exec_optim_buf *bufs, int n_bufs, const char *optim_name,
+                     int64_t optim_step, const struct exec_ckpt_meta *meta, struct sw_err *err)
 {
     size_t t_floats = 0;
     for (int i = 0; i < m->n_tensors; i++)
@@ -239,8 +246,8 @@ int exec_checkpoint_save(const char *path, const struct exec_model *m,
         sum += tensor_hash(t->name, data, t->numel * sizeof(float));
     }
     char nm[160];
-    for (int i = 0; o && i < o->n_bufs && rc == 0; i++) {
-        const struct exec_optim_buf *b = &o->bufs[i];
+    for (int i = 0; i < n_bufs && rc == 0; i++) {
+        const struct exec_optim_buf *b = &bufs[i];
         snprintf(nm, sizeof(nm), "optim.%s", b->name);
         int64_t shape[1] = {(int64_t)b->n_elems};
         rc = sft_writer_add(w, nm, b->dtype, 1, shape, b->data, err);
@@ -260,8 +267,8 @@ int exec_checkpoint_save(const char *path, const struct exec_model *m,
     META("format", "pt");
     META("scalewise_checkpoint", "%d", EXEC_CKPT_VERSION);
     META("step", "%" PRId64, meta->step);
-    META("optim_step", "%" PRId64, o ? o->step : 0);
-    META("optimizer", "%s", o ? optimizer_name(o->cfg.kind) : "none");
+    META("optim_step", "%" PRId64, optim_step);
+    META("optimizer", "%s", optim_name);
     META("seed", "%" PRIu64, meta->seed);
     META("data_offset", "%" PRIu64, meta->data_offset);
     META("plan_hash", "%s", meta->plan_hash);
@@ -273,6 +280,171 @@ int exec_checkpoint_save(const char *path, const struct exec_model *m,
         rc = sft_writer_save(w, path, err);
     sft_writer_free(w);
     free(tbuf);
+    return rc;
+}
+
+int exec_checkpoint_save(const char *path, const struct exec_model *m,
+                         const struct exec_optimizer *o, const struct exec_ckpt_meta *meta,
+                         struct sw_err *err)
+{
+    if (o && o->sharded)
+        return sw_errf(err, SW_EINVAL, "a sharded optimizer is saved with "
+                                       "exec_checkpoint_save_dp");
+    return save_bufs(path, m, o ? o->bufs : NULL, o ? o->n_bufs : 0,
+                     o ? optimizer_name(o->cfg.kind) : "none", o ? o->step : 0, meta, err);
+}
+
+/* ---------------------------------------------------------------- data-parallel saves */
+
+/* Bytes moved per broadcast while gathering shards (bounds every rank's scratch). */
+#define GATHER_CHUNK_BYTES ((size_t)4 << 20)
+
+/* One extent as it travels between ranks. */
+struct ext_wire {
+    int64_t buf;
+    uint64_t off_bytes, bytes;
+};
+
+/* Rank 0 receives every rank's extents into full[] (rank 0's own by copy). Collective. */
+static int gather_extents(struct comm *c, const struct exec_optimizer *o, void **full,
+                          const uint64_t *full_bytes, int n_full, struct sw_err *err)
+{
+    int rc = 0;
+    char *scratch = NULL;
+    if (c->rank == 0) {
+        for (int i = 0; i < o->n_ext; i++) {
+            const struct exec_optim_extent *e = &o->ext[i];
+            SW_ASSERT(e->buf >= 0 && e->buf < n_full &&
+                      e->off_bytes + e->bytes <= full_bytes[e->buf]);
+            if (e->bytes && full[e->buf])
+                memcpy((char *)full[e->buf] + e->off_bytes, e->data, (size_t)e->bytes);
+        }
+    }
+    scratch = sw_xmalloc(GATHER_CHUNK_BYTES);
+    for (int q = 1; q < c->world && rc == 0; q++) {
+        int64_t count = c->rank == q ? o->n_ext : 0;
+        if ((rc = c->broadcast(c, &count, sizeof(count), q, err)) < 0)
+            break;
+        if (count < 0 || count > 1000000) {
+            rc = sw_errf(err, SW_EPARSE, "rank %d announced %lld optimizer extents", q,
+                         (long long)count);
+            break;
+        }
+        struct ext_wire *w = sw_xcalloc((size_t)(count > 0 ? count : 1), sizeof(*w));
+        if (c->rank == q)
+            for (int64_t i = 0; i < count; i++)
+                w[i] = (struct ext_wire){o->ext[i].buf, o->ext[i].off_bytes, o->ext[i].bytes};
+        if (count > 0)
+            rc = c->broadcast(c, w, (size_t)count * sizeof(*w), q, err);
+        for (int64_t i = 0; i < count && rc == 0; i++) {
+            if (w[i].buf < 0 || w[i].buf >= n_full ||
+                w[i].off_bytes + w[i].bytes > full_bytes[w[i].buf]) {
+                rc = sw_errf(err, SW_EINVAL,
+                             "rank %d's optimizer state does not fit rank 0's layout (buffer "
+                             "%lld, bytes %llu at %llu): the ranks run different plans",
+                             q, (long long)w[i].buf, (unsigned long long)w[i].bytes,
+                             (unsigned long long)w[i].off_bytes);
+                break;
+            }
+            for (uint64_t pos = 0; pos < w[i].bytes && rc == 0; pos += GATHER_CHUNK_BYTES) {
+                size_t n = (size_t)(w[i].bytes - pos < GATHER_CHUNK_BYTES ? w[i].bytes - pos
+                                                                          : GATHER_CHUNK_BYTES);
+                char *buf = c->rank == q ? (char *)o->ext[i].data + pos : scratch;
+                if (c->rank == 0 && full[w[i].buf])
+                    buf = (char *)full[w[i].buf] + w[i].off_bytes + pos;
+                rc = c->broadcast(c, buf, n, q, err);
+            }
+        }
+        free(w);
+    }
+    free(scratch);
+    return rc;
+}
+
+int exec_checkpoint_save_dp(const char *path, struct exec_model *m, const struct exec_optimizer *o,
+                            const struct exec_ckpt_meta *meta, struct comm *c, struct sw_err *err)
+{
+    if (!c || c->world == 1) /* one process: a plain save */
+        return exec_checkpoint_save(path, m, o, meta, err);
+    if (!o || !o->sharded) { /* DDP: every replica is the same; rank 0 writes its own */
+        if (c->rank != 0)
+            return 0;
+        return save_bufs(path, m, o ? o->bufs : NULL, o ? o->n_bufs : 0,
+                         o ? optimizer_name(o->cfg.kind) : "none", o ? o->step : 0, meta, err);
+    }
+    struct exec_optim_buf *full = NULL;
+    int n_full = 0;
+    int rc = exec_optimizer_full_layout(m, &o->cfg, &full, &n_full, err);
+    if (rc < 0)
+        return rc;
+    void **data = sw_xcalloc((size_t)(n_full > 0 ? n_full : 1), sizeof(*data));
+    uint64_t *bytes = sw_xcalloc((size_t)(n_full > 0 ? n_full : 1), sizeof(*bytes));
+    for (int i = 0; i < n_full && rc == 0; i++) {
+        bytes[i] = full[i].n_elems * sft_dtype_bytes(full[i].dtype);
+        if (c->rank != 0)
+            continue;
+        /* Rank 0 holds the whole state during the save (freed at once): a normal checkpoint
+         * needs every byte in one file. */
+        data[i] = sw_try_malloc(bytes[i] ? (size_t)bytes[i] : 1, "consolidated optimizer state",
+                                err);
+        if (!data[i])
+            rc = SW_ENOMEM;
+        else
+            memset(data[i], 0, (size_t)bytes[i]);
+        full[i].data = data[i];
+    }
+    /* A rank that failed to allocate still joins the collectives, then reports. */
+    struct sw_err e2;
+    sw_err_init(&e2);
+    int grc = gather_extents(c, o, data, bytes, n_full, rc < 0 ? &e2 : err);
+    if (rc == 0)
+        rc = grc;
+    if (rc == 0 && c->rank == 0)
+        rc = save_bufs(path, m, full, n_full, optimizer_name(o->cfg.kind), o->step, meta, err);
+    for (int i = 0; i < n_full; i++)
+        free(data[i]);
+    free(data);
+    free(bytes);
+    free(full);
+    return rc;
+}
+
+int exec_checkpoint_save_shard(const char *path, const struct exec_optimizer *o,
+                               const struct exec_ckpt_meta *meta, int rank, int world,
+                               struct sw_err *err)
+{
+    struct sft_writer *w = sft_writer_new();
+    uint64_t sum = 0;
+    int rc = 0;
+    char nm[160], v[64];
+    for (int i = 0; i < o->n_bufs && rc == 0; i++) {
+        const struct exec_optim_buf *b = &o->bufs[i];
+        snprintf(nm, sizeof(nm), "optim.%s", b->name);
+        int64_t shape[1] = {(int64_t)b->n_elems};
+        rc = sft_writer_add(w, nm, b->dtype, 1, shape, b->data, err);
+        sum += tensor_hash(nm, b->data, (size_t)b->n_elems * sft_dtype_bytes(b->dtype));
+    }
+#define META(k, ...)                                                                             \
+    do {                                                                                         \
+        if (rc == 0) {                                                                           \
+            snprintf(v, sizeof(v), __VA_ARGS__);                                                 \
+            rc = sft_writer_add_meta(w, k, v, err);                                              \
+        }                                                                                        \
+    } while (0)
+    META("scalewise_optim_shard", "%d", EXEC_CKPT_VERSION);
+    META("rank", "%d", rank);
+    META("world", "%d", world);
+    META("lo", "%zu", o->lo);
+    META("hi", "%zu", o->hi);
+    META("step", "%" PRId64, meta->step);
+    META("optim_step", "%" PRId64, o->step);
+    META("optimizer", "%s", optimizer_name(o->cfg.kind));
+    META("plan_hash", "%s", meta->plan_hash);
+    META("checksum", "%016" PRIx64, sum);
+#undef META
+    if (rc == 0)
+        rc = sft_writer_save(w, path, err);
+    sft_writer_free(w);
     return rc;
 }
 
@@ -429,8 +601,9 @@ static int check_shape(const struct sft_file *f, const struct exec_model *m, str
 
 /* Pass 1 of a scalewise checkpoint: everything but the data. */
 static int check_ckpt(const struct sft_file *f, const struct exec_model *m,
-                      const struct exec_optimizer *o, const struct exec_ckpt_meta *expect,
-                      bool *with_optim, struct sw_err *err)
+                      const struct exec_optimizer *o, const struct exec_optim_buf *bufs,
+                      int n_bufs, const struct exec_ckpt_meta *expect, bool *with_optim,
+                      struct sw_err *err)
 {
     int64_t ver = 0;
     int rc = sft_meta_i64(f, "scalewise_checkpoint", 1, INT32_MAX, &ver, err);
@@ -474,8 +647,8 @@ static int check_ckpt(const struct sft_file *f, const struct exec_model *m,
                              "checkpoint holds '%s' optimizer state; this run uses '%s'", oname,
                              optimizer_name(o->cfg.kind));
         char nm[160];
-        for (int i = 0; i < o->n_bufs; i++) {
-            const struct exec_optim_buf *b = &o->bufs[i];
+        for (int i = 0; i < n_bufs; i++) {
+            const struct exec_optim_buf *b = &bufs[i];
             snprintf(nm, sizeof(nm), "optim.%s", b->name);
             const struct sft_tensor *ft = sft_find(f, nm);
             if (!ft)
@@ -525,6 +698,9 @@ static int verify_checksum(const struct sft_file *f, struct sw_err *err)
     return 0;
 }
 
+static int load_extents(const struct sft_file *f, struct exec_optimizer *o,
+                        const struct exec_optim_buf *full, int n_full, struct sw_err *err);
+
 int exec_checkpoint_load(const char *path, struct exec_model *m, struct exec_optimizer *o,
                          const struct exec_ckpt_meta *expect, struct exec_ckpt_meta *out,
                          enum exec_ckpt_kind *kind, struct sw_err *err)
@@ -548,7 +724,14 @@ int exec_checkpoint_load(const char *path, struct exec_model *m, struct exec_opt
         *kind = EXEC_CKPT_SCALEWISE;
     bool with_optim = false;
     int64_t step = 0, ostep = 0;
-    rc = check_ckpt(f, m, o, expect, &with_optim, err);
+    /* A sharded optimizer is checked against the unsharded layout the file holds. */
+    struct exec_optim_buf *full = NULL;
+    int n_full = 0;
+    if (o && o->sharded && (rc = exec_optimizer_full_layout(m, &o->cfg, &full, &n_full, err)) < 0)
+        goto out;
+    const struct exec_optim_buf *bufs = full ? full : o ? o->bufs : NULL;
+    int n_bufs = full ? n_full : o ? o->n_bufs : 0;
+    rc = check_ckpt(f, m, o, bufs, n_bufs, expect, &with_optim, err);
     if (rc == 0)
         rc = sft_meta_i64(f, "step", 0, INT64_MAX, &step, err);
     if (rc == 0)
@@ -578,7 +761,9 @@ int exec_checkpoint_load(const char *path, struct exec_model *m, struct exec_opt
         rc = load_tensor(f, sft_find(f, m->tensors[i].name), &m->tensors[i], tmp, err);
     free(tmp);
     char nm[160];
-    for (int i = 0; with_optim && i < o->n_bufs && rc == 0; i++) {
+    if (with_optim && rc == 0 && full)
+        rc = load_extents(f, o, full, n_full, err);
+    for (int i = 0; with_optim && !full && i < o->n_bufs && rc == 0; i++) {
         const struct exec_optim_buf *b = &o->bufs[i];
         snprintf(nm, sizeof(nm), "optim.%s", b->name);
         const struct sft_tensor *ft = sft_find(f, nm);
@@ -587,8 +772,103 @@ int exec_checkpoint_load(const char *path, struct exec_model *m, struct exec_opt
     if (with_optim && rc == 0)
         o->step = ostep;
     exec_model_weights_changed(m);
+    if (o)
+        exec_optimizer_sync_params(o);
     if (rc == 0 && out)
         *out = got;
+out:
+    free(full);
+    sft_close(f);
+    return rc;
+}
+
+/* ---------------------------------------------------------------- optimizer shards */
+
+/* A sharded optimizer's bytes out of a checkpoint's unsharded buffers, one whole buffer at a
+ * time through a temporary of the largest one this rank needs. */
+static int load_extents(const struct sft_file *f, struct exec_optimizer *o,
+                        const struct exec_optim_buf *full, int n_full, struct sw_err *err)
+{
+    uint64_t mx = 0;
+    char nm[160];
+    for (int i = 0; i < o->n_ext; i++) {
+        uint64_t b = full[o->ext[i].buf].n_elems * sft_dtype_bytes(full[o->ext[i].buf].dtype);
+        mx = b > mx ? b : mx;
+    }
+    if (mx == 0)
+        return 0;
+    char *tmp = sw_try_malloc((size_t)mx, "optimizer load buffer", err);
+    if (!tmp)
+        return SW_ENOMEM;
+    int rc = 0;
+    for (int b = 0; b < n_full && rc == 0; b++) {
+        bool needed = false;
+        for (int i = 0; i < o->n_ext && !needed; i++)
+            needed = o->ext[i].buf == b && o->ext[i].bytes > 0;
+        if (!needed)
+            continue;
+        snprintf(nm, sizeof(nm), "optim.%s", full[b].name);
+        const struct sft_tensor *ft = sft_find(f, nm);
+        rc = sft_read_raw(f, ft, tmp, (size_t)sft_tensor_bytes(ft), err);
+        for (int i = 0; i < o->n_ext && rc == 0; i++) {
+            const struct exec_optim_extent *e = &o->ext[i];
+            if (e->buf == b && e->bytes > 0)
+                memcpy(e->data, tmp + e->off_bytes, (size_t)e->bytes);
+        }
+    }
+    free(tmp);
+    return rc;
+}
+
+int exec_checkpoint_load_shard(const char *path, struct exec_optimizer *o,
+                               const struct exec_ckpt_meta *expect, int rank, int world,
+                               struct sw_err *err)
+{
+    struct sft_file *f = NULL;
+    int rc = sft_open(path, &f, err);
+    if (rc < 0)
+        return rc;
+    int64_t ver = 0, r = 0, wsz = 0, lo = 0, hi = 0, step = 0, ostep = 0;
+    if ((rc = sft_meta_i64(f, "scalewise_optim_shard", 1, INT32_MAX, &ver, err)) < 0 ||
+        (rc = sft_meta_i64(f, "rank", 0, INT32_MAX, &r, err)) < 0 ||
+        (rc = sft_meta_i64(f, "world", 1, INT32_MAX, &wsz, err)) < 0 ||
+        (rc = sft_meta_i64(f, "lo", 0, INT64_MAX, &lo, err)) < 0 ||
+        (rc = sft_meta_i64(f, "hi", 0, INT64_MAX, &hi, err)) < 0 ||
+        (rc = sft_meta_i64(f, "step", 0, INT64_MAX, &step, err)) < 0 ||
+        (rc = sft_meta_i64(f, "optim_step", 0, INT64_MAX, &ostep, err)) < 0)
+        goto out;
+    const char *oname = sft_meta_get(f, "optimizer"), *hash = sft_meta_get(f, "plan_hash");
+    if (ver != EXEC_CKPT_VERSION || r != rank || wsz != world || (uint64_t)lo != o->lo ||
+        (uint64_t)hi != o->hi || step != expect->step || !oname ||
+        strcmp(oname, optimizer_name(o->cfg.kind)) != 0 ||
+        (expect->plan_hash[0] && (!hash || strcmp(hash, expect->plan_hash) != 0))) {
+        rc = sw_err_at(err, SW_EINVAL, path, 0, 0,
+                       "optimizer shard is rank %" PRId64 " of %" PRId64 ", elements [%" PRId64
+                       ", %" PRId64 ") at step %" PRId64 " (%s); this rank needs rank %d of %d, "
+                       "[%zu, %zu) at step %" PRId64 " (%s)",
+                       r, wsz, lo, hi, step, oname ? oname : "?", rank, world, o->lo, o->hi,
+                       expect->step, optimizer_name(o->cfg.kind));
+        goto out;
+    }
+    char nm[160];
+    for (int i = 0; i < o->n_bufs && rc == 0; i++) {
+        const struct exec_optim_buf *b = &o->bufs[i];
+        snprintf(nm, sizeof(nm), "optim.%s", b->name);
+        const struct sft_tensor *ft = sft_find(f, nm);
+        if (!ft || ft->dtype != b->dtype || ft->n_elems != b->n_elems)
+            rc = sw_err_at(err, SW_EINVAL, path, 0, 0, "optimizer shard '%s' is %s", nm,
+                           ft ? "of another size" : "missing");
+    }
+    if (rc == 0)
+        rc = verify_checksum(f, err);
+    for (int i = 0; i < o->n_bufs && rc == 0; i++) {
+        const struct exec_optim_buf *b = &o->bufs[i];
+        snprintf(nm, sizeof(nm), "optim.%s", b->name);
+        const struct sft_tensor *ft = sft_find(f, nm);
+        rc = sft_read_raw(f, ft, b->data, (size_t)sft_tensor_bytes(ft), err);
+    }
+    if (rc == 0)
+        o->step = ostep;
 out:
     sft_close(f);
     return rc;

@@ -348,10 +348,11 @@ enum exec_lora_target {
 int exec_lora_targets_parse(const char *s, unsigned *out, struct sw_err *err);
 
 struct exec_model_opts {
-    /* PREC_FP32, or PREC_BF16_MIXED: a bf16 copy of the weights is what matmuls use (converted
-     * to fp32 per matmul into workspace; always emulated through fp32 on the CPU — the kernels
-     * have no native bf16 GEMM, kcpu_has_native_bf16() only says whether the CPU could), fp32
-     * master weights, fp32 gradients and activations. Others: SW_EUNSUPPORTED. */
+    /* PREC_FP32, or PREC_BF16_MIXED: a bf16 copy of the weights is what matmuls use (where
+     * be->has_native_bf16(), the forward and input-gradient matmuls run the native bf16
+     * kernel with fp32 accumulation; elsewhere the copy is widened to fp32 per matmul into
+     * workspace and the fp32 matmul runs: emulated), fp32 master weights, fp32 gradients and
+     * activations. Others: SW_EUNSUPPORTED. */
     enum sw_precision precision;
     /* NONE keeps every layer's activations. SELECTIVE keeps QKV but not the attention core
      * outputs (naive: the B·NH·T² probabilities; flash: the log-sum-exp; both: the attention
@@ -515,6 +516,15 @@ struct exec_optim_buf {
     void *data;
 };
 
+/* Where some bytes of a (possibly sharded) optimizer's state sit in the unsharded layout
+ * (exec_optimizer_full_layout): `bytes` bytes at `off_bytes` into full buffer `buf`. */
+struct exec_optim_extent {
+    int buf;
+    uint64_t off_bytes;
+    uint64_t bytes;
+    void *data; /* this optimizer's copy; borrowed from its state */
+};
+
 struct exec_optim_seg;    /* internal to optimizer.c */
 struct exec_optim_factor; /* internal to optimizer.c */
 
@@ -523,7 +533,7 @@ struct exec_optimizer {
     struct exec_optim_config cfg;
     struct exec_model *model; /* borrowed */
     int64_t step;             /* updates applied so far (the kernels' 1-based step is step+1) */
-    uint64_t state_bytes;     /* what init allocated (== exec_optimizer_plan_bytes) */
+    uint64_t state_bytes;     /* what init allocated (== exec_optimizer_plan_bytes unsharded) */
     void *state;              /* one backend allocation, category optimizer (NULL for SGD) */
     int n_seg;
     struct exec_optim_seg *seg; /* runs of the region with one weight-decay setting */
@@ -531,6 +541,17 @@ struct exec_optimizer {
     struct exec_optim_factor *factor; /* Adafactor: one per trainable tensor */
     int n_bufs;
     struct exec_optim_buf *bufs;
+    /* ZeRO (docs/distributed.md): the elements [lo, hi) of the region this optimizer updates
+     * (the whole region unless built by exec_optimizer_init_shard). params and grads point at
+     * element lo: into the model's region, or params is the optimizer's own copy of the shard
+     * (ZeRO-3, allocated through param_be). */
+    size_t lo, hi;
+    bool sharded; /* built by exec_optimizer_init_shard (one rank's part of a ZeRO run) */
+    float *params;
+    float *grads;
+    const struct backend *param_be; /* non-NULL: params is owned */
+    int n_ext;
+    struct exec_optim_extent *ext; /* every state byte's place in the full layout */
 };
 
 /* Exactly the bytes exec_optimizer_init() will allocate (category optimizer) for this model
@@ -547,6 +568,35 @@ int exec_optimizer_plan_bytes(const struct exec_model *m, enum sw_optimizer kind
 int exec_optimizer_init(struct exec_optimizer *o, struct exec_model *m,
                         const struct exec_optim_config *c, struct sw_err *err);
 void exec_optimizer_release(struct exec_optimizer *o);
+
+/* ZeRO shard boundaries of m's trainable region for `world` ranks: rank r updates
+ * [cuts[r], cuts[r+1]) (cuts has world + 1 entries): even slots of ceil(n/world), the 8-bit
+ * AdamW cuts moved by advisor_zero_cut_adam8 so every piece updates exactly as unsharded.
+ * SW_EUNSUPPORTED for adafactor with world > 1 (per-tensor factored state, not sharded),
+ * SW_EINVAL for world < 1 or a model without trainable parameters. */
+int exec_optimizer_shard_cuts(const struct exec_model *m, enum sw_optimizer kind, int world,
+                              size_t *cuts, struct sw_err *err);
+
+/* An optimizer for the elements [lo, hi) of m's region only: state for those elements, the
+ * update of exactly those elements. param_be non-NULL (ZeRO-3): the optimizer keeps its own
+ * fp32 copy of the shard's parameters, allocated through param_be under category weights and
+ * copied from the model now (exec_optimizer_sync_params copies again after a load); the
+ * caller gathers the updated shards back into the model. The result is `sharded` whatever the
+ * range (it is one rank's part of a ZeRO run). Errors as exec_optimizer_init, SW_EINVAL for a
+ * range outside the region, SW_EUNSUPPORTED for adafactor. */
+int exec_optimizer_init_shard(struct exec_optimizer *o, struct exec_model *m,
+                              const struct exec_optim_config *c, size_t lo, size_t hi,
+                              const struct backend *param_be, struct sw_err *err);
+
+/* The buffers an unsharded optimizer of this config has on m (names, dtypes, sizes; data
+ * NULL): the layout checkpoints hold and extents refer to. On success the caller frees *bufs
+ * with free(). Errors as exec_optimizer_init. */
+int exec_optimizer_full_layout(struct exec_model *m, const struct exec_optim_config *c,
+                               struct exec_optim_buf **bufs, int *n_bufs, struct sw_err *err);
+
+/* ZeRO-3: copy the model's [lo, hi) into the optimizer's own parameter shard (after weights
+ * were loaded into the model). No-op when the optimizer does not own its parameters. */
+void exec_optimizer_sync_params(struct exec_optimizer *o);
 
 /* Global L2 norm of the gradients and, when max_norm > 0, clipping as
  * torch.nn.utils.clip_grad_norm_. Returns the norm before clipping. */
@@ -586,12 +636,19 @@ struct exec_train_config {
 /* What one optimizer step did. */
 struct exec_step_stats {
     int64_t step;     /* the step just done, 0-based (its data step) */
-    double loss;      /* mean training loss over the step's micro-batches */
+    double loss;      /* mean training loss over the step's micro-batches (every rank's) */
     double lr;
     double grad_norm; /* before clipping */
     double step_s;    /* wall time of the step */
-    int64_t tokens;   /* tokens trained on in the step */
+    int64_t tokens;   /* tokens trained on in the step (the global batch, every rank) */
+    double comm_s;    /* of step_s, seconds inside collectives (0 in one process) */
 };
+
+/* Gradient buckets of data parallelism: collectives move at most this many bytes at once
+ * (PyTorch DDP's default bucket, strategy reference 3.7). */
+#define EXEC_DP_BUCKET_BYTES ((size_t)25 << 20)
+
+struct comm; /* executor/comm.h */
 
 /* The loop's state: (model, optimizer) borrowed, loaders over borrowed shards, batch buffers
  * allocated once (no per-step allocation). t->step is the next optimizer step and also the
@@ -604,8 +661,16 @@ struct exec_trainer {
     struct loader val;
     bool has_val;
     int64_t step;
-    uint32_t *batch_in, *batch_tgt; /* global batch (micro_batch·grad_accum, T) */
+    uint32_t *batch_in, *batch_tgt; /* this rank's batch (micro_batch·grad_accum, T) */
     int *tokens, *targets;          /* one micro-batch as the model takes it */
+    /* Data parallelism (exec_trainer_init_dp; docs/distributed.md). comm NULL: one process. */
+    struct comm *comm; /* borrowed */
+    int rank, world;
+    int zero;          /* 0 DDP, 1-3 ZeRO stage */
+    size_t *cuts;      /* world + 1 shard boundaries of the region (ZeRO), owned */
+    size_t slot;       /* largest shard: each rank's slot in a collective */
+    size_t chunk;      /* floats per rank per collective round */
+    float *stage;      /* (world + 1)·chunk floats, category workspace (ZeRO); NULL for DDP */
 };
 
 /* SW_EINVAL when the model cannot take a micro-batch (opts.batch < micro_batch, opts.seq <
@@ -616,14 +681,35 @@ int exec_trainer_init(struct exec_trainer *t, struct exec_model *m, struct exec_
                       const struct shard *val, struct sw_err *err);
 void exec_trainer_release(struct exec_trainer *t);
 
+/* exec_trainer_init for one rank of a data-parallel run over `comm` (NULL or world 1: one
+ * process, as exec_trainer_init). The global batch of a step is micro_batch·grad_accum·world
+ * sequences, the same as one process with grad_accum·world micro-batches; this rank trains on
+ * its rows (the loader's rank slice). zero 0 (DDP): every rank holds the whole optimizer; the
+ * gradients are all-reduced in EXEC_DP_BUCKET_BYTES buckets after the last micro-batch (not
+ * overlapped with backward: the model's backward is one call). zero 1: o must be the shard
+ * [cuts[rank], cuts[rank+1]) of exec_optimizer_shard_cuts; gradients are reduce-scattered once
+ * per step, the rank clips and updates its shard, the parameters are all-gathered. zero 2:
+ * reduce-scatter after every micro-batch into the rank's slice of the gradient region, which
+ * accumulates (the rest is zeroed before the next backward). zero 3: as 2, and o owns its
+ * parameter shard (exec_optimizer_init_shard with param_be); the model's weights are the
+ * gather buffer, all-gathered after each update (whole-model granularity). SW_EINVAL for a
+ * zero stage without a matching sharded optimizer, or as exec_trainer_init; SW_ENOMEM. */
+int exec_trainer_init_dp(struct exec_trainer *t, struct exec_model *m, struct exec_optimizer *o,
+                         const struct exec_train_config *c, const struct shard *train,
+                         const struct shard *val, struct comm *comm, int zero,
+                         struct sw_err *err);
+
 /* One optimizer step: zero the gradients; grad_accum micro-batches of forward and backward
- * (grad_scale 1/grad_accum) over the global batch of data step t->step; clip; the LR of that
- * step; the optimizer update. Deterministic for a given seed and thread count. */
+ * (grad_scale 1/(grad_accum·world)) over this rank's rows of the global batch of data step
+ * t->step; the gradient collectives of the zero stage; clip by the global norm; the LR of that
+ * step; the optimizer update (and the parameter all-gather under ZeRO). Deterministic for a
+ * given seed, world and thread count. Collective: every rank calls it. */
 int exec_trainer_step(struct exec_trainer *t, struct exec_step_stats *out, struct sw_err *err);
 
 /* Mean loss over the first eval_batches micro-batches of the validation shard (the same
- * batches at every evaluation, so values are comparable). Gradients are untouched. SW_EINVAL
- * without a validation shard. */
+ * batches at every evaluation, so values are comparable; with world > 1 rank r evaluates
+ * batches r, r + world, ... and the sum is gathered: a collective). Gradients are untouched.
+ * SW_EINVAL without a validation shard. */
 int exec_trainer_eval(struct exec_trainer *t, double *val_loss, struct sw_err *err);
 
 /* ---------------------------------------------------------------- metrics (metrics.c) */
@@ -639,6 +725,8 @@ struct exec_metrics_row {
     double lr, grad_norm, tokens_per_s, ms_per_step;
     double mfu; /* NaN: unknown */
     uint64_t peak_rss_bytes;
+    bool has_comm;  /* a data-parallel run: add comm_ms */
+    double comm_ms; /* of ms_per_step, time inside collectives (rank 0's) */
 };
 
 struct exec_metrics {
@@ -674,6 +762,12 @@ struct exec_report {
     int threads;
     bool interrupted;
     char checkpoint[PLAN_PATH_MAX]; /* last checkpoint written, "" = none */
+    /* Data parallelism (world > 1 adds a `distributed` section): this rank, the strategy,
+     * measured seconds inside collectives per step and the advisor's link model for the same
+     * collectives (NaN: unknown), and the link it assumed. */
+    int rank, world, zero;
+    double comm_s_per_step, predicted_comm_s_per_step;
+    char link[32];
 };
 
 /* Write report.yaml atomically: the plan's name and model, `measured` (per_device_bytes with
@@ -701,9 +795,10 @@ const char *exec_progress_format(const struct exec_progress *p, bool bar, int wi
 /* ---------------------------------------------------------------- run (run.c) */
 
 /* What the CPU executor cannot do with this plan, refused up front: a CUDA device, tp/pp > 1,
- * dp > 1 or ZeRO (multi-process), offload, precisions other than fp32 and bf16-mixed,
- * quantised training weights, sizes the model refuses. SW_EUNSUPPORTED / SW_EINVAL with the
- * reason. Inference plans are refused here too (they are run by the generation code). */
+ * ZeRO without dp >= 2, ZeRO with adafactor, ZeRO-3 with LoRA, offload, precisions other than
+ * fp32 and bf16-mixed, quantised training weights, sizes the model refuses. SW_EUNSUPPORTED /
+ * SW_EINVAL with the reason. Inference plans are refused here too (they are run by the
+ * generation code). dp > 1 is checked against the processes in exec_run_train. */
 int exec_run_check(const struct plan *p, struct sw_err *err);
 
 struct exec_run_opts {
@@ -713,6 +808,9 @@ struct exec_run_opts {
     const char *out_dir;     /* replaces train.out_dir */
     int threads;             /* > 0 replaces strategy.threads */
     volatile sig_atomic_t *stop; /* set (by a signal handler) to stop after the current step */
+    /* The processes of a data-parallel run (executor/comm.h; borrowed). NULL: one process.
+     * Its world must equal the plan's dp. Only rank 0 calls on_progress/on_note. */
+    struct comm *comm;
     /* Called after each optimizer step and evaluation, and with notes ("prepared data ...");
      * either may be NULL. */
     void (*on_progress)(void *ctx, const struct exec_progress *p, const struct exec_step_stats *s);
@@ -731,7 +829,10 @@ struct exec_run_result {
     int threads;
 };
 
-/* Train a plan on this machine: check it, set the OpenMP threads (strategy.threads, else
+/* Train a plan on this machine (on each rank of o->comm: docs/distributed.md; rank 0 writes
+ * metrics.jsonl, the consolidated checkpoints, latest.txt and report.yaml, every rank its
+ * report.rank<R>.yaml and, under ZeRO, its optimizer shard ckpt_<step>.rank<R>.safetensors):
+ * check it, set the OpenMP threads (strategy.threads, else
  * OpenMP's default: all cores), prepare the data when data.path is a text file (into
  * <out_dir>/data, reused when meta.yaml records the same source hash and settings) or use a
  * directory with train.bin/val.bin, build the model and optimizer, resume if asked, train with
@@ -771,15 +872,40 @@ void exec_ckpt_meta_init(struct exec_ckpt_meta *m);
  * meta->numerics, and their FNV-1a 64 hash into meta->plan_hash. */
 void exec_plan_numerics(const struct plan *p, struct exec_ckpt_meta *meta);
 
-/* Write a checkpoint of m (and o, when not NULL) atomically. SW_EIO / SW_ERANGE. */
+/* Write a checkpoint of m (and o, when not NULL) atomically. SW_EIO / SW_ERANGE; SW_EINVAL for
+ * a sharded optimizer (exec_checkpoint_save_dp consolidates one). */
 int exec_checkpoint_save(const char *path, const struct exec_model *m,
                          const struct exec_optimizer *o, const struct exec_ckpt_meta *meta,
                          struct sw_err *err);
 
+/* Data-parallel save (docs/distributed.md), collective: every rank of c calls it. Rank 0
+ * writes `path`, a normal checkpoint as exec_checkpoint_save writes it: with a sharded (ZeRO)
+ * optimizer, rank 0 gathers every rank's state extents (broadcasts of at most 4 MiB from each
+ * rank in turn) into the unsharded layout, holding the whole optimizer state while it writes.
+ * Unsharded (DDP) replicas are identical: rank 0 writes its own. c NULL or world 1: a plain
+ * exec_checkpoint_save. Errors as exec_checkpoint_save, SW_EINVAL when a rank's layout does not
+ * fit rank 0's. */
+int exec_checkpoint_save_dp(const char *path, struct exec_model *m, const struct exec_optimizer *o,
+                            const struct exec_ckpt_meta *meta, struct comm *c, struct sw_err *err);
+
+/* One rank's optimizer shard on its own (the "sharded optimizer state saved per rank"): the
+ * state buffers of o as "optim.<name>" with metadata rank, world, lo, hi, step, optim_step,
+ * optimizer, plan_hash and a checksum. exec_checkpoint_load_shard reads it back into an
+ * optimizer of the same rank, world, shard, step and plan (else SW_EINVAL naming both), after
+ * the weights came from the consolidated checkpoint: no rank then reads the whole state. */
+int exec_checkpoint_save_shard(const char *path, const struct exec_optimizer *o,
+                               const struct exec_ckpt_meta *meta, int rank, int world,
+                               struct sw_err *err);
+int exec_checkpoint_load_shard(const char *path, struct exec_optimizer *o,
+                               const struct exec_ckpt_meta *expect, int rank, int world,
+                               struct sw_err *err);
+
 /* What a load found. */
 enum exec_ckpt_kind { EXEC_CKPT_SCALEWISE, EXEC_CKPT_HF };
 
-/* Load `path` into m (and o when not NULL). A scalewise checkpoint is checked completely
+/* Load `path` into m (and o when not NULL; a sharded optimizer takes its extents of the
+ * unsharded state, and one owning its parameters copies its shard of the loaded weights). A
+ * scalewise checkpoint is checked completely
  * before anything is written: format version, the model's shape (message naming the first
  * difference), the plan hash against expect->plan_hash when expect is not NULL and both are
  * set (message naming the settings that differ), every tensor's name, dtype and shape, the
@@ -940,11 +1066,11 @@ void exec_infer_result_release(struct exec_infer_result *r);
  * weights of infer.checkpoint, the tokenizer of plan.data (byte, or gpt2 with vocab/merges),
  * workload.batch copies of infer.prompt (or of workload.prompt_len random ids, seeded by
  * infer.seed, when the prompt is empty: a benchmark), workload.gen_len new tokens each with the
- * plan's sampling; strategy.weights fp32 | bf16 (emulated bf16 matmuls) | int8 (weight-only);
- * strategy.threads > 0 sets the OpenMP threads. Writes the generated text (or ids, for random
- * prompts) and the timing line to `out` (NULL: nothing), and out_dir/report.yaml (out_dir
- * created; NULL: runs/<plan name, else model name>, as train.out_dir's default) with the
- * measured figures beside the advisor's estimate.
+ * plan's sampling; strategy.weights fp32 | bf16 (native or emulated bf16 matmuls, as in
+ * training) | int8 (weight-only); strategy.threads > 0 sets the OpenMP threads. Writes the
+ * generated text (or ids, for random prompts) and the timing line to `out` (NULL: nothing),
+ * and out_dir/report.yaml (out_dir created; NULL: runs/<plan name, else model name>, as
+ * train.out_dir's default) with the measured figures beside the advisor's estimate.
  * SW_EUNSUPPORTED for what the CPU executor cannot do (cuda, dp/tp/pp > 1, fp16/int4 weights),
  * SW_EINVAL for a plan that is not an inference plan or lacks a checkpoint, and the errors of
  * loading and generation. */

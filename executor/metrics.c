@@ -89,11 +89,17 @@ int exec_metrics_append(struct exec_metrics *mt, const struct exec_metrics_row *
     json_num(tps, sizeof(tps), r->tokens_per_s, 6);
     json_num(ms, sizeof(ms), r->ms_per_step, 6);
     json_num(mfu, sizeof(mfu), r->mfu, 4);
+    char comm[48] = "";
+    if (r->has_comm) {
+        char v[32];
+        json_num(v, sizeof(v), r->comm_ms, 6);
+        snprintf(comm, sizeof(comm), ", \"comm_ms\": %s", v);
+    }
     int k = fprintf(mt->f,
                     "{\"step\": %" PRId64 ", \"loss\": %s%s, \"lr\": %s, \"grad_norm\": %s, "
-                    "\"tokens_per_s\": %s, \"ms_per_step\": %s, \"mfu\": %s, "
+                    "\"tokens_per_s\": %s, \"ms_per_step\": %s%s, \"mfu\": %s, "
                     "\"peak_rss_bytes\": %" PRIu64 "}\n",
-                    r->step, loss, val, lr, gn, tps, ms, mfu, r->peak_rss_bytes);
+                    r->step, loss, val, lr, gn, tps, ms, comm, mfu, r->peak_rss_bytes);
     if (k < 0 || fflush(mt->f) != 0)
         return sw_errf(err, SW_EIO, "cannot write '%s': %s", mt->path, strerror(errno));
     return 0;
@@ -186,6 +192,19 @@ int exec_report_write(const char *path, const struct plan *p, const struct exec_
     emit_num_or_null(&e, "final_loss", r->final_loss, 6);
     emit_num_or_null(&e, "final_val_loss", r->final_val_loss, 6);
     sw_emit_map_end(&e);
+    if (r->world > 1) {
+        sw_emit_map_begin(&e, "distributed");
+        sw_emit_i64(&e, "rank", r->rank);
+        sw_emit_i64(&e, "world", r->world);
+        sw_emit_str(&e, "strategy", r->zero > 0 ? (r->zero == 1   ? "zero1"
+                                                   : r->zero == 2 ? "zero2"
+                                                                  : "zero3")
+                                                : "ddp");
+        emit_num_or_null(&e, "comm_s_per_step", r->comm_s_per_step, 5);
+        emit_num_or_null(&e, "predicted_comm_s_per_step", r->predicted_comm_s_per_step, 5);
+        sw_emit_str(&e, "link", r->link[0] ? r->link : NULL);
+        sw_emit_map_end(&e);
+    }
 
     if (est && est->valid) {
         const struct mem_split *d = &est->dev;

@@ -21,7 +21,17 @@
  *                4·(rows + cols) bytes; a vector keeps its full second moment, 4 bytes per
  *                element; no first moment (HF's default beta1=None, which the advisor counts)
  * Each buffer gets a name for checkpoints (struct exec_optim_buf). Nothing is allocated per
- * step. */
+ * step.
+ *
+ * ZeRO (docs/distributed.md): a sharded optimizer covers only [lo, hi) of the region, the cuts
+ * of exec_optimizer_shard_cuts (advisor_zero_cut_adam8 for 8-bit AdamW, so every 8-bit piece
+ * starts on a block boundary of its run and keeps the run's 8-bit mode: the update is exactly
+ * the unsharded one). Its segments are the full segments cut to [lo, hi); its state exists for
+ * those elements only. Each state buffer also says where its bytes sit in the FULL layout's
+ * buffers (struct exec_optim_extent; 8-bit pieces map to four extents: m codes, v codes, m
+ * absmax, v absmax), which is how checkpoint.c consolidates the ranks' shards into one normal
+ * checkpoint and loads a normal checkpoint into any shard. Adafactor's state is per tensor and
+ * under 1% of the weights: it is not sharded (exec_optimizer_shard_cuts refuses it). */
 #include "executor/executor.h"
 
 #include <math.h>
@@ -33,6 +43,8 @@ struct exec_optim_seg {
     bool decay;         /* weight decay applies */
     size_t state_off;   /* 8-bit AdamW: bytes into the state */
     size_t state_bytes; /* 8-bit AdamW: this segment's block */
+    int full;           /* index of the unsharded segment it is part of */
+    size_t rel;         /* off - that segment's off */
 };
 
 struct exec_optim_factor {
@@ -108,24 +120,66 @@ static int build_segments(const struct exec_model *m, const struct tref *tr, int
         if (tr[i].decay == decay)
             continue;
         if (seg) {
+            memset(&seg[n], 0, sizeof(seg[n]));
             seg[n].off = start;
             seg[n].n = tr[i].off - start;
             seg[n].decay = decay;
+            seg[n].full = n;
         }
         n++;
         start = tr[i].off;
         decay = tr[i].decay;
     }
     if (seg) {
+        memset(&seg[n], 0, sizeof(seg[n]));
         seg[n].off = start;
         seg[n].n = m->n_train - start;
         seg[n].decay = decay;
+        seg[n].full = n;
     }
     return n + 1;
 }
 
-/* Bytes of state for kind over segments/tensors; fills state offsets when o is not NULL. */
-static uint64_t layout_state(const struct exec_model *m, enum sw_optimizer kind,
+/* The full segments of the whole region (caller frees). */
+static struct exec_optim_seg *full_segments(const struct exec_model *m, int *count)
+{
+    int n_tr;
+    struct tref *tr = trainable_tensors(m, &n_tr);
+    int n = build_segments(m, tr, n_tr, NULL);
+    struct exec_optim_seg *seg = sw_xcalloc((size_t)n, sizeof(*seg));
+    build_segments(m, tr, n_tr, seg);
+    free(tr);
+    *count = n;
+    return seg;
+}
+
+/* The full segments cut to [lo, hi) into seg (when not NULL); returns the count. */
+static int cut_segments(const struct exec_optim_seg *full, int n_full, size_t lo, size_t hi,
+                        struct exec_optim_seg *seg)
+{
+    int n = 0;
+    for (int i = 0; i < n_full; i++) {
+        size_t a = full[i].off > lo ? full[i].off : lo;
+        size_t end = full[i].off + full[i].n;
+        size_t b = end < hi ? end : hi;
+        if (a >= b)
+            continue;
+        if (seg) {
+            seg[n] = full[i];
+            seg[n].off = a;
+            seg[n].n = b - a;
+            seg[n].full = i;
+            seg[n].rel = a - full[i].off;
+            seg[n].state_off = seg[n].state_bytes = 0;
+        }
+        n++;
+    }
+    return n;
+}
+
+/* Bytes of state for kind over `n` elements of the region in segments/tensors; fills state
+ * offsets when seg/fac are given. */
+static uint64_t layout_state(const struct exec_model *m, enum sw_optimizer kind, size_t n,
                              const struct tref *tr, int n_tr, struct exec_optim_seg *seg,
                              int n_seg, struct exec_optim_factor *fac)
 {
@@ -133,12 +187,12 @@ static uint64_t layout_state(const struct exec_model *m, enum sw_optimizer kind,
     uint64_t bytes = 0;
     switch (kind) {
     case OPT_ADAMW:
-        return 8ull * m->n_train;
+        return 8ull * n;
     case OPT_SGD:
         return 0;
     case OPT_SGD_MOMENTUM:
     case OPT_LION:
-        return 4ull * m->n_train;
+        return 4ull * n;
     case OPT_ADAMW8BIT:
         for (int i = 0; i < n_seg; i++) {
             size_t b = be->adamw8bit_state_bytes(seg[i].n);
@@ -183,12 +237,43 @@ int exec_optimizer_plan_bytes(const struct exec_model *m, enum sw_optimizer kind
                                        "inference?)");
     int n_tr;
     struct tref *tr = trainable_tensors(m, &n_tr);
-    int n_seg = build_segments(m, tr, n_tr, NULL);
-    struct exec_optim_seg *seg = sw_xcalloc((size_t)n_seg, sizeof(*seg));
-    build_segments(m, tr, n_tr, seg);
-    *out = layout_state(m, kind, tr, n_tr, seg, n_seg, NULL);
+    int n_seg;
+    struct exec_optim_seg *seg = full_segments(m, &n_seg);
+    *out = layout_state(m, kind, m->n_train, tr, n_tr, seg, n_seg, NULL);
     free(seg);
     free(tr);
+    return 0;
+}
+
+int exec_optimizer_shard_cuts(const struct exec_model *m, enum sw_optimizer kind, int world,
+                              size_t *cuts, struct sw_err *err)
+{
+    if (world < 1)
+        return sw_errf(err, SW_EINVAL, "world size %d must be at least 1", world);
+    if (!m->train_params || m->n_train == 0)
+        return sw_errf(err, SW_EINVAL, "the model has no trainable parameters (built for "
+                                       "inference?)");
+    if (kind == OPT_ADAFACTOR && world > 1)
+        return sw_errf(err, SW_EUNSUPPORTED,
+                       "ZeRO does not shard adafactor: its factored state is per tensor and "
+                       "under 1%% of the weights; use zero 0 (plain data parallelism) or "
+                       "another optimizer");
+    size_t n = m->n_train, slot = (n + (size_t)world - 1) / (size_t)world;
+    int n_seg = 0;
+    struct exec_optim_seg *seg = kind == OPT_ADAMW8BIT ? full_segments(m, &n_seg) : NULL;
+    cuts[0] = 0;
+    int k = 0;
+    for (int r = 1; r < world; r++) {
+        size_t t = (size_t)r * slot < n ? (size_t)r * slot : n;
+        if (seg && t < n) {
+            while (k + 1 < n_seg && seg[k].off + seg[k].n <= t)
+                k++;
+            t = (size_t)advisor_zero_cut_adam8(t, seg[k].off, seg[k].n, slot);
+        }
+        cuts[r] = t;
+    }
+    cuts[world] = n;
+    free(seg);
     return 0;
 }
 
@@ -207,6 +292,22 @@ static void add_buf(struct exec_optimizer *o, int *cap, const char *name, enum s
     b->dtype = dt;
     b->n_elems = n;
     b->data = data;
+}
+
+static void add_ext(struct exec_optimizer *o, int *cap, int buf, uint64_t off_bytes,
+                    uint64_t bytes, void *data)
+{
+    if (o->n_ext == *cap) {
+        *cap = *cap ? 2 * *cap : 8;
+        o->ext = sw_xrealloc(o->ext, (size_t)*cap * sizeof(*o->ext));
+    }
+    o->ext[o->n_ext++] = (struct exec_optim_extent){buf, off_bytes, bytes, data};
+}
+
+/* base + bytes, or NULL for a dry layout (no state). */
+static void *at(void *base, size_t bytes)
+{
+    return base ? (char *)base + bytes : NULL;
 }
 
 static int check_config(const struct exec_optim_config *c, struct sw_err *err)
@@ -230,8 +331,42 @@ static int check_config(const struct exec_optim_config *c, struct sw_err *err)
     return sw_errf(err, SW_EINVAL, "unknown optimizer %d", (int)c->kind);
 }
 
-int exec_optimizer_init(struct exec_optimizer *o, struct exec_model *m,
-                        const struct exec_optim_config *c, struct sw_err *err)
+static size_t pad4(size_t n)
+{
+    return (n + 3) & ~(size_t)3;
+}
+
+/* The extents of one 8-bit piece (kcpu_adamw8bit layout: m codes, v codes, padding to 4
+ * bytes, m absmax, v absmax; fp32 m then v under ADVISOR_ADAM8_MIN_N elements) inside the
+ * state of its whole segment of `full_n` elements. */
+static void adam8_extents(struct exec_optimizer *o, int *cap, const struct exec_optim_seg *s,
+                          size_t full_n, void *data)
+{
+    const struct backend *be = o->model->be;
+    if (s->rel == 0 && s->n == full_n) {
+        add_ext(o, cap, s->full, 0, be->adamw8bit_state_bytes(s->n), data);
+        return;
+    }
+    const size_t B = ADVISOR_ADAM8_BLOCK;
+    size_t len = s->n, nb = (len + B - 1) / B, nb_full = (full_n + B - 1) / B;
+    /* The cut rule keeps every partial piece block-aligned and in 8-bit mode. */
+    SW_ASSERT(s->rel % B == 0 && len >= ADVISOR_ADAM8_MIN_N);
+    SW_ASSERT(be->adamw8bit_state_bytes(len) == pad4(2 * len) + 8 * nb);
+    size_t cf = pad4(2 * full_n), cp = pad4(2 * len), blk = s->rel / B;
+    add_ext(o, cap, s->full, s->rel, len, data);
+    add_ext(o, cap, s->full, full_n + s->rel, len, at(data, len));
+    add_ext(o, cap, s->full, cf + 4 * blk, 4 * nb, at(data, cp));
+    add_ext(o, cap, s->full, cf + 4 * nb_full + 4 * blk, 4 * nb, at(data, cp + 4 * nb));
+}
+
+/* Build an optimizer over [lo, hi) of m's region (sharded: one rank's part of a ZeRO run, even
+ * when [lo, hi) happens to be the whole region or empty). dry:
+ * layout, buffers and extents only (data pointers NULL), nothing allocated through m->be.
+ * param_be (not dry, may be NULL): keep an own copy of the shard's parameters allocated there
+ * (category weights). */
+static int build(struct exec_optimizer *o, struct exec_model *m, const struct exec_optim_config *c,
+                 size_t lo, size_t hi, bool sharded, bool dry, const struct backend *param_be,
+                 struct sw_err *err)
 {
     memset(o, 0, sizeof(*o));
     int rc = check_config(c, err);
@@ -240,47 +375,76 @@ int exec_optimizer_init(struct exec_optimizer *o, struct exec_model *m,
     if (!m->train_params || m->n_train == 0)
         return sw_errf(err, SW_EINVAL, "the model has no trainable parameters (built for "
                                        "inference?)");
+    if (lo > hi || hi > m->n_train)
+        return sw_errf(err, SW_EINVAL, "shard [%zu, %zu) is outside the %zu trainable elements",
+                       lo, hi, m->n_train);
+    if (sharded && c->kind == OPT_ADAFACTOR)
+        return sw_errf(err, SW_EUNSUPPORTED, "adafactor state is per tensor and is not sharded");
     o->cfg = *c;
     o->model = m;
-    int n_tr;
+    o->lo = lo;
+    o->hi = hi;
+    o->sharded = sharded;
+    size_t len = hi - lo;
+    int n_tr, n_full;
     struct tref *tr = trainable_tensors(m, &n_tr);
-    o->n_seg = build_segments(m, tr, n_tr, NULL);
-    o->seg = sw_xcalloc((size_t)o->n_seg, sizeof(*o->seg));
-    build_segments(m, tr, n_tr, o->seg);
+    struct exec_optim_seg *full = full_segments(m, &n_full);
+    o->n_seg = cut_segments(full, n_full, lo, hi, NULL);
+    o->seg = sw_xcalloc((size_t)(o->n_seg > 0 ? o->n_seg : 1), sizeof(*o->seg));
+    cut_segments(full, n_full, lo, hi, o->seg);
     if (c->kind == OPT_ADAFACTOR) {
         o->n_factor = n_tr;
         o->factor = sw_xcalloc((size_t)(n_tr > 0 ? n_tr : 1), sizeof(*o->factor));
     }
-    o->state_bytes = layout_state(m, c->kind, tr, n_tr, o->seg, o->n_seg, o->factor);
+    o->state_bytes = layout_state(m, c->kind, len, tr, n_tr, o->seg, o->n_seg, o->factor);
     free(tr);
-    if (o->state_bytes > 0) {
+    if (!dry && o->state_bytes > 0) {
         o->state = m->be->alloc((size_t)o->state_bytes, BACKEND_MEM_OPTIMIZER, err);
         if (!o->state) {
+            free(full);
             exec_optimizer_release(o);
             return SW_ENOMEM;
         }
         m->be->memset(o->state, 0, (size_t)o->state_bytes);
     }
+    o->params = m->train_params + lo;
+    o->grads = m->train_grads + lo;
+    if (!dry && param_be) {
+        o->params = param_be->alloc(len * sizeof(float), BACKEND_MEM_WEIGHTS, err);
+        if (!o->params) {
+            free(full);
+            exec_optimizer_release(o);
+            return SW_ENOMEM;
+        }
+        o->param_be = param_be;
+        param_be->memcpy(o->params, m->train_params + lo, len * sizeof(float), BACKEND_D2D);
+    }
 
-    int cap = 0;
-    float *st = o->state;
+    int cap = 0, ecap = 0;
+    void *st = o->state;
     char nm[112];
     switch (c->kind) {
     case OPT_ADAMW:
-        add_buf(o, &cap, "m", SFT_F32, m->n_train, st);
-        add_buf(o, &cap, "v", SFT_F32, m->n_train, st + m->n_train);
+        add_buf(o, &cap, "m", SFT_F32, len, st);
+        add_buf(o, &cap, "v", SFT_F32, len, at(st, 4 * len));
+        add_ext(o, &ecap, 0, 4 * lo, 4 * len, st);
+        add_ext(o, &ecap, 1, 4 * lo, 4 * len, at(st, 4 * len));
         break;
     case OPT_SGD_MOMENTUM:
-        add_buf(o, &cap, "momentum", SFT_F32, m->n_train, st);
+        add_buf(o, &cap, "momentum", SFT_F32, len, st);
+        add_ext(o, &ecap, 0, 4 * lo, 4 * len, st);
         break;
     case OPT_LION:
-        add_buf(o, &cap, "m", SFT_F32, m->n_train, st);
+        add_buf(o, &cap, "m", SFT_F32, len, st);
+        add_ext(o, &ecap, 0, 4 * lo, 4 * len, st);
         break;
     case OPT_ADAMW8BIT:
         for (int i = 0; i < o->n_seg; i++) {
-            snprintf(nm, sizeof(nm), "adam8.%d", i);
-            add_buf(o, &cap, nm, SFT_U8, o->seg[i].state_bytes,
-                    (char *)o->state + o->seg[i].state_off);
+            const struct exec_optim_seg *sg = &o->seg[i];
+            snprintf(nm, sizeof(nm), "adam8.%d", sg->full);
+            void *d = at(st, sg->state_off);
+            add_buf(o, &cap, nm, SFT_U8, sg->state_bytes, d);
+            adam8_extents(o, &ecap, sg, full[sg->full].n, d);
         }
         break;
     case OPT_ADAFACTOR:
@@ -288,16 +452,48 @@ int exec_optimizer_init(struct exec_optimizer *o, struct exec_model *m,
             const struct exec_optim_factor *f = &o->factor[i];
             const char *tn = m->tensors[f->tensor].name;
             snprintf(nm, sizeof(nm), "%s.row", tn);
-            add_buf(o, &cap, nm, SFT_F32, f->row_n, st + f->row_off);
+            add_buf(o, &cap, nm, SFT_F32, f->row_n, at(st, 4 * f->row_off));
             if (f->col_n) {
                 snprintf(nm, sizeof(nm), "%s.col", tn);
-                add_buf(o, &cap, nm, SFT_F32, f->col_n, st + f->col_off);
+                add_buf(o, &cap, nm, SFT_F32, f->col_n, at(st, 4 * f->col_off));
             }
         }
+        for (int i = 0; i < o->n_bufs; i++)
+            add_ext(o, &ecap, i, 0, o->bufs[i].n_elems * 4, o->bufs[i].data);
         break;
     case OPT_SGD:
         break;
     }
+    free(full);
+    return 0;
+}
+
+int exec_optimizer_init(struct exec_optimizer *o, struct exec_model *m,
+                        const struct exec_optim_config *c, struct sw_err *err)
+{
+    return build(o, m, c, 0, m->n_train, false, false, NULL, err);
+}
+
+int exec_optimizer_init_shard(struct exec_optimizer *o, struct exec_model *m,
+                              const struct exec_optim_config *c, size_t lo, size_t hi,
+                              const struct backend *param_be, struct sw_err *err)
+{
+    return build(o, m, c, lo, hi, true, false, param_be, err);
+}
+
+int exec_optimizer_full_layout(struct exec_model *m, const struct exec_optim_config *c,
+                               struct exec_optim_buf **bufs, int *n_bufs, struct sw_err *err)
+{
+    struct exec_optimizer o;
+    *bufs = NULL;
+    *n_bufs = 0;
+    int rc = build(&o, m, c, 0, m->n_train, false, true, NULL, err);
+    if (rc < 0)
+        return rc;
+    *bufs = o.bufs;
+    *n_bufs = o.n_bufs;
+    o.bufs = NULL;
+    exec_optimizer_release(&o);
     return 0;
 }
 
@@ -305,9 +501,12 @@ void exec_optimizer_release(struct exec_optimizer *o)
 {
     if (o->state && o->model)
         o->model->be->free(o->state);
+    if (o->param_be)
+        o->param_be->free(o->params);
     free(o->seg);
     free(o->factor);
     free(o->bufs);
+    free(o->ext);
     memset(o, 0, sizeof(*o));
 }
 
@@ -316,6 +515,13 @@ void exec_optimizer_reset(struct exec_optimizer *o)
     if (o->state)
         o->model->be->memset(o->state, 0, (size_t)o->state_bytes);
     o->step = 0;
+}
+
+void exec_optimizer_sync_params(struct exec_optimizer *o)
+{
+    if (o->param_be && o->hi > o->lo)
+        o->param_be->memcpy(o->params, o->model->train_params + o->lo,
+                            (o->hi - o->lo) * sizeof(float), BACKEND_D2D);
 }
 
 /* ---------------------------------------------------------------- step */
@@ -334,13 +540,14 @@ void exec_optimizer_step(struct exec_optimizer *o, double lr_d)
     float lr = (float)lr_d, b1 = (float)c->beta1, b2 = (float)c->beta2, eps = (float)c->eps;
     float wd = (float)c->weight_decay;
     int step = (int)(o->step + 1); /* the kernels' 1-based step (bias correction) */
-    float *P = m->train_params, *G = m->train_grads, *S = o->state;
-    size_t n = m->n_train;
+    /* Element i of the region is P[i - lo], G[i - lo]; element-wise state likewise. */
+    float *P = o->params, *G = o->grads, *S = o->state;
+    size_t n = o->hi - o->lo, lo = o->lo;
 
     if (c->kind == OPT_ADAFACTOR) {
         for (int i = 0; i < o->n_factor; i++) {
             const struct exec_optim_factor *f = &o->factor[i];
-            be->adafactor_step(P + f->off, G + f->off, S + f->row_off,
+            be->adafactor_step(P + (f->off - lo), G + (f->off - lo), S + f->row_off,
                                f->col_n ? S + f->col_off : NULL, NULL, f->rows, f->cols, step, lr,
                                b1, ADAFACTOR_DECAY_RATE, ADAFACTOR_EPS1, ADAFACTOR_CLIP,
                                f->decay ? wd : 0.0f);
@@ -349,20 +556,21 @@ void exec_optimizer_step(struct exec_optimizer *o, double lr_d)
         for (int i = 0; i < o->n_seg; i++) {
             const struct exec_optim_seg *s = &o->seg[i];
             float swd = s->decay ? wd : 0.0f;
-            float *p = P + s->off;
-            const float *g = G + s->off;
+            size_t k = s->off - lo;
+            float *p = P + k;
+            const float *g = G + k;
             switch (c->kind) {
             case OPT_ADAMW:
-                be->adamw_step(p, g, S + s->off, S + n + s->off, s->n, step, lr, b1, b2, eps, swd);
+                be->adamw_step(p, g, S + k, S + n + k, s->n, step, lr, b1, b2, eps, swd);
                 break;
             case OPT_SGD:
                 be->sgd_step(p, g, s->n, lr, swd);
                 break;
             case OPT_SGD_MOMENTUM:
-                be->sgd_momentum_step(p, g, S + s->off, s->n, lr, b1, swd, false);
+                be->sgd_momentum_step(p, g, S + k, s->n, lr, b1, swd, false);
                 break;
             case OPT_LION:
-                be->lion_step(p, g, S + s->off, s->n, lr, b1, b2, swd);
+                be->lion_step(p, g, S + k, s->n, lr, b1, b2, swd);
                 break;
             case OPT_ADAMW8BIT:
                 be->adamw8bit_step(p, g, (char *)o->state + s->state_off, s->n, step, lr, b1, b2,

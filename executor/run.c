@@ -9,6 +9,8 @@
  * (cli/cmd_run.c) installs the signal handlers and draws the progress. */
 #include "executor/executor.h"
 
+#include <dirent.h>
+#include <signal.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <math.h>
@@ -19,6 +21,7 @@
 #include <unistd.h>
 
 #include "advisor/advisor_int.h"
+#include "executor/comm.h"
 
 void exec_run_opts_init(struct exec_run_opts *o)
 {
@@ -57,10 +60,21 @@ int exec_run_check(const struct plan *p, struct sw_err *err)
         return sw_errf(err, SW_EUNSUPPORTED,
                        "pipeline parallelism (pp %d) splits layers over several devices; the CPU "
                        "executor runs one process: use pp 1", s->pp);
-    if (s->dp > 1 || s->zero > 0)
+    if (s->zero < 0 || s->zero > 3)
+        return sw_errf(err, SW_EINVAL, "zero must be 0, 1, 2 or 3, got %d", s->zero);
+    if (s->zero > 0 && s->dp < 2)
+        return sw_errf(err, SW_EINVAL,
+                       "zero %d shards over data-parallel processes and needs dp >= 2 (this "
+                       "plan has dp %d)", s->zero, s->dp);
+    if (s->zero > 0 && s->optimizer == OPT_ADAFACTOR)
         return sw_errf(err, SW_EUNSUPPORTED,
-                       "multi-process runs come with the distributed executor (this plan has "
-                       "dp %d, zero %d); use dp 1, zero 0", s->dp, s->zero);
+                       "ZeRO does not shard adafactor on the CPU executor: its factored state is "
+                       "per tensor and under 1%% of the weights; use zero 0 (dp alone) or "
+                       "another optimizer");
+    if (s->zero == 3 && s->lora_rank > 0)
+        return sw_errf(err, SW_EUNSUPPORTED,
+                       "zero 3 with LoRA would shard only the small adapters while every rank "
+                       "keeps the frozen base; use zero 1 or 2 with LoRA");
     if (s->offload_optimizer || s->offload_params)
         return sw_errf(err, SW_EUNSUPPORTED,
                        "offload moves state to host memory, where the CPU executor keeps "
@@ -258,6 +272,8 @@ static int resolve_resume(const char *arg, char *out, size_t n, struct sw_err *e
 struct run_state {
     const struct plan *p;
     const struct exec_run_opts *o;
+    struct comm *comm; /* NULL: one process */
+    int rank, world, zero;
     struct exec_model model;
     struct exec_optimizer opt;
     struct exec_trainer tr;
@@ -265,11 +281,35 @@ struct run_state {
     struct exec_metrics metrics;
     struct exec_ckpt_meta meta;
     char out_dir[PLAN_PATH_MAX];
-    char ckpt_prev[2][PLAN_PATH_MAX]; /* the two newest checkpoints of this process */
+    char ckpt_prev[2][PLAN_PATH_MAX];  /* the two newest checkpoints of this process */
+    char shard_prev[2][PLAN_PATH_MAX]; /* ZeRO: the two newest optimizer shards of this rank */
 };
 
-/* Save ckpt_<step>.safetensors, point latest.txt at it, and delete this process's checkpoint
- * before the previous one (two are kept, so a bad latest still has a fallback). */
+/* The optimizer shard file of a checkpoint: "<dir>/ckpt_<step>.rank<R>.safetensors". */
+static int shard_path(char *out, size_t n, const char *ckpt, int rank, struct sw_err *err)
+{
+    const char *ext = ".safetensors";
+    size_t len = strlen(ckpt), el = strlen(ext);
+    if (len >= el && strcmp(ckpt + len - el, ext) == 0)
+        len -= el;
+    if ((size_t)snprintf(out, n, "%.*s.rank%d%s", (int)len, ckpt, rank, ext) >= n)
+        return sw_errf(err, SW_ERANGE, "path too long: '%s'", ckpt);
+    return 0;
+}
+
+/* Keep the two newest of a series of files: drop the oldest when `path` is new. */
+static void rotate(char prev[2][PLAN_PATH_MAX], const char *path)
+{
+    if (prev[0][0] && strcmp(prev[0], path) != 0)
+        (void)unlink(prev[0]);
+    sw_strlcpy(prev[0], prev[1], PLAN_PATH_MAX);
+    sw_strlcpy(prev[1], path, PLAN_PATH_MAX);
+}
+
+/* Save ckpt_<step>.safetensors (rank 0; consolidated from every rank's optimizer shard under
+ * ZeRO), each rank's optimizer shard beside it under ZeRO, point latest.txt at the checkpoint,
+ * and delete the files before the previous ones (two are kept, so a bad latest still has a
+ * fallback). Collective in a data-parallel run. */
 static int save_checkpoint(struct run_state *s, struct exec_run_result *r, struct sw_err *err)
 {
     char name[64], path[PLAN_PATH_MAX], latest[PLAN_PATH_MAX];
@@ -280,19 +320,27 @@ static int save_checkpoint(struct run_state *s, struct exec_run_result *r, struc
     if (rc < 0)
         return rc;
     if (strcmp(path, s->ckpt_prev[1]) == 0)
-        return 0; /* this step is saved already */
+        return 0; /* this step is saved already (every rank decides alike) */
     s->meta.step = s->tr.step;
     s->meta.data_offset = s->tr.train.offset;
-    if ((rc = exec_checkpoint_save(path, &s->model, &s->opt, &s->meta, err)) < 0)
+    if ((rc = exec_checkpoint_save_dp(path, &s->model, &s->opt, &s->meta, s->comm, err)) < 0)
         return rc;
-    char line[80];
-    int k = snprintf(line, sizeof(line), "%s\n", name);
-    if ((rc = sw_write_file_atomic(latest, line, (size_t)k, err)) < 0)
-        return rc;
-    if (s->ckpt_prev[0][0] && strcmp(s->ckpt_prev[0], path) != 0)
-        (void)unlink(s->ckpt_prev[0]);
-    sw_strlcpy(s->ckpt_prev[0], s->ckpt_prev[1], sizeof(s->ckpt_prev[0]));
-    sw_strlcpy(s->ckpt_prev[1], path, sizeof(s->ckpt_prev[1]));
+    if (s->zero > 0) {
+        char sp[PLAN_PATH_MAX];
+        if ((rc = shard_path(sp, sizeof(sp), path, s->rank, err)) < 0 ||
+            (rc = exec_checkpoint_save_shard(sp, &s->opt, &s->meta, s->rank, s->world, err)) < 0)
+            return rc;
+        rotate(s->shard_prev, sp);
+    }
+    if (s->rank == 0) {
+        char line[80];
+        int k = snprintf(line, sizeof(line), "%s\n", name);
+        if ((rc = sw_write_file_atomic(latest, line, (size_t)k, err)) < 0)
+            return rc;
+        rotate(s->ckpt_prev, path);
+    } else {
+        sw_strlcpy(s->ckpt_prev[1], path, sizeof(s->ckpt_prev[1]));
+    }
     sw_strlcpy(r->checkpoint, path, sizeof(r->checkpoint));
     return 0;
 }
@@ -322,13 +370,129 @@ static double cpu_peak_flops(const struct hardware *hw, int threads)
     return c->peak_fp32_flops > 0 ? c->peak_fp32_flops : NAN;
 }
 
+/* ZeRO-3 on the CPU (docs/distributed.md): each rank's fp32 master shard is its weights
+ * (the optimizer allocates it through backend_cpu()), and the model's whole weight family is
+ * the buffer every shard is all-gathered into before the next forward: a gather buffer, so the
+ * model is built on this copy of the CPU backend that files its weights under workspace. The
+ * bytes are the same; only the category the report shows differs. */
+static struct backend g_zero3_backend;
+
+static void *zero3_alloc(size_t bytes, enum backend_mem cat, struct sw_err *err)
+{
+    if (cat == BACKEND_MEM_WEIGHTS)
+        cat = BACKEND_MEM_WORKSPACE;
+    return backend_cpu()->alloc(bytes, cat, err);
+}
+
+static const struct backend *zero3_backend(void)
+{
+    g_zero3_backend = *backend_cpu();
+    g_zero3_backend.alloc = zero3_alloc;
+    return &g_zero3_backend;
+}
+
+/* The data's shard paths: rank 0 resolves (and prepares) first and tells the others how it
+ * went, so two ranks never tokenize into the same directory at once. Collective. */
+static int resolve_data_dp(struct run_state *s, char *train_path, char *val_path, size_t n,
+                           struct sw_err *err)
+{
+    const struct exec_run_opts *o = s->o;
+    if (!s->comm)
+        return resolve_data(s->p, s->out_dir, o, train_path, val_path, n, err);
+    int32_t status = 0;
+    int rc = 0;
+    if (s->rank == 0)
+        status = rc = resolve_data(s->p, s->out_dir, o, train_path, val_path, n, err);
+    int brc = s->comm->broadcast(s->comm, &status, sizeof(status), 0, s->rank == 0 ? NULL : err);
+    if (s->rank == 0)
+        return rc < 0 ? rc : brc;
+    if (brc < 0)
+        return brc;
+    if (status < 0)
+        return sw_errf(err, SW_EINVAL, "rank 0 could not prepare the data (see its message)");
+    struct exec_run_opts quiet = *o;
+    quiet.on_note = NULL;
+    return resolve_data(s->p, s->out_dir, &quiet, train_path, val_path, n, err);
+}
+
+/* Resume from `path`: weights (and the step) from the checkpoint; the optimizer state from
+ * this rank's shard file when it matches (same world, shard and step), else from the
+ * consolidated state of the checkpoint itself (any number of ranks saved it). */
+static int resume_from(struct run_state *s, const char *path, struct exec_run_result *r,
+                       struct sw_err *err)
+{
+    const struct exec_run_opts *o = s->o;
+    struct exec_ckpt_meta got;
+    enum exec_ckpt_kind kind;
+    int rc;
+    bool from_shard = false;
+    if (s->zero > 0) {
+        char sp[PLAN_PATH_MAX];
+        struct sw_err e2;
+        sw_err_init(&e2);
+        if ((rc = exec_checkpoint_load(path, &s->model, NULL, &s->meta, &got, &kind, err)) < 0)
+            return rc;
+        struct exec_ckpt_meta want = s->meta;
+        want.step = got.step;
+        from_shard = kind == EXEC_CKPT_SCALEWISE &&
+                     shard_path(sp, sizeof(sp), path, s->rank, &e2) == 0 && exists(sp) &&
+                     exec_checkpoint_load_shard(sp, &s->opt, &want, s->rank, s->world, &e2) == 0;
+    }
+    if (!from_shard &&
+        (rc = exec_checkpoint_load(path, &s->model, &s->opt, &s->meta, &got, &kind, err)) < 0)
+        return rc;
+    exec_optimizer_sync_params(&s->opt);
+    if (kind == EXEC_CKPT_HF) {
+        note(o, "loaded Hugging Face weights from %s; training starts at step 0", path);
+        return 0;
+    }
+    if (got.data_offset != s->tr.train.offset)
+        return sw_errf(err, SW_EINVAL,
+                       "checkpoint '%s' was trained on other data (sampler offset %" PRIu64
+                       ", this data gives %" PRIu64 "): the training shard changed",
+                       path, got.data_offset, s->tr.train.offset);
+    s->tr.step = got.step;
+    r->start_step = got.step;
+    note(o, "resumed from %s at step %" PRId64 "%s", path, got.step,
+         s->zero > 0 ? (from_shard ? " (optimizer from this rank's shard file)"
+                                   : " (optimizer from the consolidated state)")
+                     : "");
+    return 0;
+}
+
+/* A run killed (kill -9) while writing a checkpoint leaves "<name>.tmp.<pid>" beside it; the
+ * previous checkpoint is intact (the rename never happened). Remove such leftovers of processes
+ * that no longer exist, so a resumed run directory holds only complete files. */
+static void remove_stale_temps(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return;
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        const char *t = strstr(de->d_name, ".tmp.");
+        if (!t || strncmp(de->d_name, "ckpt_", 5) != 0)
+            continue;
+        char *end = NULL;
+        long pid = strtol(t + 5, &end, 10);
+        if (!end || *end != '\0' || pid <= 0 || pid == (long)getpid())
+            continue;
+        if (kill((pid_t)pid, 0) == 0 || errno != ESRCH)
+            continue; /* that writer may still be alive */
+        char path[PLAN_PATH_MAX + 300];
+        snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
+        (void)unlink(path);
+    }
+    closedir(d);
+}
+
 static int setup(struct run_state *s, struct exec_run_result *r, struct sw_err *err)
 {
     const struct plan *p = s->p;
     const struct exec_run_opts *o = s->o;
-    const struct backend *be = backend_cpu();
+    const struct backend *be = s->zero == 3 ? zero3_backend() : backend_cpu();
     char train_path[PLAN_PATH_MAX], val_path[PLAN_PATH_MAX];
-    int rc = resolve_data(p, s->out_dir, o, train_path, val_path, sizeof(train_path), err);
+    int rc = resolve_data_dp(s, train_path, val_path, sizeof(train_path), err);
     if (rc < 0)
         return rc;
     if ((rc = shard_load(train_path, &s->train, err)) < 0)
@@ -346,9 +510,13 @@ static int setup(struct run_state *s, struct exec_run_result *r, struct sw_err *
         return rc;
     if (p->strategy.precision == PREC_BF16_MIXED)
         note(o, "precision: bf16-mixed: bf16 weight copies with fp32 master weights, "
-                "gradients and accumulation; bf16 matmuls are emulated through fp32 on this "
-                "CPU (%s native bf16)", be->has_native_bf16() ? "it has" : "it has no");
-    exec_model_init_weights(&s->model, p->train.seed);
+                "gradients and accumulation; %s",
+             be->has_native_bf16()
+                 ? "native AVX512-BF16 matmuls (forward and input gradient; weight gradients "
+                   "in fp32)"
+                 : "bf16 matmuls are emulated through fp32 on this CPU (it has no native "
+                   "bf16)");
+    exec_model_init_weights(&s->model, p->train.seed); /* the same on every rank */
 
     struct exec_optim_config oc;
     exec_optim_config_init(&oc);
@@ -357,7 +525,18 @@ static int setup(struct run_state *s, struct exec_run_result *r, struct sw_err *
     oc.beta2 = p->train.beta2;
     oc.eps = p->train.eps;
     oc.weight_decay = p->train.weight_decay;
-    if ((rc = exec_optimizer_init(&s->opt, &s->model, &oc, err)) < 0)
+    if (s->zero > 0) {
+        size_t *cuts = sw_xcalloc((size_t)s->world + 1, sizeof(*cuts));
+        rc = exec_optimizer_shard_cuts(&s->model, oc.kind, s->world, cuts, err);
+        if (rc == 0)
+            rc = exec_optimizer_init_shard(&s->opt, &s->model, &oc, cuts[s->rank],
+                                           cuts[s->rank + 1],
+                                           s->zero == 3 ? backend_cpu() : NULL, err);
+        free(cuts);
+    } else {
+        rc = exec_optimizer_init(&s->opt, &s->model, &oc, err);
+    }
+    if (rc < 0)
         return rc;
 
     struct exec_train_config tc;
@@ -373,40 +552,80 @@ static int setup(struct run_state *s, struct exec_run_result *r, struct sw_err *
     tc.grad_clip = p->train.grad_clip;
     tc.seed = p->train.seed;
     tc.eval_batches = p->train.eval_every > 0 ? p->train.eval_batches : 0;
-    if ((rc = exec_trainer_init(&s->tr, &s->model, &s->opt, &tc, &s->train,
-                                have_val ? &s->val : NULL, err)) < 0)
+    if ((rc = exec_trainer_init_dp(&s->tr, &s->model, &s->opt, &tc, &s->train,
+                                   have_val ? &s->val : NULL, s->comm, s->zero, err)) < 0)
         return rc;
     if (p->train.eval_every > 0 && !s->tr.has_val)
         note(o, "evaluation is off: no validation tokens (%s)", val_path);
+    if (s->world > 1)
+        note(o, "data parallel: %d processes (%s, %s), %s; global batch %d x %d sequences per "
+                "step",
+             s->world, s->comm->engine_name, s->comm->launcher,
+             s->zero ? (s->zero == 1 ? "ZeRO-1" : s->zero == 2 ? "ZeRO-2" : "ZeRO-3") : "DDP",
+             p->strategy.micro_batch * p->strategy.grad_accum, s->world);
 
-    exec_plan_numerics(p, &s->meta);
-    s->meta.seed = p->train.seed;
     const char *resume = o->resume ? o->resume : (p->train.resume[0] ? p->train.resume : NULL);
     if (resume) {
         char path[PLAN_PATH_MAX];
-        if ((rc = resolve_resume(resume, path, sizeof(path), err)) < 0)
+        if ((rc = resolve_resume(resume, path, sizeof(path), err)) < 0 ||
+            (rc = resume_from(s, path, r, err)) < 0)
             return rc;
-        struct exec_ckpt_meta got;
-        enum exec_ckpt_kind kind;
-        if ((rc = exec_checkpoint_load(path, &s->model, &s->opt, &s->meta, &got, &kind, err)) < 0)
-            return rc;
-        if (kind == EXEC_CKPT_HF) {
-            note(o, "loaded Hugging Face weights from %s; training starts at step 0", path);
-        } else {
-            if (got.data_offset != s->tr.train.offset)
-                return sw_errf(err, SW_EINVAL,
-                               "checkpoint '%s' was trained on other data (sampler offset %" PRIu64
-                               ", this data gives %" PRIu64 "): the training shard changed",
-                               path, got.data_offset, s->tr.train.offset);
-            s->tr.step = got.step;
-            r->start_step = got.step;
-            note(o, "resumed from %s at step %" PRId64, path, got.step);
-        }
     }
+    if (s->rank != 0)
+        return 0;
     char mpath[PLAN_PATH_MAX];
     if ((rc = join(mpath, sizeof(mpath), s->out_dir, "metrics.jsonl", err)) < 0)
         return rc;
     return exec_metrics_open(&s->metrics, mpath, resume ? r->start_step : -1, err);
+}
+
+/* Seconds the collectives of one step take by the advisor's link model (strategy reference
+ * 7.1 ring formulas, est_allreduce_s / est_gather_s, the [cal] eta_comm_intra and latency;
+ * processes of one CPU node exchange through shared memory at half the memory bandwidth, the
+ * rule of advisor/speed.c), for exactly the collectives exec_trainer_step issues: DDP one
+ * all-reduce per 25 MiB bucket; ZeRO one reduce-scatter per staging round (every micro-batch
+ * from ZeRO-2 on) and one all-gather per round; plus the two 8-byte gathers of the loss and
+ * the norm. Nothing is overlapped with compute on the CPU. NaN when the bandwidth is unknown. */
+static double predicted_comm_s(const struct run_state *s, const struct hardware *hw,
+                               char *link, size_t link_n)
+{
+    const struct plan *p = s->p;
+    struct advisor_calib cal;
+    advisor_calib_default(&cal);
+    double bw = advisor_dev_mem_bw(hw, &p->strategy) / 2.0;
+    double eta = cal.eta_comm_intra, lat = cal.comm_latency_s;
+    int W = s->world;
+    snprintf(link, link_n, "%s", hw->nodes > 1 ? "MPI inter-node" : "shared memory");
+    if (!(bw > 0))
+        return NAN;
+    double t = 2.0 * est_gather_s(8.0 * W, W, bw, eta, lat); /* loss and norm */
+    if (s->zero == 0) {
+        size_t bucket = EXEC_DP_BUCKET_BYTES / sizeof(float), n = s->model.n_train;
+        for (size_t off = 0; off < n; off += bucket) {
+            size_t k = n - off < bucket ? n - off : bucket;
+            t += est_allreduce_s(4.0 * (double)k, W, bw, eta, lat);
+        }
+        return t;
+    }
+    const struct exec_trainer *tr = &s->tr;
+    double rounds = ceil((double)tr->slot / (double)tr->chunk);
+    double per_round = est_gather_s(4.0 * (double)tr->chunk * W, W, bw, eta, lat);
+    double rs = (s->zero >= 2 ? p->strategy.grad_accum : 1) * rounds * per_round;
+    return t + rs + rounds * per_round;
+}
+
+/* A hash of what every rank must agree on: the plan's numerics, dp, zero and steps. */
+static uint64_t plan_hash_dp(const struct plan *p, const struct exec_run_opts *o)
+{
+    struct exec_ckpt_meta *m = sw_xmalloc(sizeof(*m));
+    exec_plan_numerics(p, m);
+    char extra[96];
+    int k = snprintf(extra, sizeof(extra), ";dp=%d;zero=%d;steps=%lld", p->strategy.dp,
+                     p->strategy.zero, (long long)(o->steps > 0 ? o->steps : p->train.steps));
+    uint64_t h = data_fnv1a64(DATA_FNV1A64_INIT, m->numerics, strlen(m->numerics));
+    h = data_fnv1a64(h, extra, (size_t)k);
+    free(m);
+    return h;
 }
 
 /* A plan on this machine ("probe: true") was resolved without the FMA loop and triad, and the
@@ -468,16 +687,54 @@ static void probe_measured_in_child(const struct plan *p, struct hardware *out)
     free(h);
 }
 
-int exec_run_train(const struct plan *p, const struct exec_run_opts *o, struct exec_run_result *r,
-                   struct sw_err *err)
+/* The stop flag as all ranks see it: set when any rank's is (a signal may reach one rank a
+ * step before another). Collective in a data-parallel run. */
+static int agree_stop(struct run_state *s, bool *stop, struct sw_err *err)
+{
+    if (!s->comm)
+        return 0;
+    float f = *stop ? 1.0f : 0.0f;
+    int rc = s->comm->allreduce_sum(s->comm, &f, 1, err);
+    *stop = f > 0.0f;
+    return rc;
+}
+
+int exec_run_train(const struct plan *p, const struct exec_run_opts *o_in,
+                   struct exec_run_result *r, struct sw_err *err)
 {
     memset(r, 0, sizeof(*r));
     r->final_loss = r->final_val_loss = NAN;
     int rc = exec_run_check(p, err);
     if (rc < 0)
         return rc;
+    struct comm *comm = o_in->comm && o_in->comm->world > 1 ? o_in->comm : NULL;
+    int world = comm ? comm->world : 1, rank = comm ? comm->rank : 0;
+    int dp = p->strategy.dp > 1 ? p->strategy.dp : 1;
+    if (world != dp)
+        return sw_errf(err, SW_EINVAL,
+                       "the plan has dp %d but %d process%s run%s it: start %d with "
+                       "'scalewise run --nproc %d PLAN' or 'mpirun -np %d scalewise run PLAN'",
+                       dp, world, world == 1 ? "" : "es", world == 1 ? "s" : "", dp, dp, dp);
+    if (comm && (rc = comm_check_consistent(comm, plan_hash_dp(p, o_in), err)) < 0)
+        return rc;
+    /* Only rank 0 talks to the caller. */
+    struct exec_run_opts o_local = *o_in;
+    if (rank != 0) {
+        o_local.on_note = NULL;
+        o_local.on_progress = NULL;
+    }
+    const struct exec_run_opts *o = &o_local;
+
     struct hardware *hw_est = sw_xmalloc(sizeof(*hw_est));
-    probe_measured_in_child(p, hw_est);
+    if (rank == 0)
+        probe_measured_in_child(p, hw_est);
+    else
+        *hw_est = p->hardware;
+    if (comm && p->hw_ref.probe &&
+        (rc = comm->broadcast(comm, hw_est, sizeof(*hw_est), 0, err)) < 0) {
+        free(hw_est);
+        return rc;
+    }
     double t_start = sw_now_s();
     int threads = o->threads > 0 ? o->threads : p->strategy.threads;
     if (threads > 0)
@@ -487,17 +744,26 @@ int exec_run_train(const struct plan *p, const struct exec_run_opts *o, struct e
     struct run_state *s = sw_xcalloc(1, sizeof(*s));
     s->p = p;
     s->o = o;
+    s->comm = comm;
+    s->rank = rank;
+    s->world = world;
+    s->zero = world > 1 ? p->strategy.zero : 0;
     shard_init(&s->train);
     shard_init(&s->val);
+    exec_plan_numerics(p, &s->meta);
+    s->meta.seed = p->train.seed;
     const char *od = o->out_dir ? o->out_dir : p->train.out_dir;
     if (!od[0])
         od = "runs/run";
     sw_strlcpy(s->out_dir, od, sizeof(s->out_dir));
     sw_strlcpy(r->out_dir, od, sizeof(r->out_dir));
-    if ((rc = mkdir_p(s->out_dir, err)) < 0 || (rc = setup(s, r, err)) < 0)
+    if ((rc = mkdir_p(s->out_dir, err)) == 0)
+        remove_stale_temps(s->out_dir);
+    if (rc < 0 || (rc = setup(s, r, err)) < 0)
         goto out;
 
-    /* The advisor's estimate of the same plan: FLOPs per token for MFU, and the report. */
+    /* The advisor's estimate of the same plan: FLOPs per token for MFU, and the report (per
+     * device: the heaviest rank's bytes under ZeRO). */
     struct estimate est;
     estimate_init(&est);
     struct advisor_calib cal;
@@ -506,11 +772,11 @@ int exec_run_train(const struct plan *p, const struct exec_run_opts *o, struct e
     sw_err_init(&est_err);
     bool have_est = advisor_estimate(&p->model, hw_est, &p->workload, &p->strategy, &cal, &est,
                                      &est_err) == 0 && est.valid;
-    double peak = cpu_peak_flops(&p->hardware, r->threads);
+    double peak = cpu_peak_flops(&p->hardware, r->threads) * world;
 
     int64_t steps = o->steps > 0 ? o->steps : p->train.steps;
     int64_t log_every = p->train.log_every > 0 ? p->train.log_every : 1;
-    double train_s = 0.0, tokens = 0.0;
+    double train_s = 0.0, tokens = 0.0, comm_s = 0.0;
     int64_t done_here = 0;
     bool has_val = false;
     double last_val = NAN;
@@ -520,6 +786,7 @@ int exec_run_train(const struct plan *p, const struct exec_run_opts *o, struct e
             goto out;
         done_here++;
         train_s += st.step_s;
+        comm_s += st.comm_s;
         tokens += (double)st.tokens;
         int64_t done = s->tr.step;
         r->final_loss = st.loss;
@@ -532,7 +799,7 @@ int exec_run_train(const struct plan *p, const struct exec_run_opts *o, struct e
             r->final_val_loss = last_val;
         }
         double tps = st.step_s > 0 ? (double)st.tokens / st.step_s : NAN;
-        if (done % log_every == 0 || done == steps || has_val) {
+        if (rank == 0 && (done % log_every == 0 || done == steps || has_val)) {
             struct exec_metrics_row row = {
                 .step = done,
                 .loss = st.loss,
@@ -544,6 +811,8 @@ int exec_run_train(const struct plan *p, const struct exec_run_opts *o, struct e
                 .ms_per_step = st.step_s * 1e3,
                 .mfu = have_est ? est.flops_per_token * tps / peak : NAN,
                 .peak_rss_bytes = exec_peak_rss_bytes(),
+                .has_comm = world > 1,
+                .comm_ms = st.comm_s * 1e3,
             };
             if ((rc = exec_metrics_append(&s->metrics, &row, err)) < 0)
                 goto out;
@@ -565,6 +834,8 @@ int exec_run_train(const struct plan *p, const struct exec_run_opts *o, struct e
             o->on_progress(o->ctx, &pr, &st);
         }
         bool stop = o->stop && *o->stop;
+        if ((rc = agree_stop(s, &stop, err)) < 0)
+            goto out;
         if (stop || (p->train.checkpoint_every > 0 && done % p->train.checkpoint_every == 0)) {
             if ((rc = save_checkpoint(s, r, err)) < 0)
                 goto out;
@@ -594,11 +865,26 @@ int exec_run_train(const struct plan *p, const struct exec_run_opts *o, struct e
     rep.final_val_loss = r->final_val_loss;
     rep.threads = r->threads;
     rep.interrupted = r->interrupted;
+    rep.rank = rank;
+    rep.world = world;
+    rep.zero = s->zero;
+    rep.comm_s_per_step = done_here > 0 ? comm_s / (double)done_here : NAN;
+    rep.predicted_comm_s_per_step =
+        world > 1 ? predicted_comm_s(s, hw_est, rep.link, sizeof(rep.link)) : NAN;
     sw_strlcpy(rep.checkpoint, r->checkpoint, sizeof(rep.checkpoint));
-    char rpath[PLAN_PATH_MAX];
-    if ((rc = join(rpath, sizeof(rpath), s->out_dir, "report.yaml", err)) < 0)
-        goto out;
-    rc = exec_report_write(rpath, p, &rep, have_est ? &est : NULL, est_err.msg, err);
+    char rpath[PLAN_PATH_MAX], rname[48];
+    if (world > 1) {
+        snprintf(rname, sizeof(rname), "report.rank%d.yaml", rank);
+        if ((rc = join(rpath, sizeof(rpath), s->out_dir, rname, err)) < 0 ||
+            (rc = exec_report_write(rpath, p, &rep, have_est ? &est : NULL, est_err.msg, err)) <
+                0)
+            goto out;
+    }
+    if (rank == 0) {
+        if ((rc = join(rpath, sizeof(rpath), s->out_dir, "report.yaml", err)) < 0)
+            goto out;
+        rc = exec_report_write(rpath, p, &rep, have_est ? &est : NULL, est_err.msg, err);
+    }
 out:
     run_release(s);
     free(s);

@@ -1,45 +1,118 @@
-/* The training loop of one process: per optimizer step, the global batch of that data step
- * from the batch loader (data.c), split into grad_accum micro-batches of micro_batch
- * sequences, each run forward and backward with grad_scale = 1/grad_accum so the summed
- * gradients are those of the mean loss over the whole batch; then the global gradient norm and
- * clipping, the scheduled learning rate and the optimizer update (optimizer.c). Evaluation runs
- * the first eval_batches micro-batches of the validation shard through forward only.
+/* The training loop of one process, alone or as one rank of a data-parallel run: per optimizer
+ * step, this rank's rows of the global batch of that data step from the batch loader (data.c),
+ * split into grad_accum micro-batches of micro_batch sequences, each run forward and backward
+ * with grad_scale = 1/(grad_accum·world) so the summed gradients are those of the mean loss
+ * over the whole global batch; then the gradient collectives of the data-parallel strategy,
+ * the global gradient norm and clipping, the scheduled learning rate and the optimizer update
+ * (optimizer.c). Evaluation runs the first eval_batches micro-batches of the validation shard
+ * through forward only.
+ *
+ * Data parallelism (docs/distributed.md; strategy reference 3.2 and 7.2), through the
+ * collectives of executor/comm.h on host fp32 buffers:
+ *  - DDP (zero 0): after the last micro-batch, the whole gradient region is all-reduced in
+ *    place in EXEC_DP_BUCKET_BYTES buckets; every rank clips and updates the whole region with
+ *    its own replica of the optimizer, so the replicas stay identical. The all-reduce is not
+ *    overlapped with backward: the model's backward is one call without per-layer hooks.
+ *  - ZeRO-1: the region is cut into per-rank shards (exec_optimizer_shard_cuts). After the last
+ *    micro-batch the gradients are reduce-scattered: each round copies every rank's next chunk
+ *    into a staging buffer of world equal slots (zero-padded: this is the region padded to a
+ *    multiple of world) and reduce-scatters it, and the rank's summed chunk lands in its own
+ *    slice of the gradient region. The rank clips with the global norm (squared shard norms
+ *    all-gathered as doubles and summed in rank order, so every rank gets the same value),
+ *    updates its shard, and the shards are all-gathered back into every rank's weights.
+ *  - ZeRO-2: the same reduce-scatter after EVERY micro-batch. The rank's own slice of the
+ *    gradient region is the persistent accumulator: the rest of the region is zeroed before
+ *    each backward, so a rank's contribution to another rank's slice is only the current
+ *    micro-batch, while its own slice already holds the sum so far. The model's backward writes
+ *    the whole region, so on the CPU executor ZeRO-2 keeps the full gradient buffer (no memory
+ *    saving over ZeRO-1; more communication).
+ *  - ZeRO-3: as ZeRO-2, and the optimizer keeps the rank's fp32 master shard as its own
+ *    buffer; the model's weight family is the gather buffer, all-gathered whole after each
+ *    update (whole-model granularity, not per layer: the model's forward has no per-layer
+ *    hooks), counted as workspace by run.c.
+ * Losses match one process on the same global batch up to the order of float sums.
  *
  * The optimizer step number is also the data step, and the loader is stateless given (seed,
- * step), so restoring the step of a checkpoint resumes the data exactly. The batch buffers are
- * allocated once at init; a step allocates nothing. Checkpoints, metrics and the plan are the
- * business of checkpoint.c, metrics.c and run.c. */
+ * step), so restoring the step of a checkpoint resumes the data exactly. The batch and staging
+ * buffers are allocated once at init; a step allocates nothing. Checkpoints, metrics and the
+ * plan are the business of checkpoint.c, metrics.c and run.c. */
 #include "executor/executor.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "executor/comm.h"
 
 int exec_trainer_init(struct exec_trainer *t, struct exec_model *m, struct exec_optimizer *o,
                       const struct exec_train_config *c, const struct shard *train,
                       const struct shard *val, struct sw_err *err)
 {
+    return exec_trainer_init_dp(t, m, o, c, train, val, NULL, 0, err);
+}
+
+/* ZeRO: the cuts, the staging buffer, and checks that o is this rank's shard. */
+static int init_zero(struct exec_trainer *t, struct exec_model *m, struct exec_optimizer *o,
+                     struct sw_err *err)
+{
+    int W = t->world;
+    t->cuts = sw_xcalloc((size_t)W + 1, sizeof(*t->cuts));
+    int rc = exec_optimizer_shard_cuts(m, o->cfg.kind, W, t->cuts, err);
+    if (rc < 0)
+        return rc;
+    if (o->lo != t->cuts[t->rank] || o->hi != t->cuts[t->rank + 1])
+        return sw_errf(err, SW_EINVAL,
+                       "zero %d needs the optimizer of rank %d's shard [%zu, %zu); it covers "
+                       "[%zu, %zu)",
+                       t->zero, t->rank, t->cuts[t->rank], t->cuts[t->rank + 1], o->lo, o->hi);
+    if (t->zero == 3 && !o->param_be)
+        return sw_errf(err, SW_EINVAL, "zero 3 needs an optimizer that owns its parameter shard");
+    for (int r = 0; r < W; r++)
+        if (t->cuts[r + 1] - t->cuts[r] > t->slot)
+            t->slot = t->cuts[r + 1] - t->cuts[r];
+    size_t per_rank = EXEC_DP_BUCKET_BYTES / sizeof(float) / (size_t)W;
+    t->chunk = t->slot < per_rank ? t->slot : per_rank;
+    if (t->chunk < 1)
+        t->chunk = 1;
+    t->stage = m->be->alloc(((size_t)W + 1) * t->chunk * sizeof(float), BACKEND_MEM_WORKSPACE, err);
+    return t->stage ? 0 : SW_ENOMEM;
+}
+
+int exec_trainer_init_dp(struct exec_trainer *t, struct exec_model *m, struct exec_optimizer *o,
+                         const struct exec_train_config *c, const struct shard *train,
+                         const struct shard *val, struct comm *comm, int zero, struct sw_err *err)
+{
     memset(t, 0, sizeof(*t));
+    t->rank = comm ? comm->rank : 0;
+    t->world = comm ? comm->world : 1;
     if (c->micro_batch < 1 || c->grad_accum < 1 || c->seq < 1)
-        return sw_errf(err, SW_EINVAL, "micro-batch %d, accumulation %d and sequence %d must be "
-                                       "at least 1", c->micro_batch, c->grad_accum, c->seq);
+        return sw_errf(err, SW_EINVAL,
+                       "micro-batch %d, accumulation %d and sequence %d must be "
+                       "at least 1",
+                       c->micro_batch, c->grad_accum, c->seq);
+    if (zero < 0 || zero > 3)
+        return sw_errf(err, SW_EINVAL, "zero must be 0, 1, 2 or 3, got %d", zero);
     if (!m->opts.training || !m->train_params)
         return sw_errf(err, SW_EINVAL, "the model was not built for training");
     if (m->opts.batch < c->micro_batch || m->opts.seq < c->seq)
         return sw_errf(err, SW_EINVAL,
                        "the model takes micro-batches of at most %d x %d tokens; the loop needs "
-                       "%d x %d", m->opts.batch, m->opts.seq, c->micro_batch, c->seq);
+                       "%d x %d",
+                       m->opts.batch, m->opts.seq, c->micro_batch, c->seq);
     if (train->hdr.vocab_size > (uint32_t)m->V)
         return sw_errf(err, SW_EINVAL,
                        "the data's vocabulary (%u ids, %s) is larger than the model's (%d)",
                        train->hdr.vocab_size, train->path, m->V);
-    int64_t B = (int64_t)c->micro_batch * c->grad_accum;
-    int rc = loader_init(&t->train, train, B, c->seq, c->seed, 0, 1, err);
+    int64_t B = (int64_t)c->micro_batch * c->grad_accum * t->world;
+    int rc = loader_init(&t->train, train, B, c->seq, c->seed, t->rank, t->world, err);
     if (rc < 0)
         return rc;
     if (val && val->hdr.n_tokens > 0 && c->eval_batches > 0) {
         if (val->hdr.vocab_size > (uint32_t)m->V)
-            return sw_errf(err, SW_EINVAL, "the validation data's vocabulary (%u ids) is larger "
-                                           "than the model's (%d)", val->hdr.vocab_size, m->V);
+            return sw_errf(err, SW_EINVAL,
+                           "the validation data's vocabulary (%u ids) is larger "
+                           "than the model's (%d)",
+                           val->hdr.vocab_size, m->V);
         rc = loader_init(&t->val, val, c->micro_batch, c->seq, c->seed, 0, 1, err);
         if (rc < 0)
             return rc;
@@ -48,7 +121,17 @@ int exec_trainer_init(struct exec_trainer *t, struct exec_model *m, struct exec_
     t->model = m;
     t->opt = o;
     t->cfg = *c;
-    size_t n_batch = (size_t)B * (size_t)c->seq;
+    t->comm = t->world > 1 ? comm : NULL;
+    t->zero = t->world > 1 ? zero : 0;
+    if (t->world == 1 && o->sharded)
+        return sw_errf(err, SW_EINVAL, "a sharded optimizer needs a data-parallel run");
+    if (t->zero > 0 && (rc = init_zero(t, m, o, err)) < 0) {
+        exec_trainer_release(t);
+        return rc;
+    }
+    if (t->zero == 0 && o->sharded)
+        return sw_errf(err, SW_EINVAL, "DDP (zero 0) needs an unsharded optimizer on each rank");
+    size_t n_batch = (size_t)c->micro_batch * c->grad_accum * (size_t)c->seq;
     size_t n_micro = (size_t)c->micro_batch * (size_t)c->seq;
     t->batch_in = sw_try_malloc(n_batch * sizeof(uint32_t), "batch tokens", err);
     t->batch_tgt = sw_try_malloc(n_batch * sizeof(uint32_t), "batch targets", err);
@@ -67,6 +150,9 @@ void exec_trainer_release(struct exec_trainer *t)
     free(t->batch_tgt);
     free(t->tokens);
     free(t->targets);
+    free(t->cuts);
+    if (t->stage && t->model)
+        t->model->be->free(t->stage);
     memset(t, 0, sizeof(*t));
 }
 
@@ -82,37 +168,188 @@ static void take_rows(struct exec_trainer *t, const uint32_t *in, const uint32_t
     }
 }
 
+/* ---------------------------------------------------------------- collectives */
+
+/* Sum of one double over the ranks, added in rank order so every rank gets the same value. */
+static int sum_double(struct exec_trainer *t, double x, double *out, struct sw_err *err)
+{
+    if (!t->comm) {
+        *out = x;
+        return 0;
+    }
+    double small[64], *all = small;
+    if ((size_t)t->world > sizeof(small) / sizeof(small[0]))
+        all = sw_xmalloc((size_t)t->world * sizeof(double));
+    int rc = t->comm->allgather_bytes(t->comm, &x, all, sizeof(double), err);
+    double s = 0.0;
+    for (int r = 0; rc == 0 && r < t->world; r++)
+        s += all[r];
+    if (all != small)
+        free(all);
+    *out = s;
+    return rc;
+}
+
+/* DDP: all-reduce the whole gradient region in place, bucket by bucket. */
+static int allreduce_grads(struct exec_trainer *t, struct sw_err *err)
+{
+    struct exec_model *m = t->model;
+    size_t bucket = EXEC_DP_BUCKET_BYTES / sizeof(float);
+    for (size_t off = 0; off < m->n_train; off += bucket) {
+        size_t n = m->n_train - off < bucket ? m->n_train - off : bucket;
+        int rc = t->comm->allreduce_sum(t->comm, m->train_grads + off, n, err);
+        if (rc < 0)
+            return rc;
+    }
+    return 0;
+}
+
+/* Elements of rank q's shard in collective round j (starting at cuts[q] + j·chunk). */
+static size_t round_len(const struct exec_trainer *t, int q, size_t j)
+{
+    size_t len = t->cuts[q + 1] - t->cuts[q], start = j * t->chunk;
+    if (start >= len)
+        return 0;
+    return len - start < t->chunk ? len - start : t->chunk;
+}
+
+/* ZeRO: reduce-scatter the gradient region; rank r's summed shard lands in
+ * train_grads[cuts[r], cuts[r+1]). */
+static int reduce_scatter_grads(struct exec_trainer *t, struct sw_err *err)
+{
+    const struct backend *be = t->model->be;
+    float *G = t->model->train_grads, *send = t->stage, *recv = t->stage + t->world * t->chunk;
+    size_t rounds = (t->slot + t->chunk - 1) / t->chunk;
+    for (size_t j = 0; j < rounds; j++) {
+        for (int q = 0; q < t->world; q++) {
+            size_t n = round_len(t, q, j);
+            float *dst = send + (size_t)q * t->chunk;
+            if (n)
+                be->memcpy(dst, G + t->cuts[q] + j * t->chunk, n * sizeof(float), BACKEND_D2D);
+            if (n < t->chunk)
+                be->memset(dst + n, 0, (t->chunk - n) * sizeof(float));
+        }
+        int rc = t->comm->reduce_scatter_sum(t->comm, send, recv, t->chunk, err);
+        if (rc < 0)
+            return rc;
+        size_t n = round_len(t, t->rank, j);
+        if (n)
+            be->memcpy(G + t->cuts[t->rank] + j * t->chunk, recv, n * sizeof(float), BACKEND_D2D);
+    }
+    return 0;
+}
+
+/* ZeRO: all-gather every rank's updated parameter shard into the model's region. */
+static int allgather_params(struct exec_trainer *t, struct sw_err *err)
+{
+    const struct backend *be = t->model->be;
+    const struct exec_optimizer *o = t->opt;
+    float *P = t->model->train_params, *recv = t->stage, *send = t->stage + t->world * t->chunk;
+    size_t rounds = (t->slot + t->chunk - 1) / t->chunk;
+    for (size_t j = 0; j < rounds; j++) {
+        size_t n = round_len(t, t->rank, j);
+        if (n)
+            be->memcpy(send, o->params + j * t->chunk, n * sizeof(float), BACKEND_D2D);
+        if (n < t->chunk)
+            be->memset(send + n, 0, (t->chunk - n) * sizeof(float));
+        int rc = t->comm->allgather(t->comm, send, recv, t->chunk, err);
+        if (rc < 0)
+            return rc;
+        for (int q = 0; q < t->world; q++) {
+            size_t k = round_len(t, q, j);
+            if (k)
+                be->memcpy(P + t->cuts[q] + j * t->chunk, recv + (size_t)q * t->chunk,
+                           k * sizeof(float), BACKEND_D2D);
+        }
+    }
+    exec_model_weights_changed(t->model);
+    return 0;
+}
+
+/* ZeRO-2/3: zero the gradient region outside this rank's shard. */
+static void zero_foreign_grads(struct exec_trainer *t)
+{
+    struct exec_model *m = t->model;
+    size_t lo = t->cuts[t->rank], hi = t->cuts[t->rank + 1];
+    if (lo > 0)
+        m->be->memset(m->train_grads, 0, lo * sizeof(float));
+    if (hi < m->n_train)
+        m->be->memset(m->train_grads + hi, 0, (m->n_train - hi) * sizeof(float));
+}
+
+/* ZeRO: the global gradient norm from the shards, and clipping of this rank's shard as
+ * torch.nn.utils.clip_grad_norm_ (kcpu_clip_grad_norm's rule). */
+static int clip_sharded(struct exec_trainer *t, double max_norm, double *norm, struct sw_err *err)
+{
+    const struct backend *be = t->model->be;
+    const struct exec_optimizer *o = t->opt;
+    size_t n = o->hi - o->lo;
+    double local = n ? be->grad_norm(o->grads, n) : 0.0, sq = 0.0;
+    int rc = sum_double(t, local * local, &sq, err);
+    if (rc < 0)
+        return rc;
+    *norm = sqrt(sq);
+    double coef = max_norm / (*norm + 1e-6);
+    if (max_norm > 0 && coef < 1.0 && n)
+        be->scale(o->grads, n, (float)coef);
+    return 0;
+}
+
+/* ---------------------------------------------------------------- step */
+
 int exec_trainer_step(struct exec_trainer *t, struct exec_step_stats *out, struct sw_err *err)
 {
     struct exec_model *m = t->model;
     const struct exec_train_config *c = &t->cfg;
     double t0 = sw_now_s();
+    double comm0 = t->comm ? t->comm->comm_s : 0.0;
     int64_t step = t->step;
     loader_batch(&t->train, step, t->batch_in, t->batch_tgt);
     exec_model_zero_grad(m);
-    float scale = 1.0f / (float)c->grad_accum;
+    float scale = 1.0f / (float)(c->grad_accum * t->world);
     double loss_sum = 0.0;
+    int rc = 0;
     for (int k = 0; k < c->grad_accum; k++) {
+        if (t->zero >= 2 && k > 0)
+            zero_foreign_grads(t);
         take_rows(t, t->batch_in, t->batch_tgt, k * c->micro_batch, c->micro_batch);
         float loss = 0.0f;
-        int rc = exec_model_forward(m, t->tokens, t->targets, c->micro_batch, c->seq, &loss, err);
+        rc = exec_model_forward(m, t->tokens, t->targets, c->micro_batch, c->seq, &loss, err);
         if (rc == 0)
             rc = exec_model_backward(m, scale, err);
+        if (rc == 0 && t->zero >= 2)
+            rc = reduce_scatter_grads(t, err);
         if (rc < 0)
             return rc;
         loss_sum += loss;
     }
-    double norm = exec_optimizer_clip(t->opt, c->grad_clip);
+    double norm = 0.0;
+    if (t->zero == 1)
+        rc = reduce_scatter_grads(t, err);
+    if (rc == 0 && t->zero >= 1)
+        rc = clip_sharded(t, c->grad_clip, &norm, err);
+    if (rc == 0 && t->comm && t->zero == 0)
+        rc = allreduce_grads(t, err);
+    if (rc < 0)
+        return rc;
+    if (t->zero == 0)
+        norm = exec_optimizer_clip(t->opt, c->grad_clip);
     double lr = exec_lr_at(&c->lr, step);
     exec_optimizer_step(t->opt, lr);
+    if (t->zero >= 1 && (rc = allgather_params(t, err)) < 0)
+        return rc;
+    double total_loss = loss_sum;
+    if ((rc = sum_double(t, loss_sum, &total_loss, err)) < 0)
+        return rc;
     t->step++;
     if (out) {
         out->step = step;
-        out->loss = loss_sum / c->grad_accum;
+        out->loss = total_loss / ((double)c->grad_accum * t->world);
         out->lr = lr;
         out->grad_norm = norm;
         out->step_s = sw_now_s() - t0;
-        out->tokens = (int64_t)c->micro_batch * c->grad_accum * c->seq;
+        out->tokens = (int64_t)c->micro_batch * c->grad_accum * c->seq * t->world;
+        out->comm_s = t->comm ? t->comm->comm_s - comm0 : 0.0;
     }
     return 0;
 }
@@ -123,18 +360,21 @@ int exec_trainer_eval(struct exec_trainer *t, double *val_loss, struct sw_err *e
         return sw_errf(err, SW_EINVAL, "no validation data to evaluate on");
     const struct exec_train_config *c = &t->cfg;
     double sum = 0.0;
-    for (int64_t k = 0; k < c->eval_batches; k++) {
+    for (int64_t k = t->rank; k < c->eval_batches; k += t->world) {
         /* The micro-batch buffers hold micro_batch rows: read the val batch into them through
-         * the (larger) global-batch buffers. */
+         * the (larger) batch buffers. */
         loader_batch(&t->val, k, t->batch_in, t->batch_tgt);
         take_rows(t, t->batch_in, t->batch_tgt, 0, c->micro_batch);
         float loss = 0.0f;
-        int rc = exec_model_forward(t->model, t->tokens, t->targets, c->micro_batch, c->seq,
-                                    &loss, err);
+        int rc =
+            exec_model_forward(t->model, t->tokens, t->targets, c->micro_batch, c->seq, &loss, err);
         if (rc < 0)
             return rc;
         sum += loss;
     }
+    int rc = sum_double(t, sum, &sum, err);
+    if (rc < 0)
+        return rc;
     *val_loss = c->eval_batches > 0 ? sum / (double)c->eval_batches : 0.0;
     return 0;
 }
