@@ -292,11 +292,14 @@ void advisor_check_soft(const struct model_desc *m, const struct hardware *hw,
         estimate_add_reason(e, "pure bf16 (no fp32 master): needs stochastic rounding or "
                                "compensated summation to converge");
     if (cpu && (s->precision == PREC_BF16_MIXED || s->precision == PREC_BF16))
-        estimate_add_reason(e, "bf16 on the CPU executor: a bf16 copy of the weights, widened to "
-                               "fp32 for every matmul (compute and activations stay fp32; the "
-                               "CPU %s native bf16)",
-                            (hw->cpu.isa & (HW_ISA_AVX512_BF16 | HW_ISA_AMX_BF16)) ? "has"
-                                                                                  : "has no");
+        estimate_add_reason(e, "%s",
+                            (hw->cpu.isa & HW_ISA_AVX512_BF16)
+                                ? "bf16 on the CPU executor: a bf16 copy of the weights, native "
+                                  "AVX512-BF16 matmuls with fp32 accumulation (activations, "
+                                  "weight gradients and master weights stay fp32)"
+                                : "bf16 on the CPU executor: a bf16 copy of the weights, widened "
+                                  "to fp32 for every matmul (compute and activations stay fp32; "
+                                  "the CPU has no native bf16)");
     if (!cpu && dt == HW_DT_FP16 && min_cc10(hw) > 0 && min_cc10(hw) < 70)
         estimate_add_reason(e, "no tensor cores below compute capability 7.0: fp16 saves memory, "
                                "not time");

@@ -577,9 +577,9 @@ static void add_train_reasons(struct ctx *c, struct cand *cd)
 
     if (c->cpu)
         estimate_add_reason(e, "%s: %s", precision_name(st->precision),
-                            st->precision == PREC_FP32 ? "this CPU has no native bf16 "
-                                                         "(AVX512_BF16/AMX), so fp32 (11.4)"
-                                                       : "the CPU has native bf16 (11.4)");
+                            st->precision == PREC_FP32
+                                ? "this CPU has no native bf16 matmul (AVX512_BF16), so fp32 (11.4)"
+                                : "the CPU has native AVX512-BF16 matmuls (11.4)");
     else if (st->precision == PREC_BF16_MIXED)
         estimate_add_reason(e, "bf16-mixed: CC %d.%d supports bf16 (no loss scaling)", c->cc / 10,
                             c->cc % 10);
@@ -857,8 +857,9 @@ int advisor_search(const struct model_desc *m, const struct hardware *hw, const 
     }
     if (c->cpu)
         c->cc = 0;
-    /* The built-in CPU executor computes in fp32 (bf16 would only add a weight copy). */
-    bool bf16 = c->cpu ? false : c->cc >= 80;
+    /* The built-in CPU executor runs bf16-mixed with native AVX512-BF16 matmuls where the CPU
+     * has them (11.4 step 1); elsewhere bf16 would only add a weight copy, so fp32. */
+    bool bf16 = c->cpu ? (hw->cpu.isa & HW_ISA_AVX512_BF16) != 0 : c->cc >= 80;
     c->prec = bf16 ? PREC_BF16_MIXED : (c->cpu ? PREC_FP32 : PREC_FP16_MIXED);
     bool half = c->prec != PREC_FP32;
     /* The CPU has a tiled fp32 kernel with the flash memory profile; GPUs need 16-bit inputs

@@ -314,8 +314,16 @@ static int speed_train(const struct est_geom *g, const struct model_desc *m,
         double cpu_bytes = (8.0 + 2.0 * bo_host + 4.0 + g->bw) * P_t * so;
         double cpu_s = host_bw > 0 ? cpu_bytes / (host_bw / g->ranks_per_node) : NAN;
         out->offload_s = pcie_s + cpu_s;
+    } else if (r.bytes_per_s > 0) {
+        out->optimizer_s = opt_bytes_param * P_t * so / r.bytes_per_s;
     } else {
-        out->optimizer_s = r.bytes_per_s > 0 ? opt_bytes_param * P_t * so / r.bytes_per_s : NAN;
+        /* Bandwidth unknown (a CPU probed without the triad): leave the memory-bound optimizer
+         * step out rather than lose the whole estimate, and say so. */
+        out->optimizer_s = 0.0;
+        estimate_add_reason(out, "memory bandwidth unknown: the optimizer step (%.3g GB touched) "
+                                 "is not counted; step time is a lower bound (measure with "
+                                 "scalewise probe)",
+                            opt_bytes_param * P_t * so / 1e9);
     }
     if (s->offload_params) /* each micro-batch gathers weights over PCIe, forward and backward */
         out->offload_s += g->m * (full ? 3.0 : 2.0) * w_gather / g->n_dp / pcie;
