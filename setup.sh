@@ -8,7 +8,7 @@ cd "$(dirname "$0")"
 
 PACKAGES=(build-essential pkg-config libyaml-dev libjson-c-dev libhwloc-dev
           libopenblas-openmp-dev libncurses-dev openmpi-bin libopenmpi-dev
-          python3 python3-yaml tmux)
+          python3 python3-yaml tmux jq)
 
 missing=()
 for p in "${PACKAGES[@]}"; do

@@ -9,7 +9,7 @@ model="--layers 4 --hidden 256 --heads 8 --kv-heads 4 --ffn 688 --vocab 1000 --a
 check_est() { # label flags...
   local label=$1; shift
   if "$SW" estimate "$@" --format json >"$TMP/e.json" 2>"$TMP/err"; then
-    python3 - "$TMP/e.json" "$label" <<'PY' && ok || fail "estimate ($label) keys"
+    "$PY" - "$TMP/e.json" "$label" <<'PY' && ok || fail "estimate ($label) keys"
 import json,sys
 d=json.load(open(sys.argv[1])); label=sys.argv[2]
 need=["params_total","per_device_bytes","host_bytes","fits","flops_per_step","step_time_s","tokens_per_s","mfu","ttft_s","decode_s_per_token","reasons"]
@@ -42,12 +42,12 @@ infer-quant-tp|--task infer --gpus-per-node 2 --tp 2 --weights int4 --kv-dtype i
 EOF2
 
 "$SW" estimate $model --gpu "$gpu" --task infer --batch 1 --prompt-len 16 --gen-len 16 --format yaml >"$TMP/e.yaml" 2>/dev/null \
-  && python3 -c "import yaml,sys; yaml.safe_load(open(sys.argv[1]))" "$TMP/e.yaml" && ok || fail "estimate --format yaml"
+  && "$PY" -c "import yaml,sys; yaml.safe_load(open(sys.argv[1]))" "$TMP/e.yaml" && ok || fail "estimate --format yaml"
 "$SW" estimate $model --gpu "$gpu" --task infer --batch 1 --prompt-len 16 --gen-len 16 --format text >/dev/null 2>&1 && ok || fail "estimate --format text"
 expect_rc 2 "bad --precision value" -- "$SW" estimate $model --gpu "$gpu" --task train --precision fp13
 
 if "$SW" plan $model --gpu "$gpu" --task train --seq 512 --global-batch-tokens 65536 --top 3 -o "$TMP/p.yaml" >/dev/null 2>"$TMP/err"; then
-  python3 - "$TMP/p.yaml" <<'PY' && ok || fail "plan keys"
+  "$PY" - "$TMP/p.yaml" <<'PY' && ok || fail "plan keys"
 import yaml,sys
 p=yaml.safe_load(open(sys.argv[1]))
 need_top=["hardware","model","task","strategy","estimate"]

@@ -4,7 +4,7 @@
 . "$(dirname "$0")/lib.sh"
 M="--layers 4 --hidden 256 --heads 8 --kv-heads 4 --ffn 688 --vocab 1000 --arch llama"
 json_has() { # FILE KEY... : every key (dotted path) exists in the JSON file
-  python3 - "$@" <<'PY'
+  "$PY" - "$@" <<'PY'
 import json, sys
 d = json.load(open(sys.argv[1]))
 for k in sys.argv[2:]:
@@ -15,7 +15,7 @@ for k in sys.argv[2:]:
         x = x[part]
 PY
 }
-json_val() { python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print(eval('d'+sys.argv[2]))" "$1" "$2"; }
+json_val() { "$PY" -c "import json,sys; d=json.load(open(sys.argv[1])); print(eval('d'+sys.argv[2]))" "$1" "$2"; }
 
 # --- exit codes
 expect_rc 2 "unknown flag" -- $SW estimate $M --gpu h100-sxm --precison bf16-mixed
@@ -46,7 +46,7 @@ else fail "estimate json lacks contract keys"; fi
 
 # grad accumulation from --global-batch: 8 = 2 x 1 x 4
 expect_rc 0 "estimate yaml" -- $SW estimate $M --gpu h100-sxm --gpus-per-node 1 --task train --seq 512 --micro-batch 2 --global-batch 8 --format yaml
-python3 -c "import yaml,sys; yaml.safe_load(open(sys.argv[1]))" "$TMP/out" && ok || fail "yaml output does not parse"
+"$PY" -c "import yaml,sys; yaml.safe_load(open(sys.argv[1]))" "$TMP/out" && ok || fail "yaml output does not parse"
 
 # --- a plan that does not fit is a result, not an error
 expect_rc 0 "70B on one GPU: no fit, exit 0" -- $SW estimate --model llama-3-70b --gpu h100-sxm --gpus-per-node 1 --task train --format json
@@ -56,7 +56,7 @@ cp "$TMP/out" "$TMP/nofit.json"
 # --- inference
 expect_rc 0 "inference json" -- $SW estimate $M --gpu h100-sxm --gpus-per-node 2 --tp 2 --task infer --weights int4 --kv-dtype int8 --batch 1 --prompt-len 128 --gen-len 64 --format json
 cp "$TMP/out" "$TMP/inf.json"
-python3 -c "import json,sys; d=json.load(open(sys.argv[1])); sys.exit(0 if d['ttft_s']>0 and d['decode_s_per_token']>0 else 1)" "$TMP/inf.json" && ok || fail "inference latencies should be positive"
+"$PY" -c "import json,sys; d=json.load(open(sys.argv[1])); sys.exit(0 if d['ttft_s']>0 and d['decode_s_per_token']>0 else 1)" "$TMP/inf.json" && ok || fail "inference latencies should be positive"
 
 # --- text output
 expect_rc 0 "estimate text" -- $SW estimate --model gpt2-124m --gpu h100-sxm --gpus-per-node 1 --task train --seq 1024 --micro-batch 8

@@ -4,7 +4,7 @@
 # output sanity.
 . "$(dirname "$0")/lib.sh"
 M="--layers 4 --hidden 256 --heads 8 --kv-heads 4 --ffn 688 --vocab 1000 --arch llama"
-py() { python3 - "$@"; }
+py() { "$PY" - "$@"; }
 
 # --- exit codes
 expect_rc 2 "unknown flag" -- $SW plan $M --gpu h100-sxm --topp 3

@@ -13,10 +13,10 @@ expect_grep '^(NCCL|MPI) ' "$TMP/out" "text has NCCL/MPI lines"
 
 # json and yaml parse, and carry the CPU
 expect_rc 0 "probe json" -- "$SW" probe --format json --no-measure
-if python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); assert d["cpu"]["logical_cpus"] >= 1' "$TMP/out"
+if "$PY" -c 'import json,sys; d=json.load(open(sys.argv[1])); assert d["cpu"]["logical_cpus"] >= 1' "$TMP/out"
 then ok; else fail "json output does not parse or lacks cpu.logical_cpus"; fi
 expect_rc 0 "probe yaml" -- "$SW" probe --format=yaml --no-measure
-if python3 -c 'import yaml,sys; d=yaml.safe_load(open(sys.argv[1])); assert d["name"] == "probed"' "$TMP/out"
+if "$PY" -c 'import yaml,sys; d=yaml.safe_load(open(sys.argv[1])); assert d["name"] == "probed"' "$TMP/out"
 then ok; else fail "yaml output does not parse or name is not 'probed'"; fi
 
 # --save then --hardware: the saved report shows again, byte for byte the same YAML
@@ -44,7 +44,7 @@ if [ -n "${SW_FAKE_GPU_DIR:-}" ] && [ -f "$SW_FAKE_GPU_DIR/libfake_nvml.so" ]; t
   expect_grep '^  GPU7 +(NVSwitch +){7}X$' "$TMP/out" "link matrix row"
   expect_grep '989\.4' "$TMP/out" "bf16 peak"
   expect_rc 0 "fake h100 json" -- fake h100 --format json
-  if python3 -c '
+  if "$PY" -c '
 import json, sys
 d = json.load(open(sys.argv[1]))
 g = d["gpus"]

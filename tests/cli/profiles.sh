@@ -10,14 +10,14 @@ tiny-gpt2 tiny-llama"
 HW_FILES=$(ls "$ROOT/profiles/hardware/" 2>/dev/null | grep -c '\.yaml$')
 
 have_py_yaml=0
-python3 -c 'import yaml, json' 2>/dev/null && have_py_yaml=1
+"$PY" -c 'import yaml, json' 2>/dev/null && have_py_yaml=1
 
 # check_tree FORMAT FILE: the file parses as FORMAT and its "models" list holds every name
 # above, with the published sizes of two of them; "hardware" has one entry per file.
 check_tree() {
   local fmt=$1 file=$2
   if [ "$have_py_yaml" -eq 1 ]; then
-    if python3 - "$fmt" "$file" "$MODELS" "$HW_FILES" <<'EOF'
+    if "$PY" - "$fmt" "$file" "$MODELS" "$HW_FILES" <<'EOF'
 import json, sys, yaml
 fmt, path, names, hw_files = sys.argv[1], sys.argv[2], sys.argv[3].split(), int(sys.argv[4])
 with open(path) as f:
@@ -40,7 +40,7 @@ EOF
     if jq -e '.models | map(.name) | index("llama-3-8b") != null' "$file" >/dev/null; then ok
     else fail "profiles --format json: no llama-3-8b"; fi
   else
-    echo "note: no python3 yaml module; $fmt output checked by grep only"
+    echo "note: no "$PY" yaml module; $fmt output checked by grep only"
     expect_grep 'llama-3\.1-405b' "$file" "profiles --format $fmt"
   fi
 }

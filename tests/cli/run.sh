@@ -31,7 +31,7 @@ if jq -e -s 'all(.[]; has("step") and has("loss") and has("lr") and has("grad_no
       has("tokens_per_s") and has("ms_per_step") and has("mfu") and has("peak_rss_bytes"))
       and (map(select(has("val_loss"))) | length == 2)' "$TMP/short/metrics.jsonl" >/dev/null
 then ok; else fail "metrics.jsonl lines lack keys: $(head -n 2 "$TMP/short/metrics.jsonl")"; fi
-python3 - "$TMP/short/report.yaml" <<'PY' && ok || fail "report.yaml lacks measured/predicted"
+"$PY" - "$TMP/short/report.yaml" <<'PY' && ok || fail "report.yaml lacks measured/predicted"
 import sys, yaml
 r = yaml.safe_load(open(sys.argv[1]))
 keys = ["weights", "gradients", "optimizer", "activations", "workspace", "total"]
