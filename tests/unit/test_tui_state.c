@@ -230,7 +230,10 @@ static void test_every_action(void)
             } else if (ctx == 15) {
                 keys(s, "w/gpt"); /* list with the search being typed */
             } else if (ctx == 16) {
-                keys(s, "s"); /* export prompt */
+                /* export prompt; what it writes must not land in the working directory */
+                snprintf(s->export_path, sizeof(s->export_path), "/tmp/sw_test_tui_%ld.yaml",
+                         (long)getpid());
+                keys(s, "s");
             } else {
                 keys(s, "?"); /* help */
             }
@@ -619,5 +622,10 @@ int main(void)
     snprintf(cmd, sizeof(cmd), "rm -rf %s", g_tmp);
     if (system(cmd) != 0)
         fprintf(stderr, "could not remove %s\n", g_tmp);
+    {
+        char tmp_plan[64];
+        snprintf(tmp_plan, sizeof(tmp_plan), "/tmp/sw_test_tui_%ld.yaml", (long)getpid());
+        unlink(tmp_plan);
+    }
     return harness_finish("test_tui_state");
 }
