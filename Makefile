@@ -41,8 +41,23 @@ ifeq ($(HAVE_NCURSES),1)
   LDLIBS_CORE += $(shell pkg-config --libs ncursesw)
 endif
 ifneq ($(NVCC),)
-  CFLAGS_COMMON += -DSW_HAVE_NVCC=1
+  CFLAGS_COMMON += -DSW_HAVE_NVCC=1 \
+                   -DSW_CUDA_PLUGIN_PATH='"$(abspath $(BUILD))/libscalewise-cuda.so"'
+  # The CUDA backend: kernels/cuda/*.cu built by nvcc into one plugin the core dlopens
+  # (executor/backend_cuda_loader.c), and the GPU test programs tests/gpu/*.c|*.cu (they skip
+  # with a reason where no GPU is present). Nothing of it is linked into ./scalewise.
+  CUDA_SRC    := $(wildcard kernels/cuda/*.cu)
+  CUDA_OBJ    := $(CUDA_SRC:kernels/cuda/%.cu=$(BUILD)/cuda/%.o)
+  CUDA_HDRS   := $(wildcard kernels/cuda/*.cuh) executor/backend.h common/common.h common/banned.h
+  CUDA_PLUGIN := $(BUILD)/libscalewise-cuda.so
+  GPU_TEST_SRC := $(wildcard tests/gpu/*.c tests/gpu/*.cu)
+  GPU_TEST_BIN := $(patsubst tests/gpu/%,$(BUILD)/gpu/%,$(basename $(GPU_TEST_SRC)))
 endif
+# sm_80 and sm_90 machine code (sm_86/sm_89 run sm_80's) plus compute_90 PTX, which newer GPUs
+# compile at load time. Every warning is an error, as for the C code.
+NVCC_ARCH  ?= -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=[sm_90,compute_90]
+NVCCFLAGS  := -std=c++17 -O3 -I. $(NVCC_ARCH) -Werror all-warnings \
+              -Xcompiler -fPIC,-Wall,-Wextra,-Werror,-Wno-unused-parameter,-fvisibility=hidden
 ifeq ($(HAVE_NCCL),1)
   CFLAGS_COMMON += -DSW_HAVE_NCCL_HEADERS=1
 endif
@@ -72,7 +87,7 @@ FAKE_GPU_SRC := $(wildcard tests/fake_gpu/*.c)
 FAKE_GPU_SO  := $(FAKE_GPU_SRC:tests/fake_gpu/%.c=$(BUILD)/fake_gpu/lib%.so)
 
 .PHONY: all features test test-release test-asan bench fuzz clean format
-all: features scalewise $(MPI_PLUGIN)
+all: features scalewise $(MPI_PLUGIN) $(CUDA_PLUGIN) $(GPU_TEST_BIN)
 
 features:
 	@printf '%s\n' "scalewise build: optional features" \
@@ -135,12 +150,40 @@ $(BUILD)/libscalewise-mpi.so: executor/comm_mpi.c executor/comm.h common/common.
 	  -Wno-unused-parameter -I. -O2 -g -fPIC -shared -fvisibility=hidden -o $@.tmp $<
 	@mv -f $@.tmp $@
 
+# The CUDA plugin: only scalewise_cuda_backend (and its table size) are exported. cuBLASLt is a
+# shared library of the toolkit (no static archive here); the rpath finds it where the build
+# found it.
+$(BUILD)/cuda/%.o: kernels/cuda/%.cu $(CUDA_HDRS) Makefile
+	@mkdir -p $(dir $@)
+	@echo "  NVCC    $<"
+	@$(NVCC) $(NVCCFLAGS) -c -o $@ $<
+
+$(BUILD)/libscalewise-cuda.so: $(CUDA_OBJ) Makefile
+	@echo "  NVCC-LD $@"
+	@$(NVCC) -shared --cudart=static $(NVCC_ARCH) -o $@.tmp $(CUDA_OBJ) -lcublasLt \
+	  -Xlinker -rpath,$(CUDA_HOME)/lib64
+	@mv -f $@.tmp $@
+
+# GPU test programs: a .c one goes through the loader like the executor (no CUDA headers); a
+# .cu one may also call the kcuda_* entries directly (linked with the plugin's objects).
+$(BUILD)/gpu/%: tests/gpu/%.c tests/harness.h $(BUILD)/libsw.a
+	@mkdir -p $(dir $@)
+	@echo "  TEST    $@"
+	@$(CC) $(CFLAGS_COMMON) $(OPT) -Itests -o $@ $< $(BUILD)/libsw.a $(LDLIBS_CORE)
+
+$(BUILD)/gpu/%: tests/gpu/%.cu tests/harness.h $(CUDA_OBJ) $(CUDA_HDRS) $(BUILD)/libsw.a
+	@mkdir -p $(dir $@)
+	@echo "  TEST    $@"
+	@$(NVCC) $(NVCCFLAGS) --cudart=static -Itests -o $@ $< $(CUDA_OBJ) $(BUILD)/libsw.a \
+	  -lcublasLt -Xcompiler -fopenmp -Xlinker -rpath,$(CUDA_HOME)/lib64 $(LDLIBS_CORE)
+
 $(BUILD)/tests/mpi_collectives: tests/mpi/mpi_collectives.c tests/harness.h $(BUILD)/libsw.a
 	@mkdir -p $(dir $@)
 	@echo "  TEST    $@"
 	@$(CC) $(CFLAGS_COMMON) $(OPT) -Itests -o $@ $< $(BUILD)/libsw.a $(LDLIBS_CORE)
 
-test: all $(TEST_BIN) $(TEST_ABIN) $(ABUILD)/scalewise $(FAKE_GPU_SO) $(MPI_TEST_BIN)
+test: all $(TEST_BIN) $(TEST_ABIN) $(ABUILD)/scalewise $(FAKE_GPU_SO) $(MPI_TEST_BIN) \
+  $(CUDA_PLUGIN) $(GPU_TEST_BIN)
 	@SW_BUILD=$(BUILD) SW_ABUILD=$(ABUILD) tests/run.sh
 
 bench: scalewise

@@ -165,4 +165,17 @@ struct backend {
 /* The CPU backend (kernels/cpu). Static, never freed. */
 const struct backend *backend_cpu(void);
 
+/* Layout version of struct backend, checked by the CUDA plugin (with sizeof(struct backend)):
+ * bump it when an entry is added, removed or changes its signature. */
+#define BACKEND_API_VERSION 1
+
+/* The CUDA backend (kernels/cuda, built by nvcc into libscalewise-cuda.so): dlopens the plugin
+ * ($SCALEWISE_CUDA_PLUGIN, the executable's directory, build/ under it, its parent, then the
+ * path compiled in), checks its API version and lets it pick and initialise a GPU. Returns a
+ * static table (device pointers; never freed, the plugin stays loaded), or NULL with
+ * SW_EUNSUPPORTED and the reason: no plugin in this build, a plugin from another build, no
+ * driver, no GPU ("no NVIDIA GPU: cudaGetDeviceCount returned 35 (...)"). Entries the plugin
+ * does not implement yet are NULL: callers check what they need. */
+const struct backend *backend_cuda_load(struct sw_err *err);
+
 #endif

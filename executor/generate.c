@@ -840,6 +840,19 @@ static int check_infer_plan(const struct plan *p, struct exec_model_opts *mo, st
     if (p->workload.task != TASK_INFER)
         return sw_errf(err, SW_EINVAL, "plan has task: %s; exec_run_infer runs task: infer",
                        task_name(p->workload.task));
+    if (s->device == DEVICE_CUDA) {
+        struct sw_err cerr;
+        sw_err_init(&cerr);
+        if (!backend_cuda_load(&cerr))
+            return sw_errf(err, SW_EUNSUPPORTED,
+                           "strategy.device is cuda, but the CUDA backend is unavailable: %s; "
+                           "set strategy.device: cpu to run this plan on the CPU",
+                           cerr.msg);
+        return sw_errf(err, SW_EUNSUPPORTED,
+                       "strategy.device is cuda: the CUDA backend loaded, but generation does "
+                       "not run on the GPU yet (sampling reads the logits through host "
+                       "pointers); set strategy.device: cpu to run this plan on the CPU");
+    }
     if (s->device != DEVICE_CPU)
         return sw_errf(err, SW_EUNSUPPORTED,
                        "strategy.device is %s; this executor runs on the CPU only (device: cpu)",

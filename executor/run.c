@@ -48,10 +48,23 @@ int exec_run_check(const struct plan *p, struct sw_err *err)
     if (p->workload.task != TASK_TRAIN)
         return sw_errf(err, SW_EUNSUPPORTED,
                        "this is an inference plan; the training executor runs task: train");
-    if (s->device == DEVICE_CUDA)
+    if (s->device == DEVICE_CUDA) {
+        /* The GPU and the plugin first, so a machine without either says so. TODO: once the
+         * model runs on the device, a parent that forks local workers (--nproc) must not
+         * initialise CUDA here (hardware-and-distributed.md 1.4): probe in the worker. */
+        struct sw_err cerr;
+        sw_err_init(&cerr);
+        if (!backend_cuda_load(&cerr))
+            return sw_errf(err, SW_EUNSUPPORTED,
+                           "strategy.device is cuda, but the CUDA backend is unavailable: %s; "
+                           "set strategy.device: cpu to run this plan on the CPU",
+                           cerr.msg);
         return sw_errf(err, SW_EUNSUPPORTED,
-                       "the CUDA backend is not built yet; set strategy.device: cpu to run this "
-                       "plan on the CPU");
+                       "strategy.device is cuda: the CUDA backend loaded, but the training "
+                       "executor does not run on the GPU yet (the model still initialises "
+                       "weights and reads tokens, losses and checkpoints through host "
+                       "pointers); set strategy.device: cpu to run this plan on the CPU");
+    }
     if (s->tp > 1)
         return sw_errf(err, SW_EUNSUPPORTED,
                        "tensor parallelism (tp %d) splits layers over several devices; the CPU "

@@ -1,0 +1,233 @@
+/* kernels/cuda/cuda_int.cuh — internals shared by the files of the CUDA plugin
+ * (build/libscalewise-cuda.so): error checks, the device allocator, the one stream, launch
+ * helpers, and the C-linkage prototypes of every kernel entry the backend table points at.
+ * Nothing outside kernels/cuda/ includes this header; the core sees only struct backend
+ * (executor/backend.h) through the loader (executor/backend_cuda_loader.c).
+ *
+ * Ownership of the entries:
+ *  - plugin.cu: the exported scalewise_cuda_backend(), device selection, cuda_alloc/cuda_free
+ *    (per-category accounting), copies, memset, synchronize, memory statistics, the stream,
+ *    the reduction buffer.
+ *  - matmul.cu: kcuda_matmul_* (cuBLASLt), kcuda_has_native_bf16, kcuda_matmul_uses_blas.
+ *  - k_*.cu: every other kcuda_* entry (element-wise, norms, attention, loss, optimizers).
+ * Every kcuda_* function has the signature and the semantics of the kcpu_* function of the same
+ * name in kernels/cpu/kernels_cpu.h (and of the struct backend entry); pointers are device
+ * pointers from cuda_alloc. Kernels launch on cuda_stream() and return without waiting; only an
+ * entry that returns a value computed on the device (softmax_ce's loss, grad_norm,
+ * clip_grad_norm) synchronizes, by copying that value back.
+ *
+ * Errors: a failing CUDA or cuBLAS call inside a kernel entry is a broken device or a
+ * programming error (the only expected failure, out of memory, happens in cuda_alloc, which is
+ * fallible): CUDA_CHECK / CUBLAS_CHECK print the call, the error and file:line to stderr and
+ * abort (llm.c's cudaCheck; style guide 3 allows check wrappers where no error channel
+ * exists — the backend's kernel entries return void). */
+#ifndef SW_CUDA_INT_CUH
+#define SW_CUDA_INT_CUH
+
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "executor/backend.h"
+
+/* ---------------------------------------------------------------- checks */
+
+/* Print "cuda error at file:line: <call>: <name> (<string>)" and abort. */
+[[noreturn]] void cuda_fail(cudaError_t e, const char *call, const char *file, int line);
+/* The same for a cuBLAS / cuBLASLt status (an int, so this header needs no cuBLAS include). */
+[[noreturn]] void cublas_fail(int status, const char *call, const char *file, int line);
+
+#define CUDA_CHECK(call)                                                                         \
+    do {                                                                                         \
+        cudaError_t cuda_check_e_ = (call);                                                      \
+        if (cuda_check_e_ != cudaSuccess)                                                        \
+            cuda_fail(cuda_check_e_, #call, __FILE__, __LINE__);                                 \
+    } while (0)
+
+#define CUBLAS_CHECK(call)                                                                       \
+    do {                                                                                         \
+        int cublas_check_s_ = (int)(call);                                                       \
+        if (cublas_check_s_ != 0)                                                                \
+            cublas_fail(cublas_check_s_, #call, __FILE__, __LINE__);                             \
+    } while (0)
+
+/* After every <<<...>>> launch: a bad configuration is reported here, at its launch site. */
+#define CUDA_LAUNCH_CHECK() CUDA_CHECK(cudaGetLastError())
+
+/* ---------------------------------------------------------------- device, stream, memory */
+
+/* The stream every kernel, copy and cuBLASLt call of the plugin runs on (created blocking,
+ * so work queued on the legacy default stream by mistake is still ordered). Valid after
+ * scalewise_cuda_backend() succeeded. */
+cudaStream_t cuda_stream(void);
+
+/* Properties of the selected device (filled once at start). Borrowed. */
+const cudaDeviceProp *cuda_props(void);
+
+/* Device allocation counted under `cat` (the backend's alloc entry): requested bytes are
+ * counted, current and peak, per category and in total. bytes == 0 still gives a unique
+ * pointer. On failure: NULL and err filled with SW_ENOMEM naming the bytes, the category and
+ * what each category already holds (and the device's free/total from cudaMemGetInfo). The
+ * caller frees with cuda_free. Not thread-safe (one host thread drives the device). */
+void *cuda_alloc(size_t bytes, enum backend_mem cat, struct sw_err *err);
+void cuda_free(void *p); /* NULL is a no-op; waits for queued work first */
+
+/* A device buffer of CUDA_REDUCE_FLOATS floats (counted as workspace, allocated at start) for
+ * reductions that return a scalar to the host (loss sums, gradient norms, valid counts): a
+ * kernel writes partial results here, one small cudaMemcpy brings them back. Entries use it
+ * one at a time (no entry calls another while holding it). */
+#define CUDA_REDUCE_FLOATS (64 * 1024)
+float *cuda_reduce_buf(void);
+
+/* matmul.cu: the cuBLASLt handle and its 32 MiB workspace (category workspace), made once by
+ * scalewise_cuda_backend(). 0, or SW_ENOMEM / SW_EUNSUPPORTED with err filled. */
+int kcuda_matmul_init(struct sw_err *err);
+
+/* ---------------------------------------------------------------- launch helpers */
+
+/* Blocks of `threads` covering n items, at least 1, at most 2^31-1 (grid-stride loops cover
+ * the rest). */
+static inline unsigned cuda_blocks(size_t n, unsigned threads)
+{
+    size_t b = (n + threads - 1) / threads;
+    if (b < 1)
+        b = 1;
+    if (b > 0x7fffffffu)
+        b = 0x7fffffffu;
+    return (unsigned)b;
+}
+
+/* Enough blocks of `threads` to fill every SM `per_sm` times (grid-stride element-wise
+ * kernels and one-launch optimizers over all parameters). */
+unsigned cuda_fill_blocks(unsigned threads, unsigned per_sm);
+
+/* The largest head size the flash attention kernels (k_attention.cu) accept: struct
+ * backend.flash_max_hs. */
+#ifndef KCUDA_FLASH_MAX_HS
+#define KCUDA_FLASH_MAX_HS 128
+#endif
+
+/* ---------------------------------------------------------------- kernel entries
+ * Signatures exactly as struct backend (executor/backend.h) and kcpu_* (kernels_cpu.h).
+ * plugin.cu refers to them weakly: an entry no .cu defines yet is a NULL pointer in the table
+ * (the executor refuses a plan that needs a NULL entry), never a load failure. */
+#ifdef SW_CUDA_WEAK_ENTRIES
+#define KCUDA_API extern "C" __attribute__((weak, visibility("hidden")))
+#else
+#define KCUDA_API extern "C"
+#endif
+
+/* matmul.cu (cuBLASLt) */
+KCUDA_API bool kcuda_matmul_uses_blas(void);
+KCUDA_API void kcuda_matmul_forward(float *out, const float *inp, const float *weight,
+                                    const float *bias, int N, int C, int OC);
+KCUDA_API void kcuda_matmul_backward(float *dinp, float *dweight, float *dbias,
+                                     const float *dout, const float *inp, const float *weight,
+                                     int N, int C, int OC);
+KCUDA_API bool kcuda_has_native_bf16(void);
+KCUDA_API size_t kcuda_matmul_bf16_scratch_bytes(int N);
+KCUDA_API void kcuda_matmul_bf16_forward(float *out, const float *inp, const uint16_t *weight,
+                                         const float *bias, int N, int C, int OC, void *scratch);
+KCUDA_API void kcuda_matmul_bf16_backward_input(float *dinp, const float *dout,
+                                                const uint16_t *weight, int N, int C, int OC,
+                                                void *scratch);
+KCUDA_API void kcuda_matmul_int8_forward(float *out, const float *inp, const int8_t *wq,
+                                         const float *scale, const float *bias, int N, int C,
+                                         int OC);
+
+/* k_*.cu: strided helpers */
+KCUDA_API void kcuda_copy_2d(float *dst, int ld_dst, const float *src, int ld_src, int rows,
+                             int cols, float alpha);
+KCUDA_API void kcuda_axpy_2d(float *dst, int ld_dst, const float *src, int ld_src, int rows,
+                             int cols, float alpha);
+
+/* k_*.cu: embedding, residual, norms, activations, RoPE */
+KCUDA_API void kcuda_embedding_forward(float *out, const int *tokens, const float *wte,
+                                       const float *wpe, int B, int T, int C, int V, int maxT,
+                                       int pos_offset);
+KCUDA_API void kcuda_embedding_backward(float *dwte, float *dwpe, const float *dout,
+                                        const int *tokens, int B, int T, int C, int V, int maxT,
+                                        int pos_offset);
+KCUDA_API void kcuda_residual_forward(float *out, const float *a, const float *b, size_t n);
+KCUDA_API void kcuda_residual_backward(float *da, float *db, const float *dout, size_t n);
+KCUDA_API void kcuda_layernorm_forward(float *out, float *mean, float *rstd, const float *inp,
+                                       const float *weight, const float *bias, int N, int C,
+                                       float eps);
+KCUDA_API void kcuda_layernorm_backward(float *dinp, float *dweight, float *dbias,
+                                        const float *dout, const float *inp,
+                                        const float *weight, const float *mean,
+                                        const float *rstd, int N, int C);
+KCUDA_API void kcuda_rmsnorm_forward(float *out, float *rstd, const float *inp,
+                                     const float *weight, int N, int C, float eps);
+KCUDA_API void kcuda_rmsnorm_backward(float *dinp, float *dweight, const float *dout,
+                                      const float *inp, const float *weight, const float *rstd,
+                                      int N, int C);
+KCUDA_API void kcuda_gelu_forward(float *out, const float *inp, size_t n);
+KCUDA_API void kcuda_gelu_backward(float *dinp, const float *inp, const float *dout, size_t n);
+KCUDA_API void kcuda_swiglu_forward(float *out, const float *gate_up, int N, int H);
+KCUDA_API void kcuda_swiglu_backward(float *dgate_up, const float *dout, const float *gate_up,
+                                     int N, int H);
+KCUDA_API void kcuda_rope_tables(float *cos_tab, float *sin_tab, int maxT, int HS, double theta);
+KCUDA_API void kcuda_rope_forward(float *x, const float *cos_tab, const float *sin_tab, int B,
+                                  int T, int row_stride, int n_heads, int HS, int maxT,
+                                  int pos_offset);
+KCUDA_API void kcuda_rope_backward(float *dx, const float *cos_tab, const float *sin_tab, int B,
+                                   int T, int row_stride, int n_heads, int HS, int maxT,
+                                   int pos_offset);
+
+/* k_*.cu: attention and KV cache */
+KCUDA_API void kcuda_attention_forward(float *out, float *att, const float *qkv, int B, int T,
+                                       int NH, int NKV, int HS);
+KCUDA_API size_t kcuda_attention_backward_scratch_bytes(int B, int T, int NH);
+KCUDA_API void kcuda_attention_backward(float *dqkv, const float *dout, const float *qkv,
+                                        const float *att, void *scratch, int B, int T, int NH,
+                                        int NKV, int HS);
+KCUDA_API void kcuda_flash_attention_forward(float *out, float *lse, const float *qkv, int B,
+                                             int T, int NH, int NKV, int HS);
+KCUDA_API void kcuda_flash_attention_backward(float *dqkv, const float *dout, const float *qkv,
+                                              const float *out, const float *lse, int B, int T,
+                                              int NH, int NKV, int HS);
+KCUDA_API void kcuda_kv_cache_append(float *k_cache, float *v_cache, const float *qkv, int B,
+                                     int T_new, int pos, int NH, int NKV, int HS, int cache_T);
+KCUDA_API void kcuda_attention_decode(float *out, const float *qkv, const float *k_cache,
+                                      const float *v_cache, int B, int T_new, int pos, int NH,
+                                      int NKV, int HS, int cache_T);
+
+/* k_*.cu: fused classifier */
+KCUDA_API float kcuda_softmax_ce(float *logits, float *losses, int *n_valid, const int *targets,
+                                 int N, int V, int Vp, bool want_grad, float grad_scale);
+
+/* k_*.cu: optimizers and gradient utilities */
+KCUDA_API void kcuda_adamw_step(float *param, const float *grad, float *m, float *v, size_t n,
+                                int step, float lr, float beta1, float beta2, float eps,
+                                float weight_decay);
+KCUDA_API void kcuda_sgd_step(float *param, const float *grad, size_t n, float lr,
+                              float weight_decay);
+KCUDA_API void kcuda_sgd_momentum_step(float *param, const float *grad, float *buf, size_t n,
+                                       float lr, float momentum, float weight_decay,
+                                       bool nesterov);
+KCUDA_API void kcuda_lion_step(float *param, const float *grad, float *m, size_t n, float lr,
+                               float beta1, float beta2, float weight_decay);
+KCUDA_API size_t kcuda_adafactor_row_floats(int rows, int cols);
+KCUDA_API size_t kcuda_adafactor_col_floats(int rows, int cols);
+KCUDA_API void kcuda_adafactor_step(float *param, const float *grad, float *row_state,
+                                    float *col_state, float *m, int rows, int cols, int step,
+                                    float lr, float beta1, float decay_rate, float eps1,
+                                    float clip_threshold, float weight_decay);
+KCUDA_API size_t kcuda_adamw8bit_state_bytes(size_t n);
+KCUDA_API void kcuda_adamw8bit_step(float *param, const float *grad, void *state, size_t n,
+                                    int step, float lr, float beta1, float beta2, float eps,
+                                    float weight_decay);
+KCUDA_API void kcuda_adamw8bit_read_state(float *out, const void *state, size_t n, int which);
+KCUDA_API double kcuda_grad_norm(const float *grad, size_t n);
+KCUDA_API double kcuda_clip_grad_norm(float *grad, size_t n, double max_norm);
+KCUDA_API void kcuda_scale(float *x, size_t n, float s);
+
+/* k_*.cu: reduced precision */
+KCUDA_API void kcuda_f32_to_bf16(uint16_t *dst, const float *src, size_t n);
+KCUDA_API void kcuda_bf16_to_f32(float *dst, const uint16_t *src, size_t n);
+KCUDA_API void kcuda_quantize_int8_rows(int8_t *wq, float *scale, const float *w, int OC, int C);
+
+#endif

@@ -1,0 +1,98 @@
+/* Element-wise activations of the CUDA backend, kernels/cpu/activation.c's formulas: GELU with
+ * the tanh approximation (GPT-2) and SwiGLU over a fused gate|up row (Llama), forward and
+ * backward (backward accumulates). Grid-stride loops, one element per thread per step; they are
+ * memory-bound, so tanhf/expf cost nothing extra. */
+#include "kernels/cuda/cuda_int.cuh"
+#include "kernels/cuda/k_common.cuh"
+
+#define GELU_K 0.7978845608028654f /* sqrt(2/π) */
+#define GELU_A 0.044715f
+
+__global__ void gelu_forward_kernel(float *out, const float *inp, size_t n)
+{
+    for (size_t i = kc_gtid(); i < n; i += kc_gstride()) {
+        float x = inp[i];
+        out[i] = 0.5f * x * (1.0f + tanhf(GELU_K * (x + GELU_A * x * x * x)));
+    }
+}
+
+/* d/dx = 0.5·(1 + tanh u) + 0.5·x·sech²u·k(1 + 3a·x²), u = k(x + a·x³). */
+__global__ void gelu_backward_kernel(float *dinp, const float *inp, const float *dout, size_t n)
+{
+    for (size_t i = kc_gtid(); i < n; i += kc_gstride()) {
+        float x = inp[i];
+        float th = tanhf(GELU_K * (x + GELU_A * x * x * x));
+        float sech2 = 1.0f - th * th;
+        float d = 0.5f * (1.0f + th) + 0.5f * x * sech2 * GELU_K * (1.0f + 3.0f * GELU_A * x * x);
+        dinp[i] += d * dout[i];
+    }
+}
+
+/* out(N,H) = silu(gate)·up; gate_up(N,2H) rows hold H gate values then H up values. */
+__global__ void swiglu_forward_kernel(float *out, const float *gate_up, size_t N, int H)
+{
+    size_t n = N * H;
+    for (size_t i = kc_gtid(); i < n; i += kc_gstride()) {
+        size_t r = i / H, j = i % H;
+        const float *g = gate_up + r * 2 * H;
+        float x = g[j];
+        out[i] = x / (1.0f + expf(-x)) * g[H + j];
+    }
+}
+
+/* du += silu(g)·dy;  dg += u·σ(g)·(1 + g·(1 - σ(g)))·dy. */
+__global__ void swiglu_backward_kernel(float *dgate_up, const float *dout, const float *gate_up,
+                                       size_t N, int H)
+{
+    size_t n = N * H;
+    for (size_t i = kc_gtid(); i < n; i += kc_gstride()) {
+        size_t r = i / H, j = i % H;
+        const float *g = gate_up + r * 2 * H;
+        float *dg = dgate_up + r * 2 * H;
+        float x = g[j], u = g[H + j], dy = dout[i];
+        float sig = 1.0f / (1.0f + expf(-x));
+        dg[H + j] += x * sig * dy;
+        dg[j] += u * sig * (1.0f + x * (1.0f - sig)) * dy;
+    }
+}
+
+static unsigned ew_blocks(size_t n)
+{
+    unsigned fill = cuda_fill_blocks(256, 8), need = cuda_blocks(n, 256);
+    return need < fill ? need : fill;
+}
+
+KCUDA_API void kcuda_gelu_forward(float *out, const float *inp, size_t n)
+{
+    if (n == 0)
+        return;
+    gelu_forward_kernel<<<ew_blocks(n), 256, 0, cuda_stream()>>>(out, inp, n);
+    CUDA_LAUNCH_CHECK();
+}
+
+KCUDA_API void kcuda_gelu_backward(float *dinp, const float *inp, const float *dout, size_t n)
+{
+    if (n == 0)
+        return;
+    gelu_backward_kernel<<<ew_blocks(n), 256, 0, cuda_stream()>>>(dinp, inp, dout, n);
+    CUDA_LAUNCH_CHECK();
+}
+
+KCUDA_API void kcuda_swiglu_forward(float *out, const float *gate_up, int N, int H)
+{
+    if (N <= 0 || H <= 0)
+        return;
+    swiglu_forward_kernel<<<ew_blocks((size_t)N * H), 256, 0, cuda_stream()>>>(out, gate_up,
+                                                                               (size_t)N, H);
+    CUDA_LAUNCH_CHECK();
+}
+
+KCUDA_API void kcuda_swiglu_backward(float *dgate_up, const float *dout, const float *gate_up,
+                                     int N, int H)
+{
+    if (N <= 0 || H <= 0)
+        return;
+    swiglu_backward_kernel<<<ew_blocks((size_t)N * H), 256, 0, cuda_stream()>>>(
+        dgate_up, dout, gate_up, (size_t)N, H);
+    CUDA_LAUNCH_CHECK();
+}

@@ -1,0 +1,755 @@
+/* Causal self-attention with GQA for the CUDA backend, on the fused QKV layout of
+ * kernels/cpu/attention.c and flash.c (a row of (NH + 2·NKV)·HS values per token; query head h
+ * reads kv head h / (NH/NKV); scale 1/sqrt(HS)):
+ *  - the streaming (FlashAttention-2-style, Dao 2023) forward: a block holds FA_BQ query rows
+ *    of one head in shared memory and walks key tiles of FA_BK keys with an online softmax; it
+ *    keeps a running max, sum and an HS-wide fp32 accumulator per row in registers and saves
+ *    each row's logsumexp. No T×T buffer exists.
+ *  - its backward, recomputing the probabilities tile by tile from the logsumexp, in two
+ *    kernels: one over query tiles writes dq, one over key tiles writes dk and dv (summing the
+ *    query heads of the kv group). Each gradient element has one writer: no atomics, no
+ *    scratch, deterministic. D_t = dO_t·O_t is recomputed where needed (the backend interface
+ *    gives no scratch for it).
+ *  - the materialised form (att(B,NH,T,T) probabilities kept for backward), for parity with the
+ *    CPU backend's small-model path.
+ *  - the KV cache append and the decode attention of a few new tokens over the cache (online
+ *    softmax over 32-key chunks, one warp per query head).
+ * The flash and decode kernels are templated on the element type (fp32, or bf16 widened to fp32
+ * on load; all arithmetic and the accumulators are fp32) and on the head size padded to 32, 64
+ * or 128 (HS <= KCUDA_FLASH_MAX_HS). They use scalar fp32 FMAs with warp shuffles, not tensor
+ * cores: correct and reasonably fast, not the fastest possible. */
+#include "kernels/cuda/cuda_int.cuh"
+#include "kernels/cuda/k_common.cuh"
+
+#define FA_WARPS 4
+#define FA_ROWS 4                    /* query rows per warp */
+#define FA_BQ (FA_WARPS * FA_ROWS)   /* query rows per block */
+#define FA_BK 32                     /* keys per tile: one per lane */
+#define FA_THREADS (FA_WARPS * 32)
+
+/* Copies rows [r0, r0+nrows) of a head slice (HS values at src + row·stride) into a shared
+ * tile of HP(+pad) floats per row, zero-filling rows >= T and columns >= HS. */
+template <typename T>
+static __device__ void load_tile(float *dst, int ld_dst, int nrows, const T *src, size_t stride,
+                                 int r0, int Tlen, int HS, int HP)
+{
+    for (int e = threadIdx.x; e < nrows * HP; e += blockDim.x) {
+        int r = e / HP, d = e % HP;
+        float v = 0.0f;
+        if (r0 + r < Tlen && d < HS)
+            v = kc_ld(src + (size_t)(r0 + r) * stride + d);
+        dst[r * ld_dst + d] = v;
+    }
+}
+
+/* ---------------------------------------------------------------- flash forward */
+
+/* grid (query tiles, NH, B); FA_THREADS threads; dynamic shared memory: Q (FA_BQ × HP),
+ * K (FA_BK × (HP+1)), V (FA_BK × HP) floats. */
+template <typename T, int HP>
+__global__ void __launch_bounds__(FA_THREADS)
+    flash_forward_kernel(T *out, float *lse, const T *qkv, int Tlen, int NH, int NKV, int HS,
+                         float scale)
+{
+    extern __shared__ float smem[];
+    float *Qs = smem, *Ks = Qs + FA_BQ * HP, *Vs = Ks + FA_BK * (HP + 1);
+    const int NI = HP / 32;
+    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    int qb = gridDim.x - 1 - blockIdx.x; /* heaviest (latest) tiles first */
+    int h = blockIdx.y, b = blockIdx.z, g = h / (NH / NKV);
+    size_t R = (size_t)(NH + 2 * NKV) * HS;
+    const T *base = qkv + (size_t)b * Tlen * R;
+    int t0 = qb * FA_BQ;
+
+    load_tile(Qs, HP, FA_BQ, base + (size_t)h * HS, R, t0, Tlen, HS, HP);
+
+    float m[FA_ROWS], l[FA_ROWS], acc[FA_ROWS][NI];
+#pragma unroll
+    for (int rr = 0; rr < FA_ROWS; rr++) {
+        m[rr] = -INFINITY;
+        l[rr] = 0.0f;
+#pragma unroll
+        for (int i = 0; i < NI; i++)
+            acc[rr][i] = 0.0f;
+    }
+    int row0 = warp * FA_ROWS;               /* this warp's first row in the tile */
+    int tw_last = t0 + row0 + FA_ROWS - 1;   /* its last query position */
+    int kend = t0 + FA_BQ < Tlen ? t0 + FA_BQ : Tlen;
+    for (int j0 = 0; j0 < kend; j0 += FA_BK) {
+        __syncthreads();
+        load_tile(Ks, HP + 1, FA_BK, base + (size_t)(NH + g) * HS, R, j0, Tlen, HS, HP);
+        load_tile(Vs, HP, FA_BK, base + (size_t)(NH + NKV + g) * HS, R, j0, Tlen, HS, HP);
+        __syncthreads();
+        if (j0 > tw_last || t0 + row0 >= Tlen)
+            continue; /* warp-uniform: nothing of this tile is visible to these rows */
+        int j = j0 + lane;
+        float s[FA_ROWS];
+#pragma unroll
+        for (int rr = 0; rr < FA_ROWS; rr++)
+            s[rr] = 0.0f;
+        for (int d = 0; d < HS; d++) {
+            float kd = Ks[lane * (HP + 1) + d];
+#pragma unroll
+            for (int rr = 0; rr < FA_ROWS; rr++)
+                s[rr] += Qs[(row0 + rr) * HP + d] * kd;
+        }
+        float p[FA_ROWS];
+#pragma unroll
+        for (int rr = 0; rr < FA_ROWS; rr++) {
+            int t = t0 + row0 + rr;
+            p[rr] = 0.0f;
+            if (t >= Tlen || j0 > t)
+                continue; /* warp-uniform */
+            bool ok = j <= t;
+            float sc = ok ? s[rr] * scale : -INFINITY;
+            float mn = fmaxf(m[rr], kc_warp_max(sc)); /* finite: key j0 <= t is in the tile */
+            float corr = expf(m[rr] - mn);            /* 0 while m is -inf */
+            float pj = ok ? expf(sc - mn) : 0.0f;
+            l[rr] = l[rr] * corr + kc_warp_sum(pj);
+            m[rr] = mn;
+#pragma unroll
+            for (int i = 0; i < NI; i++)
+                acc[rr][i] *= corr;
+            p[rr] = pj;
+        }
+        for (int jj = 0; jj < FA_BK; jj++) {
+#pragma unroll
+            for (int rr = 0; rr < FA_ROWS; rr++) {
+                float pj = __shfl_sync(KC_FULL_MASK, p[rr], jj);
+#pragma unroll
+                for (int i = 0; i < NI; i++)
+                    acc[rr][i] += pj * Vs[jj * HP + lane + 32 * i];
+            }
+        }
+    }
+#pragma unroll
+    for (int rr = 0; rr < FA_ROWS; rr++) {
+        int t = t0 + row0 + rr;
+        if (t >= Tlen)
+            continue;
+        float inv = 1.0f / l[rr];
+        T *o = out + ((size_t)b * Tlen + t) * NH * HS + (size_t)h * HS;
+#pragma unroll
+        for (int i = 0; i < NI; i++) {
+            int d = lane + 32 * i;
+            if (d < HS)
+                kc_st(o + d, acc[rr][i] * inv);
+        }
+        if (lane == 0)
+            lse[((size_t)b * NH + h) * Tlen + t] = m[rr] + logf(l[rr]);
+    }
+}
+
+/* ---------------------------------------------------------------- flash backward: dq */
+
+/* grid (query tiles, NH, B). Shared: Q, dO (FA_BQ × HP each), K, V (FA_BK × (HP+1) each).
+ * dq_t += scale·Σ_j P_tj(dP_tj - D_t)·k_j, P_tj = exp(scale·q_t·k_j - lse_t), dP_tj = dO_t·v_j,
+ * D_t = dO_t·O_t (flash.c pass 1). */
+template <typename T, int HP>
+__global__ void __launch_bounds__(FA_THREADS)
+    flash_backward_dq_kernel(T *dqkv, const T *dout, const T *qkv, const T *out,
+                             const float *lse, int Tlen, int NH, int NKV, int HS, float scale)
+{
+    extern __shared__ float smem[];
+    float *Qs = smem, *dOs = Qs + FA_BQ * HP, *Ks = dOs + FA_BQ * HP;
+    float *Vs = Ks + FA_BK * (HP + 1);
+    const int NI = HP / 32;
+    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    int qb = gridDim.x - 1 - blockIdx.x;
+    int h = blockIdx.y, b = blockIdx.z, g = h / (NH / NKV);
+    size_t R = (size_t)(NH + 2 * NKV) * HS, O = (size_t)NH * HS;
+    const T *base = qkv + (size_t)b * Tlen * R;
+    int t0 = qb * FA_BQ;
+
+    load_tile(Qs, HP, FA_BQ, base + (size_t)h * HS, R, t0, Tlen, HS, HP);
+    load_tile(dOs, HP, FA_BQ, dout + (size_t)b * Tlen * O + (size_t)h * HS, O, t0, Tlen, HS, HP);
+    int row0 = warp * FA_ROWS;
+    float Dr[FA_ROWS], L[FA_ROWS], dq[FA_ROWS][NI];
+#pragma unroll
+    for (int rr = 0; rr < FA_ROWS; rr++) {
+        int t = t0 + row0 + rr;
+        float part = 0.0f;
+        if (t < Tlen) {
+            const T *go = dout + ((size_t)b * Tlen + t) * O + (size_t)h * HS;
+            const T *o = out + ((size_t)b * Tlen + t) * O + (size_t)h * HS;
+            for (int d = lane; d < HS; d += 32)
+                part += kc_ld(go + d) * kc_ld(o + d);
+        }
+        Dr[rr] = kc_warp_sum(part);
+        L[rr] = t < Tlen ? lse[((size_t)b * NH + h) * Tlen + t] : 0.0f;
+#pragma unroll
+        for (int i = 0; i < NI; i++)
+            dq[rr][i] = 0.0f;
+    }
+    int tw_last = t0 + row0 + FA_ROWS - 1;
+    int kend = t0 + FA_BQ < Tlen ? t0 + FA_BQ : Tlen;
+    for (int j0 = 0; j0 < kend; j0 += FA_BK) {
+        __syncthreads();
+        load_tile(Ks, HP + 1, FA_BK, base + (size_t)(NH + g) * HS, R, j0, Tlen, HS, HP);
+        load_tile(Vs, HP + 1, FA_BK, base + (size_t)(NH + NKV + g) * HS, R, j0, Tlen, HS, HP);
+        __syncthreads();
+        if (j0 > tw_last || t0 + row0 >= Tlen)
+            continue;
+        int j = j0 + lane;
+        float s[FA_ROWS], dp[FA_ROWS];
+#pragma unroll
+        for (int rr = 0; rr < FA_ROWS; rr++)
+            s[rr] = dp[rr] = 0.0f;
+        for (int d = 0; d < HS; d++) {
+            float kd = Ks[lane * (HP + 1) + d], vd = Vs[lane * (HP + 1) + d];
+#pragma unroll
+            for (int rr = 0; rr < FA_ROWS; rr++) {
+                s[rr] += Qs[(row0 + rr) * HP + d] * kd;
+                dp[rr] += dOs[(row0 + rr) * HP + d] * vd;
+            }
+        }
+        float ds[FA_ROWS];
+#pragma unroll
+        for (int rr = 0; rr < FA_ROWS; rr++) {
+            int t = t0 + row0 + rr;
+            bool ok = t < Tlen && j <= t;
+            float p = ok ? expf(scale * s[rr] - L[rr]) : 0.0f;
+            ds[rr] = scale * p * (dp[rr] - Dr[rr]);
+        }
+        for (int jj = 0; jj < FA_BK; jj++) {
+#pragma unroll
+            for (int rr = 0; rr < FA_ROWS; rr++) {
+                float c = __shfl_sync(KC_FULL_MASK, ds[rr], jj);
+#pragma unroll
+                for (int i = 0; i < NI; i++)
+                    dq[rr][i] += c * Ks[jj * (HP + 1) + lane + 32 * i];
+            }
+        }
+    }
+#pragma unroll
+    for (int rr = 0; rr < FA_ROWS; rr++) {
+        int t = t0 + row0 + rr;
+        if (t >= Tlen)
+            continue;
+        T *dst = dqkv + ((size_t)b * Tlen + t) * R + (size_t)h * HS;
+#pragma unroll
+        for (int i = 0; i < NI; i++) {
+            int d = lane + 32 * i;
+            if (d < HS)
+                kc_st(dst + d, kc_ld(dst + d) + dq[rr][i]);
+        }
+    }
+}
+
+/* ---------------------------------------------------------------- flash backward: dk, dv */
+
+/* grid (key tiles of FA_BK, NKV, B). Shared: K, V (FA_BK × (HP+1)), Q, dO (FA_BQ × HP),
+ * P, dS (FA_BQ × (FA_BK+1)). Thread tid owns the dk/dv elements (j, d) with d = tid % HP and
+ * j = tid / HP + i·(FA_THREADS/HP). dv_j += Σ_{h,t} P_tj·dO_t, dk_j += Σ_{h,t} dS_tj·q_t over
+ * the kv group's query heads and t >= j (flash.c pass 2). */
+template <typename T, int HP>
+__global__ void __launch_bounds__(FA_THREADS)
+    flash_backward_dkv_kernel(T *dqkv, const T *dout, const T *qkv, const T *out,
+                              const float *lse, int Tlen, int NH, int NKV, int HS, float scale)
+{
+    extern __shared__ float smem[];
+    float *Ks = smem, *Vs = Ks + FA_BK * (HP + 1), *Qs = Vs + FA_BK * (HP + 1);
+    float *dOs = Qs + FA_BQ * HP, *Ps = dOs + FA_BQ * HP, *dSs = Ps + FA_BQ * (FA_BK + 1);
+    const int JSTEP = FA_THREADS / HP, NE = FA_BK / JSTEP;
+    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    int kb = gridDim.x - 1 - blockIdx.x;
+    int g = blockIdx.y, b = blockIdx.z, rep = NH / NKV;
+    size_t R = (size_t)(NH + 2 * NKV) * HS, O = (size_t)NH * HS;
+    const T *base = qkv + (size_t)b * Tlen * R;
+    int j0 = kb * FA_BK;
+
+    load_tile(Ks, HP + 1, FA_BK, base + (size_t)(NH + g) * HS, R, j0, Tlen, HS, HP);
+    load_tile(Vs, HP + 1, FA_BK, base + (size_t)(NH + NKV + g) * HS, R, j0, Tlen, HS, HP);
+    int my_d = threadIdx.x % HP, my_j = threadIdx.x / HP;
+    float dk[NE], dv[NE];
+#pragma unroll
+    for (int e = 0; e < NE; e++)
+        dk[e] = dv[e] = 0.0f;
+    int row0 = warp * FA_ROWS, j = j0 + lane;
+    for (int h = g * rep; h < (g + 1) * rep; h++) {
+        for (int t0 = j0 / FA_BQ * FA_BQ; t0 < Tlen; t0 += FA_BQ) {
+            __syncthreads(); /* previous tile's Q, dO, P, dS fully read */
+            load_tile(Qs, HP, FA_BQ, base + (size_t)h * HS, R, t0, Tlen, HS, HP);
+            load_tile(dOs, HP, FA_BQ, dout + (size_t)b * Tlen * O + (size_t)h * HS, O, t0, Tlen,
+                      HS, HP);
+            float Dr[FA_ROWS];
+#pragma unroll
+            for (int rr = 0; rr < FA_ROWS; rr++) {
+                int t = t0 + row0 + rr;
+                float part = 0.0f;
+                if (t < Tlen) {
+                    const T *go = dout + ((size_t)b * Tlen + t) * O + (size_t)h * HS;
+                    const T *o = out + ((size_t)b * Tlen + t) * O + (size_t)h * HS;
+                    for (int d = lane; d < HS; d += 32)
+                        part += kc_ld(go + d) * kc_ld(o + d);
+                }
+                Dr[rr] = kc_warp_sum(part);
+            }
+            __syncthreads();
+            float s[FA_ROWS], dp[FA_ROWS];
+#pragma unroll
+            for (int rr = 0; rr < FA_ROWS; rr++)
+                s[rr] = dp[rr] = 0.0f;
+            for (int d = 0; d < HS; d++) {
+                float kd = Ks[lane * (HP + 1) + d], vd = Vs[lane * (HP + 1) + d];
+#pragma unroll
+                for (int rr = 0; rr < FA_ROWS; rr++) {
+                    s[rr] += Qs[(row0 + rr) * HP + d] * kd;
+                    dp[rr] += dOs[(row0 + rr) * HP + d] * vd;
+                }
+            }
+#pragma unroll
+            for (int rr = 0; rr < FA_ROWS; rr++) {
+                int t = t0 + row0 + rr;
+                bool ok = t < Tlen && j < Tlen && j <= t;
+                float L = t < Tlen ? lse[((size_t)b * NH + h) * Tlen + t] : 0.0f;
+                float p = ok ? expf(scale * s[rr] - L) : 0.0f;
+                Ps[(row0 + rr) * (FA_BK + 1) + lane] = p;
+                dSs[(row0 + rr) * (FA_BK + 1) + lane] = scale * p * (dp[rr] - Dr[rr]);
+            }
+            __syncthreads();
+            for (int r = 0; r < FA_BQ; r++) {
+                float go = dOs[r * HP + my_d], q = Qs[r * HP + my_d];
+#pragma unroll
+                for (int e = 0; e < NE; e++) {
+                    int jl = my_j + e * JSTEP;
+                    dv[e] += Ps[r * (FA_BK + 1) + jl] * go;
+                    dk[e] += dSs[r * (FA_BK + 1) + jl] * q;
+                }
+            }
+        }
+    }
+    if (my_d >= HS)
+        return;
+#pragma unroll
+    for (int e = 0; e < NE; e++) {
+        int jj = j0 + my_j + e * JSTEP;
+        if (jj >= Tlen)
+            continue;
+        T *dkp = dqkv + ((size_t)b * Tlen + jj) * R + (size_t)(NH + g) * HS + my_d;
+        T *dvp = dkp + (size_t)NKV * HS;
+        kc_st(dkp, kc_ld(dkp) + dk[e]);
+        kc_st(dvp, kc_ld(dvp) + dv[e]);
+    }
+}
+
+/* ---------------------------------------------------------------- flash launchers */
+
+static size_t fa_fwd_smem(int HP)
+{
+    return sizeof(float) * ((size_t)FA_BQ * HP + (size_t)FA_BK * (HP + 1) + (size_t)FA_BK * HP);
+}
+static size_t fa_dq_smem(int HP)
+{
+    return sizeof(float) * (2 * (size_t)FA_BQ * HP + 2 * (size_t)FA_BK * (HP + 1));
+}
+static size_t fa_dkv_smem(int HP)
+{
+    return sizeof(float) * (2 * (size_t)FA_BK * (HP + 1) + 2 * (size_t)FA_BQ * HP +
+                            2 * (size_t)FA_BQ * (FA_BK + 1));
+}
+
+template <typename T, int HP>
+static void flash_forward_hp(T *out, float *lse, const T *qkv, int B, int Tlen, int NH, int NKV,
+                             int HS)
+{
+    size_t sm = fa_fwd_smem(HP);
+    CUDA_CHECK(cudaFuncSetAttribute(flash_forward_kernel<T, HP>,
+                                    cudaFuncAttributeMaxDynamicSharedMemorySize, (int)sm));
+    dim3 grid((unsigned)((Tlen + FA_BQ - 1) / FA_BQ), (unsigned)NH, (unsigned)B);
+    flash_forward_kernel<T, HP><<<grid, FA_THREADS, sm, cuda_stream()>>>(
+        out, lse, qkv, Tlen, NH, NKV, HS, 1.0f / sqrtf((float)HS));
+    CUDA_LAUNCH_CHECK();
+}
+
+template <typename T, int HP>
+static void flash_backward_hp(T *dqkv, const T *dout, const T *qkv, const T *out,
+                              const float *lse, int B, int Tlen, int NH, int NKV, int HS)
+{
+    float scale = 1.0f / sqrtf((float)HS);
+    size_t sm = fa_dq_smem(HP);
+    CUDA_CHECK(cudaFuncSetAttribute(flash_backward_dq_kernel<T, HP>,
+                                    cudaFuncAttributeMaxDynamicSharedMemorySize, (int)sm));
+    dim3 grid((unsigned)((Tlen + FA_BQ - 1) / FA_BQ), (unsigned)NH, (unsigned)B);
+    flash_backward_dq_kernel<T, HP><<<grid, FA_THREADS, sm, cuda_stream()>>>(
+        dqkv, dout, qkv, out, lse, Tlen, NH, NKV, HS, scale);
+    CUDA_LAUNCH_CHECK();
+    sm = fa_dkv_smem(HP);
+    CUDA_CHECK(cudaFuncSetAttribute(flash_backward_dkv_kernel<T, HP>,
+                                    cudaFuncAttributeMaxDynamicSharedMemorySize, (int)sm));
+    dim3 grid2((unsigned)((Tlen + FA_BK - 1) / FA_BK), (unsigned)NKV, (unsigned)B);
+    flash_backward_dkv_kernel<T, HP><<<grid2, FA_THREADS, sm, cuda_stream()>>>(
+        dqkv, dout, qkv, out, lse, Tlen, NH, NKV, HS, scale);
+    CUDA_LAUNCH_CHECK();
+}
+
+/* HS is padded to 32, 64 or 128 (the dk/dv ownership map needs HP to divide FA_THREADS).
+ * HS > KCUDA_FLASH_MAX_HS is a caller bug (backend.flash_max_hs says so): abort loudly. */
+static int flash_hp(int HS)
+{
+    if (HS <= 0 || HS > KCUDA_FLASH_MAX_HS)
+        cuda_fail(cudaErrorInvalidValue, "flash attention head size out of range", __FILE__,
+                  __LINE__);
+    return HS <= 32 ? 32 : HS <= 64 ? 64 : 128;
+}
+
+template <typename T>
+static void flash_forward(T *out, float *lse, const T *qkv, int B, int Tlen, int NH, int NKV,
+                          int HS)
+{
+    if (B <= 0 || Tlen <= 0)
+        return;
+    switch (flash_hp(HS)) {
+    case 32:
+        flash_forward_hp<T, 32>(out, lse, qkv, B, Tlen, NH, NKV, HS);
+        break;
+    case 64:
+        flash_forward_hp<T, 64>(out, lse, qkv, B, Tlen, NH, NKV, HS);
+        break;
+    default:
+        flash_forward_hp<T, 128>(out, lse, qkv, B, Tlen, NH, NKV, HS);
+        break;
+    }
+}
+
+template <typename T>
+static void flash_backward(T *dqkv, const T *dout, const T *qkv, const T *out, const float *lse,
+                           int B, int Tlen, int NH, int NKV, int HS)
+{
+    if (B <= 0 || Tlen <= 0)
+        return;
+    switch (flash_hp(HS)) {
+    case 32:
+        flash_backward_hp<T, 32>(dqkv, dout, qkv, out, lse, B, Tlen, NH, NKV, HS);
+        break;
+    case 64:
+        flash_backward_hp<T, 64>(dqkv, dout, qkv, out, lse, B, Tlen, NH, NKV, HS);
+        break;
+    default:
+        flash_backward_hp<T, 128>(dqkv, dout, qkv, out, lse, B, Tlen, NH, NKV, HS);
+        break;
+    }
+}
+
+KCUDA_API void kcuda_flash_attention_forward(float *out, float *lse, const float *qkv, int B,
+                                             int T, int NH, int NKV, int HS)
+{
+    flash_forward<float>(out, lse, qkv, B, T, NH, NKV, HS);
+}
+
+KCUDA_API void kcuda_flash_attention_backward(float *dqkv, const float *dout, const float *qkv,
+                                              const float *out, const float *lse, int B, int T,
+                                              int NH, int NKV, int HS)
+{
+    flash_backward<float>(dqkv, dout, qkv, out, lse, B, T, NH, NKV, HS);
+}
+
+void kcuda_flash_attention_forward_bf16(__nv_bfloat16 *out, float *lse, const __nv_bfloat16 *qkv,
+                                        int B, int T, int NH, int NKV, int HS)
+{
+    flash_forward<__nv_bfloat16>(out, lse, qkv, B, T, NH, NKV, HS);
+}
+
+void kcuda_flash_attention_backward_bf16(__nv_bfloat16 *dqkv, const __nv_bfloat16 *dout,
+                                         const __nv_bfloat16 *qkv, const __nv_bfloat16 *out,
+                                         const float *lse, int B, int T, int NH, int NKV, int HS)
+{
+    flash_backward<__nv_bfloat16>(dqkv, dout, qkv, out, lse, B, T, NH, NKV, HS);
+}
+
+/* ---------------------------------------------------------------- materialised attention */
+
+#define MAT_THREADS 128
+
+/* One block per (b, h, t) row: scores, softmax into att's row (zeros beyond t), out = P·V. */
+__global__ void __launch_bounds__(MAT_THREADS)
+    attention_forward_kernel(float *out, float *att, const float *qkv, int Tlen, int NH,
+                             int NKV, int HS, float scale)
+{
+    extern __shared__ float q_s[]; /* HS floats */
+    __shared__ float red[32];
+    int t = blockIdx.x, h = blockIdx.y, b = blockIdx.z, g = h / (NH / NKV);
+    size_t R = (size_t)(NH + 2 * NKV) * HS;
+    const float *base = qkv + (size_t)b * Tlen * R;
+    float *p = att + (((size_t)b * NH + h) * Tlen + t) * Tlen;
+    for (int d = threadIdx.x; d < HS; d += blockDim.x)
+        q_s[d] = base[(size_t)t * R + (size_t)h * HS + d];
+    __syncthreads();
+    float mx = -INFINITY;
+    for (int j = threadIdx.x; j <= t; j += blockDim.x) {
+        const float *k = base + (size_t)j * R + (size_t)(NH + g) * HS;
+        float s = 0.0f;
+        for (int d = 0; d < HS; d++)
+            s += q_s[d] * k[d];
+        s *= scale;
+        p[j] = s;
+        mx = fmaxf(mx, s);
+    }
+    mx = kc_block_max(mx, red);
+    float sum = 0.0f;
+    for (int j = threadIdx.x; j <= t; j += blockDim.x) {
+        float e = expf(p[j] - mx);
+        p[j] = e;
+        sum += e;
+    }
+    float inv = 1.0f / kc_block_sum(sum, red);
+    for (int j = threadIdx.x; j < Tlen; j += blockDim.x)
+        p[j] = j <= t ? p[j] * inv : 0.0f;
+    __syncthreads(); /* the block's global writes of p are visible to the block after this */
+    float *o = out + ((size_t)b * Tlen + t) * NH * HS + (size_t)h * HS;
+    for (int d = threadIdx.x; d < HS; d += blockDim.x) {
+        const float *v = base + (size_t)(NH + NKV + g) * HS + d;
+        float a = 0.0f;
+        for (int j = 0; j <= t; j++)
+            a += p[j] * v[(size_t)j * R];
+        o[d] = a;
+    }
+}
+
+/* One block per (b, h, t): dS = P ⊙ (dP - Σ P·dP) into scratch (dP = dO·Vᵀ), then
+ * dq += scale·dS·K. */
+__global__ void __launch_bounds__(MAT_THREADS)
+    attention_backward_q_kernel(float *dqkv, float *dsc, const float *dout, const float *qkv,
+                                const float *att, int Tlen, int NH, int NKV, int HS, float scale)
+{
+    extern __shared__ float go_s[]; /* HS floats */
+    __shared__ float red[32];
+    int t = blockIdx.x, h = blockIdx.y, b = blockIdx.z, g = h / (NH / NKV);
+    size_t R = (size_t)(NH + 2 * NKV) * HS;
+    const float *base = qkv + (size_t)b * Tlen * R;
+    size_t row = (((size_t)b * NH + h) * Tlen + t) * Tlen;
+    const float *p = att + row;
+    float *ds = dsc + row;
+    for (int d = threadIdx.x; d < HS; d += blockDim.x)
+        go_s[d] = dout[((size_t)b * Tlen + t) * NH * HS + (size_t)h * HS + d];
+    __syncthreads();
+    float dsum = 0.0f;
+    for (int j = threadIdx.x; j <= t; j += blockDim.x) {
+        const float *v = base + (size_t)j * R + (size_t)(NH + NKV + g) * HS;
+        float dp = 0.0f;
+        for (int d = 0; d < HS; d++)
+            dp += go_s[d] * v[d];
+        ds[j] = dp;
+        dsum += p[j] * dp;
+    }
+    dsum = kc_block_sum(dsum, red);
+    for (int j = threadIdx.x; j <= t; j += blockDim.x)
+        ds[j] = p[j] * (ds[j] - dsum);
+    __syncthreads();
+    float *dq = dqkv + ((size_t)b * Tlen + t) * R + (size_t)h * HS;
+    for (int d = threadIdx.x; d < HS; d += blockDim.x) {
+        const float *k = base + (size_t)(NH + g) * HS + d;
+        float a = 0.0f;
+        for (int j = 0; j <= t; j++)
+            a += ds[j] * k[(size_t)j * R];
+        dq[d] += scale * a;
+    }
+}
+
+/* One block per (b, g, j): dk_j += scale·Σ_{h,t>=j} dS_tj·q_t, dv_j += Σ_{h,t>=j} P_tj·dO_t. */
+__global__ void __launch_bounds__(MAT_THREADS)
+    attention_backward_kv_kernel(float *dqkv, const float *dsc, const float *dout,
+                                 const float *qkv, const float *att, int Tlen, int NH, int NKV,
+                                 int HS, float scale)
+{
+    int j = blockIdx.x, g = blockIdx.y, b = blockIdx.z, rep = NH / NKV;
+    size_t R = (size_t)(NH + 2 * NKV) * HS;
+    const float *base = qkv + (size_t)b * Tlen * R;
+    float *dk = dqkv + ((size_t)b * Tlen + j) * R + (size_t)(NH + g) * HS;
+    float *dv = dk + (size_t)NKV * HS;
+    for (int d = threadIdx.x; d < HS; d += blockDim.x) {
+        float ak = 0.0f, av = 0.0f;
+        for (int h = g * rep; h < (g + 1) * rep; h++) {
+            for (int t = j; t < Tlen; t++) {
+                size_t idx = (((size_t)b * NH + h) * Tlen + t) * Tlen + j;
+                ak += dsc[idx] * base[(size_t)t * R + (size_t)h * HS + d];
+                av += att[idx] * dout[((size_t)b * Tlen + t) * NH * HS + (size_t)h * HS + d];
+            }
+        }
+        dk[d] += scale * ak;
+        dv[d] += av;
+    }
+}
+
+KCUDA_API void kcuda_attention_forward(float *out, float *att, const float *qkv, int B, int T,
+                                       int NH, int NKV, int HS)
+{
+    if (B <= 0 || T <= 0)
+        return;
+    dim3 grid((unsigned)T, (unsigned)NH, (unsigned)B);
+    attention_forward_kernel<<<grid, MAT_THREADS, sizeof(float) * HS, cuda_stream()>>>(
+        out, att, qkv, T, NH, NKV, HS, 1.0f / sqrtf((float)HS));
+    CUDA_LAUNCH_CHECK();
+}
+
+KCUDA_API size_t kcuda_attention_backward_scratch_bytes(int B, int T, int NH)
+{
+    return (size_t)B * NH * T * T * sizeof(float);
+}
+
+KCUDA_API void kcuda_attention_backward(float *dqkv, const float *dout, const float *qkv,
+                                        const float *att, void *scratch, int B, int T, int NH,
+                                        int NKV, int HS)
+{
+    if (B <= 0 || T <= 0)
+        return;
+    float scale = 1.0f / sqrtf((float)HS);
+    float *dsc = (float *)scratch;
+    dim3 grid((unsigned)T, (unsigned)NH, (unsigned)B);
+    attention_backward_q_kernel<<<grid, MAT_THREADS, sizeof(float) * HS, cuda_stream()>>>(
+        dqkv, dsc, dout, qkv, att, T, NH, NKV, HS, scale);
+    CUDA_LAUNCH_CHECK();
+    dim3 grid2((unsigned)T, (unsigned)NKV, (unsigned)B);
+    attention_backward_kv_kernel<<<grid2, MAT_THREADS, 0, cuda_stream()>>>(
+        dqkv, dsc, dout, qkv, att, T, NH, NKV, HS, scale);
+    CUDA_LAUNCH_CHECK();
+}
+
+/* ---------------------------------------------------------------- KV cache */
+
+template <typename T>
+__global__ void kv_cache_append_kernel(T *k_cache, T *v_cache, const T *qkv, int T_new, int pos,
+                                       int NH, int NKV, int HS, int cache_T, size_t n)
+{
+    size_t R = (size_t)(NH + 2 * NKV) * HS, KV = (size_t)NKV * HS;
+    for (size_t e = kc_gtid(); e < n; e += kc_gstride()) {
+        size_t c = e % KV, bi = e / KV; /* bi = b·T_new + i */
+        size_t b = bi / T_new, i = bi % T_new;
+        const T *row = qkv + bi * R;
+        size_t dst = (b * cache_T + pos + i) * KV + c;
+        k_cache[dst] = row[(size_t)NH * HS + c];
+        v_cache[dst] = row[(size_t)(NH + NKV) * HS + c];
+    }
+}
+
+/* grid (ceil(NH / 4), T_new, B), 4 warps: warp w handles query head blockIdx.x·4 + w of new
+ * token i, over cache positions 0..pos+i in chunks of 32 (one key per lane), online softmax. */
+template <typename T, int HP>
+__global__ void __launch_bounds__(128)
+    attention_decode_kernel(T *out, const T *qkv, const T *k_cache, const T *v_cache, int T_new,
+                            int pos, int NH, int NKV, int HS, int cache_T, float scale)
+{
+    __shared__ float q_s[4][HP];
+    const int NI = HP / 32;
+    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    int h = blockIdx.x * 4 + warp, i = blockIdx.y, b = blockIdx.z;
+    if (h >= NH)
+        return; /* no block-wide synchronisation below */
+    int g = h / (NH / NKV), n_keys = pos + i + 1;
+    size_t R = (size_t)(NH + 2 * NKV) * HS, KV = (size_t)NKV * HS;
+    const T *q = qkv + ((size_t)b * T_new + i) * R + (size_t)h * HS;
+    for (int d = lane; d < HP; d += 32)
+        q_s[warp][d] = d < HS ? kc_ld(q + d) : 0.0f;
+    __syncwarp();
+    const T *kb = k_cache + (size_t)b * cache_T * KV + (size_t)g * HS;
+    const T *vb = v_cache + (size_t)b * cache_T * KV + (size_t)g * HS;
+    float m = -INFINITY, l = 0.0f, acc[NI];
+#pragma unroll
+    for (int k = 0; k < NI; k++)
+        acc[k] = 0.0f;
+    for (int j0 = 0; j0 < n_keys; j0 += 32) {
+        int j = j0 + lane;
+        float s = -INFINITY;
+        if (j < n_keys) {
+            const T *k = kb + (size_t)j * KV;
+            float dot = 0.0f;
+            for (int d = 0; d < HS; d++)
+                dot += q_s[warp][d] * kc_ld(k + d);
+            s = dot * scale;
+        }
+        float mn = fmaxf(m, kc_warp_max(s)); /* finite: key j0 < n_keys is in the chunk */
+        float corr = expf(m - mn);
+        float p = j < n_keys ? expf(s - mn) : 0.0f;
+        l = l * corr + kc_warp_sum(p);
+        m = mn;
+#pragma unroll
+        for (int k = 0; k < NI; k++)
+            acc[k] *= corr;
+        int jn = n_keys - j0 < 32 ? n_keys - j0 : 32;
+        for (int jj = 0; jj < jn; jj++) {
+            float pj = __shfl_sync(KC_FULL_MASK, p, jj);
+            const T *v = vb + (size_t)(j0 + jj) * KV;
+#pragma unroll
+            for (int k = 0; k < NI; k++) {
+                int d = lane + 32 * k;
+                if (d < HS)
+                    acc[k] += pj * kc_ld(v + d);
+            }
+        }
+    }
+    T *o = out + ((size_t)b * T_new + i) * NH * HS + (size_t)h * HS;
+    float inv = 1.0f / l;
+#pragma unroll
+    for (int k = 0; k < NI; k++) {
+        int d = lane + 32 * k;
+        if (d < HS)
+            kc_st(o + d, acc[k] * inv);
+    }
+}
+
+template <typename T>
+static void kv_cache_append(T *k_cache, T *v_cache, const T *qkv, int B, int T_new, int pos,
+                            int NH, int NKV, int HS, int cache_T)
+{
+    size_t n = (size_t)B * T_new * NKV * HS;
+    if (n == 0)
+        return;
+    unsigned fill = cuda_fill_blocks(256, 8), need = cuda_blocks(n, 256);
+    kv_cache_append_kernel<T><<<need < fill ? need : fill, 256, 0, cuda_stream()>>>(
+        k_cache, v_cache, qkv, T_new, pos, NH, NKV, HS, cache_T, n);
+    CUDA_LAUNCH_CHECK();
+}
+
+template <typename T>
+static void attention_decode(T *out, const T *qkv, const T *k_cache, const T *v_cache, int B,
+                             int T_new, int pos, int NH, int NKV, int HS, int cache_T)
+{
+    if (B <= 0 || T_new <= 0)
+        return;
+    dim3 grid((unsigned)((NH + 3) / 4), (unsigned)T_new, (unsigned)B);
+    float scale = 1.0f / sqrtf((float)HS);
+    cudaStream_t s = cuda_stream();
+    switch (flash_hp(HS)) {
+    case 32:
+        attention_decode_kernel<T, 32><<<grid, 128, 0, s>>>(out, qkv, k_cache, v_cache, T_new,
+                                                            pos, NH, NKV, HS, cache_T, scale);
+        break;
+    case 64:
+        attention_decode_kernel<T, 64><<<grid, 128, 0, s>>>(out, qkv, k_cache, v_cache, T_new,
+                                                            pos, NH, NKV, HS, cache_T, scale);
+        break;
+    default:
+        attention_decode_kernel<T, 128><<<grid, 128, 0, s>>>(out, qkv, k_cache, v_cache, T_new,
+                                                             pos, NH, NKV, HS, cache_T, scale);
+        break;
+    }
+    CUDA_LAUNCH_CHECK();
+}
+
+KCUDA_API void kcuda_kv_cache_append(float *k_cache, float *v_cache, const float *qkv, int B,
+                                     int T_new, int pos, int NH, int NKV, int HS, int cache_T)
+{
+    kv_cache_append<float>(k_cache, v_cache, qkv, B, T_new, pos, NH, NKV, HS, cache_T);
+}
+
+KCUDA_API void kcuda_attention_decode(float *out, const float *qkv, const float *k_cache,
+                                      const float *v_cache, int B, int T_new, int pos, int NH,
+                                      int NKV, int HS, int cache_T)
+{
+    attention_decode<float>(out, qkv, k_cache, v_cache, B, T_new, pos, NH, NKV, HS, cache_T);
+}
+
+void kcuda_kv_cache_append_bf16(__nv_bfloat16 *k_cache, __nv_bfloat16 *v_cache,
+                                const __nv_bfloat16 *qkv, int B, int T_new, int pos, int NH,
+                                int NKV, int HS, int cache_T)
+{
+    kv_cache_append<__nv_bfloat16>(k_cache, v_cache, qkv, B, T_new, pos, NH, NKV, HS, cache_T);
+}
+
+void kcuda_attention_decode_bf16(__nv_bfloat16 *out, const __nv_bfloat16 *qkv,
+                                 const __nv_bfloat16 *k_cache, const __nv_bfloat16 *v_cache,
+                                 int B, int T_new, int pos, int NH, int NKV, int HS, int cache_T)
+{
+    attention_decode<__nv_bfloat16>(out, qkv, k_cache, v_cache, B, T_new, pos, NH, NKV, HS,
+                                    cache_T);
+}

@@ -1,0 +1,495 @@
+/* The CUDA backend's matmuls, through cuBLASLt (kernels/cpu/kernels_cpu.h has the contracts:
+ * row-major, weight (OC, C) as PyTorch nn.Linear, "backward accumulates").
+ *  - fp32 entries (kcuda_matmul_forward/backward): fp32 in and out, TF32 tensor cores
+ *    (CUBLAS_COMPUTE_32F_FAST_TF32: 10-bit mantissa products, fp32 accumulation), as PyTorch
+ *    does with allow_tf32 on Ampere and newer.
+ *  - bf16 entries (kcuda_matmul_bf16_*): the weight is the bf16 mirror of mixed precision; the
+ *    fp32 activations are rounded to bf16 (nearest even) into the caller's scratch, one chunk of
+ *    rows at a time, and the product runs bf16 x bf16 with fp32 accumulation
+ *    (CUBLAS_COMPUTE_32F) into fp32 out — the same numbers as kcpu_matmul_bf16_* up to the
+ *    order of the fp32 sums.
+ *  - Forward bias: cuBLASLt's BIAS epilogue (fused into the GEMM's store). Backward: the input
+ *    and weight gradients are GEMMs with beta = 1 (accumulate in place, C == D); the bias
+ *    gradient is a deterministic two-pass column sum (partials in cuda_reduce_buf, then a
+ *    fixed-order sum), so repeated runs give identical bits.
+ *  - Row-major to cuBLASLt's column-major: a row-major (R, K) matrix is a column-major (K, R)
+ *    one, so out(N,OC) = inp·Wᵀ is computed as outᵀ(OC,N) = op(W)·inpᵀ with op = transpose.
+ *  - One cuBLASLt handle and one 32 MiB workspace (category workspace) made at start
+ *    (kcuda_matmul_init); the heuristic's algorithm, descriptors and layouts are cached per
+ *    shape (transposes, m, n, k, leading dimensions, types, epilogue, beta, pointer alignment).
+ * Not here: a fused GELU epilogue (the backend table has no fused matmul+GELU entry yet), bf16
+ * activations in and out (struct backend carries fp32 activations), the int8 weight-only
+ * matmul. */
+#include "kernels/cuda/cuda_int.cuh"
+
+#include <cublasLt.h>
+#include <stdio.h>
+#include <string.h>
+
+#define LT_WORKSPACE_BYTES ((size_t)32 << 20)
+#define LT_CACHE_MAX 256
+
+static cublasLtHandle_t g_lt;
+static void *g_lt_ws;
+
+/* ---------------------------------------------------------------- small kernels */
+
+/* dst[i] = bf16(src[i]), round to nearest even (__float2bfloat16 is RN). */
+__global__ static void f32_to_bf16_kernel(__nv_bfloat16 *dst, const float *src, size_t n)
+{
+    size_t stride = (size_t)gridDim.x * blockDim.x;
+    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride)
+        dst[i] = __float2bfloat16(src[i]);
+}
+
+/* out(N,OC) += bias(OC) per row: the fallback when no algorithm takes the BIAS epilogue. */
+__global__ static void add_bias_kernel(float *out, const float *bias, size_t N, int OC)
+{
+    size_t total = N * (size_t)OC;
+    size_t stride = (size_t)gridDim.x * blockDim.x;
+    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < total; i += stride)
+        out[i] += bias[i % (size_t)OC];
+}
+
+/* Pass 1 of dbias: block (32, 8) sums column bx·32+tx over rows by·8+ty, by·8+ty+gy·8, ...;
+ * the 8 row-lanes are combined in shared memory in a fixed order. With one row-block
+ * (gridDim.y == 1) it adds straight into dbias; otherwise it writes partial[by·OC + c]. */
+#define BG_TX 32
+#define BG_TY 8
+__global__ static void bias_grad_pass1(float *dbias, float *partial, const float *dout, int N,
+                                       int OC)
+{
+    __shared__ float s[BG_TY][BG_TX + 1];
+    int c = blockIdx.x * BG_TX + threadIdx.x;
+    float acc = 0.0f;
+    if (c < OC)
+        for (int r = blockIdx.y * BG_TY + threadIdx.y; r < N; r += gridDim.y * BG_TY)
+            acc += dout[(size_t)r * OC + c];
+    s[threadIdx.y][threadIdx.x] = acc;
+    __syncthreads();
+    if (threadIdx.y != 0 || c >= OC)
+        return;
+    float sum = 0.0f;
+    for (int y = 0; y < BG_TY; y++)
+        sum += s[y][threadIdx.x];
+    if (gridDim.y == 1)
+        dbias[c] += sum;
+    else
+        partial[(size_t)blockIdx.y * OC + c] = sum;
+}
+
+/* Pass 2: dbias[c] += Σ_y partial[y·OC + c] in order y = 0, 1, ... */
+__global__ static void bias_grad_pass2(float *dbias, const float *partial, int OC, int gy)
+{
+    int c = blockIdx.x * blockDim.x + threadIdx.x;
+    if (c >= OC)
+        return;
+    float sum = 0.0f;
+    for (int y = 0; y < gy; y++)
+        sum += partial[(size_t)y * OC + c];
+    dbias[c] += sum;
+}
+
+/* dbias(OC) += Σ_rows dout(N,OC). */
+static void bias_grad(float *dbias, const float *dout, int N, int OC)
+{
+    int gy = CUDA_REDUCE_FLOATS / OC;
+    if (gy > 64)
+        gy = 64;
+    int max_gy = (N + BG_TY - 1) / BG_TY;
+    if (gy > max_gy)
+        gy = max_gy;
+    if (gy < 1)
+        gy = 1;
+    dim3 grid((unsigned)((OC + BG_TX - 1) / BG_TX), (unsigned)gy);
+    dim3 block(BG_TX, BG_TY);
+    bias_grad_pass1<<<grid, block, 0, cuda_stream()>>>(dbias, cuda_reduce_buf(), dout, N, OC);
+    CUDA_LAUNCH_CHECK();
+    if (gy > 1) {
+        bias_grad_pass2<<<cuda_blocks((size_t)OC, 256), 256, 0, cuda_stream()>>>(
+            dbias, cuda_reduce_buf(), OC, gy);
+        CUDA_LAUNCH_CHECK();
+    }
+}
+
+static void to_bf16(__nv_bfloat16 *dst, const float *src, size_t n)
+{
+    unsigned blocks = cuda_blocks(n, 256);
+    unsigned cap = cuda_fill_blocks(256, 8);
+    f32_to_bf16_kernel<<<blocks < cap ? blocks : cap, 256, 0, cuda_stream()>>>(dst, src, n);
+    CUDA_LAUNCH_CHECK();
+}
+
+/* ---------------------------------------------------------------- cuBLASLt wrapper */
+
+/* One GEMM in cuBLASLt's column-major terms: D(m,n) = alpha·op(A)·op(B) + beta·D [+ bias(m)]. */
+struct lt_gemm {
+    cublasOperation_t ta, tb;
+    int m, n, k;
+    int64_t lda, ldb, ldd;
+    cudaDataType_t ab_type, d_type;
+    cublasComputeType_t compute;
+    const void *A, *B;
+    void *D;
+    const float *bias; /* NULL: no epilogue */
+    float beta;
+};
+
+struct lt_key {
+    int ta, tb, m, n, k;
+    int64_t lda, ldb, ldd;
+    int ab_type, d_type, compute, bias, beta_nonzero;
+    uint32_t align;
+};
+
+struct lt_plan {
+    struct lt_key key;
+    cublasLtMatmulDesc_t op;
+    cublasLtMatrixLayout_t a, b, d;
+    cublasLtMatmulAlgo_t algo;
+    bool use_epilogue; /* false: the bias is added by add_bias_kernel */
+};
+
+static struct lt_plan g_cache[LT_CACHE_MAX];
+static int g_cache_n;
+
+/* Largest power of two (<= 256) dividing every pointer: the alignment the heuristic may
+ * assume. */
+static uint32_t ptr_align(const void *const *ptrs, int n)
+{
+    uint32_t a = 256;
+    for (int i = 0; i < n; i++) {
+        if (!ptrs[i])
+            continue;
+        uintptr_t p = (uintptr_t)ptrs[i];
+        while (a > 1 && (p & (a - 1)))
+            a >>= 1;
+    }
+    return a;
+}
+
+static void plan_release(struct lt_plan *p)
+{
+    cublasLtMatrixLayoutDestroy(p->a);
+    cublasLtMatrixLayoutDestroy(p->b);
+    cublasLtMatrixLayoutDestroy(p->d);
+    cublasLtMatmulDescDestroy(p->op);
+}
+
+/* Descriptors and the heuristic's first algorithm for g; false when none exists. */
+static bool plan_build(struct lt_plan *p, const struct lt_gemm *g, bool with_bias, uint32_t align)
+{
+    CUBLAS_CHECK(cublasLtMatmulDescCreate(&p->op, g->compute, CUDA_R_32F));
+    CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_TRANSA, &g->ta,
+                                                sizeof g->ta));
+    CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_TRANSB, &g->tb,
+                                                sizeof g->tb));
+    if (with_bias) {
+        cublasLtEpilogue_t epi = CUBLASLT_EPILOGUE_BIAS;
+        int32_t bias_type = CUDA_R_32F;
+        CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi,
+                                                    sizeof epi));
+        CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE,
+                                                    &bias_type, sizeof bias_type));
+        CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_BIAS_POINTER,
+                                                    &g->bias, sizeof g->bias));
+    }
+    /* Layouts describe the matrices as stored (before op). */
+    bool at = g->ta == CUBLAS_OP_T, bt = g->tb == CUBLAS_OP_T;
+    CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p->a, g->ab_type, (uint64_t)(at ? g->k : g->m),
+                                            (uint64_t)(at ? g->m : g->k), g->lda));
+    CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p->b, g->ab_type, (uint64_t)(bt ? g->n : g->k),
+                                            (uint64_t)(bt ? g->k : g->n), g->ldb));
+    CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p->d, g->d_type, (uint64_t)g->m, (uint64_t)g->n,
+                                            g->ldd));
+    cublasLtMatmulPreference_t pref;
+    CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref));
+    size_t ws = LT_WORKSPACE_BYTES;
+    CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(
+        pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws));
+    cublasLtMatmulPreferenceAttributes_t al[] = {
+        CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES,
+        CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES};
+    for (size_t i = 0; i < sizeof al / sizeof al[0]; i++)
+        CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, al[i], &align, sizeof align));
+    cublasLtMatmulHeuristicResult_t res;
+    int nres = 0;
+    cublasStatus_t st = cublasLtMatmulAlgoGetHeuristic(g_lt, p->op, p->a, p->b, p->d, p->d, pref,
+                                                       1, &res, &nres);
+    cublasLtMatmulPreferenceDestroy(pref);
+    if (st != CUBLAS_STATUS_SUCCESS || nres < 1) {
+        plan_release(p);
+        return false;
+    }
+    p->algo = res.algo;
+    p->use_epilogue = with_bias;
+    return true;
+}
+
+/* The cached plan for g (built on first use). Aborts when cuBLASLt has no algorithm even
+ * without the epilogue: a shape or alignment this file never produces. */
+static const struct lt_plan *plan_get(const struct lt_gemm *g, struct lt_plan *tmp)
+{
+    const void *ptrs[] = {g->A, g->B, g->D, g->bias};
+    struct lt_key key;
+    memset(&key, 0, sizeof key);
+    key.ta = (int)g->ta;
+    key.tb = (int)g->tb;
+    key.m = g->m;
+    key.n = g->n;
+    key.k = g->k;
+    key.lda = g->lda;
+    key.ldb = g->ldb;
+    key.ldd = g->ldd;
+    key.ab_type = (int)g->ab_type;
+    key.d_type = (int)g->d_type;
+    key.compute = (int)g->compute;
+    key.bias = g->bias != NULL;
+    key.beta_nonzero = g->beta != 0.0f;
+    key.align = ptr_align(ptrs, 4);
+    for (int i = 0; i < g_cache_n; i++)
+        if (memcmp(&g_cache[i].key, &key, sizeof key) == 0)
+            return &g_cache[i];
+    struct lt_plan *p = g_cache_n < LT_CACHE_MAX ? &g_cache[g_cache_n] : tmp;
+    memset(p, 0, sizeof *p);
+    p->key = key;
+    if (!plan_build(p, g, g->bias != NULL, key.align) &&
+        !(g->bias && plan_build(p, g, false, key.align))) {
+        fprintf(stderr,
+                "cublasLt: no algorithm for m=%d n=%d k=%d (lda %lld ldb %lld ldd %lld, "
+                "alignment %u bytes)\n",
+                g->m, g->n, g->k, (long long)g->lda, (long long)g->ldb, (long long)g->ldd,
+                key.align);
+        abort();
+    }
+    if (p != tmp)
+        g_cache_n++;
+    return p;
+}
+
+static void lt_run(const struct lt_gemm *g)
+{
+    if (g->m <= 0 || g->n <= 0)
+        return;
+    struct lt_plan tmp;
+    const struct lt_plan *p = plan_get(g, &tmp);
+    if (p->use_epilogue) /* the pointer may differ from the one the plan was built with */
+        CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_BIAS_POINTER,
+                                                    &g->bias, sizeof g->bias));
+    float alpha = 1.0f, beta = g->beta;
+    if (g->k <= 0) { /* an empty product: D = beta·D (+ bias) */
+        if (beta == 0.0f)
+            CUDA_CHECK(cudaMemsetAsync(g->D, 0,
+                                       (size_t)g->ldd * g->n *
+                                           (g->d_type == CUDA_R_32F ? 4 : 2),
+                                       cuda_stream()));
+    } else {
+        CUBLAS_CHECK(cublasLtMatmul(g_lt, p->op, &alpha, g->A, p->a, g->B, p->b, &beta, g->D,
+                                    p->d, g->D, p->d, &p->algo, g_lt_ws, LT_WORKSPACE_BYTES,
+                                    cuda_stream()));
+    }
+    if (g->bias && (!p->use_epilogue || g->k <= 0)) {
+        /* D is column-major (m, n) = row-major (n rows, m columns): bias runs along m. */
+        size_t total = (size_t)g->n * g->m;
+        unsigned blocks = cuda_blocks(total, 256), cap = cuda_fill_blocks(256, 8);
+        add_bias_kernel<<<blocks < cap ? blocks : cap, 256, 0, cuda_stream()>>>(
+            (float *)g->D, g->bias, (size_t)g->n, g->m);
+        CUDA_LAUNCH_CHECK();
+    }
+    if (p == &tmp)
+        plan_release(&tmp);
+}
+
+/* out(N,OC) (+)= inp(N,C)·W(OC,C)ᵀ [+ bias], row-major, as outᵀ = op_T(W)·inpᵀ. */
+static void gemm_forward(void *out, cudaDataType_t out_type, const void *inp, const void *w,
+                         const float *bias, int N, int C, int OC, cudaDataType_t ab_type,
+                         cublasComputeType_t compute)
+{
+    struct lt_gemm g;
+    memset(&g, 0, sizeof g);
+    g.ta = CUBLAS_OP_T;
+    g.tb = CUBLAS_OP_N;
+    g.m = OC;
+    g.n = N;
+    g.k = C;
+    g.lda = C;
+    g.ldb = C;
+    g.ldd = OC;
+    g.ab_type = ab_type;
+    g.d_type = out_type;
+    g.compute = compute;
+    g.A = w;
+    g.B = inp;
+    g.D = out;
+    g.bias = bias;
+    g.beta = 0.0f;
+    lt_run(&g);
+}
+
+/* dinp(N,C) += dout(N,OC)·W(OC,C): dinpᵀ(C,N) = W_cm(C,OC)·doutᵀ(OC,N). */
+static void gemm_dinp(float *dinp, const void *dout, const void *w, int N, int C, int OC,
+                      cudaDataType_t ab_type, cublasComputeType_t compute)
+{
+    struct lt_gemm g;
+    memset(&g, 0, sizeof g);
+    g.ta = CUBLAS_OP_N;
+    g.tb = CUBLAS_OP_N;
+    g.m = C;
+    g.n = N;
+    g.k = OC;
+    g.lda = C;
+    g.ldb = OC;
+    g.ldd = C;
+    g.ab_type = ab_type;
+    g.d_type = CUDA_R_32F;
+    g.compute = compute;
+    g.A = w;
+    g.B = dout;
+    g.D = dinp;
+    g.beta = 1.0f;
+    lt_run(&g);
+}
+
+/* dW(OC,C) += dout(N,OC)ᵀ·inp(N,C): dWᵀ(C,OC) = inp_cm(C,N)·op_T(dout_cm(OC,N)). */
+static void gemm_dweight(float *dw, const float *dout, const float *inp, int N, int C, int OC)
+{
+    struct lt_gemm g;
+    memset(&g, 0, sizeof g);
+    g.ta = CUBLAS_OP_N;
+    g.tb = CUBLAS_OP_T;
+    g.m = C;
+    g.n = OC;
+    g.k = N;
+    g.lda = C;
+    g.ldb = OC;
+    g.ldd = C;
+    g.ab_type = CUDA_R_32F;
+    g.d_type = CUDA_R_32F;
+    g.compute = CUBLAS_COMPUTE_32F_FAST_TF32;
+    g.A = inp;
+    g.B = dout;
+    g.D = dw;
+    g.beta = 1.0f;
+    lt_run(&g);
+}
+
+/* ---------------------------------------------------------------- start */
+
+int kcuda_matmul_init(struct sw_err *err)
+{
+    if (g_lt)
+        return 0;
+    cublasStatus_t st = cublasLtCreate(&g_lt);
+    if (st != CUBLAS_STATUS_SUCCESS) {
+        memset(err, 0, sizeof *err);
+        err->code = SW_EUNSUPPORTED;
+        snprintf(err->msg, sizeof err->msg, "cublasLtCreate failed: %s",
+                 cublasLtGetStatusString(st));
+        g_lt = NULL;
+        return err->code;
+    }
+    g_lt_ws = cuda_alloc(LT_WORKSPACE_BYTES, BACKEND_MEM_WORKSPACE, err);
+    if (!g_lt_ws) {
+        cublasLtDestroy(g_lt);
+        g_lt = NULL;
+        return err->code;
+    }
+    return 0;
+}
+
+/* ---------------------------------------------------------------- entries */
+
+extern "C" bool kcuda_matmul_uses_blas(void)
+{
+    return true; /* cuBLASLt */
+}
+
+extern "C" bool kcuda_has_native_bf16(void)
+{
+    return true; /* the plugin refuses devices below sm_80, which all have bf16 tensor cores */
+}
+
+extern "C" void kcuda_matmul_forward(float *out, const float *inp, const float *weight,
+                                     const float *bias, int N, int C, int OC)
+{
+    gemm_forward(out, CUDA_R_32F, inp, weight, bias, N, C, OC, CUDA_R_32F,
+                 CUBLAS_COMPUTE_32F_FAST_TF32);
+}
+
+extern "C" void kcuda_matmul_backward(float *dinp, float *dweight, float *dbias,
+                                      const float *dout, const float *inp, const float *weight,
+                                      int N, int C, int OC)
+{
+    if (N <= 0 || OC <= 0)
+        return;
+    if (dinp)
+        gemm_dinp(dinp, dout, weight, N, C, OC, CUDA_R_32F, CUBLAS_COMPUTE_32F_FAST_TF32);
+    if (dweight)
+        gemm_dweight(dweight, dout, inp, N, C, OC);
+    if (dbias)
+        bias_grad(dbias, dout, N, OC);
+}
+
+/* Scratch for the bf16 entries: the bf16 copy of a chunk of activation rows. Any width fits
+ * (rows per chunk = scratch elements / width), so the size depends on N only, as the contract
+ * asks: 2 bytes x N x 64 Ki elements, at least 4 MiB (GPT-2's 50304-wide head gets 41 rows at
+ * once at decode), at most 64 MiB (all 16 Ki rows of a 1024-wide layer in one GEMM). */
+extern "C" size_t kcuda_matmul_bf16_scratch_bytes(int N)
+{
+    size_t lo = (size_t)4 << 20, hi = (size_t)64 << 20;
+    size_t b = (size_t)(N > 0 ? N : 1) * 65536u * 2u;
+    return b < lo ? lo : b > hi ? hi : b;
+}
+
+/* Rows of a width-`width` matrix whose bf16 copy fits the scratch for N rows. */
+static int chunk_rows(int N, int width)
+{
+    size_t elems = kcuda_matmul_bf16_scratch_bytes(N) / 2;
+    size_t rows = elems / (size_t)(width > 0 ? width : 1);
+    if (rows < 1) {
+        fprintf(stderr, "matmul_bf16: width %d exceeds the scratch of %zu elements\n", width,
+                elems);
+        abort();
+    }
+    return rows > (size_t)N ? N : (int)rows;
+}
+
+extern "C" void kcuda_matmul_bf16_forward(float *out, const float *inp, const uint16_t *weight,
+                                          const float *bias, int N, int C, int OC, void *scratch)
+{
+    if (N <= 0 || OC <= 0)
+        return;
+    if (!scratch) {
+        fprintf(stderr, "matmul_bf16_forward: scratch is NULL (kcuda_matmul_bf16_scratch_bytes)\n");
+        abort();
+    }
+    __nv_bfloat16 *x16 = (__nv_bfloat16 *)scratch;
+    int R = chunk_rows(N, C);
+    for (int r0 = 0; r0 < N; r0 += R) {
+        int rows = N - r0 < R ? N - r0 : R;
+        to_bf16(x16, inp + (size_t)r0 * C, (size_t)rows * C);
+        gemm_forward(out + (size_t)r0 * OC, CUDA_R_32F, x16, weight, bias, rows, C, OC,
+                     CUDA_R_16BF, CUBLAS_COMPUTE_32F);
+    }
+}
+
+extern "C" void kcuda_matmul_bf16_backward_input(float *dinp, const float *dout,
+                                                 const uint16_t *weight, int N, int C, int OC,
+                                                 void *scratch)
+{
+    if (N <= 0 || C <= 0)
+        return;
+    if (!scratch) {
+        fprintf(stderr,
+                "matmul_bf16_backward_input: scratch is NULL (kcuda_matmul_bf16_scratch_bytes)\n");
+        abort();
+    }
+    __nv_bfloat16 *g16 = (__nv_bfloat16 *)scratch;
+    int R = chunk_rows(N, OC);
+    for (int r0 = 0; r0 < N; r0 += R) {
+        int rows = N - r0 < R ? N - r0 : R;
+        to_bf16(g16, dout + (size_t)r0 * OC, (size_t)rows * OC);
+        gemm_dinp(dinp + (size_t)r0 * C, g16, weight, rows, C, OC, CUDA_R_16BF,
+                  CUBLAS_COMPUTE_32F);
+    }
+}

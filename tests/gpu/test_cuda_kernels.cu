@@ -1,0 +1,742 @@
+/* Every CUDA kernel of kernels/cuda/k_*.cu against the CPU kernel of the same name
+ * (kernels/cpu, kcpu_*) on random inputs, forward and backward, printing each comparison's
+ * maximum absolute error beside its tolerance. Inputs are uniform in [-1, 1) unless noted;
+ * gradient buffers start non-zero, so the "backward accumulates" convention is checked too.
+ * Tolerances (absolute, on outputs of magnitude <= ~1 for these sizes):
+ *  - exact (0): embedding forward/backward (the same fp32 additions in the same order), the
+ *    residual, copy/axpy, KV-cache append, bf16 <-> fp32 conversion (the CPU's bit recipe),
+ *    int8 quantisation, the 8-bit AdamW state (codes and absmax, bit for bit: checkpoints are
+ *    interchangeable);
+ *  - fp32 1e-5 .. 1e-4: norms, activations, RoPE, attention (reduction order and FMA
+ *    contraction differ from the CPU), 1e-6 on the softmax gradients (values ~1/V);
+ *  - optimizers 1e-5 on parameters after 3 steps (FMA contraction vs the CPU's separate
+ *    multiply-add);
+ *  - gradient norm: 1e-9 relative (both sum in double);
+ *  - bf16 attention: the CPU reference runs on the bf16-rounded inputs, so only the bf16
+ *    rounding of the output (2^-8 relative) and of the accumulated gradient remains: 1e-2
+ *    absolute on out, 1e-2 times the largest |dqkv| (at least 1) on dqkv;
+ *  - the int8 matmul: 1e-4 (the same int8 codes; fp32 sums over C = 300 in another order).
+ * Where no GPU is present it prints "skipped: no GPU (<reason from cudaGetDeviceCount>)" and
+ * exits 0. */
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <vector>
+
+#include "harness.h"
+#include "kernels/cuda/cuda_int.cuh"
+#include "kernels/cuda/k_common.cuh"
+extern "C" {
+#include "kernels/cpu/kernels_cpu.h"
+}
+
+extern "C" const struct backend *scalewise_cuda_backend(int api_version, char *err, size_t n);
+
+typedef std::vector<float> vec;
+
+static uint64_t rng_state = 0x2545F4914F6CDD1Dull;
+static float frand(void) /* uniform in [-1, 1) */
+{
+    rng_state ^= rng_state << 13;
+    rng_state ^= rng_state >> 7;
+    rng_state ^= rng_state << 17;
+    return (float)((double)(rng_state >> 11) / 9007199254740992.0 * 2.0 - 1.0);
+}
+
+static vec rnd(size_t n, float scale = 1.0f)
+{
+    vec v(n);
+    for (size_t i = 0; i < n; i++)
+        v[i] = frand() * scale;
+    return v;
+}
+
+/* Device buffers: freed all at once at the end of each test. */
+static std::vector<void *> g_dev;
+static void *dalloc(size_t bytes)
+{
+    void *p = NULL;
+    CUDA_CHECK(cudaMalloc(&p, bytes ? bytes : 1));
+    g_dev.push_back(p);
+    return p;
+}
+static void dfree_all(void)
+{
+    CUDA_CHECK(cudaDeviceSynchronize());
+    for (void *p : g_dev)
+        CUDA_CHECK(cudaFree(p));
+    g_dev.clear();
+}
+template <typename T> static T *up(const std::vector<T> &h)
+{
+    T *d = (T *)dalloc(h.size() * sizeof(T));
+    CUDA_CHECK(cudaMemcpy(d, h.data(), h.size() * sizeof(T), cudaMemcpyHostToDevice));
+    return d;
+}
+template <typename T> static std::vector<T> down(const T *d, size_t n)
+{
+    std::vector<T> h(n);
+    CUDA_CHECK(cudaStreamSynchronize(cuda_stream()));
+    CUDA_CHECK(cudaMemcpy(h.data(), d, n * sizeof(T), cudaMemcpyDeviceToHost));
+    return h;
+}
+
+static double max_err(const vec &a, const vec &b)
+{
+    double e = 0.0;
+    for (size_t i = 0; i < a.size() && i < b.size(); i++) {
+        double d = fabs((double)a[i] - (double)b[i]);
+        if (!(d <= e)) /* NaN counts as infinite */
+            e = d == d ? d : INFINITY;
+    }
+    return a.size() == b.size() ? e : INFINITY;
+}
+
+/* Compares a device buffer with the CPU reference, prints the maximum error. */
+static void expect_close(const char *what, const float *dev, const vec &ref, double tol)
+{
+    vec got = down(dev, ref.size());
+    double e = max_err(got, ref);
+    printf("  %-44s max err %.3g (tol %.3g)\n", what, e, tol);
+    CHECK_MSG(e <= tol, "%s: max err %.3g > tol %.3g", what, e, tol);
+}
+
+static vec bf16_round(const vec &x)
+{
+    std::vector<uint16_t> b(x.size());
+    vec y(x.size());
+    kcpu_f32_to_bf16(b.data(), x.data(), x.size());
+    kcpu_bf16_to_f32(y.data(), b.data(), x.size());
+    return y;
+}
+static std::vector<__nv_bfloat16> to_bf16(const vec &x)
+{
+    std::vector<uint16_t> b(x.size());
+    kcpu_f32_to_bf16(b.data(), x.data(), x.size());
+    std::vector<__nv_bfloat16> r(x.size());
+    memcpy((void *)r.data(), b.data(), b.size() * 2);
+    return r;
+}
+static vec from_bf16(const std::vector<__nv_bfloat16> &b)
+{
+    vec y(b.size());
+    kcpu_bf16_to_f32(y.data(), (const uint16_t *)b.data(), b.size());
+    return y;
+}
+
+/* ---------------------------------------------------------------- embedding, residual */
+
+static void test_embedding(void)
+{
+    const int B = 3, T = 37, C = 80, V = 50, maxT = 64, pos = 5;
+    std::vector<int> tok(B * T);
+    for (int i = 0; i < B * T; i++)
+        tok[i] = (int)((frand() + 1.0f) * 0.5f * 9.99f) * 5 % V; /* many repeats */
+    vec wte = rnd((size_t)V * C), wpe = rnd((size_t)maxT * C), dout = rnd((size_t)B * T * C);
+    vec out(B * T * C);
+    float *d_out = (float *)dalloc(out.size() * 4);
+    int *d_tok = up(tok);
+    float *d_wte = up(wte), *d_wpe = up(wpe);
+    kcpu_embedding_forward(out.data(), tok.data(), wte.data(), wpe.data(), B, T, C, V, maxT, pos);
+    kcuda_embedding_forward(d_out, d_tok, d_wte, d_wpe, B, T, C, V, maxT, pos);
+    expect_close("embedding_forward (wte+wpe)", d_out, out, 0.0);
+    kcpu_embedding_forward(out.data(), tok.data(), wte.data(), NULL, B, T, C, V, maxT, 0);
+    kcuda_embedding_forward(d_out, d_tok, d_wte, NULL, B, T, C, V, maxT, 0);
+    expect_close("embedding_forward (wte only)", d_out, out, 0.0);
+
+    vec dwte = rnd((size_t)V * C), dwpe = rnd((size_t)maxT * C);
+    float *d_dwte = up(dwte), *d_dwpe = up(dwpe), *d_dout = up(dout);
+    kcpu_embedding_backward(dwte.data(), dwpe.data(), dout.data(), tok.data(), B, T, C, V, maxT,
+                            pos);
+    kcuda_embedding_backward(d_dwte, d_dwpe, d_dout, d_tok, B, T, C, V, maxT, pos);
+    expect_close("embedding_backward dwte (bitwise)", d_dwte, dwte, 0.0);
+    expect_close("embedding_backward dwpe (bitwise)", d_dwpe, dwpe, 0.0);
+    dfree_all();
+}
+
+static void test_residual_strided(void)
+{
+    const size_t n = 1003;
+    vec a = rnd(n), b = rnd(n), g = rnd(n), da = rnd(n), db = rnd(n), out(n);
+    float *d_a = up(a), *d_b = up(b), *d_g = up(g), *d_da = up(da), *d_db = up(db);
+    float *d_out = (float *)dalloc(n * 4);
+    kcpu_residual_forward(out.data(), a.data(), b.data(), n);
+    kcuda_residual_forward(d_out, d_a, d_b, n);
+    expect_close("residual_forward", d_out, out, 0.0);
+    kcuda_residual_forward(d_out, d_a, d_b, 1000); /* float4 path */
+    expect_close("residual_forward (vectorised)", d_out, out, 0.0);
+    kcpu_residual_backward(da.data(), db.data(), g.data(), n);
+    kcuda_residual_backward(d_da, d_db, d_g, n);
+    expect_close("residual_backward da", d_da, da, 0.0);
+    expect_close("residual_backward db", d_db, db, 0.0);
+
+    /* copy_2d / axpy_2d on a 7×5 view of a 7×9 source into a 7×6 destination. */
+    vec src = rnd(7 * 9), dst = rnd(7 * 6);
+    float *d_src = up(src), *d_dst = up(dst);
+    for (int r = 0; r < 7; r++)
+        for (int c = 0; c < 5; c++)
+            dst[r * 6 + c] += 0.5f * src[r * 9 + c + 2];
+    kcuda_axpy_2d(d_dst, 6, d_src + 2, 9, 7, 5, 0.5f);
+    expect_close("axpy_2d", d_dst, dst, 0.0);
+    for (int r = 0; r < 7; r++)
+        for (int c = 0; c < 5; c++)
+            dst[r * 6 + c] = -2.0f * src[r * 9 + c + 2];
+    kcuda_copy_2d(d_dst, 6, d_src + 2, 9, 7, 5, -2.0f);
+    expect_close("copy_2d", d_dst, dst, 0.0);
+    vec x = rnd(n);
+    float *d_x = up(x);
+    kcpu_scale(x.data(), n, 0.37f);
+    kcuda_scale(d_x, n, 0.37f);
+    expect_close("scale", d_x, x, 0.0);
+    dfree_all();
+}
+
+/* ---------------------------------------------------------------- norms, activations, RoPE */
+
+static void test_norms(void)
+{
+    const int N = 37, C = 200;
+    vec x = rnd((size_t)N * C), w = rnd(C), bias = rnd(C), dout = rnd((size_t)N * C);
+    for (auto &v : x)
+        v = v * 3.0f + 2.0f; /* a mean far from zero exercises the two-pass variance */
+    vec out((size_t)N * C), mean(N), rstd(N);
+    float *d_x = up(x), *d_w = up(w), *d_b = up(bias), *d_dout = up(dout);
+    float *d_out = (float *)dalloc(out.size() * 4), *d_mean = (float *)dalloc(N * 4);
+    float *d_rstd = (float *)dalloc(N * 4);
+    kcpu_layernorm_forward(out.data(), mean.data(), rstd.data(), x.data(), w.data(), bias.data(),
+                           N, C, 1e-5f);
+    kcuda_layernorm_forward(d_out, d_mean, d_rstd, d_x, d_w, d_b, N, C, 1e-5f);
+    expect_close("layernorm_forward out", d_out, out, 1e-5);
+    expect_close("layernorm_forward mean", d_mean, mean, 1e-5);
+    expect_close("layernorm_forward rstd", d_rstd, rstd, 1e-5);
+    vec dx = rnd((size_t)N * C), dw = rnd(C), db = rnd(C);
+    float *d_dx = up(dx), *d_dw = up(dw), *d_db = up(db);
+    kcpu_layernorm_backward(dx.data(), dw.data(), db.data(), dout.data(), x.data(), w.data(),
+                            mean.data(), rstd.data(), N, C);
+    kcuda_layernorm_backward(d_dx, d_dw, d_db, d_dout, d_x, d_w, d_mean, d_rstd, N, C);
+    expect_close("layernorm_backward dinp", d_dx, dx, 1e-4);
+    expect_close("layernorm_backward dweight", d_dw, dw, 1e-4);
+    expect_close("layernorm_backward dbias", d_db, db, 1e-4);
+
+    kcpu_rmsnorm_forward(out.data(), rstd.data(), x.data(), w.data(), N, C, 1e-6f);
+    kcuda_rmsnorm_forward(d_out, d_rstd, d_x, d_w, N, C, 1e-6f);
+    expect_close("rmsnorm_forward out", d_out, out, 1e-5);
+    expect_close("rmsnorm_forward rstd", d_rstd, rstd, 1e-6);
+    kcpu_rmsnorm_backward(dx.data(), dw.data(), dout.data(), x.data(), w.data(), rstd.data(), N,
+                          C);
+    kcuda_rmsnorm_backward(d_dx, d_dw, d_dout, d_x, d_w, d_rstd, N, C);
+    expect_close("rmsnorm_backward dinp", d_dx, dx, 1e-4);
+    expect_close("rmsnorm_backward dweight", d_dw, dw, 1e-4);
+    dfree_all();
+}
+
+static void test_activations(void)
+{
+    const int N = 29, H = 130;
+    const size_t n = (size_t)N * H;
+    vec x = rnd(n, 4.0f), dout = rnd(n), out(n), dx = rnd(n);
+    float *d_x = up(x), *d_dout = up(dout), *d_dx = up(dx);
+    float *d_out = (float *)dalloc(n * 4);
+    kcpu_gelu_forward(out.data(), x.data(), n);
+    kcuda_gelu_forward(d_out, d_x, n);
+    expect_close("gelu_forward", d_out, out, 1e-5);
+    kcpu_gelu_backward(dx.data(), x.data(), dout.data(), n);
+    kcuda_gelu_backward(d_dx, d_x, d_dout, n);
+    expect_close("gelu_backward", d_dx, dx, 1e-5);
+
+    vec gu = rnd(2 * n, 4.0f), dgu = rnd(2 * n);
+    float *d_gu = up(gu), *d_dgu = up(dgu);
+    kcpu_swiglu_forward(out.data(), gu.data(), N, H);
+    kcuda_swiglu_forward(d_out, d_gu, N, H);
+    expect_close("swiglu_forward", d_out, out, 1e-5);
+    kcpu_swiglu_backward(dgu.data(), dout.data(), gu.data(), N, H);
+    kcuda_swiglu_backward(d_dgu, d_dout, d_gu, N, H);
+    expect_close("swiglu_backward", d_dgu, dgu, 1e-5);
+    dfree_all();
+}
+
+static void test_rope(void)
+{
+    const int B = 2, T = 11, NH = 4, NKV = 2, HS = 48, maxT = 40, pos = 7;
+    const int R = (NH + 2 * NKV) * HS;
+    vec cs((size_t)maxT * HS / 2), sn((size_t)maxT * HS / 2);
+    float *d_cs = (float *)dalloc(cs.size() * 4), *d_sn = (float *)dalloc(sn.size() * 4);
+    kcpu_rope_tables(cs.data(), sn.data(), maxT, HS, 500000.0);
+    kcuda_rope_tables(d_cs, d_sn, maxT, HS, 500000.0);
+    expect_close("rope_tables cos", d_cs, cs, 1e-7);
+    expect_close("rope_tables sin", d_sn, sn, 1e-7);
+    vec x = rnd((size_t)B * T * R);
+    float *d_x = up(x);
+    kcpu_rope_forward(x.data(), cs.data(), sn.data(), B, T, R, NH + NKV, HS, maxT, pos);
+    kcuda_rope_forward(d_x, d_cs, d_sn, B, T, R, NH + NKV, HS, maxT, pos);
+    expect_close("rope_forward (q and k heads)", d_x, x, 1e-6);
+    kcpu_rope_backward(x.data(), cs.data(), sn.data(), B, T, R, NH + NKV, HS, maxT, pos);
+    kcuda_rope_backward(d_x, d_cs, d_sn, B, T, R, NH + NKV, HS, maxT, pos);
+    expect_close("rope_backward", d_x, x, 1e-6);
+    dfree_all();
+}
+
+/* ---------------------------------------------------------------- attention */
+
+static void flash_case(int B, int T, int NH, int NKV, int HS)
+{
+    char what[96];
+    const int R = (NH + 2 * NKV) * HS, O = NH * HS;
+    vec qkv = rnd((size_t)B * T * R), dout = rnd((size_t)B * T * O);
+    vec out((size_t)B * T * O), lse((size_t)B * NH * T), dqkv = rnd((size_t)B * T * R, 0.1f);
+    float *d_qkv = up(qkv), *d_dout = up(dout), *d_dqkv = up(dqkv);
+    float *d_out = (float *)dalloc(out.size() * 4), *d_lse = (float *)dalloc(lse.size() * 4);
+    kcpu_flash_attention_forward(out.data(), lse.data(), qkv.data(), B, T, NH, NKV, HS);
+    kcuda_flash_attention_forward(d_out, d_lse, d_qkv, B, T, NH, NKV, HS);
+    snprintf(what, sizeof what, "flash fwd out B%d T%d NH%d NKV%d HS%d", B, T, NH, NKV, HS);
+    expect_close(what, d_out, out, 1e-5);
+    snprintf(what, sizeof what, "flash fwd lse B%d T%d NH%d NKV%d HS%d", B, T, NH, NKV, HS);
+    expect_close(what, d_lse, lse, 1e-5);
+    kcpu_flash_attention_backward(dqkv.data(), dout.data(), qkv.data(), out.data(), lse.data(),
+                                  B, T, NH, NKV, HS);
+    kcuda_flash_attention_backward(d_dqkv, d_dout, d_qkv, d_out, d_lse, B, T, NH, NKV, HS);
+    snprintf(what, sizeof what, "flash bwd dqkv B%d T%d NH%d NKV%d HS%d", B, T, NH, NKV, HS);
+    expect_close(what, d_dqkv, dqkv, 1e-4);
+    dfree_all();
+}
+
+static void test_flash_attention(void)
+{
+    flash_case(2, 70, 4, 2, 64);   /* GQA, T not a multiple of the tiles */
+    flash_case(1, 33, 3, 3, 128);  /* MHA, largest head size */
+    flash_case(2, 17, 4, 1, 48);   /* MQA, padded head size */
+    flash_case(1, 130, 2, 2, 32);  /* several key tiles per query tile */
+    flash_case(1, 1, 2, 1, 16);    /* a single token */
+}
+
+static void test_flash_attention_bf16(void)
+{
+    const int B = 2, T = 45, NH = 4, NKV = 2, HS = 64;
+    const int R = (NH + 2 * NKV) * HS, O = NH * HS;
+    vec qkv = bf16_round(rnd((size_t)B * T * R)), dout = bf16_round(rnd((size_t)B * T * O));
+    vec out((size_t)B * T * O), lse((size_t)B * NH * T), dqkv((size_t)B * T * R, 0.0f);
+    kcpu_flash_attention_forward(out.data(), lse.data(), qkv.data(), B, T, NH, NKV, HS);
+    __nv_bfloat16 *d_qkv = up(to_bf16(qkv)), *d_dout = up(to_bf16(dout));
+    __nv_bfloat16 *d_dqkv = up(to_bf16(dqkv));
+    __nv_bfloat16 *d_out = (__nv_bfloat16 *)dalloc(out.size() * 2);
+    float *d_lse = (float *)dalloc(lse.size() * 4);
+    kcuda_flash_attention_forward_bf16(d_out, d_lse, d_qkv, B, T, NH, NKV, HS);
+    vec got = from_bf16(down(d_out, out.size()));
+    double e = max_err(got, out);
+    printf("  %-44s max err %.3g (tol %.3g)\n", "flash fwd bf16 out", e, 1e-2);
+    CHECK(e <= 1e-2);
+    expect_close("flash fwd bf16 lse", d_lse, lse, 1e-4);
+    /* The backward reads the bf16 output, so the reference uses the same rounded output. */
+    vec out_r = bf16_round(out);
+    kcpu_flash_attention_backward(dqkv.data(), dout.data(), qkv.data(), out_r.data(), lse.data(),
+                                  B, T, NH, NKV, HS);
+    kcuda_flash_attention_backward_bf16(d_dqkv, d_dout, d_qkv, d_out, d_lse, B, T, NH, NKV, HS);
+    got = from_bf16(down(d_dqkv, dqkv.size()));
+    e = max_err(got, dqkv);
+    double big = 1.0; /* bf16 keeps 8 bits: the tolerance scales with the largest gradient */
+    for (float r : dqkv)
+        big = fmax(big, fabs(r));
+    printf("  %-44s max err %.3g (tol %.3g)\n", "flash bwd bf16 dqkv", e, 1e-2 * big);
+    CHECK(e <= 1e-2 * big);
+    dfree_all();
+}
+
+static void test_attention_materialised(void)
+{
+    const int B = 2, T = 23, NH = 4, NKV = 2, HS = 40;
+    const int R = (NH + 2 * NKV) * HS, O = NH * HS;
+    vec qkv = rnd((size_t)B * T * R), dout = rnd((size_t)B * T * O);
+    vec out((size_t)B * T * O), att((size_t)B * NH * T * T), dqkv = rnd((size_t)B * T * R, 0.1f);
+    vec scratch(kcpu_attention_backward_scratch_bytes(B, T, NH) / 4);
+    float *d_qkv = up(qkv), *d_dout = up(dout), *d_dqkv = up(dqkv);
+    float *d_out = (float *)dalloc(out.size() * 4), *d_att = (float *)dalloc(att.size() * 4);
+    float *d_scr = (float *)dalloc(kcuda_attention_backward_scratch_bytes(B, T, NH));
+    kcpu_attention_forward(out.data(), att.data(), qkv.data(), B, T, NH, NKV, HS);
+    kcuda_attention_forward(d_out, d_att, d_qkv, B, T, NH, NKV, HS);
+    expect_close("attention_forward out", d_out, out, 1e-5);
+    expect_close("attention_forward att (zeros above diagonal)", d_att, att, 1e-6);
+    kcpu_attention_backward(dqkv.data(), dout.data(), qkv.data(), att.data(), scratch.data(), B,
+                            T, NH, NKV, HS);
+    kcuda_attention_backward(d_dqkv, d_dout, d_qkv, d_att, d_scr, B, T, NH, NKV, HS);
+    expect_close("attention_backward dqkv", d_dqkv, dqkv, 1e-4);
+    dfree_all();
+}
+
+static void test_kv_cache_decode(void)
+{
+    const int B = 3, NH = 4, NKV = 2, HS = 64, cache_T = 80;
+    const int R = (NH + 2 * NKV) * HS, KV = NKV * HS;
+    vec kc((size_t)B * cache_T * KV, 0.0f), vc((size_t)B * cache_T * KV, 0.0f);
+    float *d_kc = up(kc), *d_vc = up(vc);
+    /* A prompt of 40 tokens, then 3 new tokens: decode sees the prompt and itself. */
+    int steps[2][2] = {{0, 40}, {40, 3}};
+    for (int s = 0; s < 2; s++) {
+        int pos = steps[s][0], Tn = steps[s][1];
+        vec qkv = rnd((size_t)B * Tn * R), out((size_t)B * Tn * NH * HS);
+        float *d_qkv = up(qkv), *d_out = (float *)dalloc(out.size() * 4);
+        kcpu_kv_cache_append(kc.data(), vc.data(), qkv.data(), B, Tn, pos, NH, NKV, HS, cache_T);
+        kcuda_kv_cache_append(d_kc, d_vc, d_qkv, B, Tn, pos, NH, NKV, HS, cache_T);
+        expect_close("kv_cache_append k", d_kc, kc, 0.0);
+        expect_close("kv_cache_append v", d_vc, vc, 0.0);
+        kcpu_attention_decode(out.data(), qkv.data(), kc.data(), vc.data(), B, Tn, pos, NH, NKV,
+                              HS, cache_T);
+        kcuda_attention_decode(d_out, d_qkv, d_kc, d_vc, B, Tn, pos, NH, NKV, HS, cache_T);
+        expect_close(s == 0 ? "attention_decode (prefill 40)" : "attention_decode (3 new)", d_out,
+                     out, 1e-5);
+        if (s == 1) { /* the same through bf16 caches */
+            __nv_bfloat16 *b_kc = up(to_bf16(vec(kc.size(), 0.0f)));
+            __nv_bfloat16 *b_vc = up(to_bf16(vec(vc.size(), 0.0f)));
+            vec qall = bf16_round(rnd((size_t)B * 5 * R)), kr(kc.size(), 0.0f),
+                vr(vc.size(), 0.0f), o2((size_t)B * 5 * NH * HS);
+            __nv_bfloat16 *b_q = up(to_bf16(qall));
+            __nv_bfloat16 *b_out = (__nv_bfloat16 *)dalloc(o2.size() * 2);
+            kcpu_kv_cache_append(kr.data(), vr.data(), qall.data(), B, 5, 0, NH, NKV, HS, cache_T);
+            kcpu_attention_decode(o2.data(), qall.data(), kr.data(), vr.data(), B, 5, 0, NH, NKV,
+                                  HS, cache_T);
+            kcuda_kv_cache_append_bf16(b_kc, b_vc, b_q, B, 5, 0, NH, NKV, HS, cache_T);
+            kcuda_attention_decode_bf16(b_out, b_q, b_kc, b_vc, B, 5, 0, NH, NKV, HS, cache_T);
+            vec got = from_bf16(down(b_out, o2.size()));
+            double e = max_err(got, o2);
+            printf("  %-44s max err %.3g (tol %.3g)\n", "attention_decode bf16", e, 1e-2);
+            CHECK(e <= 1e-2);
+        }
+    }
+    dfree_all();
+}
+
+/* ---------------------------------------------------------------- loss */
+
+static void test_softmax_ce(void)
+{
+    const int N = 19, V = 1000, Vp = 1024;
+    vec logits = rnd((size_t)N * Vp, 5.0f);
+    std::vector<int> tgt(N);
+    for (int i = 0; i < N; i++)
+        tgt[i] = i % 5 == 3 ? -1 : (i * 97) % V;
+    float *d_log = up(logits);
+    int *d_tgt = up(tgt);
+    float *d_losses = (float *)dalloc(N * 4);
+    vec losses(N);
+    int nv_cpu = -1, nv_gpu = -2;
+    /* Loss only: logits untouched. */
+    float l_cpu = kcpu_softmax_ce(logits.data(), losses.data(), &nv_cpu, tgt.data(), N, V, Vp,
+                                  false, 1.0f);
+    float l_gpu = kcuda_softmax_ce(d_log, d_losses, &nv_gpu, d_tgt, N, V, Vp, false, 1.0f);
+    printf("  %-44s cpu %.7g gpu %.7g\n", "softmax_ce mean loss (no grad)", l_cpu, l_gpu);
+    CHECK_REL(l_gpu, l_cpu, 1e-5);
+    CHECK_INT(nv_gpu, nv_cpu);
+    expect_close("softmax_ce losses", d_losses, losses, 2e-5);
+    expect_close("softmax_ce logits unchanged", d_log, logits, 0.0);
+    /* With the gradient written over the logits. */
+    l_cpu = kcpu_softmax_ce(logits.data(), NULL, NULL, tgt.data(), N, V, Vp, true, 0.5f);
+    l_gpu = kcuda_softmax_ce(d_log, NULL, NULL, d_tgt, N, V, Vp, true, 0.5f);
+    CHECK_REL(l_gpu, l_cpu, 1e-5);
+    expect_close("softmax_ce gradient in place (+pad, ignored)", d_log, logits, 1e-7);
+    /* Every row ignored: loss 0, gradient 0. */
+    std::vector<int> none(N, -1);
+    int *d_none = up(none);
+    l_gpu = kcuda_softmax_ce(d_log, NULL, &nv_gpu, d_none, N, V, Vp, true, 1.0f);
+    CHECK(l_gpu == 0.0f);
+    CHECK_INT(nv_gpu, 0);
+    expect_close("softmax_ce all ignored -> zero gradient", d_log, vec((size_t)N * Vp, 0.0f),
+                 0.0);
+    dfree_all();
+}
+
+/* ---------------------------------------------------------------- optimizers */
+
+static void test_optimizers(void)
+{
+    const size_t n = 5003;
+    vec p0 = rnd(n), m0(n, 0.0f), v0(n, 0.0f);
+    /* AdamW, 3 steps. */
+    {
+        vec p = p0, m = m0, v = v0;
+        float *d_p = up(p), *d_m = up(m), *d_v = up(v);
+        for (int step = 1; step <= 3; step++) {
+            vec g = rnd(n);
+            float *d_g = up(g);
+            kcpu_adamw_step(p.data(), g.data(), m.data(), v.data(), n, step, 1e-2f, 0.9f, 0.95f,
+                            1e-8f, 0.1f);
+            kcuda_adamw_step(d_p, d_g, d_m, d_v, n, step, 1e-2f, 0.9f, 0.95f, 1e-8f, 0.1f);
+        }
+        expect_close("adamw param (3 steps)", d_p, p, 1e-5);
+        expect_close("adamw m", d_m, m, 1e-6);
+        expect_close("adamw v", d_v, v, 1e-6);
+    }
+    /* SGD, SGD with momentum (plain and Nesterov), Lion. */
+    {
+        vec p = p0, pm = p0, pn = p0, pl = p0, b1(n, 0.0f), b2(n, 0.0f), ml(n, 0.0f);
+        float *d_p = up(p), *d_pm = up(pm), *d_pn = up(pn), *d_pl = up(pl);
+        float *d_b1 = up(b1), *d_b2 = up(b2), *d_ml = up(ml);
+        for (int step = 1; step <= 3; step++) {
+            vec g = rnd(n);
+            float *d_g = up(g);
+            kcpu_sgd_step(p.data(), g.data(), n, 0.1f, 0.01f);
+            kcuda_sgd_step(d_p, d_g, n, 0.1f, 0.01f);
+            kcpu_sgd_momentum_step(pm.data(), g.data(), b1.data(), n, 0.1f, 0.9f, 0.01f, false);
+            kcuda_sgd_momentum_step(d_pm, d_g, d_b1, n, 0.1f, 0.9f, 0.01f, false);
+            kcpu_sgd_momentum_step(pn.data(), g.data(), b2.data(), n, 0.1f, 0.9f, 0.01f, true);
+            kcuda_sgd_momentum_step(d_pn, d_g, d_b2, n, 0.1f, 0.9f, 0.01f, true);
+            kcpu_lion_step(pl.data(), g.data(), ml.data(), n, 1e-3f, 0.9f, 0.99f, 0.1f);
+            kcuda_lion_step(d_pl, d_g, d_ml, n, 1e-3f, 0.9f, 0.99f, 0.1f);
+        }
+        expect_close("sgd param", d_p, p, 1e-6);
+        expect_close("sgd momentum param", d_pm, pm, 1e-6);
+        expect_close("sgd momentum buf", d_b1, b1, 1e-6);
+        expect_close("sgd nesterov param", d_pn, pn, 1e-6);
+        expect_close("lion param", d_pl, pl, 1e-6);
+        expect_close("lion m", d_ml, ml, 1e-6);
+    }
+    dfree_all();
+}
+
+static void adafactor_case(int rows, int cols, bool first_moment)
+{
+    char what[96];
+    size_t n = (size_t)rows * cols;
+    size_t rn = kcpu_adafactor_row_floats(rows, cols), cn = kcpu_adafactor_col_floats(rows, cols);
+    CHECK_INT(kcuda_adafactor_row_floats(rows, cols), rn);
+    CHECK_INT(kcuda_adafactor_col_floats(rows, cols), cn);
+    vec p = rnd(n), R(rn, 0.0f), Cs(cn ? cn : 1, 0.0f), m(n, 0.0f);
+    float *d_p = up(p), *d_R = up(R), *d_C = up(Cs), *d_m = up(m);
+    for (int step = 1; step <= 3; step++) {
+        vec g = rnd(n, step == 2 ? 10.0f : 0.01f); /* step 2 clips, the others do not */
+        float *d_g = up(g);
+        kcpu_adafactor_step(p.data(), g.data(), R.data(), cn ? Cs.data() : NULL,
+                            first_moment ? m.data() : NULL, rows, cols, step, 1e-2f, 0.9f, -0.8f,
+                            1e-30f, 1.0f, 0.1f);
+        kcuda_adafactor_step(d_p, d_g, d_R, cn ? d_C : NULL, first_moment ? d_m : NULL, rows, cols,
+                             step, 1e-2f, 0.9f, -0.8f, 1e-30f, 1.0f, 0.1f);
+    }
+    snprintf(what, sizeof what, "adafactor %dx%d%s param", rows, cols, first_moment ? " +m" : "");
+    expect_close(what, d_p, p, 1e-5);
+    /* Row/col states hold mean squares (~1e-4 here): compare relative to their size. */
+    vec gR = down(d_R, rn);
+    double e = 0.0;
+    for (size_t i = 0; i < rn; i++)
+        e = fmax(e, fabs(gR[i] - R[i]) / fmax(fabs(R[i]), 1e-30));
+    printf("  %-44s rel err %.3g (tol 1e-5)\n", "adafactor row state", e);
+    CHECK(e <= 1e-5);
+    if (cn) {
+        vec gC = down(d_C, cn);
+        e = 0.0;
+        for (size_t i = 0; i < cn; i++)
+            e = fmax(e, fabs(gC[i] - Cs[i]) / fmax(fabs(Cs[i]), 1e-30));
+        printf("  %-44s rel err %.3g (tol 1e-5)\n", "adafactor col state", e);
+        CHECK(e <= 1e-5);
+    }
+    dfree_all();
+}
+
+static void test_adafactor(void)
+{
+    adafactor_case(33, 70, false);
+    adafactor_case(40, 3, true);
+    adafactor_case(1, 50, false); /* a vector: unfactored */
+}
+
+static void adam8_case(size_t n)
+{
+    char what[96];
+    size_t sb = kcpu_adamw8bit_state_bytes(n);
+    CHECK_INT(kcuda_adamw8bit_state_bytes(n), sb);
+    std::vector<uint8_t> st(sb, 0);
+    vec p = rnd(n);
+    float *d_p = up(p);
+    uint8_t *d_st = up(st);
+    for (int step = 1; step <= 3; step++) {
+        vec g = rnd(n, step == 3 ? 1e-3f : 1.0f);
+        float *d_g = up(g);
+        kcpu_adamw8bit_step(p.data(), g.data(), st.data(), n, step, 1e-3f, 0.9f, 0.999f, 1e-8f,
+                            0.01f);
+        kcuda_adamw8bit_step(d_p, d_g, d_st, n, step, 1e-3f, 0.9f, 0.999f, 1e-8f, 0.01f);
+    }
+    snprintf(what, sizeof what, "adamw8bit n=%zu param", n);
+    expect_close(what, d_p, p, 1e-5);
+    std::vector<uint8_t> got = down(d_st, sb);
+    size_t diff = 0;
+    for (size_t i = 0; i < sb; i++)
+        diff += got[i] != st[i];
+    printf("  %-44s %zu of %zu bytes differ (%s)\n", "adamw8bit state vs CPU", diff, sb,
+           n >= KCPU_ADAM8_MIN_N ? "must be 0" : "fp32 states, tol 1e-6");
+    if (n >= KCPU_ADAM8_MIN_N) {
+        CHECK_INT(diff, 0);
+    }
+    for (int which = 0; which < 2; which++) {
+        vec ref(n);
+        kcpu_adamw8bit_read_state(ref.data(), st.data(), n, which);
+        float *d_out = (float *)dalloc(n * 4);
+        kcuda_adamw8bit_read_state(d_out, d_st, n, which);
+        expect_close(which ? "adamw8bit read_state v" : "adamw8bit read_state m", d_out, ref,
+                     n >= KCPU_ADAM8_MIN_N ? 0.0 : 1e-6);
+    }
+    dfree_all();
+}
+
+static void test_adamw8bit(void)
+{
+    adam8_case(2 * KCPU_ADAM8_BLOCK + 77); /* quantised, last block partial */
+    adam8_case(1000);                      /* below KCPU_ADAM8_MIN_N: fp32 states */
+}
+
+/* The one-launch multi-segment updates equal per-segment CPU calls. */
+static void test_multi_segment(void)
+{
+    const size_t sizes[3] = {3000, 17, 9000};
+    const float wds[3] = {0.1f, 0.0f, 0.05f};
+    std::vector<kcuda_opt_seg> segs(3);
+    size_t off = 0, soff = 0, max_n = 0;
+    for (int i = 0; i < 3; i++) {
+        segs[i].off = off;
+        segs[i].n = sizes[i];
+        segs[i].state_off = soff;
+        segs[i].weight_decay = wds[i];
+        segs[i].pad = 0;
+        off += sizes[i];
+        soff += (kcpu_adamw8bit_state_bytes(sizes[i]) + 63) & ~(size_t)63;
+        max_n = sizes[i] > max_n ? sizes[i] : max_n;
+    }
+    size_t n = off;
+    kcuda_opt_seg *d_segs = up(segs);
+    vec p = rnd(n), m(n, 0.0f), v(n, 0.0f), p8 = p, pl = p, ml(n, 0.0f);
+    std::vector<uint8_t> st(soff, 0);
+    float *d_p = up(p), *d_m = up(m), *d_v = up(v), *d_p8 = up(p8), *d_pl = up(pl);
+    float *d_ml = up(ml);
+    uint8_t *d_st = up(st);
+    for (int step = 1; step <= 2; step++) {
+        vec g = rnd(n);
+        float *d_g = up(g);
+        for (int i = 0; i < 3; i++) {
+            size_t o = segs[i].off, k = segs[i].n;
+            kcpu_adamw_step(p.data() + o, g.data() + o, m.data() + o, v.data() + o, k, step, 1e-2f,
+                            0.9f, 0.95f, 1e-8f, wds[i]);
+            kcpu_adamw8bit_step(p8.data() + o, g.data() + o, st.data() + segs[i].state_off, k,
+                                step, 1e-2f, 0.9f, 0.95f, 1e-8f, wds[i]);
+            kcpu_lion_step(pl.data() + o, g.data() + o, ml.data() + o, k, 1e-3f, 0.9f, 0.99f,
+                           wds[i]);
+        }
+        kcuda_adamw_step_multi(d_p, d_g, d_m, d_v, d_segs, 3, max_n, step, 1e-2f, 0.9f, 0.95f,
+                               1e-8f);
+        kcuda_adamw8bit_step_multi(d_p8, d_g, d_st, d_segs, 3, max_n, step, 1e-2f, 0.9f, 0.95f,
+                                   1e-8f);
+        kcuda_lion_step_multi(d_pl, d_g, d_ml, d_segs, 3, max_n, 1e-3f, 0.9f, 0.99f);
+    }
+    expect_close("adamw_multi param (3 segments)", d_p, p, 1e-5);
+    expect_close("adamw8bit_multi param", d_p8, p8, 1e-5);
+    expect_close("lion_multi param", d_pl, pl, 1e-6);
+    std::vector<uint8_t> got = down(d_st, soff);
+    size_t diff = 0;
+    for (int i = 0; i < 3; i++)
+        if (sizes[i] >= KCPU_ADAM8_MIN_N)
+            for (size_t b = 0; b < kcpu_adamw8bit_state_bytes(sizes[i]); b++)
+                diff += got[segs[i].state_off + b] != st[segs[i].state_off + b];
+    printf("  %-44s %zu bytes differ (must be 0)\n", "adamw8bit_multi quantised states", diff);
+    CHECK_INT(diff, 0);
+    dfree_all();
+}
+
+static void test_grad_norm(void)
+{
+    const size_t n = 1000003;
+    vec g = rnd(n);
+    float *d_g = up(g);
+    double ref = kcpu_grad_norm(g.data(), n), got = kcuda_grad_norm(d_g, n);
+    printf("  %-44s cpu %.12g gpu %.12g\n", "grad_norm", ref, got);
+    CHECK_REL(got, ref, 1e-9);
+    double again = kcuda_grad_norm(d_g, n);
+    CHECK_MSG(again == got, "grad_norm not deterministic: %.17g vs %.17g", again, got);
+    double nc = kcpu_clip_grad_norm(g.data(), n, 1.0), ng = kcuda_clip_grad_norm(d_g, n, 1.0);
+    CHECK_REL(ng, nc, 1e-9);
+    expect_close("clip_grad_norm scaled gradient", d_g, g, 1e-7);
+    /* max_norm above the norm: unchanged. */
+    ng = kcuda_clip_grad_norm(d_g, n, 1e9);
+    expect_close("clip_grad_norm below max: unchanged", d_g, g, 0.0);
+    dfree_all();
+}
+
+/* ---------------------------------------------------------------- formats */
+
+static void test_bf16_int8(void)
+{
+    const size_t n = 4099;
+    vec x = rnd(n, 100.0f);
+    x[0] = NAN;
+    x[1] = -NAN;
+    x[2] = INFINITY;
+    x[3] = -0.0f;
+    x[4] = 3.4028235e38f; /* rounds to infinity */
+    x[5] = 1.0f + 1.0f / 256.0f; /* a tie: to even */
+    std::vector<uint16_t> ref(n), back_ref_u(n);
+    kcpu_f32_to_bf16(ref.data(), x.data(), n);
+    float *d_x = up(x);
+    uint16_t *d_b = (uint16_t *)dalloc(n * 2);
+    kcuda_f32_to_bf16(d_b, d_x, n);
+    std::vector<uint16_t> got = down(d_b, n);
+    CHECK_MSG(memcmp(got.data(), ref.data(), n * 2) == 0, "f32_to_bf16 differs from the CPU's bits");
+    printf("  %-44s %s\n", "f32_to_bf16 bits", memcmp(got.data(), ref.data(), n * 2) ? "DIFFER" : "identical");
+    vec back(n);
+    kcpu_bf16_to_f32(back.data(), ref.data(), n);
+    float *d_back = (float *)dalloc(n * 4);
+    kcuda_bf16_to_f32(d_back, d_b, n);
+    vec gb = down(d_back, n);
+    CHECK(memcmp(gb.data(), back.data(), n * 4) == 0);
+
+    const int OC = 37, C = 300, N = 11;
+    vec w = rnd((size_t)OC * C), inp = rnd((size_t)N * C), bias = rnd(OC);
+    for (int c = 0; c < C; c++)
+        w[5 * C + c] = 0.0f; /* a zero row: scale 0 */
+    std::vector<int8_t> wq((size_t)OC * C);
+    vec sc(OC), out((size_t)N * OC);
+    kcpu_quantize_int8_rows(wq.data(), sc.data(), w.data(), OC, C);
+    float *d_w = up(w), *d_sc = (float *)dalloc(OC * 4), *d_in = up(inp), *d_bias = up(bias);
+    int8_t *d_wq = (int8_t *)dalloc(wq.size());
+    kcuda_quantize_int8_rows(d_wq, d_sc, d_w, OC, C);
+    std::vector<int8_t> gq = down(d_wq, wq.size());
+    CHECK_MSG(memcmp(gq.data(), wq.data(), wq.size()) == 0, "int8 codes differ from the CPU's");
+    expect_close("quantize_int8_rows scales", d_sc, sc, 0.0);
+    float *d_out = (float *)dalloc(out.size() * 4);
+    kcpu_matmul_int8_forward(out.data(), inp.data(), wq.data(), sc.data(), bias.data(), N, C, OC);
+    kcuda_matmul_int8_forward(d_out, d_in, d_wq, d_sc, d_bias, N, C, OC);
+    expect_close("matmul_int8_forward", d_out, out, 1e-4);
+    dfree_all();
+}
+
+int main(void)
+{
+    int count = 0;
+    cudaError_t e = cudaGetDeviceCount(&count);
+    if (e != cudaSuccess || count == 0) {
+        printf("test_cuda_kernels: skipped: no GPU (cudaGetDeviceCount returned %d: %s)\n",
+               (int)e, e != cudaSuccess ? cudaGetErrorString(e) : "0 devices");
+        printf("test_cuda_kernels: 0 passed, 0 failed, 1 skipped\n");
+        return 0;
+    }
+    char err[512];
+    if (!scalewise_cuda_backend(BACKEND_API_VERSION, err, sizeof err)) {
+        printf("test_cuda_kernels: skipped: no GPU (%s)\n", err);
+        printf("test_cuda_kernels: 0 passed, 0 failed, 1 skipped\n");
+        return 0;
+    }
+    const cudaDeviceProp *prop = cuda_props();
+    printf("test_cuda_kernels on %s (sm_%d%d)\n", prop->name, prop->major, prop->minor);
+    RUN(test_embedding);
+    RUN(test_residual_strided);
+    RUN(test_norms);
+    RUN(test_activations);
+    RUN(test_rope);
+    RUN(test_flash_attention);
+    RUN(test_flash_attention_bf16);
+    RUN(test_attention_materialised);
+    RUN(test_kv_cache_decode);
+    RUN(test_softmax_ce);
+    RUN(test_optimizers);
+    RUN(test_adafactor);
+    RUN(test_adamw8bit);
+    RUN(test_multi_segment);
+    RUN(test_grad_norm);
+    RUN(test_bf16_int8);
+    return harness_finish("test_cuda_kernels");
+}
