@@ -212,6 +212,15 @@ bool hw_is_cpu_only(const struct hardware *hw);
 uint64_t hw_device_capacity_bytes(const struct hardware *hw);
 double hw_device_peak_flops(const struct hardware *hw, enum hw_dtype dt);
 double hw_device_mem_bw(const struct hardware *hw);
+/* Devices a plan can use: nodes x GPUs per node, or nodes for CPU-only hardware (nodes < 1 counts
+ * as 1). Lowest compute capability of the node's GPUs as major*10+minor (80 for 8.0), 0 with no
+ * GPUs. */
+int hw_devices(const struct hardware *hw);
+int hw_min_cc(const struct hardware *hw);
+/* Resize a GPU node to g GPUs (1 <= g <= HW_MAX_GPUS, n_gpus > 0), as --gpus-per-node does: added
+ * GPUs copy the first one, and their links the link class between the first two (unknown for a
+ * one-GPU node). Never fails. */
+void hw_set_gpus_per_node(struct hardware *hw, int g);
 
 /* ======================================================================== model */
 
@@ -579,6 +588,22 @@ struct plan_model_ref {
     char config_json[PLAN_PATH_MAX];
 };
 
+/* How to start the processes of a plan with dp·tp·pp > 1 or nodes > 1 (docs/plan-format.md,
+ * "launch"): one command per launcher, "" where it does not apply (torchrun for CPU plans,
+ * --nproc across nodes). plan_save fills it for a plan with an estimate that has none; a loaded
+ * one is kept as read, so host names edited in the file survive a save. */
+#define PLAN_LAUNCH_CMD_MAX 1024
+struct plan_launch {
+    bool present;
+    int processes, nodes, per_node;
+    char mpirun[PLAN_LAUNCH_CMD_MAX], srun[PLAN_LAUNCH_CMD_MAX], torchrun[PLAN_LAUNCH_CMD_MAX],
+        nproc[PLAN_LAUNCH_CMD_MAX];
+};
+/* The launch commands for strategy `s` on `hw`, each running `scalewise run <plan_file>`;
+ * present = false for one process on one node. Never fails; host names are placeholders. */
+void plan_launch_build(const struct strategy *s, const struct hardware *hw, const char *plan_file,
+                       struct plan_launch *out);
+
 struct plan {
     int version;
     struct plan_hardware_ref hw_ref;
@@ -594,6 +619,7 @@ struct plan {
     bool has_estimate;
     char source_path[PLAN_PATH_MAX]; /* where it was loaded from, "" if built in memory */
     char name[HW_NAME_MAX];          /* optional `name:` ("" = none); default out_dir runs/<name> */
+    struct plan_launch launch;       /* `launch:` as loaded or written ("present" = has one) */
 };
 
 void plan_init(struct plan *p);

@@ -49,7 +49,7 @@
 /* clang-format off */
 static const char *const top_keys[] = {
     "scalewise_plan", "name", "task", "hardware", "model", "data", "train", "infer", "strategy",
-    "estimate", NULL};
+    "launch", "estimate", NULL};
 static const char *const hw_keys[] = {"profile", "file", "probe", "nodes", "gpus_per_node", NULL};
 static const char *const model_keys[] = {
     "profile", "config_json", "name", "arch", "layers", "hidden", "heads", "kv_heads", "head_dim",
@@ -68,6 +68,8 @@ static const char *const strategy_keys[] = {
     "device", "precision", "optimizer", "micro_batch", "grad_accum", "recompute", "attention",
     "dp", "tp", "pp", "pp_interleave", "zero", "sequence_parallel", "offload_optimizer",
     "offload_params", "lora_rank", "weights", "kv_dtype", "threads", NULL};
+static const char *const launch_keys[] = {
+    "processes", "nodes", "per_node", "mpirun", "srun", "torchrun", "nproc", NULL};
 /* clang-format on */
 
 static const char *const arch_words[] = {"gpt2", "llama", NULL};
@@ -397,7 +399,7 @@ int plan_validate(const struct plan *p, struct sw_err *err)
 struct loader {
     struct ydoc d;
     char base_dir[PLAN_PATH_MAX]; /* relative hardware/config_json paths start here */
-    yaml_node_t *root, *hw, *model, *data, *train, *infer, *strategy, *estimate;
+    yaml_node_t *root, *hw, *model, *data, *train, *infer, *strategy, *launch, *estimate;
 };
 
 /* `section` of the root: a mapping, or an empty value (`train:` alone) meaning "all defaults". */
@@ -940,6 +942,160 @@ static int load_strategy(struct loader *ld, struct plan *p, struct sw_err *err)
     return 0;
 }
 
+/* ------------------------------------------------------------------ launch commands */
+
+/* launch: {processes, nodes, per_node, mpirun, srun, torchrun, nproc}. Kept as written (the
+ * commands are for people: host names may have been filled in); only the keys and types are
+ * checked. A section that disagrees with the strategy is reported by `scalewise explain`. */
+static int load_launch(struct loader *ld, struct plan *p, struct sw_err *err)
+{
+    yaml_node_t *map = ld->launch;
+    struct plan_launch *l = &p->launch;
+    memset(l, 0, sizeof(*l));
+    if (!map)
+        return 0;
+    int rc;
+    if ((rc = ydoc_check_keys(&ld->d, map, launch_keys, "launch", err)) < 0 ||
+        (rc = rd_int(ld, map, "launch", "processes", 1, INT32_MAX, &l->processes, err)) < 0 ||
+        (rc = rd_int(ld, map, "launch", "nodes", 1, LIM_NODES, &l->nodes, err)) < 0 ||
+        (rc = rd_int(ld, map, "launch", "per_node", 1, INT32_MAX, &l->per_node, err)) < 0 ||
+        (rc = rd_str(ld, map, "launch", "mpirun", l->mpirun, sizeof(l->mpirun), err)) < 0 ||
+        (rc = rd_str(ld, map, "launch", "srun", l->srun, sizeof(l->srun), err)) < 0 ||
+        (rc = rd_str(ld, map, "launch", "torchrun", l->torchrun, sizeof(l->torchrun), err)) < 0 ||
+        (rc = rd_str(ld, map, "launch", "nproc", l->nproc, sizeof(l->nproc), err)) < 0)
+        return rc;
+    l->present = true;
+    return 0;
+}
+
+/* `path` as one shell word: unchanged when it holds only safe characters, else single-quoted
+ * (a ' inside becomes '\''). */
+static void shell_word(const char *path, char *out, size_t n)
+{
+    bool safe = path[0] != '\0';
+    for (const char *c = path; *c; c++)
+        if (!strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-/+=,@%", *c))
+            safe = false;
+    if (safe) {
+        sw_strlcpy(out, path, n);
+        return;
+    }
+    size_t k = 0;
+    if (n < 3) {
+        if (n)
+            out[0] = '\0';
+        return;
+    }
+    out[k++] = '\'';
+    for (const char *c = path; *c && k + 6 < n; c++) {
+        if (*c == '\'') {
+            memcpy(out + k, "'\\''", 4);
+            k += 4;
+        } else {
+            out[k++] = *c;
+        }
+    }
+    out[k++] = '\'';
+    out[k] = '\0';
+}
+
+/* Placeholder host names for mpirun -H: "<host1>:G,<host2>:G" for up to 8 nodes; beyond that a
+ * host file ("one line per node: <host> slots=G"). The last node may run fewer ranks. */
+#define LAUNCH_LIST_HOSTS_MAX 8
+
+static void mpirun_hosts(int nodes, int per_node, int world, char *out, size_t n)
+{
+    out[0] = '\0';
+    if (nodes <= 1)
+        return;
+    if (nodes > LAUNCH_LIST_HOSTS_MAX) {
+        snprintf(out, n, " --hostfile <hostfile> --map-by ppr:%d:node", per_node);
+        return;
+    }
+    size_t k = (size_t)snprintf(out, n, " -H ");
+    for (int i = 0; i < nodes && k < n; i++) {
+        int slots = i < nodes - 1 ? per_node : world - per_node * (nodes - 1);
+        k += (size_t)snprintf(out + k, n - k, "%s<host%d>:%d", i ? "," : "", i + 1, slots);
+    }
+}
+
+/* One command into out[PLAN_LAUNCH_CMD_MAX]; a command that does not fit (a very long plan
+ * path) is left out rather than cut short. */
+static void cmd_printf(char *out, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void cmd_printf(char *out, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(out, PLAN_LAUNCH_CMD_MAX, fmt, ap);
+    va_end(ap);
+    if (n < 0 || n >= PLAN_LAUNCH_CMD_MAX)
+        out[0] = '\0';
+}
+
+void plan_launch_build(const struct strategy *s, const struct hardware *hw, const char *plan_file,
+                       struct plan_launch *out)
+{
+    memset(out, 0, sizeof(*out));
+    int64_t world64 =
+        (int64_t)(s->dp > 0 ? s->dp : 1) * (s->tp > 0 ? s->tp : 1) * (s->pp > 0 ? s->pp : 1);
+    if (world64 <= 1 || world64 > INT32_MAX)
+        return;
+    int world = (int)world64;
+    bool gpu = s->device == DEVICE_CUDA;
+    int nodes, per_node;
+    if (gpu) {
+        /* One process per GPU, filling nodes of gpus_per_node. */
+        int g = hw->n_gpus > 0 ? hw->n_gpus : 1;
+        per_node = world < g ? world : g;
+    } else {
+        /* CPU: the ranks spread evenly over the plan's nodes. */
+        int hn = hw->nodes >= 1 ? hw->nodes : 1;
+        if (hn > world)
+            hn = world;
+        per_node = (world + hn - 1) / hn;
+    }
+    nodes = (world + per_node - 1) / per_node;
+    bool even = world % per_node == 0;
+    out->present = true;
+    out->processes = world;
+    out->nodes = nodes;
+    out->per_node = per_node;
+
+    char file[PLAN_PATH_MAX + 16], hosts[512];
+    shell_word(plan_file && plan_file[0] ? plan_file : "plan.yaml", file, sizeof(file));
+    mpirun_hosts(nodes, per_node, world, hosts, sizeof(hosts));
+    /* Open MPI binds a rank to one core by default; a CPU rank runs its own OpenMP threads. */
+    cmd_printf(out->mpirun, "mpirun -np %d%s%s scalewise run %s", world, hosts,
+               gpu ? "" : " --bind-to none", file);
+    /* srun starts MPI ranks through PMIx (docs/distributed.md); MASTER_ADDR/PORT serve the TCP
+     * rendezvous of the NCCL bootstrap and are harmless elsewhere. */
+    char tasks[64], gpus[48] = "";
+    if (even)
+        snprintf(tasks, sizeof(tasks), "--ntasks-per-node=%d", per_node);
+    else
+        snprintf(tasks, sizeof(tasks), "--ntasks=%d", world);
+    if (gpu)
+        snprintf(gpus, sizeof(gpus), " --gpus-per-node=%d", per_node);
+    cmd_printf(out->srun,
+               "export MASTER_ADDR=$(scontrol show hostnames \"$SLURM_JOB_NODELIST\" | head -n 1) "
+               "MASTER_PORT=29500; srun --mpi=pmix --nodes=%d %s%s scalewise run %s",
+               nodes, tasks, gpus, file);
+    if (gpu && even) {
+        if (nodes == 1)
+            cmd_printf(out->torchrun,
+                       "torchrun --standalone --nnodes=1 --nproc-per-node=%d --no-python scalewise "
+                       "run %s",
+                       per_node, file);
+        else
+            cmd_printf(out->torchrun,
+                       "torchrun --nnodes=%d --nproc-per-node=%d --rdzv-backend=c10d "
+                       "--rdzv-endpoint=<host1>:29500 --no-python scalewise run %s",
+                       nodes, per_node, file);
+    }
+    if (!gpu && nodes == 1)
+        cmd_printf(out->nproc, "scalewise run --nproc %d %s", world, file);
+}
+
 /* ------------------------------------------------------------------ the estimate, loosely */
 
 enum est_type { EK_DBL, EK_I64, EK_INT, EK_BOOL, EK_STR };
@@ -1187,6 +1343,7 @@ static int load_doc(struct loader *ld, struct plan *p, struct sw_err *err)
         (rc = get_section(ld, "train", &ld->train, err)) < 0 ||
         (rc = get_section(ld, "infer", &ld->infer, err)) < 0 ||
         (rc = get_section(ld, "strategy", &ld->strategy, err)) < 0 ||
+        (rc = get_section(ld, "launch", &ld->launch, err)) < 0 ||
         (rc = get_section(ld, "estimate", &ld->estimate, err)) < 0)
         return rc;
     const char *other = p->workload.task == TASK_TRAIN ? "infer" : "train";
@@ -1200,7 +1357,7 @@ static int load_doc(struct loader *ld, struct plan *p, struct sw_err *err)
     if ((rc = load_hardware(ld, p, err)) < 0 || (rc = load_model(ld, p, err)) < 0 ||
         (rc = load_data(ld, p, err)) < 0 || (rc = load_train(ld, p, err)) < 0 ||
         (rc = load_infer(ld, p, err)) < 0 || (rc = load_strategy(ld, p, err)) < 0 ||
-        (rc = load_estimate(ld, p, err)) < 0)
+        (rc = load_launch(ld, p, err)) < 0 || (rc = load_estimate(ld, p, err)) < 0)
         return rc;
 
     const char *culprit = NULL;
@@ -1431,7 +1588,30 @@ static void emit_strategy(struct sw_emit *e, const struct plan *p)
     sw_emit_map_end(e);
 }
 
-int plan_to_yaml(const struct plan *p, struct sw_buf *out, struct sw_err *err)
+/* Only the keys a section has: a hand-written one round-trips as written. */
+static void emit_launch(struct sw_emit *e, const struct plan_launch *l)
+{
+    sw_emit_map_begin(e, "launch");
+    if (l->processes > 0)
+        sw_emit_i64(e, "processes", l->processes);
+    if (l->nodes > 0)
+        sw_emit_i64(e, "nodes", l->nodes);
+    if (l->per_node > 0)
+        sw_emit_i64(e, "per_node", l->per_node);
+    if (l->mpirun[0])
+        sw_emit_str(e, "mpirun", l->mpirun);
+    if (l->srun[0])
+        sw_emit_str(e, "srun", l->srun);
+    if (l->torchrun[0])
+        sw_emit_str(e, "torchrun", l->torchrun);
+    if (l->nproc[0])
+        sw_emit_str(e, "nproc", l->nproc);
+    sw_emit_map_end(e);
+}
+
+/* plan_to_yaml with the launch section `launch` (NULL: none). */
+static int to_yaml(const struct plan *p, const struct plan_launch *launch, struct sw_buf *out,
+                   struct sw_err *err)
 {
     /* The base model the inline keys are measured against (read again: a plan keeps only its
      * reference). Relative config_json paths start at the plan's own directory. */
@@ -1464,6 +1644,8 @@ int plan_to_yaml(const struct plan *p, struct sw_buf *out, struct sw_err *err)
     else
         emit_infer(&e, p);
     emit_strategy(&e, p);
+    if (launch && launch->present)
+        emit_launch(&e, launch);
     if (p->has_estimate)
         estimate_emit(&e, "estimate", &p->estimate);
     sw_emit_map_end(&e);
@@ -1479,11 +1661,26 @@ out:
     return rc;
 }
 
+int plan_to_yaml(const struct plan *p, struct sw_buf *out, struct sw_err *err)
+{
+    return to_yaml(p, &p->launch, out, err);
+}
+
 int plan_save(const char *path, const struct plan *p, struct sw_err *err)
 {
     struct sw_buf b;
     sw_buf_init(&b, PLAN_TEXT_MAX_BYTES);
-    int rc = plan_to_yaml(p, &b, err);
+    /* A plan the advisor wrote (it has an estimate) says how to start its processes: the
+     * commands name the file as it is saved here. A loaded section is kept as it is. */
+    struct plan_launch *built = NULL;
+    const struct plan_launch *launch = &p->launch;
+    if (!p->launch.present && p->has_estimate) {
+        built = sw_xmalloc(sizeof(*built));
+        plan_launch_build(&p->strategy, &p->hardware, path, built);
+        launch = built;
+    }
+    int rc = to_yaml(p, launch, &b, err);
+    free(built);
     if (rc == 0)
         rc = sw_write_file_atomic(path, b.data, b.len, err);
     sw_buf_release(&b);

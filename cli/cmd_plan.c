@@ -3,7 +3,8 @@
  * the best plan's reasons, or the tree as YAML/JSON); -o writes the best plan as a plan file.
  * explain loads a plan file, re-estimates it with the current advisor, prints the breakdown and
  * the reasons, and sets the stored estimate beside the current one when the file carries one.
- * The search, estimates and plan I/O live in the advisor. */
+ * Both print how to start a multi-process plan (plan_launch_build: mpirun, srun, torchrun,
+ * --nproc). The search, estimates and plan I/O live in the advisor. */
 #include "cli/cli_int.h"
 
 #include <math.h>
@@ -136,8 +137,44 @@ static void print_plans_text(const struct cli_setup *s, const struct search_resu
     }
 }
 
-static void emit_plans(enum sw_fmt fmt, const struct search_result *r)
+/* The launch commands, one per line, for a text listing. */
+static void print_launch(const struct plan_launch *l, const char *title)
 {
+    printf("\n%s: %d processes", title, l->processes);
+    if (l->nodes > 0 && l->per_node > 0)
+        printf(" (%d node%s x %d)", l->nodes, l->nodes == 1 ? "" : "s", l->per_node);
+    printf("\n");
+    const struct {
+        const char *name, *cmd;
+    } rows[] = {
+        {"nproc", l->nproc}, {"mpirun", l->mpirun}, {"srun", l->srun}, {"torchrun", l->torchrun}};
+    for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++)
+        if (rows[i].cmd[0])
+            printf("  %-9s %s\n", rows[i].name, rows[i].cmd);
+}
+
+static void emit_launch(struct sw_emit *e, const char *key, const struct plan_launch *l)
+{
+    if (!l->present) {
+        sw_emit_null(e, key);
+        return;
+    }
+    sw_emit_map_begin(e, key);
+    sw_emit_i64(e, "processes", l->processes);
+    sw_emit_i64(e, "nodes", l->nodes);
+    sw_emit_i64(e, "per_node", l->per_node);
+    const char *cmds[][2] = {
+        {"mpirun", l->mpirun}, {"srun", l->srun}, {"torchrun", l->torchrun}, {"nproc", l->nproc}};
+    for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
+        if (cmds[i][1][0])
+            sw_emit_str(e, cmds[i][0], cmds[i][1]);
+    sw_emit_map_end(e);
+}
+
+static void emit_plans(enum sw_fmt fmt, const struct search_result *r, const struct hardware *hw,
+                       const char *out_path)
+{
+    struct plan_launch *l = sw_xmalloc(sizeof(*l));
     struct sw_emit e;
     sw_emit_init(&e, stdout, fmt);
     sw_emit_map_begin(&e, NULL);
@@ -150,8 +187,11 @@ static void emit_plans(enum sw_fmt fmt, const struct search_result *r)
         cli_emit_strategy(&e, "strategy", &p->strategy);
         emit_workload(&e, &p->workload);
         estimate_emit(&e, "estimate", &p->estimate);
+        plan_launch_build(&p->strategy, hw, out_path, l);
+        emit_launch(&e, "launch", l);
         sw_emit_map_end(&e);
     }
+    free(l);
     sw_emit_list_end(&e);
     sw_emit_bool(&e, "any_fits", r->any_fits);
     sw_emit_i64(&e, "candidates_evaluated", r->candidates_evaluated);
@@ -241,10 +281,19 @@ int cli_plan(int argc, char **argv)
         code = cli_report("plan", &err);
         goto out;
     }
-    if (s->fmt == SW_FMT_TEXT)
+    if (s->fmt == SW_FMT_TEXT) {
         print_plans_text(s, &r, &a);
-    else
-        emit_plans(s->fmt, &r);
+        if (r.n_plans > 0 && r.any_fits) {
+            /* Plan 1 as -o writes it (the file named as given, else plan.yaml). */
+            struct plan_launch *l = sw_xmalloc(sizeof(*l));
+            plan_launch_build(&r.plans[0].strategy, &s->hw, a.out_path, l);
+            if (l->present)
+                print_launch(l, "launch plan 1");
+            free(l);
+        }
+    } else {
+        emit_plans(s->fmt, &r, &s->hw, a.out_path);
+    }
     if (a.out_path) {
         if (!r.any_fits || r.n_plans == 0) {
             fprintf(stderr, "scalewise plan: nothing fits; no plan written to %s\n", a.out_path);
@@ -351,6 +400,7 @@ int cli_explain(int argc, char **argv)
     struct explain_args a = {NULL, SW_FMT_TEXT, 0};
     struct plan *p = sw_xmalloc(sizeof(*p));
     struct estimate *cur = sw_xmalloc(sizeof(*cur));
+    struct plan_launch *launch = sw_xcalloc(1, sizeof(*launch));
     int code = CLI_EXIT_OK;
     plan_init(p);
     estimate_init(cur);
@@ -367,6 +417,8 @@ int cli_explain(int argc, char **argv)
         code = cli_report("explain", &err);
         goto out;
     }
+    /* What the advisor would write for this plan, named as the user named the file. */
+    plan_launch_build(&p->strategy, &p->hardware, a.path, launch);
     if (a.fmt == SW_FMT_TEXT) {
         char hl[256], sl[256];
         printf("plan: %s\nmodel: %s (%s)\nhardware: %s\n", a.path,
@@ -386,6 +438,15 @@ int cli_explain(int argc, char **argv)
         cli_print_estimate_text(stdout, cur, p->workload.task, true);
         if (p->has_estimate)
             print_compare(&p->estimate, cur);
+        if (p->launch.present) {
+            print_launch(&p->launch, "launch (from the plan)");
+            if (p->launch.processes > 0 && p->launch.processes != launch->processes)
+                printf("  ! the plan's launch section is for %d processes; its strategy runs "
+                       "%d\n",
+                       p->launch.processes, launch->processes > 0 ? launch->processes : 1);
+        } else if (launch->present) {
+            print_launch(launch, "launch");
+        }
     } else {
         struct sw_emit e;
         sw_emit_init(&e, stdout, a.fmt);
@@ -398,10 +459,12 @@ int cli_explain(int argc, char **argv)
             estimate_emit(&e, "stored_estimate", &p->estimate);
         else
             sw_emit_null(&e, "stored_estimate");
+        emit_launch(&e, "launch", p->launch.present ? &p->launch : launch);
         sw_emit_map_end(&e);
         sw_emit_finish(&e);
     }
 out:
+    free(launch);
     free(cur);
     free(p);
     return code;

@@ -472,6 +472,14 @@ int exec_model_backward(struct exec_model *m, float grad_scale, struct sw_err *e
 /* Zero every gradient (no-op at inference). */
 void exec_model_zero_grad(struct exec_model *m);
 
+/* Gradient-ready hook: during exec_model_backward, after each layer (L-1 first, down to 0)
+ * fn(ctx, ready_from, err) is called with train_grads[ready_from, n_train) final for this
+ * backward (they will not change again until the next backward), and once more with 0 after
+ * the embedding. A negative return stops the backward, which returns it. fn NULL removes the
+ * hook. The hook may read and write that final range (e.g. reduce it in place). */
+typedef int (*exec_grad_ready_fn)(void *ctx, size_t ready_from, struct sw_err *err);
+void exec_model_set_grad_ready(struct exec_model *m, exec_grad_ready_fn fn, void *ctx);
+
 /* KV-cache generation (needs opts.kv_batch > 0). prefill resets the cache and runs B prompts
  * of the same length T (B <= kv_batch, T <= kv_seq, T <= opts.seq is NOT required); decode
  * appends one token per sequence at position kv_len. Both give the (B, Vp) logits of the last
@@ -671,6 +679,12 @@ struct exec_trainer {
     size_t slot;       /* largest shard: each rank's slot in a collective */
     size_t chunk;      /* floats per rank per collective round */
     float *stage;      /* (world + 1)·chunk floats, category workspace (ZeRO); NULL for DDP */
+    /* DDP: reduce each gradient bucket during the last backward as soon as its layers are done
+     * (true after init) or all after the backward; the gradients are bitwise the same. Init
+     * reads SCALEWISE_DDP_OVERLAP (0/1) and SCALEWISE_DDP_BUCKET_BYTES to override both. */
+    bool ddp_overlap;
+    size_t bucket;       /* DDP bucket in elements: EXEC_DP_BUCKET_BYTES / 4 after init */
+    size_t buckets_left; /* DDP buckets [0, buckets_left) not yet reduced in this step */
 };
 
 /* SW_EINVAL when the model cannot take a micro-batch (opts.batch < micro_batch, opts.seq <
@@ -685,8 +699,8 @@ void exec_trainer_release(struct exec_trainer *t);
  * process, as exec_trainer_init). The global batch of a step is micro_batch·grad_accum·world
  * sequences, the same as one process with grad_accum·world micro-batches; this rank trains on
  * its rows (the loader's rank slice). zero 0 (DDP): every rank holds the whole optimizer; the
- * gradients are all-reduced in EXEC_DP_BUCKET_BYTES buckets after the last micro-batch (not
- * overlapped with backward: the model's backward is one call). zero 1: o must be the shard
+ * gradients are all-reduced in EXEC_DP_BUCKET_BYTES buckets, each during the last micro-batch's
+ * backward once its layers are done (t->ddp_overlap, the default; false: all after it). zero 1: o must be the shard
  * [cuts[rank], cuts[rank+1]) of exec_optimizer_shard_cuts; gradients are reduce-scattered once
  * per step, the rank clips and updates its shard, the parameters are all-gathered. zero 2:
  * reduce-scatter after every micro-batch into the rank's slice of the gradient region, which

@@ -39,6 +39,12 @@
  *    (possibly fused) projection's output; the base is frozen (no base gradients exist).
  *  - The loss is computed without gradients in forward (so logits stay readable); backward
  *    runs the fused softmax-CE again to turn the logits into their gradient in place.
+ *  - Gradient-ready hook (exec_model_set_grad_ready): the base parameters are laid out
+ *    embeddings, layers 0..L-1, final norm, untied head, and the adapters layer by layer, so
+ *    after layer l's backward every trainable gradient from layer l's first parameter to the
+ *    end of the region is final: backward reports that suffix after each layer (last layer
+ *    first) and the whole region after the embedding, so data parallelism can start reducing
+ *    a bucket while earlier layers are still being differentiated.
  * Left to others: checkpoints (safetensors.c), the optimizer state and the training loop. */
 #include "executor/executor.h"
 
@@ -110,6 +116,9 @@ struct exec_model_impl {
     void *mm16_scratch; /* bf16_native: the bf16 matmul's scratch */
     float *lora_u, *lora_t, *lora_du;
     float *rope_cos, *rope_sin;
+    /* gradient-ready hook (NULL: none) */
+    exec_grad_ready_fn grad_ready;
+    void *grad_ready_ctx;
     /* state */
     bool derived_stale;
     bool have_fwd; /* a forward with targets waits for backward */
@@ -1130,6 +1139,16 @@ const float *exec_model_logits(const struct exec_model *m)
 
 /* ---------------------------------------------------------------- backward */
 
+/* Index in the trainable region of layer l's first parameter: the base region's layer l under
+ * full training (embeddings come first), the adapters of layer l under LoRA. */
+static size_t layer_train_start(const struct exec_model *m, int l)
+{
+    const struct exec_model_impl *im = m->impl;
+    if (im->lora)
+        return m->n_lora_params / (size_t)m->L * (size_t)l;
+    return im->lo[l].ln1_w;
+}
+
 static void layer_backward(struct exec_model *m, int l, int B, int T)
 {
     struct exec_model_impl *im = m->impl;
@@ -1194,13 +1213,24 @@ int exec_model_backward(struct exec_model *m, float grad_scale, struct sw_err *e
     be->memset(im->dres, 0, (size_t)N * m->C * sizeof(float));
     norm_backward(m, im->dres, im->dln, im->inp[m->L], im->lnf_w, im->lnf_b, im->lnf_mean,
                   im->lnf_rstd, N);
-    for (int l = m->L - 1; l >= 0; l--)
+    for (int l = m->L - 1; l >= 0; l--) {
         layer_backward(m, l, B, T);
+        int rc =
+            im->grad_ready ? im->grad_ready(im->grad_ready_ctx, layer_train_start(m, l), err) : 0;
+        if (rc < 0)
+            return rc;
+    }
     float *gb = im->grads_base;
     if (gb)
         be->embedding_backward(gb + im->wte, im->learned_pos ? gb + im->wpe : NULL, im->dres,
                                im->tokens, B, T, m->C, m->V, m->desc.max_pos, 0);
-    return 0;
+    return im->grad_ready ? im->grad_ready(im->grad_ready_ctx, 0, err) : 0;
+}
+
+void exec_model_set_grad_ready(struct exec_model *m, exec_grad_ready_fn fn, void *ctx)
+{
+    m->impl->grad_ready = fn;
+    m->impl->grad_ready_ctx = ctx;
 }
 
 void exec_model_zero_grad(struct exec_model *m)

@@ -9,10 +9,16 @@
  *
  * Data parallelism (docs/distributed.md; strategy reference 3.2 and 7.2), through the
  * collectives of executor/comm.h on host fp32 buffers:
- *  - DDP (zero 0): after the last micro-batch, the whole gradient region is all-reduced in
- *    place in EXEC_DP_BUCKET_BYTES buckets; every rank clips and updates the whole region with
- *    its own replica of the optimizer, so the replicas stay identical. The all-reduce is not
- *    overlapped with backward: the model's backward is one call without per-layer hooks.
+ *  - DDP (zero 0): the gradient region is all-reduced in place in EXEC_DP_BUCKET_BYTES buckets
+ *    (fixed boundaries at multiples of the bucket size from the start of the region); every
+ *    rank clips and updates the whole region with its own replica of the optimizer, so the
+ *    replicas stay identical. With t->ddp_overlap (the default) each bucket is reduced during
+ *    the last micro-batch's backward as soon as the model's gradient-ready hook says its
+ *    layers are done, last bucket first (PyTorch DDP's order); without it, after the backward,
+ *    first bucket first. Both reduce the same buckets with the same data, so the gradients are
+ *    bitwise identical. The collectives of executor/comm.h block, so on the CPU this changes
+ *    the schedule, not the step time: the ranks' OpenMP threads already use every core, and
+ *    there is no second engine to move bytes meanwhile (docs/distributed.md, "Overlap").
  *  - ZeRO-1: the region is cut into per-rank shards (exec_optimizer_shard_cuts). After the last
  *    micro-batch the gradients are reduce-scattered: each round copies every rank's next chunk
  *    into a staging buffer of world equal slots (zero-padded: this is the region padded to a
@@ -49,6 +55,30 @@ int exec_trainer_init(struct exec_trainer *t, struct exec_model *m, struct exec_
                       const struct shard *val, struct sw_err *err)
 {
     return exec_trainer_init_dp(t, m, o, c, train, val, NULL, 0, err);
+}
+
+/* SCALEWISE_DDP_BUCKET_BYTES (a positive multiple of 4) and SCALEWISE_DDP_OVERLAP (0 or 1)
+ * override the DDP schedule, for benchmarks and tests; every rank must see the same values. */
+static int ddp_env(struct exec_trainer *t, struct sw_err *err)
+{
+    const char *v = getenv("SCALEWISE_DDP_BUCKET_BYTES");
+    if (v && *v) {
+        char *end = NULL;
+        long long b = strtoll(v, &end, 10);
+        if (*end || b < 4 || b % 4 || b > (1LL << 40))
+            return sw_errf(err, SW_EINVAL,
+                           "SCALEWISE_DDP_BUCKET_BYTES='%s': expected a positive multiple of 4 "
+                           "bytes",
+                           v);
+        t->bucket = (size_t)b / sizeof(float);
+    }
+    v = getenv("SCALEWISE_DDP_OVERLAP");
+    if (v && *v) {
+        if (strcmp(v, "0") && strcmp(v, "1"))
+            return sw_errf(err, SW_EINVAL, "SCALEWISE_DDP_OVERLAP='%s': expected 0 or 1", v);
+        t->ddp_overlap = v[0] == '1';
+    }
+    return 0;
 }
 
 /* ZeRO: the cuts, the staging buffer, and checks that o is this rank's shard. */
@@ -123,6 +153,12 @@ int exec_trainer_init_dp(struct exec_trainer *t, struct exec_model *m, struct ex
     t->cfg = *c;
     t->comm = t->world > 1 ? comm : NULL;
     t->zero = t->world > 1 ? zero : 0;
+    t->ddp_overlap = true;
+    t->bucket = EXEC_DP_BUCKET_BYTES / sizeof(float);
+    if ((rc = ddp_env(t, err)) < 0) {
+        exec_trainer_release(t);
+        return rc;
+    }
     if (t->world == 1 && o->sharded)
         return sw_errf(err, SW_EINVAL, "a sharded optimizer needs a data-parallel run");
     if (t->zero > 0 && (rc = init_zero(t, m, o, err)) < 0) {
@@ -190,16 +226,42 @@ static int sum_double(struct exec_trainer *t, double x, double *out, struct sw_e
     return rc;
 }
 
-/* DDP: all-reduce the whole gradient region in place, bucket by bucket. */
-static int allreduce_grads(struct exec_trainer *t, struct sw_err *err)
+/* DDP bucket k of the gradient region: [k·bucket, min((k+1)·bucket, n_train)). */
+static int allreduce_bucket(struct exec_trainer *t, size_t k, struct sw_err *err)
 {
     struct exec_model *m = t->model;
-    size_t bucket = EXEC_DP_BUCKET_BYTES / sizeof(float);
-    for (size_t off = 0; off < m->n_train; off += bucket) {
-        size_t n = m->n_train - off < bucket ? m->n_train - off : bucket;
-        int rc = t->comm->allreduce_sum(t->comm, m->train_grads + off, n, err);
+    size_t bucket = t->bucket, off = k * bucket;
+    size_t n = m->n_train - off < bucket ? m->n_train - off : bucket;
+    return t->comm->allreduce_sum(t->comm, m->train_grads + off, n, err);
+}
+
+static size_t n_buckets(const struct exec_trainer *t)
+{
+    return (t->model->n_train + t->bucket - 1) / t->bucket;
+}
+
+/* DDP after the backward: every bucket not reduced yet, first to last. */
+static int allreduce_grads(struct exec_trainer *t, struct sw_err *err)
+{
+    for (size_t k = 0; k < t->buckets_left; k++) {
+        int rc = allreduce_bucket(t, k, err);
         if (rc < 0)
             return rc;
+    }
+    t->buckets_left = 0;
+    return 0;
+}
+
+/* The model's gradient-ready hook during the last micro-batch (DDP overlap): reduce every
+ * bucket that lies wholly inside the final suffix [ready_from, n_train), last bucket first. */
+static int on_grads_ready(void *ctx, size_t ready_from, struct sw_err *err)
+{
+    struct exec_trainer *t = ctx;
+    while (t->buckets_left > 0 && (t->buckets_left - 1) * t->bucket >= ready_from) {
+        int rc = allreduce_bucket(t, t->buckets_left - 1, err);
+        if (rc < 0)
+            return rc;
+        t->buckets_left--;
     }
     return 0;
 }
@@ -309,14 +371,24 @@ int exec_trainer_step(struct exec_trainer *t, struct exec_step_stats *out, struc
     float scale = 1.0f / (float)(c->grad_accum * t->world);
     double loss_sum = 0.0;
     int rc = 0;
+    bool ddp = t->comm && t->zero == 0;
+    if (ddp && t->bucket < 1)
+        return sw_errf(err, SW_EINVAL, "the DDP bucket must hold at least one element");
+    t->buckets_left = ddp ? n_buckets(t) : 0;
     for (int k = 0; k < c->grad_accum; k++) {
         if (t->zero >= 2 && k > 0)
             zero_foreign_grads(t);
         take_rows(t, t->batch_in, t->batch_tgt, k * c->micro_batch, c->micro_batch);
         float loss = 0.0f;
+        /* Only the last micro-batch's backward makes the gradients final. */
+        bool hook = ddp && t->ddp_overlap && k == c->grad_accum - 1;
         rc = exec_model_forward(m, t->tokens, t->targets, c->micro_batch, c->seq, &loss, err);
+        if (rc == 0 && hook)
+            exec_model_set_grad_ready(m, on_grads_ready, t);
         if (rc == 0)
             rc = exec_model_backward(m, scale, err);
+        if (hook)
+            exec_model_set_grad_ready(m, NULL, NULL);
         if (rc == 0 && t->zero >= 2)
             rc = reduce_scatter_grads(t, err);
         if (rc < 0)
@@ -328,8 +400,8 @@ int exec_trainer_step(struct exec_trainer *t, struct exec_step_stats *out, struc
         rc = reduce_scatter_grads(t, err);
     if (rc == 0 && t->zero >= 1)
         rc = clip_sharded(t, c->grad_clip, &norm, err);
-    if (rc == 0 && t->comm && t->zero == 0)
-        rc = allreduce_grads(t, err);
+    if (rc == 0 && ddp)
+        rc = allreduce_grads(t, err); /* what the hook did not reduce (all without overlap) */
     if (rc < 0)
         return rc;
     if (t->zero == 0)

@@ -12,7 +12,10 @@
 #    the advisor's estimate for the heaviest rank; communication time per step is reported;
 #  - save on 2 ranks, resume on 1, and vice versa (also from the rank's own optimizer shard);
 #  - `scalewise run --nproc 2`; a plan that differs between ranks is refused at start-up; a dp 2
-#    plan in one process is refused with the command to use.
+#    plan in one process is refused with the command to use;
+#  - DDP with the all-reduce overlapped with backward in 16 KiB buckets (several per layer),
+#    and the same buckets after the backward: byte-identical to the one-bucket run;
+#  - the mpirun command `scalewise explain` gives for the plan (its launch section) runs it.
 # Skipped with one line when mpirun or the MPI plugin is absent.
 . "$(dirname "$0")/lib.sh"
 B=${SW_BUILD:-build}
@@ -166,4 +169,32 @@ env "$NOLEAK" timeout 60 mpirun --allow-run-as-root --oversubscribe -np 1 "$SW" 
 expect_grep "plan mismatch between ranks" "$TMP/err" "ranks with different plans: message"
 expect_rc 2 "dp 2 in one process" -- "$SW" run "$TMP/z1.yaml"
 expect_grep "--nproc 2" "$TMP/err" "dp 2 in one process: the command to use"
+
+# 7. DDP overlapped with backward (small buckets: the hook reduces most of them during the last
+# backward) and not: the same bytes as the default run.
+for ov in 1 0; do
+  expect_rc 0 "ddp buckets of 16 KiB, overlap $ov" -- env SCALEWISE_DDP_BUCKET_BYTES=16384 \
+    SCALEWISE_DDP_OVERLAP=$ov "${MPI[@]}" "$SW" run "$TMP/z0.yaml" --out "$TMP/ov$ov" --quiet
+  cmp -s "$TMP/z0/ckpt_4.safetensors" "$TMP/ov$ov/ckpt_4.safetensors" && ok ||
+    fail "DDP with 16 KiB buckets, overlap $ov, differs from the one-bucket run"
+done
+expect_rc 2 "bad SCALEWISE_DDP_OVERLAP" -- env SCALEWISE_DDP_OVERLAP=yes "${MPI[@]}" "$SW" run \
+  "$TMP/z0.yaml" --out "$TMP/ovbad" --quiet
+expect_grep "SCALEWISE_DDP_OVERLAP='yes'" "$TMP/err" "bad SCALEWISE_DDP_OVERLAP: message"
+
+# 8. The launch commands of a CPU plan: --nproc and mpirun; the mpirun one runs the plan.
+expect_rc 0 "explain lists the launch commands" -- "$SW" explain "$TMP/z0.yaml"
+expect_grep "nproc     scalewise run --nproc 2 $TMP/z0.yaml" "$TMP/out" "explain: the --nproc command"
+expect_rc 0 "explain json" -- "$SW" explain "$TMP/z0.yaml" --format json
+cmd=$(jq -r '.launch.mpirun' "$TMP/out")
+case "$cmd" in
+  "mpirun -np 2 --bind-to none scalewise run $TMP/z0.yaml") ok ;;
+  *) fail "launch.mpirun of a CPU dp 2 plan: $cmd" ;;
+esac
+# As written, with this machine's needs (root, 2 cores) and this build's binary.
+read -r -a argv <<<"${cmd/#mpirun /mpirun --allow-run-as-root --oversubscribe }"
+for i in "${!argv[@]}"; do [ "${argv[$i]}" = scalewise ] && argv[$i]=$SW; done
+expect_rc 0 "the plan's mpirun command" -- env "$NOLEAK" timeout 60 "${argv[@]}" --out "$TMP/lc" --quiet
+cmp -s "$TMP/z0/ckpt_4.safetensors" "$TMP/lc/ckpt_4.safetensors" && ok ||
+  fail "the plan's mpirun command trains differently from mpirun -np 2"
 cli_finish

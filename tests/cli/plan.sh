@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # scalewise plan and explain: exit codes, the JSON shape of a search result, ranked plans that
-# fit, -o writing a plan that explain (and plan_load) reads back, nothing-fits output, and text
+# fit, -o writing a plan that explain (and plan_load) reads back, nothing-fits output, the launch
+# commands of a multi-node plan (printed, written, read back as edited, key errors), and text
 # output sanity.
 . "$(dirname "$0")/lib.sh"
 M="--layers 4 --hidden 256 --heads 8 --kv-heads 4 --ffn 688 --vocab 1000 --arch llama"
@@ -86,6 +87,48 @@ import json, sys
 d = json.load(open(sys.argv[1]))
 assert d["any_fits"] and d["plans"][0]["strategy"]["tp"] > 1
 PY
+
+# --- launch commands: a multi-node plan says how to start it (mpirun, srun, torchrun)
+expect_rc 0 "plan on 2 nodes" -- $SW plan --model gpt2-124m --gpu h100-sxm --gpus-per-node 8 --nodes 2 --task train --top 1 -o "$TMP/mn.yaml"
+expect_grep "^launch plan 1: [0-9]+ processes" "$TMP/out" "plan text: launch header"
+expect_grep "mpirun +mpirun -np [0-9]+ .*scalewise run $TMP/mn.yaml" "$TMP/out" "plan text: mpirun"
+expect_grep "torchrun +torchrun --nnodes=" "$TMP/out" "plan text: torchrun"
+py "$TMP/mn.yaml" <<'PY' && ok || fail "launch section of a 2-node plan"
+import yaml, sys
+p = yaml.safe_load(open(sys.argv[1]))
+s, l = p["strategy"], p["launch"]
+n = s["dp"] * s["tp"] * s["pp"]
+assert l["processes"] == n and l["per_node"] == min(n, 8) and l["nodes"] == -(-n // 8), l
+path = sys.argv[1]
+assert l["mpirun"].startswith("mpirun -np %d " % n) and l["mpirun"].endswith("scalewise run " + path), l
+assert "--ntasks-per-node=%d --gpus-per-node=%d" % (l["per_node"], l["per_node"]) in l["srun"], l
+assert "MASTER_ADDR=" in l["srun"] and "MASTER_PORT=29500" in l["srun"], l
+assert "--nproc-per-node=%d" % l["per_node"] in l["torchrun"] and "--no-python scalewise run" in l["torchrun"], l
+assert "nproc" not in l  # --nproc is for CPU plans on one node
+if l["nodes"] > 1:
+    assert "-H <host1>:8,<host2>:" in l["mpirun"] and "--rdzv-endpoint=<host1>:29500" in l["torchrun"], l
+PY
+expect_rc 0 "explain shows the plan's launch" -- $SW explain "$TMP/mn.yaml"
+expect_grep "^launch \\(from the plan\\):" "$TMP/out" "explain: launch from the plan"
+# Host names filled in by hand are kept (the section is read back as written).
+sed -i 's/<host1>/gpu01/g; s/<host2>/gpu02/g' "$TMP/mn.yaml"
+expect_rc 0 "explain json of an edited launch" -- $SW explain "$TMP/mn.yaml" --format json
+py "$TMP/out" <<'PY' && ok || fail "explain json launch"
+import json, sys
+l = json.load(open(sys.argv[1]))["launch"]
+assert l["processes"] > 1 and ("gpu01" in l["mpirun"] or l["nodes"] == 1), l
+PY
+# One GPU: nothing to launch.
+expect_rc 0 "explain json of a one-GPU plan" -- $SW explain "$TMP/p.yaml" --format json
+py "$TMP/out" <<'PY' && ok || fail "one-GPU plan has no launch"
+import json, sys
+assert json.load(open(sys.argv[1]))["launch"] is None
+PY
+! grep -q "^launch:" "$TMP/p.yaml" && ok || fail "one-GPU plan file has a launch section"
+# Unknown keys in the section are errors with a place and a suggestion.
+sed 's/^  per_node:/  per_nod:/' "$TMP/mn.yaml" >"$TMP/bad_launch.yaml"
+expect_rc 2 "unknown launch key" -- $SW explain "$TMP/bad_launch.yaml"
+expect_grep "bad_launch.yaml:[0-9]+:[0-9]+: .*per_nod.*did you mean 'per_node'" "$TMP/err" "unknown launch key: place and suggestion"
 
 # --- text output
 expect_rc 0 "plan text" -- $SW plan --model gpt2-124m --gpu h100-sxm --gpus-per-node 8 --task train --top 3

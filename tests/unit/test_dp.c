@@ -10,7 +10,12 @@
  * optimizer and the staging workspace), the world-1 trainer through the single comm engine
  * equal to the plain one, the plan hash across dp splits of one global batch, and the
  * refusals. The model: GPT-2, L=2, C=64, vocab 500 (padded to 512), so runs are large enough
- * for 8-bit cuts inside them. */
+ * for 8-bit cuts inside them. Also: the model's gradient-ready hook (suffixes reported after
+ * each layer are final, bitwise the same gradients as without it, full training and LoRA),
+ * DDP with the all-reduce overlapped with backward against the non-overlapped path (bitwise
+ * identical, several buckets, last bucket first), and the plan's `launch` section (commands
+ * for GPU and CPU plans, byte-identical save -> load -> save, hand-edited commands kept, key
+ * and type errors). */
 #include "harness.h"
 
 #include <omp.h>
@@ -572,6 +577,7 @@ struct fake_world {
     int W;
     pthread_barrier_t bar;
     const void *buf[FW_MAX];
+    const float *first_allreduce[FW_MAX]; /* the buffer of each rank's first all-reduce */
 };
 
 struct fake_rank {
@@ -592,6 +598,8 @@ static int fw_allreduce(struct comm *c, float *buf, size_t n, struct sw_err *err
     int r;
     struct fake_world *w = fw_of(c, &r);
     w->buf[r] = buf;
+    if (!w->first_allreduce[r])
+        w->first_allreduce[r] = buf;
     pthread_barrier_wait(&w->bar);
     float *sum = calloc(n ? n : 1, sizeof(float));
     for (int q = 0; q < w->W; q++)
@@ -728,6 +736,10 @@ static bool same_file(const char *a, const char *b)
     return same;
 }
 
+/* DDP schedule of the next world_case: bucket in elements (0: the default) and overlap. */
+static size_t g_bucket;
+static bool g_overlap = true;
+
 /* One process with grad_accum 4 against W ranks x grad_accum 4/W under `zero`, 3 steps with
  * clipping and an evaluation: losses within 1e-5 relative; the ranks' consolidated checkpoint
  * has the single one's tensors, within 1e-5 for SGD-momentum; with `same_as`, byte-identical
@@ -807,6 +819,9 @@ static void world_case(int W, int zero, enum sw_optimizer kind, const char *tag,
             exec_trainer_init_dp(&j[r].t, &j[r].m, &j[r].o, &tc, &g_train, &g_train, c, zero, &err);
         CHECK_OK(rc, &err);
         ok_init &= rc == 0;
+        if (g_bucket)
+            j[r].t.bucket = g_bucket;
+        j[r].t.ddp_overlap = g_overlap;
     }
     if (ok_init) {
         pthread_t th[FW_MAX];
@@ -858,6 +873,13 @@ static void world_case(int W, int zero, enum sw_optimizer kind, const char *tag,
             snprintf(other, sizeof(other), "%s/world_%s.safetensors", g_dir, same_as);
             CHECK_MSG(same_file(path, other), "%s and %s checkpoints differ", tag, same_as);
         }
+        /* DDP: with overlap and several buckets the first all-reduce is the last bucket, sent
+         * during the backward; without overlap, the first bucket after it. */
+        if (zero == 0 && g_bucket && g_bucket < j[0].m.n_train)
+            for (int r = 0; r < W; r++)
+                CHECK_MSG((w.first_allreduce[r] == j[r].m.train_grads) == !g_overlap,
+                          "%s: rank %d's first all-reduce is at element %td", tag, r,
+                          w.first_allreduce[r] - j[r].m.train_grads);
         printf("      %-22s %d ranks: losses within %.2g, checkpoint max |diff| %.2g\n", tag, W,
                worst, dmax);
         sft_close(fa);
@@ -889,6 +911,211 @@ static void test_world(void)
     world_case(2, 3, OPT_ADAMW, "zero3 adamw", "zero2 adamw");
     world_case(2, 0, OPT_ADAMW8BIT, "ddp adamw8bit", NULL);
     world_case(2, 1, OPT_ADAMW8BIT, "zero1 adamw8bit", "ddp adamw8bit");
+    /* DDP overlapped with backward, in buckets of 1000 elements (the model has ~15k), against
+     * the same buckets after the backward and the default one-bucket run: bit for bit. */
+    g_bucket = 1000;
+    g_overlap = false;
+    world_case(2, 0, OPT_ADAMW, "ddp after backward", "ddp adamw");
+    g_overlap = true;
+    world_case(2, 0, OPT_ADAMW, "ddp overlapped", "ddp after backward");
+    world_case(4, 0, OPT_SGD_MOMENTUM, "ddp overlapped w4", NULL);
+    g_overlap = false;
+    world_case(4, 0, OPT_SGD_MOMENTUM, "ddp after w4", "ddp overlapped w4");
+    g_bucket = 0;
+    g_overlap = true;
+}
+
+/* ---------------------------------------------------------------- gradient-ready hook */
+
+struct hook_log {
+    const struct exec_model *m;
+    size_t from[16];
+    float *snap[16]; /* train_grads[from, n_train) when reported */
+    int n;
+    int fail_at; /* return SW_EIO at this call (-1: never) */
+};
+
+static int log_ready(void *ctx, size_t ready_from, struct sw_err *err)
+{
+    struct hook_log *h = ctx;
+    if (h->n == h->fail_at)
+        return sw_errf(err, SW_EIO, "hook failed on purpose");
+    SW_ASSERT(h->n < 16 && ready_from <= h->m->n_train);
+    size_t k = h->m->n_train - ready_from;
+    h->from[h->n] = ready_from;
+    h->snap[h->n] = malloc((k ? k : 1) * sizeof(float));
+    memcpy(h->snap[h->n], h->m->train_grads + ready_from, k * sizeof(float));
+    h->n++;
+    return 0;
+}
+
+/* L + 1 calls with decreasing starts ending at 0; what each call reported final is
+ * what the gradients are at the end; the same gradients as a backward without the hook. */
+static void hook_case(int lora_rank, const char *tag)
+{
+    struct sw_err err;
+    sw_err_init(&err);
+    struct model_desc d = small_model();
+    d.n_layers = 3;
+    struct exec_model_opts o;
+    exec_model_opts_init(&o);
+    o.batch = 2;
+    o.seq = SEQ;
+    o.lora_rank = lora_rank;
+    o.lora_targets = lora_rank ? EXEC_LORA_ALL : 0;
+    struct exec_model a, b;
+    if (exec_model_init(&a, &d, &o, backend_cpu(), &err) < 0 ||
+        exec_model_init(&b, &d, &o, backend_cpu(), &err) < 0) {
+        CHECK_OK(-1, &err);
+        return;
+    }
+    exec_model_init_weights(&a, 7);
+    exec_model_init_weights(&b, 7);
+    if (lora_rank) /* B = 0 at init: give the adapters a value so every gradient is non-zero */
+        for (size_t i = 0; i < a.n_train; i++)
+            a.train_params[i] = b.train_params[i] = 0.01f * (float)((i * 37) % 11) - 0.05f;
+    exec_model_weights_changed(&a);
+    exec_model_weights_changed(&b);
+    int tok[2 * SEQ], tgt[2 * SEQ];
+    for (int i = 0; i < 2 * SEQ; i++) {
+        tok[i] = (i * 5 + 3) % 128;
+        tgt[i] = (i * 11 + 1) % 128;
+    }
+    struct hook_log h = {.m = &a, .fail_at = -1};
+    exec_model_zero_grad(&a);
+    exec_model_zero_grad(&b);
+    /* Two backwards accumulate; the hook sees the second. */
+    for (int pass = 0; pass < 2; pass++) {
+        CHECK_OK(exec_model_forward(&a, tok, tgt, 2, SEQ, NULL, &err), &err);
+        CHECK_OK(exec_model_forward(&b, tok, tgt, 2, SEQ, NULL, &err), &err);
+        exec_model_set_grad_ready(&a, pass == 1 ? log_ready : NULL, &h);
+        CHECK_OK(exec_model_backward(&a, 0.5f, &err), &err);
+        CHECK_OK(exec_model_backward(&b, 0.5f, &err), &err);
+    }
+    exec_model_set_grad_ready(&a, NULL, NULL);
+    CHECK_INT(h.n, d.n_layers + 1);
+    CHECK(h.n > 0 && h.from[h.n - 1] == 0);
+    /* Strictly decreasing over the layers; the embedding's call may repeat 0 (LoRA: layer 0's
+     * adapters start the region). */
+    for (int i = 1; i < h.n; i++)
+        CHECK_MSG(i == h.n - 1 ? h.from[i] <= h.from[i - 1] : h.from[i] < h.from[i - 1],
+                  "%s: call %d starts at %zu after %zu", tag, i, h.from[i], h.from[i - 1]);
+    for (int i = 0; i < h.n; i++) {
+        size_t k = a.n_train - h.from[i];
+        CHECK_MSG(memcmp(h.snap[i], a.train_grads + h.from[i], k * sizeof(float)) == 0,
+                  "%s: gradients reported final after call %d changed later", tag, i);
+        free(h.snap[i]);
+    }
+    CHECK_MSG(memcmp(a.train_grads, b.train_grads, a.n_train * sizeof(float)) == 0,
+              "%s: gradients with the hook differ from without", tag);
+    /* The first suffix is a real part of the region: the last layer and what follows it. */
+    CHECK(h.from[0] > 0 && h.from[0] < a.n_train);
+    /* A failing hook stops the backward with its error. */
+    struct hook_log f = {.m = &a, .fail_at = 1};
+    CHECK_OK(exec_model_forward(&a, tok, tgt, 2, SEQ, NULL, &err), &err);
+    exec_model_set_grad_ready(&a, log_ready, &f);
+    CHECK_INT(exec_model_backward(&a, 1.0f, &err), SW_EIO);
+    CHECK(strstr(err.msg, "on purpose") != NULL);
+    for (int i = 0; i < f.n; i++)
+        free(f.snap[i]);
+    exec_model_release(&a);
+    exec_model_release(&b);
+}
+
+static void test_grad_hook(void)
+{
+    hook_case(0, "full");
+    hook_case(2, "lora");
+}
+
+/* ---------------------------------------------------------------- launch section */
+
+static const char *const launch_plan_yaml =
+    "scalewise_plan: 1\n"
+    "task: train\n"
+    "hardware: {profile: h100-sxm, nodes: 2, gpus_per_node: 8}\n"
+    "model: {profile: gpt2-124m}\n"
+    "train: {steps: 10, seq: 1024, global_batch: 64}\n"
+    "strategy: {device: cuda, micro_batch: 2, grad_accum: 2, dp: 16}\n";
+
+static void test_launch(void)
+{
+    struct sw_err err;
+    sw_err_init(&err);
+    struct plan *p = calloc(1, sizeof(*p)), *q = calloc(1, sizeof(*q));
+    struct plan_launch l;
+    /* GPU: 16 ranks on 2 nodes of 8. */
+    CHECK_OK(plan_load_string(launch_plan_yaml, strlen(launch_plan_yaml), "x.yaml", p, &err), &err);
+    CHECK(!p->launch.present);
+    plan_launch_build(&p->strategy, &p->hardware, "runs/my plan.yaml", &l);
+    CHECK(l.present && l.processes == 16 && l.nodes == 2 && l.per_node == 8);
+    CHECK_STR(l.mpirun, "mpirun -np 16 -H <host1>:8,<host2>:8 scalewise run 'runs/my plan.yaml'");
+    CHECK(strstr(l.srun, "srun --mpi=pmix --nodes=2 --ntasks-per-node=8 --gpus-per-node=8 ") &&
+          strstr(l.srun, "MASTER_ADDR=") && strstr(l.srun, "MASTER_PORT=29500"));
+    CHECK_STR(l.torchrun, "torchrun --nnodes=2 --nproc-per-node=8 --rdzv-backend=c10d "
+                          "--rdzv-endpoint=<host1>:29500 --no-python scalewise run "
+                          "'runs/my plan.yaml'");
+    CHECK(l.nproc[0] == '\0');
+    /* 12 ranks on nodes of 8: an uneven last node. */
+    p->strategy.dp = 12;
+    plan_launch_build(&p->strategy, &p->hardware, "p.yaml", &l);
+    CHECK(strstr(l.mpirun, "-H <host1>:8,<host2>:4 ") && strstr(l.srun, "--ntasks=12") &&
+          !l.torchrun[0]);
+    /* One process: nothing to launch. */
+    p->strategy.dp = 1;
+    plan_launch_build(&p->strategy, &p->hardware, "p.yaml", &l);
+    CHECK(!l.present);
+    /* CPU: --nproc and mpirun without core binding; no torchrun (CPU bytes move through MPI). */
+    struct strategy cs = p->strategy;
+    struct hardware hw1 = p->hardware;
+    cs.device = DEVICE_CPU;
+    cs.dp = 2;
+    hw1.nodes = 1;
+    plan_launch_build(&cs, &hw1, "plan.yaml", &l);
+    CHECK_STR(l.nproc, "scalewise run --nproc 2 plan.yaml");
+    CHECK_STR(l.mpirun, "mpirun -np 2 --bind-to none scalewise run plan.yaml");
+    CHECK(!l.torchrun[0] && l.nodes == 1 && l.per_node == 2);
+
+    /* plan_save of a plan with an estimate writes the section; save -> load -> save is
+     * byte-identical; an edited command survives. */
+    p->strategy.dp = 16;
+    p->has_estimate = true;
+    p->estimate.valid = true;
+    char path[300], path2[300];
+    snprintf(path, sizeof(path), "%s/launch.yaml", g_dir);
+    snprintf(path2, sizeof(path2), "%s/launch2.yaml", g_dir);
+    CHECK_OK(plan_save(path, p, &err), &err);
+    CHECK_OK(plan_load(path, q, &err), &err);
+    CHECK(q->launch.present && q->launch.processes == 16);
+    CHECK(strstr(q->launch.mpirun, path) != NULL);
+    CHECK_OK(plan_save(path2, q, &err), &err);
+    CHECK(same_file(path, path2));
+    sw_strlcpy(q->launch.mpirun, "mpirun -np 16 -H gpu01:8,gpu02:8 scalewise run \"x\": y",
+               sizeof(q->launch.mpirun));
+    CHECK_OK(plan_save(path, q, &err), &err);
+    CHECK_OK(plan_load(path, p, &err), &err);
+    CHECK_STR(p->launch.mpirun, q->launch.mpirun);
+    CHECK_OK(plan_save(path2, p, &err), &err);
+    CHECK(same_file(path, path2));
+    /* Without an estimate (a hand-written plan) plan_save adds nothing. */
+    CHECK_OK(plan_load_string(launch_plan_yaml, strlen(launch_plan_yaml), "x.yaml", p, &err), &err);
+    struct sw_buf b;
+    sw_buf_init(&b, 1 << 20);
+    CHECK_OK(plan_to_yaml(p, &b, &err), &err);
+    CHECK(b.data && !strstr(b.data, "launch:"));
+    sw_buf_release(&b);
+
+    /* Unknown keys and wrong types are errors with a place. */
+    char bad[1024];
+    snprintf(bad, sizeof(bad), "%slaunch: {processes: 16, mpiurn: x}\n", launch_plan_yaml);
+    CHECK_INT(plan_load_string(bad, strlen(bad), "bad.yaml", p, &err), SW_EINVAL);
+    CHECK(strstr(err.msg, "mpiurn") && strstr(err.msg, "mpirun") && err.line == 7);
+    snprintf(bad, sizeof(bad), "%slaunch: {processes: many}\n", launch_plan_yaml);
+    CHECK(plan_load_string(bad, strlen(bad), "bad.yaml", p, &err) < 0 && err.line == 7);
+    snprintf(bad, sizeof(bad), "%slaunch: [mpirun]\n", launch_plan_yaml);
+    CHECK(plan_load_string(bad, strlen(bad), "bad.yaml", p, &err) < 0);
+    free(p);
+    free(q);
 }
 
 static void test_plan_rules(void)
@@ -963,6 +1190,8 @@ int main(void)
     RUN(test_advisor);
     RUN(test_single_engine);
     RUN(test_world);
+    RUN(test_grad_hook);
+    RUN(test_launch);
     RUN(test_plan_rules);
 
     shard_release(&g_train);
