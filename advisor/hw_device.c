@@ -2,8 +2,10 @@
  * need: is it a CPU, how many bytes it can hold, its dense peak FLOP/s for a dtype, and its
  * memory bandwidth. A GPU node is planned for its weakest GPU (minimum over the node's GPUs, so
  * a mixed node is planned for the slowest part, 11.8). A CPU-only node (n_gpus == 0) plans with
- * host memory and the CPU's peak (9.4). Probing and profile loading, which fill struct hardware,
- * are elsewhere (probe*.c, hw.c).
+ * host memory and the CPU's peak (9.4). It also counts the devices, finds the lowest compute
+ * capability, and resizes a node for --gpus-per-node (shared by the CLI and the TUI so both plan
+ * for the same machine). Probing and profile loading, which fill struct hardware, are elsewhere
+ * (probe*.c, hw.c).
  *
  * Choices, stated once:
  *  - Capacity. Probe: free memory now (NVML free; min over GPUs), since other processes hold the
@@ -22,6 +24,39 @@
 bool hw_is_cpu_only(const struct hardware *hw)
 {
     return hw->n_gpus <= 0;
+}
+
+int hw_devices(const struct hardware *hw)
+{
+    int nodes = hw->nodes > 0 ? hw->nodes : 1;
+    return hw->n_gpus > 0 ? nodes * hw->n_gpus : nodes;
+}
+
+int hw_min_cc(const struct hardware *hw)
+{
+    int cc = 1000;
+    for (int i = 0; i < hw->n_gpus; i++) {
+        int c = hw->gpus[i].cc_major * 10 + hw->gpus[i].cc_minor;
+        if (c < cc)
+            cc = c;
+    }
+    return hw->n_gpus > 0 ? cc : 0;
+}
+
+void hw_set_gpus_per_node(struct hardware *hw, int g)
+{
+    int old = hw->n_gpus;
+    enum hw_link lk = old > 1 ? hw->link[0][1] : HW_LINK_UNKNOWN;
+    int nvl = old > 1 ? hw->link_nvlinks[0][1] : 0;
+    for (int i = old; i < g; i++)
+        hw->gpus[i] = hw->gpus[0];
+    for (int i = 0; i < g; i++)
+        for (int j = 0; j < g; j++)
+            if (i >= old || j >= old) {
+                hw->link[i][j] = i == j ? HW_LINK_SELF : lk;
+                hw->link_nvlinks[i][j] = i == j ? 0 : nvl;
+            }
+    hw->n_gpus = g;
 }
 
 static int n_gpus_of(const struct hardware *hw)

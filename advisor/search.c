@@ -182,6 +182,20 @@ static bool better(const struct search_plan *a, const struct search_plan *b)
     return a->estimate.dev.total < b->estimate.dev.total;
 }
 
+/* Open a slot at `pos` in a list of at most k entries kept in order (n of them now): the entries
+ * from pos on move down one, and when the list is full its last entry drops off. Returns the
+ * slot to fill, or NULL when pos is past the end (the candidate does not make the list). */
+static struct cand *insert_slot(struct cand *list, int *n, int k, int pos)
+{
+    if (pos >= k)
+        return NULL;
+    int last = *n < k ? *n : k - 1;
+    memmove(&list[pos + 1], &list[pos], (size_t)(last - pos) * sizeof(list[0]));
+    if (*n < k)
+        (*n)++;
+    return &list[pos];
+}
+
 static void offer_top(struct ctx *c, const struct strategy *st, const struct workload *wl,
                       const struct estimate *e, int b_max)
 {
@@ -193,13 +207,9 @@ static void offer_top(struct ctx *c, const struct strategy *st, const struct wor
     int pos = c->n_top;
     while (pos > 0 && better(&cand_p, &c->top[pos - 1].p))
         pos--;
-    if (pos >= c->k)
+    struct cand *slot = insert_slot(c->top, &c->n_top, c->k, pos);
+    if (!slot)
         return;
-    int last = c->n_top < c->k ? c->n_top : c->k - 1;
-    memmove(&c->top[pos + 1], &c->top[pos], (size_t)(last - pos) * sizeof(c->top[0]));
-    if (c->n_top < c->k)
-        c->n_top++;
-    struct cand *slot = &c->top[pos];
     slot->p.strategy = *st;
     slot->p.workload = *wl;
     slot->p.estimate = *e;
@@ -215,13 +225,9 @@ static void offer_close(struct ctx *c, const struct strategy *st, const struct w
     int pos = c->n_close;
     while (pos > 0 && over < c->close[pos - 1].overflow)
         pos--;
-    if (pos >= c->k)
+    struct cand *slot = insert_slot(c->close, &c->n_close, c->k, pos);
+    if (!slot)
         return;
-    int last = c->n_close < c->k ? c->n_close : c->k - 1;
-    memmove(&c->close[pos + 1], &c->close[pos], (size_t)(last - pos) * sizeof(c->close[0]));
-    if (c->n_close < c->k)
-        c->n_close++;
-    struct cand *slot = &c->close[pos];
     slot->p.strategy = *st;
     slot->p.workload = *wl;
     slot->p.estimate = *e;
@@ -845,18 +851,10 @@ int advisor_search(const struct model_desc *m, const struct hardware *hw, const 
     c->k = o->top_k;
     c->cpu = hw_is_cpu_only(hw);
     c->gpn = c->cpu ? 1 : hw->n_gpus;
-    int nodes = hw->nodes > 0 ? hw->nodes : 1;
-    c->devices = c->cpu ? nodes : nodes * hw->n_gpus;
+    c->devices = hw_devices(hw);
     if (o->max_devices > 0 && o->max_devices < c->devices)
         c->devices = o->max_devices;
-    c->cc = 1000;
-    for (int i = 0; i < hw->n_gpus; i++) {
-        int cc = hw->gpus[i].cc_major * 10 + hw->gpus[i].cc_minor;
-        if (cc < c->cc)
-            c->cc = cc;
-    }
-    if (c->cpu)
-        c->cc = 0;
+    c->cc = hw_min_cc(hw);
     /* The built-in CPU executor runs bf16-mixed with native AVX512-BF16 matmuls where the CPU
      * has them (11.4 step 1); elsewhere bf16 would only add a weight copy, so fp32. */
     bool bf16 = c->cpu ? (hw->cpu.isa & HW_ISA_AVX512_BF16) != 0 : c->cc >= 80;

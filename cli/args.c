@@ -422,8 +422,7 @@ int cli_parse(int argc, char **argv, struct cli_setup *s, const struct cli_flag 
 
 int cli_devices(const struct hardware *hw)
 {
-    int nodes = hw->nodes > 0 ? hw->nodes : 1;
-    return hw->n_gpus > 0 ? nodes * hw->n_gpus : nodes;
+    return hw_devices(hw);
 }
 
 /* Resize the node to `g` GPUs: extra GPUs copy the first one and its link class. */
@@ -432,18 +431,7 @@ static int set_gpus_per_node(struct hardware *hw, int g, struct sw_err *err)
     if (hw->n_gpus == 0)
         return sw_errf(err, SW_EINVAL,
                        "--gpus-per-node: hardware '%s' has no GPUs (it is CPU-only)", hw->name);
-    int old = hw->n_gpus;
-    enum hw_link lk = old > 1 ? hw->link[0][1] : HW_LINK_UNKNOWN;
-    int nvl = old > 1 ? hw->link_nvlinks[0][1] : 0;
-    for (int i = old; i < g; i++)
-        hw->gpus[i] = hw->gpus[0];
-    for (int i = 0; i < g; i++)
-        for (int j = 0; j < g; j++)
-            if (i >= old || j >= old) {
-                hw->link[i][j] = i == j ? HW_LINK_SELF : lk;
-                hw->link_nvlinks[i][j] = i == j ? 0 : nvl;
-            }
-    hw->n_gpus = g;
+    hw_set_gpus_per_node(hw, g);
     return 0;
 }
 
@@ -556,18 +544,6 @@ static int load_hardware(struct cli_setup *s, struct sw_err *err)
     return 0;
 }
 
-/* Lowest compute capability of the node (the advisor plans for the slowest GPU). */
-static int min_cc(const struct hardware *hw)
-{
-    int cc = 1000;
-    for (int i = 0; i < hw->n_gpus; i++) {
-        int c = hw->gpus[i].cc_major * 10 + hw->gpus[i].cc_minor;
-        if (c < cc)
-            cc = c;
-    }
-    return hw->n_gpus ? cc : 0;
-}
-
 static bool cpu_has_bf16(const struct hardware *hw)
 {
     return (hw->cpu.isa & (HW_ISA_AVX512_BF16 | HW_ISA_AMX_BF16)) != 0;
@@ -585,7 +561,7 @@ static int fill_strategy(struct cli_setup *s, struct sw_err *err)
         st->device = DEVICE_CUDA;
     }
     bool on_cpu = st->device == DEVICE_CPU;
-    int cc = min_cc(&s->hw);
+    int cc = hw_min_cc(&s->hw); /* the advisor plans for the slowest GPU */
     bool bf16_ok = on_cpu ? cpu_has_bf16(&s->hw) : cc >= 80;
     if (!(s->given & CLI_G_PRECISION))
         st->precision = bf16_ok ? PREC_BF16_MIXED : (on_cpu ? PREC_FP32 : PREC_FP16_MIXED);
@@ -689,4 +665,44 @@ int cli_report(const char *cmd, const struct sw_err *err)
     default:
         return CLI_EXIT_FAIL;
     }
+}
+
+int cli_usage_error(const char *cmd, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "scalewise %s: ", cmd);
+    vfprintf(stderr, fmt, ap);
+    fprintf(stderr, "\n(see 'scalewise %s --help')\n", cmd);
+    va_end(ap);
+    return CLI_EXIT_USAGE;
+}
+
+const char *cli_flag_value(int argc, char **argv, int *i, const char *eq)
+{
+    if (eq)
+        return eq + 1;
+    if (*i + 1 >= argc)
+        return NULL;
+    return argv[++*i];
+}
+
+int cli_flag_find(const char *cmd, const char *arg, const char *const *names, char *name,
+                  size_t name_n, const char **eq)
+{
+    *eq = strchr(arg, '=');
+    size_t len = *eq ? (size_t)(*eq - arg) : strlen(arg);
+    if (len >= name_n)
+        len = name_n - 1;
+    memcpy(name, arg, len);
+    name[len] = '\0';
+    for (int k = 0; names[k]; k++)
+        if (!strcmp(name, names[k]))
+            return k;
+    const char *near = sw_suggest(name, names);
+    if (near)
+        cli_usage_error(cmd, "unknown flag '%s'; did you mean '%s'?", name, near);
+    else
+        cli_usage_error(cmd, "unknown flag '%s'", name);
+    return -1;
 }

@@ -121,6 +121,22 @@ const char *cli_hw_label(const struct hardware *hw, char *buf, size_t n);
  * (2 for bad input, 1 for an operation that failed). */
 int cli_report(const char *cmd, const struct sw_err *err);
 
+/* A flag or argument problem: print "scalewise <cmd>: <message>" and a pointer to
+ * "scalewise <cmd> --help" to stderr; returns CLI_EXIT_USAGE (2). */
+int cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* The value of the flag at argv[*i], given as "--flag=value" (eq points at its '=') or as
+ * "--flag value" (eq is NULL: the next argument, and *i moves past it). NULL when the value is
+ * missing. Borrowed from argv. */
+const char *cli_flag_value(int argc, char **argv, int *i, const char *eq);
+
+/* For a command with its own flag table: split arg ("--name" or "--name=value") into name (cut
+ * to name_n - 1 bytes) and *eq (its '=' or NULL), and find name in names (NULL-terminated).
+ * Returns its index, or -1 after printing an "unknown flag" usage error for cmd that suggests the
+ * nearest name (the caller then returns CLI_EXIT_USAGE). */
+int cli_flag_find(const char *cmd, const char *arg, const char *const *names, char *name,
+                  size_t name_n, const char **eq);
+
 /* One-line summary of a strategy ("dp=8 tp=1 pp=1 zero=1 bf16-mixed adamw b=4 m=2 ...") and
  * the strategy as a tree with the plan-file key names. */
 const char *cli_strategy_summary(const struct strategy *st, enum sw_task task, char *buf, size_t n);

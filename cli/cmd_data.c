@@ -6,7 +6,6 @@
  * missing or malformed files), 1 I/O failure. */
 #include "cli/cli_int.h"
 
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -31,30 +30,6 @@ static void usage(FILE *f)
                "/tmp/scalewise-docs/shakespeare\n");
 }
 
-static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-
-/* A flag or argument problem: one line naming it, a pointer to --help, exit 2. */
-static int usage_error(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fprintf(stderr, "scalewise data: ");
-    vfprintf(stderr, fmt, ap);
-    fprintf(stderr, "\n(see 'scalewise data --help')\n");
-    va_end(ap);
-    return CLI_EXIT_USAGE;
-}
-
-/* The value of "--flag value" / "--flag=value" at argv[*i]; NULL when missing. */
-static const char *flag_value(int argc, char **argv, int *i, const char *eq)
-{
-    if (eq)
-        return eq + 1;
-    if (*i + 1 >= argc)
-        return NULL;
-    return argv[++*i];
-}
-
 static int cmd_prepare(int argc, char **argv)
 {
     static const char *const flags[] = {"--input",   "--out",    "--tokenizer",
@@ -68,27 +43,15 @@ static int cmd_prepare(int argc, char **argv)
     for (int i = 0; i < argc; i++) {
         const char *arg = argv[i];
         if (strncmp(arg, "--", 2) != 0)
-            return usage_error("unexpected argument '%s'", arg);
+            return cli_usage_error("data", "unexpected argument '%s'", arg);
         char name[64];
-        const char *eq = strchr(arg, '=');
-        size_t nlen = eq ? (size_t)(eq - arg) : strlen(arg);
-        if (nlen >= sizeof(name))
-            nlen = sizeof(name) - 1;
-        memcpy(name, arg, nlen);
-        name[nlen] = '\0';
-        int which = -1;
-        for (int k = 0; flags[k]; k++)
-            if (!strcmp(name, flags[k]))
-                which = k;
-        if (which < 0) {
-            const char *near = sw_suggest(name, flags);
-            if (near)
-                return usage_error("unknown flag '%s'; did you mean '%s'?", name, near);
-            return usage_error("unknown flag '%s'", name);
-        }
-        const char *v = flag_value(argc, argv, &i, eq);
+        const char *eq;
+        int which = cli_flag_find("data", arg, flags, name, sizeof(name), &eq);
+        if (which < 0)
+            return CLI_EXIT_USAGE;
+        const char *v = cli_flag_value(argc, argv, &i, eq);
         if (!v || !*v)
-            return usage_error("%s needs a value", name);
+            return cli_usage_error("data", "%s needs a value", name);
         int rc = 0;
         double d;
         int64_t t;
@@ -124,14 +87,15 @@ static int cmd_prepare(int argc, char **argv)
             return cli_report("data", &err);
     }
     if (!o.input_path)
-        return usage_error("prepare needs --input FILE");
+        return cli_usage_error("data", "prepare needs --input FILE");
     if (!o.out_dir)
-        return usage_error("prepare needs --out DIR");
+        return cli_usage_error("data", "prepare needs --out DIR");
     if (o.kind == TOK_GPT2 && (!o.vocab_path || !o.merges_path))
-        return usage_error("--tokenizer gpt2 needs --vocab FILE (encoder.json or vocab.json) and "
-                           "--merges FILE (merges.txt)");
+        return cli_usage_error(
+            "data", "--tokenizer gpt2 needs --vocab FILE (encoder.json or vocab.json) and "
+                    "--merges FILE (merges.txt)");
     if (o.kind == TOK_BYTE && (o.vocab_path || o.merges_path))
-        return usage_error("--vocab and --merges apply only to --tokenizer gpt2");
+        return cli_usage_error("data", "--vocab and --merges apply only to --tokenizer gpt2");
 
     struct data_prepare_result r;
     if (data_prepare(&o, &r, &err) < 0)
@@ -174,24 +138,24 @@ static int cmd_info(int argc, char **argv)
     for (int i = 0; i < argc; i++) {
         const char *arg = argv[i];
         if (strncmp(arg, "--format", 8) == 0 && (arg[8] == '\0' || arg[8] == '=')) {
-            const char *v = flag_value(argc, argv, &i, arg[8] == '=' ? arg + 8 : NULL);
+            const char *v = cli_flag_value(argc, argv, &i, arg[8] == '=' ? arg + 8 : NULL);
             if (!v || !*v)
-                return usage_error("--format needs a value");
+                return cli_usage_error("data", "--format needs a value");
             if (sw_fmt_parse(v, &fmt, &err) < 0)
                 return cli_report("data", &err);
         } else if (strncmp(arg, "--", 2) == 0) {
             const char *near = sw_suggest(arg, flags);
             if (near)
-                return usage_error("unknown flag '%s'; did you mean '%s'?", arg, near);
-            return usage_error("unknown flag '%s'", arg);
+                return cli_usage_error("data", "unknown flag '%s'; did you mean '%s'?", arg, near);
+            return cli_usage_error("data", "unknown flag '%s'", arg);
         } else if (path) {
-            return usage_error("info takes one shard file, got '%s' too", arg);
+            return cli_usage_error("data", "info takes one shard file, got '%s' too", arg);
         } else {
             path = arg;
         }
     }
     if (!path)
-        return usage_error("info needs a shard file (FILE.bin)");
+        return cli_usage_error("data", "info needs a shard file (FILE.bin)");
     struct shard s;
     if (shard_load(path, &s, &err) < 0)
         return cli_report("data", &err);
@@ -244,6 +208,8 @@ int cli_data(int argc, char **argv)
         return cmd_info(argc - 1, argv + 1);
     const char *near = sw_suggest(argv[0], subs);
     if (near)
-        return usage_error("unknown sub-command '%s'; did you mean '%s'?", argv[0], near);
-    return usage_error("unknown sub-command '%s'; expected 'prepare' or 'info'", argv[0]);
+        return cli_usage_error("data", "unknown sub-command '%s'; did you mean '%s'?", argv[0],
+                               near);
+    return cli_usage_error("data", "unknown sub-command '%s'; expected 'prepare' or 'info'",
+                           argv[0]);
 }

@@ -8,7 +8,6 @@
 #include "cli/cli_int.h"
 
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -54,20 +53,6 @@ static void usage(FILE *f)
             "example:\n"
             "  scalewise generate --checkpoint tests/data/reference/tiny_gpt2.safetensors "
             "--prompt \"Hello\" --max-new-tokens 16\n");
-}
-
-static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-
-/* A flag or argument problem: one line naming it, a pointer to --help, exit 2. */
-static int usage_error(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fprintf(stderr, "scalewise generate: ");
-    vfprintf(stderr, fmt, ap);
-    fprintf(stderr, "\n(see 'scalewise generate --help')\n");
-    va_end(ap);
-    return CLI_EXIT_USAGE;
 }
 
 struct gen_args {
@@ -124,33 +109,21 @@ static int parse_args(int argc, char **argv, struct gen_args *a)
     for (int i = 0; i < argc; i++) {
         const char *arg = argv[i];
         if (strncmp(arg, "--", 2) != 0)
-            return usage_error("unexpected argument '%s'", arg);
+            return cli_usage_error("generate", "unexpected argument '%s'", arg);
         char name[64];
-        const char *eq = strchr(arg, '=');
-        size_t nlen = eq ? (size_t)(eq - arg) : strlen(arg);
-        if (nlen >= sizeof(name))
-            nlen = sizeof(name) - 1;
-        memcpy(name, arg, nlen);
-        name[nlen] = '\0';
-        int which = -1;
-        for (int k = 0; k < F_COUNT; k++)
-            if (!strcmp(name, flag_names[k]))
-                which = k;
-        if (which < 0) {
-            const char *near = sw_suggest(name, flag_names);
-            if (near)
-                return usage_error("unknown flag '%s'; did you mean '%s'?", name, near);
-            return usage_error("unknown flag '%s'", name);
-        }
+        const char *eq;
+        int which = cli_flag_find("generate", arg, flag_names, name, sizeof(name), &eq);
+        if (which < 0)
+            return CLI_EXIT_USAGE;
         if (which == F_INT8) {
             if (eq)
-                return usage_error("--int8 takes no value");
+                return cli_usage_error("generate", "--int8 takes no value");
             a->int8 = true;
             continue;
         }
-        const char *v = eq ? eq + 1 : (i + 1 < argc ? argv[++i] : NULL);
+        const char *v = cli_flag_value(argc, argv, &i, eq);
         if (!v)
-            return usage_error("%s needs a value", name);
+            return cli_usage_error("generate", "%s needs a value", name);
         int64_t i64 = 0;
         int rc = 0;
         switch (which) {
@@ -208,14 +181,15 @@ static int parse_args(int argc, char **argv, struct gen_args *a)
             break;
         }
         if (rc < 0)
-            return usage_error("%s", err.msg);
+            return cli_usage_error("generate", "%s", err.msg);
     }
     if (!a->checkpoint)
-        return usage_error("--checkpoint FILE is required");
+        return cli_usage_error("generate", "--checkpoint FILE is required");
     if (!a->prompt == !a->prompt_file)
-        return usage_error("give exactly one of --prompt TEXT and --prompt-file FILE");
+        return cli_usage_error("generate",
+                               "give exactly one of --prompt TEXT and --prompt-file FILE");
     if (a->model && a->model_config)
-        return usage_error("give either --model or --model-config, not both");
+        return cli_usage_error("generate", "give either --model or --model-config, not both");
     return 0;
 }
 

@@ -1,17 +1,21 @@
 /* The TUI's state machine: struct tui_state and the one function that changes it,
  * tui_state_apply. Pure C with no ncurses and no I/O of its own: every estimate, search, probe,
  * plan file and run goes through the struct tui_ops table (tests substitute stubs). It holds the
- * action table generated from actions.def, the keymap, the fields of each screen with their
- * headless equivalents (the plan field or CLI flag), the editor's knobs and their steps, and the
- * Explain screen's one-knob what-ifs. The resolution of defaults mirrors cli/args.c
- * (fill_strategy, --gpus-per-node) so the editor shows what `scalewise estimate` prints. Drawing
- * is in view_*.c, the event loop in loop.c, process control in runctl.c. */
+ * action table generated from actions.def, the keymap, the resolution of the plan from what the
+ * Hardware and Workload screens say, the lists, prompts and confirmations, runs, which actions
+ * work where, and the dispatch of each action. The resolution of defaults mirrors cli/args.c
+ * (fill_strategy, --gpus-per-node) so the editor shows what `scalewise estimate` prints. The
+ * fields of each screen, the editor's knobs and their steps, and the Explain screen's what-ifs
+ * are in state_fields.c; drawing is in view_*.c, the event loop in loop.c, process control in
+ * runctl.c. */
 #include "tui/tui.h"
 
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "tui/state_int.h"
 
 /* ---------------------------------------------------------------- the action table */
 
@@ -62,229 +66,6 @@ const char *tui_run_status_name(enum tui_run_status st)
     return (unsigned)st < sizeof(names) / sizeof(names[0]) ? names[st] : "?";
 }
 
-/* ---------------------------------------------------------------- fields and knobs */
-
-struct field_info {
-    const char *label;
-    const char *headless; /* plan field / CLI flag */
-};
-
-static const struct field_info hw_fields[TUI_HWF_COUNT] = {
-    {"hardware", "--gpu PROFILE | --hardware probe  (plan: hardware.profile / probe)"},
-    {"nodes", "--nodes N  (plan: hardware.nodes)"},
-    {"GPUs per node", "--gpus-per-node G  (plan: hardware.gpus_per_node)"},
-};
-
-static const struct field_info wl_fields[TUI_WLF_COUNT] = {
-    {"model", "--model NAME  (plan: model.profile)"},
-    {"config.json", "--model-config FILE  (plan: model.config_json)"},
-    {"task", "--task train|infer, --lora-rank R for fine-tune  (plan: task)"},
-    {"sequence", "--seq S  (plan: train.seq)"},
-    {"global batch", "--global-batch B, 0 = the search chooses  (plan: train.global_batch)"},
-    {"tokens to train", "plan --tokens N  (time to train; plan: train.tokens)"},
-    {"infer batch", "--batch B  (plan: infer.batch)"},
-    {"prompt length", "--prompt-len N  (plan: infer.prompt_len)"},
-    {"generate length", "--gen-len N  (plan: infer.gen_len)"},
-    {"dataset", "plan: data.path"},
-    {"run steps", "run --steps N  (plan: train.steps)"},
-    {"run directory", "run --out DIR  (plan: train.out_dir)"},
-};
-
-static const struct field_info knob_fields[TUI_KNOB_COUNT] = {
-    {"device", "--device  (strategy.device)"},
-    {"precision", "--precision  (strategy.precision)"},
-    {"optimizer", "--optimizer  (strategy.optimizer)"},
-    {"micro-batch", "--micro-batch  (strategy.micro_batch)"},
-    {"grad accumulation", "--grad-accum  (strategy.grad_accum)"},
-    {"recompute", "--recompute  (strategy.recompute)"},
-    {"attention", "--attention  (strategy.attention)"},
-    {"data parallel", "--dp  (strategy.dp)"},
-    {"tensor parallel", "--tp  (strategy.tp)"},
-    {"pipeline parallel", "--pp  (strategy.pp)"},
-    {"pipeline interleave", "--pp-interleave  (strategy.pp_interleave)"},
-    {"ZeRO stage", "--zero  (strategy.zero)"},
-    {"sequence parallel", "--sequence-parallel  (strategy.sequence_parallel)"},
-    {"offload optimizer", "--offload-optimizer  (strategy.offload_optimizer)"},
-    {"offload params", "--offload-params  (strategy.offload_params)"},
-    {"LoRA rank", "--lora-rank  (strategy.lora_rank)"},
-    {"weights format", "--weights  (strategy.weights)"},
-    {"KV cache format", "--kv-dtype  (strategy.kv_dtype)"},
-    {"CPU threads", "--threads  (strategy.threads)"},
-};
-
-static const char *const task_labels[] = {"train", "fine-tune (LoRA)", "infer"};
-
-const char *tui_field_headless(enum tui_screen scr, int row)
-{
-    if (scr == TUI_SCR_HARDWARE && row >= 0 && row < TUI_HWF_COUNT)
-        return hw_fields[row].headless;
-    if (scr == TUI_SCR_WORKLOAD && row >= 0 && row < TUI_WLF_COUNT)
-        return wl_fields[row].headless;
-    if ((scr == TUI_SCR_EDITOR || scr == TUI_SCR_EXPLAIN) && row >= 0 && row < TUI_KNOB_COUNT)
-        return knob_fields[row].headless;
-    return "";
-}
-
-int tui_screen_rows(const struct tui_state *s, enum tui_screen scr)
-{
-    switch (scr) {
-    case TUI_SCR_HARDWARE:
-        return TUI_HWF_COUNT;
-    case TUI_SCR_WORKLOAD:
-        return TUI_WLF_COUNT;
-    case TUI_SCR_PLANS:
-        return s->search.n_plans;
-    case TUI_SCR_EDITOR:
-    case TUI_SCR_EXPLAIN:
-        return s->have_plan ? TUI_KNOB_COUNT : 0;
-    default:
-        return 0;
-    }
-}
-
-static void i64_text(int64_t v, const char *zero_word, char *out, size_t n)
-{
-    if (v == 0 && zero_word)
-        sw_strlcpy(out, zero_word, n);
-    else
-        snprintf(out, n, "%lld", (long long)v);
-}
-
-static void knob_value(const struct strategy *st, int k, char *out, size_t n)
-{
-    switch ((enum tui_knob)k) {
-    case TUI_KNOB_DEVICE:
-        sw_strlcpy(out, device_name(st->device), n);
-        break;
-    case TUI_KNOB_PRECISION:
-        sw_strlcpy(out, precision_name(st->precision), n);
-        break;
-    case TUI_KNOB_OPTIMIZER:
-        sw_strlcpy(out, optimizer_name(st->optimizer), n);
-        break;
-    case TUI_KNOB_MICRO_BATCH:
-        snprintf(out, n, "%d", st->micro_batch);
-        break;
-    case TUI_KNOB_GRAD_ACCUM:
-        snprintf(out, n, "%d", st->grad_accum);
-        break;
-    case TUI_KNOB_RECOMPUTE:
-        sw_strlcpy(out, recompute_name(st->recompute), n);
-        break;
-    case TUI_KNOB_ATTENTION:
-        sw_strlcpy(out, attention_name(st->attention), n);
-        break;
-    case TUI_KNOB_DP:
-        snprintf(out, n, "%d", st->dp);
-        break;
-    case TUI_KNOB_TP:
-        snprintf(out, n, "%d", st->tp);
-        break;
-    case TUI_KNOB_PP:
-        snprintf(out, n, "%d", st->pp);
-        break;
-    case TUI_KNOB_INTERLEAVE:
-        snprintf(out, n, "%d", st->pp_interleave);
-        break;
-    case TUI_KNOB_ZERO:
-        snprintf(out, n, "%d", st->zero);
-        break;
-    case TUI_KNOB_SP:
-        sw_strlcpy(out, st->sequence_parallel ? "on" : "off", n);
-        break;
-    case TUI_KNOB_OFFLOAD_OPT:
-        sw_strlcpy(out, st->offload_optimizer ? "on" : "off", n);
-        break;
-    case TUI_KNOB_OFFLOAD_PARAMS:
-        sw_strlcpy(out, st->offload_params ? "on" : "off", n);
-        break;
-    case TUI_KNOB_LORA_RANK:
-        i64_text(st->lora_rank, "off", out, n);
-        break;
-    case TUI_KNOB_WEIGHTS:
-        sw_strlcpy(out, wformat_name(st->weights), n);
-        break;
-    case TUI_KNOB_KV_DTYPE:
-        sw_strlcpy(out, wformat_name(st->kv_dtype), n);
-        break;
-    case TUI_KNOB_THREADS:
-        i64_text(st->threads, "all", out, n);
-        break;
-    case TUI_KNOB_COUNT:
-        out[0] = '\0';
-        break;
-    }
-}
-
-void tui_field_text(const struct tui_state *s, enum tui_screen scr, int row, char *label,
-                    size_t label_n, char *value, size_t value_n)
-{
-    label[0] = value[0] = '\0';
-    if (scr == TUI_SCR_HARDWARE && row >= 0 && row < TUI_HWF_COUNT) {
-        sw_strlcpy(label, hw_fields[row].label, label_n);
-        if (row == TUI_HWF_SOURCE)
-            sw_strlcpy(value, s->hw_profile[0] ? s->hw_profile : "this machine", value_n);
-        else if (row == TUI_HWF_NODES)
-            snprintf(value, value_n, "%d", s->hw.nodes);
-        else if (s->hw.n_gpus > 0)
-            snprintf(value, value_n, "%d", s->hw.n_gpus);
-        else
-            snprintf(value, value_n, "none (CPU only)");
-    } else if (scr == TUI_SCR_WORKLOAD && row >= 0 && row < TUI_WLF_COUNT) {
-        sw_strlcpy(label, wl_fields[row].label, label_n);
-        const struct workload *w = &s->wl;
-        switch ((enum tui_wl_field)row) {
-        case TUI_WLF_MODEL:
-            sw_strlcpy(value, s->model_profile[0] ? s->model_profile : "(choose)", value_n);
-            break;
-        case TUI_WLF_CONFIG:
-            sw_strlcpy(value, s->model_config[0] ? s->model_config : "-", value_n);
-            break;
-        case TUI_WLF_TASK:
-            sw_strlcpy(value, task_labels[s->task], value_n);
-            break;
-        case TUI_WLF_SEQ:
-            snprintf(value, value_n, "%d", w->seq);
-            break;
-        case TUI_WLF_GLOBAL_BATCH:
-            i64_text(w->global_batch, "auto", value, value_n);
-            break;
-        case TUI_WLF_TOKENS:
-            i64_text(w->tokens_total, "unknown", value, value_n);
-            break;
-        case TUI_WLF_BATCH:
-            snprintf(value, value_n, "%d", w->batch);
-            break;
-        case TUI_WLF_PROMPT:
-            snprintf(value, value_n, "%d", w->prompt_len);
-            break;
-        case TUI_WLF_GEN:
-            snprintf(value, value_n, "%d", w->gen_len);
-            break;
-        case TUI_WLF_DATASET:
-            sw_strlcpy(value, s->dataset, value_n);
-            break;
-        case TUI_WLF_STEPS:
-            snprintf(value, value_n, "%lld", (long long)s->steps);
-            break;
-        case TUI_WLF_OUT_DIR:
-            sw_strlcpy(value, s->out_dir, value_n);
-            break;
-        case TUI_WLF_COUNT:
-            break;
-        }
-    } else if ((scr == TUI_SCR_EDITOR || scr == TUI_SCR_EXPLAIN) && row >= 0 &&
-               row < TUI_KNOB_COUNT) {
-        sw_strlcpy(label, knob_fields[row].label, label_n);
-        knob_value(&s->plan.strategy, row, value, value_n);
-    } else if (scr == TUI_SCR_PLANS && row >= 0 && row < s->search.n_plans) {
-        snprintf(label, label_n, "plan %d", row + 1);
-        const struct strategy *st = &s->search.plans[row].strategy;
-        snprintf(value, value_n, "dp%d tp%d pp%d b%d m%d z%d", st->dp, st->tp, st->pp,
-                 st->micro_batch, st->grad_accum, st->zero);
-    }
-}
-
 /* ---------------------------------------------------------------- messages */
 
 static void say(struct tui_state *s, bool is_error, const char *fmt, ...)
@@ -302,25 +83,7 @@ static void say(struct tui_state *s, bool is_error, const char *fmt, ...)
 
 /* ---------------------------------------------------------------- resolution */
 
-/* Resize the node to `g` GPUs: extra GPUs copy the first one and its first link (cli/args.c,
- * --gpus-per-node, so the TUI plans for the same machine the CLI does). */
-static void set_gpus_per_node(struct hardware *hw, int g)
-{
-    int old = hw->n_gpus;
-    enum hw_link lk = old > 1 ? hw->link[0][1] : HW_LINK_UNKNOWN;
-    int nvl = old > 1 ? hw->link_nvlinks[0][1] : 0;
-    for (int i = old; i < g; i++)
-        hw->gpus[i] = hw->gpus[0];
-    for (int i = 0; i < g; i++)
-        for (int j = 0; j < g; j++)
-            if (i >= old || j >= old) {
-                hw->link[i][j] = i == j ? HW_LINK_SELF : lk;
-                hw->link_nvlinks[i][j] = i == j ? 0 : nvl;
-            }
-    hw->n_gpus = g;
-}
-
-static void apply_shape(struct tui_state *s)
+void ts_apply_shape(struct tui_state *s)
 {
     s->hw = s->hw_base;
     if (s->nodes > 0)
@@ -328,24 +91,7 @@ static void apply_shape(struct tui_state *s)
     if (s->hw.nodes < 1)
         s->hw.nodes = 1;
     if (s->gpus_per_node > 0 && s->hw.n_gpus > 0 && s->gpus_per_node != s->hw.n_gpus)
-        set_gpus_per_node(&s->hw, s->gpus_per_node);
-}
-
-static int devices_of(const struct hardware *hw)
-{
-    int nodes = hw->nodes > 0 ? hw->nodes : 1;
-    return hw->n_gpus > 0 ? nodes * hw->n_gpus : nodes;
-}
-
-static int min_cc(const struct hardware *hw)
-{
-    int cc = 1000;
-    for (int i = 0; i < hw->n_gpus; i++) {
-        int c = hw->gpus[i].cc_major * 10 + hw->gpus[i].cc_minor;
-        if (c < cc)
-            cc = c;
-    }
-    return hw->n_gpus ? cc : 0;
+        hw_set_gpus_per_node(&s->hw, s->gpus_per_node); /* as --gpus-per-node does */
 }
 
 /* The defaults `scalewise estimate` fills when no strategy flag is given (cli/args.c,
@@ -358,7 +104,7 @@ static void fill_default_strategy(const struct tui_state *s, struct strategy *st
     bool cpu_only = hw_is_cpu_only(hw);
     st->device = cpu_only ? DEVICE_CPU : DEVICE_CUDA;
     bool on_cpu = st->device == DEVICE_CPU;
-    int cc = min_cc(hw);
+    int cc = hw_min_cc(hw);
     bool bf16_ok = on_cpu ? (hw->cpu.isa & (HW_ISA_AVX512_BF16 | HW_ISA_AMX_BF16)) != 0 : cc >= 80;
     st->precision = bf16_ok ? PREC_BF16_MIXED : (on_cpu ? PREC_FP32 : PREC_FP16_MIXED);
     bool half = st->precision != PREC_FP32 && st->precision != PREC_TF32;
@@ -368,7 +114,7 @@ static void fill_default_strategy(const struct tui_state *s, struct strategy *st
         st->lora_rank = 16;
     st->weights = st->lora_rank > 0 ? (bf16_ok ? WFMT_BF16 : WFMT_FP16) : w16;
     st->kv_dtype = w16;
-    st->dp = devices_of(hw);
+    st->dp = hw_devices(hw);
 }
 
 static enum sw_task sw_task_of(enum tui_task t)
@@ -388,7 +134,7 @@ static void plan_workload(const struct tui_state *s, struct workload *w)
     }
 }
 
-static void reestimate(struct tui_state *s)
+void ts_reestimate(struct tui_state *s)
 {
     s->dirty |= TUI_DIRTY_RIGHT | TUI_DIRTY_LEFT | TUI_DIRTY_STATUS;
     s->n_whatif = 0;
@@ -459,11 +205,11 @@ static void sync_plan(struct tui_state *s, bool fresh_strategy)
     p->train.steps = s->steps;
     sw_strlcpy(p->train.out_dir, s->out_dir, sizeof(p->train.out_dir));
     sw_strlcpy(p->data.path, s->dataset, sizeof(p->data.path));
-    reestimate(s);
+    ts_reestimate(s);
 }
 
 /* Something the search depends on changed. */
-static void inputs_changed(struct tui_state *s, bool fresh_strategy)
+void ts_inputs_changed(struct tui_state *s, bool fresh_strategy)
 {
     s->plans_stale = true;
     s->unsaved = true;
@@ -492,7 +238,7 @@ static void load_hardware(struct tui_state *s, bool measure)
         s->nodes = hw.nodes > 0 ? hw.nodes : 1;
         s->gpus_per_node = hw.n_gpus;
     }
-    apply_shape(s);
+    ts_apply_shape(s);
 }
 
 /* Sequence within the model's positions (a tiny model has 64). */
@@ -553,173 +299,6 @@ static void run_search(struct tui_state *s)
         sw_strlcpy(s->search_error, err.msg, sizeof(s->search_error));
     else
         s->search_error[0] = '\0';
-}
-
-/* ---------------------------------------------------------------- what-if (Explain) */
-
-/* Next value of a power-of-two knob: doubling up, halving down, never below lo. */
-static int step_pow2(int v, int dir, int lo, int hi)
-{
-    if (dir > 0) {
-        int n = 1;
-        while (n <= v && n < hi)
-            n *= 2;
-        if (v < 1)
-            n = 1;
-        return n > hi ? hi : n;
-    }
-    int n = 1;
-    while (n * 2 < v)
-        n *= 2;
-    if (v <= 1)
-        return lo;
-    return n < lo ? lo : n;
-}
-
-/* 1-2-5 steps for counts that span decades (run steps, tokens). */
-static int64_t step_125(int64_t v, int dir, int64_t lo, int64_t hi)
-{
-    int64_t best = dir > 0 ? hi : lo;
-    for (int64_t dec = 1; dec <= hi && dec > 0; dec *= 10)
-        for (int k = 0; k < 3; k++) {
-            int64_t c = dec * (k == 0 ? 1 : k == 1 ? 2 : 5);
-            if (c < lo || c > hi)
-                continue;
-            if (dir > 0 && c > v && c < best)
-                best = c;
-            if (dir < 0 && c < v && c > best)
-                best = c;
-        }
-    if (dir < 0 && v <= lo)
-        return lo;
-    return best;
-}
-
-static int cycle(int v, int dir, int n)
-{
-    return ((v + dir) % n + n) % n;
-}
-
-/* Move one knob of `st` by dir (+1/-1). Returns false when it cannot move (at its limit). */
-static bool knob_move(struct strategy *st, int k, int dir, int max_devices)
-{
-    int old;
-    switch ((enum tui_knob)k) {
-    case TUI_KNOB_DEVICE:
-        st->device = (enum sw_device)cycle(st->device, dir, 2);
-        return true;
-    case TUI_KNOB_PRECISION:
-        st->precision = (enum sw_precision)cycle(st->precision, dir, 5);
-        return true;
-    case TUI_KNOB_OPTIMIZER:
-        st->optimizer = (enum sw_optimizer)cycle(st->optimizer, dir, 6);
-        return true;
-    case TUI_KNOB_MICRO_BATCH:
-        old = st->micro_batch;
-        st->micro_batch = step_pow2(old, dir, 1, 1 << 20);
-        return st->micro_batch != old;
-    case TUI_KNOB_GRAD_ACCUM:
-        old = st->grad_accum;
-        st->grad_accum = step_pow2(old, dir, 1, 1 << 20);
-        return st->grad_accum != old;
-    case TUI_KNOB_RECOMPUTE:
-        st->recompute = (enum sw_recompute)cycle(st->recompute, dir, 3);
-        return true;
-    case TUI_KNOB_ATTENTION:
-        st->attention = (enum sw_attention)cycle(st->attention, dir, 2);
-        return true;
-    case TUI_KNOB_DP:
-        old = st->dp;
-        st->dp = step_pow2(old, dir, 1, max_devices > 0 ? max_devices : 1);
-        return st->dp != old;
-    case TUI_KNOB_TP:
-        old = st->tp;
-        st->tp = step_pow2(old, dir, 1, 1024);
-        return st->tp != old;
-    case TUI_KNOB_PP:
-        old = st->pp;
-        st->pp = step_pow2(old, dir, 1, 1024);
-        return st->pp != old;
-    case TUI_KNOB_INTERLEAVE:
-        old = st->pp_interleave;
-        st->pp_interleave = old + dir < 1 ? 1 : (old + dir > 64 ? 64 : old + dir);
-        return st->pp_interleave != old;
-    case TUI_KNOB_ZERO:
-        old = st->zero;
-        st->zero = old + dir < 0 ? 0 : (old + dir > 3 ? 3 : old + dir);
-        return st->zero != old;
-    case TUI_KNOB_SP:
-        st->sequence_parallel = !st->sequence_parallel;
-        return true;
-    case TUI_KNOB_OFFLOAD_OPT:
-        st->offload_optimizer = !st->offload_optimizer;
-        return true;
-    case TUI_KNOB_OFFLOAD_PARAMS:
-        st->offload_params = !st->offload_params;
-        return true;
-    case TUI_KNOB_LORA_RANK:
-        old = st->lora_rank;
-        st->lora_rank = (old == 1 && dir < 0) ? 0 : step_pow2(old, dir, 0, 1 << 12);
-        if (old == 0 && dir < 0)
-            st->lora_rank = 0;
-        return st->lora_rank != old;
-    case TUI_KNOB_WEIGHTS:
-        st->weights = (enum sw_wformat)cycle(st->weights, dir, 5);
-        return true;
-    case TUI_KNOB_KV_DTYPE:
-        st->kv_dtype = (enum sw_wformat)cycle(st->kv_dtype, dir, 5);
-        return true;
-    case TUI_KNOB_THREADS:
-        old = st->threads;
-        st->threads = old == 1 && dir < 0 ? 0 : step_pow2(old, dir, 0, 1 << 12);
-        if (old == 0 && dir < 0)
-            st->threads = 0;
-        return st->threads != old;
-    case TUI_KNOB_COUNT:
-        break;
-    }
-    return false;
-}
-
-static void compute_whatifs(struct tui_state *s)
-{
-    s->n_whatif = 0;
-    if (!s->have_plan)
-        return;
-    for (int k = 0; k < TUI_KNOB_COUNT; k++)
-        for (int dir = -1; dir <= 1; dir += 2) {
-            struct strategy st = s->plan.strategy;
-            if (!knob_move(&st, k, dir, devices_of(&s->plan.hardware)))
-                continue;
-            if (s->n_whatif >= TUI_MAX_WHATIF)
-                return;
-            struct tui_whatif *w = &s->whatif[s->n_whatif++];
-            memset(w, 0, sizeof(*w));
-            w->knob = k;
-            char a[32], b[32];
-            knob_value(&s->plan.strategy, k, a, sizeof(a));
-            knob_value(&st, k, b, sizeof(b));
-            snprintf(w->change, sizeof(w->change), "%.40s %.20s -> %.20s", knob_fields[k].label, a, b);
-            struct workload wl = s->plan.workload;
-            if (wl.task == TASK_TRAIN)
-                wl.global_batch = (int64_t)st.micro_batch * st.grad_accum * st.dp;
-            struct estimate *e = sw_xmalloc(sizeof(*e));
-            struct sw_err err;
-            sw_err_init(&err);
-            estimate_init(e);
-            w->valid = s->ops->estimate(&s->plan.model, &s->plan.hardware, &wl, &st, &s->cal, e,
-                                        &err) == 0;
-            if (w->valid) {
-                w->total_bytes = e->dev.total;
-                w->capacity_bytes = e->capacity_bytes;
-                w->tokens_per_s = e->tokens_per_s;
-                w->infer_tokens_per_s = e->infer_tokens_per_s;
-                w->fits = e->fits;
-            } else {
-                sw_strlcpy(w->reason, err.msg, sizeof(w->reason));
-            }
-            free(e);
-        }
 }
 
 /* ---------------------------------------------------------------- lists */
@@ -801,7 +380,7 @@ static void list_choose(struct tui_state *s)
         if (s->hw_ok)
             say(s, false, "hardware: %s", s->hw_profile[0] ? s->hw_profile : "this machine");
     }
-    inputs_changed(s, true);
+    ts_inputs_changed(s, true);
 }
 
 /* ---------------------------------------------------------------- prompts */
@@ -818,118 +397,30 @@ static void open_prompt(struct tui_state *s, enum tui_prompt_kind kind, const ch
     s->dirty |= TUI_DIRTY_ALL;
 }
 
-static bool is_numeric_field(enum tui_screen scr, int row)
+/* A copy of the plan with its estimate, as a plan file or a run takes it. The caller frees it. */
+static struct plan *plan_with_estimate(const struct tui_state *s)
 {
-    if (scr == TUI_SCR_HARDWARE)
-        return row == TUI_HWF_NODES || row == TUI_HWF_GPUS;
-    if (scr == TUI_SCR_WORKLOAD)
-        return row == TUI_WLF_SEQ || row == TUI_WLF_GLOBAL_BATCH || row == TUI_WLF_TOKENS ||
-               row == TUI_WLF_BATCH || row == TUI_WLF_PROMPT || row == TUI_WLF_GEN ||
-               row == TUI_WLF_STEPS;
-    if (scr == TUI_SCR_EDITOR)
-        return row == TUI_KNOB_MICRO_BATCH || row == TUI_KNOB_GRAD_ACCUM || row == TUI_KNOB_DP ||
-               row == TUI_KNOB_TP || row == TUI_KNOB_PP || row == TUI_KNOB_INTERLEAVE ||
-               row == TUI_KNOB_ZERO || row == TUI_KNOB_LORA_RANK || row == TUI_KNOB_THREADS;
-    return false;
+    struct plan *p = sw_xmalloc(sizeof(*p));
+    *p = s->plan;
+    p->estimate = s->est;
+    p->has_estimate = s->est_ok;
+    return p;
 }
 
-static int set_number(struct tui_state *s, enum tui_screen scr, int row, int64_t v)
+/* Write the plan to s->export_path and say where it went, or why it could not. */
+static void export_write(struct tui_state *s)
 {
-    struct strategy *st = &s->plan.strategy;
-    struct workload *w = &s->wl;
-    if (scr == TUI_SCR_HARDWARE) {
-        if (row == TUI_HWF_NODES)
-            s->nodes = (int)v;
-        else
-            s->gpus_per_node = (int)v;
-        apply_shape(s);
-        inputs_changed(s, true);
-        return 0;
+    struct sw_err err;
+    sw_err_init(&err);
+    struct plan *p = plan_with_estimate(s);
+    if (s->ops->plan_save(s->export_path, p, &err) < 0) {
+        say(s, true, "could not write %s: %s", s->export_path, err.msg);
+    } else {
+        s->unsaved = false;
+        say(s, false, "wrote plan to %s (micro_batch %d)", s->export_path,
+            s->plan.strategy.micro_batch);
     }
-    if (scr == TUI_SCR_WORKLOAD) {
-        switch (row) {
-        case TUI_WLF_SEQ:
-            w->seq = (int)v;
-            break;
-        case TUI_WLF_GLOBAL_BATCH:
-            w->global_batch = v;
-            break;
-        case TUI_WLF_TOKENS:
-            w->tokens_total = v;
-            break;
-        case TUI_WLF_BATCH:
-            w->batch = (int)v;
-            break;
-        case TUI_WLF_PROMPT:
-            w->prompt_len = (int)v;
-            break;
-        case TUI_WLF_GEN:
-            w->gen_len = (int)v;
-            break;
-        case TUI_WLF_STEPS:
-            s->steps = v;
-            break;
-        }
-        inputs_changed(s, false);
-        return 0;
-    }
-    switch (row) {
-    case TUI_KNOB_MICRO_BATCH:
-        st->micro_batch = (int)v;
-        break;
-    case TUI_KNOB_GRAD_ACCUM:
-        st->grad_accum = (int)v;
-        break;
-    case TUI_KNOB_DP:
-        st->dp = (int)v;
-        break;
-    case TUI_KNOB_TP:
-        st->tp = (int)v;
-        break;
-    case TUI_KNOB_PP:
-        st->pp = (int)v;
-        break;
-    case TUI_KNOB_INTERLEAVE:
-        st->pp_interleave = (int)v;
-        break;
-    case TUI_KNOB_ZERO:
-        st->zero = (int)v;
-        break;
-    case TUI_KNOB_LORA_RANK:
-        st->lora_rank = (int)v;
-        break;
-    case TUI_KNOB_THREADS:
-        st->threads = (int)v;
-        break;
-    }
-    s->unsaved = true;
-    reestimate(s);
-    return 0;
-}
-
-/* Range of a numeric field. */
-static void field_range(enum tui_screen scr, int row, int64_t *lo, int64_t *hi)
-{
-    *lo = 1;
-    *hi = 1 << 24;
-    if (scr == TUI_SCR_HARDWARE && row == TUI_HWF_GPUS)
-        *hi = HW_MAX_GPUS;
-    if (scr == TUI_SCR_WORKLOAD) {
-        if (row == TUI_WLF_GLOBAL_BATCH || row == TUI_WLF_TOKENS || row == TUI_WLF_GEN)
-            *lo = 0;
-        if (row == TUI_WLF_TOKENS || row == TUI_WLF_GLOBAL_BATCH)
-            *hi = (int64_t)1 << 50;
-        if (row == TUI_WLF_STEPS)
-            *hi = (int64_t)1 << 40;
-    }
-    if (scr == TUI_SCR_EDITOR) {
-        if (row == TUI_KNOB_ZERO) {
-            *lo = 0;
-            *hi = 3;
-        }
-        if (row == TUI_KNOB_LORA_RANK || row == TUI_KNOB_THREADS)
-            *lo = 0;
-    }
+    free(p);
 }
 
 static void prompt_done(struct tui_state *s)
@@ -943,12 +434,12 @@ static void prompt_done(struct tui_state *s)
     switch (s->prompt_kind) {
     case TUI_PROMPT_NUMBER: {
         int64_t lo, hi, v;
-        field_range(s->prompt_screen, s->prompt_field, &lo, &hi);
+        ts_field_range(s->prompt_screen, s->prompt_field, &lo, &hi);
         if (sw_parse_i64(input, lo, hi, "value", &v, &err) < 0) {
             say(s, true, "%s: %s", s->prompt_title, err.msg);
             return;
         }
-        set_number(s, s->prompt_screen, s->prompt_field, v);
+        ts_set_number(s, s->prompt_screen, s->prompt_field, v);
         return;
     }
     case TUI_PROMPT_CONFIG:
@@ -957,17 +448,17 @@ static void prompt_done(struct tui_state *s)
         sw_strlcpy(s->model_config, input, sizeof(s->model_config));
         s->model_profile[0] = '\0';
         load_model(s);
-        inputs_changed(s, true);
+        ts_inputs_changed(s, true);
         return;
     case TUI_PROMPT_DATASET:
         sw_strlcpy(s->dataset, input, sizeof(s->dataset));
-        inputs_changed(s, false);
+        ts_inputs_changed(s, false);
         return;
     case TUI_PROMPT_OUT_DIR:
         if (!input[0])
             return;
         sw_strlcpy(s->out_dir, input, sizeof(s->out_dir));
-        inputs_changed(s, false);
+        ts_inputs_changed(s, false);
         return;
     case TUI_PROMPT_EXPORT:
         if (!input[0]) {
@@ -1017,7 +508,7 @@ static void prompt_done(struct tui_state *s)
         s->unsaved = false;
         s->prev_screen = s->screen;
         s->screen = TUI_SCR_EDITOR;
-        reestimate(s);
+        ts_reestimate(s);
         say(s, false, "loaded %s", input);
         return;
     }
@@ -1032,19 +523,8 @@ static void prompt_done(struct tui_state *s)
             tui_run_status_name(s->run.status), (long long)s->run.lines_total);
         return;
     }
-    /* export without an existing file, or after "yes" to overwrite */
-    struct plan *p = sw_xmalloc(sizeof(*p));
-    *p = s->plan;
-    p->estimate = s->est;
-    p->has_estimate = s->est_ok;
-    if (s->ops->plan_save(s->export_path, p, &err) < 0) {
-        say(s, true, "could not write %s: %s", s->export_path, err.msg);
-    } else {
-        s->unsaved = false;
-        say(s, false, "wrote plan to %s (micro_batch %d)", s->export_path,
-            s->plan.strategy.micro_batch);
-    }
-    free(p);
+    /* export without an existing file */
+    export_write(s);
 }
 
 /* ---------------------------------------------------------------- runs */
@@ -1058,10 +538,7 @@ static void run_start(struct tui_state *s, const char *resume)
 {
     struct sw_err err;
     sw_err_init(&err);
-    struct plan *p = sw_xmalloc(sizeof(*p));
-    *p = s->plan;
-    p->estimate = s->est;
-    p->has_estimate = s->est_ok;
+    struct plan *p = plan_with_estimate(s);
     p->train.steps = s->steps;
     sw_strlcpy(p->train.out_dir, s->out_dir, sizeof(p->train.out_dir));
     sw_strlcpy(p->data.path, s->dataset, sizeof(p->data.path));
@@ -1085,10 +562,10 @@ void tui_state_hw_measured(struct tui_state *s, const struct hardware *hw)
     s->hw_base = *hw;
     s->hw_measured = true;
     s->hw_ok = true;
-    apply_shape(s);
+    ts_apply_shape(s);
     say(s, false, "measured this machine: %.1f GFLOP/s fp32, %.1f GB/s triad",
         hw->cpu.measured_fp32_flops / 1e9, hw->cpu.triad_bytes_per_s / 1e9);
-    inputs_changed(s, false);
+    ts_inputs_changed(s, false);
 }
 
 void tui_state_run_changed(struct tui_state *s)
@@ -1097,62 +574,6 @@ void tui_state_run_changed(struct tui_state *s)
 }
 
 /* ---------------------------------------------------------------- availability */
-
-static bool plan_knob_can_move(const struct tui_state *s, int dir)
-{
-    struct strategy st = s->plan.strategy;
-    return knob_move(&st, s->sel[TUI_SCR_EDITOR], dir, devices_of(&s->plan.hardware));
-}
-
-static bool field_can_move(const struct tui_state *s, int dir)
-{
-    int row = s->sel[s->screen];
-    int64_t lo, hi;
-    field_range(s->screen, row, &lo, &hi);
-    if (s->screen == TUI_SCR_HARDWARE) {
-        if (row == TUI_HWF_SOURCE || !s->hw_ok)
-            return false;
-        if (row == TUI_HWF_GPUS && s->hw.n_gpus == 0)
-            return false;
-        int v = row == TUI_HWF_NODES ? s->hw.nodes : s->hw.n_gpus;
-        return dir > 0 ? v < hi : v > lo;
-    }
-    if (s->screen == TUI_SCR_WORKLOAD) {
-        const struct workload *w = &s->wl;
-        int64_t v;
-        switch (row) {
-        case TUI_WLF_TASK:
-            return true;
-        case TUI_WLF_SEQ:
-            v = w->seq;
-            break;
-        case TUI_WLF_GLOBAL_BATCH:
-            v = w->global_batch;
-            break;
-        case TUI_WLF_TOKENS:
-            v = w->tokens_total;
-            break;
-        case TUI_WLF_BATCH:
-            v = w->batch;
-            break;
-        case TUI_WLF_PROMPT:
-            v = w->prompt_len;
-            break;
-        case TUI_WLF_GEN:
-            v = w->gen_len;
-            break;
-        case TUI_WLF_STEPS:
-            v = s->steps;
-            break;
-        default:
-            return false;
-        }
-        return dir > 0 ? v < hi : v > lo;
-    }
-    if (s->screen == TUI_SCR_EDITOR)
-        return s->have_plan && plan_knob_can_move(s, dir);
-    return false;
-}
 
 static bool text_active(const struct tui_state *s)
 {
@@ -1207,7 +628,7 @@ bool tui_action_works_here(const struct tui_state *s, enum tui_action a)
         return s->focus ? true : sel + 1 < rows;
     case TUI_ACT_LEFT:
     case TUI_ACT_RIGHT:
-        return none && s->focus == 0 && field_can_move(s, a == TUI_ACT_RIGHT ? 1 : -1);
+        return none && s->focus == 0 && ts_field_can_move(s, a == TUI_ACT_RIGHT ? 1 : -1);
     case TUI_ACT_NEXT_PANE:
         return none;
     case TUI_ACT_SELECT:
@@ -1216,14 +637,14 @@ bool tui_action_works_here(const struct tui_state *s, enum tui_action a)
         if (prompt || confirm)
             return true;
         if (s->screen == TUI_SCR_HARDWARE)
-            return sel == TUI_HWF_SOURCE || (is_numeric_field(s->screen, sel) &&
-                                             (field_can_move(s, 1) || field_can_move(s, -1)));
+            return sel == TUI_HWF_SOURCE || (ts_is_numeric_field(s->screen, sel) &&
+                                             (ts_field_can_move(s, 1) || ts_field_can_move(s, -1)));
         if (s->screen == TUI_SCR_WORKLOAD)
             return sel != TUI_WLF_TASK;
         if (s->screen == TUI_SCR_PLANS)
             return rows > 0;
         if (s->screen == TUI_SCR_EDITOR)
-            return s->have_plan && is_numeric_field(s->screen, sel);
+            return s->have_plan && ts_is_numeric_field(s->screen, sel);
         return false;
     case TUI_ACT_BACK:
         return !none || s->prev_screen != s->screen;
@@ -1265,69 +686,8 @@ static void goto_screen(struct tui_state *s, enum tui_screen scr)
         run_search(s);
     if (scr == TUI_SCR_EXPLAIN) {
         s->sel[TUI_SCR_EXPLAIN] = s->sel[TUI_SCR_EDITOR];
-        compute_whatifs(s);
+        ts_compute_whatifs(s);
     }
-}
-
-static void move_field(struct tui_state *s, int dir)
-{
-    int row = s->sel[s->screen];
-    if (s->screen == TUI_SCR_EDITOR) {
-        knob_move(&s->plan.strategy, row, dir, devices_of(&s->plan.hardware));
-        s->unsaved = true;
-        reestimate(s);
-        return;
-    }
-    if (s->screen == TUI_SCR_WORKLOAD && row == TUI_WLF_TASK) {
-        s->task = (enum tui_task)cycle(s->task, dir, 3);
-        inputs_changed(s, true);
-        return;
-    }
-    int64_t lo, hi, v = 0;
-    field_range(s->screen, row, &lo, &hi);
-    if (s->screen == TUI_SCR_HARDWARE)
-        v = row == TUI_HWF_NODES ? s->hw.nodes : s->hw.n_gpus;
-    else {
-        switch (row) {
-        case TUI_WLF_SEQ:
-            v = s->wl.seq;
-            break;
-        case TUI_WLF_GLOBAL_BATCH:
-            v = s->wl.global_batch;
-            break;
-        case TUI_WLF_TOKENS:
-            v = s->wl.tokens_total;
-            break;
-        case TUI_WLF_BATCH:
-            v = s->wl.batch;
-            break;
-        case TUI_WLF_PROMPT:
-            v = s->wl.prompt_len;
-            break;
-        case TUI_WLF_GEN:
-            v = s->wl.gen_len;
-            break;
-        case TUI_WLF_STEPS:
-            v = s->steps;
-            break;
-        }
-    }
-    bool decades = s->screen == TUI_SCR_WORKLOAD && (row == TUI_WLF_TOKENS || row == TUI_WLF_STEPS);
-    int64_t nv;
-    if (decades)
-        nv = (row == TUI_WLF_TOKENS && v == 0 && dir > 0)       ? 1000000
-             : (row == TUI_WLF_TOKENS && v <= 1000000 && dir < 0) ? 0
-                                                                 : step_125(v, dir, lo, hi);
-    else if (s->screen == TUI_SCR_HARDWARE && row == TUI_HWF_GPUS)
-        nv = v + dir;
-    else
-        nv = step_pow2((int)(v > (1 << 30) ? (1 << 30) : v), dir, (int)lo,
-                       (int)(hi > (1 << 30) ? (1 << 30) : hi));
-    if (nv < lo)
-        nv = lo;
-    if (nv > hi)
-        nv = hi;
-    set_number(s, s->screen, row, nv);
 }
 
 static void select_item(struct tui_state *s)
@@ -1366,7 +726,7 @@ static void select_item(struct tui_state *s)
         const struct search_plan *sp = &s->search.plans[row];
         s->plan.strategy = sp->strategy;
         s->unsaved = true;
-        reestimate(s);
+        ts_reestimate(s);
         goto_screen(s, TUI_SCR_EDITOR);
         say(s, false, "plan %d in the editor: change any knob; s saves it", row + 1);
         return;
@@ -1450,21 +810,7 @@ static int apply_modal(struct tui_state *s, enum tui_action a)
     }
     s->prompt_kind = TUI_PROMPT_EXPORT;
     sw_strlcpy(s->input, s->export_path, sizeof(s->input));
-    /* prompt_done's export path with the file known to exist: write it */
-    struct sw_err err;
-    sw_err_init(&err);
-    struct plan *p = sw_xmalloc(sizeof(*p));
-    *p = s->plan;
-    p->estimate = s->est;
-    p->has_estimate = s->est_ok;
-    if (s->ops->plan_save(s->export_path, p, &err) < 0) {
-        say(s, true, "could not write %s: %s", s->export_path, err.msg);
-    } else {
-        s->unsaved = false;
-        say(s, false, "wrote plan to %s (micro_batch %d)", s->export_path,
-            s->plan.strategy.micro_batch);
-    }
-    free(p);
+    export_write(s); /* "yes" to overwrite the file that exists */
     return 0;
 }
 
@@ -1528,7 +874,7 @@ int tui_state_apply(struct tui_state *s, enum tui_action a)
     }
     case TUI_ACT_LEFT:
     case TUI_ACT_RIGHT:
-        move_field(s, a == TUI_ACT_RIGHT ? 1 : -1);
+        ts_move_field(s, a == TUI_ACT_RIGHT ? 1 : -1);
         return 0;
     case TUI_ACT_NEXT_PANE:
         s->focus = !s->focus;
@@ -1547,7 +893,7 @@ int tui_state_apply(struct tui_state *s, enum tui_action a)
         if (s->hw_ok)
             say(s, false, "measured: %.1f GFLOP/s fp32, %.1f GB/s triad",
                 s->hw_base.cpu.measured_fp32_flops / 1e9, s->hw_base.cpu.triad_bytes_per_s / 1e9);
-        inputs_changed(s, false);
+        ts_inputs_changed(s, false);
         return 0;
     case TUI_ACT_RUN_START:
         run_start(s, NULL);
@@ -1561,7 +907,8 @@ int tui_state_apply(struct tui_state *s, enum tui_action a)
     case TUI_ACT_RUN_RESUME: {
         char ckpt[PLAN_PATH_MAX];
         if (s->ops->run_latest_ckpt(s->run.out_dir, ckpt, sizeof(ckpt), &err) < 0 || !ckpt[0]) {
-            say(s, true, "cannot resume: %s", ckpt[0] ? err.msg : "no checkpoint in the run directory");
+            say(s, true, "cannot resume: %s",
+                ckpt[0] ? err.msg : "no checkpoint in the run directory");
             s->run.status = TUI_RUN_FAILED;
             return 0;
         }

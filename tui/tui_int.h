@@ -54,6 +54,20 @@ void tv_clear(WINDOW *win, const struct tui_rect *r);
 void tv_text(WINDOW *win, int y, int x, int w, enum tui_role role, const char *text);
 void tv_textf(WINDOW *win, int y, int x, int w, enum tui_role role, const char *fmt, ...)
     __attribute__((format(printf, 6, 7)));
+/* A column of lines in a pane (the right pane of a screen), scrolled by `scroll` rows: a line is
+ * drawn only while it falls below the title row and inside the pane, and counted either way so
+ * the scroll stays exact. x and w are the text's column and width; y is the next line's row. */
+struct tv_column {
+    WINDOW *win;
+    int x, w;
+    int top, end; /* the title row and one past the last row */
+    int y;
+};
+void tv_column_init(struct tv_column *c, WINDOW *win, const struct tui_rect *p, int scroll);
+bool tv_column_visible(const struct tv_column *c);
+/* Draw one formatted line at c->y (when visible) and move to the next row. */
+void tv_line(struct tv_column *c, enum tui_role role, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 /* A pane title on the first row of r; focused panes are highlighted. */
 void tv_pane_title(WINDOW *win, const struct tui_rect *r, const char *title, bool focused);
 /* A box around r with the title on its top edge; the inside is cleared. */

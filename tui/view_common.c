@@ -1,7 +1,8 @@
-/* Drawing helpers every view shares (clipped text, pane titles, the stacked memory bar, the
- * field list, the estimate block, number formats) and tui_draw, which lays the screen out and
- * draws the dirty regions of the current screen. Used by the loop and, unchanged, by the golden
- * tests on an off-screen terminal. Views read the state; they never change it. */
+/* Drawing helpers every view shares (clipped text, pane titles, a scrolled column of lines, the
+ * stacked memory bar, the field list, the estimate block, number formats) and tui_draw, which
+ * lays the screen out and draws the dirty regions of the current screen. Used by the loop and,
+ * unchanged, by the golden tests on an off-screen terminal. Views read the state; they never
+ * change it. */
 #ifdef SW_HAVE_NCURSES
 
 #include "tui/tui_int.h"
@@ -54,6 +55,34 @@ void tv_textf(WINDOW *win, int y, int x, int w, enum tui_role role, const char *
     vsnprintf(buf, sizeof(buf), fmt, ap);
     va_end(ap);
     tv_text(win, y, x, w, role, buf);
+}
+
+void tv_column_init(struct tv_column *c, WINDOW *win, const struct tui_rect *p, int scroll)
+{
+    c->win = win;
+    c->x = p->x + 2;
+    c->w = p->w - 3;
+    c->top = p->y;
+    c->end = p->y + p->h;
+    c->y = p->y + 1 - scroll;
+}
+
+bool tv_column_visible(const struct tv_column *c)
+{
+    return c->y > c->top && c->y < c->end;
+}
+
+void tv_line(struct tv_column *c, enum tui_role role, const char *fmt, ...)
+{
+    if (tv_column_visible(c)) {
+        char buf[1024];
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(buf, sizeof(buf), fmt, ap);
+        va_end(ap);
+        tv_text(c->win, c->y, c->x, c->w, role, buf);
+    }
+    c->y++;
 }
 
 void tv_separator(WINDOW *win, const struct tui_rect *r)

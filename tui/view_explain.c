@@ -17,26 +17,22 @@ void view_explain_draw(WINDOW *win, const struct tui_rects *r, const struct tui_
     tv_field_list(win, &r->left, s, TUI_SCR_EXPLAIN);
     const struct tui_rect *p = &r->right;
     tv_pane_title(win, p, "Why, and what if", s->focus == 1);
-    int x = p->x + 2, w = p->w - 3, y = p->y + 1 - s->scroll[TUI_SCR_EXPLAIN], end = p->y + p->h;
+    struct tv_column col;
+    tv_column_init(&col, win, p, s->scroll[TUI_SCR_EXPLAIN]);
     char a[48];
-#define LINE(role, ...)                                                                            \
-    do {                                                                                           \
-        if (y > p->y && y < end)                                                                   \
-            tv_textf(win, y, x, w, role, __VA_ARGS__);                                             \
-        y++;                                                                                       \
-    } while (0)
     if (!s->have_plan) {
-        LINE(ROLE_DIM, "no plan: choose a model (w) and hardware (d)");
+        tv_line(&col, ROLE_DIM, "no plan: choose a model (w) and hardware (d)");
         return;
     }
     if (s->est_ok)
-        LINE(s->est.fits ? ROLE_OK : ROLE_OVER_BUDGET, "%snow: %.2f GiB per device, %s tokens/s",
-             s->est.fits ? "" : "! OVER BUDGET ", s->est.dev.total / GIB,
-             tv_fmt_count(s->plan.workload.task == TASK_TRAIN ? s->est.tokens_per_s
-                                                               : s->est.infer_tokens_per_s,
-                          a, sizeof(a)));
+        tv_line(&col, s->est.fits ? ROLE_OK : ROLE_OVER_BUDGET,
+                "%snow: %.2f GiB per device, %s tokens/s", s->est.fits ? "" : "! OVER BUDGET ",
+                s->est.dev.total / GIB,
+                tv_fmt_count(s->plan.workload.task == TASK_TRAIN ? s->est.tokens_per_s
+                                                                 : s->est.infer_tokens_per_s,
+                             a, sizeof(a)));
     else
-        LINE(ROLE_OVER_BUDGET, "! INVALID now: %s", s->est_error);
+        tv_line(&col, ROLE_OVER_BUDGET, "! INVALID now: %s", s->est_error);
     int knob = s->sel[TUI_SCR_EXPLAIN];
     int shown = 0;
     for (int i = 0; i < s->n_whatif; i++) {
@@ -45,31 +41,31 @@ void view_explain_draw(WINDOW *win, const struct tui_rects *r, const struct tui_
             continue;
         shown++;
         if (!wf->valid) {
-            LINE(ROLE_WARN, "if %s: ! breaks a rule: %s", wf->change, wf->reason);
+            tv_line(&col, ROLE_WARN, "if %s: ! breaks a rule: %s", wf->change, wf->reason);
             continue;
         }
-        double tps = s->plan.workload.task == TASK_TRAIN ? wf->tokens_per_s : wf->infer_tokens_per_s;
-        LINE(wf->fits ? ROLE_NORMAL : ROLE_OVER_BUDGET, "if %s: %.2f GiB%s, %s tokens/s",
-             wf->change, wf->total_bytes / GIB, wf->fits ? "" : " ! OVER BUDGET",
-             tv_fmt_count(tps, a, sizeof(a)));
+        double tps =
+            s->plan.workload.task == TASK_TRAIN ? wf->tokens_per_s : wf->infer_tokens_per_s;
+        tv_line(&col, wf->fits ? ROLE_NORMAL : ROLE_OVER_BUDGET, "if %s: %.2f GiB%s, %s tokens/s",
+                wf->change, wf->total_bytes / GIB, wf->fits ? "" : " ! OVER BUDGET",
+                tv_fmt_count(tps, a, sizeof(a)));
     }
     if (!shown)
-        LINE(ROLE_DIM, "this knob cannot move from here");
-    LINE(ROLE_HEADING, "reasons");
+        tv_line(&col, ROLE_DIM, "this knob cannot move from here");
+    tv_line(&col, ROLE_HEADING, "reasons");
     if (s->est_ok)
         for (int i = 0; i < s->est.n_reasons; i++)
-            LINE(ROLE_NORMAL, "- %s", s->est.reasons[i]);
-    y++;
-    LINE(ROLE_HEADING, "same numbers without the TUI");
+            tv_line(&col, ROLE_NORMAL, "- %s", s->est.reasons[i]);
+    col.y++;
+    tv_line(&col, ROLE_HEADING, "same numbers without the TUI");
     char cmd[1024];
     tui_state_cli_command(s, cmd, sizeof(cmd));
     /* wrap the command over the pane's width */
     for (size_t off = 0, len = strlen(cmd); off < len;) {
-        size_t n = len - off > (size_t)w ? (size_t)w : len - off;
-        LINE(ROLE_DIM, "%.*s", (int)n, cmd + off);
+        size_t n = len - off > (size_t)col.w ? (size_t)col.w : len - off;
+        tv_line(&col, ROLE_DIM, "%.*s", (int)n, cmd + off);
         off += n;
     }
-#undef LINE
 }
 
 #endif /* SW_HAVE_NCURSES */

@@ -30,82 +30,77 @@ void view_hardware_draw(WINDOW *win, const struct tui_rects *r, const struct tui
     tv_field_list(win, &r->left, s, TUI_SCR_HARDWARE);
     const struct tui_rect *p = &r->right;
     tv_pane_title(win, p, "Machine", s->focus == 1);
-    int x = p->x + 2, w = p->w - 3, y = p->y + 1 - s->scroll[TUI_SCR_HARDWARE], end = p->y + p->h;
+    struct tv_column col;
+    tv_column_init(&col, win, p, s->scroll[TUI_SCR_HARDWARE]);
     char buf[256], a[48];
-#define LINE(role, ...)                                                                            \
-    do {                                                                                           \
-        if (y > p->y && y < end)                                                                   \
-            tv_textf(win, y, x, w, role, __VA_ARGS__);                                             \
-        y++;                                                                                       \
-    } while (0)
     if (!s->hw_ok) {
-        LINE(ROLE_OVER_BUDGET, "! hardware unavailable: %s", s->hw_error);
+        tv_line(&col, ROLE_OVER_BUDGET, "! hardware unavailable: %s", s->hw_error);
         return;
     }
     const struct hardware *hw = &s->hw;
     const struct hw_cpu *c = &hw->cpu;
-    LINE(ROLE_TITLE, "%s", hw->description[0] ? hw->description : hw->name);
-    LINE(ROLE_NORMAL, "CPU      %s", (c->known & HW_CPU_MODEL) ? c->model : "n/a");
+    tv_line(&col, ROLE_TITLE, "%s", hw->description[0] ? hw->description : hw->name);
+    tv_line(&col, ROLE_NORMAL, "CPU      %s", (c->known & HW_CPU_MODEL) ? c->model : "n/a");
     if (c->known & HW_CPU_TOPOLOGY)
-        LINE(ROLE_NORMAL, "cores    %d socket x %d cores x %d threads, %d usable", c->sockets,
-             c->cores_per_socket, c->threads_per_core, c->usable_cpus);
+        tv_line(&col, ROLE_NORMAL, "cores    %d socket x %d cores x %d threads, %d usable",
+                c->sockets, c->cores_per_socket, c->threads_per_core, c->usable_cpus);
     else
-        LINE(ROLE_NORMAL, "cores    n/a");
+        tv_line(&col, ROLE_NORMAL, "cores    n/a");
     isa_text(c->isa, buf, sizeof(buf));
-    LINE(ROLE_NORMAL, "ISA      %s", (c->known & HW_CPU_ISA) ? buf : "n/a");
+    tv_line(&col, ROLE_NORMAL, "ISA      %s", (c->known & HW_CPU_ISA) ? buf : "n/a");
     if (c->known & HW_CPU_PEAK)
-        LINE(ROLE_NORMAL, "peak     %.1f GFLOP/s fp32, %.1f GFLOP/s bf16", c->peak_fp32_flops / 1e9,
-             c->peak_bf16_flops / 1e9);
+        tv_line(&col, ROLE_NORMAL, "peak     %.1f GFLOP/s fp32, %.1f GFLOP/s bf16",
+                c->peak_fp32_flops / 1e9, c->peak_bf16_flops / 1e9);
     else
-        LINE(ROLE_NORMAL, "peak     n/a");
+        tv_line(&col, ROLE_NORMAL, "peak     n/a");
     if (c->known & HW_CPU_MEASURED)
-        LINE(ROLE_NORMAL, "measured %.1f GFLOP/s fp32 (FMA loop), triad %.1f GB/s",
-             c->measured_fp32_flops / 1e9, c->triad_bytes_per_s / 1e9);
+        tv_line(&col, ROLE_NORMAL, "measured %.1f GFLOP/s fp32 (FMA loop), triad %.1f GB/s",
+                c->measured_fp32_flops / 1e9, c->triad_bytes_per_s / 1e9);
     else
-        LINE(ROLE_DIM, "measured n/a (press m to measure)");
+        tv_line(&col, ROLE_DIM, "measured n/a (press m to measure)");
     const struct hw_memory *m = &hw->mem;
     if (m->known & HW_MEM_TOTAL)
-        LINE(ROLE_NORMAL, "memory   %.2f GiB total, %.2f GiB usable", m->total_bytes / GIB,
-             m->usable_bytes / GIB);
+        tv_line(&col, ROLE_NORMAL, "memory   %.2f GiB total, %.2f GiB usable", m->total_bytes / GIB,
+                m->usable_bytes / GIB);
     else
-        LINE(ROLE_NORMAL, "memory   n/a");
-    LINE(ROLE_NORMAL, "shape    %d node%s x %d GPU%s = %d device%s", hw->nodes,
-         hw->nodes == 1 ? "" : "s", hw->n_gpus, hw->n_gpus == 1 ? "" : "s",
-         hw->n_gpus ? hw->nodes * hw->n_gpus : hw->nodes,
-         (hw->n_gpus ? hw->nodes * hw->n_gpus : hw->nodes) == 1 ? "" : "s");
+        tv_line(&col, ROLE_NORMAL, "memory   n/a");
+    tv_line(&col, ROLE_NORMAL, "shape    %d node%s x %d GPU%s = %d device%s", hw->nodes,
+            hw->nodes == 1 ? "" : "s", hw->n_gpus, hw->n_gpus == 1 ? "" : "s",
+            hw->n_gpus ? hw->nodes * hw->n_gpus : hw->nodes,
+            (hw->n_gpus ? hw->nodes * hw->n_gpus : hw->nodes) == 1 ? "" : "s");
     if (hw->nodes > 1)
-        LINE(ROLE_NORMAL, "network  %.1f GB/s per node", hw->inter_bytes_per_s / 1e9);
+        tv_line(&col, ROLE_NORMAL, "network  %.1f GB/s per node", hw->inter_bytes_per_s / 1e9);
     if (hw->n_gpus == 0) {
-        LINE(ROLE_DIM, "GPUs     none%s%s", hw->gpu_status[0] ? ": " : "", hw->gpu_status);
+        tv_line(&col, ROLE_DIM, "GPUs     none%s%s", hw->gpu_status[0] ? ": " : "", hw->gpu_status);
     } else {
-        LINE(ROLE_HEADING, "GPU  name                         memory   CC   bf16 TFLOP/s");
+        tv_line(&col, ROLE_HEADING, "GPU  name                         memory   CC   bf16 TFLOP/s");
         for (int i = 0; i < hw->n_gpus; i++) {
             const struct hw_gpu *g = &hw->gpus[i];
             char mem[32] = "n/a";
             if (g->known & HW_GPU_MEM_TOTAL)
                 snprintf(mem, sizeof(mem), "%.1f GiB", g->mem_total_bytes / GIB);
-            LINE(ROLE_NORMAL, "%-4d %-28.28s %9s  %d.%d  %7.1f", i, g->name, mem, g->cc_major,
-                 g->cc_minor, g->peak_flops[HW_DT_BF16] / 1e12);
+            tv_line(&col, ROLE_NORMAL, "%-4d %-28.28s %9s  %d.%d  %7.1f", i, g->name, mem,
+                    g->cc_major, g->cc_minor, g->peak_flops[HW_DT_BF16] / 1e12);
         }
         if (hw->n_gpus > 1) {
-            LINE(ROLE_HEADING, "links (GPU x GPU)");
+            tv_line(&col, ROLE_HEADING, "links (GPU x GPU)");
             for (int i = 0; i < hw->n_gpus; i++) {
                 int used = snprintf(buf, sizeof(buf), "%-4d", i);
                 for (int j = 0; j < hw->n_gpus && used < (int)sizeof(buf); j++)
                     used += snprintf(buf + used, sizeof(buf) - (size_t)used, " %-5.5s",
                                      i == j ? "X" : hw_link_name(hw->link[i][j]));
-                LINE(ROLE_NORMAL, "%s", buf);
+                tv_line(&col, ROLE_NORMAL, "%s", buf);
             }
         }
-        LINE(ROLE_NORMAL, "links    %.1f GB/s GPU-GPU, %.1f GB/s host-GPU",
-             hw->intra_bytes_per_s / 1e9, hw->pcie_bytes_per_s / 1e9);
+        tv_line(&col, ROLE_NORMAL, "links    %.1f GB/s GPU-GPU, %.1f GB/s host-GPU",
+                hw->intra_bytes_per_s / 1e9, hw->pcie_bytes_per_s / 1e9);
     }
-    LINE(ROLE_NORMAL, "NCCL %s   MPI %s", hw->nccl_available ? hw->nccl_version : "no",
-         hw->mpi_available ? "yes" : "no");
-    y++;
-    LINE(ROLE_DIM, "headless: %s", tui_field_headless(TUI_SCR_HARDWARE, s->sel[TUI_SCR_HARDWARE]));
+    tv_line(&col, ROLE_NORMAL, "NCCL %s   MPI %s", hw->nccl_available ? hw->nccl_version : "no",
+            hw->mpi_available ? "yes" : "no");
+    col.y++;
+    tv_line(&col, ROLE_DIM, "headless: %s",
+            tui_field_headless(TUI_SCR_HARDWARE, s->sel[TUI_SCR_HARDWARE]));
     (void)a;
-#undef LINE
 }
 
 #endif /* SW_HAVE_NCURSES */

@@ -55,48 +55,44 @@ void view_plans_draw(WINDOW *win, const struct tui_rects *r, const struct tui_st
     const struct search_plan *sp = &res->plans[sel < res->n_plans ? sel : 0];
     const struct estimate *e = &sp->estimate;
     const struct strategy *st = &sp->strategy;
-    int x = p->x + 2, w = p->w - 3, y = p->y + 1 - s->scroll[TUI_SCR_PLANS], end = p->y + p->h;
-#define LINE(role, ...)                                                                            \
-    do {                                                                                           \
-        if (y > p->y && y < end)                                                                   \
-            tv_textf(win, y, x, w, role, __VA_ARGS__);                                             \
-        y++;                                                                                       \
-    } while (0)
-    LINE(ROLE_TITLE, "plan %d of %d  (Enter: open in the editor)", sel + 1, res->n_plans);
-    LINE(ROLE_NORMAL, "%s dp=%d tp=%d pp=%d zero=%d %s %s", device_name(st->device), st->dp,
-         st->tp, st->pp, st->zero, precision_name(st->precision), optimizer_name(st->optimizer));
-    LINE(ROLE_NORMAL, "micro-batch %d x accum %d, recompute %s, %s%s%s", st->micro_batch,
-         st->grad_accum, recompute_name(st->recompute), attention_name(st->attention),
-         st->offload_optimizer ? ", offload opt" : "", st->lora_rank ? ", LoRA" : "");
+    struct tv_column col;
+    tv_column_init(&col, win, p, s->scroll[TUI_SCR_PLANS]);
+    tv_line(&col, ROLE_TITLE, "plan %d of %d  (Enter: open in the editor)", sel + 1, res->n_plans);
+    tv_line(&col, ROLE_NORMAL, "%s dp=%d tp=%d pp=%d zero=%d %s %s", device_name(st->device),
+            st->dp, st->tp, st->pp, st->zero, precision_name(st->precision),
+            optimizer_name(st->optimizer));
+    tv_line(&col, ROLE_NORMAL, "micro-batch %d x accum %d, recompute %s, %s%s%s", st->micro_batch,
+            st->grad_accum, recompute_name(st->recompute), attention_name(st->attention),
+            st->offload_optimizer ? ", offload opt" : "", st->lora_rank ? ", LoRA" : "");
     if (e->fits)
-        LINE(ROLE_OK, "fits: %.2f of %.2f GiB per device", e->dev.total / GIB,
-             e->capacity_bytes / GIB);
+        tv_line(&col, ROLE_OK, "fits: %.2f of %.2f GiB per device", e->dev.total / GIB,
+                e->capacity_bytes / GIB);
     else
-        LINE(ROLE_OVER_BUDGET, "! OVER BUDGET: %.2f of %.2f GiB per device", e->dev.total / GIB,
-             e->capacity_bytes / GIB);
-    if (y > p->y && y < end)
-        tv_mem_bar(win, y, x, w, &e->dev, e->capacity_bytes);
-    y++;
-    if (y > p->y && y < end)
-        tv_mem_legend(win, y, x, w);
-    y++;
+        tv_line(&col, ROLE_OVER_BUDGET, "! OVER BUDGET: %.2f of %.2f GiB per device",
+                e->dev.total / GIB, e->capacity_bytes / GIB);
+    if (tv_column_visible(&col))
+        tv_mem_bar(win, col.y, col.x, col.w, &e->dev, e->capacity_bytes);
+    col.y++;
+    if (tv_column_visible(&col))
+        tv_mem_legend(win, col.y, col.x, col.w);
+    col.y++;
     if (train) {
-        LINE(ROLE_NORMAL, "%s tokens/s  MFU %.1f%%  step %s", tv_fmt_count(e->tokens_per_s, a, sizeof(a)),
-             e->mfu * 100, tv_fmt_seconds(e->step_time_s, b, sizeof(b)));
+        tv_line(&col, ROLE_NORMAL, "%s tokens/s  MFU %.1f%%  step %s",
+                tv_fmt_count(e->tokens_per_s, a, sizeof(a)), e->mfu * 100,
+                tv_fmt_seconds(e->step_time_s, b, sizeof(b)));
         if (e->time_to_train_s > 0)
-            LINE(ROLE_NORMAL, "time to train %s (%.0f GPU-hours)",
-                 tv_fmt_seconds(e->time_to_train_s, a, sizeof(a)), e->gpu_hours);
+            tv_line(&col, ROLE_NORMAL, "time to train %s (%.0f GPU-hours)",
+                    tv_fmt_seconds(e->time_to_train_s, a, sizeof(a)), e->gpu_hours);
         else
-            LINE(ROLE_DIM, "time to train: set 'tokens to train' on the Workload screen");
+            tv_line(&col, ROLE_DIM, "time to train: set 'tokens to train' on the Workload screen");
     } else {
-        LINE(ROLE_NORMAL, "TTFT %s  decode %s/token  %.1f tokens/s",
-             tv_fmt_seconds(e->ttft_s, a, sizeof(a)),
-             tv_fmt_seconds(e->decode_s_per_token, b, sizeof(b)), e->infer_tokens_per_s);
+        tv_line(&col, ROLE_NORMAL, "TTFT %s  decode %s/token  %.1f tokens/s",
+                tv_fmt_seconds(e->ttft_s, a, sizeof(a)),
+                tv_fmt_seconds(e->decode_s_per_token, b, sizeof(b)), e->infer_tokens_per_s);
     }
-    LINE(ROLE_HEADING, "why");
+    tv_line(&col, ROLE_HEADING, "why");
     for (int i = 0; i < e->n_reasons; i++)
-        LINE(ROLE_NORMAL, "- %s", e->reasons[i]);
-#undef LINE
+        tv_line(&col, ROLE_NORMAL, "- %s", e->reasons[i]);
 }
 
 #endif /* SW_HAVE_NCURSES */
