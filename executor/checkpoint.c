@@ -13,8 +13,12 @@
  * Saving goes through sft_writer_save (temporary file, fsync, rename, directory fsync): a kill
  * during a save leaves any previous file intact. Loading checks everything (version, shape,
  * plan hash, every tensor, the checksum) before writing a byte into the model, so a refused
- * file changes nothing. Transposed tensors need a temporary buffer at save and load time
- * (their total size at save, the largest one at load); no buffer outlives the call.
+ * file changes nothing. Memory beyond the model and optimizer stays bounded: at save, Conv1D
+ * weights are transposed CKPT_CHUNK_BYTES at a time (once for the checksum, once more as the
+ * writer pulls them through sft_writer_add_fill); at load, the checksum is computed over
+ * CKPT_CHUNK_BYTES reads and sharded optimizer state is read range by range straight into the
+ * shard, so only a transposed weight (the largest one) goes through a whole-tensor temporary.
+ * No buffer outlives the call.
  * Which files to keep and the latest.txt pointer are run.c's business. */
 #include "executor/executor.h"
 
@@ -188,12 +192,46 @@ static uint64_t tensor_hash(const char *name, const void *data, size_t bytes)
     return data_fnv1a64(h, data, bytes);
 }
 
+/* Bytes per step through the save's and the checksum's scratch buffers: bounds the memory a
+ * save or load adds (a GPT-2 124M save used to transpose every weight at once, ~340 MB). */
+#define CKPT_CHUNK_BYTES SFT_FILL_CHUNK_BYTES
+
 /* dst(cols, rows) = src(rows, cols)ᵀ. */
 static void transpose(float *dst, const float *src, int64_t rows, int64_t cols)
 {
     for (int64_t r = 0; r < rows; r++)
         for (int64_t c = 0; c < cols; c++)
             dst[c * rows + r] = src[r * cols + c];
+}
+
+/* dst[0..n) = elements [k0, k0 + n) of src(rows, cols)ᵀ in row-major order: element k is
+ * src[k % rows][k / rows]. Reads each source row contiguously over the columns the range
+ * covers. */
+static void transpose_range(float *dst, const float *src, int64_t rows, int64_t cols, int64_t k0,
+                            int64_t n)
+{
+    int64_t k1 = k0 + n, c_lo = k0 / rows, c_hi = (k1 - 1) / rows;
+    for (int64_t r = 0; r < rows; r++) {
+        const float *s = src + r * cols;
+        for (int64_t c = c_lo; c <= c_hi; c++) {
+            int64_t k = c * rows + r;
+            if (k >= k0 && k < k1)
+                dst[k - k0] = s[c];
+        }
+    }
+}
+
+/* sft_fill_fn of a Conv1D weight in HF's (in, out) layout; ctx is its struct exec_tensor. */
+static int transposed_fill(void *ctx, uint64_t off_bytes, void *dst, size_t n_bytes,
+                           struct sw_err *err)
+{
+    (void)err;
+    const struct exec_tensor *t = ctx;
+    SW_ASSERT(off_bytes % sizeof(float) == 0 && n_bytes % sizeof(float) == 0);
+    if (n_bytes)
+        transpose_range(dst, t->data, t->shape[0], t->shape[1],
+                        (int64_t)(off_bytes / sizeof(float)), (int64_t)(n_bytes / sizeof(float)));
+    return 0;
 }
 
 /* The shape a tensor has in HF files. */
@@ -217,34 +255,44 @@ static int save_bufs(const char *path, const struct exec_model *m,
                      const struct exec_optim_buf *bufs, int n_bufs, const char *optim_name,
                      int64_t optim_step, const struct exec_ckpt_meta *meta, struct sw_err *err)
 {
-    size_t t_floats = 0;
+    size_t t_bytes = 0; /* the largest transposed weight, capped at one chunk */
     for (int i = 0; i < m->n_tensors; i++)
-        if (m->tensors[i].hf_transposed && m->tensors[i].ndim == 2)
-            t_floats += m->tensors[i].numel;
+        if (m->tensors[i].hf_transposed && m->tensors[i].ndim == 2 &&
+            m->tensors[i].numel * sizeof(float) > t_bytes)
+            t_bytes = m->tensors[i].numel * sizeof(float);
+    t_bytes = t_bytes < CKPT_CHUNK_BYTES ? t_bytes : CKPT_CHUNK_BYTES;
     float *tbuf = NULL;
-    if (t_floats) {
-        tbuf = sw_try_malloc(t_floats * sizeof(float), "checkpoint transpose buffer", err);
-        if (!tbuf)
-            return SW_ENOMEM;
-    }
+    if (t_bytes && !(tbuf = sw_try_malloc(t_bytes, "checkpoint transpose buffer", err)))
+        return SW_ENOMEM;
     struct sft_writer *w = sft_writer_new();
     uint64_t sum = 0;
     int rc = 0;
-    size_t toff = 0;
     for (int i = 0; i < m->n_tensors && rc == 0; i++) {
         const struct exec_tensor *t = &m->tensors[i];
         int64_t shape[2];
         int nd = hf_shape(t, shape);
-        const float *data = t->data;
-        if (t->hf_transposed && t->ndim == 2) {
-            float *dst = tbuf + toff;
-            transpose(dst, t->data, t->shape[0], t->shape[1]);
-            toff += t->numel;
-            data = dst;
+        size_t nb = t->numel * sizeof(float);
+        if (!(t->hf_transposed && t->ndim == 2)) {
+            rc = sft_writer_add(w, t->name, SFT_F32, nd, shape, t->data, err);
+            sum += tensor_hash(t->name, t->data, nb);
+            continue;
         }
-        rc = sft_writer_add(w, t->name, SFT_F32, nd, shape, data, err);
-        sum += tensor_hash(t->name, data, t->numel * sizeof(float));
+        /* The checksum covers the bytes as written: hash the transposed copy chunk by chunk
+         * now (the header, checksum included, precedes the data), and let the writer
+         * regenerate the same bytes. The writer only reads t (the cast drops const for the
+         * callback's generic context). */
+        rc = sft_writer_add_fill(w, t->name, SFT_F32, nd, shape, transposed_fill,
+                                 (void *)(uintptr_t)t, err);
+        uint64_t h = data_fnv1a64(DATA_FNV1A64_INIT, t->name, strlen(t->name));
+        for (size_t at = 0; at < nb && rc == 0; at += t_bytes) {
+            size_t n = nb - at < t_bytes ? nb - at : t_bytes;
+            rc = transposed_fill((void *)(uintptr_t)t, at, tbuf, n, err);
+            h = data_fnv1a64(h, tbuf, n);
+        }
+        sum += h;
     }
+    free(tbuf); /* the writer brings its own chunk buffer */
+    tbuf = NULL;
     char nm[160];
     for (int i = 0; i < n_bufs && rc == 0; i++) {
         const struct exec_optim_buf *b = &bufs[i];
@@ -279,7 +327,6 @@ static int save_bufs(const char *path, const struct exec_model *m,
     if (rc == 0)
         rc = sft_writer_save(w, path, err);
     sft_writer_free(w);
-    free(tbuf);
     return rc;
 }
 
@@ -671,21 +718,28 @@ static int verify_checksum(const struct sft_file *f, struct sw_err *err)
     const char *want = sft_meta_get(f, "checksum");
     if (!want)
         return sw_err_at(err, SW_EPARSE, sft_path(f), 0, 0, "metadata 'checksum' is missing");
+    /* Read CKPT_CHUNK_BYTES at a time (less for a small file): FNV-1a streams, so the
+     * hash is the same as over each tensor whole. */
     uint64_t mx = 0;
     for (size_t i = 0; i < sft_count(f); i++)
         if (sft_tensor_bytes(sft_at(f, i)) > mx)
             mx = sft_tensor_bytes(sft_at(f, i));
-    void *buf = sw_try_malloc(mx ? (size_t)mx : 1, "checkpoint checksum buffer", err);
+    size_t chunk = mx < CKPT_CHUNK_BYTES ? (size_t)mx : CKPT_CHUNK_BYTES;
+    void *buf = sw_try_malloc(chunk ? chunk : 1, "checkpoint checksum buffer", err);
     if (!buf)
         return SW_ENOMEM;
     uint64_t sum = 0;
     int rc = 0;
     for (size_t i = 0; i < sft_count(f) && rc == 0; i++) {
         const struct sft_tensor *t = sft_at(f, i);
-        size_t nb = (size_t)sft_tensor_bytes(t);
-        rc = sft_read_raw(f, t, buf, nb, err);
-        if (rc == 0)
-            sum += tensor_hash(t->name, buf, nb);
+        uint64_t nb = sft_tensor_bytes(t);
+        uint64_t h = data_fnv1a64(DATA_FNV1A64_INIT, t->name, strlen(t->name));
+        for (uint64_t at = 0; at < nb && rc == 0; at += chunk) {
+            size_t n = nb - at < chunk ? (size_t)(nb - at) : chunk;
+            rc = sft_read_raw_range(f, t, at, buf, n, err);
+            h = data_fnv1a64(h, buf, n);
+        }
+        sum += h;
     }
     free(buf);
     if (rc < 0)
@@ -784,39 +838,24 @@ out:
 
 /* ---------------------------------------------------------------- optimizer shards */
 
-/* A sharded optimizer's bytes out of a checkpoint's unsharded buffers, one whole buffer at a
- * time through a temporary of the largest one this rank needs. */
+/* A sharded optimizer's bytes out of a checkpoint's unsharded buffers: each extent is read
+ * straight from its range of the file (check_ckpt checked every buffer's size, and extents lie
+ * inside their buffer by construction), so no temporary is needed. */
 static int load_extents(const struct sft_file *f, struct exec_optimizer *o,
                         const struct exec_optim_buf *full, int n_full, struct sw_err *err)
 {
-    uint64_t mx = 0;
     char nm[160];
-    for (int i = 0; i < o->n_ext; i++) {
-        uint64_t b = full[o->ext[i].buf].n_elems * sft_dtype_bytes(full[o->ext[i].buf].dtype);
-        mx = b > mx ? b : mx;
-    }
-    if (mx == 0)
-        return 0;
-    char *tmp = sw_try_malloc((size_t)mx, "optimizer load buffer", err);
-    if (!tmp)
-        return SW_ENOMEM;
     int rc = 0;
-    for (int b = 0; b < n_full && rc == 0; b++) {
-        bool needed = false;
-        for (int i = 0; i < o->n_ext && !needed; i++)
-            needed = o->ext[i].buf == b && o->ext[i].bytes > 0;
-        if (!needed)
+    for (int i = 0; i < o->n_ext && rc == 0; i++) {
+        const struct exec_optim_extent *e = &o->ext[i];
+        if (e->bytes == 0)
             continue;
-        snprintf(nm, sizeof(nm), "optim.%s", full[b].name);
+        SW_ASSERT(e->buf >= 0 && e->buf < n_full);
+        snprintf(nm, sizeof(nm), "optim.%s", full[e->buf].name);
         const struct sft_tensor *ft = sft_find(f, nm);
-        rc = sft_read_raw(f, ft, tmp, (size_t)sft_tensor_bytes(ft), err);
-        for (int i = 0; i < o->n_ext && rc == 0; i++) {
-            const struct exec_optim_extent *e = &o->ext[i];
-            if (e->buf == b && e->bytes > 0)
-                memcpy(e->data, tmp + e->off_bytes, (size_t)e->bytes);
-        }
+        SW_ASSERT(ft != NULL);
+        rc = sft_read_raw_range(f, ft, e->off_bytes, e->data, (size_t)e->bytes, err);
     }
-    free(tmp);
     return rc;
 }
 

@@ -260,6 +260,10 @@ int sft_meta_f64(const struct sft_file *f, const char *key, double *out, struct 
  * sft_tensor_bytes(t) (SW_EINVAL otherwise). SW_EIO / SW_EPARSE if the file changed under us. */
 int sft_read_raw(const struct sft_file *f, const struct sft_tensor *t, void *dst, size_t dst_bytes,
                  struct sw_err *err);
+/* Bytes [off_bytes, off_bytes + n_bytes) of a tensor as stored, so a large tensor can be
+ * streamed through a bounded buffer; SW_EINVAL for a range outside the tensor. */
+int sft_read_raw_range(const struct sft_file *f, const struct sft_tensor *t, uint64_t off_bytes,
+                       void *dst, size_t n_bytes, struct sw_err *err);
 /* Read a floating-point tensor into n_elems floats (must equal t->n_elems), converting F64,
  * F16 and BF16 to F32 (F16/BF16 exactly, F64 rounded) in 64 KiB chunks. SW_EINVAL for an
  * integer dtype or a wrong count. */
@@ -302,11 +306,22 @@ void sft_writer_free(struct sft_writer *w);
  * tensor. */
 int sft_writer_add(struct sft_writer *w, const char *name, enum sft_dtype dtype, int ndim,
                    const int64_t *shape, const void *data, struct sw_err *err);
+/* A tensor whose bytes are generated at save time (a transposed copy, say) instead of held:
+ * fill(ctx, off_bytes, dst, n_bytes, err) writes bytes [off_bytes, off_bytes + n_bytes) of the
+ * tensor into dst and returns 0 or a negative SW_* code (which aborts the save). It is called
+ * in order, in chunks of at most SFT_FILL_CHUNK_BYTES (a multiple of 8, so chunks hold whole
+ * elements), into one scratch buffer of that size that the save allocates. ctx is borrowed
+ * until sft_writer_save returns. Errors as sft_writer_add. */
+#define SFT_FILL_CHUNK_BYTES ((size_t)4 << 20)
+typedef int (*sft_fill_fn)(void *ctx, uint64_t off_bytes, void *dst, size_t n_bytes,
+                           struct sw_err *err);
+int sft_writer_add_fill(struct sft_writer *w, const char *name, enum sft_dtype dtype, int ndim,
+                        const int64_t *shape, sft_fill_fn fill, void *ctx, struct sw_err *err);
 /* Set a metadata string (a repeated key replaces the value). SW_EINVAL for NULL. */
 int sft_writer_add_meta(struct sft_writer *w, const char *key, const char *value,
                         struct sw_err *err);
 /* Write the file. On failure (SW_EIO naming the file, SW_ERANGE for a header past
- * SFT_MAX_HEADER_BYTES) the temporary is removed and any old file at `path` is untouched. */
+ * SFT_MAX_HEADER_BYTES, SW_ENOMEM for the fill scratch, or a fill callback's error) the temporary is removed and any old file at `path` is untouched. */
 int sft_writer_save(const struct sft_writer *w, const char *path, struct sw_err *err);
 
 /* ================================================================ end of safetensors */

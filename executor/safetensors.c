@@ -8,7 +8,8 @@
  * the caller's buffer, converting F64/F16/BF16 to F32 on the way, so a file is never read whole)
  * and a streaming writer (the header is built with json-c, padded with spaces so the data starts
  * 8-byte aligned as the reference implementation does, tensors ordered widest dtype first so
- * each is aligned to its element size, then written from the caller's pointers into a temporary
+ * each is aligned to its element size, then written from the caller's pointers, or generated
+ * chunk by chunk through a fill callback into one bounded scratch, into a temporary
  * file that is fsynced and renamed over the target, so a crash leaves the old file intact).
  * Assumes a little-endian host (the format's byte order). What the tensors mean (model weights,
  * optimizer state) is left to the model and checkpoint code. */
@@ -628,6 +629,18 @@ int sft_read_raw(const struct sft_file *f, const struct sft_tensor *t, void *dst
     return pread_full(f, dst, dst_bytes, f->data_start_bytes + t->begin_bytes, err);
 }
 
+int sft_read_raw_range(const struct sft_file *f, const struct sft_tensor *t, uint64_t off_bytes,
+                       void *dst, size_t n_bytes, struct sw_err *err)
+{
+    uint64_t total = sft_tensor_bytes(t);
+    if (off_bytes > total || n_bytes > total - off_bytes)
+        return sw_err_at(err, SW_EINVAL, f->path, 0, 0,
+                         "bytes [%llu, +%zu) are outside tensor '%s' (%llu bytes)",
+                         (unsigned long long)off_bytes, n_bytes, t->name,
+                         (unsigned long long)total);
+    return pread_full(f, dst, n_bytes, f->data_start_bytes + t->begin_bytes + off_bytes, err);
+}
+
 int sft_read_f32(const struct sft_file *f, const struct sft_tensor *t, float *dst, size_t n_elems,
                  struct sw_err *err)
 {
@@ -727,6 +740,8 @@ struct sft_wentry {
     int64_t shape[SFT_MAX_DIMS];
     uint64_t n_bytes;
     const void *data; /* borrowed */
+    sft_fill_fn fill; /* or, when data is NULL, the bytes come from fill(ctx, ...) */
+    void *fill_ctx;
 };
 
 struct sft_writer {
@@ -757,8 +772,10 @@ void sft_writer_free(struct sft_writer *w)
     free(w);
 }
 
-int sft_writer_add(struct sft_writer *w, const char *name, enum sft_dtype dtype, int ndim,
-                   const int64_t *shape, const void *data, struct sw_err *err)
+/* sft_writer_add and sft_writer_add_fill: exactly one of data and fill describes the bytes. */
+static int add_entry(struct sft_writer *w, const char *name, enum sft_dtype dtype, int ndim,
+                     const int64_t *shape, const void *data, sft_fill_fn fill, void *fill_ctx,
+                     struct sw_err *err)
 {
     if (!name || !*name || strcmp(name, META_KEY) == 0)
         return sw_errf(err, SW_EINVAL, "bad tensor name '%s' (empty or reserved)",
@@ -771,7 +788,7 @@ int sft_writer_add(struct sft_writer *w, const char *name, enum sft_dtype dtype,
     uint64_t n;
     if (!shape_elems(shape, ndim, &n) || n > UINT64_MAX / 16)
         return sw_errf(err, SW_EINVAL, "tensor '%s': negative or overflowing shape", name);
-    if (n > 0 && !data)
+    if (n > 0 && !data && !fill)
         return sw_errf(err, SW_EINVAL, "tensor '%s': no data", name);
     for (size_t i = 0; i < w->n; i++)
         if (strcmp(w->t[i].name, name) == 0)
@@ -789,7 +806,23 @@ int sft_writer_add(struct sft_writer *w, const char *name, enum sft_dtype dtype,
         e->shape[i] = shape[i];
     e->n_bytes = n * sft_dtype_bytes(dtype);
     e->data = data;
+    e->fill = data ? NULL : fill;
+    e->fill_ctx = fill_ctx;
     return 0;
+}
+
+int sft_writer_add(struct sft_writer *w, const char *name, enum sft_dtype dtype, int ndim,
+                   const int64_t *shape, const void *data, struct sw_err *err)
+{
+    return add_entry(w, name, dtype, ndim, shape, data, NULL, NULL, err);
+}
+
+int sft_writer_add_fill(struct sft_writer *w, const char *name, enum sft_dtype dtype, int ndim,
+                        const int64_t *shape, sft_fill_fn fill, void *ctx, struct sw_err *err)
+{
+    if (!fill)
+        return sw_errf(err, SW_EINVAL, "tensor '%s': no fill function", name ? name : "");
+    return add_entry(w, name, dtype, ndim, shape, NULL, fill, ctx, err);
 }
 
 int sft_writer_add_meta(struct sft_writer *w, const char *key, const char *value,
@@ -916,6 +949,7 @@ int sft_writer_save(const struct sft_writer *w, const char *path, struct sw_err 
     tmp[0] = '\0';
     int fd = -1, rc = 0;
     bool created = false;
+    void *scratch = NULL;
     if (hlen > SFT_MAX_HEADER_BYTES) {
         rc = sw_err_at(err, SW_ERANGE, path, 0, 0,
                        "header of %zu bytes exceeds the limit of %llu bytes", hlen,
@@ -940,8 +974,24 @@ int sft_writer_save(const struct sft_writer *w, const char *path, struct sw_err 
         goto out;
     for (size_t k = 0; k < w->n; k++) {
         const struct sft_wentry *e = &w->t[order[k]];
-        if ((rc = write_all(fd, e->data, e->n_bytes, path, err)) < 0)
+        if (!e->fill) {
+            if ((rc = write_all(fd, e->data, e->n_bytes, path, err)) < 0)
+                goto out;
+            continue;
+        }
+        /* A generated tensor: one bounded scratch for the whole save, filled chunk by chunk. */
+        if (!scratch && !(scratch = sw_try_malloc(SFT_FILL_CHUNK_BYTES, "safetensors write "
+                                                                        "buffer", err))) {
+            rc = SW_ENOMEM;
             goto out;
+        }
+        for (uint64_t at = 0; at < e->n_bytes; at += SFT_FILL_CHUNK_BYTES) {
+            size_t n = e->n_bytes - at < SFT_FILL_CHUNK_BYTES ? (size_t)(e->n_bytes - at)
+                                                               : SFT_FILL_CHUNK_BYTES;
+            if ((rc = e->fill(e->fill_ctx, at, scratch, n, err)) < 0 ||
+                (rc = write_all(fd, scratch, n, path, err)) < 0)
+                goto out;
+        }
     }
     if (fsync(fd) < 0) {
         rc = sw_err_at(err, SW_EIO, path, 0, 0, "fsync failed: %s", strerror(errno));
@@ -963,6 +1013,7 @@ out:
         close(fd);
     if (rc < 0 && created)
         unlink(tmp); /* the old file, if any, is untouched */
+    free(scratch);
     free(hdr);
     free(order);
     return rc;
