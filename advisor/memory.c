@@ -691,6 +691,8 @@ static bool cpu_exec_runs(const struct est_geom *g, const struct strategy *s)
         return false;
     if (s->zero > 0 && (!g->train || s->optimizer == OPT_ADAFACTOR || (g->lora && s->zero == 3)))
         return false;
+    if (s->zero == 3 && s->precision == PREC_BF16_MIXED)
+        return false; /* the executor gathers fp32 layers; it refuses a bf16 copy under ZeRO-3 */
     if (g->train)
         return (s->precision == PREC_FP32 || s->precision == PREC_BF16_MIXED) &&
                !(g->lora && is_int_format(s->weights));
@@ -702,9 +704,10 @@ static bool cpu_exec_runs(const struct est_geom *g, const struct strategy *s)
  * because the model's backward writes every gradient into one region (ZeRO-2 shards what
  * persists across micro-batches, not that buffer); reduce-scatter and all-gather go through a
  * staging buffer of (world + 1) chunks, a chunk being min(the largest shard, 25 MiB / world of
- * fp32), at least one element; ZeRO-3 keeps the rank's fp32 master shard as its weights and
- * the model's whole weight family becomes the gather buffer (whole-model granularity), counted
- * as workspace. */
+ * fp32), at least one element; ZeRO-3 keeps the rank's fp32 master shard as its weights plus
+ * the model's weight family, which holds only the non-layer weights (embeddings, final norm,
+ * an untied head) and two buffers of one layer each, into which each layer is gathered before
+ * it runs (executor/model.c carve_all, in that order, each 64-byte aligned). */
 static void cpu_exec_zero(const struct est_geom *g, const struct model_desc *m,
                           const struct strategy *s, struct stage_mem *o)
 {
@@ -721,8 +724,8 @@ static void cpu_exec_zero(const struct est_geom *g, const struct model_desc *m,
         chunk = 1;
     o->workspace += 4.0 * (world + 1) * chunk;
     if (s->zero == 3) {
-        o->workspace += o->weights;
-        o->weights = 4.0 * max_n;
+        double P = (double)g->c.params_total, Pl = (double)g->c.params_layer;
+        o->weights = 4.0 * max_n + a64(4 * (P - m->n_layers * Pl)) + 2 * a64(4 * Pl);
     }
 }
 
@@ -1000,8 +1003,9 @@ int advisor_estimate_memory(const struct model_desc *m, const struct hardware *h
                                 "region (its backward writes all of them)%s",
                                 s->zero, g.n_dp, s->zero == 3 ? ", fp32 master shard as weights"
                                                               : "",
-                                s->zero == 3 ? "; the whole weight family is the gather buffer "
-                                               "(workspace, whole-model granularity)"
+                                s->zero == 3 ? "; the model keeps the embeddings, final norm and "
+                                               "head plus two buffers of one layer, each layer "
+                                               "gathered from the shards when it runs"
                                              : "");
         estimate_add_reason(
             out,

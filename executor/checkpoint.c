@@ -337,6 +337,9 @@ int exec_checkpoint_save(const char *path, const struct exec_model *m,
     if (o && o->sharded)
         return sw_errf(err, SW_EINVAL, "a sharded optimizer is saved with "
                                        "exec_checkpoint_save_dp");
+    if (exec_model_layer_gather(m))
+        return sw_errf(err, SW_EINVAL, "a layer-gathered model (ZeRO-3) is saved with "
+                                       "exec_checkpoint_save_dp");
     return save_bufs(path, m, o ? o->bufs : NULL, o ? o->n_bufs : 0,
                      o ? optimizer_name(o->cfg.kind) : "none", o ? o->step : 0, meta, err);
 }
@@ -446,8 +449,42 @@ int exec_checkpoint_save_dp(const char *path, struct exec_model *m, const struct
     int grc = gather_extents(c, o, data, bytes, n_full, rc < 0 ? &e2 : err);
     if (rc == 0)
         rc = grc;
+    /* ZeRO-3 with a layer-gathered model: no rank holds every weight, so rank 0 gathers the
+     * ranks' parameter shards into one full copy (held during the save, as the optimizer
+     * state) and writes the tensors from it. */
+    float *wfull = NULL;
+    struct exec_tensor *view = NULL;
+    struct exec_model mv = *m;
+    if (exec_model_layer_gather(m)) {
+        uint64_t wbytes = (uint64_t)m->n_train * sizeof(float);
+        if (rc == 0 && c->rank == 0) {
+            wfull = sw_try_malloc((size_t)wbytes, "consolidated weights", err);
+            if (!wfull)
+                rc = SW_ENOMEM;
+        }
+        struct exec_optim_extent e = {0, (uint64_t)o->lo * sizeof(float),
+                                      (uint64_t)(o->hi - o->lo) * sizeof(float), o->params};
+        struct exec_optimizer wo;
+        memset(&wo, 0, sizeof(wo));
+        wo.n_ext = 1;
+        wo.ext = &e;
+        void *wd[1] = {wfull};
+        grc = gather_extents(c, &wo, wd, &wbytes, 1, rc < 0 ? &e2 : err);
+        if (rc == 0)
+            rc = grc;
+        if (rc == 0 && c->rank == 0) {
+            view = sw_xcalloc((size_t)(m->n_tensors > 0 ? m->n_tensors : 1), sizeof(*view));
+            for (int i = 0; i < m->n_tensors; i++) {
+                view[i] = m->tensors[i];
+                view[i].data = wfull + view[i].region_off;
+            }
+            mv.tensors = view;
+        }
+    }
     if (rc == 0 && c->rank == 0)
-        rc = save_bufs(path, m, full, n_full, optimizer_name(o->cfg.kind), o->step, meta, err);
+        rc = save_bufs(path, &mv, full, n_full, optimizer_name(o->cfg.kind), o->step, meta, err);
+    free(view);
+    free(wfull);
     for (int i = 0; i < n_full; i++)
         free(data[i]);
     free(data);
@@ -550,10 +587,23 @@ static int shape_error(const struct sft_file *f, const struct sft_tensor *ft, in
 }
 
 /* Copy tensor t of the model from file entry ft (already validated), through tmp when it is
- * transposed or not F32. */
+ * transposed or not F32. A layer-gathered model (ZeRO-3) takes every tensor through tmp and
+ * tmp2 (each as large as the largest tensor) and keeps its resident part and this rank's
+ * shard of it (exec_model_write_weights). */
 static int load_tensor(const struct sft_file *f, const struct sft_tensor *ft,
-                       const struct exec_tensor *t, float *tmp, struct sw_err *err)
+                       struct exec_model *m, const struct exec_tensor *t, float *tmp,
+                       float *tmp2, struct sw_err *err)
 {
+    if (exec_model_layer_gather(m) && !t->is_lora) {
+        bool tr = t->hf_transposed && t->ndim == 2;
+        int rc = sft_read_f32(f, ft, tr ? tmp : tmp2, t->numel, err);
+        if (rc < 0)
+            return rc;
+        if (tr)
+            transpose(tmp2, tmp, t->shape[1], t->shape[0]);
+        exec_model_write_weights(m, t->region_off, tmp2, t->numel);
+        return 0;
+    }
     if (t->hf_transposed && t->ndim == 2) {
         int rc = sft_read_f32(f, ft, tmp, t->numel, err);
         if (rc < 0)
@@ -568,9 +618,27 @@ static size_t max_transposed(const struct exec_model *m)
 {
     size_t mx = 0;
     for (int i = 0; i < m->n_tensors; i++)
-        if (m->tensors[i].hf_transposed && m->tensors[i].numel > mx)
+        if ((m->tensors[i].hf_transposed || exec_model_layer_gather(m)) &&
+            m->tensors[i].numel > mx)
             mx = m->tensors[i].numel;
     return mx;
+}
+
+/* load_tensor's buffers: tmp for transposed tensors (every tensor in gather mode), tmp2 in
+ * gather mode only. SW_ENOMEM. */
+static int load_bufs(const struct exec_model *m, float **tmp, float **tmp2, struct sw_err *err)
+{
+    size_t mx = max_transposed(m);
+    *tmp = *tmp2 = NULL;
+    if (mx && !(*tmp = sw_try_malloc(mx * sizeof(float), "weight load buffer", err)))
+        return SW_ENOMEM;
+    if (mx && exec_model_layer_gather(m) &&
+        !(*tmp2 = sw_try_malloc(mx * sizeof(float), "weight load buffer", err))) {
+        free(*tmp);
+        *tmp = NULL;
+        return SW_ENOMEM;
+    }
+    return 0;
 }
 
 static int hf_load_open(const struct sft_file *f, struct exec_model *m, struct sw_err *err)
@@ -596,18 +664,18 @@ static int hf_load_open(const struct sft_file *f, struct exec_model *m, struct s
             return shape_error(f, ft, nd, shape, err);
     }
     /* Pass 2: read. */
-    size_t mx = max_transposed(m);
-    float *tmp = NULL;
-    if (mx && !(tmp = sw_try_malloc(mx * sizeof(float), "weight load buffer", err)))
-        return SW_ENOMEM;
-    int rc = 0;
+    float *tmp = NULL, *tmp2 = NULL;
+    int rc = load_bufs(m, &tmp, &tmp2, err);
+    if (rc < 0)
+        return rc;
     for (int i = 0; i < m->n_tensors && rc == 0; i++) {
         const struct exec_tensor *t = &m->tensors[i];
         const struct sft_tensor *ft = find_for(f, m, t->name);
         if (ft)
-            rc = load_tensor(f, ft, t, tmp, err);
+            rc = load_tensor(f, ft, m, t, tmp, tmp2, err);
     }
     free(tmp);
+    free(tmp2);
     exec_model_weights_changed(m);
     return rc;
 }
@@ -805,15 +873,13 @@ int exec_checkpoint_load(const char *path, struct exec_model *m, struct exec_opt
     sw_strlcpy(got.numerics, num ? num : "", sizeof(got.numerics));
 
     /* Pass 2: data. */
-    size_t mx = max_transposed(m);
-    float *tmp = NULL;
-    if (mx && !(tmp = sw_try_malloc(mx * sizeof(float), "weight load buffer", err))) {
-        rc = SW_ENOMEM;
+    float *tmp = NULL, *tmp2 = NULL;
+    if ((rc = load_bufs(m, &tmp, &tmp2, err)) < 0)
         goto out;
-    }
     for (int i = 0; i < m->n_tensors && rc == 0; i++)
-        rc = load_tensor(f, sft_find(f, m->tensors[i].name), &m->tensors[i], tmp, err);
+        rc = load_tensor(f, sft_find(f, m->tensors[i].name), m, &m->tensors[i], tmp, tmp2, err);
     free(tmp);
+    free(tmp2);
     char nm[160];
     if (with_optim && rc == 0 && full)
         rc = load_extents(f, o, full, n_full, err);

@@ -385,6 +385,12 @@ struct exec_model_opts {
     bool int8_weights;           /* inference only: per-row int8 weight-only matmuls */
     int kv_batch;                /* > 0: allocate a KV cache for this many sequences */
     int kv_seq;                  /* its length in tokens (prompt + generated), <= max_pos */
+    /* ZeRO-3 (docs/distributed.md): 0 keeps every weight resident; 2 keeps only the non-layer
+     * weights (embeddings, final norm, an untied head) plus two layer-sized buffers, into which
+     * the layer hook (exec_model_set_layer_hook) gathers a layer's weights before it runs in
+     * forward or backward. The weights themselves live in the rank's shard
+     * (exec_model_set_weight_shard); m->train_params is NULL. Training, fp32, no LoRA. */
+    int layer_gather_bufs;
 };
 /* fp32, no recompute, flash, no LoRA, B = 1, T = 64, training, no int8, no KV cache. */
 void exec_model_opts_init(struct exec_model_opts *o);
@@ -405,7 +411,9 @@ struct exec_tensor {
     int ndim;            /* 1 or 2 */
     int64_t shape[2];    /* as stored here: linear weights (out, in) */
     size_t numel;
-    float *data;         /* fp32 (master) values, numel contiguous floats */
+    float *data;         /* fp32 (master) values, numel contiguous floats; NULL for a layer's
+                          * weight of a layer-gathered model (opts.layer_gather_bufs) */
+    size_t region_off;   /* element offset of the tensor in the base (or adapter) region */
     float *grad;         /* same shape, NULL when not trainable */
     bool trainable;      /* false for a LoRA-frozen base */
     bool hf_transposed;  /* HF stores it (in, out): GPT-2 Conv1D weights; transpose on load/save */
@@ -434,6 +442,8 @@ struct exec_model {
     struct exec_mem planned; /* exec_model_plan_bytes() for these options */
     struct exec_mem held;    /* what init allocated (equal to planned) */
     int kv_len;              /* tokens held in the KV cache */
+    size_t layer0_off;       /* base-region offset of layer 0's first weight */
+    size_t layer_n;          /* weights per layer: layer l is [layer0_off + l·layer_n, +layer_n) */
     struct exec_model_impl *impl;
 };
 
@@ -494,6 +504,28 @@ void exec_model_zero_grad(struct exec_model *m);
  * hook. The hook may read and write that final range (e.g. reduce it in place). */
 typedef int (*exec_grad_ready_fn)(void *ctx, size_t ready_from, struct sw_err *err);
 void exec_model_set_grad_ready(struct exec_model *m, exec_grad_ready_fn fn, void *ctx);
+
+/* Layer-gathered models (opts.layer_gather_bufs > 0; docs/distributed.md, ZeRO-3). */
+bool exec_model_layer_gather(const struct exec_model *m);
+/* Layer hook: before layer l runs in forward or backward (recompute included) and its weights
+ * are not in its buffer (l % 2) already, fn(ctx, l, dst, off, n, err) must fill dst[0..n) with
+ * elements [off, off + n) of the base region. Every rank runs the same layers in the same
+ * order, so the hook may be collective. A negative return stops the forward or backward, which
+ * returns it. Setting it (fn NULL removes it) forgets the buffers' contents, as does
+ * exec_model_weights_changed. */
+typedef int (*exec_layer_fill_fn)(void *ctx, int layer, float *dst, size_t off, size_t n,
+                                  struct sw_err *err);
+void exec_model_set_layer_hook(struct exec_model *m, exec_layer_fill_fn fn, void *ctx);
+/* Where this rank's shard [lo, hi) of the base region lives (borrowed; e.g. the ZeRO-3
+ * optimizer's own parameters): exec_model_init_weights and exec_model_write_weights write the
+ * shard's part of what they write there. */
+void exec_model_set_weight_shard(struct exec_model *m, float *shard, size_t lo, size_t hi);
+/* Write elements [off, off + n) of the base region from src: all into the model, or in gather
+ * mode the resident part into the model and the part inside the weight shard into the shard
+ * (the rest is dropped). Call exec_model_weights_changed afterwards. */
+void exec_model_write_weights(struct exec_model *m, size_t off, const float *src, size_t n);
+/* The resident copy of base-region element off, or NULL for a layer's weight in gather mode. */
+float *exec_model_resident(struct exec_model *m, size_t off);
 
 /* KV-cache generation (needs opts.kv_batch > 0). prefill resets the cache and runs B prompts
  * of the same length T (B <= kv_batch, T <= kv_seq, T <= opts.seq is NOT required); decode
@@ -604,7 +636,9 @@ int exec_optimizer_shard_cuts(const struct exec_model *m, enum sw_optimizer kind
  * update of exactly those elements. param_be non-NULL (ZeRO-3): the optimizer keeps its own
  * fp32 copy of the shard's parameters, allocated through param_be under category weights and
  * copied from the model now (exec_optimizer_sync_params copies again after a load); the
- * caller gathers the updated shards back into the model. The result is `sharded` whatever the
+ * caller gathers the updated shards back into the model. A layer-gathered model has no full
+ * copy: the shard starts zeroed and becomes the model's weight shard
+ * (exec_model_set_weight_shard), which exec_model_init_weights and loads then fill. The result is `sharded` whatever the
  * range (it is one rank's part of a ZeRO run). Errors as exec_optimizer_init, SW_EINVAL for a
  * range outside the region, SW_EUNSUPPORTED for adafactor. */
 int exec_optimizer_init_shard(struct exec_optimizer *o, struct exec_model *m,
@@ -618,7 +652,8 @@ int exec_optimizer_full_layout(struct exec_model *m, const struct exec_optim_con
                                struct exec_optim_buf **bufs, int *n_bufs, struct sw_err *err);
 
 /* ZeRO-3: copy the model's [lo, hi) into the optimizer's own parameter shard (after weights
- * were loaded into the model). No-op when the optimizer does not own its parameters. */
+ * were loaded into the model). No-op when the optimizer does not own its parameters, or for a
+ * layer-gathered model (whose loads write the shard directly). */
 void exec_optimizer_sync_params(struct exec_optimizer *o);
 
 /* Global L2 norm of the gradients and, when max_norm > 0, clipping as
@@ -690,6 +725,7 @@ struct exec_trainer {
     struct comm *comm; /* borrowed */
     int rank, world;
     int zero;          /* 0 DDP, 1-3 ZeRO stage */
+    bool gather;       /* ZeRO-3: the model's layer hook gathers each layer from the shards */
     size_t *cuts;      /* world + 1 shard boundaries of the region (ZeRO), owned */
     size_t slot;       /* largest shard: each rank's slot in a collective */
     size_t chunk;      /* floats per rank per collective round */
@@ -720,8 +756,10 @@ void exec_trainer_release(struct exec_trainer *t);
  * per step, the rank clips and updates its shard, the parameters are all-gathered. zero 2:
  * reduce-scatter after every micro-batch into the rank's slice of the gradient region, which
  * accumulates (the rest is zeroed before the next backward). zero 3: as 2, and o owns its
- * parameter shard (exec_optimizer_init_shard with param_be); the model's weights are the
- * gather buffer, all-gathered after each update (whole-model granularity). SW_EINVAL for a
+ * parameter shard (exec_optimizer_init_shard with param_be) and m is layer-gathered
+ * (opts.layer_gather_bufs): the trainer sets the model's layer hook, which gathers each
+ * layer's weights from the ranks' shards before it runs; the non-layer weights are broadcast
+ * from their owners after each update. SW_EINVAL for a
  * zero stage without a matching sharded optimizer, or as exec_trainer_init; SW_ENOMEM. */
 int exec_trainer_init_dp(struct exec_trainer *t, struct exec_model *m, struct exec_optimizer *o,
                          const struct exec_train_config *c, const struct shard *train,

@@ -7,7 +7,10 @@
  *    twice: once "dry" to count bytes (exec_model_plan_bytes, nothing allocated) and once for
  *    real, so predicted bytes equal allocated bytes by construction.
  *    weights  = fp32 base params [+ fp32 LoRA adapters] [+ bf16 mirror of the base (bf16 mode)]
- *               [+ int8 matmul weights and their per-row fp32 scales (int8 mode)]
+ *               [+ int8 matmul weights and their per-row fp32 scales (int8 mode)]; layer-gather
+               mode (ZeRO-3, opts.layer_gather_bufs): only the non-layer base params
+               (embeddings, final norm, untied head) and two layer buffers that the layer hook
+               fills before a layer runs (docs/distributed.md)
  *    gradients = fp32, one per trainable parameter (base when training fully, adapters under
  *               LoRA), contiguous so one optimizer call covers them
  *    activations = what forward keeps for backward (per recompute mode, below), the (N,Vp)
@@ -119,6 +122,18 @@ struct exec_model_impl {
     /* gradient-ready hook (NULL: none) */
     exec_grad_ready_fn grad_ready;
     void *grad_ready_ctx;
+    /* Layer gather mode (opts.layer_gather_bufs, ZeRO-3): params holds the resident weights,
+     * base region [0, lay0) then [lay_end, n_params); layer l's weights [lay0 + l·lay_n, +lay_n)
+     * live in gbuf[l % 2] while gbuf_layer[l % 2] == l, brought there by the layer hook. The
+     * rank's shard [shard_lo, shard_hi) of the region is where init and loads write. */
+    bool gather;
+    size_t lay0, lay_end, lay_n;
+    float *gbuf[2];
+    int gbuf_layer[2];
+    exec_layer_fill_fn fill;
+    void *fill_ctx;
+    float *shard;
+    size_t shard_lo, shard_hi;
     /* state */
     bool derived_stale;
     bool have_fwd; /* a forward with targets waits for backward */
@@ -206,6 +221,14 @@ static int validate(const struct model_desc *d, const struct exec_model_opts *o,
         return sw_errf(err, SW_EINVAL, "int8 weights are for inference only (training = false)");
     if (o->int8_weights && o->precision != PREC_FP32)
         return sw_errf(err, SW_EINVAL, "int8 weights need precision fp32 activations");
+    if (o->layer_gather_bufs != 0 && o->layer_gather_bufs != 2)
+        return sw_errf(err, SW_EINVAL, "layer_gather_bufs must be 0 or 2, got %d",
+                       o->layer_gather_bufs);
+    if (o->layer_gather_bufs &&
+        (!o->training || o->precision != PREC_FP32 || o->lora_rank > 0 || o->kv_batch > 0))
+        return sw_errf(err, SW_EUNSUPPORTED,
+                       "layer-gathered weights (ZeRO-3) need a training model in fp32 without "
+                       "LoRA or a KV cache");
     if (o->lora_rank < 0 || o->lora_rank > d->hidden)
         return sw_errf(err, SW_EINVAL, "lora_rank %d outside [0, hidden %d]", o->lora_rank,
                        d->hidden);
@@ -318,6 +341,14 @@ static void layout_params(struct exec_model *m, struct exec_model_impl *im)
         off += (size_t)m->Vp * C;
     }
     m->n_params = off;
+    /* The layers are laid out one after another with the same size: [lay0, lay_end). */
+    im->gather = m->opts.layer_gather_bufs > 0;
+    im->lay0 = im->lo[0].ln1_w;
+    im->lay_end = im->lnf_w;
+    im->lay_n = (im->lay_end - im->lay0) / (size_t)m->L;
+    SW_ASSERT(im->lay_n * (size_t)m->L == im->lay_end - im->lay0);
+    m->layer0_off = im->lay0;
+    m->layer_n = im->lay_n;
 
     /* LoRA adapters: the same set in every layer. */
     im->n_ad = 0;
@@ -420,7 +451,16 @@ static void carve_all(struct exec_model *m, struct exec_model_impl *im, struct c
                            WS = BACKEND_MEM_WORKSPACE;
 
     /* weights */
-    im->params = takef(cv, W, m->n_params);
+    if (im->gather) {
+        /* The resident weights, then two layer buffers (advisor/memory.c cpu_exec_zero). */
+        im->params = takef(cv, W, m->n_params - (im->lay_end - im->lay0));
+        im->gbuf[0] = takef(cv, W, im->lay_n);
+        im->gbuf[1] = takef(cv, W, im->lay_n);
+    } else {
+        im->params = takef(cv, W, m->n_params);
+        im->gbuf[0] = im->gbuf[1] = NULL;
+    }
+    im->gbuf_layer[0] = im->gbuf_layer[1] = -1;
     im->lora_params = im->lora ? takef(cv, W, m->n_lora_params) : NULL;
     im->w16 = im->bf16 ? take(cv, W, m->n_params * sizeof(uint16_t)) : NULL;
     im->q8 = NULL;
@@ -595,6 +635,17 @@ int exec_model_plan_bytes(const struct model_desc *d, const struct exec_model_op
 
 /* ---------------------------------------------------------------- tensor enumeration */
 
+/* The resident address of base-region element off: params + off, or in gather mode the
+ * compacted resident copy for the non-layer weights and NULL for a layer's. */
+static float *resident_w(const struct exec_model_impl *im, float *params, size_t off)
+{
+    if (!im->gather || off < im->lay0)
+        return params + off;
+    if (off >= im->lay_end)
+        return params + (off - (im->lay_end - im->lay0));
+    return NULL;
+}
+
 static void add_tensor(struct exec_model *m, int *cap, const char *name, int ndim, int64_t d0,
                        int64_t d1, float *data, float *grad, bool hf_t, bool is_lora)
 {
@@ -624,7 +675,7 @@ static void build_tensors(struct exec_model *m)
     int cap = 0, C = m->C, Q = im->Q, KVW = im->KVW, F = m->F;
     float *P = im->params, *G = im->grads_base;
     char nm[96];
-#define PW(off) (P + (off))
+#define PW(off) resident_w(im, P, off)
 #define GW(off) (G ? G + (off) : NULL)
     add_tensor(m, &cap, llama ? "model.embed_tokens.weight" : "wte.weight", 2, m->V, C, PW(im->wte),
                GW(im->wte), false, false);
@@ -793,11 +844,21 @@ int exec_model_init(struct exec_model *m, const struct model_desc *d,
         be->rope_tables(im->rope_cos, im->rope_sin, im->ropeT, m->HS,
                         m->desc.rope_theta > 0 ? m->desc.rope_theta : 10000.0);
     if (o->training) {
-        m->train_params = im->lora ? im->lora_params : im->params;
+        /* Gather mode: no resident region holds every weight (the shard does). */
+        m->train_params = im->lora ? im->lora_params : im->gather ? NULL : im->params;
         m->train_grads = im->lora ? im->grads_lora : im->grads_base;
         m->n_train = im->lora ? m->n_lora_params : m->n_params;
     }
     build_tensors(m);
+    for (int i = 0; i < m->n_tensors; i++) {
+        struct exec_tensor *t = &m->tensors[i];
+        if (t->is_lora)
+            t->region_off = (size_t)(t->data - im->lora_params);
+        else if (im->gather)
+            t->region_off = (size_t)(t->grad - im->grads_base);
+        else
+            t->region_off = (size_t)(t->data - im->params);
+    }
     im->derived_stale = true;
     return 0;
 }
@@ -847,14 +908,28 @@ void exec_model_init_weights(struct exec_model *m, uint64_t seed)
     struct exec_model_impl *im = m->impl;
     double std = 0.02, std_res = 0.02 / sqrt(2.0 * m->L);
     /* Zero first: biases, padding rows, LoRA B. */
-    m->be->memset(im->params, 0, m->n_params * sizeof(float));
+    size_t n_res = im->gather ? m->n_params - (im->lay_end - im->lay0) : m->n_params;
+    m->be->memset(im->params, 0, n_res * sizeof(float));
     if (im->lora)
         m->be->memset(im->lora_params, 0, m->n_lora_params * sizeof(float));
+    /* Gather mode: each tensor is drawn whole into a bounded buffer (the largest tensor), so
+     * the values are those of the full model on every rank, and only the resident part and
+     * this rank's shard are kept. */
+    float *tmp = NULL;
+    if (im->gather) {
+        if (im->shard && im->shard_hi > im->shard_lo)
+            m->be->memset(im->shard, 0, (im->shard_hi - im->shard_lo) * sizeof(float));
+        size_t mx = 1;
+        for (int i = 0; i < m->n_tensors; i++)
+            mx = m->tensors[i].numel > mx ? m->tensors[i].numel : mx;
+        tmp = sw_xmalloc(mx * sizeof(float));
+    }
     for (int i = 0; i < m->n_tensors; i++) {
         struct exec_tensor *t = &m->tensors[i];
         uint64_t s = seed ^ (0xD1B54A32D192ED03ull * (uint64_t)(i + 1));
         size_t len = strlen(t->name);
         bool is_bias = len > 5 && strcmp(t->name + len - 5, ".bias") == 0;
+        float *x = tmp ? tmp : t->data;
         if (t->is_lora) {
             if (strstr(t->name, "lora_A")) {
                 double bound = 1.0 / sqrt((double)t->shape[1]);
@@ -867,19 +942,104 @@ void exec_model_init_weights(struct exec_model *m, uint64_t seed)
             continue;
         if (t->ndim == 1) {
             for (size_t k = 0; k < t->numel; k++)
-                t->data[k] = 1.0f;
-            continue;
+                x[k] = 1.0f;
+        } else {
+            bool resid = strstr(t->name, "attn.c_proj") || strstr(t->name, "mlp.c_proj") ||
+                         strstr(t->name, "o_proj") || strstr(t->name, "down_proj");
+            fill_normal(x, t->numel, resid ? std_res : std, &s);
         }
-        bool resid = strstr(t->name, "attn.c_proj") || strstr(t->name, "mlp.c_proj") ||
-                     strstr(t->name, "o_proj") || strstr(t->name, "down_proj");
-        fill_normal(t->data, t->numel, resid ? std_res : std, &s);
+        if (tmp)
+            exec_model_write_weights(m, t->region_off, tmp, t->numel);
     }
+    free(tmp);
     exec_model_weights_changed(m);
 }
 
 void exec_model_weights_changed(struct exec_model *m)
 {
     m->impl->derived_stale = true;
+    m->impl->gbuf_layer[0] = m->impl->gbuf_layer[1] = -1;
+}
+
+bool exec_model_layer_gather(const struct exec_model *m)
+{
+    return m->impl && m->impl->gather;
+}
+
+void exec_model_set_weight_shard(struct exec_model *m, float *shard, size_t lo, size_t hi)
+{
+    m->impl->shard = shard;
+    m->impl->shard_lo = lo;
+    m->impl->shard_hi = hi;
+}
+
+/* dst holds region elements [lo, hi), src holds [s0, s0 + n): copy their intersection. */
+static void copy_overlap(const struct backend *be, float *dst, size_t lo, size_t hi,
+                         const float *src, size_t s0, size_t n)
+{
+    size_t a = s0 > lo ? s0 : lo, b = s0 + n < hi ? s0 + n : hi;
+    if (a < b)
+        be->memcpy(dst + (a - lo), src + (a - s0), (b - a) * sizeof(float), BACKEND_D2D);
+}
+
+void exec_model_write_weights(struct exec_model *m, size_t off, const float *src, size_t n)
+{
+    struct exec_model_impl *im = m->impl;
+    SW_ASSERT(off + n <= m->n_params);
+    if (!im->gather) {
+        m->be->memcpy(im->params + off, src, n * sizeof(float), BACKEND_D2D);
+        return;
+    }
+    copy_overlap(m->be, im->params, 0, im->lay0, src, off, n);
+    copy_overlap(m->be, im->params + im->lay0, im->lay_end, m->n_params, src, off, n);
+    if (im->shard)
+        copy_overlap(m->be, im->shard, im->shard_lo, im->shard_hi, src, off, n);
+}
+
+float *exec_model_resident(struct exec_model *m, size_t off)
+{
+    return resident_w(m->impl, m->impl->params, off);
+}
+
+void exec_model_set_layer_hook(struct exec_model *m, exec_layer_fill_fn fn, void *ctx)
+{
+    m->impl->fill = fn;
+    m->impl->fill_ctx = ctx;
+    m->impl->gbuf_layer[0] = m->impl->gbuf_layer[1] = -1;
+}
+
+/* Gather mode: layer l's weights into its buffer (l % 2) unless they are there already. All
+ * ranks run the same sequence of layers, so the hook's collectives match. */
+static int ensure_layer(struct exec_model *m, int l, struct sw_err *err)
+{
+    struct exec_model_impl *im = m->impl;
+    if (!im->gather)
+        return 0;
+    int b = l % 2;
+    if (im->gbuf_layer[b] == l)
+        return 0;
+    if (!im->fill)
+        return sw_errf(err, SW_EINVAL,
+                       "layer %d's weights are gathered per layer, and no layer hook is set", l);
+    im->gbuf_layer[b] = -1;
+    int rc = im->fill(im->fill_ctx, l, im->gbuf[b], im->lay0 + (size_t)l * im->lay_n, im->lay_n,
+                      err);
+    if (rc < 0)
+        return rc;
+    im->gbuf_layer[b] = l;
+    return 0;
+}
+
+/* The weight at base-region element off for compute: resident, or in the gathered buffer of
+ * its layer (which ensure_layer brought in). */
+static float *wp(const struct exec_model_impl *im, size_t off)
+{
+    float *r = resident_w(im, im->params, off);
+    if (r)
+        return r;
+    size_t l = (off - im->lay0) / im->lay_n;
+    SW_ASSERT(im->gbuf_layer[l % 2] == (int)l);
+    return im->gbuf[l % 2] + (off - im->lay0 - l * im->lay_n);
 }
 
 /* Refresh the bf16 mirror or the int8 codes from the fp32 master. */
@@ -915,7 +1075,7 @@ static const float *mm_weight(struct exec_model *m, size_t off, size_t n)
 {
     struct exec_model_impl *im = m->impl;
     if (!im->bf16)
-        return im->params + off;
+        return wp(im, off);
     m->be->bf16_to_f32(im->wbuf, im->w16 + off, n);
     return im->wbuf;
 }
@@ -940,7 +1100,7 @@ static void mm_forward(struct exec_model *m, int l, int k, float *out, const flo
     bool head = k == MM_HEAD;
     size_t woff = head ? im->head : im->lo[l].w[k];
     size_t boff = head ? OFF_NONE : im->lo[l].b[k];
-    const float *bias = boff == OFF_NONE ? NULL : im->params + boff;
+    const float *bias = boff == OFF_NONE ? NULL : wp(im, boff);
     if (im->int8) {
         size_t qo = s->q8_off + (head ? 0 : im->q8_layer_bytes * l);
         size_t so = s->q8_scale_off + (head ? 0 : im->q8_layer_scales * l);
@@ -1016,10 +1176,10 @@ static void norm_forward(struct exec_model *m, float *out, float *mean, float *r
 {
     struct exec_model_impl *im = m->impl;
     if (im->layernorm)
-        m->be->layernorm_forward(out, mean, rstd, inp, im->params + w,
-                                 b == OFF_NONE ? NULL : im->params + b, N, m->C, im->eps);
+        m->be->layernorm_forward(out, mean, rstd, inp, wp(im, w),
+                                 b == OFF_NONE ? NULL : wp(im, b), N, m->C, im->eps);
     else
-        m->be->rmsnorm_forward(out, rstd, inp, im->params + w, N, m->C, im->eps);
+        m->be->rmsnorm_forward(out, rstd, inp, wp(im, w), N, m->C, im->eps);
 }
 
 static void norm_backward(struct exec_model *m, float *dinp, const float *dout, const float *inp,
@@ -1030,9 +1190,9 @@ static void norm_backward(struct exec_model *m, float *dinp, const float *dout, 
     float *dw = gb ? gb + w : NULL;
     float *db = gb && b != OFF_NONE ? gb + b : NULL;
     if (im->layernorm)
-        m->be->layernorm_backward(dinp, dw, db, dout, inp, im->params + w, mean, rstd, N, m->C);
+        m->be->layernorm_backward(dinp, dw, db, dout, inp, wp(im, w), mean, rstd, N, m->C);
     else
-        m->be->rmsnorm_backward(dinp, dw, dout, inp, im->params + w, rstd, N, m->C);
+        m->be->rmsnorm_backward(dinp, dw, dout, inp, wp(im, w), rstd, N, m->C);
 }
 
 /* Attention core from a->qkv into a->atty (training/forward path, positions 0..T-1). */
@@ -1108,11 +1268,14 @@ int exec_model_forward(struct exec_model *m, const int *tokens, const int *targe
         return rc;
     refresh_derived(m);
     be->memcpy(im->tokens, tokens, N * sizeof(int), BACKEND_H2D);
-    be->embedding_forward(im->inp[0], im->tokens, im->params + im->wte,
-                          im->learned_pos ? im->params + im->wpe : NULL, B, T, m->C, m->V,
+    be->embedding_forward(im->inp[0], im->tokens, wp(im, im->wte),
+                          im->learned_pos ? wp(im, im->wpe) : NULL, B, T, m->C, m->V,
                           m->desc.max_pos, 0);
-    for (int l = 0; l < m->L; l++)
+    for (int l = 0; l < m->L; l++) {
+        if ((rc = ensure_layer(m, l, err)) < 0)
+            return rc;
         layer_forward(m, l, im->inp[l], im->inp[l + 1], B, T, false, 0);
+    }
     norm_forward(m, im->lnf, im->lnf_mean, im->lnf_rstd, im->inp[m->L], im->lnf_w, im->lnf_b,
                  (int)N);
     mm_forward(m, m->L, MM_HEAD, im->logits, im->lnf, (int)N);
@@ -1214,9 +1377,11 @@ int exec_model_backward(struct exec_model *m, float grad_scale, struct sw_err *e
     norm_backward(m, im->dres, im->dln, im->inp[m->L], im->lnf_w, im->lnf_b, im->lnf_mean,
                   im->lnf_rstd, N);
     for (int l = m->L - 1; l >= 0; l--) {
+        int rc = ensure_layer(m, l, err);
+        if (rc < 0)
+            return rc;
         layer_backward(m, l, B, T);
-        int rc =
-            im->grad_ready ? im->grad_ready(im->grad_ready_ctx, layer_train_start(m, l), err) : 0;
+        rc = im->grad_ready ? im->grad_ready(im->grad_ready_ctx, layer_train_start(m, l), err) : 0;
         if (rc < 0)
             return rc;
     }
@@ -1250,8 +1415,8 @@ static void kv_forward(struct exec_model *m, const int *tokens, int B, int T, in
     int N = B * T;
     refresh_derived(m);
     be->memcpy(im->tokens, tokens, (size_t)N * sizeof(int), BACKEND_H2D);
-    be->embedding_forward(im->inp[0], im->tokens, im->params + im->wte,
-                          im->learned_pos ? im->params + im->wpe : NULL, B, T, m->C, m->V,
+    be->embedding_forward(im->inp[0], im->tokens, wp(im, im->wte),
+                          im->learned_pos ? wp(im, im->wpe) : NULL, B, T, m->C, m->V,
                           m->desc.max_pos, pos);
     for (int l = 0; l < m->L; l++)
         layer_forward(m, l, im->inp[l], im->inp[l + 1], B, T, true, pos);

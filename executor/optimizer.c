@@ -232,7 +232,7 @@ static uint64_t layout_state(const struct exec_model *m, enum sw_optimizer kind,
 int exec_optimizer_plan_bytes(const struct exec_model *m, enum sw_optimizer kind, uint64_t *out,
                               struct sw_err *err)
 {
-    if (!m->train_params || m->n_train == 0)
+    if (!m->train_grads || m->n_train == 0)
         return sw_errf(err, SW_EINVAL, "the model has no trainable parameters (built for "
                                        "inference?)");
     int n_tr;
@@ -250,7 +250,7 @@ int exec_optimizer_shard_cuts(const struct exec_model *m, enum sw_optimizer kind
 {
     if (world < 1)
         return sw_errf(err, SW_EINVAL, "world size %d must be at least 1", world);
-    if (!m->train_params || m->n_train == 0)
+    if (!m->train_grads || m->n_train == 0)
         return sw_errf(err, SW_EINVAL, "the model has no trainable parameters (built for "
                                        "inference?)");
     if (kind == OPT_ADAFACTOR && world > 1)
@@ -372,7 +372,7 @@ static int build(struct exec_optimizer *o, struct exec_model *m, const struct ex
     int rc = check_config(c, err);
     if (rc < 0)
         return rc;
-    if (!m->train_params || m->n_train == 0)
+    if (!m->train_grads || m->n_train == 0)
         return sw_errf(err, SW_EINVAL, "the model has no trainable parameters (built for "
                                        "inference?)");
     if (lo > hi || hi > m->n_train)
@@ -407,8 +407,16 @@ static int build(struct exec_optimizer *o, struct exec_model *m, const struct ex
         }
         m->be->memset(o->state, 0, (size_t)o->state_bytes);
     }
-    o->params = m->train_params + lo;
+    /* A layer-gathered model (ZeRO-3) has no region of every weight: the shard is the
+     * optimizer's own, and the model writes into it (exec_model_set_weight_shard). */
+    o->params = m->train_params ? m->train_params + lo : NULL;
     o->grads = m->train_grads + lo;
+    if (!dry && !param_be && !m->train_params) {
+        free(full);
+        exec_optimizer_release(o);
+        return sw_errf(err, SW_EINVAL, "a layer-gathered model needs an optimizer that owns its "
+                                       "parameter shard (ZeRO-3)");
+    }
     if (!dry && param_be) {
         o->params = param_be->alloc(len * sizeof(float), BACKEND_MEM_WEIGHTS, err);
         if (!o->params) {
@@ -417,7 +425,12 @@ static int build(struct exec_optimizer *o, struct exec_model *m, const struct ex
             return SW_ENOMEM;
         }
         o->param_be = param_be;
-        param_be->memcpy(o->params, m->train_params + lo, len * sizeof(float), BACKEND_D2D);
+        if (m->train_params)
+            param_be->memcpy(o->params, m->train_params + lo, len * sizeof(float), BACKEND_D2D);
+        else
+            param_be->memset(o->params, 0, len * sizeof(float));
+        if (exec_model_layer_gather(m))
+            exec_model_set_weight_shard(m, o->params, lo, hi);
     }
 
     int cap = 0, ecap = 0;
@@ -501,6 +514,8 @@ void exec_optimizer_release(struct exec_optimizer *o)
 {
     if (o->state && o->model)
         o->model->be->free(o->state);
+    if (o->param_be && o->model && exec_model_layer_gather(o->model))
+        exec_model_set_weight_shard(o->model, NULL, 0, 0);
     if (o->param_be)
         o->param_be->free(o->params);
     free(o->seg);
@@ -519,7 +534,8 @@ void exec_optimizer_reset(struct exec_optimizer *o)
 
 void exec_optimizer_sync_params(struct exec_optimizer *o)
 {
-    if (o->param_be && o->hi > o->lo)
+    /* A layer-gathered model wrote its loads into the shard already. */
+    if (o->param_be && o->hi > o->lo && o->model->train_params)
         o->param_be->memcpy(o->params, o->model->train_params + o->lo,
                             (o->hi - o->lo) * sizeof(float), BACKEND_D2D);
 }

@@ -84,6 +84,11 @@ int exec_run_check(const struct plan *p, struct sw_err *err)
                        "ZeRO does not shard adafactor on the CPU executor: its factored state is "
                        "per tensor and under 1%% of the weights; use zero 0 (dp alone) or "
                        "another optimizer");
+    if (s->zero == 3 && s->precision == PREC_BF16_MIXED)
+        return sw_errf(err, SW_EUNSUPPORTED,
+                       "zero 3 gathers fp32 weights layer by layer, and bf16-mixed keeps a bf16 "
+                       "copy of every weight on each rank; use precision fp32 with zero 3, or "
+                       "zero 1 or 2 with bf16-mixed");
     if (s->zero == 3 && s->lora_rank > 0)
         return sw_errf(err, SW_EUNSUPPORTED,
                        "zero 3 with LoRA would shard only the small adapters while every rank "
@@ -383,27 +388,6 @@ static double cpu_peak_flops(const struct hardware *hw, int threads)
     return c->peak_fp32_flops > 0 ? c->peak_fp32_flops : NAN;
 }
 
-/* ZeRO-3 on the CPU (docs/distributed.md): each rank's fp32 master shard is its weights
- * (the optimizer allocates it through backend_cpu()), and the model's whole weight family is
- * the buffer every shard is all-gathered into before the next forward: a gather buffer, so the
- * model is built on this copy of the CPU backend that files its weights under workspace. The
- * bytes are the same; only the category the report shows differs. */
-static struct backend g_zero3_backend;
-
-static void *zero3_alloc(size_t bytes, enum backend_mem cat, struct sw_err *err)
-{
-    if (cat == BACKEND_MEM_WEIGHTS)
-        cat = BACKEND_MEM_WORKSPACE;
-    return backend_cpu()->alloc(bytes, cat, err);
-}
-
-static const struct backend *zero3_backend(void)
-{
-    g_zero3_backend = *backend_cpu();
-    g_zero3_backend.alloc = zero3_alloc;
-    return &g_zero3_backend;
-}
-
 /* The data's shard paths: rank 0 resolves (and prepares) first and tells the others how it
  * went, so two ranks never tokenize into the same directory at once. Collective. */
 static int resolve_data_dp(struct run_state *s, char *train_path, char *val_path, size_t n,
@@ -503,7 +487,7 @@ static int setup(struct run_state *s, struct exec_run_result *r, struct sw_err *
 {
     const struct plan *p = s->p;
     const struct exec_run_opts *o = s->o;
-    const struct backend *be = s->zero == 3 ? zero3_backend() : backend_cpu();
+    const struct backend *be = backend_cpu();
     char train_path[PLAN_PATH_MAX], val_path[PLAN_PATH_MAX];
     int rc = resolve_data_dp(s, train_path, val_path, sizeof(train_path), err);
     if (rc < 0)
@@ -519,6 +503,10 @@ static int setup(struct run_state *s, struct exec_run_result *r, struct sw_err *
     if (p->strategy.lora_rank > 0 && p->train.lora_targets[0] &&
         (rc = exec_lora_targets_parse(p->train.lora_targets, &mo.lora_targets, err)) < 0)
         return rc;
+    /* ZeRO-3 (docs/distributed.md): the model keeps the non-layer weights and two layer
+     * buffers; each layer is gathered from the ranks' shards when it runs. */
+    if (s->zero == 3)
+        mo.layer_gather_bufs = 2;
     if ((rc = exec_model_init(&s->model, &p->model, &mo, be, err)) < 0)
         return rc;
     if (p->strategy.precision == PREC_BF16_MIXED)
@@ -529,8 +517,6 @@ static int setup(struct run_state *s, struct exec_run_result *r, struct sw_err *
                    "in fp32)"
                  : "bf16 matmuls are emulated through fp32 on this CPU (it has no native "
                    "bf16)");
-    exec_model_init_weights(&s->model, p->train.seed); /* the same on every rank */
-
     struct exec_optim_config oc;
     exec_optim_config_init(&oc);
     oc.kind = p->strategy.optimizer;
@@ -551,6 +537,9 @@ static int setup(struct run_state *s, struct exec_run_result *r, struct sw_err *
     }
     if (rc < 0)
         return rc;
+    /* After the optimizer: under ZeRO-3 its own shard is where the model writes the weights.
+     * The values are the same on every rank (and as one process). */
+    exec_model_init_weights(&s->model, p->train.seed);
 
     struct exec_train_config tc;
     memset(&tc, 0, sizeof(tc));
@@ -597,8 +586,9 @@ static int setup(struct run_state *s, struct exec_run_result *r, struct sw_err *
  * processes of one CPU node exchange through shared memory at half the memory bandwidth, the
  * rule of advisor/speed.c), for exactly the collectives exec_trainer_step issues: DDP one
  * all-reduce per 25 MiB bucket; ZeRO one reduce-scatter per staging round (every micro-batch
- * from ZeRO-2 on) and one all-gather per round; plus the two 8-byte gathers of the loss and
- * the norm. Nothing is overlapped with compute on the CPU. NaN when the bandwidth is unknown. */
+ * from ZeRO-2 on) and one all-gather per round (ZeRO-3: instead, one gather per layer the
+ * model's two buffers do not hold already, and one of the non-layer weights); plus the two
+ * 8-byte gathers of the loss and the norm. Nothing is overlapped with compute on the CPU. NaN when the bandwidth is unknown. */
 static double predicted_comm_s(const struct run_state *s, const struct hardware *hw,
                                char *link, size_t link_n)
 {
@@ -624,6 +614,16 @@ static double predicted_comm_s(const struct run_state *s, const struct hardware 
     double rounds = ceil((double)tr->slot / (double)tr->chunk);
     double per_round = est_gather_s(4.0 * (double)tr->chunk * W, W, bw, eta, lat);
     double rs = (s->zero >= 2 ? p->strategy.grad_accum : 1) * rounds * per_round;
+    if (s->zero == 3) {
+        /* Layers gathered per step: the first forward all L; every backward reuses the last
+         * two layers of its forward, every later forward the first two of the backward. */
+        const struct exec_model *m = &s->model;
+        double L = m->L, A = p->strategy.grad_accum;
+        double gathers = L >= 2 ? L + (L - 2) + (A - 1) * 2 * (L - 2) : 1;
+        double rest = (double)(m->n_train - (size_t)m->L * m->layer_n);
+        return t + rs + gathers * est_gather_s(4.0 * (double)m->layer_n, W, bw, eta, lat) +
+               est_gather_s(4.0 * rest, W, bw, eta, lat);
+    }
     return t + rs + rounds * per_round;
 }
 

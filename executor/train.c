@@ -33,9 +33,12 @@
  *    the whole region, so on the CPU executor ZeRO-2 keeps the full gradient buffer (no memory
  *    saving over ZeRO-1; more communication).
  *  - ZeRO-3: as ZeRO-2, and the optimizer keeps the rank's fp32 master shard as its own
- *    buffer; the model's weight family is the gather buffer, all-gathered whole after each
- *    update (whole-model granularity, not per layer: the model's forward has no per-layer
- *    hooks), counted as workspace by run.c.
+ *    buffer: the rank's weights. The model is layer-gathered (opts.layer_gather_bufs): it keeps
+ *    only the non-layer weights (embeddings, final norm, an untied head) and two layer
+ *    buffers, and its layer hook asks this loop for a layer before the layer runs in forward
+ *    or backward (evaluation included). The layer's slice of the flat region may span several
+ *    ranks' shards: each owner broadcasts its part of the slice. After an update the owners
+ *    broadcast the non-layer weights the same way; layers are gathered again when next used.
  * Losses match one process on the same global batch up to the order of float sums.
  *
  * The optimizer step number is also the data step, and the loader is stateless given (seed,
@@ -81,6 +84,48 @@ static int ddp_env(struct exec_trainer *t, struct sw_err *err)
     return 0;
 }
 
+/* ZeRO-3: elements [off, off + n) of the flat region into dst: each rank that owns part of
+ * the range broadcasts that part from its shard. Collective. */
+static int gather_range(struct exec_trainer *t, float *dst, size_t off, size_t n,
+                        struct sw_err *err)
+{
+    const struct exec_optimizer *o = t->opt;
+    for (int q = 0; q < t->world; q++) {
+        size_t a = t->cuts[q] > off ? t->cuts[q] : off;
+        size_t b = t->cuts[q + 1] < off + n ? t->cuts[q + 1] : off + n;
+        if (a >= b)
+            continue;
+        if (q == t->rank)
+            t->model->be->memcpy(dst + (a - off), o->params + (a - o->lo), (b - a) * sizeof(float),
+                                 BACKEND_D2D);
+        int rc = t->comm->broadcast(t->comm, dst + (a - off), (b - a) * sizeof(float), q, err);
+        if (rc < 0)
+            return rc;
+    }
+    return 0;
+}
+
+/* The model's layer hook (exec_layer_fill_fn) under ZeRO-3. */
+static int fill_layer(void *ctx, int layer, float *dst, size_t off, size_t n, struct sw_err *err)
+{
+    (void)layer;
+    return gather_range(ctx, dst, off, n, err);
+}
+
+/* ZeRO-3 after an update: the non-layer weights, resident on every rank, from their owners. */
+static int refresh_resident(struct exec_trainer *t, struct sw_err *err)
+{
+    struct exec_model *m = t->model;
+    size_t lay_end = m->layer0_off + (size_t)m->L * m->layer_n;
+    int rc = 0;
+    if (m->layer0_off > 0)
+        rc = gather_range(t, exec_model_resident(m, 0), 0, m->layer0_off, err);
+    if (rc == 0 && lay_end < m->n_train)
+        rc = gather_range(t, exec_model_resident(m, lay_end), lay_end, m->n_train - lay_end, err);
+    exec_model_weights_changed(m);
+    return rc;
+}
+
 /* ZeRO: the cuts, the staging buffer, and checks that o is this rank's shard. */
 static int init_zero(struct exec_trainer *t, struct exec_model *m, struct exec_optimizer *o,
                      struct sw_err *err)
@@ -97,6 +142,9 @@ static int init_zero(struct exec_trainer *t, struct exec_model *m, struct exec_o
                        t->zero, t->rank, t->cuts[t->rank], t->cuts[t->rank + 1], o->lo, o->hi);
     if (t->zero == 3 && !o->param_be)
         return sw_errf(err, SW_EINVAL, "zero 3 needs an optimizer that owns its parameter shard");
+    if (t->zero == 3 && !exec_model_layer_gather(m))
+        return sw_errf(err, SW_EINVAL,
+                       "zero 3 needs a layer-gathered model (exec_model_opts.layer_gather_bufs)");
     for (int r = 0; r < W; r++)
         if (t->cuts[r + 1] - t->cuts[r] > t->slot)
             t->slot = t->cuts[r + 1] - t->cuts[r];
@@ -122,7 +170,7 @@ int exec_trainer_init_dp(struct exec_trainer *t, struct exec_model *m, struct ex
                        c->micro_batch, c->grad_accum, c->seq);
     if (zero < 0 || zero > 3)
         return sw_errf(err, SW_EINVAL, "zero must be 0, 1, 2 or 3, got %d", zero);
-    if (!m->opts.training || !m->train_params)
+    if (!m->opts.training || !m->train_grads)
         return sw_errf(err, SW_EINVAL, "the model was not built for training");
     if (m->opts.batch < c->micro_batch || m->opts.seq < c->seq)
         return sw_errf(err, SW_EINVAL,
@@ -167,6 +215,14 @@ int exec_trainer_init_dp(struct exec_trainer *t, struct exec_model *m, struct ex
     }
     if (t->zero == 0 && o->sharded)
         return sw_errf(err, SW_EINVAL, "DDP (zero 0) needs an unsharded optimizer on each rank");
+    if (exec_model_layer_gather(m) && t->zero != 3) {
+        exec_trainer_release(t);
+        return sw_errf(err, SW_EINVAL,
+                       "a layer-gathered model trains under zero 3 with at least 2 ranks");
+    }
+    t->gather = t->zero == 3;
+    if (t->gather)
+        exec_model_set_layer_hook(m, fill_layer, t);
     size_t n_batch = (size_t)c->micro_batch * c->grad_accum * (size_t)c->seq;
     size_t n_micro = (size_t)c->micro_batch * (size_t)c->seq;
     t->batch_in = sw_try_malloc(n_batch * sizeof(uint32_t), "batch tokens", err);
@@ -182,6 +238,8 @@ int exec_trainer_init_dp(struct exec_trainer *t, struct exec_model *m, struct ex
 
 void exec_trainer_release(struct exec_trainer *t)
 {
+    if (t->gather && t->model)
+        exec_model_set_layer_hook(t->model, NULL, NULL);
     free(t->batch_in);
     free(t->batch_tgt);
     free(t->tokens);
@@ -408,7 +466,9 @@ int exec_trainer_step(struct exec_trainer *t, struct exec_step_stats *out, struc
         norm = exec_optimizer_clip(t->opt, c->grad_clip);
     double lr = exec_lr_at(&c->lr, step);
     exec_optimizer_step(t->opt, lr);
-    if (t->zero >= 1 && (rc = allgather_params(t, err)) < 0)
+    if (t->zero >= 1 && t->zero < 3 && (rc = allgather_params(t, err)) < 0)
+        return rc;
+    if (t->zero == 3 && (rc = refresh_resident(t, err)) < 0)
         return rc;
     double total_loss = loss_sum;
     if ((rc = sum_double(t, loss_sum, &total_loss, err)) < 0)
@@ -432,17 +492,23 @@ int exec_trainer_eval(struct exec_trainer *t, double *val_loss, struct sw_err *e
         return sw_errf(err, SW_EINVAL, "no validation data to evaluate on");
     const struct exec_train_config *c = &t->cfg;
     double sum = 0.0;
-    for (int64_t k = t->rank; k < c->eval_batches; k += t->world) {
+    /* ZeRO-3: the forward gathers layers collectively, so every rank runs as many forwards
+     * (a rank past the last batch runs batch 0 again and drops its loss). */
+    int64_t end = c->eval_batches;
+    if (t->gather)
+        end = (c->eval_batches + t->world - 1) / t->world * t->world;
+    for (int64_t k = t->rank; k < end; k += t->world) {
         /* The micro-batch buffers hold micro_batch rows: read the val batch into them through
          * the (larger) batch buffers. */
-        loader_batch(&t->val, k, t->batch_in, t->batch_tgt);
+        loader_batch(&t->val, k < c->eval_batches ? k : 0, t->batch_in, t->batch_tgt);
         take_rows(t, t->batch_in, t->batch_tgt, 0, c->micro_batch);
         float loss = 0.0f;
         int rc =
             exec_model_forward(t->model, t->tokens, t->targets, c->micro_batch, c->seq, &loss, err);
         if (rc < 0)
             return rc;
-        sum += loss;
+        if (k < c->eval_batches)
+            sum += loss;
     }
     int rc = sum_double(t, sum, &sum, err);
     if (rc < 0)

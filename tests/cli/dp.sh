@@ -8,8 +8,10 @@
 #    Where the sums are the same the files are byte-identical: DDP = ZeRO-1 (one reduction per
 #    step), ZeRO-2 = ZeRO-3 (one per micro-batch), and 8-bit AdamW ZeRO-1 = its DDP run (the
 #    shard cuts keep 8-bit blocks whole);
-#  - per-rank reports: ZeRO-1 halves the optimizer bytes, ZeRO-3 the weights, measured equal to
-#    the advisor's estimate for the heaviest rank; communication time per step is reported;
+#  - per-rank reports: ZeRO-1 halves the optimizer bytes; ZeRO-3's weights are half the model
+#    plus the non-layer weights and two layer buffers (layers gathered one at a time; with the
+#    2 layers of this model that is no saving, the formula is what is checked), measured equal
+#    to the advisor's estimate for the heaviest rank; communication time per step is reported;
 #  - save on 2 ranks, resume on 1, and vice versa (also from the rank's own optimizer shard);
 #  - `scalewise run --nproc 2`; a plan that differs between ranks is refused at start-up; a dp 2
 #    plan in one process is refused with the command to use;
@@ -123,15 +125,25 @@ cmp -s "$TMP/d8/ckpt_4.safetensors" "$TMP/z8/ckpt_4.safetensors" && ok ||
 
 # 4. Per-rank memory: halves, and measured = predicted for the sharded categories.
 "$PY" - "$TMP" >"$TMP/mem" 2>&1 <<'PY' && ok || fail "per-rank reports: $(tail -n 3 "$TMP/mem")"
-import sys, yaml
+import sys, yaml, json, struct, re
 t = sys.argv[1]
+# Layer sizes from the checkpoint's h.<i>.* tensors (every layer is the same size).
+b = open("%s/z3/ckpt_4.safetensors" % t, "rb").read()
+hdr = json.loads(b[8:8 + struct.unpack('<Q', b[:8])[0]]); hdr.pop('__metadata__', None)
+layer_n = sum(v['data_offsets'][1] - v['data_offsets'][0] for k, v in hdr.items()
+              if k.startswith('h.0.')) // 4
+n_layers = len({k.split('.')[1] for k in hdr if re.match(r'h\.\d+\.', k)})
 rep = {z: [yaml.safe_load(open("%s/z%d/report.rank%d.yaml" % (t, z, r))) for r in (0, 1)]
        for z in (0, 1, 3)}
 m = lambda z, r, k: rep[z][r]["measured"]["per_device_bytes"][k]
 p = lambda z, r, k: rep[z][r]["predicted"]["per_device_bytes"][k]
 for r in (0, 1):
     assert 0.49 < m(1, r, "optimizer") / m(0, r, "optimizer") <= 0.51, ("zero1 optimizer", r)
-    assert 0.49 < m(3, r, "weights") / m(0, r, "weights") <= 0.51, ("zero3 weights", r)
+    # ZeRO-3: this rank's half of the region (P = weights of zero 0 / 4, 64-byte aligned), the
+    # non-layer weights and two layer buffers.
+    P = m(0, r, "weights") // 4
+    want = 4 * (P / 2 + (P - n_layers * layer_n) + 2 * layer_n)
+    assert abs(m(3, r, "weights") - want) <= 256, ("zero3 weights", r, m(3, r, "weights"), want)
     for z in (0, 1, 3):
         d = rep[z][r]["distributed"]
         assert d["rank"] == r and d["world"] == 2 and d["comm_s_per_step"] > 0, d

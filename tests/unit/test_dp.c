@@ -64,12 +64,16 @@ static struct model_desc small_model(void)
     return d;
 }
 
+/* exec_model_opts.layer_gather_bufs of the models build_desc makes (2: ZeRO-3's). */
+static int g_gather_bufs;
+
 static int build_desc(struct exec_model *m, const struct backend *be, struct model_desc d)
 {
     struct exec_model_opts o;
     exec_model_opts_init(&o);
     o.batch = 2;
     o.seq = SEQ;
+    o.layer_gather_bufs = g_gather_bufs;
     struct sw_err err;
     sw_err_init(&err);
     int rc = exec_model_init(m, &d, &o, be, &err);
@@ -439,10 +443,13 @@ static void advisor_case(enum sw_optimizer kind, int W, int zero)
     CHECK_OK(rc, &err);
     if (rc < 0)
         return;
-    /* The executor: each rank's model (on the ZeRO-3 relabelling a run uses), optimizer and
-     * trainer staging, counted by hand from what each allocates. */
+    /* The executor: each rank's model (layer-gathered under ZeRO-3, as a run builds it),
+     * optimizer and trainer staging, counted by hand from what each allocates. */
     struct exec_model m;
-    if (build(&m, backend_cpu()) < 0)
+    g_gather_bufs = zero == 3 ? 2 : 0;
+    rc = build(&m, backend_cpu());
+    g_gather_bufs = 0;
+    if (rc < 0)
         return;
     struct exec_optim_config c;
     ocfg(&c, kind);
@@ -452,7 +459,9 @@ static void advisor_case(enum sw_optimizer kind, int W, int zero)
     size_t slot = 0;
     for (int r = 0; r < W; r++) {
         struct exec_optimizer o;
-        CHECK_OK(exec_optimizer_init_shard(&o, &m, &c, cuts[r], cuts[r + 1], NULL, &err), &err);
+        CHECK_OK(exec_optimizer_init_shard(&o, &m, &c, cuts[r], cuts[r + 1],
+                                           zero == 3 ? backend_cpu() : NULL, &err),
+                 &err);
         if ((double)o.state_bytes > ex[BACKEND_MEM_OPTIMIZER])
             ex[BACKEND_MEM_OPTIMIZER] = (double)o.state_bytes;
         if (cuts[r + 1] - cuts[r] > slot)
@@ -461,11 +470,12 @@ static void advisor_case(enum sw_optimizer kind, int W, int zero)
     }
     size_t per = EXEC_DP_BUCKET_BYTES / 4 / (size_t)W, chunk = slot < per ? slot : per;
     ex[BACKEND_MEM_GRADIENTS] = (double)m.planned.bytes[BACKEND_MEM_GRADIENTS];
+    /* ZeRO-3: the rank's parameter shard, plus the model's non-layer weights and two layer
+     * buffers. */
     ex[BACKEND_MEM_WEIGHTS] =
-        zero == 3 ? 4.0 * (double)slot : (double)m.planned.bytes[BACKEND_MEM_WEIGHTS];
+        (zero == 3 ? 4.0 * (double)slot : 0) + (double)m.planned.bytes[BACKEND_MEM_WEIGHTS];
     ex[BACKEND_MEM_WORKSPACE] = (double)m.planned.bytes[BACKEND_MEM_WORKSPACE] +
-                                4.0 * (W + 1) * (double)(chunk ? chunk : 1) +
-                                (zero == 3 ? (double)m.planned.bytes[BACKEND_MEM_WEIGHTS] : 0);
+                                4.0 * (W + 1) * (double)(chunk ? chunk : 1);
     static const int cats[] = {BACKEND_MEM_WEIGHTS, BACKEND_MEM_GRADIENTS, BACKEND_MEM_OPTIMIZER,
                                BACKEND_MEM_WORKSPACE};
     for (int i = 0; i < 4; i++)
@@ -506,7 +516,17 @@ static void test_advisor(void)
     s.zero = 3;
     CHECK_OK(advisor_estimate(&d, &hw, &w, &s, NULL, &e3, &err), &err);
     CHECK_NEAR(e1.dev.optimizer / e0.dev.optimizer, 0.5, 1e-4);
-    CHECK_NEAR(e3.dev.weights / e0.dev.weights, 0.5, 1e-3);
+    /* ZeRO-3: half the weights, plus what the layer-gathered model keeps (the non-layer
+     * weights and two layer buffers). */
+    struct exec_model mg;
+    g_gather_bufs = 2;
+    int rc = build(&mg, backend_cpu());
+    g_gather_bufs = 0;
+    if (rc < 0)
+        return;
+    double kept = (double)mg.planned.bytes[BACKEND_MEM_WEIGHTS];
+    CHECK_NEAR((e3.dev.weights - kept) / e0.dev.weights, 0.5, 1e-3);
+    exec_model_release(&mg);
 }
 
 /* ---------------------------------------------------------------- trainer and run */
@@ -803,7 +823,10 @@ static void world_case(int W, int zero, enum sw_optimizer kind, const char *tag,
         c->impl = &j[r].fr;
         j[r].save_path = path;
         sw_err_init(&j[r].err);
-        if (build_small(&j[r].m) < 0) {
+        g_gather_bufs = zero == 3 ? 2 : 0;
+        int brc = build_small(&j[r].m);
+        g_gather_bufs = 0;
+        if (brc < 0) {
             ok_init = 0;
             break;
         }
@@ -812,6 +835,9 @@ static void world_case(int W, int zero, enum sw_optimizer kind, const char *tag,
             CHECK_OK(exec_optimizer_init_shard(&j[r].o, &j[r].m, &oc, cuts[r], cuts[r + 1],
                                                zero == 3 ? backend_cpu() : NULL, &err),
                      &err);
+            /* ZeRO-3: the weights again, now that the rank's shard exists to hold them. */
+            if (zero == 3)
+                exec_model_init_weights(&j[r].m, 11);
         } else {
             CHECK_OK(exec_optimizer_init(&j[r].o, &j[r].m, &oc, &err), &err);
         }
@@ -1028,6 +1054,89 @@ static void test_grad_hook(void)
     hook_case(2, "lora");
 }
 
+/* ---------------------------------------------------------------- layer gather */
+
+/* A layer hook that copies from a full region and counts its calls. */
+struct gather_log {
+    const float *region;
+    int calls;
+    int fail_at; /* the call that fails (0: none) */
+};
+
+static int gather_from(void *ctx, int layer, float *dst, size_t off, size_t n, struct sw_err *err)
+{
+    struct gather_log *g = ctx;
+    (void)layer;
+    if (++g->calls == g->fail_at)
+        return sw_errf(err, SW_EIO, "gather failed on purpose");
+    memcpy(dst, g->region + off, n * sizeof(float));
+    return 0;
+}
+
+/* ZeRO-3's model in one process: a 4-layer model whose layers are gathered (from a whole-region
+ * "shard") into two buffers gives bitwise the loss and gradients of the resident model, under
+ * full recompute; init writes the same values into the shard; a layer is gathered only when its
+ * buffer holds another one; a failing hook stops the forward. */
+static void test_layer_gather(void)
+{
+    struct sw_err err;
+    sw_err_init(&err);
+    struct model_desc d = small_model();
+    d.n_layers = 4;
+    struct exec_model a, b;
+    if (build_desc(&a, backend_cpu(), d) < 0)
+        return;
+    struct exec_model_opts o;
+    exec_model_opts_init(&o);
+    o.batch = 2;
+    o.seq = SEQ;
+    o.recompute = RECOMPUTE_FULL;
+    o.layer_gather_bufs = 2;
+    int rc = exec_model_init(&b, &d, &o, backend_cpu(), &err);
+    CHECK_OK(rc, &err);
+    if (rc < 0) {
+        exec_model_release(&a);
+        return;
+    }
+    CHECK(b.train_params == NULL && b.n_train == a.n_train);
+    /* Two layer buffers and the rest: less than the resident model's weights. */
+    CHECK_INT((long long)b.planned.bytes[BACKEND_MEM_WEIGHTS],
+              (long long)(a.planned.bytes[BACKEND_MEM_WEIGHTS] - 2 * 4 * b.layer_n));
+    float *shard = calloc(b.n_train, sizeof(float));
+    exec_model_set_weight_shard(&b, shard, 0, b.n_train);
+    exec_model_init_weights(&b, 11);
+    CHECK(memcmp(shard, a.train_params, a.n_train * sizeof(float)) == 0);
+    struct gather_log g = {.region = shard};
+    int tok[2 * SEQ], tgt[2 * SEQ];
+    for (int i = 0; i < 2 * SEQ; i++) {
+        tok[i] = (i * 7 + 3) % 128;
+        tgt[i] = (i * 5 + 1) % 128;
+    }
+    CHECK_INT(exec_model_forward(&b, tok, tgt, 2, SEQ, NULL, &err), SW_EINVAL); /* no hook */
+    exec_model_set_layer_hook(&b, gather_from, &g);
+    float la = 0, lb = 0;
+    CHECK_OK(exec_model_forward(&a, tok, tgt, 2, SEQ, &la, &err), &err);
+    CHECK_OK(exec_model_backward(&a, 1.0f, &err), &err);
+    CHECK_OK(exec_model_forward(&b, tok, tgt, 2, SEQ, &lb, &err), &err);
+    CHECK_INT(g.calls, 4);
+    CHECK_OK(exec_model_backward(&b, 1.0f, &err), &err);
+    CHECK_INT(g.calls, 6); /* layers 3 and 2 were still in their buffers */
+    CHECK(la == lb);
+    CHECK(memcmp(a.train_grads, b.train_grads, a.n_train * sizeof(float)) == 0);
+    /* Changed weights: every layer again. A failing gather stops the forward. */
+    exec_model_weights_changed(&b);
+    g.fail_at = 8;
+    CHECK_INT(exec_model_forward(&b, tok, tgt, 2, SEQ, NULL, &err), SW_EIO);
+    CHECK(strstr(err.msg, "on purpose") != NULL);
+    /* A checkpoint of it is refused outside a data-parallel save. */
+    CHECK_INT(exec_checkpoint_save("/nonexistent/x.safetensors", &b, NULL, NULL, &err),
+              SW_EINVAL);
+    exec_model_set_weight_shard(&b, NULL, 0, 0);
+    free(shard);
+    exec_model_release(&a);
+    exec_model_release(&b);
+}
+
 /* ---------------------------------------------------------------- launch section */
 
 static const char *const launch_plan_yaml =
@@ -1191,6 +1300,7 @@ int main(void)
     RUN(test_single_engine);
     RUN(test_world);
     RUN(test_grad_hook);
+    RUN(test_layer_gather);
     RUN(test_launch);
     RUN(test_plan_rules);
 
