@@ -37,17 +37,12 @@ int profiles_dir(char *out, size_t n, struct sw_err *err)
         return put_path(out, n, env, err);
     }
     char exe[PATH_MAX];
-    ssize_t len = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
-    if (len > 0) {
-        exe[len] = '\0';
-        char *slash = strrchr(exe, '/');
-        if (slash) {
-            *slash = '\0';
-            char cand[PATH_MAX + 16];
-            snprintf(cand, sizeof(cand), "%s/profiles", exe);
-            if (is_dir(cand))
-                return put_path(out, n, cand, err);
-        }
+    sw_exe_dir(exe, sizeof(exe));
+    if (exe[0]) {
+        char cand[PATH_MAX + 16];
+        snprintf(cand, sizeof(cand), "%s/profiles", exe);
+        if (is_dir(cand))
+            return put_path(out, n, cand, err);
     }
 #ifdef SW_PROFILES_DIR
     if (is_dir(SW_PROFILES_DIR))

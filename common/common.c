@@ -330,7 +330,12 @@ int sw_write_file_atomic(const char *path, const void *data, size_t len, struct 
         unlink(tmp);
         return sw_err_at(err, SW_EIO, path, 0, 0, "cannot rename into place: %s", strerror(e));
     }
-    /* fsync the directory so the rename itself survives a crash. */
+    sw_fsync_dir_of(path);
+    return 0;
+}
+
+void sw_fsync_dir_of(const char *path)
+{
     char dir[PATH_MAX];
     sw_strlcpy(dir, path, sizeof(dir));
     char *slash = strrchr(dir, '/');
@@ -345,7 +350,49 @@ int sw_write_file_atomic(const char *path, const void *data, size_t len, struct 
         (void)fsync(dfd);
         close(dfd);
     }
-    return 0;
+}
+
+void sw_exe_dir(char *dir, size_t n)
+{
+    dir[0] = '\0';
+    char path[PATH_MAX];
+    ssize_t len = readlink("/proc/self/exe", path, sizeof path - 1);
+    if (len <= 0)
+        return;
+    path[len] = '\0';
+    char *slash = strrchr(path, '/');
+    if (!slash)
+        return;
+    *slash = '\0';
+    snprintf(dir, n, "%s", path);
+}
+
+void sw_put_le32(unsigned char *p, uint32_t v)
+{
+    for (int i = 0; i < 4; i++)
+        p[i] = (unsigned char)(v >> (8 * i));
+}
+
+void sw_put_le64(unsigned char *p, uint64_t v)
+{
+    for (int i = 0; i < 8; i++)
+        p[i] = (unsigned char)(v >> (8 * i));
+}
+
+uint32_t sw_get_le32(const unsigned char *p)
+{
+    uint32_t v = 0;
+    for (int i = 0; i < 4; i++)
+        v |= (uint32_t)p[i] << (8 * i);
+    return v;
+}
+
+uint64_t sw_get_le64(const unsigned char *p)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++)
+        v |= (uint64_t)p[i] << (8 * i);
+    return v;
 }
 
 /* ---------------------------------------------------------------- numbers */

@@ -109,6 +109,19 @@ int sw_read_file(const char *path, size_t max_bytes, char **out, size_t *out_len
  * failure the old file (if any) is untouched and the temporary is removed. */
 int sw_write_file_atomic(const char *path, const void *data, size_t len, struct sw_err *err);
 
+/* fsync the directory holding `path`, so a rename into it survives a crash. Best effort. */
+void sw_fsync_dir_of(const char *path);
+
+/* Directory of the running executable (/proc/self/exe) into dir; "" when unknown. */
+void sw_exe_dir(char *dir, size_t n);
+
+/* Little-endian integers in byte buffers (file headers, wire records), independent of the host's
+ * byte order. */
+void sw_put_le32(unsigned char *p, uint32_t v);
+void sw_put_le64(unsigned char *p, uint64_t v);
+uint32_t sw_get_le32(const unsigned char *p);
+uint64_t sw_get_le64(const unsigned char *p);
+
 /* ---------------------------------------------------------------- numbers */
 
 /* Strict parsing: the whole string must be a number (no trailing junk, no empty string), in

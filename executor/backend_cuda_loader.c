@@ -21,21 +21,6 @@ typedef const struct backend *(*cuda_entry_fn)(int api_version, char *err, size_
  * runtime registers exit handlers that must not see their code unmapped). */
 static const struct backend *g_cuda;
 
-static void exe_dir(char *dir, size_t n)
-{
-    dir[0] = '\0';
-    char path[PATH_MAX];
-    ssize_t len = readlink("/proc/self/exe", path, sizeof path - 1);
-    if (len <= 0)
-        return;
-    path[len] = '\0';
-    char *slash = strrchr(path, '/');
-    if (!slash)
-        return;
-    *slash = '\0';
-    snprintf(dir, n, "%s", path);
-}
-
 /* Appends ", s" (or "s") to buf, silently truncating. */
 static void append(char *buf, size_t n, const char *s)
 {
@@ -61,7 +46,7 @@ static void *open_plugin(char *tried, size_t tried_n, char *dlmsg, size_t dlmsg_
         snprintf(cand[nc++], sizeof cand[0], "%s", env);
     } else {
         char dir[PATH_MAX];
-        exe_dir(dir, sizeof dir);
+        sw_exe_dir(dir, sizeof dir);
         if (dir[0]) {
             snprintf(cand[nc++], sizeof cand[0], "%s/" CUDA_PLUGIN_NAME, dir);
             snprintf(cand[nc++], sizeof cand[0], "%s/build/" CUDA_PLUGIN_NAME, dir);

@@ -338,28 +338,12 @@ static void w_finalize(struct comm *c)
 
 /* ---------------------------------------------------------------- plugin loading */
 
-/* Directory of the running executable into `dir` ("" if unknown). */
-static void exe_dir(char *dir, size_t n)
-{
-    dir[0] = '\0';
-    char path[PATH_MAX];
-    ssize_t len = readlink("/proc/self/exe", path, sizeof path - 1);
-    if (len <= 0)
-        return;
-    path[len] = '\0';
-    char *slash = strrchr(path, '/');
-    if (!slash)
-        return;
-    *slash = '\0';
-    snprintf(dir, n, "%s", path);
-}
-
 /* Try the search path: $SCALEWISE_MPI_PLUGIN, the executable's directory, build/ under it, its
  * parent (build/tests/x, build/asan/scalewise), then the compile-time path. */
 static void *load_plugin(char *tried, size_t tried_n, char *dlmsg, size_t dlmsg_n)
 {
     char dir[PATH_MAX];
-    exe_dir(dir, sizeof dir);
+    sw_exe_dir(dir, sizeof dir);
     char cand[5][PATH_MAX + 64];
     int nc = 0;
     const char *env = getenv("SCALEWISE_MPI_PLUGIN");

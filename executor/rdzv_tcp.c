@@ -36,57 +36,29 @@ static double now_s(void)
 
 /* ---------------------------------------------------------------- wire format */
 
-static void put_u32(unsigned char *p, uint32_t v)
-{
-    for (int i = 0; i < 4; i++)
-        p[i] = (unsigned char)(v >> (8 * i));
-}
-
-static void put_u64(unsigned char *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++)
-        p[i] = (unsigned char)(v >> (8 * i));
-}
-
-static uint32_t get_u32(const unsigned char *p)
-{
-    uint32_t v = 0;
-    for (int i = 0; i < 4; i++)
-        v |= (uint32_t)p[i] << (8 * i);
-    return v;
-}
-
-static uint64_t get_u64(const unsigned char *p)
-{
-    uint64_t v = 0;
-    for (int i = 0; i < 8; i++)
-        v |= (uint64_t)p[i] << (8 * i);
-    return v;
-}
-
 static void rec_encode(const struct comm_rdzv_record *r, unsigned char *p)
 {
     memset(p, 0, RDZV_REC_BYTES);
-    put_u32(p, RDZV_MAGIC);
-    put_u32(p + 4, r->version);
-    put_u32(p + 8, (uint32_t)r->rank);
-    put_u64(p + 16, r->host_hash);
-    put_u64(p + 24, (uint64_t)r->pid);
-    put_u64(p + 32, r->plan_hash);
-    put_u64(p + 40, r->binary_hash);
+    sw_put_le32(p, RDZV_MAGIC);
+    sw_put_le32(p + 4, r->version);
+    sw_put_le32(p + 8, (uint32_t)r->rank);
+    sw_put_le64(p + 16, r->host_hash);
+    sw_put_le64(p + 24, (uint64_t)r->pid);
+    sw_put_le64(p + 32, r->plan_hash);
+    sw_put_le64(p + 40, r->binary_hash);
 }
 
 /* false when the magic is wrong (not a scalewise peer). */
 static bool rec_decode(const unsigned char *p, struct comm_rdzv_record *r)
 {
-    if (get_u32(p) != RDZV_MAGIC)
+    if (sw_get_le32(p) != RDZV_MAGIC)
         return false;
-    r->version = get_u32(p + 4);
-    r->rank = (int32_t)get_u32(p + 8);
-    r->host_hash = get_u64(p + 16);
-    r->pid = (int64_t)get_u64(p + 24);
-    r->plan_hash = get_u64(p + 32);
-    r->binary_hash = get_u64(p + 40);
+    r->version = sw_get_le32(p + 4);
+    r->rank = (int32_t)sw_get_le32(p + 8);
+    r->host_hash = sw_get_le64(p + 16);
+    r->pid = (int64_t)sw_get_le64(p + 24);
+    r->plan_hash = sw_get_le64(p + 32);
+    r->binary_hash = sw_get_le64(p + 40);
     return true;
 }
 
@@ -195,8 +167,8 @@ static void send_answer(struct comm_rdzv *r, int code, const char *msg, double d
 {
     size_t n = 8 + RDZV_MSG_BYTES + (size_t)r->world * RDZV_REC_BYTES + COMM_RDZV_BLOB_BYTES;
     unsigned char *buf = sw_xcalloc(1, n);
-    put_u32(buf, (uint32_t)code);
-    put_u32(buf + 4, (uint32_t)r->world);
+    sw_put_le32(buf, (uint32_t)code);
+    sw_put_le32(buf + 4, (uint32_t)r->world);
     snprintf((char *)buf + 8, RDZV_MSG_BYTES, "%s", msg ? msg : "");
     unsigned char *p = buf + 8 + RDZV_MSG_BYTES;
     for (int i = 0; i < r->world; i++, p += RDZV_REC_BYTES)
@@ -380,7 +352,7 @@ static int run_peer(struct comm_rdzv *r, const char *addr, int port, double time
     int rc = send_all(fd, rec, sizeof rec, deadline_s);
     if (rc == 0)
         rc = recv_all(fd, buf, 8, deadline_s);
-    int root_world = rc == 0 ? (int)get_u32(buf + 4) : r->world;
+    int root_world = rc == 0 ? (int)sw_get_le32(buf + 4) : r->world;
     if (root_world != r->world) {
         free(buf);
         return sw_errf(err, SW_EINVAL,
@@ -397,7 +369,7 @@ static int run_peer(struct comm_rdzv *r, const char *addr, int port, double time
                        addr, port, rc == -2 ? "did not answer" : "closed the connection",
                        timeout_s);
     }
-    int code = (int32_t)get_u32(buf);
+    int code = (int32_t)sw_get_le32(buf);
     if (code != 0) {
         char msg[RDZV_MSG_BYTES];
         memcpy(msg, buf + 8, sizeof msg);

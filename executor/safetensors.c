@@ -917,25 +917,6 @@ static int write_all(int fd, const void *data, uint64_t n, const char *path, str
     return 0;
 }
 
-/* fsync the directory holding `path`, so the rename itself survives a crash. */
-static void fsync_dir_of(const char *path)
-{
-    char dir[PATH_MAX];
-    sw_strlcpy(dir, path, sizeof(dir));
-    char *slash = strrchr(dir, '/');
-    if (slash == dir)
-        dir[1] = '\0';
-    else if (slash)
-        *slash = '\0';
-    else
-        sw_strlcpy(dir, ".", sizeof(dir));
-    int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd >= 0) {
-        (void)fsync(dfd);
-        close(dfd);
-    }
-}
-
 int sft_writer_save(const struct sft_writer *w, const char *path, struct sw_err *err)
 {
     size_t *order = sw_xcalloc(w->n ? w->n : 1, sizeof(size_t));
@@ -1007,7 +988,7 @@ int sft_writer_save(const struct sft_writer *w, const char *path, struct sw_err 
         rc = sw_err_at(err, SW_EIO, path, 0, 0, "cannot rename into place: %s", strerror(errno));
         goto out;
     }
-    fsync_dir_of(path);
+    sw_fsync_dir_of(path);
 out:
     if (fd >= 0)
         close(fd);

@@ -24,34 +24,6 @@
 #define OFF_CHECKSUM 32
 #define OFF_RESERVED 40
 
-static void put_u32(unsigned char *p, uint32_t v)
-{
-    for (int i = 0; i < 4; i++)
-        p[i] = (unsigned char)(v >> (8 * i));
-}
-
-static void put_u64(unsigned char *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++)
-        p[i] = (unsigned char)(v >> (8 * i));
-}
-
-static uint32_t get_u32(const unsigned char *p)
-{
-    uint32_t v = 0;
-    for (int i = 3; i >= 0; i--)
-        v = (v << 8) | p[i];
-    return v;
-}
-
-static uint64_t get_u64(const unsigned char *p)
-{
-    uint64_t v = 0;
-    for (int i = 7; i >= 0; i--)
-        v = (v << 8) | p[i];
-    return v;
-}
-
 uint32_t shard_token_bytes_for(uint32_t vocab_size)
 {
     return vocab_size <= 65536u ? 2u : 4u;
@@ -94,12 +66,12 @@ int shard_write(const char *path, const uint32_t *ids, uint64_t n, uint32_t voca
     unsigned char *body = buf + SHARD_HEADER_BYTES;
     pack_tokens(body, ids, n, width);
     memcpy(buf + OFF_MAGIC, SHARD_MAGIC, 8);
-    put_u32(buf + OFF_VERSION, SHARD_VERSION);
-    put_u32(buf + OFF_WIDTH, width);
-    put_u64(buf + OFF_COUNT, n);
-    put_u32(buf + OFF_VOCAB, vocab_size);
-    put_u32(buf + OFF_KIND, (uint32_t)kind);
-    put_u64(buf + OFF_CHECKSUM, data_fnv1a64(DATA_FNV1A64_INIT, body, (size_t)n * width));
+    sw_put_le32(buf + OFF_VERSION, SHARD_VERSION);
+    sw_put_le32(buf + OFF_WIDTH, width);
+    sw_put_le64(buf + OFF_COUNT, n);
+    sw_put_le32(buf + OFF_VOCAB, vocab_size);
+    sw_put_le32(buf + OFF_KIND, (uint32_t)kind);
+    sw_put_le64(buf + OFF_CHECKSUM, data_fnv1a64(DATA_FNV1A64_INIT, body, (size_t)n * width));
     int rc = sw_write_file_atomic(path, buf, total, err);
     free(buf);
     return rc;
@@ -115,12 +87,12 @@ static int parse_header(const char *path, const unsigned char *h, uint64_t file_
                          "bytes)",
                          SHARD_MAGIC);
     struct shard_header hd = {
-        .version = get_u32(h + OFF_VERSION),
-        .token_bytes = get_u32(h + OFF_WIDTH),
-        .n_tokens = get_u64(h + OFF_COUNT),
-        .vocab_size = get_u32(h + OFF_VOCAB),
-        .kind = get_u32(h + OFF_KIND),
-        .checksum = get_u64(h + OFF_CHECKSUM),
+        .version = sw_get_le32(h + OFF_VERSION),
+        .token_bytes = sw_get_le32(h + OFF_WIDTH),
+        .n_tokens = sw_get_le64(h + OFF_COUNT),
+        .vocab_size = sw_get_le32(h + OFF_VOCAB),
+        .kind = sw_get_le32(h + OFF_KIND),
+        .checksum = sw_get_le64(h + OFF_CHECKSUM),
     };
     if (hd.version != SHARD_VERSION)
         return sw_err_at(err, SW_EPARSE, path, 0, 0,
@@ -272,7 +244,7 @@ int shard_load(const char *path, struct shard *s, struct sw_err *err)
         h = data_fnv1a64(h, chunk, want);
         for (size_t k = 0; k < m; k++) {
             const unsigned char *p = chunk + k * hd.token_bytes;
-            uint32_t v = hd.token_bytes == 2 ? (uint32_t)p[0] | (uint32_t)p[1] << 8 : get_u32(p);
+            uint32_t v = hd.token_bytes == 2 ? (uint32_t)p[0] | (uint32_t)p[1] << 8 : sw_get_le32(p);
             if (v >= hd.vocab_size && bad_index == UINT64_MAX) {
                 bad_index = i + k;
                 bad_id = v;
