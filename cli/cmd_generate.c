@@ -445,7 +445,7 @@ int cli_generate(int argc, char **argv)
     mo.kv_batch = r.B;
     mo.kv_seq = need;
     mo.int8_weights = a.int8;
-    if ((rc = exec_model_init(&r.model, &d, &mo, backend_cpu(), &err)) < 0) {
+    if ((rc = exec_model_init(&r.model, &d, &mo, backend_for_device(false, NULL), &err)) < 0) {
         exec_model_release(&r.model);
         goto fail;
     }

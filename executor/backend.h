@@ -55,6 +55,10 @@ enum backend_copy { BACKEND_H2D, BACKEND_D2H, BACKEND_D2D };
 struct backend {
     const char *name; /* "cpu" */
     int flash_max_hs; /* largest head size flash_attention_* accept */
+    /* true when the pointers alloc returns are ordinary host memory (the CPU backend): the
+     * executor may then read them and hand them to host-side code (MPI, file I/O) directly.
+     * false (CUDA, the device simulator): the host reaches them only through memcpy. */
+    bool host_memory;
 
     /* ---- memory */
     /* A new buffer of `bytes` (64-byte aligned, contents undefined) counted under `cat`; the
@@ -165,9 +169,19 @@ struct backend {
 /* The CPU backend (kernels/cpu). Static, never freed. */
 const struct backend *backend_cpu(void);
 
+/* The device-simulating backend (executor/backend_devsim.c): the CPU kernels behind pointers
+ * the host cannot dereference (a host access faults), and an abort naming the entry when a
+ * host pointer reaches a kernel or a memcpy goes the wrong way. Tests the executor's
+ * device-readiness without a GPU; bitwise identical numerics to backend_cpu(). Static. */
+const struct backend *backend_devsim(void);
+
+/* The backend a plan's strategy.device asks for: the CPU backend for cpu (the device simulator
+ * instead when SCALEWISE_DEVSIM=1), the CUDA plugin for cuda (backend_cuda_load, its errors). */
+const struct backend *backend_for_device(bool cuda, struct sw_err *err);
+
 /* Layout version of struct backend, checked by the CUDA plugin (with sizeof(struct backend)):
  * bump it when an entry is added, removed or changes its signature. */
-#define BACKEND_API_VERSION 1
+#define BACKEND_API_VERSION 2
 
 /* The CUDA backend (kernels/cuda, built by nvcc into libscalewise-cuda.so): dlopens the plugin
  * ($SCALEWISE_CUDA_PLUGIN, the executable's directory, build/ under it, its parent, then the
@@ -177,5 +191,8 @@ const struct backend *backend_cpu(void);
  * driver, no GPU ("no NVIDIA GPU: cudaGetDeviceCount returned 35 (...)"). Entries the plugin
  * does not implement yet are NULL: callers check what they need. */
 const struct backend *backend_cuda_load(struct sw_err *err);
+/* Another exported entry of the loaded CUDA plugin (e.g. the NCCL engine's), by name; NULL
+ * before a successful backend_cuda_load() or when the plugin lacks it. */
+void *backend_cuda_symbol(const char *name);
 
 #endif

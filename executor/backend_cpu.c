@@ -130,6 +130,7 @@ static void cpu_axpy_2d(float *dst, int ld_dst, const float *src, int ld_src, in
 static const struct backend cpu_backend = {
     .name = "cpu",
     .flash_max_hs = KCPU_FLASH_MAX_HS,
+    .host_memory = true,
     .alloc = cpu_alloc,
     .free = cpu_free,
     .memcpy = cpu_memcpy,

@@ -196,6 +196,116 @@ static uint64_t tensor_hash(const char *name, const void *data, size_t bytes)
  * save or load adds (a GPT-2 124M save used to transpose every weight at once, ~340 MB). */
 #define CKPT_CHUNK_BYTES SFT_FILL_CHUNK_BYTES
 
+/* ---------------------------------------------------------------- backend memory
+ * Model and optimizer buffers live in their backend's memory. On a backend without host
+ * memory (CUDA, the device simulator) the host reaches them only through be->memcpy, so every
+ * read or write below goes through one of these helpers; be NULL means a plain host buffer
+ * (the consolidated copies a data-parallel save gathers). */
+
+static bool on_device(const struct backend *be)
+{
+    return be && !be->host_memory;
+}
+
+/* host dst[0..n) = bytes [0, n) of buffer src. */
+static void read_buf(const struct backend *be, void *dst, const void *src, size_t n)
+{
+    if (!n)
+        return;
+    if (on_device(be))
+        be->memcpy(dst, src, n, BACKEND_D2H);
+    else
+        memcpy(dst, src, n);
+}
+
+/* buffer dst[0..n) = host src[0..n). */
+static void write_buf(const struct backend *be, void *dst, const void *src, size_t n)
+{
+    if (!n)
+        return;
+    if (on_device(be))
+        be->memcpy(dst, src, n, BACKEND_H2D);
+    else
+        memcpy(dst, src, n);
+}
+
+/* Bytes [off, off + n) of file tensor ft into dst in be's memory: straight in when the host
+ * can write it, else through `chunk` (CKPT_CHUNK_BYTES host bytes) a piece at a time. */
+static int read_raw_to(const struct sft_file *f, const struct sft_tensor *ft, uint64_t off,
+                       const struct backend *be, void *dst, size_t n, void *chunk,
+                       struct sw_err *err)
+{
+    if (!on_device(be))
+        return sft_read_raw_range(f, ft, off, dst, n, err);
+    for (size_t a = 0; a < n; a += CKPT_CHUNK_BYTES) {
+        size_t k = n - a < CKPT_CHUNK_BYTES ? n - a : CKPT_CHUNK_BYTES;
+        int rc = sft_read_raw_range(f, ft, off + a, chunk, k, err);
+        if (rc < 0)
+            return rc;
+        write_buf(be, (char *)dst + a, chunk, k);
+    }
+    return 0;
+}
+
+/* A host chunk for read_raw_to when be's memory is not the host's (else NULL, not needed). */
+static int device_chunk(const struct backend *be, void **chunk, struct sw_err *err)
+{
+    *chunk = NULL;
+    if (on_device(be) && !(*chunk = sw_try_malloc(CKPT_CHUNK_BYTES, "checkpoint staging buffer",
+                                                  err)))
+        return SW_ENOMEM;
+    return 0;
+}
+
+/* tensor_hash over a buffer the host may not reach: CKPT_CHUNK_BYTES at a time through
+ * scratch (CKPT_CHUNK_BYTES bytes). */
+static uint64_t buf_hash(const struct backend *be, const char *name, const void *data,
+                         size_t bytes, void *scratch)
+{
+    if (!on_device(be))
+        return tensor_hash(name, data, bytes);
+    uint64_t h = data_fnv1a64(DATA_FNV1A64_INIT, name, strlen(name));
+    for (size_t at = 0; at < bytes; at += CKPT_CHUNK_BYTES) {
+        size_t n = bytes - at < CKPT_CHUNK_BYTES ? bytes - at : CKPT_CHUNK_BYTES;
+        read_buf(be, scratch, (const char *)data + at, n);
+        h = data_fnv1a64(h, scratch, n);
+    }
+    return h;
+}
+
+/* sft_fill_fn of a buffer in device memory: the writer pulls it chunk by chunk. */
+struct device_src {
+    const struct backend *be;
+    const char *data;
+};
+
+static int device_fill(void *ctx, uint64_t off_bytes, void *dst, size_t n_bytes,
+                       struct sw_err *err)
+{
+    (void)err;
+    const struct device_src *d = ctx;
+    read_buf(d->be, dst, d->data + off_bytes, n_bytes);
+    return 0;
+}
+
+/* Add a 1-D or 2-D buffer to the writer: by pointer when the host can read it, else as a
+ * device_fill (src lives until the writer saves). Adds its hash to *sum. */
+static int add_buf(struct sft_writer *w, const char *name, enum sft_dtype dtype, int nd,
+                   const int64_t *shape, const struct backend *be, const void *data,
+                   size_t bytes, struct device_src *src, void *scratch, uint64_t *sum,
+                   struct sw_err *err)
+{
+    int rc;
+    if (on_device(be)) {
+        *src = (struct device_src){be, data};
+        rc = sft_writer_add_fill(w, name, dtype, nd, shape, device_fill, src, err);
+    } else {
+        rc = sft_writer_add(w, name, dtype, nd, shape, data, err);
+    }
+    *sum += buf_hash(be, name, data, bytes, scratch);
+    return rc;
+}
+
 /* dst(cols, rows) = src(rows, cols)ᵀ. */
 static void transpose(float *dst, const float *src, int64_t rows, int64_t cols)
 {
@@ -221,15 +331,41 @@ static void transpose_range(float *dst, const float *src, int64_t rows, int64_t 
     }
 }
 
-/* sft_fill_fn of a Conv1D weight in HF's (in, out) layout; ctx is its struct exec_tensor. */
+/* A whole tensor copied to the host, for transposing a weight the host cannot read in place:
+ * one buffer (the largest transposed weight) shared by every tensor of a save. The writer
+ * pulls tensors one after another, so each is staged once more when it is written. */
+struct stage {
+    const struct backend *be;
+    const float *src; /* the tensor whose values host holds; NULL = none */
+    float *host;
+};
+
+static const float *stage_tensor(struct stage *st, const struct exec_tensor *t)
+{
+    if (!on_device(st->be))
+        return t->data;
+    if (st->src != t->data) {
+        read_buf(st->be, st->host, t->data, t->numel * sizeof(float));
+        st->src = t->data;
+    }
+    return st->host;
+}
+
+/* sft_fill_fn of a Conv1D weight in HF's (in, out) layout. */
+struct transposed_src {
+    const struct exec_tensor *t;
+    struct stage *st;
+};
+
 static int transposed_fill(void *ctx, uint64_t off_bytes, void *dst, size_t n_bytes,
                            struct sw_err *err)
 {
     (void)err;
-    const struct exec_tensor *t = ctx;
+    const struct transposed_src *ts = ctx;
+    const struct exec_tensor *t = ts->t;
     SW_ASSERT(off_bytes % sizeof(float) == 0 && n_bytes % sizeof(float) == 0);
     if (n_bytes)
-        transpose_range(dst, t->data, t->shape[0], t->shape[1],
+        transpose_range(dst, stage_tensor(ts->st, t), t->shape[0], t->shape[1],
                         (int64_t)(off_bytes / sizeof(float)), (int64_t)(n_bytes / sizeof(float)));
     return 0;
 }
@@ -250,20 +386,35 @@ static int hf_shape(const struct exec_tensor *t, int64_t shape[2])
 /* ---------------------------------------------------------------- save */
 
 /* Write the model and the optimizer state buffers bufs[0..n_bufs) (the unsharded layout)
- * with metadata. */
-static int save_bufs(const char *path, const struct exec_model *m,
-                     const struct exec_optim_buf *bufs, int n_bufs, const char *optim_name,
-                     int64_t optim_step, const struct exec_ckpt_meta *meta, struct sw_err *err)
+ * with metadata. The tensors' data live in tensor_be's memory and the buffers' in buf_be's
+ * (NULL: host buffers). */
+static int save_bufs(const char *path, const struct exec_model *m, const struct backend *tensor_be,
+                     const struct exec_optim_buf *bufs, int n_bufs, const struct backend *buf_be,
+                     const char *optim_name, int64_t optim_step, const struct exec_ckpt_meta *meta,
+                     struct sw_err *err)
 {
-    size_t t_bytes = 0; /* the largest transposed weight, capped at one chunk */
+    size_t t_bytes = 0, t_whole = 0; /* the largest transposed weight: capped, and whole */
     for (int i = 0; i < m->n_tensors; i++)
         if (m->tensors[i].hf_transposed && m->tensors[i].ndim == 2 &&
-            m->tensors[i].numel * sizeof(float) > t_bytes)
-            t_bytes = m->tensors[i].numel * sizeof(float);
-    t_bytes = t_bytes < CKPT_CHUNK_BYTES ? t_bytes : CKPT_CHUNK_BYTES;
+            m->tensors[i].numel * sizeof(float) > t_whole)
+            t_whole = m->tensors[i].numel * sizeof(float);
+    t_bytes = t_whole < CKPT_CHUNK_BYTES ? t_whole : CKPT_CHUNK_BYTES;
+    bool dev = on_device(tensor_be) || on_device(buf_be);
+    struct stage st = {tensor_be, NULL, NULL};
     float *tbuf = NULL;
+    void *scratch = NULL;
     if (t_bytes && !(tbuf = sw_try_malloc(t_bytes, "checkpoint transpose buffer", err)))
         return SW_ENOMEM;
+    if ((dev && !(scratch = sw_try_malloc(CKPT_CHUNK_BYTES, "checkpoint staging buffer", err))) ||
+        (t_whole && on_device(tensor_be) &&
+         !(st.host = sw_try_malloc(t_whole, "checkpoint staging buffer", err)))) {
+        free(tbuf);
+        free(scratch);
+        return SW_ENOMEM;
+    }
+    /* Fill contexts live until the writer has saved. */
+    struct device_src *dsrc = sw_xcalloc((size_t)(m->n_tensors + n_bufs + 1), sizeof(*dsrc));
+    struct transposed_src *tsrc = sw_xcalloc((size_t)(m->n_tensors + 1), sizeof(*tsrc));
     struct sft_writer *w = sft_writer_new();
     uint64_t sum = 0;
     int rc = 0;
@@ -273,20 +424,19 @@ static int save_bufs(const char *path, const struct exec_model *m,
         int nd = hf_shape(t, shape);
         size_t nb = t->numel * sizeof(float);
         if (!(t->hf_transposed && t->ndim == 2)) {
-            rc = sft_writer_add(w, t->name, SFT_F32, nd, shape, t->data, err);
-            sum += tensor_hash(t->name, t->data, nb);
+            rc = add_buf(w, t->name, SFT_F32, nd, shape, tensor_be, t->data, nb, &dsrc[i],
+                         scratch, &sum, err);
             continue;
         }
         /* The checksum covers the bytes as written: hash the transposed copy chunk by chunk
          * now (the header, checksum included, precedes the data), and let the writer
-         * regenerate the same bytes. The writer only reads t (the cast drops const for the
-         * callback's generic context). */
-        rc = sft_writer_add_fill(w, t->name, SFT_F32, nd, shape, transposed_fill,
-                                 (void *)(uintptr_t)t, err);
+         * regenerate the same bytes. */
+        tsrc[i] = (struct transposed_src){t, &st};
+        rc = sft_writer_add_fill(w, t->name, SFT_F32, nd, shape, transposed_fill, &tsrc[i], err);
         uint64_t h = data_fnv1a64(DATA_FNV1A64_INIT, t->name, strlen(t->name));
         for (size_t at = 0; at < nb && rc == 0; at += t_bytes) {
             size_t n = nb - at < t_bytes ? nb - at : t_bytes;
-            rc = transposed_fill((void *)(uintptr_t)t, at, tbuf, n, err);
+            rc = transposed_fill(&tsrc[i], at, tbuf, n, err);
             h = data_fnv1a64(h, tbuf, n);
         }
         sum += h;
@@ -298,8 +448,9 @@ static int save_bufs(const char *path, const struct exec_model *m,
         const struct exec_optim_buf *b = &bufs[i];
         snprintf(nm, sizeof(nm), "optim.%s", b->name);
         int64_t shape[1] = {(int64_t)b->n_elems};
-        rc = sft_writer_add(w, nm, b->dtype, 1, shape, b->data, err);
-        sum += tensor_hash(nm, b->data, (size_t)b->n_elems * sft_dtype_bytes(b->dtype));
+        rc = add_buf(w, nm, b->dtype, 1, shape, buf_be, b->data,
+                     (size_t)b->n_elems * sft_dtype_bytes(b->dtype), &dsrc[m->n_tensors + i],
+                     scratch, &sum, err);
     }
     char keys[N_SHAPE_KEYS][32], vals[N_SHAPE_KEYS][32], v[64];
     shape_pairs(m, keys, vals);
@@ -327,6 +478,10 @@ static int save_bufs(const char *path, const struct exec_model *m,
     if (rc == 0)
         rc = sft_writer_save(w, path, err);
     sft_writer_free(w);
+    free(dsrc);
+    free(tsrc);
+    free(scratch);
+    free(st.host);
     return rc;
 }
 
@@ -340,7 +495,7 @@ int exec_checkpoint_save(const char *path, const struct exec_model *m,
     if (exec_model_layer_gather(m))
         return sw_errf(err, SW_EINVAL, "a layer-gathered model (ZeRO-3) is saved with "
                                        "exec_checkpoint_save_dp");
-    return save_bufs(path, m, o ? o->bufs : NULL, o ? o->n_bufs : 0,
+    return save_bufs(path, m, m->be, o ? o->bufs : NULL, o ? o->n_bufs : 0, m->be,
                      o ? optimizer_name(o->cfg.kind) : "none", o ? o->step : 0, meta, err);
 }
 
@@ -355,25 +510,29 @@ struct ext_wire {
     uint64_t off_bytes, bytes;
 };
 
-/* Rank 0 receives every rank's extents into full[] (rank 0's own by copy). Collective. */
-static int gather_extents(struct comm *c, const struct exec_optimizer *o, void **full,
+/* Rank 0 receives every rank's extents (in be's memory) into the host buffers full[] (rank 0's
+ * own by copy). Collective; the bytes travel through host chunks. */
+static int gather_extents(struct comm *c, const struct backend *be,
+                          const struct exec_optimizer *o, void **full,
                           const uint64_t *full_bytes, int n_full, struct sw_err *err)
 {
     int rc = 0;
     char *scratch = NULL;
+    struct exec_comm_stage cs;
+    exec_comm_stage_init(&cs, c, be);
     if (c->rank == 0) {
         for (int i = 0; i < o->n_ext; i++) {
             const struct exec_optim_extent *e = &o->ext[i];
             SW_ASSERT(e->buf >= 0 && e->buf < n_full &&
                       e->off_bytes + e->bytes <= full_bytes[e->buf]);
             if (e->bytes && full[e->buf])
-                memcpy((char *)full[e->buf] + e->off_bytes, e->data, (size_t)e->bytes);
+                read_buf(be, (char *)full[e->buf] + e->off_bytes, e->data, (size_t)e->bytes);
         }
     }
     scratch = sw_xmalloc(GATHER_CHUNK_BYTES);
     for (int q = 1; q < c->world && rc == 0; q++) {
         int64_t count = c->rank == q ? o->n_ext : 0;
-        if ((rc = c->broadcast(c, &count, sizeof(count), q, err)) < 0)
+        if ((rc = exec_stage_broadcast_host(&cs, &count, sizeof(count), q, err)) < 0)
             break;
         if (count < 0 || count > 1000000) {
             rc = sw_errf(err, SW_EPARSE, "rank %d announced %lld optimizer extents", q,
@@ -385,7 +544,7 @@ static int gather_extents(struct comm *c, const struct exec_optimizer *o, void *
             for (int64_t i = 0; i < count; i++)
                 w[i] = (struct ext_wire){o->ext[i].buf, o->ext[i].off_bytes, o->ext[i].bytes};
         if (count > 0)
-            rc = c->broadcast(c, w, (size_t)count * sizeof(*w), q, err);
+            rc = exec_stage_broadcast_host(&cs, w, (size_t)count * sizeof(*w), q, err);
         for (int64_t i = 0; i < count && rc == 0; i++) {
             if (w[i].buf < 0 || w[i].buf >= n_full ||
                 w[i].off_bytes + w[i].bytes > full_bytes[w[i].buf]) {
@@ -399,15 +558,18 @@ static int gather_extents(struct comm *c, const struct exec_optimizer *o, void *
             for (uint64_t pos = 0; pos < w[i].bytes && rc == 0; pos += GATHER_CHUNK_BYTES) {
                 size_t n = (size_t)(w[i].bytes - pos < GATHER_CHUNK_BYTES ? w[i].bytes - pos
                                                                           : GATHER_CHUNK_BYTES);
-                char *buf = c->rank == q ? (char *)o->ext[i].data + pos : scratch;
-                if (c->rank == 0 && full[w[i].buf])
+                char *buf = scratch;
+                if (c->rank == q)
+                    read_buf(be, scratch, (char *)o->ext[i].data + pos, n);
+                else if (c->rank == 0 && full[w[i].buf])
                     buf = (char *)full[w[i].buf] + w[i].off_bytes + pos;
-                rc = c->broadcast(c, buf, n, q, err);
+                rc = exec_stage_broadcast_host(&cs, buf, n, q, err);
             }
         }
         free(w);
     }
     free(scratch);
+    exec_comm_stage_release(&cs);
     return rc;
 }
 
@@ -419,7 +581,7 @@ int exec_checkpoint_save_dp(const char *path, struct exec_model *m, const struct
     if (!o || !o->sharded) { /* DDP: every replica is the same; rank 0 writes its own */
         if (c->rank != 0)
             return 0;
-        return save_bufs(path, m, o ? o->bufs : NULL, o ? o->n_bufs : 0,
+        return save_bufs(path, m, m->be, o ? o->bufs : NULL, o ? o->n_bufs : 0, m->be,
                          o ? optimizer_name(o->cfg.kind) : "none", o ? o->step : 0, meta, err);
     }
     struct exec_optim_buf *full = NULL;
@@ -446,7 +608,7 @@ int exec_checkpoint_save_dp(const char *path, struct exec_model *m, const struct
     /* A rank that failed to allocate still joins the collectives, then reports. */
     struct sw_err e2;
     sw_err_init(&e2);
-    int grc = gather_extents(c, o, data, bytes, n_full, rc < 0 ? &e2 : err);
+    int grc = gather_extents(c, m->be, o, data, bytes, n_full, rc < 0 ? &e2 : err);
     if (rc == 0)
         rc = grc;
     /* ZeRO-3 with a layer-gathered model: no rank holds every weight, so rank 0 gathers the
@@ -469,7 +631,8 @@ int exec_checkpoint_save_dp(const char *path, struct exec_model *m, const struct
         wo.n_ext = 1;
         wo.ext = &e;
         void *wd[1] = {wfull};
-        grc = gather_extents(c, &wo, wd, &wbytes, 1, rc < 0 ? &e2 : err);
+        grc = gather_extents(c, o->param_be ? o->param_be : m->be, &wo, wd, &wbytes, 1,
+                             rc < 0 ? &e2 : err);
         if (rc == 0)
             rc = grc;
         if (rc == 0 && c->rank == 0) {
@@ -482,7 +645,8 @@ int exec_checkpoint_save_dp(const char *path, struct exec_model *m, const struct
         }
     }
     if (rc == 0 && c->rank == 0)
-        rc = save_bufs(path, &mv, full, n_full, optimizer_name(o->cfg.kind), o->step, meta, err);
+        rc = save_bufs(path, &mv, wfull ? NULL : m->be, full, n_full, NULL,
+                       optimizer_name(o->cfg.kind), o->step, meta, err);
     free(view);
     free(wfull);
     for (int i = 0; i < n_full; i++)
@@ -497,6 +661,12 @@ int exec_checkpoint_save_shard(const char *path, const struct exec_optimizer *o,
                                const struct exec_ckpt_meta *meta, int rank, int world,
                                struct sw_err *err)
 {
+    const struct backend *be = o->model->be;
+    void *scratch = NULL;
+    if (on_device(be) &&
+        !(scratch = sw_try_malloc(CKPT_CHUNK_BYTES, "checkpoint staging buffer", err)))
+        return SW_ENOMEM;
+    struct device_src *dsrc = sw_xcalloc((size_t)(o->n_bufs + 1), sizeof(*dsrc));
     struct sft_writer *w = sft_writer_new();
     uint64_t sum = 0;
     int rc = 0;
@@ -505,8 +675,8 @@ int exec_checkpoint_save_shard(const char *path, const struct exec_optimizer *o,
         const struct exec_optim_buf *b = &o->bufs[i];
         snprintf(nm, sizeof(nm), "optim.%s", b->name);
         int64_t shape[1] = {(int64_t)b->n_elems};
-        rc = sft_writer_add(w, nm, b->dtype, 1, shape, b->data, err);
-        sum += tensor_hash(nm, b->data, (size_t)b->n_elems * sft_dtype_bytes(b->dtype));
+        rc = add_buf(w, nm, b->dtype, 1, shape, be, b->data,
+                     (size_t)b->n_elems * sft_dtype_bytes(b->dtype), &dsrc[i], scratch, &sum, err);
     }
 #define META(k, ...)                                                                             \
     do {                                                                                         \
@@ -529,6 +699,8 @@ int exec_checkpoint_save_shard(const char *path, const struct exec_optimizer *o,
     if (rc == 0)
         rc = sft_writer_save(w, path, err);
     sft_writer_free(w);
+    free(dsrc);
+    free(scratch);
     return rc;
 }
 
@@ -589,13 +761,15 @@ static int shape_error(const struct sft_file *f, const struct sft_tensor *ft, in
 /* Copy tensor t of the model from file entry ft (already validated), through tmp when it is
  * transposed or not F32. A layer-gathered model (ZeRO-3) takes every tensor through tmp and
  * tmp2 (each as large as the largest tensor) and keeps its resident part and this rank's
- * shard of it (exec_model_write_weights). */
+ * shard of it (exec_model_write_weights). On a backend without host memory every tensor goes
+ * through tmp (the largest tensor) and a transposed one through tmp2 as well, then is copied
+ * to the device. */
 static int load_tensor(const struct sft_file *f, const struct sft_tensor *ft,
                        struct exec_model *m, const struct exec_tensor *t, float *tmp,
                        float *tmp2, struct sw_err *err)
 {
+    bool tr = t->hf_transposed && t->ndim == 2;
     if (exec_model_layer_gather(m) && !t->is_lora) {
-        bool tr = t->hf_transposed && t->ndim == 2;
         int rc = sft_read_f32(f, ft, tr ? tmp : tmp2, t->numel, err);
         if (rc < 0)
             return rc;
@@ -604,36 +778,47 @@ static int load_tensor(const struct sft_file *f, const struct sft_tensor *ft,
         exec_model_write_weights(m, t->region_off, tmp2, t->numel);
         return 0;
     }
-    if (t->hf_transposed && t->ndim == 2) {
+    bool dev = on_device(m->be);
+    size_t nb = t->numel * sizeof(float);
+    if (tr) {
         int rc = sft_read_f32(f, ft, tmp, t->numel, err);
         if (rc < 0)
             return rc;
-        transpose(t->data, tmp, t->shape[1], t->shape[0]);
+        transpose(dev ? tmp2 : t->data, tmp, t->shape[1], t->shape[0]);
+        if (dev)
+            write_buf(m->be, t->data, tmp2, nb);
         return 0;
     }
-    return sft_read_f32(f, ft, t->data, t->numel, err);
+    if (!dev)
+        return sft_read_f32(f, ft, t->data, t->numel, err);
+    if (ft->dtype == SFT_F32 && sft_tensor_bytes(ft) == nb)
+        return read_raw_to(f, ft, 0, m->be, t->data, nb, tmp, err);
+    int rc = sft_read_f32(f, ft, tmp, t->numel, err);
+    if (rc == 0)
+        write_buf(m->be, t->data, tmp, nb);
+    return rc;
 }
 
-static size_t max_transposed(const struct exec_model *m)
-{
-    size_t mx = 0;
-    for (int i = 0; i < m->n_tensors; i++)
-        if ((m->tensors[i].hf_transposed || exec_model_layer_gather(m)) &&
-            m->tensors[i].numel > mx)
-            mx = m->tensors[i].numel;
-    return mx;
-}
-
-/* load_tensor's buffers: tmp for transposed tensors (every tensor in gather mode), tmp2 in
- * gather mode only. SW_ENOMEM. */
+/* load_tensor's buffers (floats): tmp for transposed tensors, for every tensor in gather mode
+ * or on a device; tmp2 in gather mode (every tensor) or on a device (transposed ones).
+ * SW_ENOMEM. */
 static int load_bufs(const struct exec_model *m, float **tmp, float **tmp2, struct sw_err *err)
 {
-    size_t mx = max_transposed(m);
+    size_t mx_all = 0, mx_tr = 0;
+    for (int i = 0; i < m->n_tensors; i++) {
+        size_t n = m->tensors[i].numel;
+        mx_all = n > mx_all ? n : mx_all;
+        if (m->tensors[i].hf_transposed && n > mx_tr)
+            mx_tr = n;
+    }
+    bool gather = exec_model_layer_gather(m), dev = on_device(m->be);
+    size_t n1 = gather || dev ? mx_all : mx_tr, n2 = gather ? mx_all : dev ? mx_tr : 0;
+    if (dev && n1 * sizeof(float) < CKPT_CHUNK_BYTES)
+        n1 = CKPT_CHUNK_BYTES / sizeof(float); /* tmp is read_raw_to's chunk too */
     *tmp = *tmp2 = NULL;
-    if (mx && !(*tmp = sw_try_malloc(mx * sizeof(float), "weight load buffer", err)))
+    if (n1 && !(*tmp = sw_try_malloc(n1 * sizeof(float), "weight load buffer", err)))
         return SW_ENOMEM;
-    if (mx && exec_model_layer_gather(m) &&
-        !(*tmp2 = sw_try_malloc(mx * sizeof(float), "weight load buffer", err))) {
+    if (n2 && !(*tmp2 = sw_try_malloc(n2 * sizeof(float), "weight load buffer", err))) {
         free(*tmp);
         *tmp = NULL;
         return SW_ENOMEM;
@@ -821,7 +1006,8 @@ static int verify_checksum(const struct sft_file *f, struct sw_err *err)
 }
 
 static int load_extents(const struct sft_file *f, struct exec_optimizer *o,
-                        const struct exec_optim_buf *full, int n_full, struct sw_err *err);
+                        const struct exec_optim_buf *full, int n_full, void *chunk,
+                        struct sw_err *err);
 
 int exec_checkpoint_load(const char *path, struct exec_model *m, struct exec_optimizer *o,
                          const struct exec_ckpt_meta *expect, struct exec_ckpt_meta *out,
@@ -881,14 +1067,18 @@ int exec_checkpoint_load(const char *path, struct exec_model *m, struct exec_opt
     free(tmp);
     free(tmp2);
     char nm[160];
+    void *chunk = NULL;
+    if (with_optim && rc == 0)
+        rc = device_chunk(m->be, &chunk, err);
     if (with_optim && rc == 0 && full)
-        rc = load_extents(f, o, full, n_full, err);
+        rc = load_extents(f, o, full, n_full, chunk, err);
     for (int i = 0; with_optim && !full && i < o->n_bufs && rc == 0; i++) {
         const struct exec_optim_buf *b = &o->bufs[i];
         snprintf(nm, sizeof(nm), "optim.%s", b->name);
         const struct sft_tensor *ft = sft_find(f, nm);
-        rc = sft_read_raw(f, ft, b->data, (size_t)sft_tensor_bytes(ft), err);
+        rc = read_raw_to(f, ft, 0, m->be, b->data, (size_t)sft_tensor_bytes(ft), chunk, err);
     }
+    free(chunk);
     if (with_optim && rc == 0)
         o->step = ostep;
     exec_model_weights_changed(m);
@@ -908,7 +1098,8 @@ out:
  * straight from its range of the file (check_ckpt checked every buffer's size, and extents lie
  * inside their buffer by construction), so no temporary is needed. */
 static int load_extents(const struct sft_file *f, struct exec_optimizer *o,
-                        const struct exec_optim_buf *full, int n_full, struct sw_err *err)
+                        const struct exec_optim_buf *full, int n_full, void *chunk,
+                        struct sw_err *err)
 {
     char nm[160];
     int rc = 0;
@@ -920,7 +1111,8 @@ static int load_extents(const struct sft_file *f, struct exec_optimizer *o,
         snprintf(nm, sizeof(nm), "optim.%s", full[e->buf].name);
         const struct sft_tensor *ft = sft_find(f, nm);
         SW_ASSERT(ft != NULL);
-        rc = sft_read_raw_range(f, ft, e->off_bytes, e->data, (size_t)e->bytes, err);
+        rc = read_raw_to(f, ft, e->off_bytes, o->model->be, e->data, (size_t)e->bytes, chunk,
+                         err);
     }
     return rc;
 }
@@ -966,12 +1158,17 @@ int exec_checkpoint_load_shard(const char *path, struct exec_optimizer *o,
     }
     if (rc == 0)
         rc = verify_checksum(f, err);
+    void *chunk = NULL;
+    if (rc == 0)
+        rc = device_chunk(o->model->be, &chunk, err);
     for (int i = 0; i < o->n_bufs && rc == 0; i++) {
         const struct exec_optim_buf *b = &o->bufs[i];
         snprintf(nm, sizeof(nm), "optim.%s", b->name);
         const struct sft_tensor *ft = sft_find(f, nm);
-        rc = sft_read_raw(f, ft, b->data, (size_t)sft_tensor_bytes(ft), err);
+        rc = read_raw_to(f, ft, 0, o->model->be, b->data, (size_t)sft_tensor_bytes(ft), chunk,
+                         err);
     }
+    free(chunk);
     if (rc == 0)
         o->step = ostep;
 out:

@@ -486,7 +486,8 @@ int exec_model_find_tensor(const struct exec_model *m, const char *name);
 int exec_model_forward(struct exec_model *m, const int *tokens, const int *targets, int B, int T,
                        float *loss, struct sw_err *err);
 
-/* (B·T, Vp) logits of the last forward, row-major; columns >= V are meaningless. Borrowed. */
+/* (B·T, Vp) logits of the last forward, row-major; columns >= V are meaningless. Borrowed, in
+ * the backend's memory (read it with be->memcpy(..., BACKEND_D2H) unless be->host_memory). */
 const float *exec_model_logits(const struct exec_model *m);
 
 /* Gradients of grad_scale · (mean loss of the last forward) ADDED to the gradients (use
@@ -520,7 +521,7 @@ void exec_model_set_layer_hook(struct exec_model *m, exec_layer_fill_fn fn, void
  * optimizer's own parameters): exec_model_init_weights and exec_model_write_weights write the
  * shard's part of what they write there. */
 void exec_model_set_weight_shard(struct exec_model *m, float *shard, size_t lo, size_t hi);
-/* Write elements [off, off + n) of the base region from src: all into the model, or in gather
+/* Write elements [off, off + n) of the base region from HOST memory src: all into the model, or in gather
  * mode the resident part into the model and the part inside the weight shard into the shard
  * (the rest is dropped). Call exec_model_weights_changed afterwards. */
 void exec_model_write_weights(struct exec_model *m, size_t off, const float *src, size_t n);
@@ -530,8 +531,8 @@ float *exec_model_resident(struct exec_model *m, size_t off);
 /* KV-cache generation (needs opts.kv_batch > 0). prefill resets the cache and runs B prompts
  * of the same length T (B <= kv_batch, T <= kv_seq, T <= opts.seq is NOT required); decode
  * appends one token per sequence at position kv_len. Both give the (B, Vp) logits of the last
- * position in *logits (borrowed, valid until the next call). SW_EINVAL for bad ids or sizes,
- * SW_ERANGE when the cache is full. */
+ * position in *logits (borrowed, host memory on every backend, valid until the next call).
+ * SW_EINVAL for bad ids or sizes, SW_ERANGE when the cache is full. */
 int exec_model_prefill(struct exec_model *m, const int *tokens, int B, int T,
                        const float **logits, struct sw_err *err);
 int exec_model_decode(struct exec_model *m, const int *tokens, int B, const float **logits,
@@ -711,6 +712,35 @@ struct comm; /* executor/comm.h */
 /* The loop's state: (model, optimizer) borrowed, loaders over borrowed shards, batch buffers
  * allocated once (no per-step allocation). t->step is the next optimizer step and also the
  * next data step, so a restored step resumes the data exactly. */
+/* ---------------------------------------------------------------- staged collectives
+ * (executor/comm_stage.c) The comm engine's collectives on buffers in a backend's memory:
+ * direct when the engine takes that kind of memory (CPU + MPI, CUDA + NCCL), else chunk by
+ * chunk through a staging buffer of the engine's kind (a GPU over MPI, the device simulator
+ * over MPI). The *_host variants take host buffers (control values) on any engine. Arguments
+ * and results as the struct comm entries of executor/comm.h. */
+#define EXEC_STAGE_BYTES ((size_t)4 << 20)
+struct comm;
+struct exec_comm_stage {
+    struct comm *comm;       /* borrowed */
+    const struct backend *be; /* borrowed */
+    bool direct;
+    void *host; /* EXEC_STAGE_BYTES host bytes, allocated on first need */
+    void *dev;  /* EXEC_STAGE_BYTES of be's memory (workspace), allocated on first need */
+};
+void exec_comm_stage_init(struct exec_comm_stage *s, struct comm *c, const struct backend *be);
+void exec_comm_stage_release(struct exec_comm_stage *s);
+int exec_stage_allreduce(struct exec_comm_stage *s, float *buf, size_t n, struct sw_err *err);
+int exec_stage_reduce_scatter(struct exec_comm_stage *s, const float *send, float *recv,
+                              size_t n, struct sw_err *err);
+int exec_stage_allgather(struct exec_comm_stage *s, const float *send, float *recv, size_t n,
+                         struct sw_err *err);
+int exec_stage_broadcast(struct exec_comm_stage *s, void *buf, size_t bytes, int root,
+                         struct sw_err *err);
+int exec_stage_broadcast_host(struct exec_comm_stage *s, void *buf, size_t bytes, int root,
+                              struct sw_err *err);
+int exec_stage_allgather_bytes_host(struct exec_comm_stage *s, const void *send, void *recv,
+                                    size_t bytes, struct sw_err *err);
+
 struct exec_trainer {
     struct exec_model *model;
     struct exec_optimizer *opt;
@@ -736,6 +766,7 @@ struct exec_trainer {
     bool ddp_overlap;
     size_t bucket;       /* DDP bucket in elements: EXEC_DP_BUCKET_BYTES / 4 after init */
     size_t buckets_left; /* DDP buckets [0, buckets_left) not yet reduced in this step */
+    struct exec_comm_stage cs; /* the collectives on the model's memory (comm non-NULL) */
 };
 
 /* SW_EINVAL when the model cannot take a micro-batch (opts.batch < micro_batch, opts.seq <
@@ -817,6 +848,7 @@ uint64_t exec_peak_rss_bytes(void);
 /* What a run measured, for report.yaml. */
 struct exec_report {
     struct backend_mem_stats mem; /* the backend's counters at the end of the run */
+    char backend[16];             /* the backend's name: "cpu", "cuda", "devsim" */
     uint64_t peak_rss_bytes;
     int64_t steps_done;  /* in this process */
     int64_t final_step;  /* optimizer steps done in total */

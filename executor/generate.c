@@ -770,7 +770,7 @@ static int write_report(const struct plan *p, const char *out_dir, struct exec_i
     sw_emit_str(&e, "plan", p->source_path[0] ? p->source_path : NULL);
     sw_emit_str(&e, "model", p->model.name);
     sw_emit_str(&e, "checkpoint", p->infer.checkpoint);
-    sw_emit_str(&e, "device", "cpu");
+    sw_emit_str(&e, "device", device_name(p->strategy.device));
     sw_emit_str(&e, "weights", weights_word);
 #ifdef _OPENMP
     sw_emit_i64(&e, "threads", omp_get_max_threads());
@@ -841,6 +841,7 @@ static int check_infer_plan(const struct plan *p, struct exec_model_opts *mo, st
         return sw_errf(err, SW_EINVAL, "plan has task: %s; exec_run_infer runs task: infer",
                        task_name(p->workload.task));
     if (s->device == DEVICE_CUDA) {
+        /* The GPU and the plugin first, so a machine without either says so. */
         struct sw_err cerr;
         sw_err_init(&cerr);
         if (!backend_cuda_load(&cerr))
@@ -848,14 +849,10 @@ static int check_infer_plan(const struct plan *p, struct exec_model_opts *mo, st
                            "strategy.device is cuda, but the CUDA backend is unavailable: %s; "
                            "set strategy.device: cpu to run this plan on the CPU",
                            cerr.msg);
-        return sw_errf(err, SW_EUNSUPPORTED,
-                       "strategy.device is cuda: the CUDA backend loaded, but generation does "
-                       "not run on the GPU yet (sampling reads the logits through host "
-                       "pointers); set strategy.device: cpu to run this plan on the CPU");
     }
-    if (s->device != DEVICE_CPU)
+    if (s->device != DEVICE_CPU && s->device != DEVICE_CUDA)
         return sw_errf(err, SW_EUNSUPPORTED,
-                       "strategy.device is %s; this executor runs on the CPU only (device: cpu)",
+                       "strategy.device is %s; this executor runs on cpu or cuda",
                        device_name(s->device));
     if (s->dp != 1 || s->tp != 1 || s->pp != 1)
         return sw_errf(err, SW_EUNSUPPORTED,
@@ -988,7 +985,11 @@ int exec_run_infer(const struct plan *p, const char *out_dir, FILE *out,
     mo.seq = 1;
     mo.kv_batch = B;
     mo.kv_seq = need;
-    const struct backend *be = backend_cpu();
+    const struct backend *be = backend_for_device(p->strategy.device == DEVICE_CUDA, err);
+    if (!be) {
+        rc = err->code;
+        goto out;
+    }
     be->mem_reset_peak();
     if ((rc = exec_model_init(&model, d, &mo, be, err)) < 0) {
         exec_model_release(&model);

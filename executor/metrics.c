@@ -168,7 +168,8 @@ int exec_report_write(const char *path, const struct plan *p, const struct exec_
     sw_emit_str(&e, "name", p->name[0] ? p->name : NULL);
     sw_emit_str(&e, "model", p->model.name);
     sw_emit_str(&e, "task", task_name(p->workload.task));
-    sw_emit_str(&e, "device", "cpu");
+    sw_emit_str(&e, "device", device_name(p->strategy.device));
+    sw_emit_str(&e, "backend", r->backend[0] ? r->backend : NULL);
     sw_emit_i64(&e, "threads", r->threads);
     sw_emit_i64(&e, "steps_done", r->steps_done);
     sw_emit_i64(&e, "final_step", r->final_step);

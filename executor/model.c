@@ -113,6 +113,8 @@ struct exec_model_impl {
     float **inp;          /* [L+1] layer inputs; inp[L] is the last layer's output */
     struct layer_act *la; /* [L] */
     float *lnf, *lnf_mean, *lnf_rstd, *logits;
+    float *host_logits; /* backend without host memory: prefill/decode logits copied here
+                         * (kv_batch × Vp floats, host malloc) */
     int *tokens, *targets;
     float *kc, *vc; /* [L] × (kv_batch, kv_seq, KVW) */
     float *tmp, *dres, *dln, *dfcact, *dfch, *datty, *dqkv, *att_scratch, *wbuf;
@@ -603,6 +605,7 @@ static void impl_free(struct exec_model_impl *im)
     free(im->lo);
     free(im->la);
     free(im->inp);
+    free(im->host_logits);
     free(im);
 }
 
@@ -912,46 +915,43 @@ void exec_model_init_weights(struct exec_model *m, uint64_t seed)
     m->be->memset(im->params, 0, n_res * sizeof(float));
     if (im->lora)
         m->be->memset(im->lora_params, 0, m->n_lora_params * sizeof(float));
-    /* Gather mode: each tensor is drawn whole into a bounded buffer (the largest tensor), so
-     * the values are those of the full model on every rank, and only the resident part and
-     * this rank's shard are kept. */
-    float *tmp = NULL;
-    if (im->gather) {
-        if (im->shard && im->shard_hi > im->shard_lo)
-            m->be->memset(im->shard, 0, (im->shard_hi - im->shard_lo) * sizeof(float));
-        size_t mx = 1;
-        for (int i = 0; i < m->n_tensors; i++)
-            mx = m->tensors[i].numel > mx ? m->tensors[i].numel : mx;
-        tmp = sw_xmalloc(mx * sizeof(float));
-    }
+    /* Values are drawn on the host into a bounded chunk and copied to the backend (whose
+     * memory the host may not reach), so they are those of the full model on every rank and
+     * every backend. Gather mode keeps only the resident part and this rank's shard. Chunks
+     * are even, so Box-Muller pairs never straddle two of them. */
+    if (im->gather && im->shard && im->shard_hi > im->shard_lo)
+        m->be->memset(im->shard, 0, (im->shard_hi - im->shard_lo) * sizeof(float));
+    enum { CHUNK = 1 << 16 };
+    float *buf = sw_xmalloc(CHUNK * sizeof(float));
     for (int i = 0; i < m->n_tensors; i++) {
         struct exec_tensor *t = &m->tensors[i];
         uint64_t s = seed ^ (0xD1B54A32D192ED03ull * (uint64_t)(i + 1));
         size_t len = strlen(t->name);
         bool is_bias = len > 5 && strcmp(t->name + len - 5, ".bias") == 0;
-        float *x = tmp ? tmp : t->data;
-        if (t->is_lora) {
-            if (strstr(t->name, "lora_A")) {
-                double bound = 1.0 / sqrt((double)t->shape[1]);
-                for (size_t k = 0; k < t->numel; k++)
-                    t->data[k] = (float)(bound * (2.0 * rng_uniform(&s) - 1.0));
+        bool lora_a = t->is_lora && strstr(t->name, "lora_A");
+        if ((t->is_lora && !lora_a) || is_bias)
+            continue;
+        double bound = lora_a ? 1.0 / sqrt((double)t->shape[1]) : 0.0;
+        bool resid = strstr(t->name, "attn.c_proj") || strstr(t->name, "mlp.c_proj") ||
+                     strstr(t->name, "o_proj") || strstr(t->name, "down_proj");
+        for (size_t off = 0; off < t->numel; off += CHUNK) {
+            size_t n = t->numel - off < CHUNK ? t->numel - off : CHUNK;
+            if (lora_a) {
+                for (size_t k = 0; k < n; k++)
+                    buf[k] = (float)(bound * (2.0 * rng_uniform(&s) - 1.0));
+            } else if (t->ndim == 1) {
+                for (size_t k = 0; k < n; k++)
+                    buf[k] = 1.0f;
+            } else {
+                fill_normal(buf, n, resid ? std_res : std, &s);
             }
-            continue;
+            if (t->is_lora || !im->gather)
+                m->be->memcpy(t->data + off, buf, n * sizeof(float), BACKEND_H2D);
+            else
+                exec_model_write_weights(m, t->region_off + off, buf, n);
         }
-        if (is_bias)
-            continue;
-        if (t->ndim == 1) {
-            for (size_t k = 0; k < t->numel; k++)
-                x[k] = 1.0f;
-        } else {
-            bool resid = strstr(t->name, "attn.c_proj") || strstr(t->name, "mlp.c_proj") ||
-                         strstr(t->name, "o_proj") || strstr(t->name, "down_proj");
-            fill_normal(x, t->numel, resid ? std_res : std, &s);
-        }
-        if (tmp)
-            exec_model_write_weights(m, t->region_off, tmp, t->numel);
     }
-    free(tmp);
+    free(buf);
     exec_model_weights_changed(m);
 }
 
@@ -979,7 +979,7 @@ static void copy_overlap(const struct backend *be, float *dst, size_t lo, size_t
 {
     size_t a = s0 > lo ? s0 : lo, b = s0 + n < hi ? s0 + n : hi;
     if (a < b)
-        be->memcpy(dst + (a - lo), src + (a - s0), (b - a) * sizeof(float), BACKEND_D2D);
+        be->memcpy(dst + (a - lo), src + (a - s0), (b - a) * sizeof(float), BACKEND_H2D);
 }
 
 void exec_model_write_weights(struct exec_model *m, size_t off, const float *src, size_t n)
@@ -987,7 +987,7 @@ void exec_model_write_weights(struct exec_model *m, size_t off, const float *src
     struct exec_model_impl *im = m->impl;
     SW_ASSERT(off + n <= m->n_params);
     if (!im->gather) {
-        m->be->memcpy(im->params + off, src, n * sizeof(float), BACKEND_D2D);
+        m->be->memcpy(im->params + off, src, n * sizeof(float), BACKEND_H2D);
         return;
     }
     copy_overlap(m->be, im->params, 0, im->lay0, src, off, n);
@@ -1426,6 +1426,19 @@ static void kv_forward(struct exec_model *m, const int *tokens, int B, int T, in
     mm_forward(m, m->L, MM_HEAD, im->logits, im->lnf, B);
 }
 
+/* The (B, Vp) logits of kv_forward where the host can read them: the model's own buffer on a
+ * host-memory backend, else a copy in host_logits (allocated on first use: kv_batch rows). */
+static const float *kv_logits_host(struct exec_model *m, int B)
+{
+    struct exec_model_impl *im = m->impl;
+    if (m->be->host_memory)
+        return im->logits;
+    if (!im->host_logits)
+        im->host_logits = sw_xmalloc((size_t)m->opts.kv_batch * m->Vp * sizeof(float));
+    m->be->memcpy(im->host_logits, im->logits, (size_t)B * m->Vp * sizeof(float), BACKEND_D2H);
+    return im->host_logits;
+}
+
 int exec_model_prefill(struct exec_model *m, const int *tokens, int B, int T, const float **logits,
                        struct sw_err *err)
 {
@@ -1441,7 +1454,7 @@ int exec_model_prefill(struct exec_model *m, const int *tokens, int B, int T, co
     kv_forward(m, tokens, B, T, 0);
     im->kv_B = B;
     m->kv_len = T;
-    *logits = im->logits;
+    *logits = kv_logits_host(m, B);
     return 0;
 }
 
@@ -1460,6 +1473,6 @@ int exec_model_decode(struct exec_model *m, const int *tokens, int B, const floa
         return rc;
     kv_forward(m, tokens, B, 1, m->kv_len);
     m->kv_len++;
-    *logits = im->logits;
+    *logits = kv_logits_host(m, B);
     return 0;
 }

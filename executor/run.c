@@ -49,9 +49,9 @@ int exec_run_check(const struct plan *p, struct sw_err *err)
         return sw_errf(err, SW_EUNSUPPORTED,
                        "this is an inference plan; the training executor runs task: train");
     if (s->device == DEVICE_CUDA) {
-        /* The GPU and the plugin first, so a machine without either says so. TODO: once the
-         * model runs on the device, a parent that forks local workers (--nproc) must not
-         * initialise CUDA here (hardware-and-distributed.md 1.4): probe in the worker. */
+        /* The GPU and the plugin first, so a machine without either says so. TODO: a parent
+         * that forks local workers (--nproc) must not initialise CUDA here
+         * (hardware-and-distributed.md 1.4): probe in the worker. */
         struct sw_err cerr;
         sw_err_init(&cerr);
         if (!backend_cuda_load(&cerr))
@@ -59,11 +59,6 @@ int exec_run_check(const struct plan *p, struct sw_err *err)
                            "strategy.device is cuda, but the CUDA backend is unavailable: %s; "
                            "set strategy.device: cpu to run this plan on the CPU",
                            cerr.msg);
-        return sw_errf(err, SW_EUNSUPPORTED,
-                       "strategy.device is cuda: the CUDA backend loaded, but the training "
-                       "executor does not run on the GPU yet (the model still initialises "
-                       "weights and reads tokens, losses and checkpoints through host "
-                       "pointers); set strategy.device: cpu to run this plan on the CPU");
     }
     if (s->tp > 1)
         return sw_errf(err, SW_EUNSUPPORTED,
@@ -292,6 +287,7 @@ struct run_state {
     const struct exec_run_opts *o;
     struct comm *comm; /* NULL: one process */
     int rank, world, zero;
+    const struct backend *be; /* the plan's device (backend_for_device) */
     struct exec_model model;
     struct exec_optimizer opt;
     struct exec_trainer tr;
@@ -487,7 +483,10 @@ static int setup(struct run_state *s, struct exec_run_result *r, struct sw_err *
 {
     const struct plan *p = s->p;
     const struct exec_run_opts *o = s->o;
-    const struct backend *be = backend_cpu();
+    const struct backend *be = backend_for_device(p->strategy.device == DEVICE_CUDA, err);
+    if (!be)
+        return err->code;
+    s->be = be;
     char train_path[PLAN_PATH_MAX], val_path[PLAN_PATH_MAX];
     int rc = resolve_data_dp(s, train_path, val_path, sizeof(train_path), err);
     if (rc < 0)
@@ -530,7 +529,7 @@ static int setup(struct run_state *s, struct exec_run_result *r, struct sw_err *
         if (rc == 0)
             rc = exec_optimizer_init_shard(&s->opt, &s->model, &oc, cuts[s->rank],
                                            cuts[s->rank + 1],
-                                           s->zero == 3 ? backend_cpu() : NULL, err);
+                                           s->zero == 3 ? be : NULL, err);
         free(cuts);
     } else {
         rc = exec_optimizer_init(&s->opt, &s->model, &oc, err);
@@ -866,7 +865,8 @@ int exec_run_train(const struct plan *p, const struct exec_run_opts *o_in,
 
     struct exec_report rep;
     memset(&rep, 0, sizeof(rep));
-    backend_cpu()->mem_stats(&rep.mem);
+    s->be->mem_stats(&rep.mem);
+    sw_strlcpy(rep.backend, s->be->name, sizeof(rep.backend));
     rep.peak_rss_bytes = exec_peak_rss_bytes();
     rep.steps_done = done_here;
     rep.final_step = r->final_step;

@@ -8,7 +8,8 @@
  * through forward only.
  *
  * Data parallelism (docs/distributed.md; strategy reference 3.2 and 7.2), through the
- * collectives of executor/comm.h on host fp32 buffers:
+ * collectives of executor/comm.h on the model's buffers (staged through host memory when the
+ * engine and the backend disagree: executor/comm_stage.c):
  *  - DDP (zero 0): the gradient region is all-reduced in place in EXEC_DP_BUCKET_BYTES buckets
  *    (fixed boundaries at multiples of the bucket size from the start of the region); every
  *    rank clips and updates the whole region with its own replica of the optimizer, so the
@@ -98,7 +99,7 @@ static int gather_range(struct exec_trainer *t, float *dst, size_t off, size_t n
         if (q == t->rank)
             t->model->be->memcpy(dst + (a - off), o->params + (a - o->lo), (b - a) * sizeof(float),
                                  BACKEND_D2D);
-        int rc = t->comm->broadcast(t->comm, dst + (a - off), (b - a) * sizeof(float), q, err);
+        int rc = exec_stage_broadcast(&t->cs, dst + (a - off), (b - a) * sizeof(float), q, err);
         if (rc < 0)
             return rc;
     }
@@ -200,6 +201,8 @@ int exec_trainer_init_dp(struct exec_trainer *t, struct exec_model *m, struct ex
     t->opt = o;
     t->cfg = *c;
     t->comm = t->world > 1 ? comm : NULL;
+    if (t->comm)
+        exec_comm_stage_init(&t->cs, t->comm, m->be);
     t->zero = t->world > 1 ? zero : 0;
     t->ddp_overlap = true;
     t->bucket = EXEC_DP_BUCKET_BYTES / sizeof(float);
@@ -247,6 +250,7 @@ void exec_trainer_release(struct exec_trainer *t)
     free(t->cuts);
     if (t->stage && t->model)
         t->model->be->free(t->stage);
+    exec_comm_stage_release(&t->cs);
     memset(t, 0, sizeof(*t));
 }
 
@@ -274,7 +278,7 @@ static int sum_double(struct exec_trainer *t, double x, double *out, struct sw_e
     double small[64], *all = small;
     if ((size_t)t->world > sizeof(small) / sizeof(small[0]))
         all = sw_xmalloc((size_t)t->world * sizeof(double));
-    int rc = t->comm->allgather_bytes(t->comm, &x, all, sizeof(double), err);
+    int rc = exec_stage_allgather_bytes_host(&t->cs, &x, all, sizeof(double), err);
     double s = 0.0;
     for (int r = 0; rc == 0 && r < t->world; r++)
         s += all[r];
@@ -290,7 +294,7 @@ static int allreduce_bucket(struct exec_trainer *t, size_t k, struct sw_err *err
     struct exec_model *m = t->model;
     size_t bucket = t->bucket, off = k * bucket;
     size_t n = m->n_train - off < bucket ? m->n_train - off : bucket;
-    return t->comm->allreduce_sum(t->comm, m->train_grads + off, n, err);
+    return exec_stage_allreduce(&t->cs, m->train_grads + off, n, err);
 }
 
 static size_t n_buckets(const struct exec_trainer *t)
@@ -349,7 +353,7 @@ static int reduce_scatter_grads(struct exec_trainer *t, struct sw_err *err)
             if (n < t->chunk)
                 be->memset(dst + n, 0, (t->chunk - n) * sizeof(float));
         }
-        int rc = t->comm->reduce_scatter_sum(t->comm, send, recv, t->chunk, err);
+        int rc = exec_stage_reduce_scatter(&t->cs, send, recv, t->chunk, err);
         if (rc < 0)
             return rc;
         size_t n = round_len(t, t->rank, j);
@@ -372,7 +376,7 @@ static int allgather_params(struct exec_trainer *t, struct sw_err *err)
             be->memcpy(send, o->params + j * t->chunk, n * sizeof(float), BACKEND_D2D);
         if (n < t->chunk)
             be->memset(send + n, 0, (t->chunk - n) * sizeof(float));
-        int rc = t->comm->allgather(t->comm, send, recv, t->chunk, err);
+        int rc = exec_stage_allgather(&t->cs, send, recv, t->chunk, err);
         if (rc < 0)
             return rc;
         for (int q = 0; q < t->world; q++) {

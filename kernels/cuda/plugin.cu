@@ -264,6 +264,7 @@ static void fill_table(struct backend *b)
     memset(b, 0, sizeof(*b));
     b->name = "cuda";
     b->flash_max_hs = KCUDA_FLASH_MAX_HS;
+    b->host_memory = false;
     b->alloc = be_alloc;
     b->free = be_free;
     b->memcpy = be_memcpy;

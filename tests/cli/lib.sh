@@ -4,7 +4,7 @@ cli_pass=0; cli_fail=0
 SW=${SW:-./scalewise}
 # Debian's python3 has python3-yaml (setup.sh installs it); another python3 on PATH may not.
 PY=python3; [ -x /usr/bin/python3 ] && PY=/usr/bin/python3
-TMP=$(mktemp -d); trap 'rm -rf "$TMP"' EXIT
+TMP=${KEEP_TMP:-$(mktemp -d)}; [ -n "$KEEP_TMP" ] || trap 'rm -rf "$TMP"' EXIT
 ok()   { cli_pass=$((cli_pass+1)); }
 fail() { cli_fail=$((cli_fail+1)); echo "FAIL: $*" >&2; }
 # expect_rc RC DESCRIPTION -- command...   (stdout to $TMP/out, stderr to $TMP/err)
