@@ -9,6 +9,9 @@ environment may not), else with a small reader of the block maps scalewise write
 "key: value" lines, two-space indentation, no lists or flow style in these reports).
 Training tokens/s is the median over the steps after the 5th (the first ones allocate and
 choose kernels); MFU = tokens/s x FLOPs per token / peak, the same formula as the PyTorch side.
+Beside them: the advisor's predictions from the same report (tokens/s, MFU, per-device bytes;
+report.yaml's `predicted` for training, `estimate` for generation) and the measured peak bytes
+(the backend's per-category counters).
 """
 import json
 import statistics
@@ -46,7 +49,27 @@ def read_yaml(path):
 
 
 def gib(b):
-    return "%.2f GiB" % (float(b) / 2**30)
+    return "n/a" if b is None else "%.2f GiB" % (float(b) / 2**30)
+
+
+def pct(measured, predicted):
+    """How far the prediction is from the measurement, as a signed percentage."""
+    if not measured or predicted is None:
+        return "n/a"
+    return "%+.1f%%" % (100.0 * (float(predicted) - float(measured)) / float(measured))
+
+
+def mem_line(measured, predicted):
+    """Peak bytes measured (the backend's counters) against the advisor's total, with and
+    without the advisor's runtime overhead term (CUDA context, allocator slack), which the
+    counters cannot see."""
+    m = (measured or {}).get("total")
+    p = (predicted or {}).get("total")
+    if p is None:
+        return "peak memory measured %s, predicted n/a" % gib(m)
+    o = (predicted or {}).get("overhead") or 0.0
+    return "peak memory measured %s, predicted %s (%s; without its %s overhead term %s)" % (
+        gib(m), gib(p), pct(m, p), gib(o), pct(m, float(p) - float(o)))
 
 
 def train(run_dir, fpt, peak):
@@ -55,20 +78,30 @@ def train(run_dir, fpt, peak):
     tps = statistics.median(r["tokens_per_s"] for r in late)
     own = statistics.median((r.get("mfu") or 0.0) for r in late)
     r = read_yaml(run_dir + "/report.yaml")
-    m = r["measured"]["per_device_bytes"]["total"]
-    p = r["predicted"]["per_device_bytes"]["total"]
+    meas, pred = r.get("measured") or {}, r.get("predicted") or {}
     mfu = "%.1f%%" % (100.0 * tps * fpt / peak) if peak > 0 else "n/a"
-    print("%.0f tokens/s, MFU %s (scalewise's own figure %.1f%%), peak memory measured %s, "
-          "predicted %s (%+.1f%%)" % (tps, mfu, 100.0 * own, gib(m), gib(p),
-                                      100.0 * (p - m) / m if m else 0.0))
+    ptps, pmfu = pred.get("tokens_per_s"), pred.get("mfu")
+    print("%.0f tokens/s (median of steps > 5; predicted %s), MFU %s (scalewise's own figure "
+          "%.1f%%, predicted %s), %s, backend %s" % (
+              tps, "%.0f" % ptps if ptps else "n/a", mfu, 100.0 * own,
+              "%.1f%%" % (100.0 * pmfu) if pmfu else "n/a",
+              mem_line(meas.get("per_device_bytes"), pred.get("per_device_bytes")),
+              r.get("backend", "?")))
     print("TPS %.3f" % tps, file=sys.stderr)
 
 
 def generate(path):
-    m = read_yaml(path)["measured"]
-    print("prefill %.0f tokens/s, decode %.0f tokens/s, peak %s" % (
-        m.get("prefill_tokens_per_s") or 0, m.get("decode_tokens_per_s") or 0,
-        gib(m["per_device_bytes"]["total"])))
+    r = read_yaml(path)
+    m, est = r.get("measured") or {}, r.get("estimate") or {}
+    dec, pdec = m.get("decode_s_per_token"), est.get("decode_s_per_token")
+    print("prefill %.0f tokens/s, decode %.0f tokens/s (%s ms per decode step, predicted %s), "
+          "TTFT %s ms (predicted %s), %s, device %s" % (
+              m.get("prefill_tokens_per_s") or 0, m.get("decode_tokens_per_s") or 0,
+              "%.2f" % (1e3 * dec) if dec else "n/a", "%.2f" % (1e3 * pdec) if pdec else "n/a",
+              "%.1f" % (1e3 * m["ttft_s"]) if m.get("ttft_s") else "n/a",
+              "%.1f" % (1e3 * est["ttft_s"]) if est.get("ttft_s") else "n/a",
+              mem_line(m.get("per_device_bytes"), est.get("per_device_bytes")),
+              r.get("device", "?")))
 
 
 def main():
