@@ -48,7 +48,7 @@ ifneq ($(NVCC),)
   # with a reason where no GPU is present). Nothing of it is linked into ./scalewise.
   CUDA_SRC    := $(wildcard kernels/cuda/*.cu)
   CUDA_OBJ    := $(CUDA_SRC:kernels/cuda/%.cu=$(BUILD)/cuda/%.o)
-  CUDA_HDRS   := $(wildcard kernels/cuda/*.cuh) executor/backend.h common/common.h common/banned.h
+  CUDA_HDRS   := $(wildcard kernels/cuda/*.cuh) executor/backend.h executor/comm.h common/common.h common/banned.h
   CUDA_PLUGIN := $(BUILD)/libscalewise-cuda.so
   GPU_TEST_SRC := $(wildcard tests/gpu/*.c tests/gpu/*.cu)
   GPU_TEST_BIN := $(patsubst tests/gpu/%,$(BUILD)/gpu/%,$(basename $(GPU_TEST_SRC)))

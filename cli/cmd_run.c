@@ -57,9 +57,11 @@ static void usage(FILE *f)
             "                     this process's place in a multi-process run (else read\n"
             "                     from torchrun, OpenMPI, MPICH/PMI or Slurm variables)\n\n"
             "A plan with dp N (data parallelism, ZeRO 1-3) runs as N processes: 'mpirun -np N\n"
-            "scalewise run PLAN' or 'scalewise run --nproc N PLAN'. The CPU executor refuses\n"
-            "plans for CUDA, tp/pp > 1, offload and precisions other than fp32 and\n"
-            "bf16-mixed, with the reason (exit 2).\n"
+            "scalewise run PLAN', 'scalewise run --nproc N PLAN', or N processes started\n"
+            "torchrun-style (RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT; on the CPU this needs\n"
+            "Open MPI's ompi-server). The executor refuses plans it cannot run (tp/pp > 1,\n"
+            "offload, precisions other than fp32 and bf16-mixed, device cuda without a\n"
+            "GPU), with the reason (exit 2).\n"
             "Details: docs/run.md.\n"
             "example:\n"
             "  scalewise run profiles/plans/quickstart.yaml\n");
@@ -236,13 +238,16 @@ int cli_run(int argc, char **argv)
     }
     if ((rc = exec_run_check(p, &err)) < 0) {
         free(p);
-        fprintf(stderr, "scalewise run: %s: cannot run this plan on the CPU executor: %s\n",
+        fprintf(stderr, "scalewise run: %s: cannot run this plan: %s\n",
                 plan_path, err.msg);
         return CLI_EXIT_USAGE;
     }
 
     /* The processes of this run: flags, then the launcher's variables (executor/comm.h);
-     * none -> one process. Only rank 0 draws progress and prints the summary. */
+     * none -> one process. A CUDA plan asks for the GPU engine (NCCL; comm.device_buffers
+     * then says its collectives take device pointers). Only rank 0 draws progress and prints
+     * the summary. */
+    co.cuda = p->strategy.device == DEVICE_CUDA;
     struct comm comm;
     if ((rc = comm_init(&comm, &co, &err)) < 0) {
         free(p);

@@ -1,7 +1,8 @@
 /* The core's side of the CUDA backend: finds the plugin build/libscalewise-cuda.so (built by
  * nvcc from kernels/cuda, never linked into the core), dlopens it, checks that it was built
  * against this struct backend (API version and table size), and calls its one entry,
- * scalewise_cuda_backend(), which picks and initialises a GPU. Everything about CUDA itself
+ * scalewise_cuda_backend(), which picks and initialises a GPU; backend_cuda_symbol() then finds
+ * the plugin's other entries (the NCCL engine of executor/comm.c). Everything about CUDA itself
  * (driver, devices, streams, kernels) stays in the plugin; this file uses no CUDA header, so
  * the core builds and runs where no toolkit is installed (hardware-and-distributed.md 6:
  * llama.cpp's GGML_BACKEND_DL model). A missing plugin, a stale one, a machine without a
@@ -17,9 +18,10 @@
 
 typedef const struct backend *(*cuda_entry_fn)(int api_version, char *err, size_t n);
 
-/* The loaded table; the plugin stays loaded for the life of the process (its static CUDA
- * runtime registers exit handlers that must not see their code unmapped). */
+/* The loaded table and the plugin's handle; the plugin stays loaded for the life of the process
+ * (its static CUDA runtime registers exit handlers that must not see their code unmapped). */
 static const struct backend *g_cuda;
+static void *g_handle;
 
 /* Appends ", s" (or "s") to buf, silently truncating. */
 static void append(char *buf, size_t n, const char *s)
@@ -116,5 +118,14 @@ const struct backend *backend_cuda_load(struct sw_err *err)
         return NULL;
     }
     g_cuda = be;
+    g_handle = h;
     return be;
+}
+
+void *backend_cuda_symbol(const char *name)
+{
+    if (!g_cuda || !g_handle || !name)
+        return NULL;
+    dlerror();
+    return dlsym(g_handle, name);
 }

@@ -1,31 +1,43 @@
 /* executor/comm.c — the communication layer's front: comm_init (launcher detection through
  * launch_env.c, then engine selection), the single-process engine (world 1: every collective is a
  * copy), the loader of the MPI plugin (libscalewise-mpi.so, dlopen'ed so the core binary never
- * needs libmpi; ../shared/docs/hardware-and-distributed.md 6), the wrappers that time every
- * collective and count the bytes sent, the start-up consistency check of plan and binary hashes,
- * and the watchdog: a thread that ends the process with a message when a collective does not
- * finish within the timeout (a dead or hung peer must not leave the others waiting forever).
- * The MPI calls themselves are in comm_mpi.c; the TCP rendezvous is in rdzv_tcp.c. */
+ * needs libmpi; ../shared/docs/hardware-and-distributed.md 6), the two bootstraps that are not a
+ * plain MPI_Init — a torchrun-style CPU launch (ompi-server started by rank 0, its address
+ * handed out by the TCP rendezvous, then the plugin's join) and the NCCL engine of the CUDA
+ * plugin (its unique id carried by MPI or by the rendezvous; hardware-and-distributed.md 3.2) —
+ * the wrappers that time every collective and count the bytes sent, the start-up consistency
+ * check of plan and binary hashes, and the watchdog: a thread that ends the process with a
+ * message when a collective does not finish within the timeout (a dead or hung peer must not
+ * leave the others waiting forever). The MPI calls themselves are in comm_mpi.c, the NCCL calls
+ * in kernels/cuda/comm_nccl.cu; the TCP rendezvous is in rdzv_tcp.c. */
 #include "executor/comm.h"
 
 #include <dlfcn.h>
 #include <errno.h>
 #include <limits.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "executor/backend.h"
+
 #define COMM_DEFAULT_TIMEOUT_S 60.0
 #define COMM_PLUGIN_NAME "libscalewise-mpi.so"
 
 struct comm_impl {
     struct comm_engine_ops ops;
-    void *dl; /* the plugin's handle; NULL for the single engine */
+    /* NCCL started under an MPI launcher: the MPI engine that carried the unique id, finalized
+     * after NCCL (MPI_Finalize last, as the NCCL examples do). */
+    struct comm_engine_ops boot;
+    bool has_boot;
+    void *dl; /* the MPI plugin's handle; NULL for the single and NCCL-only engines */
     double timeout_s;
     bool finalized;
+    struct comm_ompi_server server; /* rank 0 of a torchrun-style CPU launch; pid 0 otherwise */
 };
 
 static double now_s(void)
@@ -326,9 +338,13 @@ static void w_finalize(struct comm *c)
     if (!im->finalized) {
         enter(c, "finalize");
         im->ops.finalize(im->ops.state);
+        if (im->has_boot)
+            im->boot.finalize(im->boot.state);
         leave(c);
         im->finalized = true;
     }
+    /* after MPI_Finalize: the singletons' disconnect may still talk to it */
+    comm_ompi_server_stop(&im->server);
     watchdog_stop();
     /* The MPI plugin stays loaded: libmpi registers atexit handlers and threads that must not
      * see their code unmapped. */
@@ -382,22 +398,31 @@ static void *load_plugin(char *tried, size_t tried_n, char *dlmsg, size_t dlmsg_
     return NULL;
 }
 
-static int init_mpi(struct comm *c, struct comm_impl *im, const struct comm_launch_env *env,
-                    struct sw_err *err)
+/* The plugin into im->dl, or SW_EUNSUPPORTED saying why. */
+static int open_mpi_plugin(struct comm_impl *im, const struct comm_launch_env *env,
+                           struct sw_err *err)
 {
     char tried[1024], dlmsg[512];
     im->dl = load_plugin(tried, sizeof tried, dlmsg, sizeof dlmsg);
-    if (!im->dl) {
-        if (dlmsg[0])
-            return sw_errf(err, SW_EUNSUPPORTED,
-                           "launched by %s with %d ranks, but the MPI plugin failed to load: %s",
-                           env->launcher, env->world, dlmsg);
+    if (im->dl)
+        return 0;
+    if (dlmsg[0])
         return sw_errf(err, SW_EUNSUPPORTED,
-                       "launched by %s with %d ranks, but the MPI plugin " COMM_PLUGIN_NAME
-                       " was not found (tried %s); build scalewise with mpicc installed, or "
-                       "set SCALEWISE_MPI_PLUGIN",
-                       env->launcher, env->world, tried);
-    }
+                       "launched by %s with %d ranks, but the MPI plugin failed to load: %s",
+                       env->launcher, env->world, dlmsg);
+    return sw_errf(err, SW_EUNSUPPORTED,
+                   "launched by %s with %d ranks, but the MPI plugin " COMM_PLUGIN_NAME
+                   " was not found (tried %s); build scalewise with mpicc installed, or "
+                   "set SCALEWISE_MPI_PLUGIN",
+                   env->launcher, env->world, tried);
+}
+
+static int init_mpi(struct comm *c, struct comm_impl *im, const struct comm_launch_env *env,
+                    struct sw_err *err)
+{
+    int rc = open_mpi_plugin(im, env, err);
+    if (rc < 0)
+        return rc;
     comm_mpi_plugin_init_fn init;
     void *sym = dlsym(im->dl, "comm_mpi_plugin_init");
     memcpy(&init, &sym, sizeof init); /* object pointer to function pointer, POSIX-style */
@@ -406,20 +431,309 @@ static int init_mpi(struct comm *c, struct comm_impl *im, const struct comm_laun
                        "the MPI plugin has no symbol comm_mpi_plugin_init (a different build?)");
     /* MPI_Init itself waits for every rank: run it under the watchdog. */
     watchdog_enter("MPI_Init", im->timeout_s);
-    int rc = init(COMM_PLUGIN_API_VERSION, &im->ops, err);
+    rc = init(COMM_PLUGIN_API_VERSION, &im->ops, err);
     watchdog_leave();
     if (rc < 0)
         return rc;
     if (im->ops.world != env->world || im->ops.rank != env->rank) {
-        im->ops.finalize(im->ops.state);
+        struct comm_engine_ops ops = im->ops;
+        memset(&im->ops, 0, sizeof im->ops);
+        ops.finalize(ops.state);
         return sw_errf(err, SW_EUNSUPPORTED,
                        "%s says rank %d of %d but MPI_Init gave rank %d of %d: this MPI library "
                        "cannot reach the launcher (under srun, Open MPI needs PMIx: try "
                        "srun --mpi=pmix, or mpirun)",
-                       env->launcher, env->rank, env->world, im->ops.rank, im->ops.world);
+                       env->launcher, env->rank, env->world, ops.rank, ops.world);
     }
     c->engine = COMM_MPI;
     c->engine_name = "mpi";
+    return 0;
+}
+
+/* ---------------------------------------------------------------- torchrun-style CPU launch
+ * No MPI launcher started us, but on the CPU the bytes still move through MPI: the processes
+ * start as Open MPI singletons and join one communicator through ompi-server (run by rank 0).
+ * Steps: every rank checks that its plugin can join (Open MPI 4.x); rank 0 starts ompi-server;
+ * the TCP rendezvous checks binaries and hands out the server's URI (or rank 0's reason for not
+ * starting it); every rank points OMPI_MCA_pmix_server_uri at it; the plugin joins, rank 0
+ * giving each joiner the MPI port name over its rendezvous socket, one joiner at a time. */
+
+struct join_ctx {
+    struct comm_rdzv *r;
+    double timeout_s;
+};
+
+static int join_send(void *ctx, int to, const char *port, struct sw_err *err)
+{
+    struct join_ctx *j = ctx;
+    return comm_rdzv_send(j->r, to, port, strlen(port) + 1, j->timeout_s, err);
+}
+
+static int join_recv(void *ctx, char *port, size_t port_bytes, struct sw_err *err)
+{
+    struct join_ctx *j = ctx;
+    size_t got = 0;
+    int rc = comm_rdzv_recv(j->r, port, port_bytes, &got, j->timeout_s, err);
+    if (rc < 0)
+        return rc;
+    if (got == 0 || port[got - 1] != '\0')
+        return sw_errf(err, SW_EIO, "rendezvous: garbled MPI port name from rank 0");
+    return 0;
+}
+
+static void topology_from_rdzv(struct comm_engine_ops *ops, const struct comm_rdzv *r)
+{
+    ops->local_rank = r->local_rank;
+    ops->local_world = r->local_world;
+    ops->node_rank = r->node_rank;
+    ops->n_nodes = r->n_nodes;
+}
+
+static int init_mpi_join(struct comm *c, struct comm_impl *im, const struct comm_launch_env *env,
+                         struct sw_err *err)
+{
+    int rc = open_mpi_plugin(im, env, err);
+    if (rc < 0)
+        return rc;
+    comm_mpi_plugin_join_fn join;
+    void *sym = dlsym(im->dl, "comm_mpi_plugin_join");
+    memcpy(&join, &sym, sizeof join);
+    if (!join)
+        return sw_errf(err, SW_EUNSUPPORTED,
+                       "the MPI plugin has no symbol comm_mpi_plugin_join (built before "
+                       "torchrun-style CPU launches were supported?): rebuild with make");
+    /* Every rank has the same plugin: each says the same thing, at once. */
+    if ((rc = join(COMM_PLUGIN_API_VERSION, NULL, NULL, err)) < 0)
+        return rc;
+
+    unsigned char blob[COMM_RDZV_BLOB_BYTES];
+    memset(blob, 0, sizeof blob);
+    struct sw_err serr;
+    sw_err_init(&serr);
+    int server_rc = 0;
+    if (env->rank == 0) {
+        server_rc = comm_ompi_server_start(&im->server, im->timeout_s, &serr);
+        if (server_rc < 0)
+            comm_boot_pack(blob, COMM_BOOT_ERROR, serr.msg, strlen(serr.msg));
+        else
+            comm_boot_pack(blob, COMM_BOOT_OMPI_URI, im->server.uri, strlen(im->server.uri));
+    }
+    struct comm_rdzv r;
+    /* plan hash 0: the plan is compared later, through MPI (comm_check_consistent) */
+    rc = comm_rdzv_run(&r, env->master_addr, env->master_port, env->rank, env->world, 0, blob,
+                       im->timeout_s, err);
+    if (server_rc < 0) { /* the root cause, even when the peers did not come either */
+        comm_rdzv_release(&r);
+        *err = serr;
+        return server_rc;
+    }
+    if (rc < 0)
+        return rc;
+    char uri[COMM_BOOT_PAYLOAD_MAX + 1];
+    size_t n = 0;
+    rc = comm_boot_unpack(r.blob, COMM_BOOT_OMPI_URI, uri, sizeof uri - 1, &n, err);
+    if (rc < 0) {
+        comm_rdzv_release(&r);
+        return rc;
+    }
+    uri[n] = '\0';
+    /* Read by MPI_Init (Open MPI 4.1's PMIx client): where the singletons meet. A singleton's
+     * MPI_Init also starts a helper daemon whose default launcher component (rsh) fails where
+     * there is no ssh, as in many containers; singletons launch nothing, so the isolated one
+     * fits (unless the user chose one). */
+    setenv("OMPI_MCA_pmix_server_uri", uri, 1);
+    setenv("OMPI_MCA_plm", "isolated", 0);
+    /* No mpirun watches these processes: when a peer dies, a write to its socket must fail
+     * (MPI returns an error, or the watchdog fires, with a message) rather than end this
+     * process silently with SIGPIPE. */
+    signal(SIGPIPE, SIG_IGN);
+    struct join_ctx ctx = {&r, im->timeout_s};
+    struct comm_mpi_join j = {env->rank, env->world, join_send, join_recv, &ctx};
+    /* world-1 accepts in a row: the watchdog gives the whole join twice the timeout, so a
+     * rendezvous socket that times out first reports its own, clearer error */
+    watchdog_enter("MPI join", 2.0 * im->timeout_s);
+    rc = join(COMM_PLUGIN_API_VERSION, &j, &im->ops, err);
+    watchdog_leave();
+    if (rc == 0 && (im->ops.world != env->world || im->ops.rank != env->rank)) {
+        struct comm_engine_ops ops = im->ops;
+        memset(&im->ops, 0, sizeof im->ops);
+        ops.finalize(ops.state);
+        rc = sw_errf(err, SW_EINTERNAL, "MPI join gave rank %d of %d, expected %d of %d", ops.rank,
+                     ops.world, env->rank, env->world);
+    }
+    /* Processes of different singleton jobs may not see each other as node-local in MPI: the
+     * host-name table of the rendezvous says which share a node. */
+    if (rc == 0)
+        topology_from_rdzv(&im->ops, &r);
+    comm_rdzv_release(&r);
+    if (rc < 0)
+        return rc;
+    c->engine = COMM_MPI;
+    c->engine_name = "mpi";
+    return 0;
+}
+
+/* ---------------------------------------------------------------- NCCL engine (CUDA plugin) */
+
+static int nccl_entries(comm_nccl_unique_id_fn *uid, comm_nccl_init_fn *init, struct sw_err *err)
+{
+    struct sw_err cerr;
+    sw_err_init(&cerr);
+    /* Loads the plugin and selects this rank's GPU: NCCL binds to the current device. */
+    if (!backend_cuda_load(&cerr))
+        return sw_errf(err, SW_EUNSUPPORTED, "the GPU engine (NCCL) needs the CUDA backend: %s",
+                       cerr.msg);
+    void *a = backend_cuda_symbol("scalewise_nccl_unique_id");
+    void *b = backend_cuda_symbol("scalewise_nccl_init");
+    if (!a || !b)
+        return sw_errf(err, SW_EUNSUPPORTED,
+                       "the CUDA plugin has no NCCL engine (scalewise_nccl_init; built before "
+                       "it existed?): rebuild with make");
+    memcpy(uid, &a, sizeof *uid);
+    memcpy(init, &b, sizeof *init);
+    return 0;
+}
+
+/* Under an MPI launcher: every rank says whether it could load NCCL (rank 0 also makes the id),
+ * so a rank without a GPU stops everyone with a message instead of leaving them waiting in
+ * ncclCommInitRank; then the id goes out by MPI_Bcast (NCCL's own example, nccl-tests). */
+static int nccl_id_by_mpi(struct comm_impl *im, int local_rc, unsigned char *id, struct sw_err *err)
+{
+    struct comm_engine_ops *b = &im->boot;
+    int32_t mine = local_rc;
+    int32_t *all = sw_xcalloc((size_t)b->world, sizeof *all);
+    struct sw_err xerr;
+    sw_err_init(&xerr);
+    watchdog_enter("allgather_bytes", im->timeout_s);
+    int rc = b->allgather_bytes(b->state, &mine, all, sizeof mine, &xerr);
+    watchdog_leave();
+    int bad = -1;
+    for (int i = 0; rc == 0 && i < b->world && bad < 0; i++)
+        if (all[i] != 0)
+            bad = i;
+    free(all);
+    if (rc < 0) {
+        *err = xerr;
+        return rc;
+    }
+    if (local_rc < 0)
+        return local_rc; /* err holds this rank's reason */
+    if (bad >= 0)
+        return sw_errf(err, SW_EUNSUPPORTED,
+                       "rank %d could not start the GPU engine (NCCL); see its message", bad);
+    watchdog_enter("broadcast", im->timeout_s);
+    rc = b->broadcast(b->state, id, COMM_NCCL_ID_BYTES, 0, err);
+    watchdog_leave();
+    return rc;
+}
+
+static int init_nccl(struct comm *c, struct comm_impl *im, const struct comm_launch_env *env,
+                     struct sw_err *err)
+{
+    comm_nccl_unique_id_fn uid = NULL;
+    comm_nccl_init_fn ninit = NULL;
+    unsigned char id[COMM_NCCL_ID_BYTES];
+    memset(id, 0, sizeof id);
+    struct comm_engine_ops topo = {.local_world = 1, .n_nodes = 1};
+    int rc;
+    if (env->world == 1) {
+        rc = nccl_entries(&uid, &ninit, err);
+        if (rc == 0)
+            rc = uid(COMM_PLUGIN_API_VERSION, id, err);
+    } else if (env->under_mpi) {
+        if ((rc = init_mpi(c, im, env, err)) < 0)
+            return rc;
+        im->boot = im->ops;
+        im->has_boot = true;
+        memset(&im->ops, 0, sizeof im->ops);
+        topo = im->boot;
+        rc = nccl_entries(&uid, &ninit, err);
+        if (rc == 0 && env->rank == 0)
+            rc = uid(COMM_PLUGIN_API_VERSION, id, err);
+        rc = nccl_id_by_mpi(im, rc, id, err);
+    } else {
+        /* torchrun-style: the rendezvous carries rank 0's id. A rank that cannot start NCCL
+         * stops here; rank 0 then names it as missing when the rendezvous times out. */
+        if ((rc = nccl_entries(&uid, &ninit, err)) < 0)
+            return rc;
+        unsigned char blob[COMM_RDZV_BLOB_BYTES];
+        memset(blob, 0, sizeof blob);
+        struct sw_err ierr;
+        sw_err_init(&ierr);
+        int id_rc = 0;
+        if (env->rank == 0) {
+            id_rc = uid(COMM_PLUGIN_API_VERSION, id, &ierr);
+            if (id_rc < 0)
+                comm_boot_pack(blob, COMM_BOOT_ERROR, ierr.msg, strlen(ierr.msg));
+            else
+                comm_boot_pack(blob, COMM_BOOT_NCCL_ID, id, sizeof id);
+        }
+        struct comm_rdzv r;
+        rc = comm_rdzv_run(&r, env->master_addr, env->master_port, env->rank, env->world, 0, blob,
+                           im->timeout_s, err);
+        if (id_rc < 0) { /* the root cause, even when the peers did not come either */
+            comm_rdzv_release(&r);
+            *err = ierr;
+            return id_rc;
+        }
+        if (rc < 0)
+            return rc;
+        size_t n = 0;
+        rc = comm_boot_unpack(r.blob, COMM_BOOT_NCCL_ID, id, sizeof id, &n, err);
+        if (rc == 0 && n != sizeof id)
+            rc = sw_errf(err, SW_EIO, "rendezvous: a %zu-byte NCCL id, expected %zu", n, sizeof id);
+        topology_from_rdzv(&topo, &r);
+        comm_rdzv_release(&r);
+    }
+    if (rc < 0)
+        return rc;
+    /* ncclCommInitRank waits for every rank */
+    if (env->world > 1)
+        watchdog_enter("NCCL init", im->timeout_s);
+    rc = ninit(COMM_PLUGIN_API_VERSION, env->rank, env->world, id, &im->ops, err);
+    if (env->world > 1)
+        watchdog_leave();
+    if (rc < 0) {
+        memset(&im->ops, 0, sizeof im->ops);
+        return rc;
+    }
+    im->ops.local_rank = topo.local_rank;
+    im->ops.local_world = topo.local_world;
+    im->ops.node_rank = topo.node_rank;
+    im->ops.n_nodes = topo.n_nodes;
+    c->engine = COMM_NCCL;
+    c->engine_name = "nccl";
+    c->device_buffers = true;
+    return 0;
+}
+
+/* Ends whatever an engine start left running: its engines, ompi-server, the watchdog. */
+static void impl_abandon(struct comm_impl *im)
+{
+    if (im->ops.finalize && im->ops.state)
+        im->ops.finalize(im->ops.state);
+    if (im->has_boot)
+        im->boot.finalize(im->boot.state);
+    comm_ompi_server_stop(&im->server);
+    watchdog_stop();
+    free(im);
+}
+
+/* SCALEWISE_COMM: "" or "auto" (the launcher decides) or "nccl" (the GPU engine even for one
+ * process, to check NCCL on a one-GPU machine). */
+static int forced_nccl(bool cuda, bool *force, struct sw_err *err)
+{
+    *force = false;
+    const char *v = getenv("SCALEWISE_COMM");
+    if (!v || !*v || strcmp(v, "auto") == 0)
+        return 0;
+    if (strcmp(v, "nccl") != 0)
+        return sw_errf(err, SW_EINVAL, "SCALEWISE_COMM='%s': expected auto or nccl", v);
+    if (!cuda)
+        return sw_errf(err, SW_EINVAL,
+                       "SCALEWISE_COMM=nccl needs a CUDA plan (strategy.device: cuda); NCCL "
+                       "moves device buffers only");
+    *force = true;
     return 0;
 }
 
@@ -469,14 +783,10 @@ int comm_init(struct comm *c, const struct comm_opts *o, struct sw_err *err)
     int rc = comm_launch_env_detect(o, &env, err);
     if (rc < 0)
         return rc;
-    if (env.world > 1 && !env.under_mpi)
-        return sw_errf(err, SW_EUNSUPPORTED,
-                       "%s asks for %d ranks, but on the CPU the bytes move through MPI only: "
-                       "launch with mpirun -np %d (or srun, or scalewise run --nproc %d); the "
-                       "MASTER_ADDR/MASTER_PORT rendezvous is the NCCL bootstrap of the CUDA "
-                       "backend",
-                       strcmp(env.launcher, "flags") == 0 ? "--world-size" : env.launcher,
-                       env.world, env.world, env.world);
+    bool force_nccl;
+    if ((rc = forced_nccl(o->cuda, &force_nccl, err)) < 0)
+        return rc;
+    bool nccl = o->cuda && (env.world > 1 || force_nccl);
 
     struct comm_impl *im = sw_xcalloc(1, sizeof *im);
     im->timeout_s = comm_timeout_s(o);
@@ -490,17 +800,22 @@ int comm_init(struct comm *c, const struct comm_opts *o, struct sw_err *err)
     c->barrier = w_barrier;
     c->finalize = w_finalize;
 
-    if (env.world <= 1) {
+    if (!nccl && env.world <= 1) {
         im->ops = single_ops;
         c->engine = COMM_SINGLE;
         c->engine_name = "single";
     } else {
-        rc = watchdog_start(env.rank, im->timeout_s, err);
-        if (rc == 0)
-            rc = init_mpi(c, im, &env, err);
+        rc = env.world > 1 ? watchdog_start(env.rank, im->timeout_s, err) : 0;
+        if (rc == 0) {
+            if (nccl)
+                rc = init_nccl(c, im, &env, err);
+            else if (env.under_mpi)
+                rc = init_mpi(c, im, &env, err);
+            else
+                rc = init_mpi_join(c, im, &env, err);
+        }
         if (rc < 0) {
-            watchdog_stop();
-            free(im);
+            impl_abandon(im);
             memset(c, 0, sizeof *c);
             return rc;
         }

@@ -1,7 +1,12 @@
 /* executor/comm_mpi.c — the MPI engine of executor/comm.h, compiled ONLY into the plugin
  * build/libscalewise-mpi.so by mpicc (-shared -fPIC), so the core binary never needs libmpi; the
- * core dlopens it (comm.c) and calls its one exported symbol, comm_mpi_plugin_init, which checks
- * the API version, initialises MPI and fills a struct comm_engine_ops. The calls follow
+ * core dlopens it (comm.c) and calls one of its two exported symbols: comm_mpi_plugin_init
+ * (under an MPI launcher) checks the API version, initialises MPI and fills a struct
+ * comm_engine_ops; comm_mpi_plugin_join (a torchrun-style launch: separately started Open MPI
+ * singletons, ompi-server's address already in OMPI_MCA_pmix_server_uri) builds the
+ * communicator one rank at a time with MPI_Comm_accept / MPI_Comm_connect /
+ * MPI_Intercomm_merge and orders it by the launcher's rank (MPI-3.1 10.4 "Establishing
+ * Communication"). The collective calls follow
  * ../shared/docs/hardware-and-distributed.md 4: all-reduce in place (MPI_IN_PLACE),
  * MPI_Reduce_scatter_block and MPI_Allgather for ZeRO shards, MPI_Bcast, and
  * MPI_Comm_split_type(MPI_COMM_TYPE_SHARED) for the local rank and size. Open MPI 4.1 has no
@@ -190,7 +195,8 @@ static void mpi_finalize(void *state)
     int finalized = 0;
     MPI_Finalized(&finalized);
     if (!finalized) {
-        MPI_Comm_free(&s->comm);
+        if (s->comm != MPI_COMM_NULL)
+            MPI_Comm_free(&s->comm);
         if (s->we_initialised)
             MPI_Finalize();
     }
@@ -226,18 +232,14 @@ static int topology(struct mpi_state *s, struct comm_engine_ops *ops, struct sw_
     return rc;
 }
 
-EXPORT int comm_mpi_plugin_init(int api_version, struct comm_engine_ops *ops, struct sw_err *err);
-
-EXPORT int comm_mpi_plugin_init(int api_version, struct comm_engine_ops *ops, struct sw_err *err)
+/* MPI_Init (unless already initialised) and a state with errors returned, not fatal. */
+static int mpi_start(struct mpi_state **out, struct sw_err *err)
 {
-    if (api_version != COMM_PLUGIN_API_VERSION)
-        return fail(err, SW_EUNSUPPORTED,
-                    "the MPI plugin speaks API %d but scalewise expects %d: rebuild both together",
-                    COMM_PLUGIN_API_VERSION, api_version);
-    memset(ops, 0, sizeof *ops);
+    *out = NULL;
     struct mpi_state *s = calloc(1, sizeof *s);
     if (!s)
         return fail(err, SW_ENOMEM, "MPI plugin: out of memory");
+    s->comm = MPI_COMM_NULL;
     int initialised = 0;
     MPI_Initialized(&initialised);
     if (!initialised) {
@@ -252,14 +254,7 @@ EXPORT int comm_mpi_plugin_init(int api_version, struct comm_engine_ops *ops, st
         s->we_initialised = true;
     }
     MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
-    int rc = check(MPI_Comm_dup(MPI_COMM_WORLD, &s->comm), "MPI_Comm_dup", err);
-    if (rc < 0) {
-        free(s);
-        return rc;
-    }
-    MPI_Comm_set_errhandler(s->comm, MPI_ERRORS_RETURN);
-    MPI_Comm_rank(s->comm, &s->rank);
-    MPI_Comm_size(s->comm, &s->size);
+    MPI_Comm_set_errhandler(MPI_COMM_SELF, MPI_ERRORS_RETURN);
     s->chunk = (size_t)1 << 30; /* below INT_MAX, and a round number of floats */
     const char *env = getenv("SCALEWISE_MPI_CHUNK_ELEMS");
     if (env && *env) {
@@ -268,9 +263,20 @@ EXPORT int comm_mpi_plugin_init(int api_version, struct comm_engine_ops *ops, st
         if (*end == '\0' && v >= 1 && v <= INT_MAX)
             s->chunk = (size_t)v;
     }
+    *out = s;
+    return 0;
+}
+
+/* s->comm is ours: rank, size, topology and the table. Finalizes s on failure. */
+static int mpi_fill(struct mpi_state *s, struct comm_engine_ops *ops, struct sw_err *err)
+{
+    MPI_Comm_set_errhandler(s->comm, MPI_ERRORS_RETURN);
+    MPI_Comm_rank(s->comm, &s->rank);
+    MPI_Comm_size(s->comm, &s->size);
     ops->rank = s->rank;
     ops->world = s->size;
-    if ((rc = topology(s, ops, err)) < 0) {
+    int rc = topology(s, ops, err);
+    if (rc < 0) {
         mpi_finalize(s);
         return rc;
     }
@@ -283,4 +289,150 @@ EXPORT int comm_mpi_plugin_init(int api_version, struct comm_engine_ops *ops, st
     ops->finalize = mpi_finalize;
     ops->state = s;
     return 0;
+}
+
+EXPORT int comm_mpi_plugin_init(int api_version, struct comm_engine_ops *ops, struct sw_err *err);
+
+EXPORT int comm_mpi_plugin_init(int api_version, struct comm_engine_ops *ops, struct sw_err *err)
+{
+    if (api_version != COMM_PLUGIN_API_VERSION)
+        return fail(err, SW_EUNSUPPORTED,
+                    "the MPI plugin speaks API %d but scalewise expects %d: rebuild both together",
+                    COMM_PLUGIN_API_VERSION, api_version);
+    memset(ops, 0, sizeof *ops);
+    struct mpi_state *s;
+    int rc = mpi_start(&s, err);
+    if (rc < 0)
+        return rc;
+    rc = check(MPI_Comm_dup(MPI_COMM_WORLD, &s->comm), "MPI_Comm_dup", err);
+    if (rc < 0) {
+        mpi_finalize(s);
+        return rc;
+    }
+    return mpi_fill(s, ops, err);
+}
+
+/* ---------------------------------------------------------------- join (torchrun-style) */
+
+/* Separately started singletons reach each other through ompi-server, which Open MPI 5 removed
+ * (its replacement is a PRRTE DVM) and MPICH never had. */
+#if defined(OPEN_MPI) && OMPI_MAJOR_VERSION == 4
+#define SW_MPI_CAN_JOIN 1
+#endif
+
+#ifndef SW_MPI_CAN_JOIN
+/* The first line of MPI_Get_library_version ("MPICH Version: 4.0", "Open MPI v5.0.3"). */
+static void library_name(char *out, size_t n)
+{
+    char v[MPI_MAX_LIBRARY_VERSION_STRING];
+    int len = 0;
+    if (MPI_Get_library_version(v, &len) != MPI_SUCCESS)
+        snprintf(v, sizeof v, "an unknown MPI library");
+    size_t k = strcspn(v, ",\n");
+    if (k > n - 1)
+        k = n - 1;
+    memcpy(out, v, k);
+    out[k] = '\0';
+}
+#else
+/* One more member: the group accepts (collectively) or this rank connects; then the merge puts
+ * the newcomer last. Frees the old group and the intercommunicator. */
+static int grow(MPI_Comm *group, const char *port, bool joining, struct sw_err *err)
+{
+    MPI_Comm inter = MPI_COMM_NULL, merged = MPI_COMM_NULL;
+    int rc = joining ? check(MPI_Comm_connect(port, MPI_INFO_NULL, 0, MPI_COMM_SELF, &inter),
+                             "MPI_Comm_connect", err)
+                     : check(MPI_Comm_accept(port, MPI_INFO_NULL, 0, *group, &inter),
+                             "MPI_Comm_accept", err);
+    if (rc < 0)
+        return rc;
+    MPI_Comm_set_errhandler(inter, MPI_ERRORS_RETURN);
+    rc = check(MPI_Intercomm_merge(inter, joining ? 1 : 0, &merged), "MPI_Intercomm_merge", err);
+    MPI_Comm_free(&inter);
+    if (rc < 0)
+        return rc;
+    MPI_Comm_set_errhandler(merged, MPI_ERRORS_RETURN);
+    if (*group != MPI_COMM_NULL)
+        MPI_Comm_free(group);
+    *group = merged;
+    return 0;
+}
+#endif
+
+EXPORT int comm_mpi_plugin_join(int api_version, const struct comm_mpi_join *j,
+                                struct comm_engine_ops *ops, struct sw_err *err);
+
+EXPORT int comm_mpi_plugin_join(int api_version, const struct comm_mpi_join *j,
+                                struct comm_engine_ops *ops, struct sw_err *err)
+{
+    if (api_version != COMM_PLUGIN_API_VERSION)
+        return fail(err, SW_EUNSUPPORTED,
+                    "the MPI plugin speaks API %d but scalewise expects %d: rebuild both together",
+                    COMM_PLUGIN_API_VERSION, api_version);
+#ifndef SW_MPI_CAN_JOIN
+    char lib[128];
+    library_name(lib, sizeof lib);
+    (void)j, (void)ops;
+    return fail(err, SW_EUNSUPPORTED,
+                "a torchrun-style launch on the CPU needs an MPI plugin built with Open MPI 4.x "
+                "(its ompi-server joins the separately started processes), but this one was built "
+                "with %s: launch with mpirun -np N, srun, or scalewise run --nproc N",
+                lib);
+#else
+    if (!j)
+        return 0;
+    if (j->world < 2 || j->rank < 0 || j->rank >= j->world)
+        return fail(err, SW_EINVAL, "MPI join: rank %d is not in a world of %d", j->rank, j->world);
+    int initialised = 0;
+    MPI_Initialized(&initialised);
+    if (initialised)
+        return fail(err, SW_EINTERNAL, "MPI join: MPI is already initialised in this process");
+    memset(ops, 0, sizeof *ops);
+    struct mpi_state *s;
+    int rc = mpi_start(&s, err);
+    if (rc < 0)
+        return rc;
+    char port[MPI_MAX_PORT_NAME];
+    memset(port, 0, sizeof port);
+    MPI_Comm group = MPI_COMM_NULL;
+    int next;
+    if (j->rank == 0) {
+        rc = check(MPI_Open_port(MPI_INFO_NULL, port), "MPI_Open_port", err);
+        if (rc == 0)
+            rc = check(MPI_Comm_dup(MPI_COMM_SELF, &group), "MPI_Comm_dup", err);
+        next = 1;
+    } else {
+        rc = j->recv_port(j->ctx, port, sizeof port - 1, err);
+        if (rc == 0)
+            rc = grow(&group, port, true, err);
+        next = j->rank + 1;
+    }
+    /* Ranks join in order, one at a time: rank 0 hands out the port only when the group is
+     * about to accept that rank, so no two connects race and the merged order is the rank
+     * order already (the split below makes it certain). */
+    for (; rc == 0 && next < j->world; next++) {
+        if (j->rank == 0)
+            rc = j->send_port(j->ctx, next, port, err);
+        if (rc == 0)
+            rc = grow(&group, port, false, err);
+    }
+    if (j->rank == 0 && port[0])
+        MPI_Close_port(port);
+    int size = 0;
+    if (rc == 0) {
+        MPI_Comm_size(group, &size);
+        if (size != j->world)
+            rc = fail(err, SW_EINTERNAL, "MPI join: the communicator has %d ranks, expected %d",
+                      size, j->world);
+    }
+    if (rc == 0)
+        rc = check(MPI_Comm_split(group, 0, j->rank, &s->comm), "MPI_Comm_split", err);
+    if (group != MPI_COMM_NULL)
+        MPI_Comm_free(&group);
+    if (rc < 0) {
+        mpi_finalize(s);
+        return rc;
+    }
+    return mpi_fill(s, ops, err);
+#endif
 }

@@ -12,11 +12,11 @@
 
 #include "executor/comm.h"
 
-/* Engines whose collectives take host pointers (comm.h: single and MPI); others (NCCL) take
- * device pointers. */
+/* Engines whose collectives take host pointers (comm.h: single and MPI); NCCL's take device
+ * pointers (comm->device_buffers). */
 static bool engine_takes_host(const struct comm *c)
 {
-    return c->engine == COMM_SINGLE || c->engine == COMM_MPI;
+    return !c->device_buffers;
 }
 
 void exec_comm_stage_init(struct exec_comm_stage *s, struct comm *c, const struct backend *be)

@@ -4,9 +4,11 @@
  * (../shared/docs/hardware-and-distributed.md 3.1 and 7.3; torchrun goes before Slurm because
  * torchrun inside an allocation inherits SLURM_* values that describe its agent). Also the Slurm
  * host-list and port conventions (Lightning's: first host of the node list, port 15000 + the last
- * four digits of the job id) and the `--nproc N` one-node launcher, which re-executes the same
- * command under mpirun so that on the CPU the bytes still move through MPI. Nothing here talks
- * to peers: that is comm.c (engines) and rdzv_tcp.c (the TCP rendezvous). */
+ * four digits of the job id), the `--nproc N` one-node launcher, which re-executes the same
+ * command under mpirun so that on the CPU the bytes still move through MPI, and Open MPI's
+ * ompi-server, which rank 0 of a torchrun-style CPU launch runs as a child so that separately
+ * started MPI singletons can join one job. Nothing here talks to peers: that is comm.c
+ * (engines) and rdzv_tcp.c (the TCP rendezvous). */
 #include "executor/comm.h"
 
 #include <ctype.h>
@@ -18,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -525,4 +528,193 @@ int comm_launch_local(int nproc, int argc, char **argv, struct sw_err *err)
     if (WIFSIGNALED(status))
         return 128 + WTERMSIG(status);
     return 1;
+}
+
+/* ---------------------------------------------------------------- ompi-server */
+
+static double mono_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* The file's first line into out (without the newline); false until a whole line is there. */
+static bool read_line_file(const char *path, char *out, size_t n)
+{
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return false;
+    bool got = fgets(out, (int)n, f) != NULL;
+    fclose(f);
+    if (!got)
+        return false;
+    char *nl = strchr(out, '\n');
+    if (!nl)
+        return false;
+    *nl = '\0';
+    return out[0] != '\0';
+}
+
+/* The last bytes of ompi-server's log, one line, for an error message. */
+static void log_tail(const char *path, char *out, size_t n)
+{
+    out[0] = '\0';
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return;
+    char buf[2048];
+    size_t got = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[got] = '\0';
+    for (size_t i = 0; i < got; i++)
+        if (buf[i] == '\n' || buf[i] == '\r' || buf[i] == '\t')
+            buf[i] = ' ';
+    size_t len = strlen(buf);
+    while (len > 0 && buf[len - 1] == ' ')
+        buf[--len] = '\0';
+    const char *start = len + 1 > n ? buf + len + 1 - n : buf;
+    snprintf(out, n, "%s", start);
+}
+
+static void remove_dir(struct comm_ompi_server *s)
+{
+    if (!s->dir[0])
+        return;
+    char path[128];
+    snprintf(path, sizeof path, "%s/uri", s->dir);
+    unlink(path);
+    snprintf(path, sizeof path, "%s/log", s->dir);
+    unlink(path);
+    rmdir(s->dir);
+    s->dir[0] = '\0';
+}
+
+int comm_ompi_server_start(struct comm_ompi_server *s, double timeout_s, struct sw_err *err)
+{
+    memset(s, 0, sizeof *s);
+    char prog[PATH_MAX];
+    if (!find_on_path("ompi-server", prog, sizeof prog))
+        return sw_errf(err, SW_EUNSUPPORTED,
+                       "a torchrun-style launch on the CPU needs Open MPI's ompi-server (it lets "
+                       "the separately started processes join one MPI job), and it is not on "
+                       "PATH: install openmpi-bin, or launch with mpirun -np N or scalewise run "
+                       "--nproc N");
+    snprintf(s->dir, sizeof s->dir, "/tmp/scalewise-ompi-XXXXXX");
+    if (!mkdtemp(s->dir)) {
+        int e = errno;
+        s->dir[0] = '\0';
+        return sw_errf(err, SW_EIO, "ompi-server: cannot create a directory in /tmp: %s",
+                       strerror(e));
+    }
+    char uri_path[128], log_path[128];
+    snprintf(uri_path, sizeof uri_path, "%s/uri", s->dir);
+    snprintf(log_path, sizeof log_path, "%s/log", s->dir);
+    /* Its environment, built before the fork (a child of a threaded process must not call
+     * setenv): OMPI_MCA_plm=isolated unless the user chose a launcher component, because the
+     * server launches no daemons and the default (rsh) refuses to start where there is no ssh,
+     * as in many containers. */
+    extern char **environ;
+    size_t n_env = 0;
+    bool has_plm = false;
+    for (char **e = environ; e && *e; e++, n_env++)
+        if (strncmp(*e, "OMPI_MCA_plm=", 13) == 0)
+            has_plm = true;
+    char **envp = sw_xcalloc(n_env + 2, sizeof *envp);
+    size_t k = 0;
+    for (size_t i = 0; i < n_env; i++)
+        envp[k++] = environ[i];
+    if (!has_plm)
+        envp[k++] = "OMPI_MCA_plm=isolated";
+    envp[k] = NULL;
+    pid_t parent = getpid();
+    pid_t pid = fork();
+    if (pid != 0)
+        free(envp);
+    if (pid < 0) {
+        int e = errno;
+        comm_ompi_server_stop(s);
+        return sw_errf(err, SW_EINTERNAL, "ompi-server: fork failed: %s", strerror(e));
+    }
+    if (pid == 0) {
+        /* Ends with this process, whatever way it ends (watchdog _exit, a signal); its own
+         * process group keeps a terminal Ctrl-C meant for the ranks away from it. */
+        prctl(PR_SET_PDEATHSIG, SIGTERM);
+        if (getppid() != parent)
+            _exit(1);
+        setpgid(0, 0);
+        sigset_t none;
+        sigemptyset(&none);
+        sigprocmask(SIG_SETMASK, &none, NULL);
+        int in = open("/dev/null", O_RDONLY);
+        int out = open(log_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        if (in >= 0)
+            dup2(in, STDIN_FILENO);
+        if (out >= 0) {
+            dup2(out, STDOUT_FILENO);
+            dup2(out, STDERR_FILENO);
+        }
+        char *argv[] = {"ompi-server", "--no-daemonize", "-r", uri_path, NULL};
+        execve(prog, argv, envp);
+        _exit(127);
+    }
+    s->pid = (int)pid;
+    if (timeout_s <= 0)
+        timeout_s = comm_timeout_s(NULL);
+    double deadline_s = mono_s() + timeout_s;
+    for (;;) {
+        if (read_line_file(uri_path, s->uri, sizeof s->uri)) {
+            /* Nothing to leave in /tmp even if this process dies without stopping it: the
+             * server keeps writing to its unlinked log. */
+            remove_dir(s);
+            return 0;
+        }
+        int status = 0;
+        if (waitpid(pid, &status, WNOHANG) == pid) {
+            s->pid = 0;
+            char tail[300];
+            log_tail(log_path, tail, sizeof tail);
+            comm_ompi_server_stop(s);
+            if (WIFEXITED(status) && WEXITSTATUS(status) == 127)
+                return sw_errf(err, SW_EUNSUPPORTED, "ompi-server: cannot execute %s", prog);
+            return sw_errf(err, SW_EIO,
+                           "ompi-server exited (status %d) before reporting its "
+                           "address: %s",
+                           WIFEXITED(status) ? WEXITSTATUS(status) : -1,
+                           tail[0] ? tail : "no output");
+        }
+        if (mono_s() >= deadline_s) {
+            char tail[300];
+            log_tail(log_path, tail, sizeof tail);
+            comm_ompi_server_stop(s);
+            return sw_errf(err, SW_EIO, "ompi-server did not report its address within %.0f s: %s",
+                           timeout_s, tail[0] ? tail : "no output");
+        }
+        struct timespec ts = {0, 10 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+}
+
+void comm_ompi_server_stop(struct comm_ompi_server *s)
+{
+    if (s->pid > 0) {
+        pid_t pid = (pid_t)s->pid;
+        kill(pid, SIGTERM);
+        bool gone = false;
+        for (int i = 0; i < 200 && !gone; i++) { /* 2 s */
+            pid_t w = waitpid(pid, NULL, WNOHANG);
+            gone = w == pid || (w < 0 && errno == ECHILD);
+            if (!gone) {
+                struct timespec ts = {0, 10 * 1000 * 1000};
+                nanosleep(&ts, NULL);
+            }
+        }
+        if (!gone) {
+            kill(pid, SIGKILL);
+            while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+                ;
+        }
+        s->pid = 0;
+    }
+    remove_dir(s);
 }

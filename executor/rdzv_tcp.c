@@ -1,10 +1,12 @@
 /* executor/rdzv_tcp.c — the TCP rendezvous of a torchrun-style launch (MASTER_ADDR:MASTER_PORT):
  * rank 0 listens, the others connect with retry and exponential backoff until the timeout; each
  * sends one fixed record (protocol version, host-name hash, pid, plan and binary hashes); rank 0
- * checks them and answers everyone with the whole table and a 128-byte opaque blob (the
- * ncclUniqueId the CUDA backend will hand out), or with the error every rank then reports. A
- * barrier through rank 0 is kept for the end of a run. This is a bootstrap only: it never carries
- * tensors (on the CPU the bytes move through MPI; on GPUs through NCCL). The design follows
+ * checks them and answers everyone with the whole table and a 1024-byte blob (a bootstrap record,
+ * comm_boot_pack: the ncclUniqueId of the NCCL engine, or the address of the ompi-server that
+ * lets CPU ranks join one MPI job), or with the error every rank then reports. A second round of
+ * length-prefixed messages from rank 0 (comm_rdzv_send/recv: the MPI port name, one joiner at a
+ * time) and a barrier through rank 0 use the same sockets. This is a bootstrap only: it never
+ * carries tensors (on the CPU the bytes move through MPI; on GPUs through NCCL). The design follows
  * llm.c's tcp init and NCCL's bootstrap root (../shared/docs/hardware-and-distributed.md 3.1, 7.2).
  * Every wait is bounded by the deadline, so a missing or dead peer is an error, never a hang.
  * Records go over the wire little-endian with explicit widths, so mixed builds still parse. */
@@ -491,6 +493,114 @@ int comm_rdzv_barrier(struct comm_rdzv *r, double timeout_s, struct sw_err *err)
     if (rc != 0 || got != 'B')
         return sw_errf(err, SW_EIO, "barrier: rank 0 %s within %.0f s",
                        rc == -2 ? "did not answer" : "is gone", timeout_s);
+    return 0;
+}
+
+int comm_rdzv_send(struct comm_rdzv *r, int to, const void *buf, size_t bytes, double timeout_s,
+                   struct sw_err *err)
+{
+    if (!r->fds || r->rank != 0 || to < 1 || to >= r->world || r->fds[to] < 0)
+        return sw_errf(err, SW_EINVAL, "rendezvous: rank %d cannot send to rank %d", r->rank, to);
+    if (bytes > COMM_RDZV_MSG_MAX)
+        return sw_errf(err, SW_EINVAL, "rendezvous: a %zu-byte message is over the %d-byte limit",
+                       bytes, COMM_RDZV_MSG_MAX);
+    if (timeout_s <= 0)
+        timeout_s = comm_timeout_s(NULL);
+    double deadline_s = now_s() + timeout_s;
+    unsigned char len[4];
+    sw_put_le32(len, (uint32_t)bytes);
+    int rc = send_all(r->fds[to], len, sizeof len, deadline_s);
+    if (rc == 0)
+        rc = send_all(r->fds[to], buf, bytes, deadline_s);
+    if (rc != 0)
+        return sw_errf(err, SW_EIO, "rendezvous: rank %d %s", to,
+                       rc == -2 ? "stopped reading" : "is gone");
+    return 0;
+}
+
+int comm_rdzv_recv(struct comm_rdzv *r, void *buf, size_t cap, size_t *bytes, double timeout_s,
+                   struct sw_err *err)
+{
+    if (!r->fds || r->rank == 0 || r->fds[0] < 0)
+        return sw_errf(err, SW_EINVAL, "rendezvous: rank %d has no connection to rank 0", r->rank);
+    if (timeout_s <= 0)
+        timeout_s = comm_timeout_s(NULL);
+    double deadline_s = now_s() + timeout_s;
+    unsigned char len[4];
+    int rc = recv_all(r->fds[0], len, sizeof len, deadline_s);
+    uint32_t n = rc == 0 ? sw_get_le32(len) : 0;
+    if (rc == 0 && (n > COMM_RDZV_MSG_MAX || n > cap))
+        return sw_errf(err, SW_EINVAL,
+                       "rendezvous: rank 0 sent a %u-byte message, more than the %zu expected", n,
+                       cap);
+    if (rc == 0)
+        rc = recv_all(r->fds[0], buf, n, deadline_s);
+    if (rc != 0)
+        return sw_errf(err, SW_EIO, "rendezvous: rank 0 %s within %.0f s",
+                       rc == -2 ? "sent nothing" : "closed the connection", timeout_s);
+    if (bytes)
+        *bytes = n;
+    return 0;
+}
+
+/* ---------------------------------------------------------------- bootstrap records */
+
+#define BOOT_MAGIC 0x54425753u /* "SWBT" */
+
+static const char *boot_kind_name(uint32_t kind)
+{
+    switch (kind) {
+    case COMM_BOOT_ERROR:
+        return "an error";
+    case COMM_BOOT_OMPI_URI:
+        return "MPI through ompi-server (a CPU plan)";
+    case COMM_BOOT_NCCL_ID:
+        return "NCCL (a CUDA plan)";
+    }
+    return "an unknown engine";
+}
+
+void comm_boot_pack(unsigned char *blob, enum comm_boot_kind kind, const void *payload,
+                    size_t bytes)
+{
+    memset(blob, 0, COMM_RDZV_BLOB_BYTES);
+    if (bytes > COMM_BOOT_PAYLOAD_MAX)
+        bytes = COMM_BOOT_PAYLOAD_MAX;
+    sw_put_le32(blob, BOOT_MAGIC);
+    sw_put_le32(blob + 4, (uint32_t)kind);
+    sw_put_le32(blob + 8, (uint32_t)bytes);
+    if (bytes)
+        memcpy(blob + 12, payload, bytes);
+}
+
+int comm_boot_unpack(const unsigned char *blob, enum comm_boot_kind want, void *payload, size_t cap,
+                     size_t *bytes, struct sw_err *err)
+{
+    if (sw_get_le32(blob) != BOOT_MAGIC)
+        return sw_errf(err, SW_EIO,
+                       "rendezvous: rank 0 sent no bootstrap record (a different scalewise?)");
+    uint32_t kind = sw_get_le32(blob + 4);
+    uint32_t n = sw_get_le32(blob + 8);
+    if (n > COMM_BOOT_PAYLOAD_MAX)
+        return sw_errf(err, SW_EIO, "rendezvous: garbled bootstrap record from rank 0");
+    if (kind == COMM_BOOT_ERROR) {
+        char msg[SW_ERR_MSG_MAX];
+        size_t k = n < sizeof msg - 1 ? n : sizeof msg - 1;
+        memcpy(msg, blob + 12, k);
+        msg[k] = '\0';
+        return sw_errf(err, SW_EUNSUPPORTED, "rank 0: %s", msg);
+    }
+    if (kind != (uint32_t)want)
+        return sw_errf(err, SW_EINVAL,
+                       "rendezvous: rank 0 starts %s, this rank expects %s; every rank must run "
+                       "the same plan",
+                       boot_kind_name(kind), boot_kind_name(want));
+    if (n > cap)
+        return sw_errf(err, SW_ERANGE, "rendezvous: a %u-byte bootstrap record, %zu expected", n,
+                       cap);
+    memcpy(payload, blob + 12, n);
+    if (bytes)
+        *bytes = n;
     return 0;
 }
 

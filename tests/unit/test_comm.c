@@ -1,11 +1,16 @@
-/* Tests of the communication layer that need no MPI: launcher-environment parsing for each
+/* Tests of the communication layer that need no MPI job: launcher-environment parsing for each
  * launcher table (variables set and unset in-process), Slurm host lists and port derivation,
- * the single-process engine, the refusal of a torchrun-style CPU launch without MPI, and the TCP
+ * the single-process engine, the clear and prompt refusals of a torchrun-style CPU launch
+ * (no ompi-server on PATH, no rank 0) with nothing left running, the GPU engine's refusals
+ * without a GPU or plugin (and, on a machine with a GPU, world size 1 through NCCL), the TCP
  * rendezvous with three forked processes on 127.0.0.1 (records, blob, plan mismatch, a missing
- * peer timing out with an error). The MPI engine is tested by tests/cli/mpi.sh under mpirun. */
+ * peer timing out with an error) and the bootstrap records it carries (a 128-byte NCCL id, rank
+ * 0's error, the second round of port names). The MPI engine is tested by tests/cli/mpi.sh under
+ * mpirun, the torchrun-style CPU join end to end by tests/cli/dp_torchrun.sh. */
 #include "harness.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <sys/socket.h>
@@ -43,7 +48,9 @@ static const char *all_vars[] = {"RANK",
                                  "TORCHELASTIC_USE_AGENT_STORE",
                                  "SCALEWISE_RDZV_PORT",
                                  "SCALEWISE_LAUNCHER",
-                                 "SCALEWISE_COMM_TIMEOUT"};
+                                 "SCALEWISE_COMM_TIMEOUT",
+                                 "SCALEWISE_COMM",
+                                 "SCALEWISE_CUDA_PLUGIN"};
 
 static void clear_env(void)
 {
@@ -323,19 +330,65 @@ static void test_single_engine(void)
     CHECK_INT(c.barrier(&c, &err), SW_EINVAL);
 }
 
-static void test_refuse_without_mpi(void)
+static double mono_s(void);
+static int free_port(void);
+
+/* No child of this process may be left running (ompi-server above all). */
+static bool no_children_left(void)
+{
+    return waitpid(-1, NULL, WNOHANG) < 0 && errno == ECHILD;
+}
+
+static void test_torchrun_cpu(void)
 {
     clear_env();
+    struct comm c;
+    struct sw_err err;
+    char port[16];
+    snprintf(port, sizeof port, "%d", free_port());
+    /* rank 0 without ompi-server on PATH: it tells the peers, and itself says what is missing
+     * (before the rendezvous timeout is over for the peers that never come here) */
+    char dir[] = "/tmp/test_comm_path_XXXXXX";
+    CHECK(mkdtemp(dir) != NULL);
+    const char *old_path = getenv("PATH");
+    char *saved = old_path ? strdup(old_path) : NULL;
+    setenv("PATH", dir, 1);
     set("RANK", "0");
     set("WORLD_SIZE", "2");
     set("MASTER_ADDR", "127.0.0.1");
-    set("MASTER_PORT", "29500");
-    struct comm c;
-    struct sw_err err;
-    CHECK_INT(comm_from_env_or_single(&c, &err), SW_EUNSUPPORTED);
-    CHECK(strstr(err.msg, "MPI") != NULL);
-    CHECK(strstr(err.msg, "mpirun") != NULL);
+    set("MASTER_PORT", port);
+    set("SCALEWISE_COMM_TIMEOUT", "0.5");
+    double t0 = mono_s();
+    int rc = comm_from_env_or_single(&c, &err);
+    CHECK_INT(rc, SW_EUNSUPPORTED);
+#ifdef SW_HAVE_MPI_BUILD
+    CHECK_MSG(strstr(err.msg, "ompi-server") && strstr(err.msg, "not on PATH") &&
+                  strstr(err.msg, "mpirun"),
+              "%s", err.msg);
+#else
+    CHECK_MSG(strstr(err.msg, "MPI plugin") != NULL, "%s", err.msg);
+#endif
     CHECK(c.impl == NULL);
+    CHECK_MSG(mono_s() - t0 < 3.0, "took %.1f s", mono_s() - t0);
+    if (saved) {
+        setenv("PATH", saved, 1);
+        free(saved);
+    }
+    rmdir(dir);
+
+    /* a peer whose rank 0 never comes: a clear error after the timeout, no hang */
+    set("RANK", "1");
+    t0 = mono_s();
+    rc = comm_from_env_or_single(&c, &err);
+#ifdef SW_HAVE_MPI_BUILD
+    CHECK_INT(rc, SW_EIO);
+    CHECK_MSG(strstr(err.msg, "could not reach rank 0") != NULL, "%s", err.msg);
+#else
+    CHECK_INT(rc, SW_EUNSUPPORTED);
+#endif
+    CHECK_MSG(mono_s() - t0 < 3.0, "took %.1f s", mono_s() - t0);
+    CHECK(c.impl == NULL);
+    CHECK(no_children_left());
     clear_env();
 
     struct comm_opts o;
@@ -344,6 +397,7 @@ static void test_refuse_without_mpi(void)
     o.world = 1;
     CHECK_OK(comm_init(&c, &o, &err), &err); /* flags, world 1: single */
     CHECK_INT(c.engine, COMM_SINGLE);
+    CHECK(!c.device_buffers);
     c.finalize(&c);
 
     set("SCALEWISE_COMM_TIMEOUT", "2.5");
@@ -352,6 +406,86 @@ static void test_refuse_without_mpi(void)
     CHECK_NEAR(comm_timeout_s(&o), 7, 0);
     set("SCALEWISE_COMM_TIMEOUT", "soon");
     CHECK_NEAR(comm_timeout_s(NULL), 60, 0);
+    clear_env();
+}
+
+/* The GPU engine: refusals that must be clear and never crash on a machine without a GPU (or
+ * without the plugin); on a machine with one, world size 1 through NCCL. */
+static void test_nccl_engine(void)
+{
+    clear_env();
+    struct comm c;
+    struct sw_err err;
+    struct comm_opts o;
+    comm_opts_init(&o);
+    o.cuda = true;
+
+    /* world 1 without SCALEWISE_COMM=nccl: the single engine, host buffers */
+    CHECK_OK(comm_init(&c, &o, &err), &err);
+    CHECK_INT(c.engine, COMM_SINGLE);
+    CHECK(!c.device_buffers);
+    c.finalize(&c);
+
+    set("SCALEWISE_COMM", "gloo");
+    CHECK_INT(comm_init(&c, &o, &err), SW_EINVAL);
+    CHECK_MSG(strstr(err.msg, "SCALEWISE_COMM='gloo'") != NULL, "%s", err.msg);
+    set("SCALEWISE_COMM", "nccl");
+    o.cuda = false;
+    CHECK_INT(comm_init(&c, &o, &err), SW_EINVAL); /* NCCL for a CPU plan */
+    CHECK_MSG(strstr(err.msg, "CUDA plan") != NULL, "%s", err.msg);
+    o.cuda = true;
+
+    /* no plugin */
+    set("SCALEWISE_CUDA_PLUGIN", "/nonexistent/libscalewise-cuda.so");
+    CHECK_INT(comm_init(&c, &o, &err), SW_EUNSUPPORTED);
+    CHECK_MSG(strstr(err.msg, "NCCL") && strstr(err.msg, "not built"), "%s", err.msg);
+    CHECK(c.impl == NULL);
+    /* torchrun-style, world 2: refused at once, before waiting for a rendezvous */
+    unsetenv("SCALEWISE_COMM");
+    set("RANK", "1");
+    set("WORLD_SIZE", "2");
+    set("MASTER_ADDR", "127.0.0.1");
+    set("MASTER_PORT", "1");
+    double t0 = mono_s();
+    CHECK_INT(comm_init(&c, &o, &err), SW_EUNSUPPORTED);
+    CHECK_MSG(strstr(err.msg, "CUDA backend") != NULL, "%s", err.msg);
+    CHECK(mono_s() - t0 < 2.0);
+    clear_env();
+
+    /* the plugin this build made, if any: no GPU -> the loader's reason; a GPU -> NCCL */
+    set("SCALEWISE_COMM", "nccl");
+    int rc = comm_init(&c, &o, &err);
+    if (rc < 0) {
+        CHECK_INT(rc, SW_EUNSUPPORTED);
+        CHECK_MSG(strstr(err.msg, "GPU engine (NCCL) needs the CUDA backend") ||
+                      strstr(err.msg, "NCCL"),
+                  "%s", err.msg);
+        CHECK(c.impl == NULL);
+        printf("test_nccl_engine: no NCCL here (%s)\n", err.msg);
+    } else {
+        printf("test_nccl_engine: world size 1 through NCCL\n");
+        CHECK_INT(c.engine, COMM_NCCL);
+        CHECK_STR(c.engine_name, "nccl");
+        CHECK(c.device_buffers);
+        CHECK_INT(c.rank, 0);
+        CHECK_INT(c.world, 1);
+        /* host buffers are staged through the device */
+        float a[4] = {1, 2, 3, 4}, b[4] = {0};
+        CHECK_OK(c.allreduce_sum(&c, a, 4, &err), &err);
+        CHECK(a[0] == 1 && a[3] == 4);
+        CHECK_OK(c.reduce_scatter_sum(&c, a, b, 4, &err), &err);
+        CHECK(memcmp(a, b, sizeof a) == 0);
+        memset(b, 0, sizeof b);
+        CHECK_OK(c.allgather(&c, a, b, 4, &err), &err);
+        CHECK(memcmp(a, b, sizeof a) == 0);
+        char bytes[3] = "ab", got[3] = "";
+        CHECK_OK(c.allgather_bytes(&c, bytes, got, 3, &err), &err);
+        CHECK_STR(got, "ab");
+        CHECK_OK(c.broadcast(&c, bytes, 3, 0, &err), &err);
+        CHECK_OK(c.barrier(&c, &err), &err);
+        CHECK_OK(comm_check_consistent(&c, 0x1234, &err), &err);
+        c.finalize(&c);
+    }
     clear_env();
 }
 
@@ -391,6 +525,8 @@ enum {
     CHILD_GOT_EINVAL_RANK2 = 13,
     CHILD_GOT_EIO = 14,
     CHILD_BARRIER_FAILED = 15,
+    CHILD_BAD_BOOT = 16,
+    CHILD_BAD_PORT = 17,
 };
 
 static const unsigned char *blob_pattern(void)
@@ -531,6 +667,123 @@ static void test_rdzv_missing_peer(void)
     comm_rdzv_release(&r);
 }
 
+/* ---------------------------------------------------------------- bootstrap records */
+
+/* A 128-byte stand-in for an ncclUniqueId, different for each seed. */
+static void id_pattern(unsigned seed, unsigned char *id)
+{
+    uint32_t x = 2463534242u ^ seed;
+    for (int i = 0; i < COMM_NCCL_ID_BYTES; i++) {
+        x ^= x << 13; /* xorshift32 (Marsaglia 2003) */
+        x ^= x >> 17;
+        x ^= x << 5;
+        id[i] = (unsigned char)x;
+    }
+}
+
+/* A peer of the bootstrap: mode 0 expects the NCCL id of `seed` and then its port name over the
+ * second round; mode 1 expects rank 0's error; mode 2 expects an ompi-server URI (and gets an
+ * NCCL id: the ranks disagree about the engine). */
+static pid_t spawn_boot_peer(int port, int rank, unsigned seed, int mode)
+{
+    pid_t pid = fork();
+    if (pid != 0)
+        return pid;
+    struct comm_rdzv r;
+    struct sw_err err;
+    int status = CHILD_OK;
+    if (comm_rdzv_run(&r, "127.0.0.1", port, rank, 3, 9, NULL, 10, &err) < 0)
+        _exit(CHILD_RDZV_FAILED);
+    unsigned char id[COMM_NCCL_ID_BYTES], want[COMM_NCCL_ID_BYTES];
+    size_t n = 0;
+    if (mode == 0) {
+        id_pattern(seed, want);
+        if (comm_boot_unpack(r.blob, COMM_BOOT_NCCL_ID, id, sizeof id, &n, &err) < 0 ||
+            n != sizeof id || memcmp(id, want, sizeof id) != 0)
+            status = CHILD_BAD_BOOT;
+        char msg[64], expect[64];
+        snprintf(expect, sizeof expect, "port for rank %d", rank);
+        if (status == CHILD_OK && (comm_rdzv_recv(&r, msg, sizeof msg, &n, 10, &err) < 0 ||
+                                   n != strlen(expect) + 1 || strcmp(msg, expect) != 0))
+            status = CHILD_BAD_PORT;
+    } else if (mode == 1) {
+        int rc = comm_boot_unpack(r.blob, COMM_BOOT_NCCL_ID, id, sizeof id, &n, &err);
+        if (rc != SW_EUNSUPPORTED || strcmp(err.msg, "rank 0: no NVIDIA GPU") != 0)
+            status = CHILD_BAD_BOOT;
+    } else {
+        char uri[64];
+        int rc = comm_boot_unpack(r.blob, COMM_BOOT_OMPI_URI, uri, sizeof uri, &n, &err);
+        if (rc != SW_EINVAL || !strstr(err.msg, "NCCL"))
+            status = CHILD_BAD_BOOT;
+    }
+    comm_rdzv_release(&r);
+    _exit(status);
+}
+
+/* Rank 0 of a three-process bootstrap carrying `blob`; both peers must exit content. */
+static void run_boot(const unsigned char *blob, unsigned seed, int mode)
+{
+    int port = free_port();
+    pid_t p1 = spawn_boot_peer(port, 1, seed, mode);
+    pid_t p2 = spawn_boot_peer(port, 2, seed, mode);
+    struct comm_rdzv r;
+    struct sw_err err;
+    int rc = comm_rdzv_run(&r, "127.0.0.1", port, 0, 3, 9, blob, 10, &err);
+    CHECK_OK(rc, &err);
+    if (rc == 0 && mode == 0) {
+        /* the second round: each joiner's port name, in rank order */
+        for (int to = 1; to < 3; to++) {
+            char msg[64];
+            snprintf(msg, sizeof msg, "port for rank %d", to);
+            CHECK_OK(comm_rdzv_send(&r, to, msg, strlen(msg) + 1, 10, &err), &err);
+        }
+        CHECK_INT(comm_rdzv_send(&r, 0, "x", 2, 1, &err), SW_EINVAL);
+        CHECK_INT(comm_rdzv_send(&r, 1, "x", COMM_RDZV_MSG_MAX + 1, 1, &err), SW_EINVAL);
+        char buf[8];
+        CHECK_INT(comm_rdzv_recv(&r, buf, sizeof buf, NULL, 1, &err), SW_EINVAL); /* rank 0 */
+    }
+    CHECK_INT(wait_status(p1), CHILD_OK);
+    CHECK_INT(wait_status(p2), CHILD_OK);
+    comm_rdzv_release(&r);
+}
+
+static void test_boot_records(void)
+{
+    unsigned char blob[COMM_RDZV_BLOB_BYTES], id[COMM_NCCL_ID_BYTES], got[COMM_NCCL_ID_BYTES];
+    struct sw_err err;
+    /* the same id reaches both peers, byte for byte, for two different ids */
+    for (unsigned seed = 1; seed <= 2; seed++) {
+        id_pattern(seed, id);
+        comm_boot_pack(blob, COMM_BOOT_NCCL_ID, id, sizeof id);
+        run_boot(blob, seed, 0);
+    }
+    const char *why = "no NVIDIA GPU";
+    comm_boot_pack(blob, COMM_BOOT_ERROR, why, strlen(why));
+    run_boot(blob, 0, 1);
+    id_pattern(3, id);
+    comm_boot_pack(blob, COMM_BOOT_NCCL_ID, id, sizeof id);
+    run_boot(blob, 0, 2);
+
+    /* in-process: sizes and garbage */
+    size_t n = 0;
+    CHECK_OK(comm_boot_unpack(blob, COMM_BOOT_NCCL_ID, got, sizeof got, &n, &err), &err);
+    CHECK(n == sizeof id && memcmp(got, id, sizeof id) == 0);
+    CHECK_INT(comm_boot_unpack(blob, COMM_BOOT_NCCL_ID, got, 100, &n, &err), SW_ERANGE);
+    const char *uri = "1586561024.0;tcp://192.0.2.2:47309";
+    char text[COMM_BOOT_PAYLOAD_MAX + 1];
+    comm_boot_pack(blob, COMM_BOOT_OMPI_URI, uri, strlen(uri));
+    CHECK_OK(comm_boot_unpack(blob, COMM_BOOT_OMPI_URI, text, sizeof text - 1, &n, &err), &err);
+    text[n] = '\0';
+    CHECK_STR(text, uri);
+    static char long_text[2 * COMM_RDZV_BLOB_BYTES];
+    memset(long_text, 'x', sizeof long_text);
+    comm_boot_pack(blob, COMM_BOOT_ERROR, long_text, sizeof long_text); /* truncated */
+    CHECK_INT(comm_boot_unpack(blob, COMM_BOOT_NCCL_ID, got, sizeof got, &n, &err),
+              SW_EUNSUPPORTED);
+    memset(blob, 0, sizeof blob);
+    CHECK_INT(comm_boot_unpack(blob, COMM_BOOT_NCCL_ID, got, sizeof got, &n, &err), SW_EIO);
+}
+
 /* ---------------------------------------------------------------- --nproc launcher
  * A fake mpirun on $PATH (in a directory named openmpi/, so the launcher adds Open MPI's flags)
  * records its arguments and starts one fake rank; the rank sends SIGINT to the launcher (the
@@ -627,10 +880,12 @@ int main(void)
     RUN(test_env_flags);
     RUN(test_slurm_nodelist);
     RUN(test_single_engine);
-    RUN(test_refuse_without_mpi);
+    RUN(test_torchrun_cpu);
+    RUN(test_nccl_engine);
     RUN(test_rdzv_good);
     RUN(test_rdzv_plan_mismatch);
     RUN(test_rdzv_missing_peer);
+    RUN(test_boot_records);
     RUN(test_launch_local);
     return harness_finish("test_comm");
 }
