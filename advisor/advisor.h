@@ -481,6 +481,14 @@ int advisor_estimate_speed(const struct model_desc *m, const struct hardware *hw
 int advisor_estimate(const struct model_desc *m, const struct hardware *hw,
                      const struct workload *w, const struct strategy *s,
                      const struct advisor_calib *cal, struct estimate *out, struct sw_err *err);
+/* As advisor_estimate, but a GPU plan the built-in executor runs (strategy.device cuda, tp = pp
+ * = 1, as on the CPU) gets the memory of its CUDA backend, byte for byte, instead of the
+ * generic GPU formulas (docs/estimate.md); for report.yaml beside the executor's counters.
+ * Every other plan, CPU plans included, is estimated exactly as advisor_estimate does. */
+int advisor_estimate_builtin(const struct model_desc *m, const struct hardware *hw,
+                             const struct workload *w, const struct strategy *s,
+                             const struct advisor_calib *cal, struct estimate *out,
+                             struct sw_err *err);
 
 /* The estimate as a tree with the contract's keys (params_total, per_device_bytes{...},
  * host_bytes{total,...}, fits, flops_per_step, step_time_s, tokens_per_s, mfu, ttft_s,

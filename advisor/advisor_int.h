@@ -148,6 +148,12 @@ void est_geom_init(struct est_geom *g, const struct model_desc *m, const struct 
 double est_stage_params(const struct est_geom *g, bool first);
 double est_stage_trainable(const struct est_geom *g, bool first);
 
+/* advisor_estimate_memory, with the built-in executor's CUDA backend modelled for the GPU
+ * plans it runs when `builtin_gpu` (advisor_estimate_builtin); false is the public function. */
+int est_memory(const struct model_desc *m, const struct hardware *hw, const struct workload *w,
+               const struct strategy *s, const struct advisor_calib *cal, bool builtin_gpu,
+               struct estimate *out, struct sw_err *err);
+
 /* Pure formulas, exposed for the tests of the worked examples. */
 struct act_shape {
     double h, q, h_kv, f, a, s; /* per the full model; t divides inside */
@@ -160,6 +166,21 @@ double est_act_tok_bytes(const struct act_shape *x);
 /* 7.1: ring all-reduce / reduce-scatter / all-gather time, bytes = the full buffer S. */
 double est_allreduce_s(double bytes, int n, double bw, double eta, double lat_s);
 double est_gather_s(double bytes, int n, double bw, double eta, double lat_s);
+/* CPU processes of one node exchanging through shared memory (MPI's shared-memory transport;
+ * speed.c's header has the reasoning). [cal] k_shm: bytes of node memory traffic per byte a
+ * ring step moves, averaged over a reduce-scatter + all-gather pair: copy into the shared
+ * segment (read + write, 2) and out of it (2), plus in the reduce-scatter half the sum (read
+ * two inputs, write one, 3): (7 + 4) / 2 = 5.5. Checked against GPT-2 124M fp32 DDP on the
+ * 2-core VM (tests/unit/test_speed.c): 0.52 s predicted, 0.53 s measured. */
+#define EST_CPU_SHM_TRAFFIC 5.5
+/* The ring link bandwidth (bytes/s, per direction, eta already in) each of `ranks_per_node`
+ * processes sees when all of them run collectives at once: mem_bw / (k_shm * ranks). So an
+ * all-reduce of S bytes on N ranks takes 2 (N-1) k_shm S / mem_bw. 0 when mem_bw is unknown. */
+double est_cpu_shm_link_bytes_per_s(double mem_bw, int ranks_per_node);
+/* Open MPI 4.1's MPI_Reduce_scatter_block (coll/tuned fixed rule: basic_linear, a reduce of
+ * the whole buffer to rank 0 and a scatter) over the ring reduce-scatter's time on n ranks of
+ * one node: n + 4/7 (1 for n < 2). */
+double est_cpu_shm_rs_factor(int n);
 /* 7.3: bubble time over ideal compute, (p-1)/(v*m). */
 double est_bubble_ratio(int p, int m, int v);
 /* 6.4: eta_f with the small-GEMM falloff eta_max*min(1, tokens/m_sat). */

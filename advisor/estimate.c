@@ -3,16 +3,19 @@
  * contract's keys (params_total, per_device_bytes{...}, host_bytes{total, offload}, fits,
  * flops_per_step, step_time_s, tokens_per_s, mfu, ttft_s, decode_s_per_token, reasons) plus the
  * step-time split, peaks and the [cal] constants with their source. Keys of the other task
- * (ttft_s in training, step_time_s in inference, ...) are present and null. */
+ * (ttft_s in training, step_time_s in inference, ...) are present and null.
+ * advisor_estimate_builtin is the same with the built-in executor's CUDA memory layout for the
+ * GPU plans it runs (memory.c). */
 #include "advisor/advisor.h"
 
 #include <math.h>
 
 #include "advisor/advisor_int.h"
 
-int advisor_estimate(const struct model_desc *m, const struct hardware *hw,
-                     const struct workload *w, const struct strategy *s,
-                     const struct advisor_calib *cal_in, struct estimate *out, struct sw_err *err)
+static int estimate_all(const struct model_desc *m, const struct hardware *hw,
+                        const struct workload *w, const struct strategy *s,
+                        const struct advisor_calib *cal_in, bool builtin_gpu,
+                        struct estimate *out, struct sw_err *err)
 {
     struct advisor_calib cal_def;
     const struct advisor_calib *cal = cal_in;
@@ -24,12 +27,27 @@ int advisor_estimate(const struct model_desc *m, const struct hardware *hw,
     estimate_init(out);
     if ((rc = advisor_check(m, hw, w, s, err)) < 0)
         return rc;
-    if ((rc = advisor_estimate_memory(m, hw, w, s, cal, out, err)) < 0 ||
+    if ((rc = est_memory(m, hw, w, s, cal, builtin_gpu, out, err)) < 0 ||
         (rc = advisor_estimate_speed(m, hw, w, s, cal, out, err)) < 0)
         return rc;
     advisor_check_soft(m, hw, w, s, out);
     out->valid = true;
     return 0;
+}
+
+int advisor_estimate(const struct model_desc *m, const struct hardware *hw,
+                     const struct workload *w, const struct strategy *s,
+                     const struct advisor_calib *cal, struct estimate *out, struct sw_err *err)
+{
+    return estimate_all(m, hw, w, s, cal, false, out, err);
+}
+
+int advisor_estimate_builtin(const struct model_desc *m, const struct hardware *hw,
+                             const struct workload *w, const struct strategy *s,
+                             const struct advisor_calib *cal, struct estimate *out,
+                             struct sw_err *err)
+{
+    return estimate_all(m, hw, w, s, cal, true, out, err);
 }
 
 /* A number, or null where it does not apply to this task. */

@@ -28,6 +28,11 @@
  *    optimizer state exactly as executor/optimizer.c lays it out, fp32 activations per
  *    recompute mode, an fp32 KV cache, the executor's workspace), byte for byte. The formulas
  *    above still describe a generic GPU executor. LoRA adapts every linear layer in both.
+ *  - GPU plans the same executor runs on its CUDA backend (strategy.device cuda, the same
+ *    conditions), when asked for (advisor_estimate_builtin; advisor_estimate keeps the generic
+ *    formulas, which the published figures test): the same layout with the CUDA plugin's
+ *    scratch sizes and its own 33,816,576 bytes of workspace. The overhead stays the GPU's
+ *    (CUDA context and fragmentation margin), outside the categories the executor counts.
  *  - Pipeline: the first and last stages are both computed and the heavier one is reported
  *    (normally the first: the most micro-batches in flight).
  *  - Host: ZeRO-Offload terms of 3.3 with k_pin, plus per rank a 64 MiB process baseline and
@@ -681,33 +686,55 @@ static double cpu_optimizer_bytes(const struct model_desc *m, const struct model
     return w.bytes;
 }
 
-/* Whether the built-in CPU executor runs this plan (one process per dp rank, no pipeline;
+/* Which backend of the built-in executor runs this plan: the CPU backend on a cpu device, the
+ * CUDA plugin (kernels/cuda) for strategy.device cuda on a GPU node. Both build the same model
+ * (executor/model.c allocates the same buffers on any backend); they differ in the scratch
+ * sizes the backend table reports and in the CUDA plugin's own workspace. */
+enum exec_backend {
+    EXEC_BE_NONE,         /* not an executor plan: the generic formulas */
+    EXEC_BE_CPU_EMULATED, /* CPU without AVX512-BF16: fp32 widening buffer for bf16 matmuls */
+    EXEC_BE_CPU_NATIVE,   /* CPU with AVX512-BF16: the packed bf16 matmul's scratch */
+    EXEC_BE_CUDA,         /* the CUDA plugin: cuBLASLt, bf16 activation-chunk scratch */
+};
+
+/* Whether the built-in executor runs this plan (one process per dp rank, no pipeline;
  * training in fp32 or bf16-mixed with an fp32 or 16-bit LoRA base, ZeRO 1-3 except with
- * Adafactor and ZeRO-3 except with LoRA; generation with fp32, bf16 or int8 weights). Other cpu
- * plans keep the generic formulas. */
-static bool cpu_exec_runs(const struct est_geom *g, const struct strategy *s)
+ * Adafactor and ZeRO-2/3 except with LoRA; generation with fp32, bf16 or int8 weights) and on
+ * which backend. Other plans keep the generic formulas. */
+static enum exec_backend exec_backend_of(const struct est_geom *g, const struct hardware *hw,
+                                         const struct strategy *s, bool builtin_gpu)
 {
-    if (!g->cpu || g->t > 1 || g->p > 1 || s->offload_optimizer || s->offload_params)
-        return false;
-    if (s->zero > 0 && (!g->train || s->optimizer == OPT_ADAFACTOR || (g->lora && s->zero == 3)))
-        return false;
-    if (s->zero == 3 && s->precision == PREC_BF16_MIXED)
-        return false; /* the executor gathers fp32 layers; it refuses a bf16 copy under ZeRO-3 */
-    if (g->train)
-        return (s->precision == PREC_FP32 || s->precision == PREC_BF16_MIXED) &&
-               !(g->lora && is_int_format(s->weights));
-    return s->weights == WFMT_FP32 || s->weights == WFMT_BF16 || s->weights == WFMT_INT8;
+    bool cuda = builtin_gpu && !g->cpu && s->device == DEVICE_CUDA;
+    if (!g->cpu && !cuda)
+        return EXEC_BE_NONE;
+    if (g->t > 1 || g->p > 1 || s->offload_optimizer || s->offload_params)
+        return EXEC_BE_NONE;
+    if (s->zero > 0 && (!g->train || s->optimizer == OPT_ADAFACTOR || (g->lora && s->zero >= 2)))
+        return EXEC_BE_NONE; /* sharded gradients (ZeRO-2/3) need the full base region */
+    bool runs = g->train ? (s->precision == PREC_FP32 || s->precision == PREC_BF16_MIXED) &&
+                               !(g->lora && is_int_format(s->weights))
+                         : s->weights == WFMT_FP32 || s->weights == WFMT_BF16 ||
+                               s->weights == WFMT_INT8;
+    if (!runs)
+        return EXEC_BE_NONE;
+    if (cuda)
+        return EXEC_BE_CUDA;
+    return (hw->cpu.isa & HW_ISA_AVX512_BF16) ? EXEC_BE_CPU_NATIVE : EXEC_BE_CPU_EMULATED;
 }
 
 /* ZeRO on the executor (executor/train.c, docs/distributed.md), on the heaviest rank: the
- * optimizer state of the rank's shard only; gradients stay a full fp32 region for every stage,
- * because the model's backward writes every gradient into one region (ZeRO-2 shards what
- * persists across micro-batches, not that buffer); reduce-scatter and all-gather go through a
+ * optimizer state of the rank's shard only; gradients a full fp32 region under ZeRO-1, and
+ * under ZeRO-2/3 (exec_model_opts.shard_grads) only the non-layer gradients and one layer
+ * buffer in the model, each layer's handed to its owners after its backward, plus the
+ * optimizer's fp32 gradients of the rank's shard (unaligned: their own allocation, requested
+ * bytes); reduce-scatter and all-gather go through a
  * staging buffer of (world + 1) chunks, a chunk being min(the largest shard, 25 MiB / world of
  * fp32), at least one element; ZeRO-3 keeps the rank's fp32 master shard as its weights plus
  * the model's weight family, which holds only the non-layer weights (embeddings, final norm,
  * an untied head) and two buffers of one layer each, into which each layer is gathered before
- * it runs (executor/model.c carve_all, in that order, each 64-byte aligned). */
+ * it runs (executor/model.c carve_all, in that order, each 64-byte aligned); with bf16-mixed
+ * the bf16 copy follows the same shape: the resident weights' copy and one per layer buffer
+ * (converted as each layer is gathered). */
 static void cpu_exec_zero(const struct est_geom *g, const struct model_desc *m,
                           const struct strategy *s, struct stage_mem *o)
 {
@@ -723,17 +750,36 @@ static void cpu_exec_zero(const struct est_geom *g, const struct model_desc *m,
     if (chunk < 1)
         chunk = 1;
     o->workspace += 4.0 * (world + 1) * chunk;
+    double P = (double)g->c.params_total, Pl = (double)g->c.params_layer;
+    if (s->zero >= 2) /* the non-layer gradients, one layer buffer, the shard's own */
+        o->gradients = a64(4 * (P - m->n_layers * Pl)) + a64(4 * Pl) + 4.0 * max_n;
     if (s->zero == 3) {
-        double P = (double)g->c.params_total, Pl = (double)g->c.params_layer;
-        o->weights = 4.0 * max_n + a64(4 * (P - m->n_layers * Pl)) + 2 * a64(4 * Pl);
+        double resident = P - m->n_layers * Pl;
+        o->weights = 4.0 * max_n + a64(4 * resident) + 2 * a64(4 * Pl);
+        if (s->precision == PREC_BF16_MIXED)
+            o->weights += a64(2 * resident) + 2 * a64(2 * Pl);
     }
 }
 
+/* The CUDA plugin's own buffers, allocated when it loads and counted under workspace: the
+ * 256 KiB reduction buffer (CUDA_REDUCE_FLOATS = 64 Ki floats, kernels/cuda/cuda_int.cuh) and
+ * the 32 MiB cuBLASLt workspace (LT_WORKSPACE_BYTES, kernels/cuda/matmul.cu); 33,816,576 bytes
+ * in all (docs/cuda.md, "Memory accounting"). */
+static const double k_cuda_plugin_ws_bytes = 64.0 * 1024 * 4 + 32.0 * MIB;
+
+/* kcuda_matmul_bf16_scratch_bytes (kernels/cuda/matmul.cu): the bf16 copy of a chunk of
+ * activation rows, 2 B x N x 64 Ki elements, clamped to [4 MiB, 64 MiB]. */
+static double cuda_matmul_bf16_scratch_bytes(double N)
+{
+    double b = 2.0 * (N > 0 ? N : 1) * 65536.0;
+    return b < 4.0 * MIB ? 4.0 * MIB : b > 64.0 * MIB ? 64.0 * MIB : b;
+}
+
 /* The executor's bytes by category for one process (executor/model.c carve_all, in its order;
- * executor/optimizer.c layout_state). */
+ * executor/optimizer.c layout_state) on backend `be` (not EXEC_BE_NONE). */
 static void cpu_exec_stage(const struct est_geom *g, const struct model_desc *m,
-                           const struct workload *w, const struct strategy *s, bool native_bf16,
-                           struct stage_mem *o)
+                           const struct workload *w, const struct strategy *s,
+                           enum exec_backend be, struct stage_mem *o)
 {
     memset(o, 0, sizeof(*o));
     double L = m->n_layers, C = m->hidden;
@@ -803,12 +849,14 @@ static void cpu_exec_stage(const struct est_geom *g, const struct model_desc *m,
 
     /* workspace: the matmul output before a residual add; training adds one layer's backward
      * temporaries (two C-wide, MLP, attention output, QKV) and the naive attention's score
-     * gradients (B*NH*T*T); bf16 adds, on a CPU with AVX512-BF16 (the executor then runs its
-     * native bf16 matmul), that kernel's scratch: 2*KC*roundup(rows, MR) + 2*KC*NC bytes with
-     * MR = 8, KC = NC = 768 (kcpu_matmul_bf16_scratch_bytes, kernels/cpu/kernels_cpu.h), and
+     * gradients (B*NH*T*T, the same on the CPU and in kcuda_attention_backward_scratch_bytes);
+     * bf16 adds, on a CPU with AVX512-BF16 (the executor then runs its native bf16 matmul),
+     * that kernel's scratch: 2*KC*roundup(rows, MR) + 2*KC*NC bytes with MR = 8, KC = NC = 768
+     * (kcpu_matmul_bf16_scratch_bytes, kernels/cpu/kernels_cpu.h), on CUDA (native bf16
+     * always) the plugin's activation-chunk scratch (cuda_matmul_bf16_scratch_bytes), and
      * elsewhere the fp32 widening buffer of the largest matmul weight (the head when the
      * vocabulary is large); LoRA the bottleneck and column temporaries; Llama the RoPE cos/sin
-     * tables. */
+     * tables; CUDA the plugin's own buffers. */
     o->workspace = a64(4 * rows * C);
     if (train) {
         o->workspace += 2 * a64(4 * N * C) + a64(4 * N * F) + a64(4 * N * F2) + a64(4 * N * Q) +
@@ -816,7 +864,9 @@ static void cpu_exec_stage(const struct est_geom *g, const struct model_desc *m,
         if (naive)
             o->workspace += a64(4 * B * NH * T * T);
     }
-    if (bf16 && native_bf16) {
+    if (bf16 && be == EXEC_BE_CUDA) {
+        o->workspace += a64(cuda_matmul_bf16_scratch_bytes(rows));
+    } else if (bf16 && be == EXEC_BE_CPU_NATIVE) {
         const double mr = 8, kc = 768, nc = 768;
         o->workspace += a64(2 * kc * ceil(rows / mr) * mr + 2 * kc * nc);
     } else if (bf16) {
@@ -838,6 +888,8 @@ static void cpu_exec_stage(const struct est_geom *g, const struct model_desc *m,
     }
     if (train)
         cpu_exec_zero(g, m, s, o);
+    if (be == EXEC_BE_CUDA)
+        o->workspace += k_cuda_plugin_ws_bytes;
 }
 
 static const char *stage_word(const struct est_geom *g, bool first)
@@ -866,8 +918,15 @@ static void reason_dominant(struct estimate *out)
 
 int advisor_estimate_memory(const struct model_desc *m, const struct hardware *hw,
                             const struct workload *w, const struct strategy *s,
-                            const struct advisor_calib *cal_in, struct estimate *out,
+                            const struct advisor_calib *cal, struct estimate *out,
                             struct sw_err *err)
+{
+    return est_memory(m, hw, w, s, cal, false, out, err);
+}
+
+int est_memory(const struct model_desc *m, const struct hardware *hw, const struct workload *w,
+               const struct strategy *s, const struct advisor_calib *cal_in, bool builtin_gpu,
+               struct estimate *out, struct sw_err *err)
 {
     struct advisor_calib cal_def;
     const struct advisor_calib *cal = cal_in;
@@ -893,10 +952,11 @@ int advisor_estimate_memory(const struct model_desc *m, const struct hardware *h
         out->params_trainable = g.train ? hf.params_total : 0;
 
     struct stage_mem st[2];
-    bool exec_cpu = cpu_exec_runs(&g, s);
+    enum exec_backend exec_be = exec_backend_of(&g, hw, s, builtin_gpu);
+    bool exec_builtin = exec_be != EXEC_BE_NONE; /* the built-in executor, CPU or CUDA */
     for (int i = 0; i < (g.p > 1 ? 2 : 1); i++) {
-        if (exec_cpu)
-            cpu_exec_stage(&g, m, w, s, (hw->cpu.isa & HW_ISA_AVX512_BF16) != 0, &st[i]);
+        if (exec_builtin)
+            cpu_exec_stage(&g, m, w, s, exec_be, &st[i]);
         else if (g.train)
             train_stage(&g, m, s, cal, i == 0, &st[i]);
         else
@@ -971,38 +1031,41 @@ int advisor_estimate_memory(const struct model_desc *m, const struct hardware *h
                             "host memory short: needs %.1f GiB of %.1f GiB (%.0f%% "
                             "reserve)",
                             out->host_total_bytes / GIB, host_cap / GIB, 100.0 * reserve);
-    if (exec_cpu) {
+    if (exec_builtin) {
+        const char *be_name = exec_be == EXEC_BE_CUDA ? "CUDA" : "CPU";
         double n_train = g.train ? est_stage_trainable(&g, true) : 0;
         double bo = n_train > 0 ? x->optimizer / n_train : 0;
         if (g.train && g.lora)
             estimate_add_reason(out,
-                                "built-in CPU executor: frozen base fp32 4%s B/param; adapters "
+                                "built-in %s executor: frozen base fp32 4%s B/param; adapters "
                                 "fp32 4 + gradients 4 + %s %.3g B per adapter param (every "
                                 "linear layer adapted)",
-                                s->precision == PREC_BF16_MIXED ? " + bf16 copy 2" : "",
+                                be_name, s->precision == PREC_BF16_MIXED ? " + bf16 copy 2" : "",
                                 optimizer_name(s->optimizer), bo);
         else if (g.train)
             estimate_add_reason(out,
-                                "built-in CPU executor: fp32 master 4%s + fp32 gradients 4 + "
+                                "built-in %s executor: fp32 master 4%s + fp32 gradients 4 + "
                                 "%s %.3g = %.3g B per param",
-                                s->precision == PREC_BF16_MIXED ? " + bf16 copy 2" : "",
+                                be_name, s->precision == PREC_BF16_MIXED ? " + bf16 copy 2" : "",
                                 optimizer_name(s->optimizer), bo,
                                 (s->precision == PREC_BF16_MIXED ? 10.0 : 8.0) + bo);
         else
             estimate_add_reason(out,
-                                "built-in CPU executor: fp32 master weights%s, fp32 KV cache "
+                                "built-in %s executor: fp32 master weights%s, fp32 KV cache "
                                 "%.2f GiB for batch %d x %.0f tokens",
-                                s->weights == WFMT_BF16   ? " + bf16 copy"
+                                be_name, s->weights == WFMT_BF16   ? " + bf16 copy"
                                 : s->weights == WFMT_INT8 ? " + int8 copy"
                                                           : "",
                                 x->kv / GIB, g.b, (double)w->prompt_len + w->gen_len - 1);
         if (g.train && s->zero > 0 && g.n_dp > 1)
             estimate_add_reason(out,
-                                "ZeRO-%d on the CPU executor, %d processes: optimizer state of "
-                                "the heaviest rank's shard%s; gradients stay one full fp32 "
-                                "region (its backward writes all of them)%s",
-                                s->zero, g.n_dp, s->zero == 3 ? ", fp32 master shard as weights"
-                                                              : "",
+                                "ZeRO-%d on the %s executor, %d processes: optimizer state of "
+                                "the heaviest rank's shard%s; %s%s",
+                                s->zero, be_name, g.n_dp,
+                                s->zero == 3 ? ", fp32 master shard as weights" : "",
+                                s->zero >= 2 ? "fp32 gradients of the shard, the non-layer "
+                                               "weights and one layer"
+                                             : "gradients one full fp32 region",
                                 s->zero == 3 ? "; the model keeps the embeddings, final norm and "
                                                "head plus two buffers of one layer, each layer "
                                                "gathered from the shards when it runs"
@@ -1013,6 +1076,13 @@ int advisor_estimate_memory(const struct model_desc *m, const struct hardware *h
             "%s), logits %.2f GiB",
             x->layer_act / GIB, g.train ? "" : " (one layer reused)", attention_name(s->attention),
             recompute_name(g.train ? s->recompute : RECOMPUTE_FULL), x->logits / GIB);
+        if (exec_be == EXEC_BE_CUDA)
+            estimate_add_reason(out,
+                                "CUDA plugin: workspace includes its %.2f MiB (cuBLASLt 32 MiB + "
+                                "256 KiB reduction buffer); the overhead (CUDA context %.2f GiB "
+                                "+ %.0f%% margin) is not in the executor's counters",
+                                k_cuda_plugin_ws_bytes / MIB, runtime / GIB,
+                                100.0 * cal->frag_margin);
     } else if (g.train) {
         double per_param = g.bw + g.bm + g.bg + g.bo;
         estimate_add_reason(out,

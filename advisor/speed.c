@@ -25,7 +25,15 @@
  *  - Ranks are laid out TP innermost, then DP, then PP: DP crosses nodes when tp*dp exceeds
  *    the GPUs of a node, PP when all ranks do. Across nodes a GPU gets its share of the node's
  *    NIC; an unknown NIC or PCIe rate takes a flagged low default (12.5 GB/s, 15.75 GB/s).
- *  - CPU processes of one node exchange through shared memory at half the memory bandwidth. */
+ *  - CPU processes of one node exchange through shared memory (MPI over a shared segment):
+ *    every byte a ring step moves is copied in and out of the segment, and a reduce-scatter
+ *    step also reads two inputs and writes the sum, so the node's memory bandwidth, shared by
+ *    all its ranks, bounds the collective: a ring link of mem_bw / (k_shm * ranks per node)
+ *    with k_shm = EST_CPU_SHM_TRAFFIC, no eta_c (est_cpu_shm_link_bytes_per_s).
+ *    Reduce-scatters take est_cpu_shm_rs_factor times the ring figure (Open MPI 4.1 reduces
+ *    the whole buffer to one rank, then scatters). The cores that would progress a
+ *    collective also run the compute, so nothing overlaps on a CPU: DP and ZeRO collectives
+ *    are exposed in full. */
 #include "advisor/advisor.h"
 
 #include <math.h>
@@ -55,6 +63,21 @@ double est_gather_s(double bytes, int n, double bw, double eta, double lat_s)
     if (bw <= 0 || eta <= 0)
         return NAN;
     return lat_s + (double)(n - 1) / n * bytes / (bw * eta);
+}
+
+double est_cpu_shm_link_bytes_per_s(double mem_bw, int ranks_per_node)
+{
+    int n = ranks_per_node > 1 ? ranks_per_node : 1;
+    return mem_bw > 0 ? mem_bw / (EST_CPU_SHM_TRAFFIC * n) : 0.0;
+}
+
+double est_cpu_shm_rs_factor(int n)
+{
+    /* basic_linear: MPI_Reduce of all n shards (n*c bytes) to rank 0, then MPI_Scatter. The
+     * root receives (n-1) buffers of n*c and reduces each (7 bytes of traffic per byte: copy
+     * in 2, copy out 2, reduce 3), then copies out (n-1)*c (4 per byte); a ring moves (n-1)*c
+     * at 7 per byte. Ratio n + 4/7 (2.57 on two ranks). */
+    return n > 1 ? n + 4.0 / 7.0 : 1.0;
 }
 
 double est_bubble_ratio(int p, int m, int v)
@@ -131,7 +154,7 @@ static void links_init(struct links *k, const struct est_geom *g, const struct h
     }
     k->inter_bw = nic / (g->ranks_per_node > 0 ? g->ranks_per_node : 1);
     if (g->cpu) {
-        k->intra_bw = mem_bw / 2.0;
+        k->intra_bw = est_cpu_shm_link_bytes_per_s(mem_bw, g->ranks_per_node);
         sw_strlcpy(out->link_class,
                    g->devices < 2                 ? "none"
                    : (k->dp_inter || k->pp_inter) ? "MPI inter-node"
@@ -240,7 +263,9 @@ static int speed_train(const struct est_geom *g, const struct model_desc *m,
     /* 7.2 tensor-parallel all-reduces (exposed) and pipeline sends, per micro-batch. */
     struct links k;
     links_init(&k, g, hw, s, mem_bw, out);
-    double eta_in = cal->eta_comm_intra, eta_x = cal->eta_comm_inter, lat = cal->comm_latency_s;
+    /* CPU shared memory: the copy count in k_shm replaces eta_c (est_cpu_shm_link_bytes_per_s). */
+    double eta_in = g->cpu ? 1.0 : cal->eta_comm_intra, eta_x = cal->eta_comm_inter;
+    double lat = cal->comm_latency_s;
     double n_ar = (full ? 6.0 : 4.0) * g->L_first;
     double t_tp = n_ar * est_allreduce_s(M * h * g->e_act, g->t, k.intra_bw, eta_in, lat);
     double t_pp = 0.0;
@@ -273,21 +298,28 @@ static int speed_train(const struct est_geom *g, const struct model_desc *m,
         double grads = P_t * e_g;
         double bucket = grads < k_bucket_bytes ? grads : k_bucket_bytes;
         int n = g->n_dp;
+        /* CPU processes on one node: no overlap, and MPI's reduce-scatter penalty. */
+        bool shm = g->cpu && !k.dp_inter;
+        double rs_f = shm ? est_cpu_shm_rs_factor(n) : 1.0;
         if (s->zero == 0) {
             double ar = est_allreduce_s(grads, n, bw, eta, lat);
-            t_dp = fmax(0.0, ar - t_bwd) + est_allreduce_s(bucket, n, bw, eta, lat);
+            t_dp = g->cpu ? ar
+                          : fmax(0.0, ar - t_bwd) + est_allreduce_s(bucket, n, bw, eta, lat);
         } else if (s->zero == 1 || s->zero == 2) {
-            double rs = est_gather_s(grads, n, bw, eta, lat);
-            double rs_exposed = fmax(0.0, rs - t_bwd) + est_gather_s(bucket, n, bw, eta, lat);
+            double rs = rs_f * est_gather_s(grads, n, bw, eta, lat);
+            double rs_exposed =
+                g->cpu ? rs
+                       : fmax(0.0, rs - t_bwd) + est_gather_s(bucket, n, bw, eta, lat);
             double ag = est_gather_s(g->bw * P_t, n, bw, eta, lat);
             t_dp = (s->zero == 2 ? g->m : 1) * rs_exposed + ag;
         } else {
             double gathers = full ? 3.0 : 2.0;
             double z3 = gathers * est_gather_s(w_gather, n, bw, eta, lat) +
-                        est_gather_s(grads, n, bw, eta, lat);
+                        rs_f * est_gather_s(grads, n, bw, eta, lat);
             double unit = (layer_params > g->vocab_rank ? layer_params : g->vocab_rank) *
                           (g->lora ? g->e_kept : g->bw);
-            t_dp = g->m * (fmax(0.0, z3 - t_stage) + est_gather_s(unit, n, bw, eta, lat));
+            t_dp = g->m * (g->cpu ? z3
+                                  : fmax(0.0, z3 - t_stage) + est_gather_s(unit, n, bw, eta, lat));
         }
     }
     out->comm_exposed_s = g->m * (nan_to_zero(t_tp) + nan_to_zero(t_pp)) + nan_to_zero(t_dp);

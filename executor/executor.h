@@ -391,6 +391,11 @@ struct exec_model_opts {
      * forward or backward. The weights themselves live in the rank's shard
      * (exec_model_set_weight_shard); m->train_params is NULL. Training, fp32, no LoRA. */
     int layer_gather_bufs;
+    /* ZeRO-2/3 (docs/distributed.md): gradients are kept only for the non-layer weights plus
+     * one layer buffer; after each layer's backward the gradient hook
+     * (exec_model_set_grad_take) must take that layer's gradients, and after the embedding's
+     * the non-layer ones. m->train_grads is NULL. Training, no LoRA. */
+    bool shard_grads;
 };
 /* fp32, no recompute, flash, no LoRA, B = 1, T = 64, training, no int8, no KV cache. */
 void exec_model_opts_init(struct exec_model_opts *o);
@@ -506,6 +511,17 @@ void exec_model_zero_grad(struct exec_model *m);
 typedef int (*exec_grad_ready_fn)(void *ctx, size_t ready_from, struct sw_err *err);
 void exec_model_set_grad_ready(struct exec_model *m, exec_grad_ready_fn fn, void *ctx);
 
+/* Sharded gradients (opts.shard_grads; ZeRO-2/3): during exec_model_backward, after each layer
+ * (L-1 first) fn(ctx, src, off, n, err) gets this backward's gradients of base-region elements
+ * [off, off + n) in src (the model's buffer, in its backend's memory; overwritten after the
+ * call), then the non-layer ones in one or two more calls after the embedding. Each range
+ * comes exactly once per backward; the hook must add it where it keeps gradients. A negative
+ * return stops the backward. Required before a backward of such a model. */
+typedef int (*exec_grad_take_fn)(void *ctx, const float *src, size_t off, size_t n,
+                                 struct sw_err *err);
+void exec_model_set_grad_take(struct exec_model *m, exec_grad_take_fn fn, void *ctx);
+bool exec_model_grads_sharded(const struct exec_model *m);
+
 /* Layer-gathered models (opts.layer_gather_bufs > 0; docs/distributed.md, ZeRO-3). */
 bool exec_model_layer_gather(const struct exec_model *m);
 /* Layer hook: before layer l runs in forward or backward (recompute included) and its weights
@@ -606,6 +622,10 @@ struct exec_optimizer {
     float *params;
     float *grads;
     const struct backend *param_be; /* non-NULL: params is owned */
+    /* Sharded gradients (the model's opts.shard_grads, ZeRO-2/3): grads is the optimizer's own
+     * (hi - lo) floats, category gradients, where the training loop accumulates the reduced
+     * gradients of the shard. */
+    bool own_grads;
     int n_ext;
     struct exec_optim_extent *ext; /* every state byte's place in the full layout */
 };

@@ -107,7 +107,8 @@ struct exec_model_impl {
     void *fam[BACKEND_MEM_COUNT];
     /* carved pointers */
     float *params, *lora_params, *grads_base, *grads_lora;
-    uint16_t *w16; /* bf16 mirror of the base parameters */
+    uint16_t *w16; /* bf16 mirror of the base parameters (gather mode: of the resident ones) */
+    uint16_t *w16buf[2]; /* gather mode with bf16: the bf16 copies of the two layer buffers */
     int8_t *q8;
     float *q8_scale;
     float **inp;          /* [L+1] layer inputs; inp[L] is the last layer's output */
@@ -136,6 +137,14 @@ struct exec_model_impl {
     void *fill_ctx;
     float *shard;
     size_t shard_lo, shard_hi;
+    /* Sharded gradients (opts.shard_grads, ZeRO-2/3): grads_base holds the non-layer gradients
+     * compacted as params in gather mode; layer l's gradients are computed into glbuf while
+     * glayer == l and handed to grad_take after the layer's backward. */
+    bool gshard;
+    float *glbuf;
+    int glayer;
+    exec_grad_take_fn grad_take;
+    void *grad_take_ctx;
     /* state */
     bool derived_stale;
     bool have_fwd; /* a forward with targets waits for backward */
@@ -226,11 +235,14 @@ static int validate(const struct model_desc *d, const struct exec_model_opts *o,
     if (o->layer_gather_bufs != 0 && o->layer_gather_bufs != 2)
         return sw_errf(err, SW_EINVAL, "layer_gather_bufs must be 0 or 2, got %d",
                        o->layer_gather_bufs);
-    if (o->layer_gather_bufs &&
-        (!o->training || o->precision != PREC_FP32 || o->lora_rank > 0 || o->kv_batch > 0))
+    if (o->layer_gather_bufs && (!o->training || o->lora_rank > 0 || o->kv_batch > 0))
         return sw_errf(err, SW_EUNSUPPORTED,
-                       "layer-gathered weights (ZeRO-3) need a training model in fp32 without "
-                       "LoRA or a KV cache");
+                       "layer-gathered weights (ZeRO-3) need a training model without LoRA or a "
+                       "KV cache");
+    if (o->shard_grads && (!o->training || o->lora_rank > 0 || o->kv_batch > 0))
+        return sw_errf(err, SW_EUNSUPPORTED,
+                       "sharded gradients (ZeRO-2/3) need a training model without LoRA or a KV "
+                       "cache");
     if (o->lora_rank < 0 || o->lora_rank > d->hidden)
         return sw_errf(err, SW_EINVAL, "lora_rank %d outside [0, hidden %d]", o->lora_rank,
                        d->hidden);
@@ -345,6 +357,7 @@ static void layout_params(struct exec_model *m, struct exec_model_impl *im)
     m->n_params = off;
     /* The layers are laid out one after another with the same size: [lay0, lay_end). */
     im->gather = m->opts.layer_gather_bufs > 0;
+    im->gshard = m->opts.shard_grads;
     im->lay0 = im->lo[0].ln1_w;
     im->lay_end = im->lnf_w;
     im->lay_n = (im->lay_end - im->lay0) / (size_t)m->L;
@@ -464,7 +477,15 @@ static void carve_all(struct exec_model *m, struct exec_model_impl *im, struct c
     }
     im->gbuf_layer[0] = im->gbuf_layer[1] = -1;
     im->lora_params = im->lora ? takef(cv, W, m->n_lora_params) : NULL;
-    im->w16 = im->bf16 ? take(cv, W, m->n_params * sizeof(uint16_t)) : NULL;
+    im->w16buf[0] = im->w16buf[1] = NULL;
+    if (im->bf16 && im->gather) {
+        /* The resident weights' mirror, then one per layer buffer (converted at each fill). */
+        im->w16 = take(cv, W, (m->n_params - (im->lay_end - im->lay0)) * sizeof(uint16_t));
+        im->w16buf[0] = take(cv, W, im->lay_n * sizeof(uint16_t));
+        im->w16buf[1] = take(cv, W, im->lay_n * sizeof(uint16_t));
+    } else {
+        im->w16 = im->bf16 ? take(cv, W, m->n_params * sizeof(uint16_t)) : NULL;
+    }
     im->q8 = NULL;
     im->q8_scale = NULL;
     if (im->int8) {
@@ -475,8 +496,15 @@ static void carve_all(struct exec_model *m, struct exec_model_impl *im, struct c
     /* gradients */
     im->grads_base = NULL;
     im->grads_lora = NULL;
-    if (train && !im->lora)
+    im->glbuf = NULL;
+    im->glayer = -1;
+    if (train && !im->lora && im->gshard) {
+        /* The non-layer gradients, then one layer buffer (advisor/memory.c cpu_exec_zero). */
+        im->grads_base = takef(cv, G, m->n_params - (im->lay_end - im->lay0));
+        im->glbuf = takef(cv, G, im->lay_n);
+    } else if (train && !im->lora) {
         im->grads_base = takef(cv, G, m->n_params);
+    }
     if (train && im->lora)
         im->grads_lora = takef(cv, G, m->n_lora_params);
 
@@ -640,18 +668,32 @@ int exec_model_plan_bytes(const struct model_desc *d, const struct exec_model_op
 
 /* The resident address of base-region element off: params + off, or in gather mode the
  * compacted resident copy for the non-layer weights and NULL for a layer's. */
-static float *resident_w(const struct exec_model_impl *im, float *params, size_t off)
+static float *resident_at(const struct exec_model_impl *im, bool compact, float *base,
+                          size_t off)
 {
-    if (!im->gather || off < im->lay0)
-        return params + off;
+    if (!compact || off < im->lay0)
+        return base + off;
     if (off >= im->lay_end)
-        return params + (off - (im->lay_end - im->lay0));
+        return base + (off - (im->lay_end - im->lay0));
     return NULL;
 }
 
-static void add_tensor(struct exec_model *m, int *cap, const char *name, int ndim, int64_t d0,
-                       int64_t d1, float *data, float *grad, bool hf_t, bool is_lora)
+static float *resident_w(const struct exec_model_impl *im, float *params, size_t off)
 {
+    return resident_at(im, im->gather, params, off);
+}
+
+/* The resident gradient of base-region element off (NULL for a layer's under shard_grads). */
+static float *resident_g(const struct exec_model_impl *im, size_t off)
+{
+    return im->grads_base ? resident_at(im, im->gshard, im->grads_base, off) : NULL;
+}
+
+/* Tensor `name` at element off of the base region (or of the adapter region, is_lora). */
+static void add_tensor(struct exec_model *m, int *cap, const char *name, int ndim, int64_t d0,
+                       int64_t d1, size_t off, bool hf_t, bool is_lora)
+{
+    struct exec_model_impl *im = m->impl;
     if (m->n_tensors == *cap) {
         *cap = *cap ? 2 * *cap : 64;
         m->tensors = sw_xrealloc(m->tensors, (size_t)*cap * sizeof(*m->tensors));
@@ -663,9 +705,16 @@ static void add_tensor(struct exec_model *m, int *cap, const char *name, int ndi
     t->shape[0] = d0;
     t->shape[1] = ndim == 2 ? d1 : 1;
     t->numel = (size_t)d0 * (size_t)(ndim == 2 ? d1 : 1);
-    t->data = data;
-    t->grad = grad;
-    t->trainable = grad != NULL;
+    t->region_off = off;
+    if (is_lora) {
+        t->data = im->lora_params + off;
+        t->grad = im->grads_lora ? im->grads_lora + off : NULL;
+        t->trainable = im->grads_lora != NULL;
+    } else {
+        t->data = resident_w(im, im->params, off);
+        t->grad = resident_g(im, off);
+        t->trainable = im->grads_base != NULL;
+    }
     t->hf_transposed = hf_t;
     t->is_lora = is_lora;
     t->category = BACKEND_MEM_WEIGHTS;
@@ -676,14 +725,10 @@ static void build_tensors(struct exec_model *m)
     struct exec_model_impl *im = m->impl;
     bool llama = m->desc.arch == MODEL_ARCH_LLAMA;
     int cap = 0, C = m->C, Q = im->Q, KVW = im->KVW, F = m->F;
-    float *P = im->params, *G = im->grads_base;
     char nm[96];
-#define PW(off) resident_w(im, P, off)
-#define GW(off) (G ? G + (off) : NULL)
-    add_tensor(m, &cap, llama ? "model.embed_tokens.weight" : "wte.weight", 2, m->V, C, PW(im->wte),
-               GW(im->wte), false, false);
+    add_tensor(m, &cap, llama ? "model.embed_tokens.weight" : "wte.weight", 2, m->V, C, im->wte, false, false);
     if (im->learned_pos)
-        add_tensor(m, &cap, "wpe.weight", 2, m->desc.max_pos, C, PW(im->wpe), GW(im->wpe), false,
+        add_tensor(m, &cap, "wpe.weight", 2, m->desc.max_pos, C, im->wpe, false,
                    false);
     for (int l = 0; l < m->L; l++) {
         const struct layer_off *lo = &im->lo[l];
@@ -692,29 +737,29 @@ static void build_tensors(struct exec_model *m)
         const char *n1 = llama ? "input_layernorm" : "ln_1";
         const char *n2 = llama ? "post_attention_layernorm" : "ln_2";
         snprintf(nm, sizeof(nm), "%s%s.weight", pre, n1);
-        add_tensor(m, &cap, nm, 1, C, 0, PW(lo->ln1_w), GW(lo->ln1_w), false, false);
+        add_tensor(m, &cap, nm, 1, C, 0, lo->ln1_w, false, false);
         if (lo->ln1_b != OFF_NONE) {
             snprintf(nm, sizeof(nm), "%s%s.bias", pre, n1);
-            add_tensor(m, &cap, nm, 1, C, 0, PW(lo->ln1_b), GW(lo->ln1_b), false, false);
+            add_tensor(m, &cap, nm, 1, C, 0, lo->ln1_b, false, false);
         }
         if (!llama) {
             static const char *const mmn[MM_PER_LAYER] = {"attn.c_attn", "attn.c_proj", "mlp.c_fc",
                                                           "mlp.c_proj"};
             for (int k = 0; k < MM_PER_LAYER; k++) {
                 snprintf(nm, sizeof(nm), "%s%s.weight", pre, mmn[k]);
-                add_tensor(m, &cap, nm, 2, im->mm[k].OC, im->mm[k].C, PW(lo->w[k]), GW(lo->w[k]),
+                add_tensor(m, &cap, nm, 2, im->mm[k].OC, im->mm[k].C, lo->w[k],
                            true, false);
                 if (lo->b[k] != OFF_NONE) {
                     snprintf(nm, sizeof(nm), "%s%s.bias", pre, mmn[k]);
-                    add_tensor(m, &cap, nm, 1, im->mm[k].OC, 0, PW(lo->b[k]), GW(lo->b[k]), false,
+                    add_tensor(m, &cap, nm, 1, im->mm[k].OC, 0, lo->b[k], false,
                                false);
                 }
                 if (k == MM_O) {
                     snprintf(nm, sizeof(nm), "%s%s.weight", pre, n2);
-                    add_tensor(m, &cap, nm, 1, C, 0, PW(lo->ln2_w), GW(lo->ln2_w), false, false);
+                    add_tensor(m, &cap, nm, 1, C, 0, lo->ln2_w, false, false);
                     if (lo->ln2_b != OFF_NONE) {
                         snprintf(nm, sizeof(nm), "%s%s.bias", pre, n2);
-                        add_tensor(m, &cap, nm, 1, C, 0, PW(lo->ln2_b), GW(lo->ln2_b), false,
+                        add_tensor(m, &cap, nm, 1, C, 0, lo->ln2_b, false,
                                    false);
                     }
                 }
@@ -727,44 +772,40 @@ static void build_tensors(struct exec_model *m)
             for (int j = 0; j < 3; j++) {
                 size_t wo = lo->w[MM_QKV] + row0[j] * C;
                 snprintf(nm, sizeof(nm), "%sself_attn.%s.weight", pre, qkvn[j]);
-                add_tensor(m, &cap, nm, 2, rows[j], C, PW(wo), GW(wo), false, false);
+                add_tensor(m, &cap, nm, 2, rows[j], C, wo, false, false);
                 if (lo->b[MM_QKV] != OFF_NONE) {
                     size_t bo = lo->b[MM_QKV] + row0[j];
                     snprintf(nm, sizeof(nm), "%sself_attn.%s.bias", pre, qkvn[j]);
-                    add_tensor(m, &cap, nm, 1, rows[j], 0, PW(bo), GW(bo), false, false);
+                    add_tensor(m, &cap, nm, 1, rows[j], 0, bo, false, false);
                 }
             }
             snprintf(nm, sizeof(nm), "%sself_attn.o_proj.weight", pre);
-            add_tensor(m, &cap, nm, 2, C, Q, PW(lo->w[MM_O]), GW(lo->w[MM_O]), false, false);
+            add_tensor(m, &cap, nm, 2, C, Q, lo->w[MM_O], false, false);
             snprintf(nm, sizeof(nm), "%s%s.weight", pre, n2);
-            add_tensor(m, &cap, nm, 1, C, 0, PW(lo->ln2_w), GW(lo->ln2_w), false, false);
+            add_tensor(m, &cap, nm, 1, C, 0, lo->ln2_w, false, false);
             if (lo->ln2_b != OFF_NONE) {
                 snprintf(nm, sizeof(nm), "%s%s.bias", pre, n2);
-                add_tensor(m, &cap, nm, 1, C, 0, PW(lo->ln2_b), GW(lo->ln2_b), false, false);
+                add_tensor(m, &cap, nm, 1, C, 0, lo->ln2_b, false, false);
             }
             if (m->desc.swiglu) {
                 size_t go = lo->w[MM_FC], uo = lo->w[MM_FC] + (size_t)F * C;
                 snprintf(nm, sizeof(nm), "%smlp.gate_proj.weight", pre);
-                add_tensor(m, &cap, nm, 2, F, C, PW(go), GW(go), false, false);
+                add_tensor(m, &cap, nm, 2, F, C, go, false, false);
                 snprintf(nm, sizeof(nm), "%smlp.up_proj.weight", pre);
-                add_tensor(m, &cap, nm, 2, F, C, PW(uo), GW(uo), false, false);
+                add_tensor(m, &cap, nm, 2, F, C, uo, false, false);
             } else {
                 snprintf(nm, sizeof(nm), "%smlp.up_proj.weight", pre);
-                add_tensor(m, &cap, nm, 2, F, C, PW(lo->w[MM_FC]), GW(lo->w[MM_FC]), false, false);
+                add_tensor(m, &cap, nm, 2, F, C, lo->w[MM_FC], false, false);
             }
             snprintf(nm, sizeof(nm), "%smlp.down_proj.weight", pre);
-            add_tensor(m, &cap, nm, 2, C, F, PW(lo->w[MM_PROJ]), GW(lo->w[MM_PROJ]), false, false);
+            add_tensor(m, &cap, nm, 2, C, F, lo->w[MM_PROJ], false, false);
         }
     }
-    add_tensor(m, &cap, llama ? "model.norm.weight" : "ln_f.weight", 1, C, 0, PW(im->lnf_w),
-               GW(im->lnf_w), false, false);
+    add_tensor(m, &cap, llama ? "model.norm.weight" : "ln_f.weight", 1, C, 0, im->lnf_w, false, false);
     if (im->lnf_b != OFF_NONE)
-        add_tensor(m, &cap, llama ? "model.norm.bias" : "ln_f.bias", 1, C, 0, PW(im->lnf_b),
-                   GW(im->lnf_b), false, false);
+        add_tensor(m, &cap, llama ? "model.norm.bias" : "ln_f.bias", 1, C, 0, im->lnf_b, false, false);
     if (!m->desc.tied_head)
-        add_tensor(m, &cap, "lm_head.weight", 2, m->V, C, PW(im->head), GW(im->head), false, false);
-#undef PW
-#undef GW
+        add_tensor(m, &cap, "lm_head.weight", 2, m->V, C, im->head, false, false);
     /* LoRA adapters, named as PEFT does inside the module: "<module>.lora_A.weight". */
     if (im->lora) {
         int r = m->opts.lora_rank;
@@ -773,17 +814,14 @@ static void build_tensors(struct exec_model *m)
             for (int i = 0; i < im->n_ad; i++) {
                 const struct adapter *a = &im->ad[i];
                 size_t base = per_layer * l;
-                float *gl = im->grads_lora;
                 snprintf(nm, sizeof(nm),
                          llama ? "model.layers.%d.%s.lora_A.weight" : "h.%d.%s.lora_A.weight", l,
                          a->hf);
-                add_tensor(m, &cap, nm, 2, r, a->in, im->lora_params + base + a->a_off,
-                           gl ? gl + base + a->a_off : NULL, false, true);
+                add_tensor(m, &cap, nm, 2, r, a->in, base + a->a_off, false, true);
                 snprintf(nm, sizeof(nm),
                          llama ? "model.layers.%d.%s.lora_B.weight" : "h.%d.%s.lora_B.weight", l,
                          a->hf);
-                add_tensor(m, &cap, nm, 2, a->cols, r, im->lora_params + base + a->b_off,
-                           gl ? gl + base + a->b_off : NULL, false, true);
+                add_tensor(m, &cap, nm, 2, a->cols, r, base + a->b_off, false, true);
             }
         }
     }
@@ -849,19 +887,11 @@ int exec_model_init(struct exec_model *m, const struct model_desc *d,
     if (o->training) {
         /* Gather mode: no resident region holds every weight (the shard does). */
         m->train_params = im->lora ? im->lora_params : im->gather ? NULL : im->params;
-        m->train_grads = im->lora ? im->grads_lora : im->grads_base;
+        /* Sharded gradients: no resident region holds every gradient either. */
+        m->train_grads = im->lora ? im->grads_lora : im->gshard ? NULL : im->grads_base;
         m->n_train = im->lora ? m->n_lora_params : m->n_params;
     }
     build_tensors(m);
-    for (int i = 0; i < m->n_tensors; i++) {
-        struct exec_tensor *t = &m->tensors[i];
-        if (t->is_lora)
-            t->region_off = (size_t)(t->data - im->lora_params);
-        else if (im->gather)
-            t->region_off = (size_t)(t->grad - im->grads_base);
-        else
-            t->region_off = (size_t)(t->data - im->params);
-    }
     im->derived_stale = true;
     return 0;
 }
@@ -1026,8 +1056,23 @@ static int ensure_layer(struct exec_model *m, int l, struct sw_err *err)
                       err);
     if (rc < 0)
         return rc;
+    if (im->bf16)
+        m->be->f32_to_bf16(im->w16buf[b], im->gbuf[b], im->lay_n);
     im->gbuf_layer[b] = l;
     return 0;
+}
+
+/* The bf16 copy of base-region weight off: the mirror, or in gather mode the compacted
+ * resident mirror or the layer buffer's copy (ensure_layer converted it). */
+static const uint16_t *w16p(const struct exec_model_impl *im, size_t off)
+{
+    if (!im->gather || off < im->lay0)
+        return im->w16 + off;
+    if (off >= im->lay_end)
+        return im->w16 + (off - (im->lay_end - im->lay0));
+    size_t l = (off - im->lay0) / im->lay_n;
+    SW_ASSERT(im->gbuf_layer[l % 2] == (int)l);
+    return im->w16buf[l % 2] + (off - im->lay0 - l * im->lay_n);
 }
 
 /* The weight at base-region element off for compute: resident, or in the gathered buffer of
@@ -1042,6 +1087,21 @@ static float *wp(const struct exec_model_impl *im, size_t off)
     return im->gbuf[l % 2] + (off - im->lay0 - l * im->lay_n);
 }
 
+/* Where the gradient of base-region element off is computed: resident, or under shard_grads
+ * the layer buffer of the layer being differentiated (exec_model_backward set glayer). NULL
+ * when the model has no base gradients (inference, LoRA). */
+static float *gp(const struct exec_model_impl *im, size_t off)
+{
+    if (!im->grads_base)
+        return NULL;
+    float *r = resident_g(im, off);
+    if (r)
+        return r;
+    size_t l = (off - im->lay0) / im->lay_n;
+    SW_ASSERT(im->glayer == (int)l);
+    return im->glbuf + (off - im->lay0 - l * im->lay_n);
+}
+
 /* Refresh the bf16 mirror or the int8 codes from the fp32 master. */
 static void refresh_derived(struct exec_model *m)
 {
@@ -1050,7 +1110,8 @@ static void refresh_derived(struct exec_model *m)
     if (!im->derived_stale)
         return;
     if (im->bf16)
-        be->f32_to_bf16(im->w16, im->params, m->n_params);
+        be->f32_to_bf16(im->w16, im->params,
+                        im->gather ? m->n_params - (im->lay_end - im->lay0) : m->n_params);
     if (im->int8) {
         /* Every layer's four matmuls, then the head (l == L). */
         for (int l = 0; l <= m->L; l++) {
@@ -1076,7 +1137,7 @@ static const float *mm_weight(struct exec_model *m, size_t off, size_t n)
     struct exec_model_impl *im = m->impl;
     if (!im->bf16)
         return wp(im, off);
-    m->be->bf16_to_f32(im->wbuf, im->w16 + off, n);
+    m->be->bf16_to_f32(im->wbuf, w16p(im, off), n);
     return im->wbuf;
 }
 
@@ -1107,7 +1168,7 @@ static void mm_forward(struct exec_model *m, int l, int k, float *out, const flo
         be->matmul_int8_forward(out, inp, im->q8 + qo, im->q8_scale + so, bias, N, s->C, s->OC);
     } else if (im->bf16_native) {
         SW_ASSERT(N <= im->rows);
-        be->matmul_bf16_forward(out, inp, im->w16 + woff, bias, N, s->C, s->OC, im->mm16_scratch);
+        be->matmul_bf16_forward(out, inp, w16p(im, woff), bias, N, s->C, s->OC, im->mm16_scratch);
     } else {
         const float *w = mm_weight(m, woff, (size_t)s->OC * s->C);
         be->matmul_forward(out, inp, w, bias, N, s->C, s->OC);
@@ -1135,14 +1196,13 @@ static void mm_backward(struct exec_model *m, int l, int k, float *dinp, const f
     bool head = k == MM_HEAD;
     size_t woff = head ? im->head : im->lo[l].w[k];
     size_t boff = head ? OFF_NONE : im->lo[l].b[k];
-    float *gb = im->grads_base;
-    float *dw = gb ? gb + woff : NULL;
-    float *db = gb && boff != OFF_NONE ? gb + boff : NULL;
+    float *dw = gp(im, woff);
+    float *db = boff != OFF_NONE ? gp(im, boff) : NULL;
     if (im->bf16_native) {
         /* The input gradient on the bf16 kernel; weight and bias gradients stay fp32. */
         SW_ASSERT(N <= im->rows);
         if (dinp)
-            be->matmul_bf16_backward_input(dinp, dout, im->w16 + woff, N, s->C, s->OC,
+            be->matmul_bf16_backward_input(dinp, dout, w16p(im, woff), N, s->C, s->OC,
                                            im->mm16_scratch);
         if (dw || db)
             be->matmul_backward(NULL, dw, db, dout, inp, NULL, N, s->C, s->OC);
@@ -1186,9 +1246,8 @@ static void norm_backward(struct exec_model *m, float *dinp, const float *dout, 
                           size_t w, size_t b, const float *mean, const float *rstd, int N)
 {
     struct exec_model_impl *im = m->impl;
-    float *gb = im->grads_base;
-    float *dw = gb ? gb + w : NULL;
-    float *db = gb && b != OFF_NONE ? gb + b : NULL;
+    float *dw = gp(im, w);
+    float *db = b != OFF_NONE ? gp(im, b) : NULL;
     if (im->layernorm)
         m->be->layernorm_backward(dinp, dw, db, dout, inp, wp(im, w), mean, rstd, N, m->C);
     else
@@ -1376,20 +1435,51 @@ int exec_model_backward(struct exec_model *m, float grad_scale, struct sw_err *e
     be->memset(im->dres, 0, (size_t)N * m->C * sizeof(float));
     norm_backward(m, im->dres, im->dln, im->inp[m->L], im->lnf_w, im->lnf_b, im->lnf_mean,
                   im->lnf_rstd, N);
+    if (im->gshard && !im->grad_take)
+        return sw_errf(err, SW_EINVAL,
+                       "the model's gradients are sharded, and no gradient hook is set");
     for (int l = m->L - 1; l >= 0; l--) {
         int rc = ensure_layer(m, l, err);
         if (rc < 0)
             return rc;
+        if (im->gshard) {
+            be->memset(im->glbuf, 0, im->lay_n * sizeof(float));
+            im->glayer = l;
+        }
         layer_backward(m, l, B, T);
-        rc = im->grad_ready ? im->grad_ready(im->grad_ready_ctx, layer_train_start(m, l), err) : 0;
+        if (im->gshard) {
+            im->glayer = -1;
+            rc = im->grad_take(im->grad_take_ctx, im->glbuf, im->lay0 + (size_t)l * im->lay_n,
+                               im->lay_n, err);
+        } else if (im->grad_ready) {
+            rc = im->grad_ready(im->grad_ready_ctx, layer_train_start(m, l), err);
+        }
         if (rc < 0)
             return rc;
     }
-    float *gb = im->grads_base;
-    if (gb)
-        be->embedding_backward(gb + im->wte, im->learned_pos ? gb + im->wpe : NULL, im->dres,
-                               im->tokens, B, T, m->C, m->V, m->desc.max_pos, 0);
+    if (im->grads_base)
+        be->embedding_backward(gp(im, im->wte), im->learned_pos ? gp(im, im->wpe) : NULL,
+                               im->dres, im->tokens, B, T, m->C, m->V, m->desc.max_pos, 0);
+    if (im->gshard) {
+        /* The non-layer gradients are final now: the prefix, then the suffix. */
+        int rc = im->grad_take(im->grad_take_ctx, im->grads_base, 0, im->lay0, err);
+        if (rc == 0 && im->lay_end < m->n_params)
+            rc = im->grad_take(im->grad_take_ctx, im->grads_base + im->lay0, im->lay_end,
+                               m->n_params - im->lay_end, err);
+        return rc;
+    }
     return im->grad_ready ? im->grad_ready(im->grad_ready_ctx, 0, err) : 0;
+}
+
+void exec_model_set_grad_take(struct exec_model *m, exec_grad_take_fn fn, void *ctx)
+{
+    m->impl->grad_take = fn;
+    m->impl->grad_take_ctx = ctx;
+}
+
+bool exec_model_grads_sharded(const struct exec_model *m)
+{
+    return m->impl && m->impl->gshard;
 }
 
 void exec_model_set_grad_ready(struct exec_model *m, exec_grad_ready_fn fn, void *ctx)
@@ -1400,8 +1490,12 @@ void exec_model_set_grad_ready(struct exec_model *m, exec_grad_ready_fn fn, void
 
 void exec_model_zero_grad(struct exec_model *m)
 {
+    struct exec_model_impl *im = m->impl;
     if (m->train_grads)
         m->be->memset(m->train_grads, 0, m->n_train * sizeof(float));
+    else if (im && im->gshard && im->grads_base)
+        m->be->memset(im->grads_base, 0,
+                      (m->n_params - (im->lay_end - im->lay0)) * sizeof(float));
 }
 
 /* ---------------------------------------------------------------- generation */

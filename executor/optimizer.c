@@ -94,11 +94,12 @@ static struct tref *trainable_tensors(const struct exec_model *m, int *count)
     int n = 0;
     for (int i = 0; i < m->n_tensors; i++) {
         const struct exec_tensor *t = &m->tensors[i];
-        if (!t->trainable || !t->grad)
+        if (!t->trainable)
             continue;
-        SW_ASSERT(t->grad >= m->train_grads && t->grad + t->numel <= m->train_grads + m->n_train);
+        /* region_off is into the trainable region: the base, or the adapters under LoRA. */
+        SW_ASSERT(t->region_off + t->numel <= m->n_train);
         r[n].index = i;
-        r[n].off = (size_t)(t->grad - m->train_grads);
+        r[n].off = t->region_off;
         r[n].n = t->numel;
         r[n].decay = t->ndim >= 2;
         n++;
@@ -232,7 +233,7 @@ static uint64_t layout_state(const struct exec_model *m, enum sw_optimizer kind,
 int exec_optimizer_plan_bytes(const struct exec_model *m, enum sw_optimizer kind, uint64_t *out,
                               struct sw_err *err)
 {
-    if (!m->train_grads || m->n_train == 0)
+    if (!m->opts.training || m->n_train == 0)
         return sw_errf(err, SW_EINVAL, "the model has no trainable parameters (built for "
                                        "inference?)");
     int n_tr;
@@ -250,7 +251,7 @@ int exec_optimizer_shard_cuts(const struct exec_model *m, enum sw_optimizer kind
 {
     if (world < 1)
         return sw_errf(err, SW_EINVAL, "world size %d must be at least 1", world);
-    if (!m->train_grads || m->n_train == 0)
+    if (!m->opts.training || m->n_train == 0)
         return sw_errf(err, SW_EINVAL, "the model has no trainable parameters (built for "
                                        "inference?)");
     if (kind == OPT_ADAFACTOR && world > 1)
@@ -372,7 +373,7 @@ static int build(struct exec_optimizer *o, struct exec_model *m, const struct ex
     int rc = check_config(c, err);
     if (rc < 0)
         return rc;
-    if (!m->train_grads || m->n_train == 0)
+    if (!m->opts.training || m->n_train == 0)
         return sw_errf(err, SW_EINVAL, "the model has no trainable parameters (built for "
                                        "inference?)");
     if (lo > hi || hi > m->n_train)
@@ -410,7 +411,25 @@ static int build(struct exec_optimizer *o, struct exec_model *m, const struct ex
     /* A layer-gathered model (ZeRO-3) has no region of every weight: the shard is the
      * optimizer's own, and the model writes into it (exec_model_set_weight_shard). */
     o->params = m->train_params ? m->train_params + lo : NULL;
-    o->grads = m->train_grads + lo;
+    o->grads = m->train_grads ? m->train_grads + lo : NULL;
+    /* Sharded gradients (ZeRO-2/3): the shard's gradients are the optimizer's own buffer,
+     * where the training loop adds each micro-batch's reduced gradients. */
+    if (!dry && exec_model_grads_sharded(m)) {
+        if (!sharded) {
+            free(full);
+            exec_optimizer_release(o);
+            return sw_errf(err, SW_EINVAL, "a model with sharded gradients needs a sharded "
+                                           "optimizer (ZeRO-2/3)");
+        }
+        o->grads = m->be->alloc(len * sizeof(float), BACKEND_MEM_GRADIENTS, err);
+        if (!o->grads) {
+            free(full);
+            exec_optimizer_release(o);
+            return SW_ENOMEM;
+        }
+        o->own_grads = true;
+        m->be->memset(o->grads, 0, len * sizeof(float));
+    }
     if (!dry && !param_be && !m->train_params) {
         free(full);
         exec_optimizer_release(o);
@@ -518,6 +537,8 @@ void exec_optimizer_release(struct exec_optimizer *o)
         exec_model_set_weight_shard(o->model, NULL, 0, 0);
     if (o->param_be)
         o->param_be->free(o->params);
+    if (o->own_grads && o->model)
+        o->model->be->free(o->grads);
     free(o->seg);
     free(o->factor);
     free(o->bufs);

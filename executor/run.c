@@ -62,12 +62,12 @@ int exec_run_check(const struct plan *p, struct sw_err *err)
     }
     if (s->tp > 1)
         return sw_errf(err, SW_EUNSUPPORTED,
-                       "tensor parallelism (tp %d) splits layers over several devices; the CPU "
-                       "executor runs one process: use tp 1", s->tp);
+                       "tensor parallelism (tp %d) splits layers over several devices; the "
+                       "executor does not split layers: use tp 1", s->tp);
     if (s->pp > 1)
         return sw_errf(err, SW_EUNSUPPORTED,
-                       "pipeline parallelism (pp %d) splits layers over several devices; the CPU "
-                       "executor runs one process: use pp 1", s->pp);
+                       "pipeline parallelism (pp %d) splits layers over several devices; the "
+                       "executor does not split layers: use pp 1", s->pp);
     if (s->zero < 0 || s->zero > 3)
         return sw_errf(err, SW_EINVAL, "zero must be 0, 1, 2 or 3, got %d", s->zero);
     if (s->zero > 0 && s->dp < 2)
@@ -79,15 +79,11 @@ int exec_run_check(const struct plan *p, struct sw_err *err)
                        "ZeRO does not shard adafactor on the CPU executor: its factored state is "
                        "per tensor and under 1%% of the weights; use zero 0 (dp alone) or "
                        "another optimizer");
-    if (s->zero == 3 && s->precision == PREC_BF16_MIXED)
+    if (s->zero >= 2 && s->lora_rank > 0)
         return sw_errf(err, SW_EUNSUPPORTED,
-                       "zero 3 gathers fp32 weights layer by layer, and bf16-mixed keeps a bf16 "
-                       "copy of every weight on each rank; use precision fp32 with zero 3, or "
-                       "zero 1 or 2 with bf16-mixed");
-    if (s->zero == 3 && s->lora_rank > 0)
-        return sw_errf(err, SW_EUNSUPPORTED,
-                       "zero 3 with LoRA would shard only the small adapters while every rank "
-                       "keeps the frozen base; use zero 1 or 2 with LoRA");
+                       "zero %d with LoRA would shard only the small adapters and their "
+                       "gradients while every rank keeps the frozen base; use zero 1 with LoRA",
+                       s->zero);
     if (s->offload_optimizer || s->offload_params)
         return sw_errf(err, SW_EUNSUPPORTED,
                        "offload moves state to host memory, where the CPU executor keeps "
@@ -506,6 +502,9 @@ static int setup(struct run_state *s, struct exec_run_result *r, struct sw_err *
      * buffers; each layer is gathered from the ranks' shards when it runs. */
     if (s->zero == 3)
         mo.layer_gather_bufs = 2;
+    /* ZeRO-2/3: gradients kept for the non-layer weights and one layer; each layer's are
+     * reduced to their owners as soon as they are done. */
+    mo.shard_grads = s->zero >= 2;
     if ((rc = exec_model_init(&s->model, &p->model, &mo, be, err)) < 0)
         return rc;
     if (p->strategy.precision == PREC_BF16_MIXED)
@@ -581,22 +580,26 @@ static int setup(struct run_state *s, struct exec_run_result *r, struct sw_err *
 }
 
 /* Seconds the collectives of one step take by the advisor's link model (strategy reference
- * 7.1 ring formulas, est_allreduce_s / est_gather_s, the [cal] eta_comm_intra and latency;
- * processes of one CPU node exchange through shared memory at half the memory bandwidth, the
- * rule of advisor/speed.c), for exactly the collectives exec_trainer_step issues: DDP one
- * all-reduce per 25 MiB bucket; ZeRO one reduce-scatter per staging round (every micro-batch
- * from ZeRO-2 on) and one all-gather per round (ZeRO-3: instead, one gather per layer the
- * model's two buffers do not hold already, and one of the non-layer weights); plus the two
- * 8-byte gathers of the loss and the norm. Nothing is overlapped with compute on the CPU. NaN when the bandwidth is unknown. */
+ * 7.1 ring formulas, est_allreduce_s / est_gather_s, the [cal] latency; processes of one CPU
+ * node exchange through shared memory at est_cpu_shm_link_bytes_per_s, Open MPI's
+ * reduce-scatter costing est_cpu_shm_rs_factor times the ring's: the rules of advisor/speed.c,
+ * section 7.5 of docs/strategy-reference.md), for exactly the collectives exec_trainer_step
+ * issues: DDP one all-reduce per 25 MiB bucket; ZeRO-1 one reduce-scatter per staging round;
+ * ZeRO-2/3 per micro-batch one reduce-scatter per round of each range the model hands over
+ * (every layer, then the non-layer gradients: take_grads in train.c); ZeRO-1/2 one all-gather
+ * per round after the update (ZeRO-3: instead, one gather per layer the model's two buffers do
+ * not hold already, and one of the non-layer weights); plus the two 8-byte gathers of the
+ * loss and the norm. Nothing is overlapped with compute on the CPU. NaN when the bandwidth is
+ * unknown. */
 static double predicted_comm_s(const struct run_state *s, const struct hardware *hw,
                                char *link, size_t link_n)
 {
     const struct plan *p = s->p;
     struct advisor_calib cal;
     advisor_calib_default(&cal);
-    double bw = advisor_dev_mem_bw(hw, &p->strategy) / 2.0;
-    double eta = cal.eta_comm_intra, lat = cal.comm_latency_s;
     int W = s->world;
+    double bw = est_cpu_shm_link_bytes_per_s(advisor_dev_mem_bw(hw, &p->strategy), W);
+    double eta = 1.0, lat = cal.comm_latency_s, rs_f = est_cpu_shm_rs_factor(W);
     snprintf(link, link_n, "%s", hw->nodes > 1 ? "MPI inter-node" : "shared memory");
     if (!(bw > 0))
         return NAN;
@@ -612,7 +615,25 @@ static double predicted_comm_s(const struct run_state *s, const struct hardware 
     const struct exec_trainer *tr = &s->tr;
     double rounds = ceil((double)tr->slot / (double)tr->chunk);
     double per_round = est_gather_s(4.0 * (double)tr->chunk * W, W, bw, eta, lat);
-    double rs = (s->zero >= 2 ? p->strategy.grad_accum : 1) * rounds * per_round;
+    double rs = rs_f * rounds * per_round;
+    if (s->zero >= 2) {
+        /* Each range's rounds: its longest per-owner part over the chunk. */
+        const struct exec_model *m = &s->model;
+        size_t lay0 = m->layer0_off, lay_end = lay0 + (size_t)m->L * m->layer_n;
+        double r_mb = 0.0;
+        for (int l = -2; l < m->L; l++) {
+            size_t off = l == -2 ? 0 : l == -1 ? lay_end : lay0 + (size_t)l * m->layer_n;
+            size_t n = l == -2 ? lay0 : l == -1 ? m->n_train - lay_end : m->layer_n, longest = 0;
+            for (int q = 0; q < W; q++) {
+                size_t a = tr->cuts[q] > off ? tr->cuts[q] : off;
+                size_t b = tr->cuts[q + 1] < off + n ? tr->cuts[q + 1] : off + n;
+                if (b > a && b - a > longest)
+                    longest = b - a;
+            }
+            r_mb += ceil((double)longest / (double)tr->chunk);
+        }
+        rs = rs_f * p->strategy.grad_accum * r_mb * per_round;
+    }
     if (s->zero == 3) {
         /* Layers gathered per step: the first forward all L; every backward reuses the last
          * two layers of its forward, every later forward the first two of the backward. */
@@ -782,9 +803,14 @@ int exec_run_train(const struct plan *p, const struct exec_run_opts *o_in,
     advisor_calib_default(&cal);
     struct sw_err est_err;
     sw_err_init(&est_err);
-    bool have_est = advisor_estimate(&p->model, hw_est, &p->workload, &p->strategy, &cal, &est,
-                                     &est_err) == 0 && est.valid;
-    double peak = cpu_peak_flops(&p->hardware, r->threads) * world;
+    bool have_est = advisor_estimate_builtin(&p->model, hw_est, &p->workload, &p->strategy, &cal,
+                                             &est, &est_err) == 0 && est.valid;
+    /* MFU against the device's dense peak for the plan's precision (the advisor's choice of
+     * dtype) on a GPU, the threads' fp32 peak on the CPU. */
+    double peak = p->strategy.device == DEVICE_CUDA
+                      ? (have_est && est.peak_flops_used > 0 ? est.peak_flops_used : NAN)
+                      : cpu_peak_flops(&p->hardware, r->threads);
+    peak *= world;
 
     int64_t steps = o->steps > 0 ? o->steps : p->train.steps;
     int64_t log_every = p->train.log_every > 0 ? p->train.log_every : 1;

@@ -27,12 +27,15 @@
  *    slice of the gradient region. The rank clips with the global norm (squared shard norms
  *    all-gathered as doubles and summed in rank order, so every rank gets the same value),
  *    updates its shard, and the shards are all-gathered back into every rank's weights.
- *  - ZeRO-2: the same reduce-scatter after EVERY micro-batch. The rank's own slice of the
- *    gradient region is the persistent accumulator: the rest of the region is zeroed before
- *    each backward, so a rank's contribution to another rank's slice is only the current
- *    micro-batch, while its own slice already holds the sum so far. The model's backward writes
- *    the whole region, so on the CPU executor ZeRO-2 keeps the full gradient buffer (no memory
- *    saving over ZeRO-1; more communication).
+ *  - ZeRO-2: gradients are sharded too. The model keeps only the non-layer gradients and one
+ *    layer buffer (exec_model_opts.shard_grads); during every micro-batch's backward, as soon
+ *    as a layer's gradients are done the model hands them to take_grads, which reduce-scatters
+ *    that range to its owners (each owner's part in its own slot of the staging buffer,
+ *    zero-padded to the longest part) and adds the owner's sum into the optimizer's own
+ *    gradient shard, the step's accumulator; the non-layer gradients follow after the
+ *    embedding. Per-rank gradient memory is the shard plus the non-layer gradients and one
+ *    layer. The padded slots cost up to world times the bytes of a reduce-to-owner (the
+ *    collectives of comm.h have no reduce).
  *  - ZeRO-3: as ZeRO-2, and the optimizer keeps the rank's fp32 master shard as its own
  *    buffer: the rank's weights. The model is layer-gathered (opts.layer_gather_bufs): it keeps
  *    only the non-layer weights (embeddings, final norm, an untied head) and two layer
@@ -127,6 +130,50 @@ static int refresh_resident(struct exec_trainer *t, struct sw_err *err)
     return rc;
 }
 
+/* ZeRO-2/3: the model's gradients of region elements [off, off + n), in src (its buffer):
+ * every owner q of a part of the range receives the sum over ranks of that part and adds it to
+ * its gradient shard (the optimizer's own buffer). Collective: every rank hands over the same
+ * ranges in the same order. */
+static int take_grads(void *ctx, const float *src, size_t off, size_t n, struct sw_err *err)
+{
+    struct exec_trainer *t = ctx;
+    const struct backend *be = t->model->be;
+    const struct exec_optimizer *o = t->opt;
+    size_t W = (size_t)t->world, longest = 0;
+    for (size_t q = 0; q < W; q++) {
+        size_t a = t->cuts[q] > off ? t->cuts[q] : off;
+        size_t b = t->cuts[q + 1] < off + n ? t->cuts[q + 1] : off + n;
+        if (b > a && b - a > longest)
+            longest = b - a;
+    }
+    float *send = t->stage, *recv = t->stage + W * t->chunk;
+    for (size_t start = 0; start < longest; start += t->chunk) {
+        size_t mine = 0, mine_at = 0;
+        for (size_t q = 0; q < W; q++) {
+            size_t a = t->cuts[q] > off ? t->cuts[q] : off;
+            size_t b = t->cuts[q + 1] < off + n ? t->cuts[q + 1] : off + n;
+            size_t len = b > a ? b - a : 0;
+            size_t k = len > start ? (len - start < t->chunk ? len - start : t->chunk) : 0;
+            float *dst = send + q * t->chunk;
+            if (k)
+                be->memcpy(dst, src + (a - off) + start, k * sizeof(float), BACKEND_D2D);
+            if (k < t->chunk)
+                be->memset(dst + k, 0, (t->chunk - k) * sizeof(float));
+            if ((int)q == t->rank) {
+                mine = k;
+                mine_at = a + start;
+            }
+        }
+        int rc = exec_stage_reduce_scatter(&t->cs, send, recv, t->chunk, err);
+        if (rc < 0)
+            return rc;
+        if (mine)
+            be->axpy_2d(o->grads + (mine_at - o->lo), (int)mine, recv, (int)mine, 1, (int)mine,
+                        1.0f);
+    }
+    return 0;
+}
+
 /* ZeRO: the cuts, the staging buffer, and checks that o is this rank's shard. */
 static int init_zero(struct exec_trainer *t, struct exec_model *m, struct exec_optimizer *o,
                      struct sw_err *err)
@@ -146,6 +193,13 @@ static int init_zero(struct exec_trainer *t, struct exec_model *m, struct exec_o
     if (t->zero == 3 && !exec_model_layer_gather(m))
         return sw_errf(err, SW_EINVAL,
                        "zero 3 needs a layer-gathered model (exec_model_opts.layer_gather_bufs)");
+    if ((t->zero >= 2) != exec_model_grads_sharded(m))
+        return sw_errf(err, SW_EINVAL,
+                       "zero %d needs a model %s sharded gradients (exec_model_opts.shard_grads)",
+                       t->zero, t->zero >= 2 ? "with" : "without");
+    if (t->zero >= 2 && !o->own_grads)
+        return sw_errf(err, SW_EINVAL, "zero %d needs an optimizer that owns its gradient shard",
+                       t->zero);
     for (int r = 0; r < W; r++)
         if (t->cuts[r + 1] - t->cuts[r] > t->slot)
             t->slot = t->cuts[r + 1] - t->cuts[r];
@@ -171,7 +225,7 @@ int exec_trainer_init_dp(struct exec_trainer *t, struct exec_model *m, struct ex
                        c->micro_batch, c->grad_accum, c->seq);
     if (zero < 0 || zero > 3)
         return sw_errf(err, SW_EINVAL, "zero must be 0, 1, 2 or 3, got %d", zero);
-    if (!m->opts.training || !m->train_grads)
+    if (!m->opts.training || m->n_train == 0)
         return sw_errf(err, SW_EINVAL, "the model was not built for training");
     if (m->opts.batch < c->micro_batch || m->opts.seq < c->seq)
         return sw_errf(err, SW_EINVAL,
@@ -223,9 +277,17 @@ int exec_trainer_init_dp(struct exec_trainer *t, struct exec_model *m, struct ex
         return sw_errf(err, SW_EINVAL,
                        "a layer-gathered model trains under zero 3 with at least 2 ranks");
     }
+    if (t->zero < 2 && exec_model_grads_sharded(m)) {
+        exec_trainer_release(t);
+        return sw_errf(err, SW_EINVAL,
+                       "a model with sharded gradients trains under zero 2 or 3 with at least 2 "
+                       "ranks");
+    }
     t->gather = t->zero == 3;
     if (t->gather)
         exec_model_set_layer_hook(m, fill_layer, t);
+    if (t->zero >= 2)
+        exec_model_set_grad_take(m, take_grads, t);
     size_t n_batch = (size_t)c->micro_batch * c->grad_accum * (size_t)c->seq;
     size_t n_micro = (size_t)c->micro_batch * (size_t)c->seq;
     t->batch_in = sw_try_malloc(n_batch * sizeof(uint32_t), "batch tokens", err);
@@ -243,6 +305,8 @@ void exec_trainer_release(struct exec_trainer *t)
 {
     if (t->gather && t->model)
         exec_model_set_layer_hook(t->model, NULL, NULL);
+    if (t->zero >= 2 && t->model)
+        exec_model_set_grad_take(t->model, NULL, NULL);
     free(t->batch_in);
     free(t->batch_tgt);
     free(t->tokens);
@@ -390,17 +454,6 @@ static int allgather_params(struct exec_trainer *t, struct sw_err *err)
     return 0;
 }
 
-/* ZeRO-2/3: zero the gradient region outside this rank's shard. */
-static void zero_foreign_grads(struct exec_trainer *t)
-{
-    struct exec_model *m = t->model;
-    size_t lo = t->cuts[t->rank], hi = t->cuts[t->rank + 1];
-    if (lo > 0)
-        m->be->memset(m->train_grads, 0, lo * sizeof(float));
-    if (hi < m->n_train)
-        m->be->memset(m->train_grads + hi, 0, (m->n_train - hi) * sizeof(float));
-}
-
 /* ZeRO: the global gradient norm from the shards, and clipping of this rank's shard as
  * torch.nn.utils.clip_grad_norm_ (kcpu_clip_grad_norm's rule). */
 static int clip_sharded(struct exec_trainer *t, double max_norm, double *norm, struct sw_err *err)
@@ -430,6 +483,8 @@ int exec_trainer_step(struct exec_trainer *t, struct exec_step_stats *out, struc
     int64_t step = t->step;
     loader_batch(&t->train, step, t->batch_in, t->batch_tgt);
     exec_model_zero_grad(m);
+    if (t->zero >= 2 && t->opt->hi > t->opt->lo)
+        m->be->memset(t->opt->grads, 0, (t->opt->hi - t->opt->lo) * sizeof(float));
     float scale = 1.0f / (float)(c->grad_accum * t->world);
     double loss_sum = 0.0;
     int rc = 0;
@@ -438,8 +493,9 @@ int exec_trainer_step(struct exec_trainer *t, struct exec_step_stats *out, struc
         return sw_errf(err, SW_EINVAL, "the DDP bucket must hold at least one element");
     t->buckets_left = ddp ? n_buckets(t) : 0;
     for (int k = 0; k < c->grad_accum; k++) {
+        /* ZeRO-2/3: every backward hands all its gradients over; start each from zero. */
         if (t->zero >= 2 && k > 0)
-            zero_foreign_grads(t);
+            exec_model_zero_grad(m);
         take_rows(t, t->batch_in, t->batch_tgt, k * c->micro_batch, c->micro_batch);
         float loss = 0.0f;
         /* Only the last micro-batch's backward makes the gradients final. */
@@ -451,8 +507,6 @@ int exec_trainer_step(struct exec_trainer *t, struct exec_step_stats *out, struc
             rc = exec_model_backward(m, scale, err);
         if (hook)
             exec_model_set_grad_ready(m, NULL, NULL);
-        if (rc == 0 && t->zero >= 2)
-            rc = reduce_scatter_grads(t, err);
         if (rc < 0)
             return rc;
         loss_sum += loss;

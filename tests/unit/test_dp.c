@@ -64,8 +64,11 @@ static struct model_desc small_model(void)
     return d;
 }
 
-/* exec_model_opts.layer_gather_bufs of the models build_desc makes (2: ZeRO-3's). */
+/* exec_model_opts.layer_gather_bufs and shard_grads of the models build_desc makes (2 and
+ * true: ZeRO-3's; false and true: ZeRO-2's). */
 static int g_gather_bufs;
+static bool g_shard_grads;
+static enum sw_precision g_prec = PREC_FP32; /* their precision */
 
 static int build_desc(struct exec_model *m, const struct backend *be, struct model_desc d)
 {
@@ -74,6 +77,8 @@ static int build_desc(struct exec_model *m, const struct backend *be, struct mod
     o.batch = 2;
     o.seq = SEQ;
     o.layer_gather_bufs = g_gather_bufs;
+    o.shard_grads = g_shard_grads;
+    o.precision = g_prec;
     struct sw_err err;
     sw_err_init(&err);
     int rc = exec_model_init(m, &d, &o, be, &err);
@@ -416,13 +421,18 @@ static double category(const struct estimate *e, int c)
 }
 
 /* The advisor's heaviest-rank bytes against the executor's ranks for one plan. */
-static void advisor_case(enum sw_optimizer kind, int W, int zero)
+static void advisor_case(enum sw_optimizer kind, int W, int zero, enum sw_precision prec)
 {
     struct sw_err err;
     sw_err_init(&err);
     struct model_desc d = model();
     struct hardware hw;
     cpu_node(&hw);
+    /* The bf16 matmul scratch depends on the CPU: describe the one the test runs on. */
+    if (backend_cpu()->has_native_bf16())
+        hw.cpu.isa |= HW_ISA_AVX512_BF16;
+    else
+        hw.cpu.isa &= ~(unsigned)HW_ISA_AVX512_BF16;
     struct workload w;
     workload_init(&w);
     w.task = TASK_TRAIN;
@@ -430,7 +440,7 @@ static void advisor_case(enum sw_optimizer kind, int W, int zero)
     struct strategy s;
     strategy_init(&s);
     s.device = DEVICE_CPU;
-    s.precision = PREC_FP32;
+    s.precision = prec;
     s.optimizer = kind;
     s.micro_batch = 2;
     s.grad_accum = 1;
@@ -447,8 +457,12 @@ static void advisor_case(enum sw_optimizer kind, int W, int zero)
      * optimizer and trainer staging, counted by hand from what each allocates. */
     struct exec_model m;
     g_gather_bufs = zero == 3 ? 2 : 0;
+    g_shard_grads = zero >= 2;
+    g_prec = prec;
     rc = build(&m, backend_cpu());
     g_gather_bufs = 0;
+    g_shard_grads = false;
+    g_prec = PREC_FP32;
     if (rc < 0)
         return;
     struct exec_optim_config c;
@@ -456,7 +470,7 @@ static void advisor_case(enum sw_optimizer kind, int W, int zero)
     size_t cuts[9];
     CHECK_OK(exec_optimizer_shard_cuts(&m, kind, W, cuts, &err), &err);
     double ex[BACKEND_MEM_COUNT] = {0};
-    size_t slot = 0;
+    size_t slot = 0, grad_shard_bytes = 0;
     for (int r = 0; r < W; r++) {
         struct exec_optimizer o;
         CHECK_OK(exec_optimizer_init_shard(&o, &m, &c, cuts[r], cuts[r + 1],
@@ -464,12 +478,17 @@ static void advisor_case(enum sw_optimizer kind, int W, int zero)
                  &err);
         if ((double)o.state_bytes > ex[BACKEND_MEM_OPTIMIZER])
             ex[BACKEND_MEM_OPTIMIZER] = (double)o.state_bytes;
+        if (o.own_grads && (cuts[r + 1] - cuts[r]) * 4 > grad_shard_bytes)
+            grad_shard_bytes = (cuts[r + 1] - cuts[r]) * 4;
         if (cuts[r + 1] - cuts[r] > slot)
             slot = cuts[r + 1] - cuts[r];
         exec_optimizer_release(&o);
     }
     size_t per = EXEC_DP_BUCKET_BYTES / 4 / (size_t)W, chunk = slot < per ? slot : per;
-    ex[BACKEND_MEM_GRADIENTS] = (double)m.planned.bytes[BACKEND_MEM_GRADIENTS];
+    /* ZeRO-2/3: the model's non-layer gradients and one layer buffer, plus the rank's
+     * gradient shard (the optimizer's own). */
+    ex[BACKEND_MEM_GRADIENTS] =
+        (double)m.planned.bytes[BACKEND_MEM_GRADIENTS] + (double)grad_shard_bytes;
     /* ZeRO-3: the rank's parameter shard, plus the model's non-layer weights and two layer
      * buffers. */
     ex[BACKEND_MEM_WEIGHTS] =
@@ -487,12 +506,14 @@ static void advisor_case(enum sw_optimizer kind, int W, int zero)
 
 static void test_advisor(void)
 {
-    advisor_case(OPT_ADAMW, 2, 1);
-    advisor_case(OPT_ADAMW, 3, 2);
-    advisor_case(OPT_ADAMW, 2, 3);
-    advisor_case(OPT_LION, 4, 3);
-    advisor_case(OPT_ADAMW8BIT, 2, 1);
-    advisor_case(OPT_ADAMW8BIT, 3, 3);
+    advisor_case(OPT_ADAMW, 2, 1, PREC_FP32);
+    advisor_case(OPT_ADAMW, 3, 2, PREC_FP32);
+    advisor_case(OPT_ADAMW, 2, 3, PREC_FP32);
+    advisor_case(OPT_ADAMW, 2, 3, PREC_BF16_MIXED);
+    advisor_case(OPT_ADAMW, 3, 2, PREC_BF16_MIXED);
+    advisor_case(OPT_LION, 4, 3, PREC_FP32);
+    advisor_case(OPT_ADAMW8BIT, 2, 1, PREC_FP32);
+    advisor_case(OPT_ADAMW8BIT, 3, 3, PREC_FP32);
     /* Halving: ZeRO-1 optimizer and ZeRO-3 weights per rank, against dp 2 without ZeRO. */
     struct sw_err err;
     sw_err_init(&err);
@@ -824,8 +845,10 @@ static void world_case(int W, int zero, enum sw_optimizer kind, const char *tag,
         j[r].save_path = path;
         sw_err_init(&j[r].err);
         g_gather_bufs = zero == 3 ? 2 : 0;
+        g_shard_grads = zero >= 2;
         int brc = build_small(&j[r].m);
         g_gather_bufs = 0;
+        g_shard_grads = false;
         if (brc < 0) {
             ok_init = 0;
             break;

@@ -736,6 +736,62 @@ static void test_hw_device(void)
     CHECK_NEAR(advisor_dev_capacity_bytes(&hw, &s), 2048.0 * GIB, 0);
 }
 
+/* advisor_estimate_builtin: a GPU plan the built-in executor runs gets its CUDA backend's
+ * layout (fp32 master + bf16 copy as weights, fp32 activations, the plugin's 33,816,576 bytes
+ * of workspace; test_exec_vs_advisor checks it byte for byte); a plan it cannot run (tp 2,
+ * pure bf16) and a CPU plan are estimated as advisor_estimate does. */
+static void test_builtin_cuda(void)
+{
+    struct model_desc m;
+    struct hardware hw;
+    struct workload w;
+    struct strategy s;
+    struct estimate gen, bi;
+    struct sw_err err;
+    sw_err_init(&err);
+    gpt2(&m, 12, 768, 12, 50257);
+    gpu_node(&hw, 2, 1, 90);
+    workload_init(&w);
+    w.seq = 1024;
+    strategy_init(&s);
+    s.device = DEVICE_CUDA;
+    s.micro_batch = 4;
+    est(&m, &hw, &w, &s, &gen);
+    CHECK_OK(advisor_estimate_builtin(&m, &hw, &w, &s, NULL, &bi, &err), &err);
+    struct model_counts c;
+    model_count(&m, 128, &c);
+    double P = (double)c.params_total;
+    /* Generic bf16-mixed: 2 B weights, fp32 master in the optimizer; executor: 4 + 2 B weights,
+     * AdamW 8 B. Same model state in total (3.1), different categories. */
+    CHECK_REL(gen.dev.weights, 2.0 * P, 1e-12);
+    CHECK(bi.dev.weights >= 6.0 * P && bi.dev.weights < 6.0 * P + 128);
+    CHECK_REL(bi.dev.optimizer, 8.0 * P, 1e-12);
+    CHECK(bi.dev.activations > gen.dev.activations); /* fp32 against bf16 */
+    CHECK(bi.dev.workspace > 33816576.0);
+    CHECK_REL(bi.dev.overhead, gen.dev.overhead, 1e-12); /* CUDA context + margin */
+    CHECK(has_reason(&bi, "CUDA plugin: workspace includes its 32.25 MiB"));
+    CHECK(has_reason(&bi, "built-in CUDA executor"));
+    /* Plans the executor does not run keep the generic formulas. */
+    s.tp = 2;
+    est(&m, &hw, &w, &s, &gen);
+    CHECK_OK(advisor_estimate_builtin(&m, &hw, &w, &s, NULL, &bi, &err), &err);
+    CHECK(gen.dev.total == bi.dev.total && gen.dev.weights == bi.dev.weights);
+    s.tp = 1;
+    s.precision = PREC_BF16;
+    est(&m, &hw, &w, &s, &gen);
+    CHECK_OK(advisor_estimate_builtin(&m, &hw, &w, &s, NULL, &bi, &err), &err);
+    CHECK(gen.dev.total == bi.dev.total);
+    /* A CPU plan: the executor's layout either way. */
+    cpu_node(&hw);
+    strategy_init(&s);
+    s.device = DEVICE_CPU;
+    s.precision = PREC_FP32;
+    w.seq = 256;
+    est(&m, &hw, &w, &s, &gen);
+    CHECK_OK(advisor_estimate_builtin(&m, &hw, &w, &s, NULL, &bi, &err), &err);
+    CHECK(gen.dev.total == bi.dev.total && gen.dev.workspace == bi.dev.workspace);
+}
+
 int main(void)
 {
     RUN(test_hw_device);
@@ -755,5 +811,6 @@ int main(void)
     RUN(test_cpu_device);
     RUN(test_fit);
     RUN(test_check_errors);
+    RUN(test_builtin_cuda);
     return harness_finish("test_memory");
 }
