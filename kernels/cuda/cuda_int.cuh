@@ -189,6 +189,18 @@ KCUDA_API void kcuda_flash_attention_forward(float *out, float *lse, const float
 KCUDA_API void kcuda_flash_attention_backward(float *dqkv, const float *dout, const float *qkv,
                                               const float *out, const float *lse, int B, int T,
                                               int NH, int NKV, int HS);
+/* k_attention_tc.cu: the same two flash entries on tensor cores (WMMA bf16 products, fp32
+ * softmax, accumulators and outputs), for HS 64 and 128 on sm_80+ with enough opt-in shared
+ * memory (_supported says so; calling the _tc entries otherwise aborts). The flash entries above
+ * use them when _enabled: SCALEWISE_CUDA_ATTENTION=tc (read once) and _supported(HS). */
+KCUDA_API bool kcuda_flash_attention_tc_supported(int HS);
+KCUDA_API bool kcuda_flash_attention_tc_enabled(int HS);
+KCUDA_API void kcuda_flash_attention_forward_tc(float *out, float *lse, const float *qkv, int B,
+                                                int T, int NH, int NKV, int HS);
+KCUDA_API void kcuda_flash_attention_backward_tc(float *dqkv, const float *dout,
+                                                 const float *qkv, const float *out,
+                                                 const float *lse, int B, int T, int NH, int NKV,
+                                                 int HS);
 KCUDA_API void kcuda_kv_cache_append(float *k_cache, float *v_cache, const float *qkv, int B,
                                      int T_new, int pos, int NH, int NKV, int HS, int cache_T);
 KCUDA_API void kcuda_attention_decode(float *out, const float *qkv, const float *k_cache,

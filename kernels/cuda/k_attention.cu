@@ -17,7 +17,9 @@
  * The flash and decode kernels are templated on the element type (fp32, or bf16 widened to fp32
  * on load; all arithmetic and the accumulators are fp32) and on the head size padded to 32, 64
  * or 128 (HS <= KCUDA_FLASH_MAX_HS). They use scalar fp32 FMAs with warp shuffles, not tensor
- * cores: correct and reasonably fast, not the fastest possible. */
+ * cores: correct and reasonably fast, not the fastest possible. The two fp32 flash entries hand
+ * over to the tensor-core kernels of k_attention_tc.cu when SCALEWISE_CUDA_ATTENTION=tc and the
+ * head size (64, 128) and device allow (opt-in until it has run on a GPU). */
 #include "kernels/cuda/cuda_int.cuh"
 #include "kernels/cuda/k_common.cuh"
 
@@ -434,14 +436,20 @@ static void flash_backward(T *dqkv, const T *dout, const T *qkv, const T *out, c
 KCUDA_API void kcuda_flash_attention_forward(float *out, float *lse, const float *qkv, int B,
                                              int T, int NH, int NKV, int HS)
 {
-    flash_forward<float>(out, lse, qkv, B, T, NH, NKV, HS);
+    if (kcuda_flash_attention_tc_enabled(HS)) /* opt-in tensor-core path (k_attention_tc.cu) */
+        kcuda_flash_attention_forward_tc(out, lse, qkv, B, T, NH, NKV, HS);
+    else
+        flash_forward<float>(out, lse, qkv, B, T, NH, NKV, HS);
 }
 
 KCUDA_API void kcuda_flash_attention_backward(float *dqkv, const float *dout, const float *qkv,
                                               const float *out, const float *lse, int B, int T,
                                               int NH, int NKV, int HS)
 {
-    flash_backward<float>(dqkv, dout, qkv, out, lse, B, T, NH, NKV, HS);
+    if (kcuda_flash_attention_tc_enabled(HS))
+        kcuda_flash_attention_backward_tc(dqkv, dout, qkv, out, lse, B, T, NH, NKV, HS);
+    else
+        flash_backward<float>(dqkv, dout, qkv, out, lse, B, T, NH, NKV, HS);
 }
 
 void kcuda_flash_attention_forward_bf16(__nv_bfloat16 *out, float *lse, const __nv_bfloat16 *qkv,

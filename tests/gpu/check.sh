@@ -13,13 +13,17 @@
 #      the same model and batch in PyTorch (torch.compile when it works, else eager) on the same
 #      GPU for the ratio;
 #   4. generation (a `task: infer` plan on cuda), batch 1 and 32, 128 prompt tokens + 128 new
-#      tokens: prefill and decode tokens/s and memory against the estimate, scalewise and PyTorch.
+#      tokens: prefill and decode tokens/s and memory against the estimate, scalewise and PyTorch;
+#   5. the scalewise training runs of step 3 again with the opt-in tensor-core attention
+#      (SCALEWISE_CUDA_ATTENTION=tc, kernels/cuda/k_attention_tc.cu): tokens/s, MFU, and the
+#      ratios to the default attention and to PyTorch.
 # When scalewise refuses a `device: cuda` plan (no GPU, no plugin: "the CUDA backend is
 # unavailable"), its benchmark lines say so with the reason; the PyTorch half runs regardless.
 # Exit status: non-zero when the build or a GPU test fails (benchmarks never fail the script).
 # Environment: PY (python with torch; default python3), SW_CHECK_BUDGET_S (default 450: later
 # benchmarks are skipped, and say so, once this many seconds have passed), SW_CHECK_HARDWARE
 # (the plans' hardware map, default "{probe: true}"; e.g. "{profile: h100-sxm, gpus_per_node: 1}");
+# SW_CHECK_TC_BATCHES (the batches of the tensor-core attention runs, default "16 64");
 # SW_CHECK_DEVICE, SW_CHECK_SEQ, SW_CHECK_STEPS, SW_CHECK_BATCHES, SW_CHECK_GEN_BATCHES only to
 # try the script on a CPU machine.
 set -u
@@ -42,6 +46,7 @@ SEQ=${SW_CHECK_SEQ:-1024}
 STEPS=${SW_CHECK_STEPS:-30}
 BATCHES=${SW_CHECK_BATCHES-16 64}
 GEN_BATCHES=${SW_CHECK_GEN_BATCHES-1 32}
+TC_BATCHES=${SW_CHECK_TC_BATCHES-16 64}
 status=0
 : >"$SUMMARY"
 
@@ -100,20 +105,34 @@ for t in build/gpu/*; do
   fi
 done
 
+# The communication layer's unit test: on a GPU it runs world size 1 through NCCL (issue 6).
+t0=$SECONDS
+if make -j"$(nproc)" build/tests/test_comm >"$LOGS/test_comm.build.log" 2>&1; then
+  timeout 120 build/tests/test_comm >"$LOGS/test_comm.log" 2>&1
+  rc=$?
+  line=$(grep -E '[0-9]+ passed, [0-9]+ failed' "$LOGS/test_comm.log" | tail -n 1)
+  say "test test_comm: rc=$rc ${line:-no count line} ($((SECONDS - t0)) s)"
+  grep -E "test_nccl_engine:" "$LOGS/test_comm.log" | sed "s/^/    /" | tee -a "$SUMMARY"
+  grep -q "world size 1 through NCCL" "$LOGS/test_comm.log" || status=1
+  [ "$rc" -eq 0 ] || status=1
+else
+  say "test test_comm: build FAILED"; status=1
+fi
+
 # ---------------------------------------------------------------- 3. training
 # Same model and shape for both sides: GPT-2 124M, T=1024 (SW_CHECK_SEQ), bf16-mixed, AdamW, clip 1.0.
 FPT=$("$PY" -c 'L,C,V,T=12,768,50304,'"$SEQ"'
 n=V*C+L*(12*C*C+13*C)+2*C   # parameters without the position table (tied head)
 print(6*n+12*L*C*T)')
-train_plan() { # B STEPS
-  cat >"$WORK/train-b$1.yaml" <<EOF
+train_plan() { # B STEPS [SUFFIX]: $WORK/train-b<B><SUFFIX>.yaml, output in $WORK/run-b<B><SUFFIX>
+  cat >"$WORK/train-b$1${3:-}.yaml" <<EOF
 scalewise_plan: 1
-name: gpt2-124m-bench-b$1
+name: gpt2-124m-bench-b$1${3:-}
 task: train
 hardware: $HW
 model: {profile: gpt2-124m}
 data: {path: $ROOT/data/tinyshakespeare.txt, tokenizer: byte, val_fraction: 0.1}
-train: {steps: $2, seq: $SEQ, lr: 6.0e-4, min_lr: 6.0e-5, warmup_steps: 2, grad_clip: 1.0, weight_decay: 0.1, log_every: 1, out_dir: $WORK/run-b$1}
+train: {steps: $2, seq: $SEQ, lr: 6.0e-4, min_lr: 6.0e-5, warmup_steps: 2, grad_clip: 1.0, weight_decay: 0.1, log_every: 1, out_dir: $WORK/run-b$1${3:-}}
 strategy: {device: $DEVICE, precision: bf16-mixed, optimizer: adamw, micro_batch: $1, grad_accum: 1, recompute: none, attention: flash}
 EOF
 }
@@ -195,6 +214,40 @@ EOF
     say "torch generate batch $GB (128+128, bf16, eager, KV cache): prefill $(printf '%.0f' "$(json "$WORK/torch-gen-b$GB.json" prefill_tokens_per_s)") tokens/s, decode $(printf '%.0f' "$(json "$WORK/torch-gen-b$GB.json" decode_tokens_per_s)") tokens/s ($((SECONDS - t0)) s)"
   else
     say "torch generate batch $GB: no result (see gpu-check-logs/torch-gen-b$GB.err)"
+  fi
+done
+
+# ---------------------------------------------------------------- 5. tensor-core attention
+# The training plans of step 3 with SCALEWISE_CUDA_ATTENTION=tc (opt-in until verified on a
+# GPU), last so that they never push another figure out of the budget; compared with the
+# default (FMA) attention run and PyTorch at the same batch.
+for B in $TC_BATCHES; do
+  if over_budget; then say "scalewise train B=$B (tc attention): skipped (time budget of $BUDGET_S s spent)"; continue; fi
+  train_plan "$B" "$STEPS" -tc
+  t0=$SECONDS
+  SCALEWISE_CUDA_ATTENTION=tc timeout 150 ./scalewise run "$WORK/train-b$B-tc.yaml" \
+    >"$LOGS/sw-train-b$B-tc.out" 2>"$LOGS/sw-train-b$B-tc.err"
+  rc=$?
+  if [ "$rc" -ne 0 ]; then
+    grep -qE "device is cuda|device 'cuda'" "$LOGS/sw-train-b$B-tc.err" && what=refused || what=FAILED
+    say "scalewise train B=$B T=$SEQ (tc attention): $what (rc=$rc): $(tail -n 3 "$LOGS/sw-train-b$B-tc.err" | head -c 400)"
+    continue
+  fi
+  cp "$WORK/run-b$B-tc/report.yaml" "$LOGS/sw-train-b$B-tc-report.yaml" 2>/dev/null
+  cp "$WORK/run-b$B-tc/metrics.jsonl" "$LOGS/sw-train-b$B-tc-metrics.jsonl" 2>/dev/null
+  line=$("$PY" tests/gpu/summarize.py train "$WORK/run-b$B-tc" "$FPT" "${PEAK:-0}" 2>"$WORK/tps-tc")
+  tc_tps=$(sed -n 's/^TPS //p' "$WORK/tps-tc")
+  say "scalewise train B=$B T=$SEQ (tc attention): ${line:-no metrics: $(tail -n 2 "$WORK/tps-tc")} ($((SECONDS - t0)) s)"
+  [ -n "$tc_tps" ] || continue
+  # The default-attention run's tokens/s again (its line above), and PyTorch's, when they exist.
+  "$PY" tests/gpu/summarize.py train "$WORK/run-b$B" "$FPT" "${PEAK:-0}" >/dev/null 2>"$WORK/tps-fma"
+  fma_tps=$(sed -n 's/^TPS //p' "$WORK/tps-fma")
+  th_tps=$(json "$WORK/torch-b$B.json" tokens_per_s)
+  if [ -n "$fma_tps" ]; then
+    say "ratio B=$B: scalewise tc attention / default attention = $(awk -v a="$tc_tps" -v b="$fma_tps" 'BEGIN{printf "%.2f", a/b}')"
+  fi
+  if [ -n "$th_tps" ]; then
+    say "ratio B=$B: scalewise (tc attention) / torch = $(awk -v a="$tc_tps" -v b="$th_tps" 'BEGIN{printf "%.2f", a/b}')"
   fi
 done
 

@@ -15,7 +15,10 @@
  *  - bf16 attention: the CPU reference runs on the bf16-rounded inputs, so only the bf16
  *    rounding of the output (2^-8 relative) and of the accumulated gradient remains: 1e-2
  *    absolute on out, 1e-2 times the largest |dqkv| (at least 1) on dqkv;
- *  - the int8 matmul: 1e-4 (the same int8 codes; fp32 sums over C = 300 in another order).
+ *  - the int8 matmul: 1e-4 (the same int8 codes; fp32 sums over C = 300 in another order);
+ *  - tensor-core attention (kcuda_flash_attention_*_tc): bounds derived from the bf16 rounding
+ *    of P and dS (2^-8 relative) against the CPU, 2^-5 relative (Frobenius) against the FMA
+ *    kernels on raw fp32 inputs; the derivation is at test_flash_attention_tc.
  * Where no GPU is present it prints "skipped: no GPU (<reason from cudaGetDeviceCount>)" and
  * exits 0. */
 #include <math.h>
@@ -341,6 +344,242 @@ static void test_flash_attention_bf16(void)
     printf("  %-44s max err %.3g (tol %.3g)\n", "flash bwd bf16 dqkv", e, 1e-2 * big);
     CHECK(e <= 1e-2 * big);
     dfree_all();
+}
+
+/* ---------------------------------------------------------------- tensor-core attention */
+
+/* kcuda_flash_attention_*_tc (k_attention_tc.cu) round q, k, v and dO to bf16 on load and the
+ * probabilities P and dS to bf16 for their products; everything else is fp32. Two checks:
+ *  (a) against the fp32 CPU kernels on inputs that are already bf16 values (so the loads round
+ *      nothing) and, for the backward, the CPU's out and lse: only the P and dS roundings
+ *      remain, each at most u = 2^-8 relative (bf16 keeps 8 significand bits). First-order
+ *      bounds, per element:
+ *        out:  |Σ_j (bf16(p_j) - p_j)·v_j| / Σ_j p_j <= u·max|v|   (the sum l adds fp32 p)
+ *        dq_t: u·Σ_j |dS_tj|·|k_j| <= u·max|k|·max_t Σ_j |dS_tj|
+ *        dk_j: u·max|q|·max_j Σ_{h,t} |dS_tj|,   dv_j: u·max|dO|·max_j Σ_{h,t} P_tj
+ *      (dS_tj = scale·P_tj·(dP_tj - D_t); the sums are computed here in double). The
+ *      tolerances are twice these bounds (fp32 differences in S, P and D: tensor-core fp32
+ *      accumulation, exp2f) plus 1e-5, and 1e-4 absolute on lse (fp32 in both, from scores
+ *      of magnitude <= ~3 summed in another order).
+ *  (b) against the FMA kernels on the device on raw fp32 inputs (the input roundings too):
+ *      relative Frobenius error <= 2^-5 (8u) for out, lse and dqkv; a masking or indexing
+ *      error gives O(0.1 .. 1). */
+static const double TC_U = 1.0 / 256.0;
+
+/* Max |got - ref| over columns [c0, c1) of rows of ld floats, printed beside tol. */
+static void expect_cols(const char *what, const vec &got, const vec &ref, size_t ld, size_t c0,
+                        size_t c1, double tol)
+{
+    double e = 0.0;
+    for (size_t r = 0; r < ref.size() / ld; r++)
+        for (size_t c = c0; c < c1; c++) {
+            double d = fabs((double)got[r * ld + c] - (double)ref[r * ld + c]);
+            if (!(d <= e))
+                e = d == d ? d : INFINITY;
+        }
+    printf("  %-44s max err %.3g (tol %.3g)\n", what, e, tol);
+    CHECK_MSG(e <= tol, "%s: max err %.3g > tol %.3g", what, e, tol);
+}
+
+/* ||got - ref|| / ||ref|| (Frobenius; NaN counts as infinite). */
+static double rel_err(const vec &got, const vec &ref)
+{
+    double num = 0.0, den = 0.0;
+    for (size_t i = 0; i < ref.size(); i++) {
+        double d = (double)got[i] - (double)ref[i];
+        num += d * d;
+        den += (double)ref[i] * ref[i];
+    }
+    double r = sqrt(num / (den > 0.0 ? den : 1.0));
+    return r == r ? r : INFINITY;
+}
+
+static double max_abs_cols(const vec &x, size_t ld, size_t c0, size_t c1)
+{
+    double m = 0.0;
+    for (size_t r = 0; r < x.size() / ld; r++)
+        for (size_t c = c0; c < c1; c++)
+            m = fmax(m, fabs(x[r * ld + c]));
+    return m;
+}
+
+/* The sums of check (a): max_t Σ_j |dS_tj| (sq), max over (b, kv head, j) of Σ_{h,t} |dS_tj|
+ * (sk) and of Σ_{h,t} P_tj (sv), from the CPU's out and lse, in double. */
+static void tc_grad_sums(const vec &qkv, const vec &dout, const vec &out, const vec &lse, int B,
+                         int T, int NH, int NKV, int HS, double *sq, double *sk, double *sv)
+{
+    const size_t R = (size_t)(NH + 2 * NKV) * HS, O = (size_t)NH * HS;
+    const double scale = 1.0 / sqrt((double)HS);
+    std::vector<double> ck((size_t)B * NKV * T, 0.0), cv((size_t)B * NKV * T, 0.0);
+    *sq = 0.0;
+    for (int b = 0; b < B; b++)
+        for (int h = 0; h < NH; h++)
+            for (int t = 0; t < T; t++) {
+                int g = h / (NH / NKV);
+                const float *q = &qkv[((size_t)b * T + t) * R + (size_t)h * HS];
+                const float *go = &dout[((size_t)b * T + t) * O + (size_t)h * HS];
+                const float *o = &out[((size_t)b * T + t) * O + (size_t)h * HS];
+                double D = 0.0, row = 0.0, L = lse[((size_t)b * NH + h) * T + t];
+                for (int d = 0; d < HS; d++)
+                    D += (double)go[d] * o[d];
+                for (int j = 0; j <= t; j++) {
+                    const float *k = &qkv[((size_t)b * T + j) * R + (size_t)(NH + g) * HS];
+                    const float *v = k + (size_t)NKV * HS;
+                    double s = 0.0, dp = 0.0;
+                    for (int d = 0; d < HS; d++) {
+                        s += (double)q[d] * k[d];
+                        dp += (double)go[d] * v[d];
+                    }
+                    double p = exp(scale * s - L), ds = fabs(scale * p * (dp - D));
+                    row += ds;
+                    ck[((size_t)b * NKV + g) * T + j] += ds;
+                    cv[((size_t)b * NKV + g) * T + j] += p;
+                }
+                *sq = fmax(*sq, row);
+            }
+    *sk = *sv = 0.0;
+    for (size_t i = 0; i < ck.size(); i++) {
+        *sk = fmax(*sk, ck[i]);
+        *sv = fmax(*sv, cv[i]);
+    }
+}
+
+/* Check (a) for one shape. */
+static void tc_vs_cpu(int B, int T, int NH, int NKV, int HS)
+{
+    char what[96];
+    const size_t R = (size_t)(NH + 2 * NKV) * HS, O = (size_t)NH * HS;
+    vec qkv = bf16_round(rnd((size_t)B * T * R)), dout = bf16_round(rnd((size_t)B * T * O));
+    vec out((size_t)B * T * O), lse((size_t)B * NH * T), dqkv = rnd((size_t)B * T * R, 0.1f);
+    float *d_qkv = up(qkv), *d_dout = up(dout), *d_dqkv = up(dqkv);
+    float *d_out = (float *)dalloc(out.size() * 4), *d_lse = (float *)dalloc(lse.size() * 4);
+    kcpu_flash_attention_forward(out.data(), lse.data(), qkv.data(), B, T, NH, NKV, HS);
+    kcuda_flash_attention_forward_tc(d_out, d_lse, d_qkv, B, T, NH, NKV, HS);
+    double tol = TC_U * max_abs_cols(qkv, R, (NH + NKV) * HS, R) + 1e-4;
+    snprintf(what, sizeof what, "tc fwd out B%d T%d NH%d NKV%d HS%d", B, T, NH, NKV, HS);
+    expect_cols(what, down(d_out, out.size()), out, O, 0, O, tol);
+    snprintf(what, sizeof what, "tc fwd lse B%d T%d NH%d NKV%d HS%d", B, T, NH, NKV, HS);
+    expect_close(what, d_lse, lse, 1e-4);
+
+    double sq, sk, sv;
+    tc_grad_sums(qkv, dout, out, lse, B, T, NH, NKV, HS, &sq, &sk, &sv);
+    float *c_out = up(out), *c_lse = up(lse); /* the backward reads the CPU's out and lse */
+    kcpu_flash_attention_backward(dqkv.data(), dout.data(), qkv.data(), out.data(), lse.data(),
+                                  B, T, NH, NKV, HS);
+    kcuda_flash_attention_backward_tc(d_dqkv, d_dout, d_qkv, c_out, c_lse, B, T, NH, NKV, HS);
+    vec got = down(d_dqkv, dqkv.size());
+    size_t q1 = (size_t)NH * HS, k1 = (size_t)(NH + NKV) * HS;
+    double mq = max_abs_cols(qkv, R, 0, q1), mk = max_abs_cols(qkv, R, q1, k1);
+    double mo = max_abs_cols(dout, O, 0, O);
+    snprintf(what, sizeof what, "tc bwd dq B%d T%d NH%d NKV%d HS%d", B, T, NH, NKV, HS);
+    expect_cols(what, got, dqkv, R, 0, q1, 2.0 * TC_U * mk * sq + 1e-5);
+    snprintf(what, sizeof what, "tc bwd dk B%d T%d NH%d NKV%d HS%d", B, T, NH, NKV, HS);
+    expect_cols(what, got, dqkv, R, q1, k1, 2.0 * TC_U * mq * sk + 1e-5);
+    snprintf(what, sizeof what, "tc bwd dv B%d T%d NH%d NKV%d HS%d", B, T, NH, NKV, HS);
+    expect_cols(what, got, dqkv, R, k1, R, 2.0 * TC_U * mo * sv + 1e-5);
+    dfree_all();
+}
+
+/* Check (b) for one shape: relative errors of tc against the FMA kernels; *fwd_ms and *bwd_ms
+ * (may be NULL) receive the mean time of `reps` further calls of each (tc, then FMA). */
+static void tc_vs_fma(int B, int T, int NH, int NKV, int HS, int reps, double fwd_ms[2],
+                      double bwd_ms[2])
+{
+    char what[96];
+    const size_t R = (size_t)(NH + 2 * NKV) * HS, O = (size_t)NH * HS;
+    vec qkv = rnd((size_t)B * T * R), dout = rnd((size_t)B * T * O);
+    float *d_qkv = up(qkv), *d_dout = up(dout);
+    float *o_f = (float *)dalloc(O * B * T * 4), *o_t = (float *)dalloc(O * B * T * 4);
+    float *l_f = (float *)dalloc((size_t)B * NH * T * 4);
+    float *l_t = (float *)dalloc((size_t)B * NH * T * 4);
+    float *g_f = (float *)dalloc(R * B * T * 4), *g_t = (float *)dalloc(R * B * T * 4);
+    CUDA_CHECK(cudaMemset(g_f, 0, R * B * T * 4));
+    CUDA_CHECK(cudaMemset(g_t, 0, R * B * T * 4));
+    /* kcuda_flash_attention_* run the FMA kernels: main() clears SCALEWISE_CUDA_ATTENTION. */
+    kcuda_flash_attention_forward(o_f, l_f, d_qkv, B, T, NH, NKV, HS);
+    kcuda_flash_attention_forward_tc(o_t, l_t, d_qkv, B, T, NH, NKV, HS);
+    kcuda_flash_attention_backward(g_f, d_dout, d_qkv, o_f, l_f, B, T, NH, NKV, HS);
+    kcuda_flash_attention_backward_tc(g_t, d_dout, d_qkv, o_f, l_f, B, T, NH, NKV, HS);
+    vec of = down(o_f, O * B * T), ot = down(o_t, O * B * T);
+    vec lf = down(l_f, (size_t)B * NH * T), lt = down(l_t, (size_t)B * NH * T);
+    vec gf = down(g_f, R * B * T), gt = down(g_t, R * B * T);
+    const vec *tc[3] = {&ot, &lt, &gt}, *fma[3] = {&of, &lf, &gf};
+    const char *name[3] = {"out", "lse", "dqkv"};
+    for (int i = 0; i < 3; i++) {
+        double e = rel_err(*tc[i], *fma[i]);
+        snprintf(what, sizeof what, "tc vs fma %s B%d T%d NH%d NKV%d HS%d", name[i], B, T, NH,
+                 NKV, HS);
+        printf("  %-44s rel err %.3g (tol %.3g), max abs %.3g\n", what, e, 1.0 / 32.0,
+               max_err(*tc[i], *fma[i]));
+        CHECK_MSG(e <= 1.0 / 32.0, "%s: rel err %.3g > 2^-5", what, e);
+    }
+    if (reps > 0 && fwd_ms && bwd_ms) {
+        cudaEvent_t ev[3];
+        for (int i = 0; i < 3; i++)
+            CUDA_CHECK(cudaEventCreate(&ev[i]));
+        for (int tc = 1; tc >= 0; tc--) {
+            CUDA_CHECK(cudaEventRecord(ev[0], cuda_stream()));
+            for (int i = 0; i < reps; i++) {
+                if (tc)
+                    kcuda_flash_attention_forward_tc(o_t, l_t, d_qkv, B, T, NH, NKV, HS);
+                else
+                    kcuda_flash_attention_forward(o_f, l_f, d_qkv, B, T, NH, NKV, HS);
+            }
+            CUDA_CHECK(cudaEventRecord(ev[1], cuda_stream()));
+            for (int i = 0; i < reps; i++) {
+                if (tc)
+                    kcuda_flash_attention_backward_tc(g_t, d_dout, d_qkv, o_f, l_f, B, T, NH, NKV,
+                                                      HS);
+                else
+                    kcuda_flash_attention_backward(g_f, d_dout, d_qkv, o_f, l_f, B, T, NH, NKV,
+                                                   HS);
+            }
+            CUDA_CHECK(cudaEventRecord(ev[2], cuda_stream()));
+            CUDA_CHECK(cudaEventSynchronize(ev[2]));
+            float f_ms = 0.0f, b_ms = 0.0f;
+            CUDA_CHECK(cudaEventElapsedTime(&f_ms, ev[0], ev[1]));
+            CUDA_CHECK(cudaEventElapsedTime(&b_ms, ev[1], ev[2]));
+            fwd_ms[tc ? 0 : 1] = f_ms / reps;
+            bwd_ms[tc ? 0 : 1] = b_ms / reps;
+        }
+        for (int i = 0; i < 3; i++)
+            CUDA_CHECK(cudaEventDestroy(ev[i]));
+    }
+    dfree_all();
+}
+
+static void test_flash_attention_tc(void)
+{
+    const cudaDeviceProp *prop = cuda_props();
+    if (!kcuda_flash_attention_tc_supported(64) || !kcuda_flash_attention_tc_supported(128)) {
+        printf("  tensor-core attention: skipped: unsupported here (sm_%d%d, %zu bytes of "
+               "opt-in shared memory per block)\n",
+               prop->major, prop->minor, (size_t)prop->sharedMemPerBlockOptin);
+        return;
+    }
+    const int Ts[5] = {1, 17, 64, 200, 1024};
+    const int heads[3][3] = {{4, 4, 64}, {8, 2, 64}, {4, 2, 128}}; /* NH, NKV, HS */
+    int before = harness_failed;
+    for (int s = 0; s < 3; s++)
+        for (int i = 0; i < 5; i++) {
+            tc_vs_cpu(2, Ts[i], heads[s][0], heads[s][1], heads[s][2]);
+            tc_vs_fma(2, Ts[i], heads[s][0], heads[s][1], heads[s][2], 0, NULL, NULL);
+        }
+    printf("tc attention vs CPU and FMA kernels, 15 shapes: max error within tolerance in %s\n",
+           harness_failed == before ? "every check" : "NOT every check (see above)");
+    /* GPT-2 124M's attention at micro-batch 8: agreement and time of both device paths.
+     * FLOPs of causal attention: forward 4·B·NH·HS·T(T+1)/2 (QKᵀ and PV), backward 2.5× that
+     * (FlashAttention-2's convention; these kernels recompute QKᵀ twice). */
+    const int B = 8, T = 1024, NH = 12, HS = 64;
+    double fwd_ms[2] = {0, 0}, bwd_ms[2] = {0, 0};
+    before = harness_failed;
+    tc_vs_fma(B, T, NH, NH, HS, 5, fwd_ms, bwd_ms);
+    double fl = 4.0 * B * NH * HS * (double)T * (T + 1) / 2.0;
+    printf("tc attention B%d T%d NH%d HS%d: max error vs FMA %s; forward tc %.3f ms (%.1f "
+           "TFLOP/s) fma %.3f ms; backward tc %.3f ms (%.1f TFLOP/s) fma %.3f ms\n",
+           B, T, NH, HS, harness_failed == before ? "within 2^-5 relative" : "TOO LARGE",
+           fwd_ms[0], fl / (fwd_ms[0] * 1e9), fwd_ms[1], bwd_ms[0], 2.5 * fl / (bwd_ms[0] * 1e9),
+           bwd_ms[1]);
 }
 
 static void test_attention_materialised(void)
@@ -706,6 +945,9 @@ static void test_bf16_int8(void)
 
 int main(void)
 {
+    /* The kcuda_flash_attention_* checks are of the FMA kernels; the tensor-core ones are called
+     * by name. (Set before the plugin reads it, once.) */
+    unsetenv("SCALEWISE_CUDA_ATTENTION");
     int count = 0;
     cudaError_t e = cudaGetDeviceCount(&count);
     if (e != cudaSuccess || count == 0) {
@@ -729,6 +971,7 @@ int main(void)
     RUN(test_rope);
     RUN(test_flash_attention);
     RUN(test_flash_attention_bf16);
+    RUN(test_flash_attention_tc);
     RUN(test_attention_materialised);
     RUN(test_kv_cache_decode);
     RUN(test_softmax_ce);

@@ -1,0 +1,640 @@
+/* Causal self-attention with GQA on tensor cores (FlashAttention-2, Dao 2023), forward and
+ * backward, with the contracts of kcuda_flash_attention_forward / _backward (k_attention.cu,
+ * kernels/cpu/flash.c): fp32 fused qkv (B,T,(NH+2·NKV)·HS), query head h reads kv head
+ * h / (NH/NKV), scale 1/sqrt(HS), out (B,T,NH·HS), lse (B,NH,T) in natural-log units, and the
+ * backward ADDS its gradient into dqkv. Only HS = 64 and 128; other head sizes stay on the FMA
+ * kernels of k_attention.cu, which also dispatches here when SCALEWISE_CUDA_ATTENTION=tc.
+ *
+ * Numerics: tiles of q, k, v and dO are rounded to bf16 (round to nearest) as they are copied
+ * from global memory into shared memory; every product runs as a WMMA 16×16×16 bf16 MMA with an
+ * fp32 accumulator (nvcuda::wmma, sm_80+). The probabilities P (forward, and dV's factor) and
+ * dS (dQ's and dK's factor) are rounded to bf16 for their MMA; everything else is fp32: scores,
+ * the online-softmax max and sum (the sum adds the unrounded fp32 probabilities, so lse is the
+ * fp32 value and out = Σ bf16(p)·v / Σ p), the output accumulator, D_t = dO_t·O_t (from the fp32
+ * out and dout), the gradient accumulators, and every value written to memory.
+ *
+ * Blocks: TC_WARPS = 4 warps; each warp owns 16 rows of a 64-row tile (one WMMA fragment row),
+ * so a block covers 64 queries (forward, dq) or 64 keys (dk, dv). WMMA fragments are opaque, so
+ * each warp stores its 16×64 score tile to its own fp32 slice of shared memory, where lanes do
+ * the softmax arithmetic (lane = 2·row + parity, columns 2i + parity), and the forward keeps
+ * its output accumulator there too (it must be rescaled row by row).
+ *  - forward: grid (ceil(T/64), NH, B); the block walks key tiles 0..its last query.
+ *  - backward, two kernels as in k_attention.cu, each gradient element with one writer (no
+ *    atomics, deterministic): dq over query tiles (grid (ceil(T/64), NH, B), dQ accumulated in
+ *    fragments over key tiles); dk, dv over key tiles (grid (ceil(T/64), NKV, B), dK and dV in
+ *    fragments, looping over the kv group's query heads and the query tiles at or after the key
+ *    tile). D_t is recomputed per query tile from out and dout (16 warp reductions per warp per
+ *    tile) rather than kept in a scratch buffer: the backend entry has no scratch argument, and
+ *    a hidden plugin allocation would fall outside the advisor's byte-exact model of the
+ *    backend's workspace (docs/cuda.md, tests/unit/test_exec_vs_advisor.c); the extra cost is
+ *    one fp32 read of the out tile next to the dO tile the kernel reads anyway.
+ *  - tiles start heaviest first (the latest query tiles, the earliest key tiles), as the FMA
+ *    kernels do.
+ *
+ * Dynamic shared memory per block (bytes; tc_dims below; all above the 48 KiB static limit, so
+ * each kernel opts in with cudaFuncSetAttribute once; all fit the 99 KiB opt-in limit of sm_86
+ * and sm_89, A100 holds 2 (HS 64) or 1 (HS 128) blocks per SM, H100 3 or 2):
+ *              HS = 64   HS = 128
+ *    forward    62,464     95,232   q tile (aliased by the scores once q is in fragments), k, v
+ *                                   tiles, 4 × (16×64 fp32 scores, 16×64 bf16 P, 16×HS fp32 O)
+ *    dq, dkv    64,000     96,768   q, dO, k, v tiles, 4 × (16×64 fp32 scores, 16×64 bf16 P or
+ *                                   dS), lse and D of 64 rows
+ * Not run on a GPU yet: tests/gpu/test_cuda_kernels.cu checks it against the CPU kernels. */
+#include <mma.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels/cuda/cuda_int.cuh"
+#include "kernels/cuda/k_common.cuh"
+
+using namespace nvcuda;
+
+#define TC_WARPS 4
+#define TC_THREADS (TC_WARPS * 32)
+#define TC_TILE 64           /* rows of a q, k, v or dO tile: 16 per warp */
+#define TC_SLD (TC_TILE + 4) /* fp32 score row (floats): 16-byte pad against bank conflicts */
+#define TC_PLD (TC_TILE + 8) /* bf16 P / dS row (elements): 16-byte pad */
+#define TC_LOG2E 1.4426950408889634f
+#define TC_LN2 0.6931471805599453f
+
+using bf16 = __nv_bfloat16;
+using frag_a = wmma::fragment<wmma::matrix_a, 16, 16, 16, bf16, wmma::row_major>;
+using frag_b = wmma::fragment<wmma::matrix_b, 16, 16, 16, bf16, wmma::row_major>;
+/* B = Xᵀ of a row-major X (keys or queries by head dimension): X read column-major. */
+using frag_bt = wmma::fragment<wmma::matrix_b, 16, 16, 16, bf16, wmma::col_major>;
+using frag_c = wmma::fragment<wmma::accumulator, 16, 16, 16, float>;
+
+/* Shared-memory geometry for head size HS. Every region and every per-warp slice is a
+ * multiple of 128 bytes, and every fragment pointer (16-row or 16-column steps) stays 32-byte
+ * aligned, as load/store_matrix_sync require. */
+template <int HS> struct tc_dims {
+    static constexpr int HLD = HS + 8; /* bf16 tile row (elements): 16-byte pad */
+    static constexpr int OLD = HS + 4; /* fp32 16×HS staging row (floats) */
+    static constexpr size_t TILE = (size_t)TC_TILE * HLD * sizeof(bf16);
+    static constexpr size_t SCORES = (size_t)TC_WARPS * 16 * TC_SLD * sizeof(float);
+    static constexpr size_t PROBS = (size_t)TC_WARPS * 16 * TC_PLD * sizeof(bf16);
+    static constexpr size_t OACC = (size_t)TC_WARPS * 16 * OLD * sizeof(float);
+    static constexpr size_t STATS = (size_t)2 * TC_TILE * sizeof(float);
+    static constexpr size_t QS = TILE > SCORES ? TILE : SCORES; /* q tile ∪ scores */
+    static constexpr size_t FWD = QS + 2 * TILE + PROBS + OACC;
+    static constexpr size_t BWD = 4 * TILE + SCORES + PROBS + STATS;
+};
+static_assert(tc_dims<64>::FWD == 62464 && tc_dims<128>::FWD == 95232, "documented sizes");
+static_assert(tc_dims<64>::BWD == 64000 && tc_dims<128>::BWD == 96768, "documented sizes");
+/* The backward kernels stage their 16×HS fp32 results in two freed tiles. */
+static_assert(tc_dims<64>::OACC <= 2 * tc_dims<64>::TILE, "dq/dk/dv staging fits");
+static_assert(tc_dims<128>::OACC <= 2 * tc_dims<128>::TILE, "dq/dk/dv staging fits");
+static_assert(tc_dims<128>::TILE % 128 == 0 && tc_dims<64>::TILE % 128 == 0, "alignment");
+static_assert(tc_dims<64>::OACC % 128 == 0 && tc_dims<128>::OACC % 128 == 0, "alignment");
+
+/* Rows [r0, r0+64) of a head slice (row r: HS floats at src + r·stride) into a bf16 tile of
+ * 64 × HLD, rounding to nearest; rows >= T are zeros (so masked products stay finite). */
+template <int HS>
+static __device__ __forceinline__ void tc_load_tile(bf16 *dst, const float *src, size_t stride,
+                                                    int r0, int Tlen)
+{
+    constexpr int HLD = tc_dims<HS>::HLD, C4 = HS / 4;
+    uintptr_t bits = reinterpret_cast<uintptr_t>(src) | (uintptr_t)(stride * sizeof(float));
+    bool vec = (bits & 15) == 0; /* every row start is 16-byte aligned: float4 loads */
+    for (int e = threadIdx.x; e < TC_TILE * C4; e += TC_THREADS) {
+        int r = e / C4, c = (e % C4) * 4;
+        float4 v = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+        if (r0 + r < Tlen) {
+            const float *p = src + (size_t)(r0 + r) * stride + c;
+            if (vec)
+                v = *reinterpret_cast<const float4 *>(p);
+            else
+                v = make_float4(p[0], p[1], p[2], p[3]);
+        }
+        __nv_bfloat162 *d = reinterpret_cast<__nv_bfloat162 *>(dst + r * HLD + c);
+        d[0] = __floats2bfloat162_rn(v.x, v.y);
+        d[1] = __floats2bfloat162_rn(v.z, v.w);
+    }
+}
+
+/* For the 16 query rows tw0.. of this warp: D_t = dO_t·O_t (fp32) and lse_t·log2(e) into slots
+ * slot0.. of D_s and lse2_s; 0 for rows >= T. go and o point at row 0 of head h of batch b
+ * (row stride O floats), lse_row at lse of (b, h, 0). */
+template <int HS>
+static __device__ __forceinline__ void tc_row_stats(float *lse2_s, float *D_s, int slot0,
+                                                    const float *go, const float *o, size_t O,
+                                                    const float *lse_row, int tw0, int Tlen)
+{
+    int lane = threadIdx.x & 31;
+    for (int rr = 0; rr < 16; rr++) {
+        int t = tw0 + rr;
+        float part = 0.0f;
+        if (t < Tlen) {
+#pragma unroll
+            for (int d = lane; d < HS; d += 32)
+                part += go[(size_t)t * O + d] * o[(size_t)t * O + d];
+        }
+        part = kc_warp_sum(part);
+        if (lane == 0) {
+            D_s[slot0 + rr] = part;
+            lse2_s[slot0 + rr] = t < Tlen ? lse_row[t] * TC_LOG2E : 0.0f;
+        }
+    }
+}
+
+/* ---------------------------------------------------------------- forward */
+
+/* grid (ceil(T/64), NH, B), TC_THREADS threads, tc_dims<HS>::FWD bytes of dynamic shared
+ * memory. Warp w owns query rows t0 + 16w .. +15; per key tile it computes S = Q·Kᵀ (scaled to
+ * log2 units), updates the running max m and sum l of each row, rescales its fp32 output rows
+ * in shared memory by 2^(m_old - m_new) and adds bf16(P)·V. */
+template <int HS>
+__global__ void __launch_bounds__(TC_THREADS)
+    tc_forward_kernel(float *out, float *lse, const float *qkv, int Tlen, int NH, int NKV,
+                      float scale_log2)
+{
+    using D = tc_dims<HS>;
+    constexpr int HLD = D::HLD, OLD = D::OLD, NF = HS / 16;
+    extern __shared__ __align__(128) unsigned char tc_smem[];
+    bf16 *Qs = reinterpret_cast<bf16 *>(tc_smem);
+    float *Ss = reinterpret_cast<float *>(tc_smem); /* after the q fragments are loaded */
+    bf16 *Ks = reinterpret_cast<bf16 *>(tc_smem + D::QS), *Vs = Ks + TC_TILE * HLD;
+    bf16 *Ps = Vs + TC_TILE * HLD;
+    float *Os = reinterpret_cast<float *>(Ps + TC_WARPS * 16 * TC_PLD);
+    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    int qb = gridDim.x - 1 - blockIdx.x; /* heaviest (latest) tiles first */
+    int h = blockIdx.y, b = blockIdx.z, g = h / (NH / NKV);
+    size_t R = (size_t)(NH + 2 * NKV) * HS;
+    const float *base = qkv + (size_t)b * Tlen * R;
+    int t0 = qb * TC_TILE, tw0 = t0 + 16 * warp;
+    float *Sw = Ss + warp * 16 * TC_SLD, *Ow = Os + warp * 16 * OLD;
+    bf16 *Pw = Ps + warp * 16 * TC_PLD;
+
+    tc_load_tile<HS>(Qs, base + (size_t)h * HS, R, t0, Tlen);
+    for (int e = lane; e < 16 * OLD; e += 32)
+        Ow[e] = 0.0f;
+    __syncthreads();
+    frag_a qf[NF];
+#pragma unroll
+    for (int k = 0; k < NF; k++)
+        wmma::load_matrix_sync(qf[k], Qs + 16 * warp * HLD + 16 * k, HLD);
+
+    /* This lane's softmax row (r) and column parity; both lanes of a row hold its m and l. */
+    int r = lane >> 1, par = lane & 1, t = tw0 + r;
+    float m = -INFINITY, l = 0.0f;
+    bool active = tw0 < Tlen; /* warp-uniform: some row of the warp is a real position */
+    int kend = t0 + TC_TILE < Tlen ? t0 + TC_TILE : Tlen;
+    for (int j0 = 0; j0 < kend; j0 += TC_TILE) {
+        __syncthreads(); /* previous K, V read by every warp; every q fragment loaded (Ss = Qs) */
+        tc_load_tile<HS>(Ks, base + (size_t)(NH + g) * HS, R, j0, Tlen);
+        tc_load_tile<HS>(Vs, base + (size_t)(NH + NKV + g) * HS, R, j0, Tlen);
+        __syncthreads();
+        if (!active || j0 > tw0 + 15)
+            continue; /* warp-uniform: nothing of this tile is visible to these rows */
+        /* 16-key sub-blocks any row of the warp sees: keys <= its last row and < T. */
+        int jmax = tw0 + 15 < Tlen - 1 ? tw0 + 15 : Tlen - 1;
+        int nsub = (jmax - j0) / 16 + 1;
+        nsub = nsub < 4 ? nsub : 4;
+        for (int nb = 0; nb < nsub; nb++) {
+            frag_c s;
+            wmma::fill_fragment(s, 0.0f);
+#pragma unroll
+            for (int k = 0; k < NF; k++) {
+                frag_bt kf;
+                wmma::load_matrix_sync(kf, Ks + 16 * nb * HLD + 16 * k, HLD);
+                wmma::mma_sync(s, qf[k], kf, s);
+            }
+            wmma::store_matrix_sync(Sw + 16 * nb, s, TC_SLD, wmma::mem_row_major);
+        }
+        __syncwarp();
+        float mx = -INFINITY;
+#pragma unroll 8
+        for (int i = 0; i < 32; i++) {
+            int c = 2 * i + par, j = j0 + c;
+            if (c < 16 * nsub && j <= t && j < Tlen)
+                mx = fmaxf(mx, Sw[r * TC_SLD + c] * scale_log2);
+        }
+        mx = fmaxf(mx, __shfl_xor_sync(KC_FULL_MASK, mx, 1));
+        float mn = fmaxf(m, mx); /* finite for t < T: key j0 <= t was seen by tile 0 */
+        float corr = mn == -INFINITY ? 1.0f : exp2f(m - mn); /* 0 while m is -inf */
+        float ps = 0.0f;
+#pragma unroll 8
+        for (int i = 0; i < 32; i++) {
+            int c = 2 * i + par, j = j0 + c;
+            float p = 0.0f;
+            if (c < 16 * nsub && j <= t && j < Tlen)
+                p = exp2f(Sw[r * TC_SLD + c] * scale_log2 - mn);
+            ps += p;
+            Pw[r * TC_PLD + c] = __float2bfloat16_rn(p);
+        }
+        ps += __shfl_xor_sync(KC_FULL_MASK, ps, 1);
+        l = l * corr + ps;
+        m = mn;
+        for (int i = 0; i < HS / 2; i++)
+            Ow[r * OLD + 2 * i + par] *= corr;
+        __syncwarp();
+#pragma unroll
+        for (int nd = 0; nd < NF; nd++) {
+            frag_c o;
+            wmma::load_matrix_sync(o, Ow + 16 * nd, OLD, wmma::mem_row_major);
+            for (int kb = 0; kb < nsub; kb++) {
+                frag_a pf;
+                frag_b vf;
+                wmma::load_matrix_sync(pf, Pw + 16 * kb, TC_PLD);
+                wmma::load_matrix_sync(vf, Vs + 16 * kb * HLD + 16 * nd, HLD);
+                wmma::mma_sync(o, pf, vf, o);
+            }
+            wmma::store_matrix_sync(Ow + 16 * nd, o, OLD, wmma::mem_row_major);
+        }
+        __syncwarp();
+    }
+    if (!active)
+        return; /* no block-wide synchronisation below */
+    float inv = 1.0f / l;
+    for (int rr = 0; rr < 16; rr++) {
+        float iv = __shfl_sync(KC_FULL_MASK, inv, 2 * rr);
+        int tt = tw0 + rr;
+        if (tt >= Tlen)
+            break; /* warp-uniform */
+        float *o = out + ((size_t)b * Tlen + tt) * NH * HS + (size_t)h * HS;
+        for (int d = lane; d < HS; d += 32)
+            o[d] = Ow[rr * OLD + d] * iv;
+    }
+    if (par == 0 && t < Tlen)
+        lse[((size_t)b * NH + h) * Tlen + t] = m * TC_LN2 + logf(l);
+}
+
+/* ---------------------------------------------------------------- backward: dq */
+
+/* grid (ceil(T/64), NH, B), tc_dims<HS>::BWD bytes. Warp w owns query rows t0 + 16w .. +15:
+ * per key tile, S = Q·Kᵀ and dP = dO·Vᵀ through the warp's fp32 score slice,
+ * P = 2^(S·scale·log2e - lse·log2e), dS = scale·P·(dP - D) (flash.c pass 1), dQ += bf16(dS)·K
+ * in fragments; at the end dq is added to dqkv. */
+template <int HS>
+__global__ void __launch_bounds__(TC_THREADS)
+    tc_backward_dq_kernel(float *dqkv, const float *dout, const float *qkv, const float *out,
+                          const float *lse, int Tlen, int NH, int NKV, float scale,
+                          float scale_log2)
+{
+    using D = tc_dims<HS>;
+    constexpr int HLD = D::HLD, OLD = D::OLD, NF = HS / 16;
+    extern __shared__ __align__(128) unsigned char tc_smem[];
+    bf16 *Qs = reinterpret_cast<bf16 *>(tc_smem), *dOs = Qs + TC_TILE * HLD;
+    bf16 *Ks = dOs + TC_TILE * HLD, *Vs = Ks + TC_TILE * HLD;
+    float *Ss = reinterpret_cast<float *>(Vs + TC_TILE * HLD);
+    bf16 *Ps = reinterpret_cast<bf16 *>(Ss + TC_WARPS * 16 * TC_SLD);
+    float *lse2_s = reinterpret_cast<float *>(Ps + TC_WARPS * 16 * TC_PLD);
+    float *D_s = lse2_s + TC_TILE;
+    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    int qb = gridDim.x - 1 - blockIdx.x;
+    int h = blockIdx.y, b = blockIdx.z, g = h / (NH / NKV);
+    size_t R = (size_t)(NH + 2 * NKV) * HS, O = (size_t)NH * HS;
+    const float *base = qkv + (size_t)b * Tlen * R;
+    const float *go = dout + (size_t)b * Tlen * O + (size_t)h * HS;
+    int t0 = qb * TC_TILE, tw0 = t0 + 16 * warp;
+    float *Sw = Ss + warp * 16 * TC_SLD;
+    bf16 *Pw = Ps + warp * 16 * TC_PLD;
+
+    tc_load_tile<HS>(Qs, base + (size_t)h * HS, R, t0, Tlen);
+    tc_load_tile<HS>(dOs, go, O, t0, Tlen);
+    tc_row_stats<HS>(lse2_s, D_s, 16 * warp, go, out + (size_t)b * Tlen * O + (size_t)h * HS, O,
+                     lse + ((size_t)b * NH + h) * Tlen, tw0, Tlen);
+    __syncwarp();
+    int r = lane >> 1, par = lane & 1, t = tw0 + r;
+    float L2 = lse2_s[16 * warp + r], Dt = D_s[16 * warp + r];
+    frag_c dq[NF];
+#pragma unroll
+    for (int nd = 0; nd < NF; nd++)
+        wmma::fill_fragment(dq[nd], 0.0f);
+    bool active = tw0 < Tlen;
+    int kend = t0 + TC_TILE < Tlen ? t0 + TC_TILE : Tlen;
+    for (int j0 = 0; j0 < kend; j0 += TC_TILE) {
+        __syncthreads();
+        tc_load_tile<HS>(Ks, base + (size_t)(NH + g) * HS, R, j0, Tlen);
+        tc_load_tile<HS>(Vs, base + (size_t)(NH + NKV + g) * HS, R, j0, Tlen);
+        __syncthreads(); /* also publishes the q and dO tiles on the first pass */
+        if (!active || j0 > tw0 + 15)
+            continue;
+        int jmax = tw0 + 15 < Tlen - 1 ? tw0 + 15 : Tlen - 1;
+        int nsub = (jmax - j0) / 16 + 1;
+        nsub = nsub < 4 ? nsub : 4;
+        /* S = Q·Kᵀ */
+        for (int nb = 0; nb < nsub; nb++) {
+            frag_c s;
+            wmma::fill_fragment(s, 0.0f);
+#pragma unroll
+            for (int k = 0; k < NF; k++) {
+                frag_a a;
+                frag_bt bt;
+                wmma::load_matrix_sync(a, Qs + 16 * warp * HLD + 16 * k, HLD);
+                wmma::load_matrix_sync(bt, Ks + 16 * nb * HLD + 16 * k, HLD);
+                wmma::mma_sync(s, a, bt, s);
+            }
+            wmma::store_matrix_sync(Sw + 16 * nb, s, TC_SLD, wmma::mem_row_major);
+        }
+        __syncwarp();
+        float p[32];
+#pragma unroll
+        for (int i = 0; i < 32; i++) {
+            int c = 2 * i + par, j = j0 + c;
+            bool ok = c < 16 * nsub && j <= t && t < Tlen;
+            p[i] = ok ? exp2f(Sw[r * TC_SLD + c] * scale_log2 - L2) : 0.0f;
+        }
+        __syncwarp(); /* every lane has read S before dP overwrites it */
+        /* dP = dO·Vᵀ */
+        for (int nb = 0; nb < nsub; nb++) {
+            frag_c s;
+            wmma::fill_fragment(s, 0.0f);
+#pragma unroll
+            for (int k = 0; k < NF; k++) {
+                frag_a a;
+                frag_bt bt;
+                wmma::load_matrix_sync(a, dOs + 16 * warp * HLD + 16 * k, HLD);
+                wmma::load_matrix_sync(bt, Vs + 16 * nb * HLD + 16 * k, HLD);
+                wmma::mma_sync(s, a, bt, s);
+            }
+            wmma::store_matrix_sync(Sw + 16 * nb, s, TC_SLD, wmma::mem_row_major);
+        }
+        __syncwarp();
+#pragma unroll
+        for (int i = 0; i < 32; i++) {
+            int c = 2 * i + par;
+            float ds = 0.0f;
+            if (c < 16 * nsub) /* p is 0 where masked; the score slice is stale beyond nsub */
+                ds = scale * p[i] * (Sw[r * TC_SLD + c] - Dt);
+            Pw[r * TC_PLD + c] = __float2bfloat16_rn(ds);
+        }
+        __syncwarp();
+        /* dQ += dS·K */
+#pragma unroll
+        for (int nd = 0; nd < NF; nd++) {
+            for (int kb = 0; kb < nsub; kb++) {
+                frag_a a;
+                frag_b bf;
+                wmma::load_matrix_sync(a, Pw + 16 * kb, TC_PLD);
+                wmma::load_matrix_sync(bf, Ks + 16 * kb * HLD + 16 * nd, HLD);
+                wmma::mma_sync(dq[nd], a, bf, dq[nd]);
+            }
+        }
+    }
+    __syncthreads(); /* the k and v tiles are free: stage dq there */
+    float *St = reinterpret_cast<float *>(Ks) + warp * 16 * OLD;
+#pragma unroll
+    for (int nd = 0; nd < NF; nd++)
+        wmma::store_matrix_sync(St + 16 * nd, dq[nd], OLD, wmma::mem_row_major);
+    __syncwarp();
+    for (int rr = 0; rr < 16; rr++) {
+        int tt = tw0 + rr;
+        if (tt >= Tlen)
+            break;
+        float *dst = dqkv + ((size_t)b * Tlen + tt) * R + (size_t)h * HS;
+        for (int d = lane; d < HS; d += 32)
+            dst[d] += St[rr * OLD + d];
+    }
+}
+
+/* ---------------------------------------------------------------- backward: dk, dv */
+
+/* grid (ceil(T/64), NKV, B), tc_dims<HS>::BWD bytes. Warp w owns keys j0 + 16w .. +15 of kv
+ * head g; for each query head h of the group and each query tile t0 >= j0 (tiles are aligned,
+ * so the first one holding a query >= j0 starts at j0): Sᵀ = K·Qᵀ, Pᵀ, dV += bf16(Pᵀ)·dO,
+ * dPᵀ = V·dOᵀ, dSᵀ = scale·Pᵀ·(dPᵀ - D), dK += bf16(dSᵀ)·Q (flash.c pass 2), then dk and dv
+ * are added to dqkv. */
+template <int HS>
+__global__ void __launch_bounds__(TC_THREADS)
+    tc_backward_dkv_kernel(float *dqkv, const float *dout, const float *qkv, const float *out,
+                           const float *lse, int Tlen, int NH, int NKV, float scale,
+                           float scale_log2)
+{
+    using D = tc_dims<HS>;
+    constexpr int HLD = D::HLD, OLD = D::OLD, NF = HS / 16;
+    extern __shared__ __align__(128) unsigned char tc_smem[];
+    bf16 *Ks = reinterpret_cast<bf16 *>(tc_smem), *Vs = Ks + TC_TILE * HLD;
+    bf16 *Qs = Vs + TC_TILE * HLD, *dOs = Qs + TC_TILE * HLD;
+    float *Ss = reinterpret_cast<float *>(dOs + TC_TILE * HLD);
+    bf16 *Ps = reinterpret_cast<bf16 *>(Ss + TC_WARPS * 16 * TC_SLD);
+    float *lse2_s = reinterpret_cast<float *>(Ps + TC_WARPS * 16 * TC_PLD);
+    float *D_s = lse2_s + TC_TILE;
+    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    int kb = gridDim.x - 1 - blockIdx.x; /* heaviest (earliest) key tiles first */
+    int g = blockIdx.y, b = blockIdx.z, rep = NH / NKV;
+    size_t R = (size_t)(NH + 2 * NKV) * HS, O = (size_t)NH * HS;
+    const float *base = qkv + (size_t)b * Tlen * R;
+    int j0 = kb * TC_TILE, jw0 = j0 + 16 * warp;
+    float *Sw = Ss + warp * 16 * TC_SLD;
+    bf16 *Pw = Ps + warp * 16 * TC_PLD;
+
+    tc_load_tile<HS>(Ks, base + (size_t)(NH + g) * HS, R, j0, Tlen);
+    tc_load_tile<HS>(Vs, base + (size_t)(NH + NKV + g) * HS, R, j0, Tlen);
+    int r = lane >> 1, par = lane & 1, j = jw0 + r; /* this lane's key row */
+    frag_c dk[NF], dv[NF];
+#pragma unroll
+    for (int nd = 0; nd < NF; nd++) {
+        wmma::fill_fragment(dk[nd], 0.0f);
+        wmma::fill_fragment(dv[nd], 0.0f);
+    }
+    bool active = jw0 < Tlen;
+    for (int h = g * rep; h < (g + 1) * rep; h++) {
+        const float *go = dout + (size_t)b * Tlen * O + (size_t)h * HS;
+        const float *oh = out + (size_t)b * Tlen * O + (size_t)h * HS;
+        const float *lrow = lse + ((size_t)b * NH + h) * Tlen;
+        for (int t0 = j0; t0 < Tlen; t0 += TC_TILE) {
+            __syncthreads(); /* the previous q, dO tiles and row statistics are read */
+            tc_load_tile<HS>(Qs, base + (size_t)h * HS, R, t0, Tlen);
+            tc_load_tile<HS>(dOs, go, O, t0, Tlen);
+            tc_row_stats<HS>(lse2_s, D_s, 16 * warp, go, oh, O, lrow, t0 + 16 * warp, Tlen);
+            __syncthreads();
+            if (!active)
+                continue;
+            /* 16-query sub-blocks the warp needs: queries >= its first key and < T. */
+            int qlo = (jw0 - t0) / 16, qhi = (Tlen - t0 + 15) / 16;
+            qlo = qlo > 0 ? qlo : 0;
+            qhi = qhi < 4 ? qhi : 4;
+            if (qlo >= qhi)
+                continue;
+            /* Sᵀ = K·Qᵀ */
+            for (int nb = qlo; nb < qhi; nb++) {
+                frag_c s;
+                wmma::fill_fragment(s, 0.0f);
+#pragma unroll
+                for (int k = 0; k < NF; k++) {
+                    frag_a a;
+                    frag_bt bt;
+                    wmma::load_matrix_sync(a, Ks + 16 * warp * HLD + 16 * k, HLD);
+                    wmma::load_matrix_sync(bt, Qs + 16 * nb * HLD + 16 * k, HLD);
+                    wmma::mma_sync(s, a, bt, s);
+                }
+                wmma::store_matrix_sync(Sw + 16 * nb, s, TC_SLD, wmma::mem_row_major);
+            }
+            __syncwarp();
+            float p[32];
+#pragma unroll
+            for (int i = 0; i < 32; i++) {
+                int c = 2 * i + par, q = t0 + c;
+                bool ok = c >= 16 * qlo && c < 16 * qhi && j <= q && q < Tlen && j < Tlen;
+                p[i] = ok ? exp2f(Sw[r * TC_SLD + c] * scale_log2 - lse2_s[c]) : 0.0f;
+                Pw[r * TC_PLD + c] = __float2bfloat16_rn(p[i]);
+            }
+            __syncwarp();
+            /* dV += Pᵀ·dO */
+#pragma unroll
+            for (int nd = 0; nd < NF; nd++) {
+                for (int qk = qlo; qk < qhi; qk++) {
+                    frag_a a;
+                    frag_b bf;
+                    wmma::load_matrix_sync(a, Pw + 16 * qk, TC_PLD);
+                    wmma::load_matrix_sync(bf, dOs + 16 * qk * HLD + 16 * nd, HLD);
+                    wmma::mma_sync(dv[nd], a, bf, dv[nd]);
+                }
+            }
+            /* dPᵀ = V·dOᵀ */
+            for (int nb = qlo; nb < qhi; nb++) {
+                frag_c s;
+                wmma::fill_fragment(s, 0.0f);
+#pragma unroll
+                for (int k = 0; k < NF; k++) {
+                    frag_a a;
+                    frag_bt bt;
+                    wmma::load_matrix_sync(a, Vs + 16 * warp * HLD + 16 * k, HLD);
+                    wmma::load_matrix_sync(bt, dOs + 16 * nb * HLD + 16 * k, HLD);
+                    wmma::mma_sync(s, a, bt, s);
+                }
+                wmma::store_matrix_sync(Sw + 16 * nb, s, TC_SLD, wmma::mem_row_major);
+            }
+            __syncwarp(); /* dP stored, and every lane's Pᵀ fragment loads are done */
+#pragma unroll
+            for (int i = 0; i < 32; i++) {
+                int c = 2 * i + par;
+                float ds = 0.0f;
+                if (c >= 16 * qlo && c < 16 * qhi) /* p is 0 where masked */
+                    ds = scale * p[i] * (Sw[r * TC_SLD + c] - D_s[c]);
+                Pw[r * TC_PLD + c] = __float2bfloat16_rn(ds);
+            }
+            __syncwarp();
+            /* dK += dSᵀ·Q */
+#pragma unroll
+            for (int nd = 0; nd < NF; nd++) {
+                for (int qk = qlo; qk < qhi; qk++) {
+                    frag_a a;
+                    frag_b bf;
+                    wmma::load_matrix_sync(a, Pw + 16 * qk, TC_PLD);
+                    wmma::load_matrix_sync(bf, Qs + 16 * qk * HLD + 16 * nd, HLD);
+                    wmma::mma_sync(dk[nd], a, bf, dk[nd]);
+                }
+            }
+        }
+    }
+    __syncthreads(); /* every tile is free: stage dk in the k, v tiles and dv in the q, dO ones */
+    float *Sk = reinterpret_cast<float *>(Ks) + warp * 16 * OLD;
+    float *Sv = reinterpret_cast<float *>(Qs) + warp * 16 * OLD;
+#pragma unroll
+    for (int nd = 0; nd < NF; nd++) {
+        wmma::store_matrix_sync(Sk + 16 * nd, dk[nd], OLD, wmma::mem_row_major);
+        wmma::store_matrix_sync(Sv + 16 * nd, dv[nd], OLD, wmma::mem_row_major);
+    }
+    __syncwarp();
+    for (int rr = 0; rr < 16; rr++) {
+        int jj = jw0 + rr;
+        if (jj >= Tlen)
+            break;
+        float *dkp = dqkv + ((size_t)b * Tlen + jj) * R + (size_t)(NH + g) * HS;
+        float *dvp = dkp + (size_t)NKV * HS;
+        for (int d = lane; d < HS; d += 32) {
+            dkp[d] += Sk[rr * OLD + d];
+            dvp[d] += Sv[rr * OLD + d];
+        }
+    }
+}
+
+/* ---------------------------------------------------------------- launchers */
+
+/* Opting a kernel into more than 48 KiB of dynamic shared memory, once per kernel (one host
+ * thread drives the device). */
+template <typename K> static void tc_opt_in(K kernel, size_t bytes, bool *done)
+{
+    if (*done)
+        return;
+    CUDA_CHECK(
+        cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes));
+    *done = true;
+}
+
+template <int HS>
+static void tc_forward(float *out, float *lse, const float *qkv, int B, int T, int NH, int NKV)
+{
+    static bool opted;
+    tc_opt_in(tc_forward_kernel<HS>, tc_dims<HS>::FWD, &opted);
+    dim3 grid((unsigned)((T + TC_TILE - 1) / TC_TILE), (unsigned)NH, (unsigned)B);
+    float scale_log2 = TC_LOG2E / sqrtf((float)HS);
+    tc_forward_kernel<HS><<<grid, TC_THREADS, tc_dims<HS>::FWD, cuda_stream()>>>(
+        out, lse, qkv, T, NH, NKV, scale_log2);
+    CUDA_LAUNCH_CHECK();
+}
+
+template <int HS>
+static void tc_backward(float *dqkv, const float *dout, const float *qkv, const float *out,
+                        const float *lse, int B, int T, int NH, int NKV)
+{
+    static bool opted_dq, opted_dkv;
+    tc_opt_in(tc_backward_dq_kernel<HS>, tc_dims<HS>::BWD, &opted_dq);
+    tc_opt_in(tc_backward_dkv_kernel<HS>, tc_dims<HS>::BWD, &opted_dkv);
+    float scale = 1.0f / sqrtf((float)HS), scale_log2 = TC_LOG2E * scale;
+    unsigned tiles = (unsigned)((T + TC_TILE - 1) / TC_TILE);
+    tc_backward_dq_kernel<HS>
+        <<<dim3(tiles, (unsigned)NH, (unsigned)B), TC_THREADS, tc_dims<HS>::BWD, cuda_stream()>>>(
+            dqkv, dout, qkv, out, lse, T, NH, NKV, scale, scale_log2);
+    CUDA_LAUNCH_CHECK();
+    tc_backward_dkv_kernel<HS>
+        <<<dim3(tiles, (unsigned)NKV, (unsigned)B), TC_THREADS, tc_dims<HS>::BWD, cuda_stream()>>>(
+            dqkv, dout, qkv, out, lse, T, NH, NKV, scale, scale_log2);
+    CUDA_LAUNCH_CHECK();
+}
+
+KCUDA_API bool kcuda_flash_attention_tc_supported(int HS)
+{
+    if (HS != 64 && HS != 128)
+        return false;
+    const cudaDeviceProp *p = cuda_props();
+    size_t need = HS == 64 ? tc_dims<64>::BWD : tc_dims<128>::BWD; /* BWD >= FWD */
+    return p->major >= 8 && p->sharedMemPerBlockOptin >= need;
+}
+
+KCUDA_API bool kcuda_flash_attention_tc_enabled(int HS)
+{
+    static int wanted = -1; /* the environment is read once */
+    if (wanted < 0) {
+        const char *s = getenv("SCALEWISE_CUDA_ATTENTION");
+        wanted = s && strcmp(s, "tc") == 0;
+    }
+    return wanted && kcuda_flash_attention_tc_supported(HS);
+}
+
+/* An unsupported head size or device is a caller bug (kcuda_flash_attention_tc_supported says
+ * which are supported): abort loudly. */
+static void tc_require(int HS)
+{
+    if (!kcuda_flash_attention_tc_supported(HS))
+        cuda_fail(cudaErrorInvalidValue, "tensor-core attention: head size or device unsupported",
+                  __FILE__, __LINE__);
+}
+
+KCUDA_API void kcuda_flash_attention_forward_tc(float *out, float *lse, const float *qkv, int B,
+                                                int T, int NH, int NKV, int HS)
+{
+    if (B <= 0 || T <= 0)
+        return;
+    tc_require(HS);
+    if (HS == 64)
+        tc_forward<64>(out, lse, qkv, B, T, NH, NKV);
+    else
+        tc_forward<128>(out, lse, qkv, B, T, NH, NKV);
+}
+
+KCUDA_API void kcuda_flash_attention_backward_tc(float *dqkv, const float *dout, const float *qkv,
+                                                 const float *out, const float *lse, int B, int T,
+                                                 int NH, int NKV, int HS)
+{
+    if (B <= 0 || T <= 0)
+        return;
+    tc_require(HS);
+    if (HS == 64)
+        tc_backward<64>(dqkv, dout, qkv, out, lse, B, T, NH, NKV);
+    else
+        tc_backward<128>(dqkv, dout, qkv, out, lse, B, T, NH, NKV);
+}
