@@ -177,10 +177,6 @@ double est_gather_s(double bytes, int n, double bw, double eta, double lat_s);
  * processes sees when all of them run collectives at once: mem_bw / (k_shm * ranks). So an
  * all-reduce of S bytes on N ranks takes 2 (N-1) k_shm S / mem_bw. 0 when mem_bw is unknown. */
 double est_cpu_shm_link_bytes_per_s(double mem_bw, int ranks_per_node);
-/* Open MPI 4.1's MPI_Reduce_scatter_block (coll/tuned fixed rule: basic_linear, a reduce of
- * the whole buffer to rank 0 and a scatter) over the ring reduce-scatter's time on n ranks of
- * one node: n + 4/7 (1 for n < 2). */
-double est_cpu_shm_rs_factor(int n);
 /* 7.3: bubble time over ideal compute, (p-1)/(v*m). */
 double est_bubble_ratio(int p, int m, int v);
 /* 6.4: eta_f with the small-GEMM falloff eta_max*min(1, tokens/m_sat). */

@@ -30,8 +30,8 @@
  *    step also reads two inputs and writes the sum, so the node's memory bandwidth, shared by
  *    all its ranks, bounds the collective: a ring link of mem_bw / (k_shm * ranks per node)
  *    with k_shm = EST_CPU_SHM_TRAFFIC, no eta_c (est_cpu_shm_link_bytes_per_s).
- *    Reduce-scatters take est_cpu_shm_rs_factor times the ring figure (Open MPI 4.1 reduces
- *    the whole buffer to one rank, then scatters). The cores that would progress a
+ *    Reduce-scatters are ring figures too (the MPI engine calls MPI_Reduce_scatter, which
+ *    Open MPI runs as a ring or recursive halving). The cores that would progress a
  *    collective also run the compute, so nothing overlaps on a CPU: DP and ZeRO collectives
  *    are exposed in full. */
 #include "advisor/advisor.h"
@@ -69,15 +69,6 @@ double est_cpu_shm_link_bytes_per_s(double mem_bw, int ranks_per_node)
 {
     int n = ranks_per_node > 1 ? ranks_per_node : 1;
     return mem_bw > 0 ? mem_bw / (EST_CPU_SHM_TRAFFIC * n) : 0.0;
-}
-
-double est_cpu_shm_rs_factor(int n)
-{
-    /* basic_linear: MPI_Reduce of all n shards (n*c bytes) to rank 0, then MPI_Scatter. The
-     * root receives (n-1) buffers of n*c and reduces each (7 bytes of traffic per byte: copy
-     * in 2, copy out 2, reduce 3), then copies out (n-1)*c (4 per byte); a ring moves (n-1)*c
-     * at 7 per byte. Ratio n + 4/7 (2.57 on two ranks). */
-    return n > 1 ? n + 4.0 / 7.0 : 1.0;
 }
 
 double est_bubble_ratio(int p, int m, int v)
@@ -298,15 +289,13 @@ static int speed_train(const struct est_geom *g, const struct model_desc *m,
         double grads = P_t * e_g;
         double bucket = grads < k_bucket_bytes ? grads : k_bucket_bytes;
         int n = g->n_dp;
-        /* CPU processes on one node: no overlap, and MPI's reduce-scatter penalty. */
-        bool shm = g->cpu && !k.dp_inter;
-        double rs_f = shm ? est_cpu_shm_rs_factor(n) : 1.0;
+        /* CPU processes on one node: no overlap. */
         if (s->zero == 0) {
             double ar = est_allreduce_s(grads, n, bw, eta, lat);
             t_dp = g->cpu ? ar
                           : fmax(0.0, ar - t_bwd) + est_allreduce_s(bucket, n, bw, eta, lat);
         } else if (s->zero == 1 || s->zero == 2) {
-            double rs = rs_f * est_gather_s(grads, n, bw, eta, lat);
+            double rs = est_gather_s(grads, n, bw, eta, lat);
             double rs_exposed =
                 g->cpu ? rs
                        : fmax(0.0, rs - t_bwd) + est_gather_s(bucket, n, bw, eta, lat);
@@ -315,7 +304,7 @@ static int speed_train(const struct est_geom *g, const struct model_desc *m,
         } else {
             double gathers = full ? 3.0 : 2.0;
             double z3 = gathers * est_gather_s(w_gather, n, bw, eta, lat) +
-                        rs_f * est_gather_s(grads, n, bw, eta, lat);
+                        est_gather_s(grads, n, bw, eta, lat);
             double unit = (layer_params > g->vocab_rank ? layer_params : g->vocab_rank) *
                           (g->lora ? g->e_kept : g->bw);
             t_dp = g->m * (g->cpu ? z3

@@ -581,10 +581,10 @@ static int setup(struct run_state *s, struct exec_run_result *r, struct sw_err *
 
 /* Seconds the collectives of one step take by the advisor's link model (strategy reference
  * 7.1 ring formulas, est_allreduce_s / est_gather_s, the [cal] latency; processes of one CPU
- * node exchange through shared memory at est_cpu_shm_link_bytes_per_s, Open MPI's
- * reduce-scatter costing est_cpu_shm_rs_factor times the ring's: the rules of advisor/speed.c,
- * section 7.5 of docs/strategy-reference.md), for exactly the collectives exec_trainer_step
- * issues: DDP one all-reduce per 25 MiB bucket; ZeRO-1 one reduce-scatter per staging round;
+ * node exchange through shared memory at est_cpu_shm_link_bytes_per_s: the rule of
+ * advisor/speed.c, section 7.5 of docs/strategy-reference.md), for exactly the collectives
+ * exec_trainer_step issues: DDP one all-reduce per 25 MiB bucket; ZeRO-1 one reduce-scatter
+ * per staging round;
  * ZeRO-2/3 per micro-batch one reduce-scatter per round of each range the model hands over
  * (every layer, then the non-layer gradients: take_grads in train.c); ZeRO-1/2 one all-gather
  * per round after the update (ZeRO-3: instead, one gather per layer the model's two buffers do
@@ -599,7 +599,7 @@ static double predicted_comm_s(const struct run_state *s, const struct hardware 
     advisor_calib_default(&cal);
     int W = s->world;
     double bw = est_cpu_shm_link_bytes_per_s(advisor_dev_mem_bw(hw, &p->strategy), W);
-    double eta = 1.0, lat = cal.comm_latency_s, rs_f = est_cpu_shm_rs_factor(W);
+    double eta = 1.0, lat = cal.comm_latency_s;
     snprintf(link, link_n, "%s", hw->nodes > 1 ? "MPI inter-node" : "shared memory");
     if (!(bw > 0))
         return NAN;
@@ -615,7 +615,7 @@ static double predicted_comm_s(const struct run_state *s, const struct hardware 
     const struct exec_trainer *tr = &s->tr;
     double rounds = ceil((double)tr->slot / (double)tr->chunk);
     double per_round = est_gather_s(4.0 * (double)tr->chunk * W, W, bw, eta, lat);
-    double rs = rs_f * rounds * per_round;
+    double rs = rounds * per_round;
     if (s->zero >= 2) {
         /* Each range's rounds: its longest per-owner part over the chunk. */
         const struct exec_model *m = &s->model;
@@ -632,7 +632,7 @@ static double predicted_comm_s(const struct run_state *s, const struct hardware 
             }
             r_mb += ceil((double)longest / (double)tr->chunk);
         }
-        rs = rs_f * p->strategy.grad_accum * r_mb * per_round;
+        rs = p->strategy.grad_accum * r_mb * per_round;
     }
     if (s->zero == 3) {
         /* Layers gathered per step: the first forward all L; every backward reuses the last

@@ -46,9 +46,10 @@ echo "terminal interface (100x30 off-screen terminal)"
 
 # Data parallelism on the CPU (docs/distributed.md): tokens/s of GPT-2 124M (fp32, AdamW, 2
 # sequences of 64 tokens per step, 4 steps; the first step is left out as warm-up) in one
-# process with 2 threads against 2 processes with 1 thread each (DDP and ZeRO-1, same global
-# batch), and the communication time per step that rank 0 measured beside the advisor's
-# prediction for the link (shared memory at half the memory bandwidth, eta_comm_intra). The
+# process with 2 threads against 2 processes with 1 thread each (DDP, ZeRO-1 and ZeRO-2, same
+# global batch), the communication time per step that rank 0 measured beside the advisor's
+# prediction for the link (shared memory, strategy reference 7.5), and rank 0's gradient and
+# optimizer bytes (measured; ZeRO-1 shards the optimizer, ZeRO-2 the gradients too). The
 # hardware is probed, so the ranks run unbound (--bind-to none): bound to one core each, each
 # rank's probe would see one usable core and refuse dp 2. Skipped without mpirun or the plugin.
 echo
@@ -83,12 +84,16 @@ if "comm_ms" in rows[0]:
     comm = sum(r["comm_ms"] for r in rows) / len(rows) / 1e3
     line += "   comm %.3f s/step (predicted %.3f s/step, %s)" % (
         comm, rep["predicted_comm_s_per_step"] or float("nan"), rep["link"])
+    mem = yaml.safe_load(open(d + "/report.rank0.yaml"))["measured"]["per_device_bytes"]
+    line += "   rank 0: gradients %.0f MB, optimizer %.0f MB" % (
+        mem["gradients"] / 1e6, mem["optimizer"] / 1e6)
 print(line)
 PY
   }
   bench_dp one "1 process x 2 threads" 1 0 2 2
   bench_dp ddp "2 processes x 1 thread, DDP" 2 0 1 1
   bench_dp zero1 "2 processes x 1 thread, ZeRO-1" 2 1 1 1
+  bench_dp zero2 "2 processes x 1 thread, ZeRO-2" 2 2 1 1
 else
   echo "data parallel: skipped (mpirun or build/libscalewise-mpi.so missing)"
 fi
