@@ -647,6 +647,48 @@ static double predicted_comm_s(const struct run_state *s, const struct hardware 
     return t + rs + rounds * per_round;
 }
 
+/* Out of memory: what the advisor would run instead on the same hardware, model and global
+ * batch (advisor_search, the fastest plan that fits, with its estimate per device), appended
+ * to the error so the user sees the next thing to try; or why nothing fits. */
+static void append_advice(const struct plan *p, const struct hardware *hw, struct sw_err *err)
+{
+    struct search_opts so;
+    search_opts_init(&so);
+    so.top_k = 1;
+    so.allow_lora = false;
+    so.max_devices = p->strategy.dp > 1 ? p->strategy.dp : 1;
+    so.global_batch_tokens = (int64_t)p->strategy.micro_batch * p->strategy.grad_accum *
+                             (p->strategy.dp > 1 ? p->strategy.dp : 1) * p->workload.seq;
+    struct workload w = p->workload;
+    struct advisor_calib cal;
+    advisor_calib_default(&cal);
+    struct search_result res;
+    search_result_init(&res);
+    struct sw_err serr;
+    sw_err_init(&serr);
+    char advice[1024] = "";
+    if (advisor_search(&p->model, hw, &w, &so, &cal, &res, &serr) < 0) {
+        snprintf(advice, sizeof(advice), "the advisor could not search: %s", serr.msg);
+    } else if (res.any_fits && res.n_plans > 0) {
+        const struct strategy *t = &res.plans[0].strategy;
+        const struct estimate *e = &res.plans[0].estimate;
+        snprintf(advice, sizeof(advice),
+                 "the advisor suggests micro_batch %d, grad_accum %d, recompute %s, precision %s, "
+                 "optimizer %s, zero %d, dp %d (estimated %.2f GiB per device of %.2f GiB)",
+                 t->micro_batch, t->grad_accum, recompute_name(t->recompute),
+                 precision_name(t->precision), optimizer_name(t->optimizer), t->zero, t->dp,
+                 e->dev.total / 1073741824.0,
+                 (e->capacity_bytes > 0 ? e->capacity_bytes : e->host_capacity_bytes) /
+                     1073741824.0);
+    } else {
+        snprintf(advice, sizeof(advice), "the advisor finds no setup that fits this machine%s%s",
+                 res.n_reasons ? ": " : "", res.n_reasons ? res.reasons[0] : "");
+    }
+    search_result_release(&res);
+    size_t len = strlen(err->msg);
+    snprintf(err->msg + len, sizeof(err->msg) - len, "; %s", advice);
+}
+
 /* A hash of what every rank must agree on: the plan's numerics, dp, zero and steps. */
 static uint64_t plan_hash_dp(const struct plan *p, const struct exec_run_opts *o)
 {
@@ -792,8 +834,11 @@ int exec_run_train(const struct plan *p, const struct exec_run_opts *o_in,
     sw_strlcpy(r->out_dir, od, sizeof(r->out_dir));
     if ((rc = mkdir_p(s->out_dir, err)) == 0)
         remove_stale_temps(s->out_dir);
-    if (rc < 0 || (rc = setup(s, r, err)) < 0)
+    if (rc < 0 || (rc = setup(s, r, err)) < 0) {
+        if (rc == SW_ENOMEM)
+            append_advice(p, hw_est, err);
         goto out;
+    }
 
     /* The advisor's estimate of the same plan: FLOPs per token for MFU, and the report (per
      * device: the heaviest rank's bytes under ZeRO). */

@@ -108,6 +108,16 @@ expect_grep "CUDA backend is unavailable: (no NVIDIA GPU|the CUDA backend is not
 plan tp 5 "" "tp: 2"
 expect_rc 2 "tp 2 plan" -- "$SW" run "$TMP/tp.yaml"
 expect_grep "tensor parallelism.*tp 2" "$TMP/err" "tp refusal"
+# 7. Out of memory (fault injection, SW_FAIL_ALLOC_AT): the bytes, the category and the
+# advisor's suggestion; some early allocation is the model's weights.
+found=0
+for n in $(seq 1 12); do
+  env SW_FAIL_ALLOC_AT=$n "$REL" run "$TMP/short.yaml" --out "$TMP/oom$n" --quiet >/dev/null 2>"$TMP/oom.err"
+  if grep -q "cannot allocate .* for weights .*the advisor suggests micro_batch" "$TMP/oom.err"; then
+    found=1; break
+  fi
+done
+[ "$found" -eq 1 ] && ok || fail "out of memory: no 'cannot allocate ... for weights ...; the advisor suggests' message: $(cat "$TMP/oom.err")"
 expect_rc 2 "missing plan" -- "$SW" run "$TMP/nope.yaml"
 expect_rc 2 "bad flag" -- "$SW" run "$TMP/short.yaml" --stepz 3
 expect_grep "did you mean '--steps'" "$TMP/err" "flag suggestion"
