@@ -161,6 +161,13 @@ struct backend {
                                 const float *bias, int N, int C, int OC, void *scratch);
     void (*matmul_bf16_backward_input)(float *dinp, const float *dout, const uint16_t *weight,
                                        int N, int C, int OC, void *scratch);
+    /* The weight (and bias) gradient with bf16 operands: dweight(OC, C) += dout(N, OC)ᵀ·inp(N, C)
+     * with both rounded to bf16 (nearest even), fp32 accumulation; dbias += column sums of
+     * dout in fp32 (either output may be NULL). Same scratch as the entries above. NULL on
+     * backends that keep weight gradients in fp32 (the CPU); the model then uses
+     * matmul_backward. */
+    void (*matmul_bf16_backward_weight)(float *dweight, float *dbias, const float *dout,
+                                        const float *inp, int N, int C, int OC, void *scratch);
     void (*quantize_int8_rows)(int8_t *wq, float *scale, const float *w, int OC, int C);
     void (*matmul_int8_forward)(float *out, const float *inp, const int8_t *wq, const float *scale,
                                 const float *bias, int N, int C, int OC);
@@ -181,7 +188,7 @@ const struct backend *backend_for_device(bool cuda, struct sw_err *err);
 
 /* Layout version of struct backend, checked by the CUDA plugin (with sizeof(struct backend)):
  * bump it when an entry is added, removed or changes its signature. */
-#define BACKEND_API_VERSION 2
+#define BACKEND_API_VERSION 3
 
 /* The CUDA backend (kernels/cuda, built by nvcc into libscalewise-cuda.so): dlopens the plugin
  * ($SCALEWISE_CUDA_PLUGIN, the executable's directory, build/ under it, its parent, then the

@@ -36,7 +36,8 @@
  *    shapes at 1024 tokens and about as fast at one token (tests/bench/bench_bf16.c, Zen 5), so
  *    it is always chosen when available; elsewhere each matmul's bf16 weight is widened to fp32
  *    into a workspace buffer and the fp32 matmul runs (emulated). Weight gradients are fp32
- *    matmuls either way. Norm weights, biases and embeddings lookups read the fp32 master.
+ *    matmuls on the CPU; a backend with matmul_bf16_backward_weight (CUDA) runs them with bf16
+ *    operands too. Norm weights, biases and embeddings lookups read the fp32 master.
  *  - int8 mode (inference): every matmul weight (QKV, O, MLP, head) is per-row int8.
  *  - LoRA (Hu et al., 2021): y = x·Wᵀ + b + (alpha/r)·(x·Aᵀ)·Bᵀ on a column range of a
  *    (possibly fused) projection's output; the base is frozen (no base gradients exist).
@@ -1199,12 +1200,16 @@ static void mm_backward(struct exec_model *m, int l, int k, float *dinp, const f
     float *dw = gp(im, woff);
     float *db = boff != OFF_NONE ? gp(im, boff) : NULL;
     if (im->bf16_native) {
-        /* The input gradient on the bf16 kernel; weight and bias gradients stay fp32. */
+        /* The input gradient on the bf16 kernel. */
         SW_ASSERT(N <= im->rows);
         if (dinp)
             be->matmul_bf16_backward_input(dinp, dout, w16p(im, woff), N, s->C, s->OC,
                                            im->mm16_scratch);
-        if (dw || db)
+        /* Weight and bias gradients: bf16 operands where the backend has them (CUDA), else
+         * fp32. */
+        if ((dw || db) && be->matmul_bf16_backward_weight)
+            be->matmul_bf16_backward_weight(dw, db, dout, inp, N, s->C, s->OC, im->mm16_scratch);
+        else if (dw || db)
             be->matmul_backward(NULL, dw, db, dout, inp, NULL, N, s->C, s->OC);
     } else {
         const float *w = mm_weight(m, woff, (size_t)s->OC * s->C);

@@ -133,6 +133,9 @@ KCUDA_API void kcuda_matmul_bf16_forward(float *out, const float *inp, const uin
 KCUDA_API void kcuda_matmul_bf16_backward_input(float *dinp, const float *dout,
                                                 const uint16_t *weight, int N, int C, int OC,
                                                 void *scratch);
+KCUDA_API void kcuda_matmul_bf16_backward_weight(float *dweight, float *dbias, const float *dout,
+                                                 const float *inp, int N, int C, int OC,
+                                                 void *scratch);
 KCUDA_API void kcuda_matmul_int8_forward(float *out, const float *inp, const int8_t *wq,
                                          const float *scale, const float *bias, int N, int C,
                                          int OC);

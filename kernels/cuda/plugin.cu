@@ -320,6 +320,7 @@ static void fill_table(struct backend *b)
     b->matmul_bf16_scratch_bytes = kcuda_matmul_bf16_scratch_bytes;
     b->matmul_bf16_forward = kcuda_matmul_bf16_forward;
     b->matmul_bf16_backward_input = kcuda_matmul_bf16_backward_input;
+    b->matmul_bf16_backward_weight = kcuda_matmul_bf16_backward_weight;
     b->quantize_int8_rows = kcuda_quantize_int8_rows;
     b->matmul_int8_forward = kcuda_matmul_int8_forward;
 }

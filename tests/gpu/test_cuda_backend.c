@@ -325,6 +325,32 @@ static void matmul_case(int N, int C, int OC, int pad)
     snprintf(what, sizeof what, "bf16 dinp %dx%dx%d", N, C, OC);
     CHECK(compare(what, got, rdx, bx_, nx, 1e-4, 1e-6) == 0);
 
+    /* bf16 weight gradient: dW += bf16(dout)ᵀ·bf16(x) in fp32, dbias += Σ dout (fp32). The
+     * reference sums the same bf16-rounded operands in double. */
+    CHECK(be->matmul_bf16_backward_weight != NULL);
+    if (be->matmul_bf16_backward_weight) {
+        be->memcpy(dDW, dw0, nw * sizeof(float), BACKEND_H2D);
+        be->memcpy(dDB, db0, (size_t)OC * sizeof(float), BACKEND_H2D);
+        be->matmul_bf16_backward_weight(dDW, dDB, dDO, dX, N, C, OC, scratch);
+        for (int o = 0; o < OC; o++)
+            for (int c = 0; c < C; c++) {
+                double r = dw0[(size_t)o * C + c], b = fabs(r);
+                for (int n = 0; n < N; n++) {
+                    double t = (double)do16f[(size_t)n * OC + o] * x16f[(size_t)n * C + c];
+                    r += t;
+                    b += fabs(t);
+                }
+                rdw[(size_t)o * C + c] = (float)r;
+                bw_[(size_t)o * C + c] = b;
+            }
+        to_host(got, dDW, nw);
+        snprintf(what, sizeof what, "bf16 dweight %dx%dx%d", N, C, OC);
+        CHECK(compare(what, got, rdw, bw_, nw, 1e-4, 1e-6) == 0);
+        to_host(got, dDB, (size_t)OC);
+        snprintf(what, sizeof what, "bf16-entry dbias %dx%d", N, OC);
+        CHECK(compare(what, got, rdb, bb_, (size_t)OC, 1e-5, 1e-6) == 0);
+    }
+
     be->free(scratch);
     be->free(dW16);
     void *bases[] = {bx, bw, bb, bo, bdo, bdx, bdw, bdb};
