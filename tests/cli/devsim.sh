@@ -8,7 +8,8 @@
 # recompute selective and full; flash and materialised attention; LoRA; accumulation;
 # checkpoint save and resume; Hugging Face import (transposed Conv1D weights) and generation
 # (KV cache, batch of prompts, int8); data parallelism (DDP, ZeRO-1/2/3 under mpirun -np 2,
-# bytes staged through host memory because MPI takes host buffers).
+# bytes staged through host memory because MPI takes host buffers), and bf16-mixed ZeRO-2/3
+# against one process.
 . "$(dirname "$0")/lib.sh"
 REL=${SW_RELEASE:-$SW}
 B=${SW_BUILD:-build}
@@ -93,6 +94,18 @@ if command -v mpirun >/dev/null 2>&1 && [ -f "$B/libscalewise-mpi.so" ]; then
       run "$TMP/dp$z.yaml" --quiet --out "$TMP/dp$z.dev"
     cmp -s "$TMP/dp$z.cpu/ckpt_4.safetensors" "$TMP/dp$z.dev/ckpt_4.safetensors" && ok ||
       fail "zero $z: the device simulator's checkpoint differs from the CPU's"
+  done
+  # ZeRO-2 and ZeRO-3 in bf16-mixed (bf16 copies of the gathered layers) against one process
+  # on the same global batch: losses within 1e-5 relative, weights within 1e-4 absolute.
+  plan bf1 tiny-gpt2 bf16-mixed adamw none flash 4
+  expect_rc 0 "bf16-mixed in one process" -- "$SW" run "$TMP/bf1.yaml" --quiet
+  for z in 2 3; do
+    plan "bfz$z" tiny-gpt2 bf16-mixed adamw none flash 2 "dp: 2, zero: $z"
+    expect_rc 0 "bf16-mixed zero $z on 2 device-simulator ranks" -- "${MPI[@]}" \
+      -x SCALEWISE_DEVSIM=1 "$SW" run "$TMP/bfz$z.yaml" --quiet
+    same_losses "$TMP/bfz$z/metrics.jsonl" "$TMP/bf1/metrics.jsonl" "bf16 zero $z vs one process"
+    ckdiff "$TMP/bf1/ckpt_4.safetensors" "$TMP/bfz$z/ckpt_4.safetensors" 1e-4 \
+      "bf16 zero $z final checkpoint vs one process"
   done
 else
   echo "devsim.sh: data-parallel part skipped: mpirun or $B/libscalewise-mpi.so missing"

@@ -51,45 +51,6 @@ strategy: {device: cpu, precision: fp32, optimizer: ${5:-adamw}, micro_batch: 2,
 EOF
 }
 
-# ckdiff A B TOL WHAT: every tensor of two checkpoints present in both, same dtype and size;
-# F32 within TOL absolute, other dtypes (8-bit state) equal.
-cat >"$TMP/ckdiff.py" <<'PY'
-import sys, json, struct, array
-def load(p):
-    b = open(p, 'rb').read()
-    n = struct.unpack('<Q', b[:8])[0]
-    h = json.loads(b[8:8 + n]); h.pop('__metadata__', None)
-    out = {}
-    for k, v in h.items():
-        s, e = v['data_offsets']
-        a = array.array('f' if v['dtype'] == 'F32' else 'B'); a.frombytes(b[8 + n + s:8 + n + e])
-        out[k] = (v['dtype'], a)
-    return out
-a, b, tol = load(sys.argv[1]), load(sys.argv[2]), float(sys.argv[3])
-assert set(a) == set(b), sorted(set(a) ^ set(b))[:5]
-worst, where = 0.0, ''
-for k in a:
-    assert a[k][0] == b[k][0] and len(a[k][1]) == len(b[k][1]), k
-    if a[k][0] == 'F32':
-        d = max((abs(x - y) for x, y in zip(a[k][1], b[k][1])), default=0.0)
-    else:
-        d = 0.0 if a[k][1] == b[k][1] else float('inf')
-    if d > worst: worst, where = d, k
-print("max |diff| %.3g (%s)" % (worst, where or '-'))
-sys.exit(0 if worst <= tol else 1)
-PY
-ckdiff() {
-  if "$PY" "$TMP/ckdiff.py" "$1" "$2" "$3" >"$TMP/ck" 2>&1; then ok
-  else fail "$4: $(tail -n 2 "$TMP/ck")"; fi
-}
-# same_losses A B WHAT: metrics.jsonl losses (and val losses) within 1e-5 relative
-same_losses() {
-  if paste <(jq -r '[.step, .loss, (.val_loss // 0)] | @tsv' "$1") \
-           <(jq -r '[.step, .loss, (.val_loss // 0)] | @tsv' "$2") |
-     awk 'function d(a, b) { return (a > b ? a - b : b - a) / (b < 0 ? -b : b + 1e-30) }
-          $1 != $4 || d($2, $5) > 1e-5 || d($3, $6) > 1e-5 { bad = 1 } END { exit bad || NR != 4 }'
-  then ok; else fail "$3: losses differ: $(paste -d'|' "$1" "$2" | head -n 4)"; fi
-}
 
 expect_rc 0 "data prepare" -- "$REL" data prepare --input data/tinyshakespeare.txt --out "$TMP/data"
 

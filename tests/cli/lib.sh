@@ -15,4 +15,19 @@ expect_rc() {
 }
 # expect_grep PATTERN FILE DESCRIPTION
 expect_grep() { if grep -qE -- "$1" "$2"; then ok; else fail "$3: '$1' not in $2: $(head -c 600 "$2")"; fi; }
+# ckdiff A B TOL WHAT: two checkpoints agree (tests/cli/ckdiff.py: F32 within TOL absolute,
+# other dtypes equal).
+ckdiff() {
+  if "$PY" "$(dirname "${BASH_SOURCE[0]}")/ckdiff.py" "$1" "$2" "$3" >"$TMP/ck" 2>&1; then ok
+  else fail "$4: $(tail -n 2 "$TMP/ck")"; fi
+}
+# same_losses A B WHAT: two 4-step metrics.jsonl files, losses and val losses within 1e-5
+# relative.
+same_losses() {
+  if paste <(jq -r '[.step, .loss, (.val_loss // 0)] | @tsv' "$1") \
+           <(jq -r '[.step, .loss, (.val_loss // 0)] | @tsv' "$2") |
+     awk 'function d(a, b) { return (a > b ? a - b : b - a) / (b < 0 ? -b : b + 1e-30) }
+          $1 != $4 || d($2, $5) > 1e-5 || d($3, $6) > 1e-5 { bad = 1 } END { exit bad || NR != 4 }'
+  then ok; else fail "$3: losses differ: $(paste -d'|' "$1" "$2" | head -n 4)"; fi
+}
 cli_finish() { echo "$(basename "$0"): $cli_pass passed, $cli_fail failed"; [ "$cli_fail" -eq 0 ]; }
