@@ -158,6 +158,16 @@ static int single_reduce_scatter(void *st, const float *send, float *recv, size_
     return 0;
 }
 
+/* World 1: the sum over one rank is its own buffer (root 0, checked by the wrapper). */
+static int single_reduce(void *st, const float *send, float *recv, size_t n, int root,
+                         struct sw_err *err)
+{
+    (void)st, (void)root, (void)err;
+    if (n && send != recv)
+        memmove(recv, send, n * sizeof *recv);
+    return 0;
+}
+
 static int single_allgather(void *st, const float *send, float *recv, size_t n, struct sw_err *err)
 {
     (void)st, (void)err;
@@ -197,6 +207,7 @@ static void single_finalize(void *st)
 static const struct comm_engine_ops single_ops = {
     .allreduce_sum = single_allreduce,
     .reduce_scatter_sum = single_reduce_scatter,
+    .reduce_sum = single_reduce,
     .allgather = single_allgather,
     .broadcast = single_broadcast,
     .allgather_bytes = single_allgather_bytes,
@@ -210,7 +221,9 @@ static const struct comm_engine_ops single_ops = {
 /* ---------------------------------------------------------------- timed wrappers
  * Bytes sent per rank follow the ring algorithms (NCCL's "bus bandwidth" convention): an
  * all-reduce of B bytes sends 2 (W-1)/W B, a reduce-scatter or all-gather of W shards of S bytes
- * sends (W-1) S, a broadcast sends B (pipelined chain). World 1 sends nothing. */
+ * sends (W-1) S, a broadcast sends B (pipelined chain), a reduce of B bytes sends B from every
+ * rank but the root and nothing from the root (chain, ring and binomial tree alike: each non-root
+ * passes one partial sum of B bytes on). World 1 sends nothing. */
 
 static struct comm_impl *impl_of(struct comm *c)
 {
@@ -269,6 +282,46 @@ static int w_reduce_scatter(struct comm *c, const float *send, float *recv, size
     rc = impl_of(c)->ops.reduce_scatter_sum(impl_of(c)->ops.state, send, recv, n, err);
     leave(c);
     account(c, t0, (double)(c->world - 1) * (double)n * sizeof(float));
+    return rc;
+}
+
+/* Argument checks every rank can make alike before any communication (comm.h reduce_sum). */
+static int reduce_args(const struct comm *c, const float *send, const float *recv, size_t n,
+                       int root, struct sw_err *err)
+{
+    if (root < 0 || root >= c->world)
+        return sw_errf(err, SW_EINVAL, "reduce root %d is not a rank of a world of %d", root,
+                       c->world);
+    if (c->rank != root || n == 0 || send == recv)
+        return 0;
+    if (!recv)
+        return sw_errf(err, SW_EINVAL,
+                       "reduce of %zu floats: the root (rank %d) passed no receive buffer", n,
+                       root);
+    /* Addresses compared as integers: device pointers are never dereferenced here. */
+    uintptr_t s0 = (uintptr_t)send, r0 = (uintptr_t)recv, bytes = n * sizeof(float);
+    if (s0 < r0 + bytes && r0 < s0 + bytes)
+        return sw_errf(err, SW_EINVAL,
+                       "reduce of %zu floats: send and receive buffers overlap (pass the same "
+                       "pointer for an in-place reduce)",
+                       n);
+    return 0;
+}
+
+static int w_reduce(struct comm *c, const float *send, float *recv, size_t n, int root,
+                    struct sw_err *err)
+{
+    int rc = guard(c, err, "reduce");
+    if (rc < 0)
+        return rc;
+    if ((rc = reduce_args(c, send, recv, n, root, err)) < 0)
+        return rc;
+    double t0 = now_s();
+    enter(c, "reduce");
+    float *root_recv = c->rank == root ? recv : NULL; /* engines see no recv off the root */
+    rc = impl_of(c)->ops.reduce_sum(impl_of(c)->ops.state, send, root_recv, n, root, err);
+    leave(c);
+    account(c, t0, c->rank == root ? 0.0 : (double)n * sizeof(float));
     return rc;
 }
 
@@ -794,6 +847,7 @@ int comm_init(struct comm *c, const struct comm_opts *o, struct sw_err *err)
     c->launcher = launcher_word(&env);
     c->allreduce_sum = w_allreduce;
     c->reduce_scatter_sum = w_reduce_scatter;
+    c->reduce_sum = w_reduce;
     c->allgather = w_allgather;
     c->broadcast = w_broadcast;
     c->allgather_bytes = w_allgather_bytes;

@@ -1,7 +1,8 @@
 /* executor/comm.h — the communication interface: rank, world size and local rank of this
  * process, and the collectives data parallelism needs (all-reduce, reduce-scatter, all-gather,
- * broadcast, barrier) as one table of function pointers, like executor/backend.h (style guide
- * 1: vendor differences sit behind one table). Nothing here implements its own transport:
+ * reduce to one rank, broadcast, barrier) as one table of function pointers, like
+ * executor/backend.h (style guide 1: vendor differences sit behind one table). Nothing here
+ * implements its own transport:
  *   - "single": world 1, every collective is a copy (executor/comm.c);
  *   - "mpi": a plugin shared object, build/libscalewise-mpi.so, built by mpicc from
  *     executor/comm_mpi.c and dlopen'ed, so the core binary never needs libmpi. Under mpirun,
@@ -59,6 +60,17 @@ struct comm {
     int (*allreduce_sum)(struct comm *c, float *buf, size_t n, struct sw_err *err);
     int (*reduce_scatter_sum)(struct comm *c, const float *send /* n*world */, float *recv /* n */,
                               size_t n, struct sw_err *err);
+    /* Reduce to one rank: on `root`, recv[0..n) = the sum over all ranks of their send[0..n);
+     * elsewhere recv is neither read nor written and may be NULL (send is never written). On
+     * the root send == recv is the in-place form (MPI_IN_PLACE, NCCL's in-place ncclReduce);
+     * otherwise recv must not overlap send. Every rank passes the same n and root. SW_EINVAL
+     * (before any communication, so every rank fails alike when the arguments are the same
+     * everywhere) when root is not a rank of the world, or on the root when n > 0 and recv is
+     * NULL or partly overlaps send. Bytes sent: n·4 on every rank but the root, 0 on the root
+     * (exact for chain, ring and binomial-tree reduces). ZeRO-2/3 send each gradient owner its
+     * part this way instead of a padded reduce-scatter. */
+    int (*reduce_sum)(struct comm *c, const float *send, float *recv, size_t n, int root,
+                      struct sw_err *err);
     int (*allgather)(struct comm *c, const float *send /* n */, float *recv /* n*world */, size_t n,
                      struct sw_err *err);
     int (*broadcast)(struct comm *c, void *buf, size_t bytes, int root, struct sw_err *err);
@@ -248,12 +260,17 @@ void comm_ompi_server_stop(struct comm_ompi_server *s);
  * must not call libsw functions (the host may not export them), so it writes struct sw_err
  * fields itself. */
 
-#define COMM_PLUGIN_API_VERSION 2
+/* 3: reduce_sum added to struct comm_engine_ops (a plugin built before it is refused). */
+#define COMM_PLUGIN_API_VERSION 3
 
 struct comm_engine_ops {
     int (*allreduce_sum)(void *state, float *buf, size_t n, struct sw_err *err);
     int (*reduce_scatter_sum)(void *state, const float *send, float *recv, size_t n,
                               struct sw_err *err);
+    /* As struct comm's reduce_sum; the core has already checked root, a NULL recv on the root
+     * and overlaps, so the engine only moves the data. recv is NULL off the root. */
+    int (*reduce_sum)(void *state, const float *send, float *recv, size_t n, int root,
+                      struct sw_err *err);
     int (*allgather)(void *state, const float *send, float *recv, size_t n, struct sw_err *err);
     int (*broadcast)(void *state, void *buf, size_t bytes, int root, struct sw_err *err);
     int (*allgather_bytes)(void *state, const void *send, void *recv, size_t bytes,
@@ -296,10 +313,11 @@ typedef int (*comm_mpi_plugin_join_fn)(int api_version, const struct comm_mpi_jo
  * backend_cuda_symbol() after backend_cuda_load() selected the device:
  *  "scalewise_nccl_unique_id": ncclGetUniqueId into id (COMM_NCCL_ID_BYTES);
  *  "scalewise_nccl_init": ncclCommInitRank on the current device with rank 0's id, then fills
- *    ops (rank, world; the collectives run ncclAllReduce / ncclReduceScatter / ncclAllGather /
- *    ncclBroadcast on the plugin's stream and synchronize before returning, so timing and the
- *    watchdog mean what they mean for MPI; barrier is a one-float all-reduce; finalize is
- *    ncclCommDestroy). ncclCommInitRank waits for every rank: run it under the watchdog.
+ *    ops (rank, world; the collectives run ncclAllReduce / ncclReduceScatter / ncclReduce /
+ *    ncclAllGather / ncclBroadcast on the plugin's stream and synchronize before returning, so
+ *    timing and the watchdog mean what they mean for MPI; barrier is a one-float all-reduce;
+ *    finalize is ncclCommDestroy). ncclCommInitRank waits for every rank: run it under the
+ *    watchdog.
  * libnccl.so.2 is dlopen'ed on first use: without it both return SW_EUNSUPPORTED naming it. */
 typedef int (*comm_nccl_unique_id_fn)(int api_version, unsigned char *id, struct sw_err *err);
 typedef int (*comm_nccl_init_fn)(int api_version, int rank, int world, const unsigned char *id,

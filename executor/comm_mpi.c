@@ -8,7 +8,8 @@
  * MPI_Intercomm_merge and orders it by the launcher's rank (MPI-3.1 10.4 "Establishing
  * Communication"). The collective calls follow
  * ../shared/docs/hardware-and-distributed.md 4: all-reduce in place (MPI_IN_PLACE),
- * MPI_Reduce_scatter (equal counts) and MPI_Allgather for ZeRO shards, MPI_Bcast, and
+ * MPI_Reduce_scatter (equal counts) and MPI_Allgather for ZeRO shards, MPI_Reduce to one rank
+ * (MPI_IN_PLACE on the root when send == recv), MPI_Bcast, and
  * MPI_Comm_split_type(MPI_COMM_TYPE_SHARED) for the local rank and size. Open MPI 4.1 has no
  * large-count (_c) calls, so counts are chunked below 2^31; a collective whose total count does
  * not fit in an int goes through per-root MPI_Reduce / MPI_Bcast in chunks instead.
@@ -134,6 +135,26 @@ static int mpi_reduce_scatter(void *state, const float *send, float *recv, size_
         memcpy(recv, tmp, n * sizeof *recv);
     free(tmp);
     return rc;
+}
+
+/* On the root recv = the sum of every rank's send (in place when send == recv); recv is NULL on
+ * the other ranks (comm.c passes no receive buffer there), where MPI ignores it. */
+static int mpi_reduce(void *state, const float *send, float *recv, size_t n, int root,
+                      struct sw_err *err)
+{
+    struct mpi_state *s = state;
+    bool is_root = s->rank == root;
+    bool in_place = is_root && send == recv;
+    for (size_t off = 0; off < n; off += s->chunk) {
+        int k = (int)min_sz(s->chunk, n - off);
+        /* MPI_IN_PLACE only on the root (erroneous elsewhere); no offset from a NULL recv */
+        const void *sb = in_place ? MPI_IN_PLACE : (const void *)(send + off);
+        void *rb = is_root ? (void *)(recv + off) : NULL;
+        int rc = check(MPI_Reduce(sb, rb, k, MPI_FLOAT, MPI_SUM, root, s->comm), "MPI_Reduce", err);
+        if (rc < 0)
+            return rc;
+    }
+    return 0;
 }
 
 static int gather_bytes(struct mpi_state *s, const void *send, void *recv, size_t bytes,
@@ -294,6 +315,7 @@ static int mpi_fill(struct mpi_state *s, struct comm_engine_ops *ops, struct sw_
     }
     ops->allreduce_sum = mpi_allreduce;
     ops->reduce_scatter_sum = mpi_reduce_scatter;
+    ops->reduce_sum = mpi_reduce;
     ops->allgather = mpi_allgather;
     ops->broadcast = mpi_broadcast;
     ops->allgather_bytes = mpi_allgather_bytes;

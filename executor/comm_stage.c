@@ -110,6 +110,45 @@ int exec_stage_reduce_scatter(struct exec_comm_stage *s, const float *send, floa
     return rc;
 }
 
+/* Staged: each chunk of send goes into the staging buffer and is reduced there in place (the
+ * engine's in-place form on the root; off the root the engine only reads it), and the root
+ * copies the chunk's sum out to recv. The engine would only see the staging buffer, so the
+ * checks it makes on the caller's pointers (root, a NULL recv on the root, overlap) are made
+ * here first. */
+int exec_stage_reduce(struct exec_comm_stage *s, const float *send, float *recv, size_t n, int root,
+                      struct sw_err *err)
+{
+    struct comm *c = s->comm;
+    if (s->direct)
+        return c->reduce_sum(c, send, recv, n, root, err);
+    if (root < 0 || root >= c->world)
+        return sw_errf(err, SW_EINVAL, "reduce root %d is not a rank of a world of %d", root,
+                       c->world);
+    bool is_root = c->rank == root;
+    if (is_root && n && send != recv) {
+        uintptr_t s0 = (uintptr_t)send, r0 = (uintptr_t)recv, bytes = n * sizeof(float);
+        if (!recv)
+            return sw_errf(err, SW_EINVAL,
+                           "reduce of %zu floats: the root (rank %d) passed no receive buffer", n,
+                           root);
+        if (s0 < r0 + bytes && r0 < s0 + bytes)
+            return sw_errf(err, SW_EINVAL,
+                           "reduce of %zu floats: send and receive buffers overlap (pass the "
+                           "same pointer for an in-place reduce)",
+                           n);
+    }
+    void *st;
+    int rc = need_stage(s, &st, err);
+    size_t per = EXEC_STAGE_BYTES / sizeof(float);
+    for (size_t a = 0; a < n && rc == 0; a += per) {
+        size_t k = n - a < per ? n - a : per;
+        to_engine(s, st, send + a, k * sizeof(float));
+        if ((rc = c->reduce_sum(c, st, st, k, root, err)) == 0 && is_root)
+            from_engine(s, recv + a, st, k * sizeof(float));
+    }
+    return rc;
+}
+
 int exec_stage_allgather(struct exec_comm_stage *s, const float *send, float *recv, size_t n,
                          struct sw_err *err)
 {

@@ -752,6 +752,9 @@ void exec_comm_stage_release(struct exec_comm_stage *s);
 int exec_stage_allreduce(struct exec_comm_stage *s, float *buf, size_t n, struct sw_err *err);
 int exec_stage_reduce_scatter(struct exec_comm_stage *s, const float *send, float *recv,
                               size_t n, struct sw_err *err);
+/* comm.h reduce_sum: recv (root only; NULL elsewhere is fine) = the ranks' sum of send[0..n). */
+int exec_stage_reduce(struct exec_comm_stage *s, const float *send, float *recv, size_t n,
+                      int root, struct sw_err *err);
 int exec_stage_allgather(struct exec_comm_stage *s, const float *send, float *recv, size_t n,
                          struct sw_err *err);
 int exec_stage_broadcast(struct exec_comm_stage *s, void *buf, size_t bytes, int root,

@@ -585,8 +585,9 @@ static int setup(struct run_state *s, struct exec_run_result *r, struct sw_err *
  * advisor/speed.c, section 7.5 of docs/strategy-reference.md), for exactly the collectives
  * exec_trainer_step issues: DDP one all-reduce per 25 MiB bucket; ZeRO-1 one reduce-scatter
  * per staging round;
- * ZeRO-2/3 per micro-batch one reduce-scatter per round of each range the model hands over
- * (every layer, then the non-layer gradients: take_grads in train.c); ZeRO-1/2 one all-gather
+ * ZeRO-2/3 per micro-batch a reduce of each owner's part of each range the model hands over
+ * (every layer, then the non-layer gradients: take_grads in train.c), a reduce-scatter of the
+ * region in all; ZeRO-1/2 one all-gather
  * per round after the update (ZeRO-3: instead, one gather per layer the model's two buffers do
  * not hold already, and one of the non-layer weights); plus the two 8-byte gathers of the
  * loss and the norm. Nothing is overlapped with compute on the CPU. NaN when the bandwidth is
@@ -617,22 +618,24 @@ static double predicted_comm_s(const struct run_state *s, const struct hardware 
     double per_round = est_gather_s(4.0 * (double)tr->chunk * W, W, bw, eta, lat);
     double rs = rounds * per_round;
     if (s->zero >= 2) {
-        /* Each range's rounds: its longest per-owner part over the chunk. */
+        /* Per micro-batch, each owner's part of every range the model hands over is reduced to
+         * it, a chunk at a time: over all ranges and owners that is a reduce-scatter of the
+         * whole region's bytes, plus one latency per call. */
         const struct exec_model *m = &s->model;
         size_t lay0 = m->layer0_off, lay_end = lay0 + (size_t)m->L * m->layer_n;
-        double r_mb = 0.0;
+        double calls = 0.0;
         for (int l = -2; l < m->L; l++) {
             size_t off = l == -2 ? 0 : l == -1 ? lay_end : lay0 + (size_t)l * m->layer_n;
-            size_t n = l == -2 ? lay0 : l == -1 ? m->n_train - lay_end : m->layer_n, longest = 0;
+            size_t n = l == -2 ? lay0 : l == -1 ? m->n_train - lay_end : m->layer_n;
             for (int q = 0; q < W; q++) {
                 size_t a = tr->cuts[q] > off ? tr->cuts[q] : off;
                 size_t b = tr->cuts[q + 1] < off + n ? tr->cuts[q + 1] : off + n;
-                if (b > a && b - a > longest)
-                    longest = b - a;
+                if (b > a)
+                    calls += ceil((double)(b - a) / (double)tr->chunk);
             }
-            r_mb += ceil((double)longest / (double)tr->chunk);
         }
-        rs = p->strategy.grad_accum * r_mb * per_round;
+        rs = p->strategy.grad_accum *
+             (calls * lat + est_gather_s(4.0 * (double)m->n_train, W, bw, eta, 0.0));
     }
     if (s->zero == 3) {
         /* Layers gathered per step: the first forward all L; every backward reuses the last

@@ -29,13 +29,11 @@
  *    updates its shard, and the shards are all-gathered back into every rank's weights.
  *  - ZeRO-2: gradients are sharded too. The model keeps only the non-layer gradients and one
  *    layer buffer (exec_model_opts.shard_grads); during every micro-batch's backward, as soon
- *    as a layer's gradients are done the model hands them to take_grads, which reduce-scatters
- *    that range to its owners (each owner's part in its own slot of the staging buffer,
- *    zero-padded to the longest part) and adds the owner's sum into the optimizer's own
+ *    as a layer's gradients are done the model hands them to take_grads, which reduces each
+ *    owner's part of that range to its owner, who adds the sum into the optimizer's own
  *    gradient shard, the step's accumulator; the non-layer gradients follow after the
  *    embedding. Per-rank gradient memory is the shard plus the non-layer gradients and one
- *    layer. The padded slots cost up to world times the bytes of a reduce-to-owner (the
- *    collectives of comm.h have no reduce).
+ *    layer.
  *  - ZeRO-3: as ZeRO-2, and the optimizer keeps the rank's fp32 master shard as its own
  *    buffer: the rank's weights. The model is layer-gathered (opts.layer_gather_bufs): it keeps
  *    only the non-layer weights (embeddings, final norm, an untied head) and two layer
@@ -131,45 +129,27 @@ static int refresh_resident(struct exec_trainer *t, struct sw_err *err)
 }
 
 /* ZeRO-2/3: the model's gradients of region elements [off, off + n), in src (its buffer):
- * every owner q of a part of the range receives the sum over ranks of that part and adds it to
- * its gradient shard (the optimizer's own buffer). Collective: every rank hands over the same
- * ranges in the same order. */
+ * every owner q of a part of the range receives the sum over ranks of that part (a reduce to
+ * q, t->chunk elements at a time, into the staging buffer) and adds it to its gradient shard
+ * (the optimizer's own buffer). Collective: every rank hands over the same ranges in the same
+ * order, and the cuts are the same on every rank. */
 static int take_grads(void *ctx, const float *src, size_t off, size_t n, struct sw_err *err)
 {
     struct exec_trainer *t = ctx;
     const struct backend *be = t->model->be;
     const struct exec_optimizer *o = t->opt;
-    size_t W = (size_t)t->world, longest = 0;
-    for (size_t q = 0; q < W; q++) {
+    for (int q = 0; q < t->world; q++) {
         size_t a = t->cuts[q] > off ? t->cuts[q] : off;
         size_t b = t->cuts[q + 1] < off + n ? t->cuts[q + 1] : off + n;
-        if (b > a && b - a > longest)
-            longest = b - a;
-    }
-    float *send = t->stage, *recv = t->stage + W * t->chunk;
-    for (size_t start = 0; start < longest; start += t->chunk) {
-        size_t mine = 0, mine_at = 0;
-        for (size_t q = 0; q < W; q++) {
-            size_t a = t->cuts[q] > off ? t->cuts[q] : off;
-            size_t b = t->cuts[q + 1] < off + n ? t->cuts[q + 1] : off + n;
-            size_t len = b > a ? b - a : 0;
-            size_t k = len > start ? (len - start < t->chunk ? len - start : t->chunk) : 0;
-            float *dst = send + q * t->chunk;
-            if (k)
-                be->memcpy(dst, src + (a - off) + start, k * sizeof(float), BACKEND_D2D);
-            if (k < t->chunk)
-                be->memset(dst + k, 0, (t->chunk - k) * sizeof(float));
-            if ((int)q == t->rank) {
-                mine = k;
-                mine_at = a + start;
-            }
+        for (size_t at = a; at < b; at += t->chunk) {
+            size_t k = b - at < t->chunk ? b - at : t->chunk;
+            float *recv = q == t->rank ? t->stage : NULL;
+            int rc = exec_stage_reduce(&t->cs, src + (at - off), recv, k, q, err);
+            if (rc < 0)
+                return rc;
+            if (q == t->rank)
+                be->axpy_2d(o->grads + (at - o->lo), (int)k, t->stage, (int)k, 1, (int)k, 1.0f);
         }
-        int rc = exec_stage_reduce_scatter(&t->cs, send, recv, t->chunk, err);
-        if (rc < 0)
-            return rc;
-        if (mine)
-            be->axpy_2d(o->grads + (mine_at - o->lo), (int)mine, recv, (int)mine, 1, (int)mine,
-                        1.0f);
     }
     return 0;
 }

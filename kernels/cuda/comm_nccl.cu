@@ -1,10 +1,11 @@
 /* The NCCL engine of the communication layer (executor/comm.h), inside the CUDA plugin: two
  * exported entries, scalewise_nccl_unique_id (ncclGetUniqueId, on rank 0) and
  * scalewise_nccl_init (ncclCommInitRank on the device the backend selected, then a struct
- * comm_engine_ops whose collectives are ncclAllReduce, ncclReduceScatter, ncclAllGather and
- * ncclBroadcast on the plugin's stream, cuda_stream()). Each collective waits for its stream
- * before returning, polling ncclCommGetAsyncError meanwhile, so the core's timing and watchdog
- * (executor/comm.c) mean the same as for MPI, and a NCCL failure is an error, not a hang.
+ * comm_engine_ops whose collectives are ncclAllReduce, ncclReduceScatter, ncclReduce,
+ * ncclAllGather and ncclBroadcast on the plugin's stream, cuda_stream()). Each collective waits
+ * for its stream before returning, polling ncclCommGetAsyncError meanwhile, so the core's timing
+ * and watchdog (executor/comm.c) mean the same as for MPI, and a NCCL failure is an error, not a
+ * hang.
  * Buffers are device pointers used in place; a host pointer (a small control message such as
  * the start-up hash check) is staged through a device buffer this file owns.
  * NCCL is dlopen'ed ("libnccl.so.2", or $SCALEWISE_NCCL_LIBRARY) on first use, so the plugin
@@ -60,6 +61,8 @@ struct nccl_api {
                               nccl_comm_t comm, cudaStream_t stream);
     nccl_result (*reduce_scatter)(const void *send, void *recv, size_t recv_count, int dtype,
                                   int op, nccl_comm_t comm, cudaStream_t stream);
+    nccl_result (*reduce)(const void *send, void *recv, size_t count, int dtype, int op, int root,
+                          nccl_comm_t comm, cudaStream_t stream);
     nccl_result (*all_gather)(const void *send, void *recv, size_t send_count, int dtype,
                               nccl_comm_t comm, cudaStream_t stream);
     nccl_result (*broadcast)(const void *send, void *recv, size_t count, int dtype, int root,
@@ -124,7 +127,7 @@ static int nccl_load(struct sw_err *err)
         sym(dl, "ncclCommDestroy", &a.comm_destroy) && sym(dl, "ncclCommAbort", &a.comm_abort) &&
         sym(dl, "ncclCommGetAsyncError", &a.get_async_error) &&
         sym(dl, "ncclGetErrorString", &a.error_string) && sym(dl, "ncclAllReduce", &a.all_reduce) &&
-        sym(dl, "ncclReduceScatter", &a.reduce_scatter) &&
+        sym(dl, "ncclReduceScatter", &a.reduce_scatter) && sym(dl, "ncclReduce", &a.reduce) &&
         sym(dl, "ncclAllGather", &a.all_gather) && sym(dl, "ncclBroadcast", &a.broadcast);
     if (!ok) {
         dlclose(dl);
@@ -209,7 +212,7 @@ static int wait_done(nccl_state *s, const char *what, struct sw_err *err)
     }
 }
 
-enum coll { COLL_ALLREDUCE, COLL_REDUCE_SCATTER, COLL_ALLGATHER, COLL_BROADCAST };
+enum coll { COLL_ALLREDUCE, COLL_REDUCE_SCATTER, COLL_REDUCE, COLL_ALLGATHER, COLL_BROADCAST };
 
 static bool overlaps(const void *a, size_t an, const void *b, size_t bn)
 {
@@ -219,7 +222,8 @@ static bool overlaps(const void *a, size_t an, const void *b, size_t bn)
 
 /* One collective. send_bytes/recv_bytes are the buffers' sizes; count and elem as NCCL wants
  * them (per-rank shard count for reduce-scatter and all-gather). In-place collectives
- * (all-reduce, broadcast) pass send == recv. */
+ * (all-reduce, broadcast) pass send == recv. A reduce off the root has no receive buffer (recv
+ * NULL): nothing is staged or copied back for it, and NCCL gets NULL, which it allows there. */
 static int collective(nccl_state *s, coll op, const char *what, const void *send, void *recv,
                       size_t send_bytes, size_t recv_bytes, size_t count, int dtype, int root,
                       struct sw_err *err)
@@ -229,9 +233,12 @@ static int collective(nccl_state *s, coll op, const char *what, const void *send
                     what);
     if (recv_bytes == 0)
         return 0;
-    bool in_place = send == recv;
-    bool send_dev = on_device(send), recv_dev = in_place ? send_dev : on_device(recv);
-    if (send_dev && recv_dev && !in_place && overlaps(send, send_bytes, recv, recv_bytes)) {
+    bool no_recv = op == COLL_REDUCE && s->rank != root;
+    bool in_place = !no_recv && send == recv;
+    bool send_dev = on_device(send);
+    bool recv_dev = no_recv || (in_place ? send_dev : on_device(recv));
+    if (send_dev && recv_dev && !in_place && !no_recv &&
+        overlaps(send, send_bytes, recv, recv_bytes)) {
         /* NCCL's in-place forms: send is this rank's slot of recv (all-gather) or recv is this
          * rank's slot of send (reduce-scatter). */
         bool nccl_in_place =
@@ -245,7 +252,7 @@ static int collective(nccl_state *s, coll op, const char *what, const void *send
     }
     cudaStream_t st = cuda_stream();
     const void *dsend = send;
-    void *drecv = recv;
+    void *drecv = no_recv ? NULL : recv;
     if (!send_dev || !recv_dev) {
         size_t need = (send_dev ? 0 : send_bytes) + (recv_dev || in_place ? 0 : recv_bytes);
         int rc = stage_reserve(s, need, err);
@@ -271,6 +278,9 @@ static int collective(nccl_state *s, coll op, const char *what, const void *send
         break;
     case COLL_REDUCE_SCATTER:
         r = g_nccl.reduce_scatter(dsend, drecv, count, dtype, NCCL_SUM, s->comm, st);
+        break;
+    case COLL_REDUCE:
+        r = g_nccl.reduce(dsend, drecv, count, dtype, NCCL_SUM, root, s->comm, st);
         break;
     case COLL_ALLGATHER:
         r = g_nccl.all_gather(dsend, drecv, count, dtype, s->comm, st);
@@ -304,6 +314,15 @@ static int n_reduce_scatter(void *state, const float *send, float *recv, size_t 
     return collective(s, COLL_REDUCE_SCATTER, "ncclReduceScatter", send, recv,
                       n * (size_t)s->world * sizeof(float), n * sizeof(float), n, NCCL_FLOAT32, 0,
                       err);
+}
+
+/* recv is NULL off the root (comm.c); in place on the root when send == recv. */
+static int n_reduce(void *state, const float *send, float *recv, size_t n, int root,
+                    struct sw_err *err)
+{
+    size_t b = n * sizeof(float);
+    return collective((nccl_state *)state, COLL_REDUCE, "ncclReduce", send, recv, b, b, n,
+                      NCCL_FLOAT32, root, err);
 }
 
 static int n_allgather(void *state, const float *send, float *recv, size_t n, struct sw_err *err)
@@ -408,6 +427,7 @@ EXPORT int scalewise_nccl_init(int api_version, int rank, int world, const unsig
     memset(ops, 0, sizeof(*ops));
     ops->allreduce_sum = n_allreduce;
     ops->reduce_scatter_sum = n_reduce_scatter;
+    ops->reduce_sum = n_reduce;
     ops->allgather = n_allgather;
     ops->broadcast = n_broadcast;
     ops->allgather_bytes = n_allgather_bytes;

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # The MPI engine under mpirun (2 and 3 ranks, oversubscribed on the 2-core CI machine):
-# all-reduce, reduce-scatter and all-gather shards against a serial reference (also with tiny
-# chunks, so the paths for counts over 2^31 run), the plan-hash mismatch check, and failure
-# handling: a rank killed with kill -9 makes the job exit non-zero within 30 s with a message
-# (mpirun's, naming the dead rank; and, with mpirun told not to abort, the survivor's own
+# all-reduce, reduce-scatter, reduce to a root and all-gather shards against a serial reference
+# (also with tiny chunks, so the paths for counts over 2^31 run), the plan-hash mismatch check,
+# and failure handling: a rank killed with kill -9 makes the job exit non-zero within 30 s with a
+# message (mpirun's, naming the dead rank; and, with mpirun told not to abort, the survivor's own
 # watchdog message and exit status 1), and a rank that hangs (SIGSTOP) makes the others'
 # watchdog exit with its message. Also `scalewise run --nproc 2` starting the ranks through
 # mpirun. Skipped with one line when mpirun or the MPI plugin is absent.

@@ -1,8 +1,10 @@
 /* The MPI engine under mpirun (run by tests/cli/mpi.sh; built only when mpicc exists). It
  * reaches the engine exactly as scalewise does: comm_from_env_or_single() detects the Open MPI
  * variables and dlopens build/libscalewise-mpi.so. Modes:
- *   collectives  all-reduce, reduce-scatter and all-gather shards (also in place), broadcast,
- *                byte all-gather and barrier against a serial reference computed on every rank
+ *   collectives  all-reduce, reduce-scatter and all-gather shards (also in place), reduce to
+ *                the first and the last rank (also in place on the root, with and without a
+ *                receive buffer elsewhere, and the bytes each rank counts), broadcast, byte
+ *                all-gather and barrier against a serial reference computed on every rank
  *                from the same deterministic inputs (exact: the sums are of small integers);
  *   consistent   comm_check_consistent with equal hashes (passes) and with the last rank's plan
  *                hash changed (every rank gets the error naming that rank);
@@ -51,6 +53,34 @@ static void check_collectives(struct comm *c)
         for (size_t i = 0; i < n; i++)
             bad += shard[i] != ref[(size_t)R * n + i];
         CHECK_MSG(bad == 0, "reduce_scatter n=%zu: %zu wrong", n, bad);
+
+        /* reduce to a root (first and last rank): the sums on the root only; then in place */
+        float *out = malloc(N * sizeof *out), *cp = malloc(N * sizeof *cp);
+        for (int root = 0; root < W; root += W - 1) {
+            for (size_t i = 0; i < N; i++)
+                out[i] = -7777.0f;
+            uint64_t b0 = c->comm_bytes;
+            /* off the root, recv may be NULL (root 0) or a buffer left alone (root W-1) */
+            float *rb = R == root || root != 0 ? out : NULL;
+            CHECK_OK(c->reduce_sum(c, buf, rb, N, root, &err), &err);
+            CHECK_MSG(c->comm_bytes - b0 == (R == root ? 0 : N * sizeof(float)),
+                      "reduce n=%zu root %d: %llu bytes counted", N, root,
+                      (unsigned long long)(c->comm_bytes - b0));
+            bad = 0;
+            for (size_t i = 0; i < N; i++)
+                bad += out[i] != (R == root ? ref[i] : -7777.0f);
+            CHECK_MSG(bad == 0, "reduce n=%zu root %d: %zu wrong", N, root, bad);
+            memcpy(cp, buf, N * sizeof *cp);
+            CHECK_OK(c->reduce_sum(c, cp, cp, N, root, &err), &err);
+            bad = 0;
+            for (size_t i = 0; i < N; i++)
+                bad += cp[i] != (R == root ? ref[i] : buf[i]);
+            CHECK_MSG(bad == 0, "reduce in place n=%zu root %d: %zu wrong", N, root, bad);
+        }
+        /* a root outside the world: every rank refuses before communicating */
+        CHECK_INT(c->reduce_sum(c, buf, out, N, W, &err), SW_EINVAL);
+        free(out);
+        free(cp);
 
         /* all-gather of the shards gives the full reduced vector; then in place */
         CHECK_OK(c->allgather(c, shard, gath, n, &err), &err);

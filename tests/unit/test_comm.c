@@ -1,12 +1,15 @@
 /* Tests of the communication layer that need no MPI job: launcher-environment parsing for each
  * launcher table (variables set and unset in-process), Slurm host lists and port derivation,
- * the single-process engine, the clear and prompt refusals of a torchrun-style CPU launch
- * (no ompi-server on PATH, no rank 0) with nothing left running, the GPU engine's refusals
- * without a GPU or plugin (and, on a machine with a GPU, world size 1 through NCCL), the TCP
- * rendezvous with three forked processes on 127.0.0.1 (records, blob, plan mismatch, a missing
- * peer timing out with an error) and the bootstrap records it carries (a 128-byte NCCL id, rank
- * 0's error, the second round of port names). The MPI engine is tested by tests/cli/mpi.sh under
- * mpirun, the torchrun-style CPU join end to end by tests/cli/dp_torchrun.sh. */
+ * the single-process engine (reduce_sum's in-place form and argument checks included), the
+ * staged reduce (exec_stage_reduce: direct on the CPU backend, chunked through host staging on
+ * the device simulator, against a fake three-rank engine), the clear and prompt refusals of a
+ * torchrun-style CPU launch (no ompi-server on PATH, no rank 0) with nothing left running, the
+ * GPU engine's refusals without a GPU or plugin (and, on a machine with a GPU, world size 1
+ * through NCCL, reduce included), the TCP rendezvous with three forked processes on 127.0.0.1
+ * (records, blob, plan mismatch, a missing peer timing out with an error) and the bootstrap
+ * records it carries (a 128-byte NCCL id, rank 0's error, the second round of port names). The
+ * MPI engine is tested by tests/cli/mpi.sh under mpirun (tests/mpi/mpi_collectives.c), the
+ * torchrun-style CPU join end to end by tests/cli/dp_torchrun.sh. */
 #include "harness.h"
 
 #include <arpa/inet.h>
@@ -19,7 +22,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "executor/backend.h"
 #include "executor/comm.h"
+#include "executor/executor.h"
 
 static const char *all_vars[] = {"RANK",
                                  "WORLD_SIZE",
@@ -321,6 +326,25 @@ static void test_single_engine(void)
     CHECK_INT(c.broadcast(&c, bytes, 3, 1, &err), SW_EINVAL);
     CHECK_OK(c.barrier(&c, &err), &err);
     CHECK_OK(comm_check_consistent(&c, 0x1234, &err), &err);
+
+    /* reduce to the root: world 1 is a copy; in place; the argument checks */
+    float r[5] = {0};
+    CHECK_OK(c.reduce_sum(&c, a, r, 5, 0, &err), &err);
+    CHECK(memcmp(a, r, sizeof a) == 0);
+    CHECK_OK(c.reduce_sum(&c, r, r, 5, 0, &err), &err); /* in place */
+    CHECK(memcmp(a, r, sizeof a) == 0);
+    CHECK_OK(c.reduce_sum(&c, NULL, NULL, 0, 0, &err), &err); /* nothing to move */
+    CHECK_INT(c.reduce_sum(&c, a, r, 5, 1, &err), SW_EINVAL);
+    CHECK_MSG(strstr(err.msg, "root 1") != NULL, "%s", err.msg);
+    CHECK_INT(c.reduce_sum(&c, a, r, 5, -1, &err), SW_EINVAL);
+    CHECK_INT(c.reduce_sum(&c, a, NULL, 5, 0, &err), SW_EINVAL); /* the root needs recv */
+    CHECK_MSG(strstr(err.msg, "no receive buffer") != NULL, "%s", err.msg);
+    memcpy(r, a, sizeof a);
+    CHECK_INT(c.reduce_sum(&c, r, r + 1, 3, 0, &err), SW_EINVAL); /* partial overlap */
+    CHECK_MSG(strstr(err.msg, "overlap") != NULL, "%s", err.msg);
+    CHECK(memcmp(a, r, sizeof a) == 0);                     /* untouched */
+    CHECK_OK(c.reduce_sum(&c, r + 2, r, 2, 0, &err), &err); /* adjacent, not overlapping */
+    CHECK(r[0] == 3 && r[1] == 4 && r[2] == 3);
     CHECK_INT(c.comm_bytes, 0); /* world 1 sends nothing */
     CHECK(c.comm_s >= 0);
     CHECK(comm_binary_hash() != 0);
@@ -328,6 +352,144 @@ static void test_single_engine(void)
     c.finalize(&c);
     c.finalize(&c); /* twice is safe */
     CHECK_INT(c.barrier(&c, &err), SW_EINVAL);
+    CHECK_INT(c.reduce_sum(&c, a, r, 5, 0, &err), SW_EINVAL);
+}
+
+/* ---------------------------------------------------------------- staged reduce
+ * A fake engine of `W` ranks in which every rank holds the same data: the root's sum is W times
+ * its own send. It records what the staging layer hands it. */
+
+struct fake_reduce {
+    int W, calls;
+    size_t max_k;
+    const float *last_send;
+    bool saw_device_ptr, not_in_place;
+};
+
+static int fake_reduce_sum(struct comm *c, const float *send, float *recv, size_t n, int root,
+                           struct sw_err *err)
+{
+    struct fake_reduce *f = c->impl;
+    f->calls++;
+    f->max_k = n > f->max_k ? n : f->max_k;
+    f->last_send = send;
+    /* devsim device pointers sit at 2^62 and up (backend_devsim.c): a host engine must not get
+     * one */
+    uintptr_t dev = (uintptr_t)1 << 62;
+    if ((uintptr_t)send >= dev || (uintptr_t)recv >= dev)
+        f->saw_device_ptr = true;
+    if (root < 0 || root >= c->world)
+        return sw_errf(err, SW_EINVAL, "fake reduce: root %d", root);
+    for (size_t i = 0; c->rank == root && i < n; i++)
+        recv[i] = (float)f->W * send[i];
+    return 0;
+}
+
+static float stage_input(size_t i)
+{
+    return (float)((int)(i % 97) - 48);
+}
+
+/* n floats of stage_input in the devsim backend's memory. */
+static float *devsim_input(size_t n, float *host)
+{
+    const struct backend *be = backend_devsim();
+    struct sw_err err;
+    float *d = be->alloc(n * sizeof *d, BACKEND_MEM_WORKSPACE, &err);
+    for (size_t i = 0; i < n; i++)
+        host[i] = stage_input(i);
+    if (d)
+        be->memcpy(d, host, n * sizeof *d, BACKEND_H2D);
+    return d;
+}
+
+/* Counts elements of the devsim buffer d that differ from scale · stage_input(i). */
+static size_t devsim_wrong(const float *d, size_t n, float scale, float *host)
+{
+    backend_devsim()->memcpy(host, d, n * sizeof *host, BACKEND_D2H);
+    size_t bad = 0;
+    for (size_t i = 0; i < n; i++)
+        bad += host[i] != scale * stage_input(i);
+    return bad;
+}
+
+static void test_stage_reduce(void)
+{
+    struct sw_err err;
+    sw_err_init(&err);
+    struct fake_reduce f = {.W = 3};
+    struct comm c = {.engine = COMM_MPI,
+                     .engine_name = "fake",
+                     .rank = 1,
+                     .world = 3,
+                     .local_world = 3,
+                     .n_nodes = 1,
+                     .launcher = "test",
+                     .impl = &f};
+    c.reduce_sum = fake_reduce_sum;
+    /* three staging chunks, the last short */
+    size_t per = EXEC_STAGE_BYTES / sizeof(float), n = 2 * per + 3;
+    float *host = malloc(n * sizeof *host);
+    const struct backend *be = backend_devsim();
+    float *send = devsim_input(n, host);
+    float *recv = be->alloc(n * sizeof *recv, BACKEND_MEM_WORKSPACE, &err);
+    CHECK(host && send && recv);
+    if (!host || !send || !recv)
+        goto out;
+
+    struct exec_comm_stage s;
+    exec_comm_stage_init(&s, &c, be);
+    CHECK(!s.direct); /* a host engine and device memory */
+    /* this rank is the root: the sums land in recv, chunk by chunk, send untouched */
+    CHECK_OK(exec_stage_reduce(&s, send, recv, n, 1, &err), &err);
+    CHECK_INT(f.calls, 3);
+    CHECK(f.max_k == per);
+    CHECK_MSG(devsim_wrong(recv, n, 3.0f, host) == 0, "staged reduce to the root");
+    CHECK_MSG(devsim_wrong(send, n, 1.0f, host) == 0, "send changed");
+    /* in place on the root */
+    CHECK_OK(exec_stage_reduce(&s, send, send, n, 1, &err), &err);
+    CHECK_MSG(devsim_wrong(send, n, 3.0f, host) == 0, "staged reduce in place");
+    /* another root: recv may be NULL here, and neither buffer of ours changes (recv still holds
+     * the first sums, send the in-place ones: 3 x the input) */
+    CHECK_OK(exec_stage_reduce(&s, send, NULL, n, 2, &err), &err);
+    CHECK_OK(exec_stage_reduce(&s, send, recv, n, 0, &err), &err);
+    CHECK_INT(f.calls, 12);
+    CHECK_MSG(devsim_wrong(send, n, 3.0f, host) == 0, "send changed off the root");
+    CHECK_MSG(devsim_wrong(recv, n, 3.0f, host) == 0, "recv changed off the root");
+    CHECK(!f.saw_device_ptr);
+    /* refused before anything moves */
+    CHECK_INT(exec_stage_reduce(&s, send, recv, n, 3, &err), SW_EINVAL);
+    CHECK_INT(exec_stage_reduce(&s, send, recv, n, -1, &err), SW_EINVAL);
+    CHECK_INT(exec_stage_reduce(&s, send, NULL, n, 1, &err), SW_EINVAL);
+    CHECK_INT(exec_stage_reduce(&s, send, send + 1, n - 1, 1, &err), SW_EINVAL);
+    CHECK_MSG(strstr(err.msg, "overlap") != NULL, "%s", err.msg);
+    CHECK_INT(f.calls, 12);
+    exec_comm_stage_release(&s);
+
+    /* the CPU backend: direct, the caller's own pointers reach the engine */
+    float a[4] = {1, -2, 3, 4}, b[4] = {0};
+    exec_comm_stage_init(&s, &c, backend_cpu());
+    CHECK(s.direct);
+    CHECK_OK(exec_stage_reduce(&s, a, b, 4, 1, &err), &err);
+    CHECK(f.last_send == a && b[0] == 3 && b[1] == -6 && b[3] == 12);
+    exec_comm_stage_release(&s);
+
+    /* the real single engine, staged through the devsim backend (world 1: a copy) */
+    struct comm one;
+    clear_env();
+    CHECK_OK(comm_from_env_or_single(&one, &err), &err);
+    exec_comm_stage_init(&s, &one, be);
+    be->free(send);
+    send = devsim_input(n, host);
+    CHECK_OK(exec_stage_reduce(&s, send, recv, n, 0, &err), &err);
+    CHECK_MSG(devsim_wrong(recv, n, 1.0f, host) == 0, "single engine, staged");
+    CHECK_INT(exec_stage_reduce(&s, send, recv, n, 1, &err), SW_EINVAL);
+    exec_comm_stage_release(&s);
+    one.finalize(&one);
+out:
+    free(host);
+    be->free(send);
+    be->free(recv);
 }
 
 static double mono_s(void);
@@ -478,6 +640,12 @@ static void test_nccl_engine(void)
         memset(b, 0, sizeof b);
         CHECK_OK(c.allgather(&c, a, b, 4, &err), &err);
         CHECK(memcmp(a, b, sizeof a) == 0);
+        memset(b, 0, sizeof b);
+        CHECK_OK(c.reduce_sum(&c, a, b, 4, 0, &err), &err); /* ncclReduce, staged */
+        CHECK(memcmp(a, b, sizeof a) == 0);
+        CHECK_OK(c.reduce_sum(&c, b, b, 4, 0, &err), &err); /* in place */
+        CHECK(memcmp(a, b, sizeof a) == 0);
+        CHECK_INT(c.reduce_sum(&c, a, b, 4, 1, &err), SW_EINVAL);
         char bytes[3] = "ab", got[3] = "";
         CHECK_OK(c.allgather_bytes(&c, bytes, got, 3, &err), &err);
         CHECK_STR(got, "ab");
@@ -880,6 +1048,7 @@ int main(void)
     RUN(test_env_flags);
     RUN(test_slurm_nodelist);
     RUN(test_single_engine);
+    RUN(test_stage_reduce);
     RUN(test_torchrun_cpu);
     RUN(test_nccl_engine);
     RUN(test_rdzv_good);

@@ -670,6 +670,27 @@ static int fw_reduce_scatter(struct comm *c, const float *send, float *recv, siz
     return 0;
 }
 
+/* The root sums every rank's send element by element (all of element i is read before recv[i]
+ * is written, so send == recv on the root is safe); the others only publish theirs. */
+static int fw_reduce_sum(struct comm *c, const float *send, float *recv, size_t n, int root,
+                         struct sw_err *err)
+{
+    int r;
+    struct fake_world *w = fw_of(c, &r);
+    if (root < 0 || root >= w->W)
+        return sw_errf(err, SW_EINVAL, "reduce root %d is not a rank of a world of %d", root, w->W);
+    w->buf[r] = send;
+    pthread_barrier_wait(&w->bar);
+    for (size_t i = 0; r == root && i < n; i++) {
+        float x = 0.0f;
+        for (int q = 0; q < w->W; q++)
+            x += ((const float *)w->buf[q])[i];
+        recv[i] = x;
+    }
+    pthread_barrier_wait(&w->bar);
+    return 0;
+}
+
 static int fw_allgather_bytes(struct comm *c, const void *send, void *recv, size_t bytes,
                               struct sw_err *err)
 {
@@ -836,6 +857,7 @@ static void world_case(int W, int zero, enum sw_optimizer kind, const char *tag,
                            .launcher = "test"};
         c->allreduce_sum = fw_allreduce;
         c->reduce_scatter_sum = fw_reduce_scatter;
+        c->reduce_sum = fw_reduce_sum;
         c->allgather = fw_allgather;
         c->broadcast = fw_broadcast;
         c->allgather_bytes = fw_allgather_bytes;
