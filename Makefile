@@ -182,8 +182,42 @@ $(BUILD)/tests/mpi_collectives: tests/mpi/mpi_collectives.c tests/harness.h $(BU
 	@echo "  TEST    $@"
 	@$(CC) $(CFLAGS_COMMON) $(OPT) -Itests -o $@ $< $(BUILD)/libsw.a $(LDLIBS_CORE)
 
+# ------------------------------------------------------------------ CUDA kernels on the CPU
+# tests/cuda_emu (docs/cuda.md, "Kernel logic without a GPU"): kernels/cuda/k_*.cu, turned into
+# C++ by tests/cuda_emu/cu2cpp.pl (the <<<>>> launches and extern __shared__ arrays only) and
+# compiled by g++ against the CPU emulation tests/cuda_emu/cuda_emu.h; build/tests/test_cuda_emu
+# runs them against kernels/cpu. Needs g++ and perl, not nvcc. The kernel files also get
+# -Wno-unknown-pragmas (#pragma unroll); -ffp-contract=off keeps each fp32 operation one rounding
+# on every host, as in the CPU kernels.
+EMU_OBJ  := $(patsubst kernels/cuda/%.cu,$(BUILD)/cuda_emu/%.o,$(wildcard kernels/cuda/k_*.cu)) \
+            $(BUILD)/cuda_emu/emu.o
+EMU_DEPS := $(HDRS) $(wildcard kernels/cuda/*.cuh tests/cuda_emu/*.h tests/cuda_emu/include/*.h) \
+            Makefile
+EMU_CXXFLAGS := -std=c++17 -O1 -g -pthread -I. -Itests -Itests/cuda_emu -Itests/cuda_emu/include \
+                -ffp-contract=off -fno-strict-aliasing -Wall -Wextra -Werror
+.PRECIOUS: $(BUILD)/cuda_emu/%.cpp
+
+$(BUILD)/cuda_emu/%.cpp: kernels/cuda/%.cu tests/cuda_emu/cu2cpp.pl
+	@mkdir -p $(dir $@)
+	@perl tests/cuda_emu/cu2cpp.pl $< >$@.tmp && mv -f $@.tmp $@
+
+$(BUILD)/cuda_emu/%.o: $(BUILD)/cuda_emu/%.cpp $(EMU_DEPS)
+	@echo "  CXX-EMU $<"
+	@$(CXX) $(EMU_CXXFLAGS) -Wno-unknown-pragmas -c -o $@ $<
+
+$(BUILD)/cuda_emu/emu.o: tests/cuda_emu/emu.cpp $(EMU_DEPS)
+	@mkdir -p $(dir $@)
+	@echo "  CXX     $<"
+	@$(CXX) $(EMU_CXXFLAGS) -c -o $@ $<
+
+$(BUILD)/tests/test_cuda_emu: tests/cuda_emu/test_cuda_emu.cpp tests/gpu/test_cuda_kernels.cu \
+  tests/harness.h $(EMU_OBJ) $(EMU_DEPS) $(BUILD)/libsw.a
+	@mkdir -p $(dir $@)
+	@echo "  TEST    $@"
+	@$(CXX) $(EMU_CXXFLAGS) -fopenmp -o $@ $< $(EMU_OBJ) $(BUILD)/libsw.a $(LDLIBS_CORE)
+
 test: all $(TEST_BIN) $(TEST_ABIN) $(ABUILD)/scalewise $(FAKE_GPU_SO) $(MPI_TEST_BIN) \
-  $(CUDA_PLUGIN) $(GPU_TEST_BIN)
+  $(CUDA_PLUGIN) $(GPU_TEST_BIN) $(BUILD)/tests/test_cuda_emu
 	@SW_BUILD=$(BUILD) SW_ABUILD=$(ABUILD) tests/run.sh
 
 bench: scalewise

@@ -1,0 +1,483 @@
+/* tests/cuda_emu/cuda_emu.h — a CPU execution model for the subset of CUDA that the plugin's
+ * kernel files (kernels/cuda/k_*.cu) use, so that g++ can compile those files unchanged and
+ * tests/cuda_emu/test_cuda_emu.cpp can run the real kernels against kernels/cpu on a machine
+ * without a GPU. docs/cuda.md ("Kernel logic without a GPU") says what this proves and what it
+ * does not.
+ *
+ * Execution model (emu.cpp implements it):
+ *  - A launch runs at once, on the calling thread; its blocks run one after another.
+ *  - The threads of a block are cooperative fibers (one stack each, switched with
+ *    _setjmp/_longjmp): a thread runs until it reaches a barrier or exits. __syncthreads is a
+ *    block barrier, __syncwarp, the shuffles, __ballot_sync and the WMMA calls are barriers of
+ *    the warp (32 consecutive linear thread ids), so a warp's lanes exchange values in lockstep.
+ *    Exited threads count as arrived (as on the hardware). When no thread can run but some have
+ *    not exited, the launch reports a deadlock (a barrier in divergent code) and aborts.
+ *    Fibers rather than OS threads: a barrier costs two user-space jumps instead of a trip
+ *    through the kernel scheduler, and the interleaving is deterministic. Threads of even
+ *    blocks run in increasing thread order, those of odd blocks in decreasing order, and the
+ *    last thread to reach a barrier waits for its turn like the others, so a read of shared or
+ *    global memory that lacks its barrier sees the stale value in at least one of the two
+ *    directions (when the stale value differs enough to matter: this is not a race detector).
+ *  - Shared memory: `__shared__` variables are function statics placed in one linker section
+ *    (emu_shared); dynamic `extern __shared__` arrays are rewritten by cu2cpp.pl into a pointer
+ *    to a per-launch buffer. Both are filled with 0xff bytes (NaN floats, -1 integers) before
+ *    every block, so a read of shared memory that no thread of the block wrote shows up.
+ *  - Device memory is host memory; copies are memcpy; streams and events are no-ops (every
+ *    launch has finished when it returns).
+ *  - A launch checks the limits the hardware checks (at most 1024 threads per block, grid y and
+ *    z <= 65535, more than 48 KiB of dynamic shared memory only after cudaFuncSetAttribute
+ *    opted in, at most the device's opt-in limit); a bad launch sets the error that
+ *    cudaGetLastError returns, as on a GPU.
+ *  - The emulated device is an sm_80 part with 2 SMs (cuda_props()), so the kernels' grid-stride
+ *    loops take several strides at test sizes.
+ *  - WMMA (nvcuda::wmma, bf16 16×16×16 with fp32 accumulators): fragments are per-lane arrays;
+ *    each lane owns 8 accumulator elements (row lane/2, columns 8·(lane%2)..+7), computes only
+ *    those in mma_sync (fp32, sequential k) and stores only those, so a missing __syncwarp
+ *    between a store and other lanes' reads is visible.
+ * Launch syntax: kernel<<<grid, block, smem, stream>>>(args) is not C++; tests/cuda_emu/cu2cpp.pl
+ * rewrites it into emu_launch(emu_cfg(grid, block, smem, stream), kernel, args) in a build copy
+ * of each .cu file. */
+#ifndef SW_CUDA_EMU_H
+#define SW_CUDA_EMU_H
+
+#include <math.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <tuple>
+#include <type_traits>
+#include <utility>
+
+/* ---------------------------------------------------------------- qualifiers */
+
+#define __global__
+#define __device__
+#define __host__
+#define __forceinline__ inline
+#define __noinline__ __attribute__((noinline))
+#define __launch_bounds__(...)
+#define __constant__
+#define __align__(n) __attribute__((aligned(n)))
+/* Static shared memory: one copy (blocks run one at a time), in a section emu.cpp poisons before
+ * every block. */
+#define __shared__ static __attribute__((section("emu_shared")))
+
+/* ---------------------------------------------------------------- vector types, indices */
+
+struct uint3 {
+    unsigned x, y, z;
+};
+struct dim3 {
+    unsigned x, y, z;
+    constexpr dim3(unsigned x_ = 1, unsigned y_ = 1, unsigned z_ = 1) : x(x_), y(y_), z(z_) {}
+};
+struct alignas(8) float2 {
+    float x, y;
+};
+struct alignas(16) float4 {
+    float x, y, z, w;
+};
+static inline float2 make_float2(float x, float y)
+{
+    return float2{x, y};
+}
+static inline float4 make_float4(float x, float y, float z, float w)
+{
+    return float4{x, y, z, w};
+}
+
+/* The running fiber's indices (set by the scheduler before it resumes a fiber). */
+extern uint3 threadIdx, blockIdx;
+extern dim3 blockDim, gridDim;
+
+/* ---------------------------------------------------------------- runtime API (host) */
+
+enum cudaError_t {
+    cudaSuccess = 0,
+    cudaErrorInvalidValue = 1,
+    cudaErrorMemoryAllocation = 2,
+    cudaErrorInvalidConfiguration = 9,
+    cudaErrorInsufficientDriver = 35,
+    cudaErrorNoDevice = 100,
+    cudaErrorLaunchFailure = 719,
+};
+enum cudaMemcpyKind {
+    cudaMemcpyHostToHost = 0,
+    cudaMemcpyHostToDevice = 1,
+    cudaMemcpyDeviceToHost = 2,
+    cudaMemcpyDeviceToDevice = 3,
+    cudaMemcpyDefault = 4,
+};
+enum cudaFuncAttribute {
+    cudaFuncAttributeMaxDynamicSharedMemorySize = 8,
+};
+typedef struct emu_stream *cudaStream_t;
+typedef struct emu_event *cudaEvent_t;
+struct cudaDeviceProp {
+    char name[256];
+    size_t totalGlobalMem;
+    size_t sharedMemPerBlock;
+    size_t sharedMemPerBlockOptin;
+    int warpSize;
+    int maxThreadsPerBlock;
+    int multiProcessorCount;
+    int major, minor;
+};
+
+cudaError_t cudaGetLastError(void);
+cudaError_t cudaPeekAtLastError(void);
+const char *cudaGetErrorName(cudaError_t e);
+const char *cudaGetErrorString(cudaError_t e);
+cudaError_t cudaGetDeviceCount(int *count);
+cudaError_t cudaMalloc(void **p, size_t bytes);
+template <typename T> static inline cudaError_t cudaMalloc(T **p, size_t bytes)
+{
+    return cudaMalloc(reinterpret_cast<void **>(p), bytes);
+}
+cudaError_t cudaFree(void *p);
+cudaError_t cudaMemcpy(void *dst, const void *src, size_t bytes, cudaMemcpyKind kind);
+cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t bytes, cudaMemcpyKind kind,
+                            cudaStream_t s = 0);
+cudaError_t cudaMemset(void *dst, int value, size_t bytes);
+cudaError_t cudaMemsetAsync(void *dst, int value, size_t bytes, cudaStream_t s = 0);
+cudaError_t cudaDeviceSynchronize(void);
+cudaError_t cudaStreamSynchronize(cudaStream_t s);
+cudaError_t cudaEventCreate(cudaEvent_t *e);
+cudaError_t cudaEventDestroy(cudaEvent_t e);
+cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t s = 0);
+cudaError_t cudaEventSynchronize(cudaEvent_t e);
+cudaError_t cudaEventElapsedTime(float *ms, cudaEvent_t a, cudaEvent_t b);
+template <typename T>
+static inline cudaError_t cudaMemcpyToSymbol(T &symbol, const void *src, size_t bytes,
+                                             size_t offset = 0,
+                                             cudaMemcpyKind kind = cudaMemcpyHostToDevice)
+{
+    (void)kind;
+    if (offset + bytes > sizeof(T))
+        return cudaErrorInvalidValue;
+    memcpy(reinterpret_cast<char *>(&symbol) + offset, src, bytes);
+    return cudaSuccess;
+}
+/* Records the kernel's opt-in dynamic shared memory (checked at launch). */
+cudaError_t emu_func_set_attribute(const void *kernel, cudaFuncAttribute attr, int value);
+template <typename F>
+static inline cudaError_t cudaFuncSetAttribute(F *kernel, cudaFuncAttribute attr, int value)
+{
+    return emu_func_set_attribute(reinterpret_cast<const void *>(kernel), attr, value);
+}
+
+/* ---------------------------------------------------------------- barriers, warp exchange */
+
+void __syncthreads(void);
+void emu_syncwarp(unsigned mask);
+static inline void __syncwarp(unsigned mask = 0xffffffffu)
+{
+    emu_syncwarp(mask);
+}
+
+enum emu_shfl_kind { EMU_SHFL_IDX, EMU_SHFL_XOR, EMU_SHFL_UP, EMU_SHFL_DOWN };
+/* Every lane deposits `bits`, the warp meets, each lane gets the bits of its source lane. */
+uint64_t emu_shfl(unsigned mask, uint64_t bits, emu_shfl_kind kind, int arg, int width);
+/* Every lane deposits pred != 0; returns the mask of lanes that did. */
+unsigned __ballot_sync(unsigned mask, int pred);
+static inline int __any_sync(unsigned mask, int pred)
+{
+    return __ballot_sync(mask, pred) != 0;
+}
+static inline int __all_sync(unsigned mask, int pred)
+{
+    return __ballot_sync(mask, !pred) == 0;
+}
+
+template <typename T> static inline T emu_shfl_t(unsigned mask, T v, emu_shfl_kind k, int a, int w)
+{
+    static_assert(sizeof(T) <= 8 && std::is_trivially_copyable<T>::value, "shuffle of <= 8 bytes");
+    uint64_t b = 0;
+    memcpy(&b, &v, sizeof v);
+    b = emu_shfl(mask, b, k, a, w);
+    T r;
+    memcpy(&r, &b, sizeof r);
+    return r;
+}
+template <typename T> static inline T __shfl_sync(unsigned mask, T v, int src, int width = 32)
+{
+    return emu_shfl_t(mask, v, EMU_SHFL_IDX, src, width);
+}
+template <typename T>
+static inline T __shfl_xor_sync(unsigned mask, T v, int lane_mask, int width = 32)
+{
+    return emu_shfl_t(mask, v, EMU_SHFL_XOR, lane_mask, width);
+}
+template <typename T>
+static inline T __shfl_up_sync(unsigned mask, T v, unsigned delta, int width = 32)
+{
+    return emu_shfl_t(mask, v, EMU_SHFL_UP, (int)delta, width);
+}
+template <typename T>
+static inline T __shfl_down_sync(unsigned mask, T v, unsigned delta, int width = 32)
+{
+    return emu_shfl_t(mask, v, EMU_SHFL_DOWN, (int)delta, width);
+}
+
+/* Atomics: fibers never interleave inside a function call, so a plain read-modify-write is
+ * atomic here. */
+template <typename T> static inline T atomicAdd(T *p, T v)
+{
+    T old = *p;
+    *p = old + v;
+    return old;
+}
+template <typename T> static inline T atomicMax(T *p, T v)
+{
+    T old = *p;
+    *p = old > v ? old : v;
+    return old;
+}
+template <typename T> static inline T atomicExch(T *p, T v)
+{
+    T old = *p;
+    *p = v;
+    return old;
+}
+
+/* ---------------------------------------------------------------- math intrinsics */
+
+static inline float rsqrtf(float x)
+{
+    return 1.0f / sqrtf(x);
+}
+/* __expf and __logf: glibc declares both (as expf and logf). */
+static inline float __fdividef(float a, float b)
+{
+    return a / b;
+}
+/* Round-to-nearest operations that the compiler must not contract into an FMA (the kernel files
+ * are compiled with -ffp-contract=off, so a plain operation is exactly one rounding). */
+static inline float __fmul_rn(float a, float b)
+{
+    return a * b;
+}
+static inline float __fadd_rn(float a, float b)
+{
+    return a + b;
+}
+static inline float __fsub_rn(float a, float b)
+{
+    return a - b;
+}
+static inline float __fmaf_rn(float a, float b, float c)
+{
+    return fmaf(a, b, c);
+}
+static inline unsigned __float_as_uint(float x)
+{
+    unsigned u;
+    memcpy(&u, &x, 4);
+    return u;
+}
+static inline float __uint_as_float(unsigned u)
+{
+    float x;
+    memcpy(&x, &u, 4);
+    return x;
+}
+static inline int __float_as_int(float x)
+{
+    int i;
+    memcpy(&i, &x, 4);
+    return i;
+}
+static inline float __int_as_float(int i)
+{
+    float x;
+    memcpy(&x, &i, 4);
+    return x;
+}
+static inline int __ffs(int x)
+{
+    return __builtin_ffs(x);
+}
+static inline int __popc(unsigned x)
+{
+    return __builtin_popcount(x);
+}
+
+/* ---------------------------------------------------------------- bf16 */
+
+struct __nv_bfloat16 {
+    unsigned short __x;
+};
+struct alignas(4) __nv_bfloat162 {
+    __nv_bfloat16 x, y;
+};
+/* Round to nearest even, NaN kept quiet (kernels/cpu/quant.c's recipe; the hardware converts
+ * the same way except for the NaN payload). */
+static inline __nv_bfloat16 __float2bfloat16_rn(float f)
+{
+    uint32_t u = __float_as_uint(f);
+    __nv_bfloat16 b;
+    if ((u & 0x7fffffffu) > 0x7f800000u)
+        b.__x = (unsigned short)((u >> 16) | 0x40u);
+    else
+        b.__x = (unsigned short)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+    return b;
+}
+static inline __nv_bfloat16 __float2bfloat16(float f)
+{
+    return __float2bfloat16_rn(f);
+}
+static inline float __bfloat162float(__nv_bfloat16 b)
+{
+    return __uint_as_float((uint32_t)b.__x << 16);
+}
+static inline __nv_bfloat162 __floats2bfloat162_rn(float a, float b)
+{
+    __nv_bfloat162 r;
+    r.x = __float2bfloat16_rn(a);
+    r.y = __float2bfloat16_rn(b);
+    return r;
+}
+
+/* ---------------------------------------------------------------- WMMA */
+
+/* The running fiber's lane; aborts unless p is 32-byte aligned and ldm a multiple of 16 bytes
+ * (the WMMA requirements). */
+int emu_lane(void);
+void emu_wmma_check(const void *p, unsigned ldm, size_t elem_bytes, const char *what);
+
+namespace nvcuda {
+namespace wmma {
+struct matrix_a {};
+struct matrix_b {};
+struct accumulator {};
+struct row_major {};
+struct col_major {};
+enum layout_t { mem_row_major, mem_col_major };
+
+/* Logical (row, col) elements: A is m×k, B k×n, C m×n. A lane fills only what its 8
+ * accumulator elements need: row lane/2 of A, columns 8·(lane%2)..+7 of B and C. */
+template <typename Use, int M, int N, int K, typename T, typename Layout = void> struct fragment {
+    static_assert(M == 16 && N == 16 && K == 16, "only 16x16x16 fragments are emulated");
+    float v[16][16];
+};
+
+template <typename Use, typename L>
+static inline void load_matrix_sync(fragment<Use, 16, 16, 16, __nv_bfloat16, L> &f,
+                                    const __nv_bfloat16 *p, unsigned ldm)
+{
+    static_assert(std::is_same<Use, matrix_a>::value || std::is_same<Use, matrix_b>::value,
+                  "bf16 fragments are matrix_a or matrix_b");
+    __syncwarp(); /* warp-synchronous: every lane arrives */
+    emu_wmma_check(p, ldm, 2, "load_matrix_sync");
+    const bool rm = std::is_same<L, row_major>::value;
+    int lane = emu_lane();
+    if (std::is_same<Use, matrix_a>::value) {
+        int i = lane >> 1;
+        for (int k = 0; k < 16; k++)
+            f.v[i][k] = __bfloat162float(rm ? p[i * ldm + k] : p[k * ldm + i]);
+    } else {
+        int j0 = (lane & 1) * 8;
+        for (int k = 0; k < 16; k++)
+            for (int j = j0; j < j0 + 8; j++)
+                f.v[k][j] = __bfloat162float(rm ? p[k * ldm + j] : p[j * ldm + k]);
+    }
+}
+
+template <typename T>
+static inline void load_matrix_sync(fragment<accumulator, 16, 16, 16, T, void> &f, const float *p,
+                                    unsigned ldm, layout_t layout)
+{
+    __syncwarp();
+    emu_wmma_check(p, ldm, 4, "load_matrix_sync");
+    int lane = emu_lane(), i = lane >> 1, j0 = (lane & 1) * 8;
+    for (int j = j0; j < j0 + 8; j++)
+        f.v[i][j] = layout == mem_row_major ? p[i * ldm + j] : p[j * ldm + i];
+}
+
+template <typename T>
+static inline void store_matrix_sync(float *p, const fragment<accumulator, 16, 16, 16, T, void> &f,
+                                     unsigned ldm, layout_t layout)
+{
+    __syncwarp();
+    emu_wmma_check(p, ldm, 4, "store_matrix_sync");
+    int lane = emu_lane(), i = lane >> 1, j0 = (lane & 1) * 8;
+    for (int j = j0; j < j0 + 8; j++) {
+        if (layout == mem_row_major)
+            p[i * ldm + j] = f.v[i][j];
+        else
+            p[j * ldm + i] = f.v[i][j];
+    }
+}
+
+template <typename Use, typename T, typename L>
+static inline void fill_fragment(fragment<Use, 16, 16, 16, T, L> &f, float x)
+{
+    for (int i = 0; i < 16; i++)
+        for (int j = 0; j < 16; j++)
+            f.v[i][j] = x;
+}
+
+/* d = a·b + c on this lane's 8 elements, fp32 products summed in k order. */
+template <typename T, typename LA, typename LB>
+static inline void mma_sync(fragment<accumulator, 16, 16, 16, T, void> &d,
+                            const fragment<matrix_a, 16, 16, 16, __nv_bfloat16, LA> &a,
+                            const fragment<matrix_b, 16, 16, 16, __nv_bfloat16, LB> &b,
+                            const fragment<accumulator, 16, 16, 16, T, void> &c)
+{
+    __syncwarp();
+    int lane = emu_lane(), i = lane >> 1, j0 = (lane & 1) * 8;
+    float r[8];
+    for (int j = 0; j < 8; j++) {
+        float s = c.v[i][j0 + j];
+        for (int k = 0; k < 16; k++)
+            s += a.v[i][k] * b.v[k][j0 + j];
+        r[j] = s;
+    }
+    for (int j = 0; j < 8; j++)
+        d.v[i][j0 + j] = r[j];
+}
+} // namespace wmma
+} // namespace nvcuda
+
+/* ---------------------------------------------------------------- launches */
+
+/* The dynamic shared memory of the running launch (cu2cpp.pl rewrites `extern __shared__`). */
+void *emu_dyn_smem(void);
+
+struct emu_cfg {
+    dim3 grid, block;
+    size_t smem;
+    emu_cfg(dim3 g, dim3 b, size_t s = 0, cudaStream_t st = 0) : grid(g), block(b), smem(s)
+    {
+        (void)st;
+    }
+};
+
+/* Runs body(arg) as every thread of every block of the grid (see the file comment). kernel
+ * identifies the kernel for its cudaFuncSetAttribute opt-in. */
+void emu_run_grid(const emu_cfg &cfg, const void *kernel, void (*body)(void *), void *arg);
+
+/* kernel<<<cfg>>>(args...): the arguments are converted to the kernel's parameter types once,
+ * on the host, as a launch does; every thread calls the kernel with its own copy. */
+template <typename... P, typename... A>
+static inline void emu_launch(const emu_cfg &cfg, void (*kernel)(P...), A &&...args)
+{
+    static_assert(sizeof...(P) == sizeof...(A), "kernel launched with the wrong argument count");
+    struct call {
+        void (*k)(P...);
+        std::tuple<P...> a;
+    } c{kernel, std::tuple<P...>(std::forward<A>(args)...)};
+    emu_run_grid(
+        cfg, reinterpret_cast<const void *>(kernel),
+        [](void *p) {
+            call *cp = static_cast<call *>(p);
+            std::tuple<P...> mine = cp->a;
+            std::apply(cp->k, mine);
+        },
+        &c);
+}
+
+#endif

@@ -1,0 +1,665 @@
+/* The CPU execution model of tests/cuda_emu/cuda_emu.h: cooperative fibers for the threads of a
+ * block (one block at a time), block and warp barriers, warp exchanges (shuffles, ballot),
+ * shared-memory poisoning, launch-limit checks, the host runtime calls the kernel files make
+ * (memory is host memory, streams and events do nothing), and the few plugin.cu functions the
+ * kernels call (cuda_stream, cuda_props, cuda_reduce_buf, cuda_fill_blocks, cuda_fail), so the
+ * kernel files link without plugin.cu and its allocator.
+ *
+ * Fibers: each thread of a block is a fiber with its own mmap'ed stack, entered the first time
+ * with makecontext/setcontext and afterwards switched with _setjmp/_longjmp (no signal-mask
+ * system call, ~20 ns a switch instead of ~400 ns for swapcontext). A fiber runs the kernel,
+ * parks at its end, and is reused by the next block and the next launch. Only the scheduler
+ * (emu_run_grid, on the caller's stack) resumes fibers; a fiber only jumps back to it. */
+#undef _FORTIFY_SOURCE /* __longjmp_chk rejects jumps between stacks */
+#include "cuda_emu.h"
+
+#include <setjmp.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <ucontext.h>
+
+#include <map>
+#include <vector>
+
+#include "kernels/cuda/cuda_int.cuh"
+
+/* Under AddressSanitizer (a manual build with -fsanitize=address, to catch out-of-bounds
+ * accesses of the kernels) every stack switch is announced, or ASan takes a fiber's stack for a
+ * corrupted one. */
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/common_interface_defs.h>
+#define EMU_SWITCH_START(save, bottom, size) __sanitizer_start_switch_fiber(save, bottom, size)
+#define EMU_SWITCH_DONE(save, bottom, size) __sanitizer_finish_switch_fiber(save, bottom, size)
+#else
+#define EMU_SWITCH_START(save, bottom, size) ((void)(save), (void)(bottom), (void)(size))
+#define EMU_SWITCH_DONE(save, bottom, size) ((void)(save), (void)(bottom), (void)(size))
+#endif
+
+uint3 threadIdx, blockIdx;
+dim3 blockDim, gridDim;
+
+/* ---------------------------------------------------------------- the emulated device */
+
+static cudaError_t g_last_error = cudaSuccess;
+
+static const cudaDeviceProp *emu_props(void)
+{
+    static cudaDeviceProp p;
+    if (!p.major) {
+        snprintf(p.name, sizeof p.name, "CUDA emulation on the CPU (tests/cuda_emu)");
+        p.totalGlobalMem = (size_t)1 << 30;
+        p.sharedMemPerBlock = 48 * 1024;
+        p.sharedMemPerBlockOptin = 163 * 1024; /* A100 */
+        p.warpSize = 32;
+        p.maxThreadsPerBlock = 1024;
+        p.multiProcessorCount = 2; /* small: grid-stride loops stride at test sizes */
+        p.major = 8;
+        p.minor = 0;
+    }
+    return &p;
+}
+
+/* ---------------------------------------------------------------- plugin.cu's helpers */
+
+void cuda_fail(cudaError_t e, const char *call, const char *file, int line)
+{
+    fprintf(stderr, "cuda error at %s:%d: %s: %s (%s)\n", file, line, call, cudaGetErrorName(e),
+            cudaGetErrorString(e));
+    abort();
+}
+
+void cublas_fail(int status, const char *call, const char *file, int line)
+{
+    fprintf(stderr, "cublas error at %s:%d: %s: status %d\n", file, line, call, status);
+    abort();
+}
+
+cudaStream_t cuda_stream(void)
+{
+    return nullptr;
+}
+
+const cudaDeviceProp *cuda_props(void)
+{
+    return emu_props();
+}
+
+float *cuda_reduce_buf(void)
+{
+    static float *buf;
+    if (!buf && cudaMalloc(&buf, CUDA_REDUCE_FLOATS * sizeof(float)) != cudaSuccess)
+        abort();
+    return buf;
+}
+
+unsigned cuda_fill_blocks(unsigned threads, unsigned per_sm)
+{
+    (void)threads;
+    return (unsigned)emu_props()->multiProcessorCount * (per_sm ? per_sm : 1);
+}
+
+/* ---------------------------------------------------------------- runtime calls */
+
+cudaError_t cudaGetLastError(void)
+{
+    cudaError_t e = g_last_error;
+    g_last_error = cudaSuccess;
+    return e;
+}
+
+cudaError_t cudaPeekAtLastError(void)
+{
+    return g_last_error;
+}
+
+const char *cudaGetErrorName(cudaError_t e)
+{
+    switch (e) {
+    case cudaSuccess:
+        return "cudaSuccess";
+    case cudaErrorInvalidValue:
+        return "cudaErrorInvalidValue";
+    case cudaErrorMemoryAllocation:
+        return "cudaErrorMemoryAllocation";
+    case cudaErrorInvalidConfiguration:
+        return "cudaErrorInvalidConfiguration";
+    case cudaErrorInsufficientDriver:
+        return "cudaErrorInsufficientDriver";
+    case cudaErrorNoDevice:
+        return "cudaErrorNoDevice";
+    case cudaErrorLaunchFailure:
+        return "cudaErrorLaunchFailure";
+    }
+    return "cudaErrorUnknown";
+}
+
+const char *cudaGetErrorString(cudaError_t e)
+{
+    switch (e) {
+    case cudaSuccess:
+        return "no error";
+    case cudaErrorInvalidValue:
+        return "invalid argument";
+    case cudaErrorMemoryAllocation:
+        return "out of memory";
+    case cudaErrorInvalidConfiguration:
+        return "invalid configuration argument";
+    default:
+        return cudaGetErrorName(e);
+    }
+}
+
+cudaError_t cudaGetDeviceCount(int *count)
+{
+    *count = 1;
+    return cudaSuccess;
+}
+
+cudaError_t cudaMalloc(void **p, size_t bytes)
+{
+    /* 256-byte aligned like cudaMalloc, and no larger than asked (ASan sees overruns). */
+    if (posix_memalign(p, 256, bytes ? bytes : 1) != 0) {
+        *p = nullptr;
+        return cudaErrorMemoryAllocation;
+    }
+    return cudaSuccess;
+}
+
+cudaError_t cudaFree(void *p)
+{
+    free(p);
+    return cudaSuccess;
+}
+
+cudaError_t cudaMemcpy(void *dst, const void *src, size_t bytes, cudaMemcpyKind kind)
+{
+    (void)kind;
+    if (bytes)
+        memmove(dst, src, bytes);
+    return cudaSuccess;
+}
+
+cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t bytes, cudaMemcpyKind kind,
+                            cudaStream_t s)
+{
+    (void)s;
+    return cudaMemcpy(dst, src, bytes, kind);
+}
+
+cudaError_t cudaMemset(void *dst, int value, size_t bytes)
+{
+    if (bytes)
+        memset(dst, value, bytes);
+    return cudaSuccess;
+}
+
+cudaError_t cudaMemsetAsync(void *dst, int value, size_t bytes, cudaStream_t s)
+{
+    (void)s;
+    return cudaMemset(dst, value, bytes);
+}
+
+cudaError_t cudaDeviceSynchronize(void)
+{
+    return cudaSuccess;
+}
+
+cudaError_t cudaStreamSynchronize(cudaStream_t s)
+{
+    (void)s;
+    return cudaSuccess;
+}
+
+/* Events hold the wall-clock time of their record (launches are synchronous). */
+struct emu_event {
+    double ms;
+};
+
+cudaError_t cudaEventCreate(cudaEvent_t *e)
+{
+    *e = new emu_event{0.0};
+    return cudaSuccess;
+}
+
+cudaError_t cudaEventDestroy(cudaEvent_t e)
+{
+    delete e;
+    return cudaSuccess;
+}
+
+cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t s)
+{
+    (void)s;
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    e->ms = (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec * 1e-6;
+    return cudaSuccess;
+}
+
+cudaError_t cudaEventSynchronize(cudaEvent_t e)
+{
+    (void)e;
+    return cudaSuccess;
+}
+
+cudaError_t cudaEventElapsedTime(float *ms, cudaEvent_t a, cudaEvent_t b)
+{
+    *ms = (float)(b->ms - a->ms);
+    return cudaSuccess;
+}
+
+static std::map<const void *, int> g_optin; /* kernel -> opted-in dynamic shared bytes */
+
+cudaError_t emu_func_set_attribute(const void *kernel, cudaFuncAttribute attr, int value)
+{
+    if (attr != cudaFuncAttributeMaxDynamicSharedMemorySize || value < 0 ||
+        (size_t)value > emu_props()->sharedMemPerBlockOptin)
+        return cudaErrorInvalidValue;
+    g_optin[kernel] = value;
+    return cudaSuccess;
+}
+
+/* ---------------------------------------------------------------- fibers */
+
+enum { F_READY, F_BLOCKED, F_DONE };
+enum { W_NONE, W_BLOCK, W_WARP };
+
+#define EMU_STACK_BYTES ((size_t)256 * 1024)
+
+struct fiber {
+    jmp_buf jb;
+    ucontext_t uc;
+    char *stack; /* EMU_STACK_BYTES above a guard page */
+    bool started;
+    int state, wait;
+    uint3 tid;
+    int lane, warp;
+    unsigned exchanges; /* warp exchanges so far: their parity picks the slot buffer */
+    void *asan_fake;    /* ASan's fake-stack handle while the fiber is switched out */
+};
+
+struct barrier {
+    int arrived, live;
+};
+
+struct warp_state {
+    barrier bar;
+    int size;               /* lanes that exist (the last warp of a block may be partial) */
+    uint64_t slot[2][32];   /* exchange buffers, alternating (see exchange()) */
+    unsigned seq[2][32];    /* the exchange number each slot was written by */
+};
+
+/* Reused by every block and launch, and kept for the life of the process (reachable, so a leak
+ * checker does not count them). */
+static std::vector<fiber *> &g_fibers = *new std::vector<fiber *>;
+static std::vector<warp_state> g_warps;
+static barrier g_block;
+static int g_nthreads, g_done;
+static int g_cur = -1; /* running fiber, -1 on the host */
+static jmp_buf g_sched;
+static void (*g_body)(void *);
+static void *g_arg;
+static unsigned char *g_dyn_smem;
+static size_t g_dyn_bytes;
+static void *g_sched_fake;           /* the scheduler's ASan handle while a fiber runs */
+static const void *g_sched_bottom;  /* the scheduler's stack, for switches back to it */
+static size_t g_sched_size;
+
+extern "C" {
+/* Bounds of the static __shared__ variables (GNU ld defines these for a section whose name is
+ * a C identifier); weak so that a program without any links. */
+extern unsigned char __start_emu_shared[] __attribute__((weak));
+extern unsigned char __stop_emu_shared[] __attribute__((weak));
+}
+
+[[noreturn]] static void emu_die(const char *what)
+{
+    fprintf(stderr, "cuda emulation: %s (block (%u,%u,%u), thread (%u,%u,%u))\n", what,
+            blockIdx.x, blockIdx.y, blockIdx.z, threadIdx.x, threadIdx.y, threadIdx.z);
+    abort();
+}
+
+static fiber &cur(const char *what)
+{
+    if (g_cur < 0) {
+        fprintf(stderr, "cuda emulation: %s called outside a kernel\n", what);
+        abort();
+    }
+    return *g_fibers[(size_t)g_cur];
+}
+
+int emu_lane(void)
+{
+    return cur("a warp operation").lane;
+}
+
+void *emu_dyn_smem(void)
+{
+    return g_dyn_smem;
+}
+
+/* Back to the scheduler; returns when the scheduler resumes this fiber. */
+static void yield(fiber &f)
+{
+    if (!_setjmp(f.jb)) {
+        EMU_SWITCH_START(&f.asan_fake, g_sched_bottom, g_sched_size);
+        _longjmp(g_sched, 1);
+    }
+    EMU_SWITCH_DONE(f.asan_fake, &g_sched_bottom, &g_sched_size);
+}
+
+static void release_block(void)
+{
+    g_block.arrived = 0;
+    for (int i = 0; i < g_nthreads; i++) {
+        fiber *f = g_fibers[(size_t)i];
+        if (f->state == F_BLOCKED && f->wait == W_BLOCK) {
+            f->state = F_READY;
+            f->wait = W_NONE;
+        }
+    }
+}
+
+static void release_warp(int w)
+{
+    g_warps[(size_t)w].bar.arrived = 0;
+    for (int i = w * 32; i < w * 32 + g_warps[(size_t)w].size; i++) {
+        fiber *f = g_fibers[(size_t)i];
+        if (f->state == F_BLOCKED && f->wait == W_WARP) {
+            f->state = F_READY;
+            f->wait = W_NONE;
+        }
+    }
+}
+
+void __syncthreads(void)
+{
+    fiber &f = cur("__syncthreads");
+    if (++g_block.arrived == g_block.live) {
+        release_block(); /* the last to arrive also waits for its turn: see the file comment */
+    } else {
+        f.state = F_BLOCKED;
+        f.wait = W_BLOCK;
+    }
+    yield(f);
+}
+
+static void warp_barrier(fiber &f)
+{
+    warp_state &w = g_warps[(size_t)f.warp];
+    if (++w.bar.arrived == w.bar.live) {
+        release_warp(f.warp);
+    } else {
+        f.state = F_BLOCKED;
+        f.wait = W_WARP;
+    }
+    yield(f);
+}
+
+void emu_syncwarp(unsigned mask)
+{
+    fiber &f = cur("__syncwarp");
+    if (mask != 0xffffffffu)
+        emu_die("__syncwarp with a partial mask is not emulated");
+    warp_barrier(f);
+}
+
+/* Deposit bits in this lane's slot, meet the warp, return the slot buffer and (*seq) this
+ * exchange's number. Two buffers alternate: a lane that runs ahead into its next exchange
+ * writes the other buffer, and cannot come back to this one before every lane has met it again
+ * (so has read this one). A slot whose number differs was not written by this exchange: its
+ * lane had exited (or never existed). */
+static const uint64_t *exchange(fiber &f, unsigned mask, uint64_t bits, unsigned *seq)
+{
+    if (mask != 0xffffffffu)
+        emu_die("a warp exchange with a partial mask is not emulated");
+    warp_state &w = g_warps[(size_t)f.warp];
+    unsigned k = ++f.exchanges;
+    w.slot[k & 1][f.lane] = bits;
+    w.seq[k & 1][f.lane] = k;
+    warp_barrier(f);
+    *seq = k;
+    return w.slot[k & 1];
+}
+
+static bool slot_valid(const fiber &f, int lane, unsigned k)
+{
+    const warp_state &w = g_warps[(size_t)f.warp];
+    return lane >= 0 && lane < w.size && w.seq[k & 1][lane] == k;
+}
+
+uint64_t emu_shfl(unsigned mask, uint64_t bits, emu_shfl_kind kind, int arg, int width)
+{
+    fiber &f = cur("a shuffle");
+    if (width <= 0 || width > 32 || (width & (width - 1)))
+        emu_die("shuffle width is not a power of 2 <= 32");
+    unsigned k;
+    const uint64_t *buf = exchange(f, mask, bits, &k);
+    int lane = f.lane, seg = lane & ~(width - 1), src = lane;
+    switch (kind) {
+    case EMU_SHFL_IDX:
+        src = seg + (arg & (width - 1));
+        break;
+    case EMU_SHFL_XOR:
+        src = lane ^ arg;
+        if ((src & ~(width - 1)) != seg)
+            src = lane;
+        break;
+    case EMU_SHFL_UP:
+        src = lane - arg >= seg ? lane - arg : lane;
+        break;
+    case EMU_SHFL_DOWN:
+        src = lane + arg < seg + width ? lane + arg : lane;
+        break;
+    }
+    if (!slot_valid(f, src, k))
+        emu_die("a shuffle reads a lane that does not exist or has exited");
+    return buf[src];
+}
+
+unsigned __ballot_sync(unsigned mask, int pred)
+{
+    fiber &f = cur("__ballot_sync");
+    unsigned k;
+    const uint64_t *buf = exchange(f, mask, pred != 0, &k);
+    unsigned r = 0;
+    for (int l = 0; l < 32; l++)
+        if (slot_valid(f, l, k) && buf[l])
+            r |= 1u << l;
+    return r;
+}
+
+void emu_wmma_check(const void *p, unsigned ldm, size_t elem_bytes, const char *what)
+{
+    if (((uintptr_t)p & 31) || (ldm * elem_bytes) % 16) {
+        char msg[160];
+        snprintf(msg, sizeof msg, "wmma::%s: pointer %p not 32-byte aligned or ldm %u not a "
+                 "multiple of 16 bytes", what, p, ldm);
+        emu_die(msg);
+    }
+}
+
+/* A fiber's life: run the kernel for the current block, park, and run it again when the
+ * scheduler re-arms it for another block or launch. */
+static void fiber_exit(fiber &f)
+{
+    f.state = F_DONE;
+    g_done++;
+    warp_state &w = g_warps[(size_t)f.warp];
+    /* Exited threads no longer hold a barrier back (as on the hardware). */
+    if (--g_block.live > 0 && g_block.arrived > 0 && g_block.arrived == g_block.live)
+        release_block();
+    if (--w.bar.live > 0 && w.bar.arrived > 0 && w.bar.arrived == w.bar.live)
+        release_warp(f.warp);
+    yield(f);
+}
+
+static void fiber_main(void)
+{
+    EMU_SWITCH_DONE(nullptr, &g_sched_bottom, &g_sched_size);
+    for (;;) {
+        fiber &f = *g_fibers[(size_t)g_cur];
+        g_body(g_arg);
+        fiber_exit(f);
+    }
+}
+
+static fiber *fiber_new(void)
+{
+    fiber *f = new fiber();
+    size_t page = 4096;
+    void *m = mmap(nullptr, EMU_STACK_BYTES + page, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (m == MAP_FAILED || mprotect(m, page, PROT_NONE) != 0) {
+        perror("cuda emulation: fiber stack");
+        abort();
+    }
+    f->stack = (char *)m + page;
+    return f;
+}
+
+static void resume(int i)
+{
+    fiber &f = *g_fibers[(size_t)i];
+    g_cur = i;
+    threadIdx = f.tid;
+    if (!_setjmp(g_sched)) {
+        EMU_SWITCH_START(&g_sched_fake, f.stack, EMU_STACK_BYTES);
+        if (f.started)
+            _longjmp(f.jb, 1);
+        f.started = true;
+        if (getcontext(&f.uc) != 0)
+            abort();
+        f.uc.uc_stack.ss_sp = f.stack;
+        f.uc.uc_stack.ss_size = EMU_STACK_BYTES;
+        f.uc.uc_link = nullptr;
+        makecontext(&f.uc, fiber_main, 0);
+        setcontext(&f.uc);
+        abort(); /* not reached */
+    }
+    EMU_SWITCH_DONE(g_sched_fake, nullptr, nullptr);
+    g_cur = -1;
+}
+
+[[noreturn]] static void deadlock(void)
+{
+    fprintf(stderr, "cuda emulation: deadlock in block (%u,%u,%u): no thread can run; "
+            "a barrier is reached by only part of the block or warp\n",
+            blockIdx.x, blockIdx.y, blockIdx.z);
+    for (size_t w = 0; w < g_warps.size(); w++) {
+        int at_block = 0, at_warp = 0, done = 0;
+        for (int l = 0; l < g_warps[w].size; l++) {
+            fiber *f = g_fibers[w * 32 + (size_t)l];
+            at_block += f->state == F_BLOCKED && f->wait == W_BLOCK;
+            at_warp += f->state == F_BLOCKED && f->wait == W_WARP;
+            done += f->state == F_DONE;
+        }
+        fprintf(stderr, "  warp %zu: %d at __syncthreads, %d at a warp barrier, %d exited\n", w,
+                at_block, at_warp, done);
+    }
+    abort();
+}
+
+static void run_block(bool reverse)
+{
+    /* Poison the block's shared memory. */
+    unsigned char *s0 = __start_emu_shared, *s1 = __stop_emu_shared;
+    if (s0 && s1 > s0)
+        memset(s0, 0xff, (size_t)(s1 - s0));
+    if (g_dyn_bytes)
+        memset(g_dyn_smem, 0xff, g_dyn_bytes);
+    g_block.arrived = 0;
+    g_block.live = g_nthreads;
+    g_done = 0;
+    for (size_t w = 0; w < g_warps.size(); w++) {
+        warp_state &ws = g_warps[w];
+        ws.size = g_nthreads - (int)w * 32 < 32 ? g_nthreads - (int)w * 32 : 32;
+        ws.bar.arrived = 0;
+        ws.bar.live = ws.size;
+        memset(ws.seq, 0, sizeof ws.seq);
+    }
+    for (int i = 0; i < g_nthreads; i++) {
+        fiber &f = *g_fibers[(size_t)i];
+        f.state = F_READY;
+        f.wait = W_NONE;
+        f.exchanges = 0;
+    }
+    while (g_done < g_nthreads) {
+        bool ran = false;
+        for (int k = 0; k < g_nthreads; k++) {
+            int i = reverse ? g_nthreads - 1 - k : k;
+            if (g_fibers[(size_t)i]->state != F_READY)
+                continue;
+            ran = true;
+            resume(i);
+        }
+        if (!ran)
+            deadlock();
+    }
+}
+
+/* The hardware's launch checks; false (and the error cudaGetLastError reports) when one fails. */
+static bool launch_ok(const emu_cfg &c, const void *kernel)
+{
+    const char *why = nullptr;
+    unsigned long long threads = (unsigned long long)c.block.x * c.block.y * c.block.z;
+    auto it = g_optin.find(kernel);
+    size_t smem_max = it != g_optin.end() && (size_t)it->second > emu_props()->sharedMemPerBlock
+                          ? (size_t)it->second
+                          : emu_props()->sharedMemPerBlock;
+    if (threads == 0 || threads > 1024 || c.block.x > 1024 || c.block.y > 1024 || c.block.z > 64)
+        why = "block size";
+    else if (c.grid.x == 0 || c.grid.y == 0 || c.grid.z == 0 || c.grid.x > 0x7fffffffu ||
+             c.grid.y > 65535 || c.grid.z > 65535)
+        why = "grid size";
+    else if (c.smem > smem_max)
+        why = "dynamic shared memory above the limit (or not opted in with cudaFuncSetAttribute)";
+    if (!why)
+        return true;
+    fprintf(stderr, "cuda emulation: launch rejected: %s (grid %u,%u,%u block %u,%u,%u, %zu bytes "
+            "of dynamic shared memory, %zu allowed)\n", why, c.grid.x, c.grid.y, c.grid.z,
+            c.block.x, c.block.y, c.block.z, c.smem, smem_max);
+    g_last_error = cudaErrorInvalidConfiguration;
+    return false;
+}
+
+void emu_run_grid(const emu_cfg &cfg, const void *kernel, void (*body)(void *), void *arg)
+{
+    if (g_cur >= 0)
+        emu_die("a kernel launched from a kernel is not emulated");
+    if (!launch_ok(cfg, kernel))
+        return;
+    gridDim = cfg.grid;
+    blockDim = cfg.block;
+    g_nthreads = (int)(cfg.block.x * cfg.block.y * cfg.block.z);
+    while (g_fibers.size() < (size_t)g_nthreads)
+        g_fibers.push_back(fiber_new());
+    g_warps.assign((size_t)(g_nthreads + 31) / 32, warp_state());
+    for (int i = 0; i < g_nthreads; i++) {
+        fiber &f = *g_fibers[(size_t)i];
+        f.lane = i & 31;
+        f.warp = i >> 5;
+        f.tid.x = (unsigned)i % cfg.block.x;
+        f.tid.y = (unsigned)i / cfg.block.x % cfg.block.y;
+        f.tid.z = (unsigned)i / (cfg.block.x * cfg.block.y);
+    }
+    /* Exactly the launch's dynamic shared memory (ASan sees overruns), 256-byte aligned. */
+    free(g_dyn_smem);
+    void *dyn = nullptr;
+    if (posix_memalign(&dyn, 256, cfg.smem ? cfg.smem : 1) != 0)
+        abort();
+    g_dyn_smem = (unsigned char *)dyn;
+    g_dyn_bytes = cfg.smem;
+    g_body = body;
+    g_arg = arg;
+    unsigned long long n = 0;
+    for (unsigned z = 0; z < cfg.grid.z; z++)
+        for (unsigned y = 0; y < cfg.grid.y; y++)
+            for (unsigned x = 0; x < cfg.grid.x; x++, n++) {
+                blockIdx.x = x;
+                blockIdx.y = y;
+                blockIdx.z = z;
+                run_block(n & 1);
+            }
+    threadIdx = uint3{0, 0, 0};
+}
