@@ -2,9 +2,11 @@
  * so the executor's device-readiness — every host access to model memory going through
  * backend->memcpy with the right direction — is tested on a machine without a GPU.
  *
- * A "device" pointer is the CPU backend's pointer plus DEVSIM_SHIFT (2^62): a non-canonical
- * x86-64 / AArch64 address, so a host load or store through it faults at once (SIGSEGV, or an
- * AddressSanitizer SEGV report) instead of silently working as it would on the CPU backend.
+ * A "device" pointer is the CPU backend's pointer plus DEVSIM_SHIFT (2^55): non-canonical on
+ * x86-64 (bits 47-63 must agree), and on AArch64 an address of the kernel's half below the
+ * top byte (which top-byte-ignore would have let through), so a host load or store through it
+ * faults at once (SIGSEGV, or an AddressSanitizer SEGV report) instead of silently working as
+ * it would on the CPU backend. User-space pointers stay below 2^48, so the two never meet.
  * Every entry translates its pointer arguments back before calling the kcpu_* kernel and
  * aborts with the entry's name when it is handed a host pointer where a device pointer
  * belongs (or the reverse in memcpy), the mistake a real GPU would turn into a fault or
@@ -18,7 +20,7 @@
 
 #include "kernels/cpu/kernels_cpu.h"
 
-#define DEVSIM_SHIFT ((uintptr_t)1 << 62)
+#define DEVSIM_SHIFT ((uintptr_t)1 << 55)
 
 static const struct backend *cpu(void)
 {
