@@ -1171,6 +1171,12 @@ int gen_append_text(struct sw_buf *out, const struct tokenizer *t, const int *id
 int gen_model_desc_from_checkpoint(const char *path, struct model_desc *out,
                                    struct exec_model_opts *opts, struct sw_err *err);
 
+/* The plan's hardware for the advisor's estimate beside a run: as loaded, or for a plan on this
+ * machine (hardware probe: true) re-probed WITH the FMA loop and triad, in a forked child so
+ * the triad's arrays never count in this process's peak RSS. Call it before any OpenMP thread
+ * exists. On any failure, the plan's hardware. (executor/run.c) */
+void exec_hardware_measured(const struct plan *p, struct hardware *out);
+
 /* What exec_run_infer measured. */
 struct exec_infer_result {
     struct gen_result gen;

@@ -907,6 +907,9 @@ int exec_run_infer(const struct plan *p, const char *out_dir, FILE *out,
     int rc = check_infer_plan(p, &mo, err);
     if (rc < 0)
         return rc;
+    /* The estimate's hardware, measured now: before any OpenMP thread exists. */
+    struct hardware *hw_est = sw_xmalloc(sizeof(*hw_est));
+    exec_hardware_measured(p, hw_est);
     struct tokenizer *tok = NULL;
     struct exec_model model;
     bool have_model = false;
@@ -1034,8 +1037,8 @@ int exec_run_infer(const struct plan *p, const char *out_dir, FILE *out,
     advisor_calib_default(&cal);
     struct sw_err eerr;
     sw_err_init(&eerr);
-    if (advisor_estimate(&p->model, &p->hardware, &p->workload, &p->strategy, &cal, &res->estimate,
-                         &eerr) == 0)
+    if (advisor_estimate_builtin(&p->model, hw_est, &p->workload, &p->strategy, &cal,
+                                 &res->estimate, &eerr) == 0)
         res->have_estimate = true;
     else
         snprintf(estimate_error, sizeof(estimate_error), "%s", eerr.msg);
@@ -1048,6 +1051,7 @@ int exec_run_infer(const struct plan *p, const char *out_dir, FILE *out,
     }
     rc = write_report(p, out_dir, res, weights_word, estimate_error, err);
 out:
+    free(hw_est);
     if (have_model)
         exec_model_release(&model);
     tok_free(tok);

@@ -710,7 +710,7 @@ static uint64_t plan_hash_dp(const struct plan *p, const struct exec_run_opts *o
  * speed model needs measured rates for a CPU. Measure in a child process (about 0.3 s) so the
  * triad's arrays never count in this process's peak RSS, which report.yaml compares; done before
  * any OpenMP thread exists here. On any failure the plan's hardware stands. */
-static void probe_measured_in_child(const struct plan *p, struct hardware *out)
+void exec_hardware_measured(const struct plan *p, struct hardware *out)
 {
     *out = p->hardware;
     if (!p->hw_ref.probe)
@@ -805,7 +805,7 @@ int exec_run_train(const struct plan *p, const struct exec_run_opts *o_in,
 
     struct hardware *hw_est = sw_xmalloc(sizeof(*hw_est));
     if (rank == 0)
-        probe_measured_in_child(p, hw_est);
+        exec_hardware_measured(p, hw_est);
     else
         *hw_est = p->hardware;
     if (comm && p->hw_ref.probe &&
