@@ -23,6 +23,7 @@ static const struct command commands[] = {
     {"data", cli_data, "prepare a text corpus into token shards; inspect a shard"},
     {"run", cli_run, "run a plan: train (or generate) on this machine"},
     {"generate", cli_generate, "generate text from a checkpoint with a KV cache"},
+    {"calibrate", cli_calibrate, "time this machine's GEMMs and memory for the advisor"},
     {"tui", tui_main, "the terminal interface (also `scalewise` alone on a terminal)"},
 };
 

@@ -381,9 +381,72 @@ struct advisor_calib {
     double host_reserve_frac; /* 0.10 of host memory kept free */
     double launch_overhead_s; /* per decode step, 0 until calibrated */
     double achieved_flops;    /* > 0 overrides peak*eta for compute (--achieved-tflops) */
+    double m_sat_tokens;      /* > 0: the small-GEMM falloff's M_sat (6.4); 0: the built-in
+                               * 64 tokens on a CPU, 2048 on a GPU */
     bool calibrated;          /* true when loaded from `scalewise calibrate` output */
 };
 void advisor_calib_default(struct advisor_calib *c);
+
+/* Calibration (`scalewise calibrate`; advisor/calibrate.c, docs/calibrate.md): what was
+ * measured on one machine and the [cal] efficiencies derived from it. The advisor runs no
+ * kernels: cli/cmd_calibrate.c measures and fills the measured fields, calib_derive_* compute
+ * the derived ones (pure). Rates in FLOP/s and bytes/s. */
+#define CALIB_FORMAT_VERSION 1
+#define CALIB_MAX_SHAPES 8
+struct calib_gemm {     /* one timed shape: tokens x C x OC (GPU: tokens x tokens x tokens) */
+    int tokens;
+    double flops_per_s; /* fastest repetition */
+    double spread;      /* (slowest - fastest) / fastest time over the repetitions */
+    int reps;
+};
+struct calib_cpu {
+    bool present;
+    enum hw_dtype dtype;                     /* matmul dtype derived from: bf16 if native, fp32 */
+    int gemm_c, gemm_oc;                     /* inner and output sizes of the GEMM shapes */
+    double peak_fp32_flops, peak_bf16_flops; /* the probe's peaks (hw_device_peak_flops) */
+    double triad_bytes_per_s;                /* the probe's triad: the bandwidth assumed */
+    int n_fp32, n_bf16;                      /* forward GEMMs, ascending tokens */
+    struct calib_gemm fp32[CALIB_MAX_SHAPES], bf16[CALIB_MAX_SHAPES];
+    struct calib_gemm train;                 /* forward + backward, dtype, 6·N·C·OC FLOP */
+    double optim_state_bytes, optim_bytes_per_s, optim_spread; /* AdamW step, 28 B/param */
+    double decode_weight_bytes, decode_bytes_per_s, decode_spread; /* 1-token GEMM; recorded */
+    double m_sat_tokens;                     /* derived; the speed model's CPU M_sat when applied */
+    double eta_flops_train, eta_flops_prefill, eta_mem; /* derived */
+};
+struct calib_gpu {
+    bool present;
+    char name[HW_NAME_MAX];
+    double peak_bf16_flops, mem_bw_bytes_per_s; /* the probe's */
+    struct calib_gemm gemm;                     /* the plugin's bf16 GEMM */
+    double d2d_bytes, d2d_bytes_per_s, d2d_spread; /* memcpy, read + write counted */
+    double eta_flops_train, eta_flops_prefill, eta_mem; /* derived */
+};
+struct calib_file {
+    int version;
+    char host[64], date[32], cpu_model[HW_NAME_MAX], cpu_vendor[16];
+    int cpu_family, cpu_model_id, cores, threads;
+    bool quick;
+    struct calib_cpu cpu;
+    struct calib_gpu gpu;
+};
+void calib_init(struct calib_file *c);
+/* Derived fields from the measured ones (rules in calibrate.c's header); SW_EINVAL naming the
+ * missing measurement. calib_fit_m_sat: tokens where the falloff of `g` (ascending) ends. */
+int calib_derive_cpu(struct calib_cpu *c, struct sw_err *err);
+int calib_derive_gpu(struct calib_gpu *g, struct sw_err *err);
+double calib_fit_m_sat(const struct calib_gemm *g, int n);
+/* The file as a tree (also --format yaml|json); save is atomic; load reports file:line:col. */
+void calib_emit(struct sw_emit *e, const char *key, const struct calib_file *c);
+int calib_save_file(const char *path, const struct calib_file *c, struct sw_err *err);
+int calib_load_string(const char *yaml, size_t len, const char *name_for_errors,
+                      struct calib_file *c, struct sw_err *err);
+int calib_load_file(const char *path, struct calib_file *c, struct sw_err *err);
+/* Set cal's efficiencies from the section matching hw (CPU-only: cpu; GPUs: gpu) and mark it
+ * calibrated; false (cal untouched) when the file has no such section. */
+bool calib_apply(const struct calib_file *c, const struct hardware *hw, struct advisor_calib *cal);
+/* True when hw's CPU (CPU-only) or GPU differs from the one measured; `why` says how. */
+bool calib_other_machine(const struct calib_file *c, const struct hardware *hw, char *why,
+                         size_t n);
 
 /* Per-device memory split, as the executor measures it (same names). */
 struct mem_split {

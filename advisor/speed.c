@@ -11,7 +11,8 @@
  *  - eta_f falls for small GEMMs as eta_max*min(1, M/M_sat) in the token dimension M: M_sat =
  *    2048 tokens per micro-batch on a GPU (below that, kernel launches and small tiles keep
  *    GPT-2-sized layers far from their plateau; decode-sized M is bandwidth-bound anyway), 64
- *    on a CPU. A measured --achieved-tflops replaces
+ *    on a CPU; a calibration file's fitted M_sat replaces them. A measured --achieved-tflops
+ *    replaces
  *    peak*eta_f outright.
  *  - Bytes per layer for the roofline: training reads the weights twice (forward, backward),
  *    reads and writes the gradient, and moves 3 x the layer's activations; prefill reads the
@@ -180,7 +181,7 @@ static void rates_init(struct rates *r, const struct est_geom *g, const struct h
                        double tokens, double mem_bw)
 {
     double peak = advisor_dev_peak_flops(hw, s, g->peak_dtype);
-    double msat = g->cpu ? EST_M_SAT_CPU : EST_M_SAT_GPU;
+    double msat = cal->m_sat_tokens > 0 ? cal->m_sat_tokens : g->cpu ? EST_M_SAT_CPU : EST_M_SAT_GPU;
     if (cal->achieved_flops > 0)
         r->flops_per_s = cal->achieved_flops;
     else
@@ -391,7 +392,7 @@ static int speed_train(const struct est_geom *g, const struct model_desc *m,
                             "%s peak unknown for this device: MFU n/a, compute timed from "
                             "memory bandwidth only",
                             hw_dtype_name(g->peak_dtype));
-    double msat = g->cpu ? EST_M_SAT_CPU : EST_M_SAT_GPU;
+    double msat = cal->m_sat_tokens > 0 ? cal->m_sat_tokens : g->cpu ? EST_M_SAT_CPU : EST_M_SAT_GPU;
     if (cal->achieved_flops <= 0 && M < msat)
         estimate_add_reason(out,
                             "small micro-batch: %.0f tokens per GEMM, eta_f %.2f of %.2f "

@@ -136,6 +136,7 @@ void advisor_calib_default(struct advisor_calib *c)
     c->host_reserve_frac = 0.10; /* 3.8: keep 10 % of MemAvailable */
     c->launch_overhead_s = 0.0;
     c->achieved_flops = 0.0;
+    c->m_sat_tokens = 0.0;
     c->calibrated = false;
 }
 

@@ -52,6 +52,7 @@ enum flag_id {
     F_FORMAT,
     F_DEVICE,
     F_THREADS,
+    F_CALIBRATION,
     F_COUNT
 };
 
@@ -97,6 +98,7 @@ static const struct cli_flag shared_flags[F_COUNT] = {
     {"--format", true},
     {"--device", true},
     {"--threads", true},
+    {"--calibration", true},
 };
 
 static const char *const arch_words[] = {"gpt2", "llama", NULL};
@@ -269,6 +271,12 @@ static int apply_flag(struct cli_setup *s, enum flag_id id, const char *v, struc
         break;
     case F_THREADS:
         return parse_int_flag(name, v, 0, 1 << 16, &s->st.threads, err);
+    case F_CALIBRATION:
+        if (!*v)
+            return sw_errf(err, SW_EINVAL, "%s needs a file name", name);
+        if (sw_strlcpy(s->calib.path, v, sizeof(s->calib.path)) >= sizeof(s->calib.path))
+            return sw_errf(err, SW_EINVAL, "%s: path too long", name);
+        return 0;
     case F_COUNT:
         SW_ASSERT(0);
     }
@@ -620,11 +628,64 @@ int cli_setup_resolve(struct cli_setup *s, bool with_strategy, struct sw_err *er
         return rc;
     if ((rc = load_hardware(s, err)) < 0)
         return rc;
+    if ((rc = cli_calib_load(&s->calib, &s->hw, &s->cal, err)) < 0)
+        return rc;
     if (s->achieved_tflops > 0)
         s->cal.achieved_flops = s->achieved_tflops * 1e12;
     if (with_strategy && (rc = fill_strategy(s, err)) < 0)
         return rc;
     return 0;
+}
+
+static void calib_note(struct cli_calib *c, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static void calib_note(struct cli_calib *c, const char *fmt, ...)
+{
+    if (c->n_notes >= CLI_CALIB_NOTES)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(c->notes[c->n_notes++], ADVISOR_REASON_MAX, fmt, ap);
+    va_end(ap);
+}
+
+int cli_calib_load(struct cli_calib *c, const struct hardware *hw, struct advisor_calib *cal,
+                   struct sw_err *err)
+{
+    c->n_notes = 0;
+    if (!c->path[0])
+        return 0;
+    struct calib_file *f = sw_xmalloc(sizeof(*f));
+    int rc = calib_load_file(c->path, f, err);
+    if (rc < 0)
+        goto out;
+    char why[2 * HW_NAME_MAX + 96];
+    if (!calib_apply(f, hw, cal)) {
+        calib_note(c, "calibration %s has no %s section: default efficiencies kept for '%s'",
+                   c->path, hw_is_cpu_only(hw) ? "cpu" : "gpu", hw->name);
+        goto out;
+    }
+    bool cpu = hw_is_cpu_only(hw);
+    calib_note(c,
+               "efficiencies eta_f train %.3g, prefill %.3g, eta_mem %.3g from calibration %s "
+               "(%s %s, %s)",
+               cal->eta_flops_train, cal->eta_flops_prefill, cal->eta_mem, c->path,
+               cpu ? "cpu" : "gpu", cpu ? hw_dtype_name(f->cpu.dtype) : f->gpu.name,
+               f->date[0] ? f->date : "undated");
+    if (calib_other_machine(f, hw, why, sizeof(why)))
+        calib_note(c,
+                   "warning: calibration %s was measured on another machine (%s): its "
+                   "efficiencies may not carry over",
+                   c->path, why);
+out:
+    free(f);
+    return rc;
+}
+
+void cli_calib_add_reasons(const struct cli_calib *c, struct estimate *e)
+{
+    for (int i = 0; i < c->n_notes; i++)
+        estimate_add_reason(e, "%s", c->notes[i]);
 }
 
 const char *cli_model_label(const struct cli_setup *s, char *buf, size_t n)

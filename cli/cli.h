@@ -17,6 +17,7 @@ int cli_explain(int argc, char **argv);
 int cli_data(int argc, char **argv);
 int cli_run(int argc, char **argv);
 int cli_generate(int argc, char **argv);
+int cli_calibrate(int argc, char **argv);
 
 /* Usage text of one command (or the overview when cmd is NULL) to stdout. */
 void cli_print_usage(const char *cmd);

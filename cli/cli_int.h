@@ -51,6 +51,21 @@ enum cli_given {
      CLI_G_ATTENTION | CLI_G_OFFLOAD_OPT | CLI_G_OFFLOAD_PARAMS | CLI_G_LORA | CLI_G_WEIGHTS |     \
      CLI_G_KV | CLI_G_DEVICE | CLI_G_THREADS)
 
+/* --calibration FILE (docs/calibrate.md): the file and the reason lines it adds to estimates. */
+#define CLI_CALIB_NOTES 2
+struct cli_calib {
+    char path[PLAN_PATH_MAX]; /* "" = not given */
+    int n_notes;
+    char notes[CLI_CALIB_NOTES][ADVISOR_REASON_MAX];
+};
+/* Load c->path (nothing when ""), apply it to `cal` for hardware `hw` (calib_apply) and note
+ * where the efficiencies came from, or why they were not applied, and whether the file was
+ * measured on another machine. Errors: the loader's (file:line:col; exit 2). */
+int cli_calib_load(struct cli_calib *c, const struct hardware *hw, struct advisor_calib *cal,
+                   struct sw_err *err);
+/* Append the notes to an estimate's reasons. */
+void cli_calib_add_reasons(const struct cli_calib *c, struct estimate *e);
+
 /* Everything the shared flags describe, first as given, then resolved by cli_setup_resolve. */
 struct cli_setup {
     unsigned given; /* enum cli_given bits */
@@ -77,6 +92,7 @@ struct cli_setup {
     struct model_desc model;
     struct hardware hw;
     struct advisor_calib cal;
+    struct cli_calib calib; /* --calibration, applied to cal by cli_setup_resolve */
 };
 
 /* A command-specific flag: its name ("--top") and whether it takes a value. */

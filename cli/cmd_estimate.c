@@ -212,6 +212,7 @@ int cli_estimate(int argc, char **argv)
         code = cli_report("estimate", &err);
         goto out;
     }
+    cli_calib_add_reasons(&s->calib, est);
     if (s->dp_reduced_from > 0)
         estimate_add_reason(est,
                             "dp=%d instead of %d: a global batch of %lld sequences with "

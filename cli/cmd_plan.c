@@ -281,6 +281,8 @@ int cli_plan(int argc, char **argv)
         code = cli_report("plan", &err);
         goto out;
     }
+    for (int i = 0; i < r.n_plans; i++)
+        cli_calib_add_reasons(&s->calib, &r.plans[i].estimate);
     if (s->fmt == SW_FMT_TEXT) {
         print_plans_text(s, &r, &a);
         if (r.n_plans > 0 && r.any_fits) {
@@ -344,11 +346,13 @@ struct explain_args {
     const char *path;
     enum sw_fmt fmt;
     double achieved_tflops;
+    const char *calibration; /* --calibration FILE, or NULL */
 };
 
 static int explain_parse(int argc, char **argv, struct explain_args *a, struct sw_err *err)
 {
-    static const char *const names[] = {"--format", "--achieved-tflops", "--help", NULL};
+    static const char *const names[] = {"--format", "--achieved-tflops", "--help",
+                                        "--calibration", NULL};
     for (int i = 0; i < argc; i++) {
         const char *arg = argv[i];
         if (arg[0] != '-') {
@@ -376,6 +380,10 @@ static int explain_parse(int argc, char **argv, struct explain_args *a, struct s
             return sw_errf(err, SW_EINVAL, "%s needs a value", names[which]);
         if (!eq)
             i++;
+        if (which == 3) {
+            a->calibration = val;
+            continue;
+        }
         int rc = which == 0 ? sw_fmt_parse(val, &a->fmt, err)
                             : sw_parse_double(val, 1e-6, 1e9, "value", &a->achieved_tflops, err);
         if (rc < 0) {
@@ -397,7 +405,8 @@ int cli_explain(int argc, char **argv)
     }
     struct sw_err err;
     sw_err_init(&err);
-    struct explain_args a = {NULL, SW_FMT_TEXT, 0};
+    struct explain_args a = {NULL, SW_FMT_TEXT, 0, NULL};
+    struct cli_calib *calib = sw_xcalloc(1, sizeof(*calib));
     struct plan *p = sw_xmalloc(sizeof(*p));
     struct estimate *cur = sw_xmalloc(sizeof(*cur));
     struct plan_launch *launch = sw_xcalloc(1, sizeof(*launch));
@@ -410,6 +419,14 @@ int cli_explain(int argc, char **argv)
     }
     struct advisor_calib cal;
     advisor_calib_default(&cal);
+    if (a.calibration &&
+        (sw_strlcpy(calib->path, a.calibration, sizeof(calib->path)) >= sizeof(calib->path) ||
+         cli_calib_load(calib, &p->hardware, &cal, &err) < 0)) {
+        if (!err.code)
+            sw_errf(&err, SW_EINVAL, "--calibration: path too long");
+        code = cli_report("explain", &err);
+        goto out;
+    }
     if (a.achieved_tflops > 0)
         cal.achieved_flops = a.achieved_tflops * 1e12;
     if (advisor_estimate(&p->model, &p->hardware, &p->workload, &p->strategy, &cal, cur, &err) <
@@ -417,6 +434,7 @@ int cli_explain(int argc, char **argv)
         code = cli_report("explain", &err);
         goto out;
     }
+    cli_calib_add_reasons(calib, cur);
     /* What the advisor would write for this plan, named as the user named the file. */
     plan_launch_build(&p->strategy, &p->hardware, a.path, launch);
     if (a.fmt == SW_FMT_TEXT) {
@@ -464,6 +482,7 @@ int cli_explain(int argc, char **argv)
         sw_emit_finish(&e);
     }
 out:
+    free(calib);
     free(launch);
     free(cur);
     free(p);

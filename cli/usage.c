@@ -26,7 +26,8 @@ static const char workload_flags[] =
     "  --task train|infer         default train\n"
     "  --seq S                    training sequence length (default 1024)\n"
     "  --batch B --prompt-len N --gen-len N   inference batch and lengths\n"
-    "  --achieved-tflops X        measured TFLOP/s per device (replaces peak x efficiency)\n";
+    "  --achieved-tflops X        measured TFLOP/s per device (replaces peak x efficiency)\n"
+    "  --calibration FILE         efficiencies measured by 'scalewise calibrate --save FILE'\n";
 
 static const char strategy_flags[] =
     "strategy (defaults: what the device supports, one micro-batch, no savers):\n"
@@ -87,6 +88,7 @@ static void usage_plan(void)
            "  --tokens TOTAL             tokens to train on: adds time to train and GPU-hours\n"
            "  --batch B --prompt-len N --gen-len N   inference\n"
            "  --achieved-tflops X        measured TFLOP/s per device\n"
+           "  --calibration FILE         efficiencies measured by 'scalewise calibrate'\n"
            "search:\n"
            "  --top K                    plans to show (default 5)\n"
            "  --headroom F               fraction of device memory left free (default 0.10)\n"
@@ -100,7 +102,8 @@ static void usage_plan(void)
 static void usage_explain(void)
 {
     printf("usage: scalewise explain PLAN.yaml [--format text|yaml|json] "
-           "[--achieved-tflops X]\n\n"
+           "[--achieved-tflops X]\n"
+           "                         [--calibration FILE]\n\n"
            "Loads a plan, estimates it again with the current advisor, prints the memory and\n"
            "time breakdown with the reasons, and when the plan carries an estimate shows the\n"
            "stored and the current figures side by side.\n");
@@ -117,6 +120,23 @@ static void usage_probe(void)
            "  --no-measure               skip the short FMA loop and memory-bandwidth test\n"
            "  --save FILE                write the report as a hardware file (--hardware FILE)\n"
            "  --hardware FILE            show a saved report or profile instead of probing\n");
+}
+
+static void usage_calibrate(void)
+{
+    printf("usage: scalewise calibrate [--save FILE] [--format text|yaml|json] [--quick]\n"
+           "                           [--threads N]\n\n"
+           "Times this machine with the executor's own kernels: the fp32 GEMM (and the bf16\n"
+           "one where the CPU has native bf16) at 16..1024 tokens x 768 x 3072, forward and\n"
+           "backward, a 1-token GEMM over weights larger than the cache, and with a GPU and the\n"
+           "CUDA plugin a bf16 GEMM and a device copy. Derives the speed model's eta_flops_train,\n"
+           "eta_flops_prefill and eta_mem against the probe's peak and triad. Guide:\n"
+           "docs/calibrate.md.\n\n"
+           "  --save FILE                write the calibration (estimate/plan/explain\n"
+           "                             --calibration FILE read it)\n"
+           "  --format text|yaml|json    default text\n"
+           "  --quick                    fewer shapes and repetitions (about 1-2 s)\n"
+           "  --threads N                OpenMP threads for the kernels (default: all cores)\n");
 }
 
 static void usage_profiles(void)
@@ -145,8 +165,8 @@ void cli_print_usage(const char *cmd)
 {
     if (!cmd) {
         printf("usage: scalewise <command> [options]\n\n"
-               "commands: probe, profiles, estimate, plan, explain, data, run, generate, tui, "
-               "help\n"
+               "commands: probe, profiles, estimate, plan, explain, data, run, generate, "
+               "calibrate, tui, help\n"
                "Run 'scalewise help <command>' for the options of a command.\n");
         return;
     }
@@ -160,6 +180,8 @@ void cli_print_usage(const char *cmd)
         usage_probe();
     else if (!strcmp(cmd, "profiles"))
         usage_profiles();
+    else if (!strcmp(cmd, "calibrate"))
+        usage_calibrate();
     else if (!strcmp(cmd, "tui"))
         usage_tui();
     else if (!strcmp(cmd, "generate")) {
