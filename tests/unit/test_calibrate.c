@@ -5,6 +5,7 @@
  * matching device only and leaves memory estimates unchanged; a file from another CPU is
  * recognised; and every tests/data/calib/bad_*.yaml fails at the line, column and message its
  * first line announces ("# expect: L:C: text"). */
+#include "expect_file.h"
 #include "harness.h"
 
 #include <dirent.h>
@@ -356,27 +357,15 @@ static void test_bad_files(void)
     for (int i = 0; i < n; i++) {
         char path[1200];
         snprintf(path, sizeof(path), "%s/%s", dir, names[i]);
-        char *text = NULL;
-        size_t len = 0;
         struct sw_err err;
         sw_err_init(&err);
-        if (sw_read_file(path, 1 << 20, &text, &len, &err) < 0) {
-            CHECK_MSG(0, "%s: %s", names[i], err.msg);
+        int want_line = 0, want_col = 0;
+        char want_msg[256] = "", why[600];
+        if (expect_file_read(path, &want_line, &want_col, want_msg, sizeof(want_msg), why,
+                             sizeof(why)) < 0) {
+            CHECK_MSG(0, "%s: %s", names[i], why);
             continue;
         }
-        int want_line = 0, want_col = 0, used = 0;
-        int got = sscanf(text, "# expect: %d:%d: %n", &want_line, &want_col, &used);
-        CHECK_MSG(got == 2 && used > 0, "%s: first line must be '# expect: L:C: text'", names[i]);
-        char want_msg[256] = "";
-        if (used > 0) {
-            const char *nl = strchr(text + used, '\n');
-            size_t k = nl ? (size_t)(nl - (text + used)) : strlen(text + used);
-            if (k >= sizeof(want_msg))
-                k = sizeof(want_msg) - 1;
-            memcpy(want_msg, text + used, k);
-            want_msg[k] = '\0';
-        }
-        free(text);
         int rc = calib_load_file(path, c, &err);
         CHECK_MSG(rc < 0, "%s: loaded, expected an error", names[i]);
         if (rc < 0)
