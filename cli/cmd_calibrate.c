@@ -388,8 +388,8 @@ static void print_text(const struct calib_file *f, const struct hardware *hw, co
     printf("  (decode's 1-token GEMM reaches %.3f of the triad; recorded, not applied: the speed "
            "model has one eta_mem)\n",
            c->triad_bytes_per_s > 0 ? c->decode_bytes_per_s / c->triad_bytes_per_s : 0.0);
-    printf("  m_sat_tokens       %.0f  (falloff fit; the speed model keeps its constant 64 for "
-           "now)\n",
+    printf("  m_sat_tokens       %.0f  (falloff fit: the speed model's small-GEMM M_sat, in place "
+           "of its built-in 64)\n",
            c->m_sat_tokens);
     if (f->gpu.present) {
         const struct calib_gpu *g = &f->gpu;
