@@ -699,7 +699,7 @@ enum exec_backend {
 
 /* Whether the built-in executor runs this plan (one process per dp rank, no pipeline;
  * training in fp32 or bf16-mixed with an fp32 or 16-bit LoRA base, ZeRO 1-3 except with
- * Adafactor and ZeRO-2/3 except with LoRA; generation with fp32, bf16 or int8 weights) and on
+ * Adafactor and ZeRO-3 except with LoRA; generation with fp32, bf16 or int8 weights) and on
  * which backend. Other plans keep the generic formulas. */
 static enum exec_backend exec_backend_of(const struct est_geom *g, const struct hardware *hw,
                                          const struct strategy *s, bool builtin_gpu)
@@ -709,8 +709,8 @@ static enum exec_backend exec_backend_of(const struct est_geom *g, const struct 
         return EXEC_BE_NONE;
     if (g->t > 1 || g->p > 1 || s->offload_optimizer || s->offload_params)
         return EXEC_BE_NONE;
-    if (s->zero > 0 && (!g->train || s->optimizer == OPT_ADAFACTOR || (g->lora && s->zero >= 2)))
-        return EXEC_BE_NONE; /* sharded gradients (ZeRO-2/3) need the full base region */
+    if (s->zero > 0 && (!g->train || s->optimizer == OPT_ADAFACTOR || (g->lora && s->zero == 3)))
+        return EXEC_BE_NONE; /* the executor refuses these */
     bool runs = g->train ? (s->precision == PREC_FP32 || s->precision == PREC_BF16_MIXED) &&
                                !(g->lora && is_int_format(s->weights))
                          : s->weights == WFMT_FP32 || s->weights == WFMT_BF16 ||
@@ -751,7 +751,9 @@ static void cpu_exec_zero(const struct est_geom *g, const struct model_desc *m,
         chunk = 1;
     o->workspace += 4.0 * (world + 1) * chunk;
     double P = (double)g->c.params_total, Pl = (double)g->c.params_layer;
-    if (s->zero >= 2) /* the non-layer gradients, one layer buffer, the shard's own */
+    if (s->zero >= 2 && g->lora) /* one layer's adapters, the shard's own */
+        o->gradients = a64(4 * model_lora_params_layer(m, s->lora_rank, 1)) + 4.0 * max_n;
+    else if (s->zero >= 2) /* the non-layer gradients, one layer buffer, the shard's own */
         o->gradients = a64(4 * (P - m->n_layers * Pl)) + a64(4 * Pl) + 4.0 * max_n;
     if (s->zero == 3) {
         double resident = P - m->n_layers * Pl;

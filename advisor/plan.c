@@ -80,7 +80,7 @@ static const char *const mdtype_words[] = {"fp32", "bf16", "fp16", NULL};
 static const int mdtype_bytes[] = {4, 2, 2};
 static const char *const tokenizer_words[] = {"byte", "gpt2", NULL};
 /* The linear layers a LoRA adapter can sit on (strategy reference 3.4). */
-static const char *const lora_target_words[] = {"qkv", "o", "mlp", NULL};
+static const char *const lora_target_words[] = {"qkv", "o", "mlp", "all", NULL};
 
 /* ------------------------------------------------------------------ defaults */
 
@@ -115,7 +115,8 @@ void plan_init(struct plan *p)
     t->checkpoint_every = 0;
     sw_strlcpy(t->out_dir, "runs/plan", sizeof(t->out_dir));
     t->log_every = 1;
-    sw_strlcpy(t->lora_targets, "qkv,o", sizeof(t->lora_targets));
+    /* Every linear layer: what the advisor's LoRA estimate assumes (strategy reference 3.4). */
+    sw_strlcpy(t->lora_targets, "all", sizeof(t->lora_targets));
 
     p->infer.temperature = 1.0;
     p->infer.top_k = 0;
@@ -200,7 +201,7 @@ static int check_lora_targets(const char *list, const char **culprit, struct sw_
     if (!buf[0])
         return fail_at(culprit, "train.lora_targets", err, SW_EINVAL,
                        "'train.lora_targets' is empty; expected a comma-separated list of: qkv, "
-                       "o, mlp");
+                       "o, mlp, all");
     char *s = buf;
     while (s) {
         char *comma = strchr(s, ',');
@@ -213,7 +214,7 @@ static int check_lora_targets(const char *list, const char **culprit, struct sw_
             const char *near = sw_suggest(s, lora_target_words);
             return fail_at(culprit, "train.lora_targets", err, SW_EINVAL,
                            "'train.lora_targets': unknown target '%s'%s%s%s; expected a "
-                           "comma-separated list of: qkv, o, mlp",
+                           "comma-separated list of: qkv, o, mlp, all",
                            s, near ? "; did you mean '" : "", near ? near : "", near ? "'?" : "");
         }
         s = comma ? comma + 1 : NULL;

@@ -392,9 +392,9 @@ struct exec_model_opts {
      * (exec_model_set_weight_shard); m->train_params is NULL. Training, fp32, no LoRA. */
     int layer_gather_bufs;
     /* ZeRO-2/3 (docs/distributed.md): gradients are kept only for the non-layer weights plus
-     * one layer buffer; after each layer's backward the gradient hook
-     * (exec_model_set_grad_take) must take that layer's gradients, and after the embedding's
-     * the non-layer ones. m->train_grads is NULL. Training, no LoRA. */
+     * one layer buffer (under LoRA: one layer's adapters); after each layer's backward the
+     * gradient hook (exec_model_set_grad_take) must take that layer's gradients, and after the
+     * embedding's the non-layer ones (none under LoRA). m->train_grads is NULL. Training. */
     bool shard_grads;
 };
 /* fp32, no recompute, flash, no LoRA, B = 1, T = 64, training, no int8, no KV cache. */
@@ -512,8 +512,8 @@ typedef int (*exec_grad_ready_fn)(void *ctx, size_t ready_from, struct sw_err *e
 void exec_model_set_grad_ready(struct exec_model *m, exec_grad_ready_fn fn, void *ctx);
 
 /* Sharded gradients (opts.shard_grads; ZeRO-2/3): during exec_model_backward, after each layer
- * (L-1 first) fn(ctx, src, off, n, err) gets this backward's gradients of base-region elements
- * [off, off + n) in src (the model's buffer, in its backend's memory; overwritten after the
+ * (L-1 first) fn(ctx, src, off, n, err) gets this backward's gradients of trainable-region
+ * elements [off, off + n) (the base region, or the adapters under LoRA) in src (the model's buffer, in its backend's memory; overwritten after the
  * call), then the non-layer ones in one or two more calls after the embedding. Each range
  * comes exactly once per backward; the hook must add it where it keeps gradients. A negative
  * return stops the backward. Required before a backward of such a model. */

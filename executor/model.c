@@ -240,10 +240,9 @@ static int validate(const struct model_desc *d, const struct exec_model_opts *o,
         return sw_errf(err, SW_EUNSUPPORTED,
                        "layer-gathered weights (ZeRO-3) need a training model without LoRA or a "
                        "KV cache");
-    if (o->shard_grads && (!o->training || o->lora_rank > 0 || o->kv_batch > 0))
+    if (o->shard_grads && (!o->training || o->kv_batch > 0))
         return sw_errf(err, SW_EUNSUPPORTED,
-                       "sharded gradients (ZeRO-2/3) need a training model without LoRA or a KV "
-                       "cache");
+                       "sharded gradients (ZeRO-2/3) need a training model without a KV cache");
     if (o->lora_rank < 0 || o->lora_rank > d->hidden)
         return sw_errf(err, SW_EINVAL, "lora_rank %d outside [0, hidden %d]", o->lora_rank,
                        d->hidden);
@@ -506,8 +505,13 @@ static void carve_all(struct exec_model *m, struct exec_model_impl *im, struct c
     } else if (train && !im->lora) {
         im->grads_base = takef(cv, G, m->n_params);
     }
-    if (train && im->lora)
+    if (train && im->lora && im->gshard) {
+        /* LoRA: the adapters are laid out layer by layer; one layer's worth of gradients. */
+        im->glbuf = takef(cv, G, m->n_lora_params / (size_t)L);
+        im->grads_lora = im->glbuf;
+    } else if (train && im->lora) {
         im->grads_lora = takef(cv, G, m->n_lora_params);
+    }
 
     /* activations */
     size_t N = (size_t)B * T;
@@ -709,7 +713,7 @@ static void add_tensor(struct exec_model *m, int *cap, const char *name, int ndi
     t->region_off = off;
     if (is_lora) {
         t->data = im->lora_params + off;
-        t->grad = im->grads_lora ? im->grads_lora + off : NULL;
+        t->grad = im->grads_lora && !im->gshard ? im->grads_lora + off : NULL;
         t->trainable = im->grads_lora != NULL;
     } else {
         t->data = resident_w(im, im->params, off);
@@ -889,7 +893,7 @@ int exec_model_init(struct exec_model *m, const struct model_desc *d,
         /* Gather mode: no resident region holds every weight (the shard does). */
         m->train_params = im->lora ? im->lora_params : im->gather ? NULL : im->params;
         /* Sharded gradients: no resident region holds every gradient either. */
-        m->train_grads = im->lora ? im->grads_lora : im->gshard ? NULL : im->grads_base;
+        m->train_grads = im->gshard ? NULL : im->lora ? im->grads_lora : im->grads_base;
         m->n_train = im->lora ? m->n_lora_params : m->n_params;
     }
     build_tensors(m);
@@ -1149,7 +1153,12 @@ static float *lora_p(struct exec_model *m, int l, size_t off)
 
 static float *lora_g(struct exec_model *m, int l, size_t off)
 {
-    float *g = m->impl->grads_lora;
+    struct exec_model_impl *im = m->impl;
+    float *g = im->grads_lora;
+    if (g && im->gshard) { /* the layer buffer of the layer being differentiated */
+        SW_ASSERT(im->glayer == l);
+        return g + off;
+    }
     return g ? g + m->n_lora_params / (size_t)m->L * l + off : NULL;
 }
 
@@ -1447,15 +1456,18 @@ int exec_model_backward(struct exec_model *m, float grad_scale, struct sw_err *e
         int rc = ensure_layer(m, l, err);
         if (rc < 0)
             return rc;
+        /* Sharded gradients: layer l's part of the trainable region (base weights, or the
+         * adapters under LoRA) is computed into the layer buffer, then handed over. */
+        size_t g_n = im->lora ? m->n_lora_params / (size_t)m->L : im->lay_n;
+        size_t g_off = im->lora ? g_n * (size_t)l : im->lay0 + (size_t)l * im->lay_n;
         if (im->gshard) {
-            be->memset(im->glbuf, 0, im->lay_n * sizeof(float));
+            be->memset(im->glbuf, 0, g_n * sizeof(float));
             im->glayer = l;
         }
         layer_backward(m, l, B, T);
         if (im->gshard) {
             im->glayer = -1;
-            rc = im->grad_take(im->grad_take_ctx, im->glbuf, im->lay0 + (size_t)l * im->lay_n,
-                               im->lay_n, err);
+            rc = im->grad_take(im->grad_take_ctx, im->glbuf, g_off, g_n, err);
         } else if (im->grad_ready) {
             rc = im->grad_ready(im->grad_ready_ctx, layer_train_start(m, l), err);
         }
@@ -1465,6 +1477,8 @@ int exec_model_backward(struct exec_model *m, float grad_scale, struct sw_err *e
     if (im->grads_base)
         be->embedding_backward(gp(im, im->wte), im->learned_pos ? gp(im, im->wpe) : NULL,
                                im->dres, im->tokens, B, T, m->C, m->V, m->desc.max_pos, 0);
+    if (im->gshard && im->lora)
+        return 0; /* every adapter is in a layer */
     if (im->gshard) {
         /* The non-layer gradients are final now: the prefix, then the suffix. */
         int rc = im->grad_take(im->grad_take_ctx, im->grads_base, 0, im->lay0, err);

@@ -79,11 +79,10 @@ int exec_run_check(const struct plan *p, struct sw_err *err)
                        "ZeRO does not shard adafactor on the CPU executor: its factored state is "
                        "per tensor and under 1%% of the weights; use zero 0 (dp alone) or "
                        "another optimizer");
-    if (s->zero >= 2 && s->lora_rank > 0)
+    if (s->zero == 3 && s->lora_rank > 0)
         return sw_errf(err, SW_EUNSUPPORTED,
-                       "zero %d with LoRA would shard only the small adapters and their "
-                       "gradients while every rank keeps the frozen base; use zero 1 with LoRA",
-                       s->zero);
+                       "zero 3 with LoRA would shard only the small adapters while every rank "
+                       "keeps the frozen base; use zero 1 or 2 with LoRA");
     if (s->offload_optimizer || s->offload_params)
         return sw_errf(err, SW_EUNSUPPORTED,
                        "offload moves state to host memory, where the CPU executor keeps "

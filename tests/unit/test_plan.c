@@ -247,7 +247,7 @@ static void test_defaults(void)
     CHECK_NEAR(p->train.beta2, 0.95, 1e-15);
     CHECK_INT(p->train.seed, 1337);
     CHECK_INT(p->train.eval_batches, 8);
-    CHECK_STR(p->train.lora_targets, "qkv,o");
+    CHECK_STR(p->train.lora_targets, "all");
     CHECK_NEAR(p->infer.top_p, 1.0, 0);
     CHECK_STR(p->data.tokenizer, "byte");
     CHECK_INT(p->strategy.micro_batch, 1);
