@@ -82,6 +82,15 @@ for args in "--checkpoint $TMP/g32.cpu/ckpt_4.safetensors --temperature 0" \
   cmp -s "$TMP/gen.cpu" "$TMP/gen.dev" && ok || fail "generate ($args): texts differ"
 done
 
+# The run and generate suites again with every process on the device simulator: their other
+# paths (interrupt and resume, kill -9, refusals, reports, inference plans) must not touch
+# device memory from the host either.
+for suite in run generate; do
+  if SCALEWISE_DEVSIM=1 bash "$(dirname "$0")/$suite.sh" >"$TMP/suite.out" 2>&1 &&
+     grep -qE "^$suite.sh: [0-9]+ passed, 0 failed" "$TMP/suite.out"; then ok
+  else fail "$suite.sh on the device simulator: $(grep -E 'FAIL|passed' "$TMP/suite.out" | head -n 5)"; fi
+done
+
 # Data parallelism over MPI with device memory: staged through host buffers.
 if command -v mpirun >/dev/null 2>&1 && [ -f "$B/libscalewise-mpi.so" ]; then
   NOLEAK="ASAN_OPTIONS=${ASAN_OPTIONS:-}:detect_leaks=0"
