@@ -71,24 +71,10 @@ struct nccl_api {
 
 static nccl_api g_nccl;
 
-__attribute__((format(printf, 3, 4))) static int fail(struct sw_err *err, int code, const char *fmt,
-                                                      ...)
-{
-    if (!err)
-        return code;
-    memset(err, 0, sizeof(*err));
-    err->code = code;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
-    va_end(ap);
-    return code;
-}
-
 static int check_api(int api_version, struct sw_err *err)
 {
     if (api_version != COMM_PLUGIN_API_VERSION)
-        return fail(err, SW_EUNSUPPORTED,
+        return cuda_set_err(err, SW_EUNSUPPORTED,
                     "the CUDA plugin's NCCL engine speaks API %d but scalewise expects %d: "
                     "rebuild both with make",
                     COMM_PLUGIN_API_VERSION, api_version);
@@ -113,7 +99,7 @@ static int nccl_load(struct sw_err *err)
     void *dl = dlopen(lib, RTLD_NOW | RTLD_LOCAL);
     if (!dl) {
         const char *e = dlerror();
-        return fail(err, SW_EUNSUPPORTED,
+        return cuda_set_err(err, SW_EUNSUPPORTED,
                     "the GPU engine needs NCCL, but it does not load: %s; install NCCL "
                     "(libnccl2) or set SCALEWISE_NCCL_LIBRARY",
                     e ? e : lib);
@@ -131,7 +117,7 @@ static int nccl_load(struct sw_err *err)
         sym(dl, "ncclAllGather", &a.all_gather) && sym(dl, "ncclBroadcast", &a.broadcast);
     if (!ok) {
         dlclose(dl);
-        return fail(err, SW_EUNSUPPORTED,
+        return cuda_set_err(err, SW_EUNSUPPORTED,
                     "%s lacks an entry the GPU engine needs (NCCL older than 2.4?)", lib);
     }
     sym(dl, "ncclGetLastError", &a.last_error);
@@ -144,7 +130,7 @@ static int nccl_fail(struct sw_err *err, const char *what, nccl_result r, nccl_c
 {
     const char *s = g_nccl.error_string ? g_nccl.error_string(r) : NULL;
     const char *last = g_nccl.last_error && comm ? g_nccl.last_error(comm) : NULL;
-    return fail(err, SW_EIO, "%s failed: %s (NCCL %d)%s%s", what, s ? s : "unknown error", r,
+    return cuda_set_err(err, SW_EIO, "%s failed: %s (NCCL %d)%s%s", what, s ? s : "unknown error", r,
                 last && *last ? ": " : "", last && *last ? last : "");
 }
 
@@ -179,7 +165,7 @@ static int stage_reserve(nccl_state *s, size_t bytes, struct sw_err *err)
     cudaError_t e = cudaMalloc((void **)&s->stage, bytes);
     if (e != cudaSuccess) {
         (void)cudaGetLastError();
-        return fail(err, SW_ENOMEM,
+        return cuda_set_err(err, SW_ENOMEM,
                     "cannot allocate %zu bytes of device memory to stage a host buffer for NCCL "
                     "(%s)",
                     bytes, cudaGetErrorString(e));
@@ -198,7 +184,7 @@ static int wait_done(nccl_state *s, const char *what, struct sw_err *err)
             return 0;
         if (q != cudaErrorNotReady) {
             (void)cudaGetLastError();
-            return fail(err, SW_EIO, "%s: the CUDA stream failed: %s", what, cudaGetErrorString(q));
+            return cuda_set_err(err, SW_EIO, "%s: the CUDA stream failed: %s", what, cudaGetErrorString(q));
         }
         nccl_result ae = NCCL_OK;
         if (s->comm && g_nccl.get_async_error(s->comm, &ae) == NCCL_OK && ae != NCCL_OK &&
@@ -229,7 +215,7 @@ static int collective(nccl_state *s, coll op, const char *what, const void *send
                       struct sw_err *err)
 {
     if (!s->comm)
-        return fail(err, SW_EIO, "%s: the NCCL communicator was aborted after an earlier error",
+        return cuda_set_err(err, SW_EIO, "%s: the NCCL communicator was aborted after an earlier error",
                     what);
     if (recv_bytes == 0)
         return 0;
@@ -246,7 +232,7 @@ static int collective(nccl_state *s, coll op, const char *what, const void *send
             (op == COLL_REDUCE_SCATTER &&
              recv == (const char *)send + (size_t)s->rank * recv_bytes);
         if (!nccl_in_place)
-            return fail(err, SW_EINVAL,
+            return cuda_set_err(err, SW_EINVAL,
                         "%s: send and receive buffers overlap other than in this rank's slot",
                         what);
     }
@@ -261,7 +247,7 @@ static int collective(nccl_state *s, coll op, const char *what, const void *send
         char *p = s->stage;
         if (!send_dev) {
             if (cudaMemcpyAsync(p, send, send_bytes, cudaMemcpyHostToDevice, st) != cudaSuccess)
-                return fail(err, SW_EIO, "%s: staging the host buffer failed: %s", what,
+                return cuda_set_err(err, SW_EIO, "%s: staging the host buffer failed: %s", what,
                             cudaGetErrorString(cudaGetLastError()));
             dsend = p;
             p += send_bytes;
@@ -293,7 +279,7 @@ static int collective(nccl_state *s, coll op, const char *what, const void *send
         return nccl_fail(err, what, r, s->comm);
     if (!recv_dev &&
         cudaMemcpyAsync(recv, drecv, recv_bytes, cudaMemcpyDeviceToHost, st) != cudaSuccess)
-        return fail(err, SW_EIO, "%s: copying the result to the host failed: %s", what,
+        return cuda_set_err(err, SW_EIO, "%s: copying the result to the host failed: %s", what,
                     cudaGetErrorString(cudaGetLastError()));
     return wait_done(s, what, err);
 }
@@ -393,23 +379,23 @@ EXPORT int scalewise_nccl_init(int api_version, int rank, int world, const unsig
     if (rc < 0)
         return rc;
     if (world < 1 || rank < 0 || rank >= world)
-        return fail(err, SW_EINVAL, "NCCL: rank %d is not in a world of %d", rank, world);
+        return cuda_set_err(err, SW_EINVAL, "NCCL: rank %d is not in a world of %d", rank, world);
     if (!cuda_stream())
-        return fail(err, SW_EUNSUPPORTED,
+        return cuda_set_err(err, SW_EUNSUPPORTED,
                     "NCCL: the CUDA backend is not initialised (load it first: it selects the "
                     "device NCCL binds to)");
     if ((rc = nccl_load(err)) < 0)
         return rc;
     nccl_state *s = (nccl_state *)calloc(1, sizeof(*s));
     if (!s)
-        return fail(err, SW_ENOMEM, "NCCL: out of memory");
+        return cuda_set_err(err, SW_ENOMEM, "NCCL: out of memory");
     s->rank = rank;
     s->world = world;
     cudaError_t e = cudaMalloc((void **)&s->one, sizeof(float));
     if (e != cudaSuccess) {
         (void)cudaGetLastError();
         free(s);
-        return fail(err, SW_ENOMEM, "NCCL: cannot allocate 4 bytes of device memory (%s)",
+        return cuda_set_err(err, SW_ENOMEM, "NCCL: cannot allocate 4 bytes of device memory (%s)",
                     cudaGetErrorString(e));
     }
     cudaMemset(s->one, 0, sizeof(float));

@@ -102,6 +102,10 @@ static inline unsigned cuda_blocks(size_t n, unsigned threads)
 /* Enough blocks of `threads` to fill every SM `per_sm` times (grid-stride element-wise
  * kernels and one-launch optimizers over all parameters). */
 unsigned cuda_fill_blocks(unsigned threads, unsigned per_sm);
+/* struct sw_err filled inside the plugin, which cannot call the core's sw_errf (the executable
+ * does not export its symbols); file/line/col stay 0. Returns code; err may be NULL. */
+int cuda_set_err(struct sw_err *err, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 /* The largest head size the flash attention kernels (k_attention.cu) accept: struct
  * backend.flash_max_hs. */

@@ -387,12 +387,9 @@ int kcuda_matmul_init(struct sw_err *err)
         return 0;
     cublasStatus_t st = cublasLtCreate(&g_lt);
     if (st != CUBLAS_STATUS_SUCCESS) {
-        memset(err, 0, sizeof *err);
-        err->code = SW_EUNSUPPORTED;
-        snprintf(err->msg, sizeof err->msg, "cublasLtCreate failed: %s",
-                 cublasLtGetStatusString(st));
         g_lt = NULL;
-        return err->code;
+        return cuda_set_err(err, SW_EUNSUPPORTED, "cublasLtCreate failed: %s",
+                            cublasLtGetStatusString(st));
     }
     g_lt_ws = cuda_alloc(LT_WORKSPACE_BYTES, BACKEND_MEM_WORKSPACE, err);
     if (!g_lt_ws) {

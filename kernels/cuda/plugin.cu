@@ -82,17 +82,17 @@ unsigned cuda_fill_blocks(unsigned threads, unsigned per_sm)
 
 /* The plugin cannot call the core's sw_errf (the executable does not export its symbols), so
  * it fills struct sw_err itself; file/line/col stay 0 (the error has no place in an input). */
-__attribute__((format(printf, 3, 4))) static void set_err(struct sw_err *err, int code,
-                                                          const char *fmt, ...)
+int cuda_set_err(struct sw_err *err, int code, const char *fmt, ...)
 {
     if (!err)
-        return;
+        return code;
     memset(err, 0, sizeof(*err));
     err->code = code;
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
     va_end(ap);
+    return code;
 }
 
 /* "1.50 GiB", "12.0 MiB", "512 B" */
@@ -148,7 +148,7 @@ static void oom_message(struct sw_err *err, size_t bytes, int cat, cudaError_t e
         snprintf(freeb, sizeof freeb, "n/a");
         snprintf(totalb, sizeof totalb, "n/a");
     }
-    set_err(err, SW_ENOMEM,
+    cuda_set_err(err, SW_ENOMEM,
             "cannot allocate %s (%zu bytes) for %s on GPU %d (%s: %s); already allocated by "
             "scalewise: %s; device free %s of %s",
             req, bytes, mem_names[cat], g_device, g_props.name, cudaGetErrorString(e), held,
@@ -158,14 +158,14 @@ static void oom_message(struct sw_err *err, size_t bytes, int cat, cudaError_t e
 void *cuda_alloc(size_t bytes, enum backend_mem cat, struct sw_err *err)
 {
     if ((int)cat < 0 || (int)cat >= BACKEND_MEM_COUNT) {
-        set_err(err, SW_EINVAL, "cuda_alloc: memory category %d out of range", (int)cat);
+        cuda_set_err(err, SW_EINVAL, "cuda_alloc: memory category %d out of range", (int)cat);
         return NULL;
     }
     if (g_live_n == g_live_cap) {
         size_t cap = g_live_cap ? 2 * g_live_cap : 64;
         struct live_alloc *nl = (struct live_alloc *)realloc(g_live, cap * sizeof(*nl));
         if (!nl) {
-            set_err(err, SW_ENOMEM, "cannot grow the GPU allocation table to %zu entries", cap);
+            cuda_set_err(err, SW_ENOMEM, "cannot grow the GPU allocation table to %zu entries", cap);
             return NULL;
         }
         g_live = nl;
