@@ -309,24 +309,9 @@ static void gemm_forward(void *out, cudaDataType_t out_type, const void *inp, co
                          const float *bias, int N, int C, int OC, cudaDataType_t ab_type,
                          cublasComputeType_t compute)
 {
-    struct lt_gemm g;
-    memset(&g, 0, sizeof g);
-    g.ta = CUBLAS_OP_T;
-    g.tb = CUBLAS_OP_N;
-    g.m = OC;
-    g.n = N;
-    g.k = C;
-    g.lda = C;
-    g.ldb = C;
-    g.ldd = OC;
-    g.ab_type = ab_type;
-    g.d_type = out_type;
-    g.compute = compute;
-    g.A = w;
-    g.B = inp;
-    g.D = out;
-    g.bias = bias;
-    g.beta = 0.0f;
+    /* struct lt_gemm order: transposes; m, n, k; lda, ldb, ldd; types; A, B, D; bias; beta */
+    struct lt_gemm g = {CUBLAS_OP_T, CUBLAS_OP_N, OC, N, C, C, C, OC,
+                        ab_type, out_type, compute, w, inp, out, bias, 0.0f};
     lt_run(&g);
 }
 
@@ -334,23 +319,8 @@ static void gemm_forward(void *out, cudaDataType_t out_type, const void *inp, co
 static void gemm_dinp(float *dinp, const void *dout, const void *w, int N, int C, int OC,
                       cudaDataType_t ab_type, cublasComputeType_t compute)
 {
-    struct lt_gemm g;
-    memset(&g, 0, sizeof g);
-    g.ta = CUBLAS_OP_N;
-    g.tb = CUBLAS_OP_N;
-    g.m = C;
-    g.n = N;
-    g.k = OC;
-    g.lda = C;
-    g.ldb = OC;
-    g.ldd = C;
-    g.ab_type = ab_type;
-    g.d_type = CUDA_R_32F;
-    g.compute = compute;
-    g.A = w;
-    g.B = dout;
-    g.D = dinp;
-    g.beta = 1.0f;
+    struct lt_gemm g = {CUBLAS_OP_N, CUBLAS_OP_N, C, N, OC, C, OC, C,
+                        ab_type, CUDA_R_32F, compute, w, dout, dinp, NULL, 1.0f};
     lt_run(&g);
 }
 
@@ -359,23 +329,8 @@ static void gemm_dinp(float *dinp, const void *dout, const void *w, int N, int C
 static void gemm_dweight(float *dw, const void *dout, const void *inp, int N, int C, int OC,
                          cudaDataType_t ab_type, cublasComputeType_t compute)
 {
-    struct lt_gemm g;
-    memset(&g, 0, sizeof g);
-    g.ta = CUBLAS_OP_N;
-    g.tb = CUBLAS_OP_T;
-    g.m = C;
-    g.n = OC;
-    g.k = N;
-    g.lda = C;
-    g.ldb = OC;
-    g.ldd = C;
-    g.ab_type = ab_type;
-    g.d_type = CUDA_R_32F;
-    g.compute = compute;
-    g.A = inp;
-    g.B = dout;
-    g.D = dw;
-    g.beta = 1.0f;
+    struct lt_gemm g = {CUBLAS_OP_N, CUBLAS_OP_T, C, OC, N, C, OC, C,
+                        ab_type, CUDA_R_32F, compute, inp, dout, dw, NULL, 1.0f};
     lt_run(&g);
 }
 
