@@ -542,6 +542,39 @@ static void topology_from_rdzv(struct comm_engine_ops *ops, const struct comm_rd
     ops->n_nodes = r->n_nodes;
 }
 
+/* Torchrun-style bootstrap: rank 0's payload of `kind` (or, when root_rc < 0, its error
+ * root_err) reaches every rank through the TCP rendezvous. On success r is open (the caller
+ * releases it) and out[0..*n) holds the payload. Rank 0's own failure is reported as the root
+ * cause even when the peers did not come either. The plan hash is 0: the plan is compared
+ * later, through the engine (comm_check_consistent). */
+static int rdzv_share(struct comm_impl *im, const struct comm_launch_env *env, int root_rc,
+                      const struct sw_err *root_err, enum comm_boot_kind kind, const void *payload,
+                      size_t len, struct comm_rdzv *r, void *out, size_t out_cap, size_t *n,
+                      struct sw_err *err)
+{
+    unsigned char blob[COMM_RDZV_BLOB_BYTES];
+    memset(blob, 0, sizeof blob);
+    if (env->rank == 0) {
+        if (root_rc < 0)
+            comm_boot_pack(blob, COMM_BOOT_ERROR, root_err->msg, strlen(root_err->msg));
+        else
+            comm_boot_pack(blob, kind, payload, len);
+    }
+    int rc = comm_rdzv_run(r, env->master_addr, env->master_port, env->rank, env->world, 0, blob,
+                           im->timeout_s, err);
+    if (root_rc < 0) {
+        comm_rdzv_release(r);
+        *err = *root_err;
+        return root_rc;
+    }
+    if (rc < 0)
+        return rc;
+    rc = comm_boot_unpack(r->blob, kind, out, out_cap, n, err);
+    if (rc < 0)
+        comm_rdzv_release(r);
+    return rc;
+}
+
 static int init_mpi_join(struct comm *c, struct comm_impl *im, const struct comm_launch_env *env,
                          struct sw_err *err)
 {
@@ -559,36 +592,17 @@ static int init_mpi_join(struct comm *c, struct comm_impl *im, const struct comm
     if ((rc = join(COMM_PLUGIN_API_VERSION, NULL, NULL, err)) < 0)
         return rc;
 
-    unsigned char blob[COMM_RDZV_BLOB_BYTES];
-    memset(blob, 0, sizeof blob);
     struct sw_err serr;
     sw_err_init(&serr);
-    int server_rc = 0;
-    if (env->rank == 0) {
-        server_rc = comm_ompi_server_start(&im->server, im->timeout_s, &serr);
-        if (server_rc < 0)
-            comm_boot_pack(blob, COMM_BOOT_ERROR, serr.msg, strlen(serr.msg));
-        else
-            comm_boot_pack(blob, COMM_BOOT_OMPI_URI, im->server.uri, strlen(im->server.uri));
-    }
+    int server_rc = env->rank == 0 ? comm_ompi_server_start(&im->server, im->timeout_s, &serr) : 0;
     struct comm_rdzv r;
-    /* plan hash 0: the plan is compared later, through MPI (comm_check_consistent) */
-    rc = comm_rdzv_run(&r, env->master_addr, env->master_port, env->rank, env->world, 0, blob,
-                       im->timeout_s, err);
-    if (server_rc < 0) { /* the root cause, even when the peers did not come either */
-        comm_rdzv_release(&r);
-        *err = serr;
-        return server_rc;
-    }
-    if (rc < 0)
-        return rc;
     char uri[COMM_BOOT_PAYLOAD_MAX + 1];
     size_t n = 0;
-    rc = comm_boot_unpack(r.blob, COMM_BOOT_OMPI_URI, uri, sizeof uri - 1, &n, err);
-    if (rc < 0) {
-        comm_rdzv_release(&r);
+    rc = rdzv_share(im, env, server_rc, &serr, COMM_BOOT_OMPI_URI, im->server.uri,
+                    env->rank == 0 && server_rc == 0 ? strlen(im->server.uri) : 0, &r, uri,
+                    sizeof uri - 1, &n, err);
+    if (rc < 0)
         return rc;
-    }
     uri[n] = '\0';
     /* Read by MPI_Init (Open MPI 4.1's PMIx client): where the singletons meet. A singleton's
      * MPI_Init also starts a helper daemon whose default launcher component (rsh) fails where
@@ -709,31 +723,16 @@ static int init_nccl(struct comm *c, struct comm_impl *im, const struct comm_lau
          * stops here; rank 0 then names it as missing when the rendezvous times out. */
         if ((rc = nccl_entries(&uid, &ninit, err)) < 0)
             return rc;
-        unsigned char blob[COMM_RDZV_BLOB_BYTES];
-        memset(blob, 0, sizeof blob);
         struct sw_err ierr;
         sw_err_init(&ierr);
-        int id_rc = 0;
-        if (env->rank == 0) {
-            id_rc = uid(COMM_PLUGIN_API_VERSION, id, &ierr);
-            if (id_rc < 0)
-                comm_boot_pack(blob, COMM_BOOT_ERROR, ierr.msg, strlen(ierr.msg));
-            else
-                comm_boot_pack(blob, COMM_BOOT_NCCL_ID, id, sizeof id);
-        }
+        int id_rc = env->rank == 0 ? uid(COMM_PLUGIN_API_VERSION, id, &ierr) : 0;
         struct comm_rdzv r;
-        rc = comm_rdzv_run(&r, env->master_addr, env->master_port, env->rank, env->world, 0, blob,
-                           im->timeout_s, err);
-        if (id_rc < 0) { /* the root cause, even when the peers did not come either */
-            comm_rdzv_release(&r);
-            *err = ierr;
-            return id_rc;
-        }
+        size_t n = 0;
+        rc = rdzv_share(im, env, id_rc, &ierr, COMM_BOOT_NCCL_ID, id, sizeof id, &r, id, sizeof id,
+                        &n, err);
         if (rc < 0)
             return rc;
-        size_t n = 0;
-        rc = comm_boot_unpack(r.blob, COMM_BOOT_NCCL_ID, id, sizeof id, &n, err);
-        if (rc == 0 && n != sizeof id)
+        if (n != sizeof id)
             rc = sw_errf(err, SW_EIO, "rendezvous: a %zu-byte NCCL id, expected %zu", n, sizeof id);
         topology_from_rdzv(&topo, &r);
         comm_rdzv_release(&r);
