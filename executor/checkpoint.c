@@ -511,15 +511,13 @@ struct ext_wire {
 };
 
 /* Rank 0 receives every rank's extents (in be's memory) into the host buffers full[] (rank 0's
- * own by copy). Collective; the bytes travel through host chunks. */
+ * own by copy). Collective; the bytes travel in host chunks (every engine takes host buffers). */
 static int gather_extents(struct comm *c, const struct backend *be,
                           const struct exec_optimizer *o, void **full,
                           const uint64_t *full_bytes, int n_full, struct sw_err *err)
 {
     int rc = 0;
     char *scratch = NULL;
-    struct exec_comm_stage cs;
-    exec_comm_stage_init(&cs, c, be);
     if (c->rank == 0) {
         for (int i = 0; i < o->n_ext; i++) {
             const struct exec_optim_extent *e = &o->ext[i];
@@ -532,7 +530,7 @@ static int gather_extents(struct comm *c, const struct backend *be,
     scratch = sw_xmalloc(GATHER_CHUNK_BYTES);
     for (int q = 1; q < c->world && rc == 0; q++) {
         int64_t count = c->rank == q ? o->n_ext : 0;
-        if ((rc = exec_stage_broadcast_host(&cs, &count, sizeof(count), q, err)) < 0)
+        if ((rc = c->broadcast(c, &count, sizeof(count), q, err)) < 0)
             break;
         if (count < 0 || count > 1000000) {
             rc = sw_errf(err, SW_EPARSE, "rank %d announced %lld optimizer extents", q,
@@ -544,7 +542,7 @@ static int gather_extents(struct comm *c, const struct backend *be,
             for (int64_t i = 0; i < count; i++)
                 w[i] = (struct ext_wire){o->ext[i].buf, o->ext[i].off_bytes, o->ext[i].bytes};
         if (count > 0)
-            rc = exec_stage_broadcast_host(&cs, w, (size_t)count * sizeof(*w), q, err);
+            rc = c->broadcast(c, w, (size_t)count * sizeof(*w), q, err);
         for (int64_t i = 0; i < count && rc == 0; i++) {
             if (w[i].buf < 0 || w[i].buf >= n_full ||
                 w[i].off_bytes + w[i].bytes > full_bytes[w[i].buf]) {
@@ -563,13 +561,12 @@ static int gather_extents(struct comm *c, const struct backend *be,
                     read_buf(be, scratch, (char *)o->ext[i].data + pos, n);
                 else if (c->rank == 0 && full[w[i].buf])
                     buf = (char *)full[w[i].buf] + w[i].off_bytes + pos;
-                rc = exec_stage_broadcast_host(&cs, buf, n, q, err);
+                rc = c->broadcast(c, buf, n, q, err);
             }
         }
         free(w);
     }
     free(scratch);
-    exec_comm_stage_release(&cs);
     return rc;
 }
 

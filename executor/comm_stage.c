@@ -1,10 +1,12 @@
 /* Collectives between buffers that live in a backend's memory and a communication engine that
- * may take another kind of memory. The CPU backend with MPI (both host memory) and the CUDA
- * backend with NCCL (both device memory) call the engine directly; any other pairing — a GPU
- * run over MPI, the device simulator over MPI, host-side control values over NCCL — goes through
- * a staging buffer of EXEC_STAGE_BYTES of the engine's kind, chunk by chunk, so the bytes still
- * move only through the engine (comm.h: nothing here is a transport). Staging buffers are
- * allocated once per struct exec_comm_stage, never per call. */
+ * may not reach that memory. An engine on device memory (NCCL) takes host and device pointers
+ * alike (it stages host buffers itself, kernels/cuda/comm_nccl.cu), and an engine on host memory
+ * (single, MPI) takes the CPU backend's buffers: both are called directly. The one pairing left
+ * — a host engine with a backend whose memory the host cannot reach (a GPU over MPI, the device
+ * simulator over MPI) — goes through a host staging buffer of EXEC_STAGE_BYTES, chunk by chunk,
+ * so the bytes still move only through the engine (comm.h: nothing here is a transport). The
+ * staging buffer is allocated once per struct exec_comm_stage, never per call. Host buffers
+ * (control values) go to the engine's own entries. */
 #include "executor/executor.h"
 
 #include <stdlib.h>
@@ -12,62 +14,38 @@
 
 #include "executor/comm.h"
 
-/* Engines whose collectives take host pointers (comm.h: single and MPI); NCCL's take device
- * pointers (comm->device_buffers). */
-static bool engine_takes_host(const struct comm *c)
-{
-    return !c->device_buffers;
-}
-
 void exec_comm_stage_init(struct exec_comm_stage *s, struct comm *c, const struct backend *be)
 {
     memset(s, 0, sizeof(*s));
     s->comm = c;
     s->be = be;
-    /* Direct when the engine's memory is the backend's. */
-    s->direct = engine_takes_host(c) == be->host_memory;
+    s->direct = c->device_buffers || be->host_memory;
 }
 
 void exec_comm_stage_release(struct exec_comm_stage *s)
 {
     free(s->host);
-    if (s->dev && s->be)
-        s->be->free(s->dev);
     memset(s, 0, sizeof(*s));
 }
 
-/* The host staging buffer (backend memory, engine on the host). */
-static int need_host(struct exec_comm_stage *s, struct sw_err *err)
+/* The host staging buffer, allocated on first need. */
+static int need_stage(struct exec_comm_stage *s, void **stage, struct sw_err *err)
 {
     if (!s->host && !(s->host = sw_try_malloc(EXEC_STAGE_BYTES, "communication staging", err)))
         return SW_ENOMEM;
+    *stage = s->host;
     return 0;
 }
 
-/* The device staging buffer (host memory, engine on the device). */
-static int need_dev(struct exec_comm_stage *s, struct sw_err *err)
-{
-    if (!s->dev && !(s->dev = s->be->alloc(EXEC_STAGE_BYTES, BACKEND_MEM_WORKSPACE, err)))
-        return SW_ENOMEM;
-    return 0;
-}
-
-/* Chunked copies between the backend buffer and the staging buffer of the engine's kind. */
+/* Chunked copies between the backend's buffer and the host staging buffer. */
 static void to_engine(struct exec_comm_stage *s, void *stage, const void *src, size_t bytes)
 {
-    s->be->memcpy(stage, src, bytes, s->be->host_memory ? BACKEND_H2D : BACKEND_D2H);
+    s->be->memcpy(stage, src, bytes, BACKEND_D2H);
 }
 
 static void from_engine(struct exec_comm_stage *s, void *dst, const void *stage, size_t bytes)
 {
-    s->be->memcpy(dst, stage, bytes, s->be->host_memory ? BACKEND_D2H : BACKEND_H2D);
-}
-
-static int need_stage(struct exec_comm_stage *s, void **stage, struct sw_err *err)
-{
-    int rc = s->be->host_memory ? need_dev(s, err) : need_host(s, err);
-    *stage = s->be->host_memory ? s->dev : s->host;
-    return rc;
+    s->be->memcpy(dst, stage, bytes, BACKEND_H2D);
 }
 
 int exec_stage_allreduce(struct exec_comm_stage *s, float *buf, size_t n, struct sw_err *err)
@@ -187,44 +165,5 @@ int exec_stage_broadcast(struct exec_comm_stage *s, void *buf, size_t bytes, int
         if ((rc = c->broadcast(c, st, k, root, err)) == 0 && c->rank != root)
             from_engine(s, (char *)buf + a, st, k);
     }
-    return rc;
-}
-
-/* Host buffers (control values, checkpoint chunks): direct on a host engine; through the
- * backend's device staging buffer on a device engine. */
-int exec_stage_broadcast_host(struct exec_comm_stage *s, void *buf, size_t bytes, int root,
-                              struct sw_err *err)
-{
-    struct comm *c = s->comm;
-    if (engine_takes_host(c))
-        return c->broadcast(c, buf, bytes, root, err);
-    int rc = need_dev(s, err);
-    for (size_t a = 0; a < bytes && rc == 0; a += EXEC_STAGE_BYTES) {
-        size_t k = bytes - a < EXEC_STAGE_BYTES ? bytes - a : EXEC_STAGE_BYTES;
-        if (c->rank == root)
-            s->be->memcpy(s->dev, (char *)buf + a, k, BACKEND_H2D);
-        if ((rc = c->broadcast(c, s->dev, k, root, err)) == 0 && c->rank != root)
-            s->be->memcpy((char *)buf + a, s->dev, k, BACKEND_D2H);
-    }
-    return rc;
-}
-
-int exec_stage_allgather_bytes_host(struct exec_comm_stage *s, const void *send, void *recv,
-                                    size_t bytes, struct sw_err *err)
-{
-    struct comm *c = s->comm;
-    if (engine_takes_host(c))
-        return c->allgather_bytes(c, send, recv, bytes, err);
-    size_t W = (size_t)c->world;
-    if (bytes * (W + 1) > EXEC_STAGE_BYTES)
-        return sw_errf(err, SW_EINVAL, "allgather of %zu bytes from %zu ranks exceeds the %zu-byte "
-                       "staging buffer", bytes, W, (size_t)EXEC_STAGE_BYTES);
-    int rc = need_dev(s, err);
-    if (rc < 0)
-        return rc;
-    char *d = s->dev;
-    s->be->memcpy(d, send, bytes, BACKEND_H2D);
-    if ((rc = c->allgather_bytes(c, d, d + bytes, bytes, err)) == 0)
-        s->be->memcpy(recv, d + bytes, bytes * W, BACKEND_D2H);
     return rc;
 }

@@ -734,10 +734,10 @@ struct comm; /* executor/comm.h */
  * next data step, so a restored step resumes the data exactly. */
 /* ---------------------------------------------------------------- staged collectives
  * (executor/comm_stage.c) The comm engine's collectives on buffers in a backend's memory:
- * direct when the engine takes that kind of memory (CPU + MPI, CUDA + NCCL), else chunk by
- * chunk through a staging buffer of the engine's kind (a GPU over MPI, the device simulator
- * over MPI). The *_host variants take host buffers (control values) on any engine. Arguments
- * and results as the struct comm entries of executor/comm.h. */
+ * direct when the engine reaches that memory (CPU + MPI, anything + NCCL), else chunk by chunk
+ * through a host staging buffer (a GPU over MPI, the device simulator over MPI). Host buffers
+ * go to the struct comm entries themselves, on any engine. Arguments and results as the
+ * struct comm entries of executor/comm.h. */
 #define EXEC_STAGE_BYTES ((size_t)4 << 20)
 struct comm;
 struct exec_comm_stage {
@@ -745,7 +745,6 @@ struct exec_comm_stage {
     const struct backend *be; /* borrowed */
     bool direct;
     void *host; /* EXEC_STAGE_BYTES host bytes, allocated on first need */
-    void *dev;  /* EXEC_STAGE_BYTES of be's memory (workspace), allocated on first need */
 };
 void exec_comm_stage_init(struct exec_comm_stage *s, struct comm *c, const struct backend *be);
 void exec_comm_stage_release(struct exec_comm_stage *s);
@@ -759,10 +758,6 @@ int exec_stage_allgather(struct exec_comm_stage *s, const float *send, float *re
                          struct sw_err *err);
 int exec_stage_broadcast(struct exec_comm_stage *s, void *buf, size_t bytes, int root,
                          struct sw_err *err);
-int exec_stage_broadcast_host(struct exec_comm_stage *s, void *buf, size_t bytes, int root,
-                              struct sw_err *err);
-int exec_stage_allgather_bytes_host(struct exec_comm_stage *s, const void *send, void *recv,
-                                    size_t bytes, struct sw_err *err);
 
 struct exec_trainer {
     struct exec_model *model;

@@ -322,7 +322,7 @@ static int sum_double(struct exec_trainer *t, double x, double *out, struct sw_e
     double small[64], *all = small;
     if ((size_t)t->world > sizeof(small) / sizeof(small[0]))
         all = sw_xmalloc((size_t)t->world * sizeof(double));
-    int rc = exec_stage_allgather_bytes_host(&t->cs, &x, all, sizeof(double), err);
+    int rc = t->comm->allgather_bytes(t->comm, &x, all, sizeof(double), err);
     double s = 0.0;
     for (int r = 0; rc == 0 && r < t->world; r++)
         s += all[r];
