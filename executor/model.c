@@ -132,6 +132,7 @@ struct exec_model_impl {
      * rank's shard [shard_lo, shard_hi) of the region is where init and loads write. */
     bool gather;
     size_t lay0, lay_end, lay_n;
+    size_t n_nonlayer; /* base elements outside the layers: a compacted array's length */
     float *gbuf[2];
     int gbuf_layer[2];
     exec_layer_fill_fn fill;
@@ -364,6 +365,7 @@ static void layout_params(struct exec_model *m, struct exec_model_impl *im)
     SW_ASSERT(im->lay_n * (size_t)m->L == im->lay_end - im->lay0);
     m->layer0_off = im->lay0;
     m->layer_n = im->lay_n;
+    im->n_nonlayer = m->n_params - (im->lay_end - im->lay0);
 
     /* LoRA adapters: the same set in every layer. */
     im->n_ad = 0;
@@ -468,7 +470,7 @@ static void carve_all(struct exec_model *m, struct exec_model_impl *im, struct c
     /* weights */
     if (im->gather) {
         /* The resident weights, then two layer buffers (advisor/memory.c cpu_exec_zero). */
-        im->params = takef(cv, W, m->n_params - (im->lay_end - im->lay0));
+        im->params = takef(cv, W, im->n_nonlayer);
         im->gbuf[0] = takef(cv, W, im->lay_n);
         im->gbuf[1] = takef(cv, W, im->lay_n);
     } else {
@@ -480,7 +482,7 @@ static void carve_all(struct exec_model *m, struct exec_model_impl *im, struct c
     im->w16buf[0] = im->w16buf[1] = NULL;
     if (im->bf16 && im->gather) {
         /* The resident weights' mirror, then one per layer buffer (converted at each fill). */
-        im->w16 = take(cv, W, (m->n_params - (im->lay_end - im->lay0)) * sizeof(uint16_t));
+        im->w16 = take(cv, W, im->n_nonlayer * sizeof(uint16_t));
         im->w16buf[0] = take(cv, W, im->lay_n * sizeof(uint16_t));
         im->w16buf[1] = take(cv, W, im->lay_n * sizeof(uint16_t));
     } else {
@@ -500,7 +502,7 @@ static void carve_all(struct exec_model *m, struct exec_model_impl *im, struct c
     im->glayer = -1;
     if (train && !im->lora && im->gshard) {
         /* The non-layer gradients, then one layer buffer (advisor/memory.c cpu_exec_zero). */
-        im->grads_base = takef(cv, G, m->n_params - (im->lay_end - im->lay0));
+        im->grads_base = takef(cv, G, im->n_nonlayer);
         im->glbuf = takef(cv, G, im->lay_n);
     } else if (train && !im->lora) {
         im->grads_base = takef(cv, G, m->n_params);
@@ -673,14 +675,31 @@ int exec_model_plan_bytes(const struct model_desc *d, const struct exec_model_op
 
 /* The resident address of base-region element off: params + off, or in gather mode the
  * compacted resident copy for the non-layer weights and NULL for a layer's. */
+/* Where base-region element off sits in an array of the base region: off itself, or in a
+ * compacted array (only the non-layer elements: gathered weights, sharded gradients, their bf16
+ * copies) the same index less the layers before it, and OFF_NONE for a layer's element. */
+static size_t resident_index(const struct exec_model_impl *im, bool compact, size_t off)
+{
+    if (!compact || off < im->lay0)
+        return off;
+    if (off >= im->lay_end)
+        return off - (im->lay_end - im->lay0);
+    return OFF_NONE;
+}
+
+/* A layer element's layer (*layer) and index inside a one-layer buffer. */
+static size_t layer_index(const struct exec_model_impl *im, size_t off, int *layer)
+{
+    size_t l = (off - im->lay0) / im->lay_n;
+    *layer = (int)l;
+    return off - im->lay0 - l * im->lay_n;
+}
+
 static float *resident_at(const struct exec_model_impl *im, bool compact, float *base,
                           size_t off)
 {
-    if (!compact || off < im->lay0)
-        return base + off;
-    if (off >= im->lay_end)
-        return base + (off - (im->lay_end - im->lay0));
-    return NULL;
+    size_t i = resident_index(im, compact, off);
+    return i == OFF_NONE ? NULL : base + i;
 }
 
 static float *resident_w(const struct exec_model_impl *im, float *params, size_t off)
@@ -946,7 +965,7 @@ void exec_model_init_weights(struct exec_model *m, uint64_t seed)
     struct exec_model_impl *im = m->impl;
     double std = 0.02, std_res = 0.02 / sqrt(2.0 * m->L);
     /* Zero first: biases, padding rows, LoRA B. */
-    size_t n_res = im->gather ? m->n_params - (im->lay_end - im->lay0) : m->n_params;
+    size_t n_res = im->gather ? im->n_nonlayer : m->n_params;
     m->be->memset(im->params, 0, n_res * sizeof(float));
     if (im->lora)
         m->be->memset(im->lora_params, 0, m->n_lora_params * sizeof(float));
@@ -1071,13 +1090,13 @@ static int ensure_layer(struct exec_model *m, int l, struct sw_err *err)
  * resident mirror or the layer buffer's copy (ensure_layer converted it). */
 static const uint16_t *w16p(const struct exec_model_impl *im, size_t off)
 {
-    if (!im->gather || off < im->lay0)
-        return im->w16 + off;
-    if (off >= im->lay_end)
-        return im->w16 + (off - (im->lay_end - im->lay0));
-    size_t l = (off - im->lay0) / im->lay_n;
-    SW_ASSERT(im->gbuf_layer[l % 2] == (int)l);
-    return im->w16buf[l % 2] + (off - im->lay0 - l * im->lay_n);
+    size_t i = resident_index(im, im->gather, off);
+    if (i != OFF_NONE)
+        return im->w16 + i;
+    int l;
+    i = layer_index(im, off, &l);
+    SW_ASSERT(im->gbuf_layer[l % 2] == l);
+    return im->w16buf[l % 2] + i;
 }
 
 /* The weight at base-region element off for compute: resident, or in the gathered buffer of
@@ -1087,9 +1106,10 @@ static float *wp(const struct exec_model_impl *im, size_t off)
     float *r = resident_w(im, im->params, off);
     if (r)
         return r;
-    size_t l = (off - im->lay0) / im->lay_n;
-    SW_ASSERT(im->gbuf_layer[l % 2] == (int)l);
-    return im->gbuf[l % 2] + (off - im->lay0 - l * im->lay_n);
+    int l;
+    size_t i = layer_index(im, off, &l);
+    SW_ASSERT(im->gbuf_layer[l % 2] == l);
+    return im->gbuf[l % 2] + i;
 }
 
 /* Where the gradient of base-region element off is computed: resident, or under shard_grads
@@ -1102,9 +1122,10 @@ static float *gp(const struct exec_model_impl *im, size_t off)
     float *r = resident_g(im, off);
     if (r)
         return r;
-    size_t l = (off - im->lay0) / im->lay_n;
-    SW_ASSERT(im->glayer == (int)l);
-    return im->glbuf + (off - im->lay0 - l * im->lay_n);
+    int l;
+    size_t i = layer_index(im, off, &l);
+    SW_ASSERT(im->glayer == l);
+    return im->glbuf + i;
 }
 
 /* Refresh the bf16 mirror or the int8 codes from the fp32 master. */
@@ -1115,8 +1136,7 @@ static void refresh_derived(struct exec_model *m)
     if (!im->derived_stale)
         return;
     if (im->bf16)
-        be->f32_to_bf16(im->w16, im->params,
-                        im->gather ? m->n_params - (im->lay_end - im->lay0) : m->n_params);
+        be->f32_to_bf16(im->w16, im->params, im->gather ? im->n_nonlayer : m->n_params);
     if (im->int8) {
         /* Every layer's four matmuls, then the head (l == L). */
         for (int l = 0; l <= m->L; l++) {
@@ -1513,8 +1533,7 @@ void exec_model_zero_grad(struct exec_model *m)
     if (m->train_grads)
         m->be->memset(m->train_grads, 0, m->n_train * sizeof(float));
     else if (im && im->gshard && im->grads_base)
-        m->be->memset(im->grads_base, 0,
-                      (m->n_params - (im->lay_end - im->lay0)) * sizeof(float));
+        m->be->memset(im->grads_base, 0, im->n_nonlayer * sizeof(float));
 }
 
 /* ---------------------------------------------------------------- generation */
