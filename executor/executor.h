@@ -785,6 +785,7 @@ struct exec_trainer {
     size_t bucket;       /* DDP bucket in elements: EXEC_DP_BUCKET_BYTES / 4 after init */
     size_t buckets_left; /* DDP buckets [0, buckets_left) not yet reduced in this step */
     struct exec_comm_stage cs; /* the collectives on the model's memory (comm non-NULL) */
+    int64_t grad_reduce_calls; /* ZeRO-2/3: gradient reduces issued in the last step */
 };
 
 /* SW_EINVAL when the model cannot take a micro-batch (opts.batch < micro_batch, opts.seq <

@@ -618,23 +618,12 @@ static double predicted_comm_s(const struct run_state *s, const struct hardware 
     double rs = rounds * per_round;
     if (s->zero >= 2) {
         /* Per micro-batch, each owner's part of every range the model hands over is reduced to
-         * it, a chunk at a time: over all ranges and owners that is a reduce-scatter of the
-         * whole region's bytes, plus one latency per call. */
-        const struct exec_model *m = &s->model;
-        size_t lay0 = m->layer0_off, lay_end = lay0 + (size_t)m->L * m->layer_n;
-        double calls = 0.0;
-        for (int l = -2; l < m->L; l++) {
-            size_t off = l == -2 ? 0 : l == -1 ? lay_end : lay0 + (size_t)l * m->layer_n;
-            size_t n = l == -2 ? lay0 : l == -1 ? m->n_train - lay_end : m->layer_n;
-            for (int q = 0; q < W; q++) {
-                size_t a = tr->cuts[q] > off ? tr->cuts[q] : off;
-                size_t b = tr->cuts[q + 1] < off + n ? tr->cuts[q + 1] : off + n;
-                if (b > a)
-                    calls += ceil((double)(b - a) / (double)tr->chunk);
-            }
-        }
-        rs = p->strategy.grad_accum *
-             (calls * lat + est_gather_s(4.0 * (double)m->n_train, W, bw, eta, 0.0));
+         * it, a chunk at a time (the trainer counts the calls of its last step): over all
+         * ranges and owners that is a reduce-scatter of the whole region's bytes, plus one
+         * latency per call. */
+        rs = (double)tr->grad_reduce_calls * lat +
+             p->strategy.grad_accum *
+                 est_gather_s(4.0 * (double)s->model.n_train, W, bw, eta, 0.0);
     }
     if (s->zero == 3) {
         /* Layers gathered per step: the first forward all L; every backward reuses the last

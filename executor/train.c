@@ -145,6 +145,7 @@ static int take_grads(void *ctx, const float *src, size_t off, size_t n, struct 
             size_t k = b - at < t->chunk ? b - at : t->chunk;
             float *recv = q == t->rank ? t->stage : NULL;
             int rc = exec_stage_reduce(&t->cs, src + (at - off), recv, k, q, err);
+            t->grad_reduce_calls++;
             if (rc < 0)
                 return rc;
             if (q == t->rank)
@@ -463,6 +464,7 @@ int exec_trainer_step(struct exec_trainer *t, struct exec_step_stats *out, struc
     int64_t step = t->step;
     loader_batch(&t->train, step, t->batch_in, t->batch_tgt);
     exec_model_zero_grad(m);
+    t->grad_reduce_calls = 0;
     if (t->zero >= 2 && t->opt->hi > t->opt->lo)
         m->be->memset(t->opt->grads, 0, (t->opt->hi - t->opt->lo) * sizeof(float));
     float scale = 1.0f / (float)(c->grad_accum * t->world);
