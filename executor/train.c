@@ -86,6 +86,14 @@ static int ddp_env(struct exec_trainer *t, struct sw_err *err)
     return 0;
 }
 
+/* Rank q's part [*a, *b) of the region range [off, off + n) (empty when *a >= *b). */
+static void owner_part(const struct exec_trainer *t, int q, size_t off, size_t n, size_t *a,
+                       size_t *b)
+{
+    *a = t->cuts[q] > off ? t->cuts[q] : off;
+    *b = t->cuts[q + 1] < off + n ? t->cuts[q + 1] : off + n;
+}
+
 /* ZeRO-3: elements [off, off + n) of the flat region into dst: each rank that owns part of
  * the range broadcasts that part from its shard. Collective. */
 static int gather_range(struct exec_trainer *t, float *dst, size_t off, size_t n,
@@ -93,8 +101,8 @@ static int gather_range(struct exec_trainer *t, float *dst, size_t off, size_t n
 {
     const struct exec_optimizer *o = t->opt;
     for (int q = 0; q < t->world; q++) {
-        size_t a = t->cuts[q] > off ? t->cuts[q] : off;
-        size_t b = t->cuts[q + 1] < off + n ? t->cuts[q + 1] : off + n;
+        size_t a, b;
+        owner_part(t, q, off, n, &a, &b);
         if (a >= b)
             continue;
         if (q == t->rank)
@@ -139,8 +147,8 @@ static int take_grads(void *ctx, const float *src, size_t off, size_t n, struct 
     const struct backend *be = t->model->be;
     const struct exec_optimizer *o = t->opt;
     for (int q = 0; q < t->world; q++) {
-        size_t a = t->cuts[q] > off ? t->cuts[q] : off;
-        size_t b = t->cuts[q + 1] < off + n ? t->cuts[q + 1] : off + n;
+        size_t a, b;
+        owner_part(t, q, off, n, &a, &b);
         for (size_t at = a; at < b; at += t->chunk) {
             size_t k = b - at < t->chunk ? b - at : t->chunk;
             float *recv = q == t->rank ? t->stage : NULL;
