@@ -306,6 +306,24 @@ static int add_buf(struct sft_writer *w, const char *name, enum sft_dtype dtype,
     return rc;
 }
 
+/* The optimizer state buffers bufs[0..n) as "optim.<name>" tensors (add_buf each; src holds n
+ * fill contexts). */
+static int add_optim_bufs(struct sft_writer *w, const struct exec_optim_buf *bufs, int n,
+                          const struct backend *be, struct device_src *src, void *scratch,
+                          uint64_t *sum, struct sw_err *err)
+{
+    char nm[160];
+    int rc = 0;
+    for (int i = 0; i < n && rc == 0; i++) {
+        const struct exec_optim_buf *b = &bufs[i];
+        snprintf(nm, sizeof(nm), "optim.%s", b->name);
+        int64_t shape[1] = {(int64_t)b->n_elems};
+        rc = add_buf(w, nm, b->dtype, 1, shape, be, b->data,
+                     (size_t)b->n_elems * sft_dtype_bytes(b->dtype), &src[i], scratch, sum, err);
+    }
+    return rc;
+}
+
 /* dst(cols, rows) = src(rows, cols)ᵀ. */
 static void transpose(float *dst, const float *src, int64_t rows, int64_t cols)
 {
@@ -443,15 +461,8 @@ static int save_bufs(const char *path, const struct exec_model *m, const struct 
     }
     free(tbuf); /* the writer brings its own chunk buffer */
     tbuf = NULL;
-    char nm[160];
-    for (int i = 0; i < n_bufs && rc == 0; i++) {
-        const struct exec_optim_buf *b = &bufs[i];
-        snprintf(nm, sizeof(nm), "optim.%s", b->name);
-        int64_t shape[1] = {(int64_t)b->n_elems};
-        rc = add_buf(w, nm, b->dtype, 1, shape, buf_be, b->data,
-                     (size_t)b->n_elems * sft_dtype_bytes(b->dtype), &dsrc[m->n_tensors + i],
-                     scratch, &sum, err);
-    }
+    if (rc == 0)
+        rc = add_optim_bufs(w, bufs, n_bufs, buf_be, &dsrc[m->n_tensors], scratch, &sum, err);
     char keys[N_SHAPE_KEYS][32], vals[N_SHAPE_KEYS][32], v[64];
     shape_pairs(m, keys, vals);
     for (int i = 0; i < N_SHAPE_KEYS && rc == 0; i++)
@@ -666,15 +677,8 @@ int exec_checkpoint_save_shard(const char *path, const struct exec_optimizer *o,
     struct device_src *dsrc = sw_xcalloc((size_t)(o->n_bufs + 1), sizeof(*dsrc));
     struct sft_writer *w = sft_writer_new();
     uint64_t sum = 0;
-    int rc = 0;
-    char nm[160], v[64];
-    for (int i = 0; i < o->n_bufs && rc == 0; i++) {
-        const struct exec_optim_buf *b = &o->bufs[i];
-        snprintf(nm, sizeof(nm), "optim.%s", b->name);
-        int64_t shape[1] = {(int64_t)b->n_elems};
-        rc = add_buf(w, nm, b->dtype, 1, shape, be, b->data,
-                     (size_t)b->n_elems * sft_dtype_bytes(b->dtype), &dsrc[i], scratch, &sum, err);
-    }
+    char v[64];
+    int rc = add_optim_bufs(w, o->bufs, o->n_bufs, be, dsrc, scratch, &sum, err);
 #define META(k, ...)                                                                             \
     do {                                                                                         \
         if (rc == 0) {                                                                           \
