@@ -285,8 +285,7 @@ static int w_reduce_scatter(struct comm *c, const float *send, float *recv, size
     return rc;
 }
 
-/* Argument checks every rank can make alike before any communication (comm.h reduce_sum). */
-static int reduce_args(const struct comm *c, const float *send, const float *recv, size_t n,
+int comm_reduce_args(const struct comm *c, const float *send, const float *recv, size_t n,
                        int root, struct sw_err *err)
 {
     if (root < 0 || root >= c->world)
@@ -314,7 +313,7 @@ static int w_reduce(struct comm *c, const float *send, float *recv, size_t n, in
     int rc = guard(c, err, "reduce");
     if (rc < 0)
         return rc;
-    if ((rc = reduce_args(c, send, recv, n, root, err)) < 0)
+    if ((rc = comm_reduce_args(c, send, recv, n, root, err)) < 0)
         return rc;
     double t0 = now_s();
     enter(c, "reduce");

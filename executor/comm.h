@@ -107,6 +107,13 @@ int comm_init(struct comm *c, const struct comm_opts *o, struct sw_err *err);
 /* comm_init with only the environment (no flags): the helper the training path calls. */
 int comm_from_env_or_single(struct comm *c, struct sw_err *err);
 
+/* reduce_sum's argument checks, which every rank can make alike before any communication: the
+ * root is a rank; on the root with n > 0, recv is given and either is send (in place) or does
+ * not overlap it. SW_EINVAL naming the problem. (Used by staging layers that hand the engine
+ * other buffers than the caller's.) */
+int comm_reduce_args(const struct comm *c, const float *send, const float *recv, size_t n,
+                     int root, struct sw_err *err);
+
 /* Start-up check: every rank hashes (binary build id, plan hash) and allgathers it;
    a mismatch is an error naming the ranks. */
 int comm_check_consistent(struct comm *c, uint64_t plan_hash, struct sw_err *err);

@@ -99,24 +99,12 @@ int exec_stage_reduce(struct exec_comm_stage *s, const float *send, float *recv,
     struct comm *c = s->comm;
     if (s->direct)
         return c->reduce_sum(c, send, recv, n, root, err);
-    if (root < 0 || root >= c->world)
-        return sw_errf(err, SW_EINVAL, "reduce root %d is not a rank of a world of %d", root,
-                       c->world);
+    int rc = comm_reduce_args(c, send, recv, n, root, err);
+    if (rc < 0)
+        return rc;
     bool is_root = c->rank == root;
-    if (is_root && n && send != recv) {
-        uintptr_t s0 = (uintptr_t)send, r0 = (uintptr_t)recv, bytes = n * sizeof(float);
-        if (!recv)
-            return sw_errf(err, SW_EINVAL,
-                           "reduce of %zu floats: the root (rank %d) passed no receive buffer", n,
-                           root);
-        if (s0 < r0 + bytes && r0 < s0 + bytes)
-            return sw_errf(err, SW_EINVAL,
-                           "reduce of %zu floats: send and receive buffers overlap (pass the "
-                           "same pointer for an in-place reduce)",
-                           n);
-    }
     void *st;
-    int rc = need_stage(s, &st, err);
+    rc = need_stage(s, &st, err);
     size_t per = EXEC_STAGE_BYTES / sizeof(float);
     for (size_t a = 0; a < n && rc == 0; a += per) {
         size_t k = n - a < per ? n - a : per;
