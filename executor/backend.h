@@ -168,6 +168,26 @@ struct backend {
      * matmul_backward. */
     void (*matmul_bf16_backward_weight)(float *dweight, float *dbias, const float *dout,
                                         const float *inp, int N, int C, int OC, void *scratch);
+    /* IEEE fp16 (fp16-mixed): fp32 -> binary16 rounded to nearest even (subnormals kept,
+     * |x| >= 65520 -> infinity, NaN stays NaN), binary16 -> fp32 exactly, and both at once
+     * (each fp32 value replaced by the nearest fp16 value: the operands of an emulated fp16
+     * matmul). dst may equal src in round_f16. */
+    void (*f32_to_f16)(uint16_t *dst, const float *src, size_t n);
+    void (*f16_to_f32)(float *dst, const uint16_t *src, size_t n);
+    void (*round_f16)(float *dst, const float *src, size_t n);
+    /* fp16-mixed matmuls on fp16 tensor cores: the three bf16 entries' contracts with IEEE fp16
+     * in place of bf16 — the weight is the fp16 mirror; activations and dout are rounded to
+     * fp16 (nearest even; beyond ±65504 to infinity, which is what loss scaling watches for);
+     * products accumulate in fp32 into fp32 outputs; the bias gradient sums fp32 dout. Scratch:
+     * matmul_bf16_scratch_bytes(N) bytes. NULL where fp16 matmuls are emulated (the CPU): the
+     * model then rounds the operands with round_f16 and runs the fp32 matmuls, the same
+     * numbers up to the order of the fp32 sums. */
+    void (*matmul_f16_forward)(float *out, const float *inp, const uint16_t *weight,
+                               const float *bias, int N, int C, int OC, void *scratch);
+    void (*matmul_f16_backward_input)(float *dinp, const float *dout, const uint16_t *weight,
+                                      int N, int C, int OC, void *scratch);
+    void (*matmul_f16_backward_weight)(float *dweight, float *dbias, const float *dout,
+                                       const float *inp, int N, int C, int OC, void *scratch);
     void (*quantize_int8_rows)(int8_t *wq, float *scale, const float *w, int OC, int C);
     void (*matmul_int8_forward)(float *out, const float *inp, const int8_t *wq, const float *scale,
                                 const float *bias, int N, int C, int OC);
@@ -188,7 +208,7 @@ const struct backend *backend_for_device(bool cuda, struct sw_err *err);
 
 /* Layout version of struct backend, checked by the CUDA plugin (with sizeof(struct backend)):
  * bump it when an entry is added, removed or changes its signature. */
-#define BACKEND_API_VERSION 3
+#define BACKEND_API_VERSION 4
 
 /* The CUDA backend (kernels/cuda, built by nvcc into libscalewise-cuda.so): dlopens the plugin
  * ($SCALEWISE_CUDA_PLUGIN, the executable's directory, build/ under it, its parent, then the

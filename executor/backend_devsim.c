@@ -339,6 +339,21 @@ static void ds_bf16_to_f32(float *dst, const uint16_t *src, size_t n)
     kcpu_bf16_to_f32(D(dst), D(src), n);
 }
 
+static void ds_f32_to_f16(uint16_t *dst, const float *src, size_t n)
+{
+    kcpu_f32_to_f16(D(dst), D(src), n);
+}
+
+static void ds_f16_to_f32(float *dst, const uint16_t *src, size_t n)
+{
+    kcpu_f16_to_f32(D(dst), D(src), n);
+}
+
+static void ds_round_f16(float *dst, const float *src, size_t n)
+{
+    kcpu_round_f16(D(dst), D(src), n);
+}
+
 static void ds_matmul_bf16_forward(float *out, const float *inp, const uint16_t *weight,
                                    const float *bias, int N, int C, int OC, void *scratch)
 {
@@ -416,6 +431,9 @@ static const struct backend devsim_backend = {
     .scale = ds_scale,
     .f32_to_bf16 = ds_f32_to_bf16,
     .bf16_to_f32 = ds_bf16_to_f32,
+    .f32_to_f16 = ds_f32_to_f16,
+    .f16_to_f32 = ds_f16_to_f32,
+    .round_f16 = ds_round_f16,
     .has_native_bf16 = kcpu_has_native_bf16,
     .matmul_bf16_scratch_bytes = kcpu_matmul_bf16_scratch_bytes,
     .matmul_bf16_forward = ds_matmul_bf16_forward,

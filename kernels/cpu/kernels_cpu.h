@@ -306,6 +306,17 @@ void kcpu_f32_to_bf16(uint16_t *dst, const float *src, size_t n);
 /* bf16 -> fp32, exact. */
 void kcpu_bf16_to_f32(float *dst, const uint16_t *src, size_t n);
 
+/* fp32 -> IEEE binary16 with round-to-nearest-even, subnormals kept; |x| >= 65520 becomes
+ * infinity, NaN stays NaN (quiet). The fp16-mixed weight mirror. */
+void kcpu_f32_to_f16(uint16_t *dst, const float *src, size_t n);
+
+/* IEEE binary16 -> fp32, exact. */
+void kcpu_f16_to_f32(float *dst, const uint16_t *src, size_t n);
+
+/* Each fp32 value -> the nearest fp16 value (kcpu_f32_to_f16 then kcpu_f16_to_f32), as fp32:
+ * the operands of an emulated fp16 matmul. dst may equal src. */
+void kcpu_round_f16(float *dst, const float *src, size_t n);
+
 /* True when this CPU has native bf16 arithmetic (AVX512_BF16); otherwise bf16 compute is
  * emulated through fp32. */
 bool kcpu_has_native_bf16(void);

@@ -1,5 +1,5 @@
-/* Number formats: fp32 <-> bf16 conversion (round to nearest even, branch-free so the loops
- * vectorise), the native-bf16 CPU check, and int8 weight-only quantisation (per output row,
+/* Number formats: fp32 <-> bf16 and fp32 <-> IEEE fp16 conversion (round to nearest even), the
+ * native-bf16 CPU check, and int8 weight-only quantisation (per output row,
  * symmetric, fp32 scale) with a matmul that dequantises the weight on the fly. The 8-bit
  * optimizer states are in adam8bit.c. */
 #include "kernels/cpu/kernels_cpu.h"
@@ -46,6 +46,70 @@ void kcpu_bf16_to_f32(float *dst, const uint16_t *src, size_t n)
 #pragma omp parallel for simd schedule(static) if (n > Q_PARALLEL_MIN)
     for (size_t i = 0; i < n; i++)
         dst[i] = bits_f32((uint32_t)src[i] << 16);
+}
+
+/* fp32 -> fp16, round to nearest even, in integer steps on the bits:
+ *  - |x| >= 65520 (the halfway point above the largest half, 65504) -> infinity; NaN -> a
+ *    quiet NaN keeping the sign and the top mantissa bits;
+ *  - normal halves: rebias the exponent and round the 13 dropped bits to nearest even (a carry
+ *    out of the mantissa bumps the exponent, as it should);
+ *  - below 2^-14 (subnormal halves, step 2^-24): the mantissa with its implicit bit, shifted
+ *    right by the exponent deficit, rounded to nearest even on the shifted-out bits. */
+static inline uint16_t f32_to_f16_one(uint32_t u)
+{
+    uint32_t sign = (u >> 16) & 0x8000u, a = u & 0x7FFFFFFFu;
+    if (a > 0x7F800000u) /* NaN */
+        return (uint16_t)(sign | 0x7E00u | ((a >> 13) & 0x03FFu));
+    if (a >= 0x477FF000u) /* 65520 and up, and infinity */
+        return (uint16_t)(sign | 0x7C00u);
+    if (a >= 0x38800000u) { /* 2^-14 and up: a normal half */
+        uint32_t r = a + 0x0FFFu + ((a >> 13) & 1u) - (112u << 23);
+        return (uint16_t)(sign | (r >> 13));
+    }
+    if (a < 0x33000000u) /* below 2^-25: rounds to zero (2^-25 itself is a tie, to even 0) */
+        return (uint16_t)sign;
+    uint32_t e = a >> 23;          /* 102 .. 112 */
+    uint32_t m = (a & 0x007FFFFFu) | 0x00800000u;
+    uint32_t shift = 126u - e;     /* 14 .. 24: value = m * 2^(e-150) = q * 2^-24 */
+    uint32_t q = m >> shift, rest = m & ((1u << shift) - 1u), half = 1u << (shift - 1u);
+    if (rest > half || (rest == half && (q & 1u)))
+        q++;
+    return (uint16_t)(sign | q);
+}
+
+void kcpu_f32_to_f16(uint16_t *dst, const float *src, size_t n)
+{
+#pragma omp parallel for schedule(static) if (n > Q_PARALLEL_MIN)
+    for (size_t i = 0; i < n; i++)
+        dst[i] = f32_to_f16_one(f32_bits(src[i]));
+}
+
+/* fp16 -> fp32, exact: normals rebias the exponent, subnormals are q * 2^-24, 31 is inf/NaN. */
+static inline float f16_to_f32_one(uint32_t h)
+{
+    uint32_t sign = (h & 0x8000u) << 16, e = (h >> 10) & 0x1Fu, m = h & 0x03FFu;
+    if (e == 0) {
+        float v = (float)m * 5.9604644775390625e-08f; /* 2^-24 */
+        return sign ? -v : v;
+    }
+    if (e == 31)
+        return bits_f32(sign | 0x7F800000u | (m << 13));
+    return bits_f32(sign | ((e + 112u) << 23) | (m << 13));
+}
+
+void kcpu_f16_to_f32(float *dst, const uint16_t *src, size_t n)
+{
+#pragma omp parallel for schedule(static) if (n > Q_PARALLEL_MIN)
+    for (size_t i = 0; i < n; i++)
+        dst[i] = f16_to_f32_one(src[i]);
+}
+
+/* fp32 -> the nearest fp16 value, as fp32 (the two conversions above in one pass). */
+void kcpu_round_f16(float *dst, const float *src, size_t n)
+{
+#pragma omp parallel for schedule(static) if (n > Q_PARALLEL_MIN)
+    for (size_t i = 0; i < n; i++)
+        dst[i] = f16_to_f32_one(f32_to_f16_one(f32_bits(src[i])));
 }
 
 bool kcpu_has_native_bf16(void)

@@ -140,6 +140,16 @@ KCUDA_API void kcuda_matmul_bf16_backward_input(float *dinp, const float *dout,
 KCUDA_API void kcuda_matmul_bf16_backward_weight(float *dweight, float *dbias, const float *dout,
                                                  const float *inp, int N, int C, int OC,
                                                  void *scratch);
+/* The fp16-mixed entries: kcuda_matmul_bf16_*'s contracts with IEEE fp16 operands
+ * (CUDA_R_16F; the weight is the fp16 mirror) and kcuda_matmul_bf16_scratch_bytes(N) of scratch. */
+KCUDA_API void kcuda_matmul_f16_forward(float *out, const float *inp, const uint16_t *weight,
+                                        const float *bias, int N, int C, int OC, void *scratch);
+KCUDA_API void kcuda_matmul_f16_backward_input(float *dinp, const float *dout,
+                                               const uint16_t *weight, int N, int C, int OC,
+                                               void *scratch);
+KCUDA_API void kcuda_matmul_f16_backward_weight(float *dweight, float *dbias, const float *dout,
+                                                const float *inp, int N, int C, int OC,
+                                                void *scratch);
 KCUDA_API void kcuda_matmul_int8_forward(float *out, const float *inp, const int8_t *wq,
                                          const float *scale, const float *bias, int N, int C,
                                          int OC);
@@ -248,5 +258,10 @@ KCUDA_API void kcuda_scale(float *x, size_t n, float s);
 KCUDA_API void kcuda_f32_to_bf16(uint16_t *dst, const float *src, size_t n);
 KCUDA_API void kcuda_bf16_to_f32(float *dst, const uint16_t *src, size_t n);
 KCUDA_API void kcuda_quantize_int8_rows(int8_t *wq, float *scale, const float *w, int OC, int C);
+
+/* k_fp16.cu: IEEE fp16 (fp16-mixed), bit for bit as kernels/cpu/quant.c */
+KCUDA_API void kcuda_f32_to_f16(uint16_t *dst, const float *src, size_t n);
+KCUDA_API void kcuda_f16_to_f32(float *dst, const uint16_t *src, size_t n);
+KCUDA_API void kcuda_round_f16(float *dst, const float *src, size_t n);
 
 #endif

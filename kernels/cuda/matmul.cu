@@ -8,6 +8,13 @@
  *    rows at a time, and the product runs bf16 x bf16 with fp32 accumulation
  *    (CUBLAS_COMPUTE_32F) into fp32 out — the same numbers as kcpu_matmul_bf16_* up to the
  *    order of the fp32 sums.
+ *  - fp16 entries (kcuda_matmul_f16_*, fp16-mixed): the same three with IEEE fp16 operands
+ *    (CUDA_R_16F; the weight is the fp16 mirror, activations and dout rounded to nearest even,
+ *    beyond ±65504 to infinity, which loss scaling watches for), fp32 accumulation and fp32
+ *    out: the CPU's emulation (kcpu_round_f16 on the operands, then the fp32 matmuls) up to the
+ *    order of the fp32 sums. Both families share one implementation (struct lp_fmt names the
+ *    16-bit format) and one scratch size, kcuda_matmul_bf16_scratch_bytes: the elements are
+ *    2 bytes either way.
  *  - Forward bias: cuBLASLt's BIAS epilogue (fused into the GEMM's store). Backward: the input
  *    and weight gradients are GEMMs with beta = 1 (accumulate in place, C == D); the bias
  *    gradient is a deterministic two-pass column sum (partials in cuda_reduce_buf, then a
@@ -17,16 +24,17 @@
  *  - One cuBLASLt handle and one 32 MiB workspace (category workspace) made at start
  *    (kcuda_matmul_init); the heuristic's algorithm, descriptors and layouts are cached per
  *    shape (transposes, m, n, k, leading dimensions, types, epilogue, beta, pointer alignment).
- * The bf16 weight gradient rounds a chunk of dout rows and the same rows of inp to bf16 (one
- * scratch holds both) and accumulates dW chunk by chunk (beta = 1), so its bf16 GEMMs run at
- * twice TF32's rate on the third of the matmul FLOPs the weight gradients are, as PyTorch's
- * autocast does.
+ * The bf16 and fp16 weight gradients round a chunk of dout rows and the same rows of inp to 16
+ * bits (one scratch holds both) and accumulate dW chunk by chunk (beta = 1), so their 16-bit
+ * GEMMs run at twice TF32's rate on the third of the matmul FLOPs the weight gradients are, as
+ * PyTorch's autocast does.
  * Not here: a fused GELU epilogue (the backend table has no fused matmul+GELU entry yet), bf16
  * activations in and out (struct backend carries fp32 activations), the int8 weight-only
  * matmul. */
 #include "kernels/cuda/cuda_int.cuh"
 
 #include <cublasLt.h>
+#include <cuda_fp16.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -38,12 +46,23 @@ static void *g_lt_ws;
 
 /* ---------------------------------------------------------------- small kernels */
 
-/* dst[i] = bf16(src[i]), round to nearest even (__float2bfloat16 is RN). */
-__global__ static void f32_to_bf16_kernel(__nv_bfloat16 *dst, const float *src, size_t n)
+/* The 16-bit value nearest x, round to nearest even (both conversions are RN; fp16 overflows
+ * to infinity at 65520). */
+static __device__ __forceinline__ void store_16(__nv_bfloat16 *p, float x)
+{
+    *p = __float2bfloat16(x);
+}
+static __device__ __forceinline__ void store_16(__half *p, float x)
+{
+    *p = __float2half_rn(x);
+}
+
+/* dst[i] = T(src[i]) for T = __nv_bfloat16 or __half. */
+template <typename T> __global__ static void f32_to_16_kernel(T *dst, const float *src, size_t n)
 {
     size_t stride = (size_t)gridDim.x * blockDim.x;
     for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride)
-        dst[i] = __float2bfloat16(src[i]);
+        store_16(&dst[i], src[i]);
 }
 
 /* out(N,OC) += bias(OC) per row: the fallback when no algorithm takes the BIAS epilogue. */
@@ -116,11 +135,24 @@ static void bias_grad(float *dbias, const float *dout, int N, int OC)
     }
 }
 
-static void to_bf16(__nv_bfloat16 *dst, const float *src, size_t n)
+/* The 16-bit operand format of a reduced-precision matmul entry. */
+struct lp_fmt {
+    cudaDataType_t type; /* CUDA_R_16BF (bf16-mixed) or CUDA_R_16F (fp16-mixed) */
+    const char *name;    /* "bf16" or "f16": the entries' names, for messages */
+};
+static const struct lp_fmt LP_BF16 = {CUDA_R_16BF, "bf16"};
+static const struct lp_fmt LP_F16 = {CUDA_R_16F, "f16"};
+
+/* dst[0..n) = the format's rounding of src[0..n) (dst: 2-byte elements). */
+static void to_16(const struct lp_fmt *f, void *dst, const float *src, size_t n)
 {
     unsigned blocks = cuda_blocks(n, 256);
     unsigned cap = cuda_fill_blocks(256, 8);
-    f32_to_bf16_kernel<<<blocks < cap ? blocks : cap, 256, 0, cuda_stream()>>>(dst, src, n);
+    blocks = blocks < cap ? blocks : cap;
+    if (f->type == CUDA_R_16F)
+        f32_to_16_kernel<<<blocks, 256, 0, cuda_stream()>>>((__half *)dst, src, n);
+    else
+        f32_to_16_kernel<<<blocks, 256, 0, cuda_stream()>>>((__nv_bfloat16 *)dst, src, n);
     CUDA_LAUNCH_CHECK();
 }
 
@@ -325,7 +357,8 @@ static void gemm_dinp(float *dinp, const void *dout, const void *w, int N, int C
 }
 
 /* dW(OC,C) += dout(N,OC)ᵀ·inp(N,C): dWᵀ(C,OC) = inp_cm(C,N)·op_T(dout_cm(OC,N)). fp32
- * operands on TF32, or bf16 operands (ab_type CUDA_R_16BF) with fp32 accumulation. */
+ * operands on TF32, or 16-bit operands (ab_type CUDA_R_16BF / CUDA_R_16F) with fp32
+ * accumulation. */
 static void gemm_dweight(float *dw, const void *dout, const void *inp, int N, int C, int OC,
                          cudaDataType_t ab_type, cublasComputeType_t compute)
 {
@@ -388,10 +421,10 @@ extern "C" void kcuda_matmul_backward(float *dinp, float *dweight, float *dbias,
         bias_grad(dbias, dout, N, OC);
 }
 
-/* Scratch for the bf16 entries: the bf16 copy of a chunk of activation rows. Any width fits
- * (rows per chunk = scratch elements / width), so the size depends on N only, as the contract
- * asks: 2 bytes x N x 64 Ki elements, at least 4 MiB (GPT-2's 50304-wide head gets 41 rows at
- * once at decode), at most 64 MiB (all 16 Ki rows of a 1024-wide layer in one GEMM). */
+/* Scratch for the bf16 and fp16 entries: the 16-bit copy of a chunk of activation rows. Any
+ * width fits (rows per chunk = scratch elements / width), so the size depends on N only, as the
+ * contract asks: 2 bytes x N x 64 Ki elements, at least 4 MiB (GPT-2's 50304-wide head gets 41
+ * rows at once at decode), at most 64 MiB (all 16 Ki rows of a 1024-wide layer in one GEMM). */
 extern "C" size_t kcuda_matmul_bf16_scratch_bytes(int N)
 {
     size_t lo = (size_t)4 << 20, hi = (size_t)64 << 20;
@@ -399,87 +432,126 @@ extern "C" size_t kcuda_matmul_bf16_scratch_bytes(int N)
     return b < lo ? lo : b > hi ? hi : b;
 }
 
-/* Rows of a width-`width` matrix whose bf16 copy fits the scratch for N rows. */
-static int chunk_rows(int N, int width)
+/* Rows of a width-`width` matrix whose 16-bit copy fits the scratch for N rows. */
+static int chunk_rows(const struct lp_fmt *f, int N, int width)
 {
     size_t elems = kcuda_matmul_bf16_scratch_bytes(N) / 2;
     size_t rows = elems / (size_t)(width > 0 ? width : 1);
     if (rows < 1) {
-        fprintf(stderr, "matmul_bf16: width %d exceeds the scratch of %zu elements\n", width,
-                elems);
+        fprintf(stderr, "matmul_%s: width %d exceeds the scratch of %zu elements\n", f->name,
+                width, elems);
         abort();
     }
     return rows > (size_t)N ? N : (int)rows;
 }
 
-extern "C" void kcuda_matmul_bf16_forward(float *out, const float *inp, const uint16_t *weight,
-                                          const float *bias, int N, int C, int OC, void *scratch)
+/* Aborts when an entry got no scratch: a programming error of the caller. */
+static void need_scratch(const void *scratch, const struct lp_fmt *f, const char *entry)
+{
+    if (scratch)
+        return;
+    fprintf(stderr, "matmul_%s_%s: scratch is NULL (kcuda_matmul_bf16_scratch_bytes)\n", f->name,
+            entry);
+    abort();
+}
+
+/* out(N,OC) = f(inp)·Wᵀ + bias, W already in format f, chunk by chunk of inp rows. */
+static void lp_forward(const struct lp_fmt *f, float *out, const float *inp,
+                       const uint16_t *weight, const float *bias, int N, int C, int OC,
+                       void *scratch)
 {
     if (N <= 0 || OC <= 0)
         return;
-    if (!scratch) {
-        fprintf(stderr, "matmul_bf16_forward: scratch is NULL (kcuda_matmul_bf16_scratch_bytes)\n");
-        abort();
-    }
-    __nv_bfloat16 *x16 = (__nv_bfloat16 *)scratch;
-    int R = chunk_rows(N, C);
+    need_scratch(scratch, f, "forward");
+    int R = chunk_rows(f, N, C);
     for (int r0 = 0; r0 < N; r0 += R) {
         int rows = N - r0 < R ? N - r0 : R;
-        to_bf16(x16, inp + (size_t)r0 * C, (size_t)rows * C);
-        gemm_forward(out + (size_t)r0 * OC, CUDA_R_32F, x16, weight, bias, rows, C, OC,
-                     CUDA_R_16BF, CUBLAS_COMPUTE_32F);
+        to_16(f, scratch, inp + (size_t)r0 * C, (size_t)rows * C);
+        gemm_forward(out + (size_t)r0 * OC, CUDA_R_32F, scratch, weight, bias, rows, C, OC,
+                     f->type, CUBLAS_COMPUTE_32F);
     }
+}
+
+/* dinp(N,C) += f(dout)·W, chunk by chunk of dout rows. */
+static void lp_backward_input(const struct lp_fmt *f, float *dinp, const float *dout,
+                              const uint16_t *weight, int N, int C, int OC, void *scratch)
+{
+    if (N <= 0 || C <= 0)
+        return;
+    need_scratch(scratch, f, "backward_input");
+    int R = chunk_rows(f, N, OC);
+    for (int r0 = 0; r0 < N; r0 += R) {
+        int rows = N - r0 < R ? N - r0 : R;
+        to_16(f, scratch, dout + (size_t)r0 * OC, (size_t)rows * OC);
+        gemm_dinp(dinp + (size_t)r0 * C, scratch, weight, rows, C, OC, f->type,
+                  CUBLAS_COMPUTE_32F);
+    }
+}
+
+/* dweight += f(dout)ᵀ·f(inp), dbias += Σ dout (fp32), in chunks of rows whose 16-bit copies
+ * (rows × OC, then rows × C) fit the scratch together; the chunks add up in dW (beta = 1). */
+static void lp_backward_weight(const struct lp_fmt *f, float *dweight, float *dbias,
+                               const float *dout, const float *inp, int N, int C, int OC,
+                               void *scratch)
+{
+    if (N <= 0 || OC <= 0)
+        return;
+    if (dweight && C > 0) {
+        need_scratch(scratch, f, "backward_weight");
+        int R = chunk_rows(f, N, OC + C);
+        /* The inp copy starts 16-byte aligned after the dout copy (cuBLASLt's alignment). */
+        size_t g_elems = ((size_t)R * OC + 7) / 8 * 8;
+        if ((g_elems + (size_t)R * C) * 2 > kcuda_matmul_bf16_scratch_bytes(N))
+            R = R > 8 ? R - 8 : 1; /* the rounding pushed it past the end: drop a few rows */
+        g_elems = ((size_t)R * OC + 7) / 8 * 8;
+        uint16_t *g16 = (uint16_t *)scratch, *x16 = g16 + g_elems;
+        for (int r0 = 0; r0 < N; r0 += R) {
+            int rows = N - r0 < R ? N - r0 : R;
+            to_16(f, g16, dout + (size_t)r0 * OC, (size_t)rows * OC);
+            to_16(f, x16, inp + (size_t)r0 * C, (size_t)rows * C);
+            gemm_dweight(dweight, g16, x16, rows, C, OC, f->type, CUBLAS_COMPUTE_32F);
+        }
+    }
+    if (dbias)
+        bias_grad(dbias, dout, N, OC);
+}
+
+extern "C" void kcuda_matmul_bf16_forward(float *out, const float *inp, const uint16_t *weight,
+                                          const float *bias, int N, int C, int OC, void *scratch)
+{
+    lp_forward(&LP_BF16, out, inp, weight, bias, N, C, OC, scratch);
 }
 
 extern "C" void kcuda_matmul_bf16_backward_input(float *dinp, const float *dout,
                                                  const uint16_t *weight, int N, int C, int OC,
                                                  void *scratch)
 {
-    if (N <= 0 || C <= 0)
-        return;
-    if (!scratch) {
-        fprintf(stderr,
-                "matmul_bf16_backward_input: scratch is NULL (kcuda_matmul_bf16_scratch_bytes)\n");
-        abort();
-    }
-    __nv_bfloat16 *g16 = (__nv_bfloat16 *)scratch;
-    int R = chunk_rows(N, OC);
-    for (int r0 = 0; r0 < N; r0 += R) {
-        int rows = N - r0 < R ? N - r0 : R;
-        to_bf16(g16, dout + (size_t)r0 * OC, (size_t)rows * OC);
-        gemm_dinp(dinp + (size_t)r0 * C, g16, weight, rows, C, OC, CUDA_R_16BF,
-                  CUBLAS_COMPUTE_32F);
-    }
+    lp_backward_input(&LP_BF16, dinp, dout, weight, N, C, OC, scratch);
 }
 
-/* dweight += bf16(dout)ᵀ·bf16(inp), dbias += Σ dout (fp32), in chunks of rows whose bf16 copies
- * (rows × OC, then rows × C) fit the scratch together; the chunks add up in dW (beta = 1). */
 extern "C" void kcuda_matmul_bf16_backward_weight(float *dweight, float *dbias, const float *dout,
                                                   const float *inp, int N, int C, int OC,
                                                   void *scratch)
 {
-    if (N <= 0 || OC <= 0)
-        return;
-    if (dweight && C > 0) {
-        if (!scratch) {
-            fprintf(stderr, "matmul_bf16_backward_weight: scratch is NULL "
-                            "(kcuda_matmul_bf16_scratch_bytes)\n");
-            abort();
-        }
-        int R = chunk_rows(N, OC + C);
-        /* The inp copy starts 16-byte aligned after the dout copy (cuBLASLt's alignment). */
-        size_t g_elems = ((size_t)R * OC + 7) / 8 * 8;
-        if ((g_elems + (size_t)R * C) * 2 > kcuda_matmul_bf16_scratch_bytes(N))
-            R = R > 8 ? R - 8 : 1; /* the rounding pushed it past the end: drop a few rows */
-        g_elems = ((size_t)R * OC + 7) / 8 * 8;
-        __nv_bfloat16 *g16 = (__nv_bfloat16 *)scratch, *x16 = g16 + g_elems;
-        for (int r0 = 0; r0 < N; r0 += R) {
-            int rows = N - r0 < R ? N - r0 : R;
-            to_bf16(g16, dout + (size_t)r0 * OC, (size_t)rows * OC);
-            to_bf16(x16, inp + (size_t)r0 * C, (size_t)rows * C);
-            gemm_dweight(dweight, g16, x16, rows, C, OC, CUDA_R_16BF, CUBLAS_COMPUTE_32F);
-        }
-    }
-    if (dbias)
-        bias_grad(dbias, dout, N, OC);
+    lp_backward_weight(&LP_BF16, dweight, dbias, dout, inp, N, C, OC, scratch);
+}
+
+extern "C" void kcuda_matmul_f16_forward(float *out, const float *inp, const uint16_t *weight,
+                                         const float *bias, int N, int C, int OC, void *scratch)
+{
+    lp_forward(&LP_F16, out, inp, weight, bias, N, C, OC, scratch);
+}
+
+extern "C" void kcuda_matmul_f16_backward_input(float *dinp, const float *dout,
+                                                const uint16_t *weight, int N, int C, int OC,
+                                                void *scratch)
+{
+    lp_backward_input(&LP_F16, dinp, dout, weight, N, C, OC, scratch);
+}
+
+extern "C" void kcuda_matmul_f16_backward_weight(float *dweight, float *dbias, const float *dout,
+                                                 const float *inp, int N, int C, int OC,
+                                                 void *scratch)
+{
+    lp_backward_weight(&LP_F16, dweight, dbias, dout, inp, N, C, OC, scratch);
 }

@@ -321,6 +321,12 @@ static void fill_table(struct backend *b)
     b->matmul_bf16_forward = kcuda_matmul_bf16_forward;
     b->matmul_bf16_backward_input = kcuda_matmul_bf16_backward_input;
     b->matmul_bf16_backward_weight = kcuda_matmul_bf16_backward_weight;
+    b->f32_to_f16 = kcuda_f32_to_f16;
+    b->f16_to_f32 = kcuda_f16_to_f32;
+    b->round_f16 = kcuda_round_f16;
+    b->matmul_f16_forward = kcuda_matmul_f16_forward;
+    b->matmul_f16_backward_input = kcuda_matmul_f16_backward_input;
+    b->matmul_f16_backward_weight = kcuda_matmul_f16_backward_weight;
     b->quantize_int8_rows = kcuda_quantize_int8_rows;
     b->matmul_int8_forward = kcuda_matmul_int8_forward;
 }

@@ -341,6 +341,72 @@ static inline __nv_bfloat162 __floats2bfloat162_rn(float a, float b)
     return r;
 }
 
+/* ---------------------------------------------------------------- fp16 */
+
+struct __half {
+    unsigned short __x;
+};
+/* Round to nearest even by a route independent of kernels/cpu/quant.c's integer recipe (the
+ * CPU reference the tests compare with): the significand scaled to 11 bits in double and
+ * rounded by nearbyint (ties to even in the default rounding mode); a carry out of the 11 bits
+ * bumps the exponent, and past exponent 30 the result is infinity (so |x| >= 65520 overflows).
+ * Below 2^-14 the value is a multiple of 2^-24 (subnormal; 2^-14 itself comes out as the
+ * smallest normal). NaN becomes the canonical 0x7fff, as the hardware's cvt.rn.f16.f32 does:
+ * sign and payload are lost, so a kernel that wants the CPU's NaN bits must handle NaN itself. */
+static inline __half __float2half_rn(float f)
+{
+    __half h;
+    unsigned short sign = (unsigned short)((__float_as_uint(f) >> 16) & 0x8000u);
+    double a = fabs((double)f);
+    if (a != a) {
+        h.__x = 0x7fffu;
+        return h;
+    }
+    unsigned bits;
+    if (a < 0x1p-14) {
+        bits = (unsigned)nearbyint(a * 0x1p24);
+    } else if (a > 0x1p17) {
+        bits = 0x7c00u;
+    } else {
+        int e;
+        double m = frexp(a, &e); /* a = m·2^e, m in [0.5, 1) */
+        bits = (unsigned)((e + 14) << 10) + ((unsigned)nearbyint(m * 2048.0) - 1024u);
+        if (bits > 0x7c00u)
+            bits = 0x7c00u;
+    }
+    h.__x = (unsigned short)(sign | bits);
+    return h;
+}
+static inline __half __float2half(float f)
+{
+    return __float2half_rn(f);
+}
+/* Exact; NaN becomes the canonical quiet NaN (0x7fffffff), payload and sign lost. */
+static inline float __half2float(__half h)
+{
+    unsigned e = (h.__x >> 10) & 0x1fu, m = h.__x & 0x3ffu;
+    float v;
+    if (e == 31 && m != 0)
+        return __uint_as_float(0x7fffffffu);
+    if (e == 31)
+        v = INFINITY;
+    else if (e == 0)
+        v = ldexpf((float)m, -24);
+    else
+        v = ldexpf((float)(m | 0x400u), (int)e - 25);
+    return (h.__x & 0x8000u) ? -v : v;
+}
+static inline unsigned short __half_as_ushort(__half h)
+{
+    return h.__x;
+}
+static inline __half __ushort_as_half(unsigned short u)
+{
+    __half h;
+    h.__x = u;
+    return h;
+}
+
 /* ---------------------------------------------------------------- WMMA */
 
 /* The running fiber's lane; aborts unless p is 32-byte aligned and ldm a multiple of 16 bytes

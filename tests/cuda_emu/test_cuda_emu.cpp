@@ -331,5 +331,6 @@ int main(void)
     RUN_TIMED(test_sgd_multi_emu);
     RUN_TIMED(test_grad_norm_emu);
     RUN_TIMED(test_bf16_int8);
+    RUN_TIMED(test_fp16);
     return harness_finish("test_cuda_emu");
 }

@@ -8,7 +8,16 @@
  *    2^-11 per product plus fp32 sums);
  *  - bf16 entries are compared with kcpu_matmul_bf16_*_ref, which rounds the same operands
  *    the same way (nearest even), so only the fp32 summation order differs: <= 1e-4·b;
+ *  - fp16 entries are compared with the CPU's emulation of fp16-mixed (kcpu_round_f16 on the
+ *    activations, the decoded fp16 weight, the fp32 matmul): again only the summation order
+ *    differs (products of two 11-bit significands are exact in fp32): <= 5e-5·b. Half the bf16
+ *    bound, so that rounding the operands to bf16 instead of fp16 fails every case but the
+ *    50304-wide input gradient (it gives 2e-4 to 2e-3 of b on these shapes);
+ *  - the 16-bit weight gradients against a double sum of the same rounded operands, with the
+ *    format's tolerance;
  *  - the bias gradient is an fp32 column sum: <= 1e-5·Σ|dout| + 1e-6.
+ * test_f16_overflow checks that an fp16 operand from 65520 up makes the outputs that use it
+ * infinite (what dynamic loss scaling detects), as in the CPU's emulation.
  * Where no GPU is present it checks that the plugin loads and says why there is no device, and
  * prints "skipped: no GPU (<reason>)". */
 #include <stdint.h>
@@ -210,6 +219,152 @@ static double *bound_fwd(const float *x, const float *w, const float *bias, int 
     return b;
 }
 
+/* One matmul shape's data, shared by the checks of its 16-bit entries. */
+struct mm {
+    int N, C, OC;
+    size_t nx, nw, no;
+    const float *x, *w, *bias, *dout, *dx0, *dw0, *db0; /* host inputs */
+    const float *rdb;                                   /* db0 + Σ dout in fp32 */
+    const double *bb;                                   /* its bound: Σ |dout| */
+    float *ref, *got, *rdx, *rdw;                       /* host work arrays (n·x, n·w, n·out) */
+    double *bx, *bw;                                    /* bound work arrays */
+    float *dX, *dB, *dO, *dDO, *dDX, *dDW, *dDB;        /* device copies */
+};
+
+typedef void (*lp16_fwd_fn)(float *out, const float *inp, const uint16_t *weight,
+                            const float *bias, int N, int C, int OC, void *scratch);
+typedef void (*lp16_bin_fn)(float *dinp, const float *dout, const uint16_t *weight, int N, int C,
+                            int OC, void *scratch);
+typedef void (*lp16_bw_fn)(float *dweight, float *dbias, const float *dout, const float *inp,
+                           int N, int C, int OC, void *scratch);
+
+/* A 16-bit weight format: its CPU conversions and references, and which backend entries run it.
+ * The references take the same operands the entries do (fp32 x and dout, the 16-bit weight) and
+ * round them the same way, so only the order of the fp32 sums differs from the GPU. */
+struct lp16_fmt {
+    const char *name; /* "bf16" | "fp16" */
+    bool fp16;        /* true: the matmul_f16_* entries; false: matmul_bf16_* */
+    void (*encode)(uint16_t *dst, const float *src, size_t n);
+    void (*decode)(float *dst, const uint16_t *src, size_t n);
+    void (*ref_forward)(float *out, const float *inp, const uint16_t *w16, const float *bias,
+                        int N, int C, int OC);
+    void (*ref_backward_input)(float *dinp, const float *dout, const uint16_t *w16, int N, int C,
+                               int OC);
+    double tol; /* relative to the bound b = Σ |products| (file comment) */
+};
+
+/* fp16-mixed as the CPU runs it (the backend's matmul_f16_* entries are NULL there): the
+ * activations rounded by kcpu_round_f16, the fp16 weight decoded, then the fp32 matmul. */
+static void f16_forward_ref(float *out, const float *inp, const uint16_t *w16, const float *bias,
+                            int N, int C, int OC)
+{
+    float *xr = malloc((size_t)N * C * sizeof(float) + 1);
+    float *wf = malloc((size_t)OC * C * sizeof(float) + 1);
+    kcpu_round_f16(xr, inp, (size_t)N * C);
+    kcpu_f16_to_f32(wf, w16, (size_t)OC * C);
+    kcpu_matmul_forward(out, xr, wf, bias, N, C, OC);
+    free(xr);
+    free(wf);
+}
+
+static void f16_backward_input_ref(float *dinp, const float *dout, const uint16_t *w16, int N,
+                                   int C, int OC)
+{
+    float *gr = malloc((size_t)N * OC * sizeof(float) + 1);
+    float *wf = malloc((size_t)OC * C * sizeof(float) + 1);
+    kcpu_round_f16(gr, dout, (size_t)N * OC);
+    kcpu_f16_to_f32(wf, w16, (size_t)OC * C);
+    kcpu_matmul_backward(dinp, NULL, NULL, gr, NULL, wf, N, C, OC);
+    free(gr);
+    free(wf);
+}
+
+static const struct lp16_fmt LP_BF16 = {"bf16", false, kcpu_f32_to_bf16, kcpu_bf16_to_f32,
+                                        kcpu_matmul_bf16_forward_ref,
+                                        kcpu_matmul_bf16_backward_input_ref, 1e-4};
+static const struct lp16_fmt LP_F16 = {"fp16", true, kcpu_f32_to_f16, kcpu_f16_to_f32,
+                                       f16_forward_ref, f16_backward_input_ref, 5e-5};
+
+/* The format's forward, input gradient and weight (and bias) gradient on m's data, each against
+ * the CPU reference; the weight gradient against a double-precision sum of the same rounded
+ * operands. */
+static void lp16_checks(const struct lp16_fmt *f, const struct mm *m)
+{
+    const int N = m->N, C = m->C, OC = m->OC;
+    const size_t nx = m->nx, nw = m->nw, no = m->no;
+    lp16_fwd_fn fwd = f->fp16 ? be->matmul_f16_forward : be->matmul_bf16_forward;
+    lp16_bin_fn bin = f->fp16 ? be->matmul_f16_backward_input : be->matmul_bf16_backward_input;
+    lp16_bw_fn bwt = f->fp16 ? be->matmul_f16_backward_weight : be->matmul_bf16_backward_weight;
+    CHECK_MSG(fwd && bin && bwt, "%s matmul entries missing", f->name);
+    if (!fwd || !bin || !bwt)
+        return;
+    char what[96];
+    struct sw_err err;
+    uint16_t *w16 = malloc(nw * sizeof(uint16_t));
+    f->encode(w16, m->w, nw);
+    void *dW16 = be->alloc(nw * sizeof(uint16_t), BACKEND_MEM_WEIGHTS, &err);
+    void *scratch = be->alloc(be->matmul_bf16_scratch_bytes(N), BACKEND_MEM_WORKSPACE, &err);
+    SW_ASSERT(dW16 && scratch);
+    be->memcpy(dW16, w16, nw * sizeof(uint16_t), BACKEND_H2D);
+    /* The rounded operands, for the bounds and the weight-gradient reference. */
+    float *w16f = malloc(nw * sizeof(float)), *x16f = malloc(nx * sizeof(float)),
+          *do16f = malloc(no * sizeof(float));
+    uint16_t *tmp16 = malloc((nx > no ? nx : no) * sizeof(uint16_t));
+    f->decode(w16f, w16, nw);
+    f->encode(tmp16, m->x, nx);
+    f->decode(x16f, tmp16, nx);
+    f->encode(tmp16, m->dout, no);
+    f->decode(do16f, tmp16, no);
+
+    f->ref_forward(m->ref, m->x, w16, m->bias, N, C, OC);
+    fwd(m->dO, m->dX, dW16, m->dB, N, C, OC, scratch);
+    to_host(m->got, m->dO, no);
+    double *bfwd = bound_fwd(x16f, w16f, m->bias, N, C, OC);
+    snprintf(what, sizeof what, "%s fwd %dx%dx%d", f->name, N, C, OC);
+    CHECK(compare(what, m->got, m->ref, bfwd, no, f->tol, 1e-6) == 0);
+
+    memcpy(m->rdx, m->dx0, nx * sizeof(float));
+    be->memcpy(m->dDX, m->dx0, nx * sizeof(float), BACKEND_H2D);
+    f->ref_backward_input(m->rdx, m->dout, w16, N, C, OC);
+    bin(m->dDX, m->dDO, dW16, N, C, OC, scratch);
+    to_host(m->got, m->dDX, nx);
+    for (int n = 0; n < N; n++)
+        for (int c = 0; c < C; c++) {
+            double s = fabs(m->dx0[(size_t)n * C + c]);
+            for (int o = 0; o < OC; o++)
+                s += fabs((double)do16f[(size_t)n * OC + o] * w16f[(size_t)o * C + c]);
+            m->bx[(size_t)n * C + c] = s;
+        }
+    snprintf(what, sizeof what, "%s dinp %dx%dx%d", f->name, N, C, OC);
+    CHECK(compare(what, m->got, m->rdx, m->bx, nx, f->tol, 1e-6) == 0);
+
+    /* dW += r(dout)ᵀ·r(x) in fp32, dbias += Σ dout (fp32). */
+    be->memcpy(m->dDW, m->dw0, nw * sizeof(float), BACKEND_H2D);
+    be->memcpy(m->dDB, m->db0, (size_t)OC * sizeof(float), BACKEND_H2D);
+    bwt(m->dDW, m->dDB, m->dDO, m->dX, N, C, OC, scratch);
+    for (int o = 0; o < OC; o++)
+        for (int c = 0; c < C; c++) {
+            double r = m->dw0[(size_t)o * C + c], b = fabs(r);
+            for (int n = 0; n < N; n++) {
+                double t = (double)do16f[(size_t)n * OC + o] * x16f[(size_t)n * C + c];
+                r += t;
+                b += fabs(t);
+            }
+            m->rdw[(size_t)o * C + c] = (float)r;
+            m->bw[(size_t)o * C + c] = b;
+        }
+    to_host(m->got, m->dDW, nw);
+    snprintf(what, sizeof what, "%s dweight %dx%dx%d", f->name, N, C, OC);
+    CHECK(compare(what, m->got, m->rdw, m->bw, nw, f->tol, 1e-6) == 0);
+    to_host(m->got, m->dDB, (size_t)OC);
+    snprintf(what, sizeof what, "%s-entry dbias %dx%d", f->name, N, OC);
+    CHECK(compare(what, m->got, m->rdb, m->bb, (size_t)OC, 1e-5, 1e-6) == 0);
+
+    be->free(scratch);
+    be->free(dW16);
+    free(w16), free(w16f), free(x16f), free(do16f), free(tmp16), free(bfwd);
+}
+
 static void matmul_case(int N, int C, int OC, int pad)
 {
     char what[96];
@@ -286,80 +441,21 @@ static void matmul_case(int N, int C, int OC, int pad)
     to_host(db2, dDB, (size_t)OC);
     CHECK(memcmp(db1, db2, (size_t)OC * sizeof(float)) == 0);
 
-    /* bf16 weights: forward and input gradient against the CPU's bf16 reference */
-    uint16_t *w16 = malloc(nw * sizeof(uint16_t));
-    kcpu_f32_to_bf16(w16, w, nw);
-    struct sw_err err;
-    void *dW16 = be->alloc(nw * sizeof(uint16_t), BACKEND_MEM_WEIGHTS, &err);
-    be->memcpy(dW16, w16, nw * sizeof(uint16_t), BACKEND_H2D);
-    size_t sb = be->matmul_bf16_scratch_bytes(N);
-    void *scratch = be->alloc(sb, BACKEND_MEM_WORKSPACE, &err);
-    CHECK(dW16 && scratch);
-    float *w16f = malloc(nw * sizeof(float)), *x16f = malloc(nx * sizeof(float)),
-          *do16f = malloc(no * sizeof(float));
-    uint16_t *tmp16 = malloc((nx > no ? nx : no) * sizeof(uint16_t));
-    kcpu_bf16_to_f32(w16f, w16, nw);
-    kcpu_f32_to_bf16(tmp16, x, nx);
-    kcpu_bf16_to_f32(x16f, tmp16, nx);
-    kcpu_f32_to_bf16(tmp16, dout, no);
-    kcpu_bf16_to_f32(do16f, tmp16, no);
-    kcpu_matmul_bf16_forward_ref(ref, x, w16, bias, N, C, OC);
-    be->matmul_bf16_forward(dO, dX, dW16, dB, N, C, OC, scratch);
-    to_host(got, dO, no);
-    double *bf16b = bound_fwd(x16f, w16f, bias, N, C, OC);
-    snprintf(what, sizeof what, "bf16 fwd %dx%dx%d", N, C, OC);
-    CHECK(compare(what, got, ref, bf16b, no, 1e-4, 1e-6) == 0);
+    /* 16-bit weights (bf16-mixed, then fp16-mixed): forward, input and weight gradients */
+    struct mm m = {.N = N, .C = C, .OC = OC, .nx = nx, .nw = nw, .no = no, .x = x, .w = w,
+                   .bias = bias, .dout = dout, .dx0 = dx0, .dw0 = dw0, .db0 = db0, .rdb = rdb,
+                   .bb = bb_, .ref = ref, .got = got, .rdx = rdx, .rdw = rdw, .bx = bx_,
+                   .bw = bw_, .dX = dX, .dB = dB, .dO = dO, .dDO = dDO, .dDX = dDX, .dDW = dDW,
+                   .dDB = dDB};
+    lp16_checks(&LP_BF16, &m);
+    lp16_checks(&LP_F16, &m);
 
-    memcpy(rdx, dx0, nx * sizeof(float));
-    be->memcpy(dDX, dx0, nx * sizeof(float), BACKEND_H2D);
-    kcpu_matmul_bf16_backward_input_ref(rdx, dout, w16, N, C, OC);
-    be->matmul_bf16_backward_input(dDX, dDO, dW16, N, C, OC, scratch);
-    to_host(got, dDX, nx);
-    for (int n = 0; n < N; n++)
-        for (int c = 0; c < C; c++) {
-            double s = fabs(dx0[(size_t)n * C + c]);
-            for (int o = 0; o < OC; o++)
-                s += fabs((double)do16f[(size_t)n * OC + o] * w16f[(size_t)o * C + c]);
-            bx_[(size_t)n * C + c] = s;
-        }
-    snprintf(what, sizeof what, "bf16 dinp %dx%dx%d", N, C, OC);
-    CHECK(compare(what, got, rdx, bx_, nx, 1e-4, 1e-6) == 0);
-
-    /* bf16 weight gradient: dW += bf16(dout)ᵀ·bf16(x) in fp32, dbias += Σ dout (fp32). The
-     * reference sums the same bf16-rounded operands in double. */
-    CHECK(be->matmul_bf16_backward_weight != NULL);
-    if (be->matmul_bf16_backward_weight) {
-        be->memcpy(dDW, dw0, nw * sizeof(float), BACKEND_H2D);
-        be->memcpy(dDB, db0, (size_t)OC * sizeof(float), BACKEND_H2D);
-        be->matmul_bf16_backward_weight(dDW, dDB, dDO, dX, N, C, OC, scratch);
-        for (int o = 0; o < OC; o++)
-            for (int c = 0; c < C; c++) {
-                double r = dw0[(size_t)o * C + c], b = fabs(r);
-                for (int n = 0; n < N; n++) {
-                    double t = (double)do16f[(size_t)n * OC + o] * x16f[(size_t)n * C + c];
-                    r += t;
-                    b += fabs(t);
-                }
-                rdw[(size_t)o * C + c] = (float)r;
-                bw_[(size_t)o * C + c] = b;
-            }
-        to_host(got, dDW, nw);
-        snprintf(what, sizeof what, "bf16 dweight %dx%dx%d", N, C, OC);
-        CHECK(compare(what, got, rdw, bw_, nw, 1e-4, 1e-6) == 0);
-        to_host(got, dDB, (size_t)OC);
-        snprintf(what, sizeof what, "bf16-entry dbias %dx%d", N, OC);
-        CHECK(compare(what, got, rdb, bb_, (size_t)OC, 1e-5, 1e-6) == 0);
-    }
-
-    be->free(scratch);
-    be->free(dW16);
     void *bases[] = {bx, bw, bb, bo, bdo, bdx, bdw, bdb};
     for (size_t i = 0; i < sizeof bases / sizeof bases[0]; i++)
         be->free(bases[i]);
     free(x), free(w), free(bias), free(dout), free(dx0), free(dw0), free(db0), free(ref);
     free(got), free(bf), free(rdx), free(rdw), free(rdb), free(bx_), free(bw_), free(bb_);
-    free(db1), free(db2), free(w16), free(w16f), free(x16f), free(do16f), free(tmp16),
-        free(bf16b);
+    free(db1), free(db2);
 }
 
 static void test_matmul(void)
@@ -368,6 +464,121 @@ static void test_matmul(void)
     matmul_case(37, 75, 51, 1);    /* odd sizes, 4-byte aligned pointers */
     matmul_case(256, 768, 2304, 0); /* GPT-2 small's QKV projection, 256 rows */
     matmul_case(64, 64, 50304, 0);  /* a head as wide as GPT-2's: bf16 dinp runs in chunks */
+}
+
+/* Elements where got and want disagree: a different infinity (or a finite value where want is
+ * infinite), or finite values more than 1e-4·(1 + |want|) apart. */
+static int inf_mismatches(const float *got, const float *want, size_t n)
+{
+    int bad = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (isinf(want[i]))
+            bad += got[i] != want[i];
+        else
+            bad += !isfinite(got[i]) || fabs((double)got[i] - want[i]) > 1e-4 * (1 + fabs(want[i]));
+    }
+    return bad;
+}
+
+/* fp16 overflow, which dynamic loss scaling watches for: an operand beyond 65504 (from 65520 on,
+ * where nearest-even rounding passes the largest half) becomes infinity, so the outputs that
+ * use it are ±inf, on the GPU as in the CPU's emulation; 65504 and 65519 stay finite. The bias
+ * gradient sums fp32 dout, so it stays finite. Weights are positive and activations non-zero,
+ * so every product with an infinite operand is a signed infinity (never inf·0 = NaN). */
+static void test_f16_overflow(void)
+{
+    if (!be->matmul_f16_forward || !be->matmul_f16_backward_input ||
+        !be->matmul_f16_backward_weight) {
+        CHECK_MSG(0, "fp16 matmul entries missing");
+        return;
+    }
+    enum { N = 4, C = 16, OC = 8 };
+    float x[N * C], w[OC * C], bias[OC], dout[N * OC], out[N * OC], ref[N * OC];
+    float dx[N * C], rdx[N * C], dw[OC * C], rdw[OC * C], db[OC];
+    for (int i = 0; i < N * C; i++)
+        x[i] = (frand() < 0 ? -1.0f : 1.0f) * (0.5f + 0.25f * (frand() + 1.0f));
+    for (int i = 0; i < OC * C; i++)
+        w[i] = 0.25f + 0.375f * (frand() + 1.0f);
+    for (int i = 0; i < OC; i++)
+        bias[i] = frand();
+    for (int i = 0; i < N * OC; i++)
+        dout[i] = frand();
+    x[0 * C + 3] = 70000.0f;  /* row 0: +inf */
+    x[1 * C + 3] = 65504.0f;  /* row 1: the largest half, finite */
+    x[2 * C + 3] = 65519.0f;  /* row 2: rounds down to 65504, finite */
+    x[3 * C + 3] = -65520.0f; /* row 3: the first value that overflows, -inf */
+    dout[1 * OC + 2] = 1e5f;  /* dinp row 1 = +inf; dW row 2 = ±inf (the sign of x) */
+    uint16_t w16[OC * C];
+    kcpu_f32_to_f16(w16, w, OC * C);
+
+    struct sw_err err;
+    void *bx, *bb, *bo, *bdo, *bdx, *bdw, *bdb;
+    float *dX = dev_from(x, N * C, BACKEND_MEM_ACTIVATIONS, &bx, 0);
+    float *dB = dev_from(bias, OC, BACKEND_MEM_WEIGHTS, &bb, 0);
+    float *dO = dev_from(out, N * OC, BACKEND_MEM_ACTIVATIONS, &bo, 0); /* overwritten */
+    float *dDO = dev_from(dout, N * OC, BACKEND_MEM_ACTIVATIONS, &bdo, 0);
+    memset(dx, 0, sizeof dx);
+    memset(dw, 0, sizeof dw);
+    memset(db, 0, sizeof db);
+    float *dDX = dev_from(dx, N * C, BACKEND_MEM_GRADIENTS, &bdx, 0);
+    float *dDW = dev_from(dw, OC * C, BACKEND_MEM_GRADIENTS, &bdw, 0);
+    float *dDB = dev_from(db, OC, BACKEND_MEM_GRADIENTS, &bdb, 0);
+    void *dW16 = be->alloc(sizeof w16, BACKEND_MEM_WEIGHTS, &err);
+    void *scratch = be->alloc(be->matmul_bf16_scratch_bytes(N), BACKEND_MEM_WORKSPACE, &err);
+    SW_ASSERT(dW16 && scratch);
+    be->memcpy(dW16, w16, sizeof w16, BACKEND_H2D);
+
+    be->matmul_f16_forward(dO, dX, dW16, dB, N, C, OC, scratch);
+    to_host(out, dO, N * OC);
+    f16_forward_ref(ref, x, w16, bias, N, C, OC);
+    int inf_rows_ok = 1;
+    for (int o = 0; o < OC; o++)
+        inf_rows_ok &= out[0 * OC + o] == INFINITY && isfinite(out[1 * OC + o]) &&
+                       isfinite(out[2 * OC + o]) && out[3 * OC + o] == -INFINITY;
+    CHECK_MSG(inf_rows_ok, "fp16 forward: rows 0 and 3 must be +inf and -inf, rows 1 and 2 finite");
+    CHECK_INT(inf_mismatches(out, ref, N * OC), 0);
+    CHECK(fabsf(out[1 * OC] - out[2 * OC]) <= 1e-3f * fabsf(out[1 * OC])); /* 65519 -> 65504 */
+
+    be->matmul_f16_backward_input(dDX, dDO, dW16, N, C, OC, scratch);
+    to_host(dx, dDX, N * C);
+    memset(rdx, 0, sizeof rdx);
+    f16_backward_input_ref(rdx, dout, w16, N, C, OC);
+    int dinp_ok = 1;
+    for (int c = 0; c < C; c++)
+        dinp_ok &= dx[1 * C + c] == INFINITY && isfinite(dx[0 * C + c]);
+    CHECK_MSG(dinp_ok, "fp16 dinp: row 1 must be +inf, row 0 finite");
+    CHECK_INT(inf_mismatches(dx, rdx, N * C), 0);
+
+    /* The weight gradient: dout[1, 2] = inf after rounding, times x[1, c] (65504 at c = 3).
+     * Rows 0 and 3 of x lose their overflowing values first, or column 3 of every dW row
+     * would be infinite too (and inf - inf = NaN where both signs meet). */
+    x[0 * C + 3] = 1.0f;
+    x[3 * C + 3] = -1.0f;
+    be->memcpy(dX, x, sizeof x, BACKEND_H2D);
+    be->matmul_f16_backward_weight(dDW, dDB, dDO, dX, N, C, OC, scratch);
+    to_host(dw, dDW, OC * C);
+    to_host(db, dDB, OC);
+    float xr[N * C], gr[N * OC];
+    kcpu_round_f16(xr, x, N * C);
+    kcpu_round_f16(gr, dout, N * OC);
+    memset(rdw, 0, sizeof rdw);
+    kcpu_matmul_backward(NULL, rdw, NULL, gr, xr, w, N, C, OC);
+    int dw_ok = 1;
+    for (int c = 0; c < C; c++)
+        dw_ok &= isinf(dw[2 * C + c]) && (dw[2 * C + c] > 0) == (x[1 * C + c] > 0) &&
+                 isfinite(dw[1 * C + c]);
+    CHECK_MSG(dw_ok, "fp16 dweight: row 2 must be ±inf (the sign of x), row 1 finite");
+    CHECK_INT(inf_mismatches(dw, rdw, OC * C), 0);
+    CHECK(isfinite(db[2]) && fabsf(db[2] - 1e5f) < 10.0f); /* fp32 sum: no overflow */
+    printf("test_cuda_backend: fp16 overflow: out[0,0] %g, out[1,0] %g, dinp[1,0] %g, "
+           "dweight[2,0] %g, dbias[2] %g\n",
+           out[0], out[OC], dx[C], dw[2 * C], db[2]);
+
+    be->free(scratch);
+    be->free(dW16);
+    void *bases[] = {bx, bb, bo, bdo, bdx, bdw, bdb};
+    for (size_t i = 0; i < sizeof bases / sizeof bases[0]; i++)
+        be->free(bases[i]);
 }
 
 int main(void)
@@ -389,5 +600,6 @@ int main(void)
     RUN(test_alloc_accounting);
     RUN(test_copies);
     RUN(test_matmul);
+    RUN(test_f16_overflow);
     return harness_finish("test_cuda_backend");
 }

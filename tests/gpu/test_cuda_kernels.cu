@@ -5,6 +5,8 @@
  * Tolerances (absolute, on outputs of magnitude <= ~1 for these sizes):
  *  - exact (0): embedding forward/backward (the same fp32 additions in the same order), the
  *    residual, copy/axpy, KV-cache append, bf16 <-> fp32 conversion (the CPU's bit recipe),
+ *    fp16 <-> fp32 conversion and round_f16 (every one of the 65536 halves, and fp32 values
+ *    around every rounding boundary: overflow, subnormals, ties, NaN payloads),
  *    int8 quantisation, the 8-bit AdamW state (codes and absmax, bit for bit: checkpoints are
  *    interchangeable);
  *  - fp32 1e-5 .. 1e-4: norms, activations, RoPE, attention (reduction order and FMA
@@ -943,6 +945,134 @@ static void test_bf16_int8(void)
     dfree_all();
 }
 
+/* fp16 (fp16-mixed): kcuda_f32_to_f16 / f16_to_f32 / round_f16 against the kcpu_ versions,
+ * bit for bit, NaN included (sign and payload: the kernels handle NaN themselves because the
+ * hardware's conversion returns a canonical NaN). Inputs: all 65536 halves (decoded, then
+ * encoded again: each must come back as itself, a signalling NaN as its quiet twin) and fp32 values at the edges where the rounding
+ * changes: around 65504/65520 (largest half, overflow), 2^-14 (smallest normal), 2^-24 and
+ * 2^-25 (smallest subnormal, and the tie below it), the midpoints between neighbouring halves
+ * and one fp32 ulp either side of them, NaN payloads, infinities, signed zeros, plus random
+ * values over the whole fp32 exponent range. */
+static uint32_t rand_u32(void)
+{
+    rng_state ^= rng_state << 13;
+    rng_state ^= rng_state >> 7;
+    rng_state ^= rng_state << 17;
+    return (uint32_t)(rng_state >> 32);
+}
+static uint32_t f2u(float x)
+{
+    uint32_t u;
+    memcpy(&u, &x, 4);
+    return u;
+}
+static float u2f(uint32_t u)
+{
+    float x;
+    memcpy(&x, &u, 4);
+    return x;
+}
+
+static void f16_bits_case(const char *what, const vec &x)
+{
+    size_t n = x.size();
+    std::vector<uint16_t> ref(n);
+    vec ref_r(n);
+    kcpu_f32_to_f16(ref.data(), x.data(), n);
+    kcpu_round_f16(ref_r.data(), x.data(), n);
+    float *d_x = up(x), *d_r = (float *)dalloc(n * 4);
+    uint16_t *d_h = (uint16_t *)dalloc(n * 2);
+    kcuda_f32_to_f16(d_h, d_x, n);
+    kcuda_round_f16(d_r, d_x, n);
+    std::vector<uint16_t> got = down(d_h, n);
+    vec got_r = down(d_r, n);
+    size_t bad = 0, bad_r = 0, first = n;
+    for (size_t i = 0; i < n; i++) {
+        bad += got[i] != ref[i];
+        if (got[i] != ref[i] && first == n)
+            first = i;
+        bad_r += memcmp(&got_r[i], &ref_r[i], 4) != 0;
+    }
+    printf("  %-44s %zu of %zu differ\n", what, bad, n);
+    CHECK_MSG(bad == 0, "%s: %zu values differ, first x=%a (0x%08x): gpu 0x%04x, cpu 0x%04x",
+              what, bad, first < n ? (double)x[first] : 0.0,
+              first < n ? f2u(x[first]) : 0u, first < n ? got[first] : 0,
+              first < n ? ref[first] : 0);
+    CHECK_MSG(bad_r == 0, "%s: round_f16 differs from the CPU's bits in %zu values", what, bad_r);
+    /* In place (dst == src), as the contract allows. */
+    kcuda_round_f16(d_x, d_x, n);
+    vec got_ip = down(d_x, n);
+    CHECK_MSG(memcmp(got_ip.data(), ref_r.data(), n * 4) == 0, "%s: round_f16 in place differs",
+              what);
+    dfree_all();
+}
+
+static void test_fp16(void)
+{
+    /* Every half: decode (GPU vs CPU), then encode the CPU's decoding again. */
+    const size_t nh = 65536;
+    std::vector<uint16_t> all(nh);
+    for (size_t i = 0; i < nh; i++)
+        all[i] = (uint16_t)i;
+    vec dec(nh);
+    kcpu_f16_to_f32(dec.data(), all.data(), nh);
+    uint16_t *d_all = up(all);
+    float *d_dec = (float *)dalloc(nh * 4);
+    kcuda_f16_to_f32(d_dec, d_all, nh);
+    vec gdec = down(d_dec, nh);
+    size_t bad = 0;
+    for (size_t i = 0; i < nh; i++)
+        bad += memcmp(&gdec[i], &dec[i], 4) != 0;
+    printf("  %-44s %zu of %zu differ\n", "f16_to_f32 (all halves)", bad, nh);
+    CHECK_MSG(bad == 0, "f16_to_f32: %zu of the 65536 halves decode differently", bad);
+    float *d_dec_cpu = up(dec);
+    uint16_t *d_back = (uint16_t *)dalloc(nh * 2);
+    kcuda_f32_to_f16(d_back, d_dec_cpu, nh);
+    std::vector<uint16_t> back = down(d_back, nh);
+    bad = 0;
+    for (size_t i = 0; i < nh; i++) {
+        bool nan = (all[i] & 0x7fffu) > 0x7c00u; /* a signalling NaN comes back quiet */
+        bad += back[i] != (nan ? (all[i] | 0x0200u) : all[i]);
+    }
+    printf("  %-44s %zu of %zu differ\n", "f32_to_f16 round trip (all halves)", bad, nh);
+    CHECK_MSG(bad == 0, "f32_to_f16(f16_to_f32(h)) != h (quietened if NaN) for %zu halves", bad);
+    dfree_all();
+    f16_bits_case("f32_to_f16 / round_f16 (all halves)", dec);
+
+    /* The edges, each with its neighbours one fp32 ulp away, both signs. */
+    vec x;
+    const float edges[] = {65504.0f, 65520.0f, 65536.0f, 0x1p-14f, 0x1p-24f, 0x1p-25f,
+                           0x1.8p-25f, 0x1p-26f, 0x1.ffcp-15f, 1.0f, 2048.0f, 4097.0f,
+                           3.4028235e38f, 1e-40f /* an fp32 subnormal */};
+    for (float e : edges)
+        for (int d = -2; d <= 2; d++) {
+            float v = u2f(f2u(e) + (uint32_t)d);
+            x.push_back(v);
+            x.push_back(-v);
+        }
+    /* Midpoints between neighbouring halves (ties), and one ulp either side, across the range. */
+    for (uint32_t h = 0; h < 0x7c00u; h += 37) {
+        float lo = dec[h], hi = dec[h + 1];
+        float mid = (float)(((double)lo + (double)hi) / 2.0);
+        x.push_back(mid);
+        x.push_back(-nextafterf(mid, 0.0f));
+        x.push_back(nextafterf(mid, INFINITY));
+    }
+    const uint32_t specials[] = {0x7f800000u, 0xff800000u, 0x7fc00000u, 0xffc00000u,
+                                 0x7f800001u, 0x7fa5a5a5u, 0xff812345u, 0x7fffffffu,
+                                 0x00000000u, 0x80000000u};
+    for (uint32_t u : specials)
+        x.push_back(u2f(u));
+    /* Random fp32 bit patterns with exponents from 2^-30 to 2^20, then uniform in [-1e5, 1e5). */
+    while (x.size() < 6000) {
+        uint32_t r = rand_u32(), ex = 97u + rand_u32() % 51u; /* biased exponent 97 .. 147 */
+        x.push_back(u2f((r & 0x807fffffu) | (ex << 23)));
+    }
+    for (int i = 0; i < 2000; i++)
+        x.push_back(frand() * 1e5f);
+    f16_bits_case("f32_to_f16 / round_f16 (edges, random)", x);
+}
+
 int main(void)
 {
     /* The kcuda_flash_attention_* checks are of the FMA kernels; the tensor-core ones are called
@@ -981,5 +1111,6 @@ int main(void)
     RUN(test_multi_segment);
     RUN(test_grad_norm);
     RUN(test_bf16_int8);
+    RUN(test_fp16);
     return harness_finish("test_cuda_kernels");
 }
