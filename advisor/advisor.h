@@ -633,6 +633,13 @@ struct plan_train {
     char resume[PLAN_PATH_MAX]; /* checkpoint to resume from, "" = none */
     char lora_targets[64];      /* e.g. "qkv,o,mlp" */
     int64_t log_every;
+    /* fp16-mixed loss scaling (docs/run.md, "fp16-mixed and loss scaling"): loss_scale 0 is dynamic
+     * (start at loss_scale_init, halve on a step with non-finite gradients, which is skipped,
+     * double after loss_scale_window finite steps in a row), > 0 a static scale. */
+    double loss_scale;
+    double loss_scale_init;
+    int64_t loss_scale_window;
+    bool loss_scale_given; /* the file set one of the three (only fp16-mixed takes them) */
 };
 
 struct plan_infer {

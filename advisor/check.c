@@ -10,9 +10,11 @@
  *    with zero 0 (ZeRO-Offload); with dp >= 2 it needs zero >= 1, as in DeepSpeed.
  *  - Sequence length beyond max_pos: an error for GPT-2 (a learned position table has no row for
  *    it), a reason for Llama style (rotary positions extend, with RoPE scaling).
- *  - CPU device: no tensor parallelism (TP is a GPU-link strategy, section 10), no fp16-mixed and
- *    no tf32 (both need an NVIDIA GPU), no offload (everything is host memory already); dp is
- *    the number of processes, at most one per usable core on each node.
+ *  - CPU device: no tensor parallelism (TP is a GPU-link strategy, section 10), no tf32 (it
+ *    needs an NVIDIA GPU), no offload (everything is host memory already); dp is the number of
+ *    processes, at most one per usable core on each node. fp16-mixed runs there as the
+ *    executor's emulation of fp16 tensor cores (slower than fp32, never chosen by the search):
+ *    a way to check an fp16 run's loss scaling before taking it to a GPU without bf16.
  *  - Unknown compute capability (profile or probe without it): the CC gates are skipped and a
  *    reason says so, rather than guessing. */
 #include "advisor/advisor.h"
@@ -130,10 +132,6 @@ static int check_device(const struct hardware *hw, const struct workload *w,
                            "plan uses %lld cpu processes (dp %d x pp %d) but the hardware has %d "
                            "node(s) x %d usable cores",
                            (long long)used, s->dp, s->pp, nodes, per_node);
-        if (s->precision == PREC_FP16_MIXED)
-            return sw_errf(err, SW_EINVAL,
-                           "fp16-mixed needs an NVIDIA GPU (loss-scaled fp16 tensor cores); on a "
-                           "cpu use bf16-mixed or fp32");
         if (s->precision == PREC_TF32)
             return sw_errf(err, SW_EINVAL,
                            "tf32 matmuls need a GPU with compute capability >= 8.0; on a cpu use "
@@ -291,6 +289,11 @@ void advisor_check_soft(const struct model_desc *m, const struct hardware *hw,
     if (train && s->precision == PREC_BF16)
         estimate_add_reason(e, "pure bf16 (no fp32 master): needs stochastic rounding or "
                                "compensated summation to converge");
+    if (cpu && train && s->precision == PREC_FP16_MIXED)
+        estimate_add_reason(e, "fp16-mixed on the CPU executor: an emulation of fp16 tensor "
+                               "cores (operands rounded to fp16, fp32 matmuls), slower than fp32; "
+                               "use it to check an fp16 run's loss scaling, bf16-mixed or fp32 "
+                               "to train");
     if (cpu && (s->precision == PREC_BF16_MIXED || s->precision == PREC_BF16))
         estimate_add_reason(e, "%s",
                             (hw->cpu.isa & HW_ISA_AVX512_BF16)

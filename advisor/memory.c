@@ -190,6 +190,10 @@ void est_geom_init(struct est_geom *g, const struct model_desc *m, const struct 
     if (g->cpu && (s->precision == PREC_BF16_MIXED || s->precision == PREC_BF16) &&
         (hw->cpu.isa & HW_ISA_AVX512_BF16))
         g->peak_dtype = HW_DT_BF16;
+    /* fp16-mixed on the CPU executor is an emulation on fp32 matmuls (operands rounded to fp16
+     * first): the fp32 rate. */
+    if (g->cpu && s->precision == PREC_FP16_MIXED)
+        g->peak_dtype = HW_DT_FP32;
     if (g->train && !g->lora) {
         g->e_mat = g->e_kept = g->bw;
     } else {
@@ -711,7 +715,8 @@ static enum exec_backend exec_backend_of(const struct est_geom *g, const struct 
         return EXEC_BE_NONE;
     if (s->zero > 0 && (!g->train || s->optimizer == OPT_ADAFACTOR || (g->lora && s->zero == 3)))
         return EXEC_BE_NONE; /* the executor refuses these */
-    bool runs = g->train ? (s->precision == PREC_FP32 || s->precision == PREC_BF16_MIXED) &&
+    bool runs = g->train ? (s->precision == PREC_FP32 || s->precision == PREC_BF16_MIXED ||
+                            s->precision == PREC_FP16_MIXED) &&
                                !(g->lora && is_int_format(s->weights))
                          : s->weights == WFMT_FP32 || s->weights == WFMT_BF16 ||
                                s->weights == WFMT_INT8;
@@ -758,7 +763,7 @@ static void cpu_exec_zero(const struct est_geom *g, const struct model_desc *m,
     if (s->zero == 3) {
         double resident = P - m->n_layers * Pl;
         o->weights = 4.0 * max_n + a64(4 * resident) + 2 * a64(4 * Pl);
-        if (s->precision == PREC_BF16_MIXED)
+        if (s->precision == PREC_BF16_MIXED || s->precision == PREC_FP16_MIXED)
             o->weights += a64(2 * resident) + 2 * a64(2 * Pl);
     }
 }
@@ -792,7 +797,9 @@ static void cpu_exec_stage(const struct est_geom *g, const struct model_desc *m,
     double Vp = (double)g->c.vocab_padded, P = (double)g->c.params_total;
     bool ln = !m->rms_norm, rope = m->arch == MODEL_ARCH_LLAMA, train = g->train;
     bool naive = s->attention == ATTN_NAIVE;
-    bool bf16 = train ? s->precision == PREC_BF16_MIXED : s->weights == WFMT_BF16;
+    /* bf16: a 16-bit weight mirror (bf16, or IEEE fp16 under fp16-mixed: same bytes). */
+    bool fp16 = train && s->precision == PREC_FP16_MIXED;
+    bool bf16 = train ? s->precision == PREC_BF16_MIXED || fp16 : s->weights == WFMT_BF16;
     bool int8 = !train && s->weights == WFMT_INT8;
     double r = g->lora ? s->lora_rank : 0;
     struct cpu_adapter ad[8];
@@ -857,8 +864,11 @@ static void cpu_exec_stage(const struct est_geom *g, const struct model_desc *m,
      * (kcpu_matmul_bf16_scratch_bytes, kernels/cpu/kernels_cpu.h), on CUDA (native bf16
      * always) the plugin's activation-chunk scratch (cuda_matmul_bf16_scratch_bytes), and
      * elsewhere the fp32 widening buffer of the largest matmul weight (the head when the
-     * vocabulary is large); LoRA the bottleneck and column temporaries; Llama the RoPE cos/sin
-     * tables; CUDA the plugin's own buffers. */
+     * vocabulary is large); fp16-mixed on the CPU (always emulated) that buffer and the
+     * rounded operands of EXEC_F16_EMU_ROWS (64) rows of the widest matmul input and output
+     * (executor/model.c f16_forward_emulated), on CUDA the same scratch as bf16; LoRA the
+     * bottleneck and column temporaries; Llama the RoPE cos/sin tables; CUDA the plugin's own
+     * buffers. */
     o->workspace = a64(4 * rows * C);
     if (train) {
         o->workspace += 2 * a64(4 * N * C) + a64(4 * N * F) + a64(4 * N * F2) + a64(4 * N * Q) +
@@ -868,7 +878,7 @@ static void cpu_exec_stage(const struct est_geom *g, const struct model_desc *m,
     }
     if (bf16 && be == EXEC_BE_CUDA) {
         o->workspace += a64(cuda_matmul_bf16_scratch_bytes(rows));
-    } else if (bf16 && be == EXEC_BE_CPU_NATIVE) {
+    } else if (bf16 && !fp16 && be == EXEC_BE_CPU_NATIVE) {
         const double mr = 8, kc = 768, nc = 768;
         o->workspace += a64(2 * kc * ceil(rows / mr) * mr + 2 * kc * nc);
     } else if (bf16) {
@@ -877,6 +887,10 @@ static void cpu_exec_stage(const struct est_geom *g, const struct model_desc *m,
         for (int i = 0; i < 4; i++)
             mx = mm[i] > mx ? mm[i] : mx;
         o->workspace += a64(4 * mx);
+        if (fp16) {
+            double in = fmax(C, fmax(Q, F)), out = fmax(fmax(QKV, C), fmax(F2, Vp));
+            o->workspace += a64(4 * fmin(rows, 64) * (in + out));
+        }
     }
     if (g->lora) {
         double mxc = 0;

@@ -60,7 +60,8 @@ static const char *const data_keys[] = {"path", "tokenizer", "vocab", "merges", 
 static const char *const train_keys[] = {
     "steps", "seq", "global_batch", "tokens", "lr", "min_lr", "schedule", "warmup_steps",
     "weight_decay", "grad_clip", "beta1", "beta2", "eps", "seed", "eval_every", "eval_batches",
-    "checkpoint_every", "out_dir", "resume", "lora_targets", "log_every", NULL};
+    "checkpoint_every", "out_dir", "resume", "lora_targets", "log_every", "loss_scale",
+    "loss_scale_init", "loss_scale_window", NULL};
 static const char *const infer_keys[] = {
     "checkpoint", "prompt", "batch", "prompt_len", "gen_len", "temperature", "top_k", "top_p",
     "seed", NULL};
@@ -117,6 +118,10 @@ void plan_init(struct plan *p)
     t->log_every = 1;
     /* Every linear layer: what the advisor's LoRA estimate assumes (strategy reference 3.4). */
     sw_strlcpy(t->lora_targets, "all", sizeof(t->lora_targets));
+    /* PyTorch's GradScaler defaults: 2^16, doubled every 2000 finite steps. */
+    t->loss_scale = 0;
+    t->loss_scale_init = 65536;
+    t->loss_scale_window = 2000;
 
     p->infer.temperature = 1.0;
     p->infer.top_k = 0;
@@ -248,10 +253,10 @@ static int plan_check(const struct plan *p, const char **culprit, struct sw_err 
                        "device: cpu",
                        hw->name);
     if (s->device == DEVICE_CPU) {
-        if (s->precision == PREC_FP16_MIXED || s->precision == PREC_TF32)
+        if (s->precision == PREC_TF32)
             return fail_at(culprit, "strategy.precision", err, SW_EINVAL,
                            "precision '%s' needs an NVIDIA GPU; on the CPU expected fp32, "
-                           "bf16-mixed or bf16",
+                           "bf16-mixed, fp16-mixed (emulated) or bf16",
                            precision_name(s->precision));
     } else {
         int bad = first_gpu_without_bf16(hw);
@@ -363,6 +368,11 @@ static int plan_check(const struct plan *p, const char **culprit, struct sw_err 
         int rc = check_lora_targets(t->lora_targets, culprit, err);
         if (rc < 0)
             return rc;
+        if (t->loss_scale_given && p->strategy.precision != PREC_FP16_MIXED)
+            return fail_at(culprit, "train.loss_scale", err, SW_EINVAL,
+                           "loss scaling applies to fp16-mixed only; precision %s keeps "
+                           "gradients in a format with fp32's range: remove train.loss_scale*",
+                           precision_name(p->strategy.precision));
     } else if (m->arch == MODEL_ARCH_GPT2 &&
                (int64_t)w->prompt_len + w->gen_len > (int64_t)m->max_pos) {
         return fail_at(culprit, "infer.gen_len", err, SW_EINVAL,
@@ -822,8 +832,26 @@ static int load_train(struct loader *ld, struct plan *p, struct sw_err *err)
          (rc = rd_str(ld, map, "train", "resume", t->resume, sizeof(t->resume), err)) < 0 ||
          (rc = rd_str(ld, map, "train", "lora_targets", t->lora_targets, sizeof(t->lora_targets),
                       err)) < 0 ||
-         (rc = rd_i64(ld, map, "train", "log_every", 1, LIM_STEPS, &t->log_every, err)) < 0))
+         (rc = rd_i64(ld, map, "train", "log_every", 1, LIM_STEPS, &t->log_every, err)) < 0 ||
+         (rc = rd_dbl(ld, map, "train", "loss_scale_init", 0, true, 1e30, false,
+                      &t->loss_scale_init, err)) < 0 ||
+         (rc = rd_i64(ld, map, "train", "loss_scale_window", 1, LIM_STEPS, &t->loss_scale_window,
+                      err)) < 0))
         return rc;
+    /* loss_scale: the word dynamic, or a static scale. */
+    yaml_node_t *ls = ydoc_get(&ld->d, map, "loss_scale");
+    if (ls && !(ls->type == YAML_SCALAR_NODE &&
+                !strcmp((const char *)ls->data.scalar.value, "dynamic")) &&
+        (rc = rd_dbl(ld, map, "train", "loss_scale", 0, true, 1e30, false, &t->loss_scale, err)) <
+            0) {
+        if (ls->type == YAML_SCALAR_NODE)
+            return ydoc_err(&ld->d, ls, SW_EINVAL, err,
+                            "'train.loss_scale': expected dynamic or a positive number, got '%s'",
+                            (const char *)ls->data.scalar.value);
+        return rc;
+    }
+    t->loss_scale_given = ls || ydoc_get(&ld->d, map, "loss_scale_init") ||
+                          ydoc_get(&ld->d, map, "loss_scale_window");
     t->schedule = (enum lr_schedule)sched;
     /* Only a warmup the file asks for is checked: the default (10) may exceed the steps of a
      * short plan exported by `scalewise plan`, where the ramp simply never completes. */
@@ -1533,6 +1561,14 @@ static void emit_train(struct sw_emit *e, const struct plan *p)
         sw_emit_str(e, "resume", t->resume);
     sw_emit_str(e, "lora_targets", t->lora_targets);
     sw_emit_i64(e, "log_every", t->log_every);
+    if (p->strategy.precision == PREC_FP16_MIXED) {
+        if (t->loss_scale > 0)
+            sw_emit_num(e, "loss_scale", t->loss_scale);
+        else
+            sw_emit_str(e, "loss_scale", "dynamic");
+        sw_emit_num(e, "loss_scale_init", t->loss_scale_init);
+        sw_emit_i64(e, "loss_scale_window", t->loss_scale_window);
+    }
     sw_emit_map_end(e);
 }
 

@@ -7,7 +7,8 @@
  * is exact), and metadata (strings): scalewise_checkpoint (format version), step, optim_step,
  * seed and data_offset (the batch sampler's whole state), optimizer, model.* (the shape),
  * plan_hash and plan_numerics (the plan settings the hash covers, so a mismatch can be named
- * key by key), and checksum: the sum over tensors of FNV-1a 64 of (name, bytes), which does
+ * key by key), under fp16-mixed the loss scaler's state (loss_scale, loss_scale_good,
+ * skipped_steps), and checksum: the sum over tensors of FNV-1a 64 of (name, bytes), which does
  * not depend on the order the writer lays tensors out in.
  *
  * Saving goes through sft_writer_save (temporary file, fsync, rename, directory fsync): a kill
@@ -23,6 +24,7 @@
 #include "executor/executor.h"
 
 #include <inttypes.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -100,6 +102,9 @@ void exec_plan_numerics(const struct plan *p, struct exec_ckpt_meta *meta)
               num(t->beta2, n3, sizeof(n3)));
     kv_append(b, n, &len, "train.eps=%s;train.seed=%" PRIu64, num(t->eps, n1, sizeof(n1)),
               t->seed);
+    if (s->precision == PREC_FP16_MIXED) /* only fp16 runs scale (other hashes unchanged) */
+        kv_append(b, n, &len, ";train.loss_scale=%s",
+                  t->loss_scale > 0 ? num(t->loss_scale, n1, sizeof(n1)) : "dynamic");
     uint64_t h = data_fnv1a64(DATA_FNV1A64_INIT, b, strlen(b));
     snprintf(meta->plan_hash, sizeof(meta->plan_hash), "%016" PRIx64, h);
 }
@@ -482,6 +487,11 @@ static int save_bufs(const char *path, const struct exec_model *m, const struct 
     META("seed", "%" PRIu64, meta->seed);
     META("data_offset", "%" PRIu64, meta->data_offset);
     META("plan_hash", "%s", meta->plan_hash);
+    if (meta->loss_scale > 0) {
+        META("loss_scale", "%.17g", meta->loss_scale);
+        META("loss_scale_good", "%" PRId64, meta->loss_scale_good);
+        META("skipped_steps", "%" PRId64, meta->skipped_steps);
+    }
     META("checksum", "%016" PRIx64, sum);
 #undef META
     if (rc == 0)
@@ -718,6 +728,28 @@ static int meta_u64(const struct sft_file *f, const char *key, uint64_t *out, st
         return sw_err_at(err, SW_EPARSE, sft_path(f), 0, 0, "metadata '%s' is not a number: '%s'",
                          key, v);
     *out = x;
+    return 0;
+}
+
+/* The loss scaler's state (fp16-mixed checkpoints): a positive finite scale and two counts. */
+static int meta_loss_scale(const struct sft_file *f, struct exec_ckpt_meta *got,
+                           struct sw_err *err)
+{
+    const char *v = sft_meta_get(f, "loss_scale");
+    char *end = NULL;
+    double x = v ? strtod(v, &end) : NAN;
+    if (!v || !*v || *end || !isfinite(x) || x <= 0)
+        return sw_err_at(err, SW_EPARSE, sft_path(f), 0, 0,
+                         "metadata 'loss_scale' is not a positive number: '%s'", v ? v : "");
+    uint64_t good = 0, skipped = 0;
+    int rc = meta_u64(f, "loss_scale_good", &good, err);
+    if (rc == 0)
+        rc = meta_u64(f, "skipped_steps", &skipped, err);
+    if (rc < 0)
+        return rc;
+    got->loss_scale = x;
+    got->loss_scale_good = (int64_t)(good > INT64_MAX ? INT64_MAX : good);
+    got->skipped_steps = (int64_t)(skipped > INT64_MAX ? INT64_MAX : skipped);
     return 0;
 }
 
@@ -1049,6 +1081,8 @@ int exec_checkpoint_load(const char *path, struct exec_model *m, struct exec_opt
         rc = meta_u64(f, "seed", &got.seed, err);
     if (rc == 0)
         rc = meta_u64(f, "data_offset", &got.data_offset, err);
+    if (rc == 0 && sft_meta_get(f, "loss_scale"))
+        rc = meta_loss_scale(f, &got, err);
     if (rc == 0)
         rc = verify_checksum(f, err);
     if (rc < 0)

@@ -362,12 +362,19 @@ enum exec_lora_target {
  * unknown word; an empty string is SW_EINVAL. */
 int exec_lora_targets_parse(const char *s, unsigned *out, struct sw_err *err);
 
+/* Rows per emulated fp16 matmul call: its rounded-operand buffer holds this many rows of the
+ * widest matmul input and output (advisor/memory.c counts the same bytes). */
+#define EXEC_F16_EMU_ROWS 64
+
 struct exec_model_opts {
     /* PREC_FP32, or PREC_BF16_MIXED: a bf16 copy of the weights is what matmuls use (where
      * be->has_native_bf16(), the forward and input-gradient matmuls run the native bf16
      * kernel with fp32 accumulation; elsewhere the copy is widened to fp32 per matmul into
      * workspace and the fp32 matmul runs: emulated), fp32 master weights, fp32 gradients and
-     * activations. Others: SW_EUNSUPPORTED. */
+     * activations; PREC_FP16_MIXED: the same with an IEEE fp16 copy, and every base matmul's
+     * operands (activations, dout) rounded to fp16 too, as fp16 tensor cores take them (the
+     * backend's matmul_f16_*, else emulated EXEC_F16_EMU_ROWS rows at a time: the training
+     * loop scales the loss). Others: SW_EUNSUPPORTED. */
     enum sw_precision precision;
     /* NONE keeps every layer's activations. SELECTIVE keeps QKV but not the attention core
      * outputs (naive: the B·NH·T² probabilities; flash: the log-sum-exp; both: the attention
@@ -710,7 +717,21 @@ struct exec_train_config {
     double grad_clip;     /* 0 = measure only */
     uint64_t seed;        /* the batch sampler's seed (the loader's offset) */
     int64_t eval_batches; /* micro-batches of the validation shard per evaluation */
+    /* Loss scaling (fp16-mixed; docs/run.md, "fp16-mixed and loss scaling"): loss_scale > 0 multiplies the
+     * loss's gradient and the gradients are unscaled before clipping; a step whose gradients
+     * are not all finite is skipped (no update; the data step and the schedule still
+     * advance). loss_scale_window > 0 makes it dynamic: the scale halves on a skipped step and
+     * doubles after that many finite steps in a row (PyTorch GradScaler's rule). 0: no
+     * scaling. */
+    double loss_scale;
+    int64_t loss_scale_window;
 };
+
+/* The dynamic loss scale's bounds: below the floor the forward itself overflows fp16 (the
+ * step fails with SW_ERANGE rather than skip forever); the ceiling keeps a model whose
+ * gradients are all zero from growing the scale to infinity. */
+#define EXEC_LOSS_SCALE_MIN (1.0 / 16777216.0) /* 2^-24 */
+#define EXEC_LOSS_SCALE_MAX 281474976710656.0  /* 2^48 */
 
 /* What one optimizer step did. */
 struct exec_step_stats {
@@ -721,6 +742,8 @@ struct exec_step_stats {
     double step_s;    /* wall time of the step */
     int64_t tokens;   /* tokens trained on in the step (the global batch, every rank) */
     double comm_s;    /* of step_s, seconds inside collectives (0 in one process) */
+    double loss_scale; /* the scale this step ran with (0: no scaling) */
+    bool skipped;      /* loss scaling found non-finite gradients: no update was made */
 };
 
 /* Gradient buckets of data parallelism: collectives move at most this many bytes at once
@@ -786,6 +809,11 @@ struct exec_trainer {
     size_t buckets_left; /* DDP buckets [0, buckets_left) not yet reduced in this step */
     struct exec_comm_stage cs; /* the collectives on the model's memory (comm non-NULL) */
     int64_t grad_reduce_calls; /* ZeRO-2/3: gradient reduces issued in the last step */
+    /* Loss scaling (cfg.loss_scale > 0): the current scale, the finite steps in a row since
+     * it last changed, and the steps skipped so far. A checkpoint carries all three. */
+    double loss_scale;
+    int64_t loss_scale_good;
+    int64_t skipped_steps;
 };
 
 /* SW_EINVAL when the model cannot take a micro-batch (opts.batch < micro_batch, opts.seq <
@@ -844,6 +872,8 @@ struct exec_metrics_row {
     uint64_t peak_rss_bytes;
     bool has_comm;  /* a data-parallel run: add comm_ms */
     double comm_ms; /* of ms_per_step, time inside collectives (rank 0's) */
+    double loss_scale; /* > 0 (fp16-mixed): add loss_scale and skipped */
+    bool skipped;
 };
 
 struct exec_metrics {
@@ -886,6 +916,11 @@ struct exec_report {
     int rank, world, zero;
     double comm_s_per_step, predicted_comm_s_per_step;
     char link[32];
+    /* Loss scaling (fp16-mixed adds a `loss_scaling` section): the scale at the end and the
+     * steps skipped in the whole run (a resumed run counts the earlier ones too). */
+    double loss_scale;
+    bool dynamic_loss_scale;
+    int64_t skipped_steps;
 };
 
 /* Write report.yaml atomically: the plan's name and model, `measured` (per_device_bytes with
@@ -903,6 +938,8 @@ struct exec_progress {
     bool has_val;
     double val_loss;
     double lr, tokens_per_s, elapsed_s, eta_s; /* eta_s < 0: unknown */
+    double loss_scale; /* fp16-mixed: the step's loss scale ("scale 65536"); 0: none */
+    bool skipped;      /* the step was skipped (non-finite gradients): " skipped" */
 };
 /* "[#####.....] 120/300  loss 2.3412  val 2.41  lr 6.0e-04  12.3k tok/s  ETA 0:42" within
  * `width` columns into buf (bar = true), or the same fields as a plain log line
@@ -981,6 +1018,11 @@ struct exec_ckpt_meta {
     uint64_t data_offset; /* ... and its state (struct loader.offset) */
     char plan_hash[24];   /* 16 hex digits; "" = none */
     char numerics[EXEC_NUMERICS_MAX]; /* "key=value;..." the hash covers */
+    /* Loss scaling state (fp16-mixed; 0 = none): written when loss_scale > 0, read back when
+     * present. */
+    double loss_scale;
+    int64_t loss_scale_good;
+    int64_t skipped_steps;
 };
 void exec_ckpt_meta_init(struct exec_ckpt_meta *m);
 

@@ -89,7 +89,13 @@ int exec_metrics_append(struct exec_metrics *mt, const struct exec_metrics_row *
     json_num(tps, sizeof(tps), r->tokens_per_s, 6);
     json_num(ms, sizeof(ms), r->ms_per_step, 6);
     json_num(mfu, sizeof(mfu), r->mfu, 4);
-    char comm[48] = "";
+    char comm[48] = "", ls[80] = "";
+    if (r->loss_scale > 0) {
+        char v[32];
+        json_num(v, sizeof(v), r->loss_scale, 17); /* exact: a power of two, or the plan's */
+        snprintf(ls, sizeof(ls), ", \"loss_scale\": %s, \"skipped\": %s", v,
+                 r->skipped ? "true" : "false");
+    }
     if (r->has_comm) {
         char v[32];
         json_num(v, sizeof(v), r->comm_ms, 6);
@@ -98,8 +104,8 @@ int exec_metrics_append(struct exec_metrics *mt, const struct exec_metrics_row *
     int k = fprintf(mt->f,
                     "{\"step\": %" PRId64 ", \"loss\": %s%s, \"lr\": %s, \"grad_norm\": %s, "
                     "\"tokens_per_s\": %s, \"ms_per_step\": %s%s, \"mfu\": %s, "
-                    "\"peak_rss_bytes\": %" PRIu64 "}\n",
-                    r->step, loss, val, lr, gn, tps, ms, comm, mfu, r->peak_rss_bytes);
+                    "\"peak_rss_bytes\": %" PRIu64 "%s}\n",
+                    r->step, loss, val, lr, gn, tps, ms, comm, mfu, r->peak_rss_bytes, ls);
     if (k < 0 || fflush(mt->f) != 0)
         return sw_errf(err, SW_EIO, "cannot write '%s': %s", mt->path, strerror(errno));
     return 0;
@@ -206,6 +212,13 @@ int exec_report_write(const char *path, const struct plan *p, const struct exec_
         sw_emit_str(&e, "link", r->link[0] ? r->link : NULL);
         sw_emit_map_end(&e);
     }
+    if (r->loss_scale > 0) {
+        sw_emit_map_begin(&e, "loss_scaling");
+        sw_emit_str(&e, "mode", r->dynamic_loss_scale ? "dynamic" : "static");
+        sw_emit_num(&e, "final_scale", r->loss_scale);
+        sw_emit_i64(&e, "skipped_steps", r->skipped_steps);
+        sw_emit_map_end(&e);
+    }
 
     if (est && est->valid) {
         const struct mem_split *d = &est->dev;
@@ -283,13 +296,17 @@ static const char *fmt_rate(double x, char *buf, size_t n)
 const char *exec_progress_format(const struct exec_progress *p, bool bar, int width, char *buf,
                                  size_t n)
 {
-    char val[32] = "", rate[16], eta[24], el[24];
+    char val[64] = "", rate[16], eta[24], el[24];
+    int k = 0;
     if (p->has_val)
-        snprintf(val, sizeof(val), "  val %.4f", p->val_loss);
+        k = snprintf(val, sizeof(val), "  val %.4f", p->val_loss);
+    if (p->loss_scale > 0 && k >= 0 && (size_t)k < sizeof(val))
+        snprintf(val + k, sizeof(val) - (size_t)k, "  scale %g%s", p->loss_scale,
+                 p->skipped ? " skipped" : "");
     fmt_rate(p->tokens_per_s, rate, sizeof(rate));
     fmt_duration(p->eta_s, eta, sizeof(eta));
     fmt_duration(p->elapsed_s, el, sizeof(el));
-    char tail[160];
+    char tail[224];
     snprintf(tail, sizeof(tail), "%" PRId64 "/%" PRId64 "  loss %.4f%s  lr %.2e  %s tok/s  %s %s",
              p->step, p->steps, p->loss, val, p->lr, rate, bar ? "ETA" : "elapsed",
              bar ? eta : el);

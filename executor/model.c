@@ -38,6 +38,16 @@
  *    into a workspace buffer and the fp32 matmul runs (emulated). Weight gradients are fp32
  *    matmuls on the CPU; a backend with matmul_bf16_backward_weight (CUDA) runs them with bf16
  *    operands too. Norm weights, biases and embeddings lookups read the fp32 master.
+ *  - fp16 mode (fp16-mixed): the 16-bit mirror is IEEE fp16 (11-bit mantissa, range ±65504)
+ *    and every base matmul takes fp16 operands, as a GPU's fp16 tensor cores do: the weight
+ *    from the mirror, the activations (forward), dout (both gradients) and the input (weight
+ *    gradient) rounded to fp16 — a value beyond 65504 becomes infinity and a gradient below
+ *    2^-24 becomes zero, which is why the training loop scales the loss (train.c) — with fp32
+ *    accumulation and outputs; the bias gradient sums fp32 dout. A backend with
+ *    matmul_f16_* (CUDA) runs them on fp16 tensor cores; elsewhere (the CPU) they are
+ *    emulated: the weight is widened into the workspace buffer, the operands are rounded
+ *    (round_f16) into an operand buffer EXEC_F16_EMU_ROWS rows at a time and the fp32 matmuls
+ *    run, the same numbers up to the order of the fp32 sums. LoRA adapters stay fp32.
  *  - int8 mode (inference): every matmul weight (QKV, O, MLP, head) is per-row int8.
  *  - LoRA (Hu et al., 2021): y = x·Wᵀ + b + (alpha/r)·(x·Aᵀ)·Bᵀ on a column range of a
  *    (possibly fused) projection's output; the base is frozen (no base gradients exist).
@@ -96,6 +106,9 @@ struct exec_model_impl {
     int logit_rows; /* rows of the logits buffer */
     bool rope, learned_pos, layernorm, lora, bf16, int8;
     bool bf16_native; /* bf16 mode on the backend's native bf16 kernel (else emulated) */
+    bool fp16;        /* fp16-mixed: the 16-bit mirror (w16, "bf16" above) is IEEE fp16 */
+    bool f16_native;  /* fp16 mode on the backend's matmul_f16_* (else emulated) */
+    float *f16x;      /* emulated fp16: the rounded operands of EXEC_F16_EMU_ROWS rows */
     float eps, lora_scale;
     /* parameter layout */
     size_t wte, wpe, lnf_w, lnf_b, head; /* floats into the base region */
@@ -211,10 +224,11 @@ static int validate(const struct model_desc *d, const struct exec_model_opts *o,
     int nkv = d->n_kv_heads > 0 ? d->n_kv_heads : d->n_heads;
     if (d->n_heads % nkv)
         return sw_errf(err, SW_EINVAL, "n_kv_heads %d does not divide n_heads %d", nkv, d->n_heads);
-    if (o->precision != PREC_FP32 && o->precision != PREC_BF16_MIXED)
+    if (o->precision != PREC_FP32 && o->precision != PREC_BF16_MIXED &&
+        o->precision != PREC_FP16_MIXED)
         return sw_errf(err, SW_EUNSUPPORTED,
-                       "precision '%s' is not supported by the CPU executor; use fp32 or "
-                       "bf16-mixed",
+                       "precision '%s' is not supported by the executor; use fp32, bf16-mixed "
+                       "or fp16-mixed",
                        precision_name(o->precision));
     if (o->batch < 1 || o->seq < 1)
         return sw_errf(err, SW_EINVAL, "batch and seq must be >= 1, got %d and %d", o->batch,
@@ -290,8 +304,12 @@ static void layout_params(struct exec_model *m, struct exec_model_impl *im)
     im->learned_pos = d->arch == MODEL_ARCH_GPT2;
     im->layernorm = !d->rms_norm;
     im->eps = d->norm_eps > 0 ? (float)d->norm_eps : 1e-5f;
-    im->bf16 = m->opts.precision == PREC_BF16_MIXED;
-    im->bf16_native = im->bf16 && m->be->has_native_bf16();
+    /* bf16 names the 16-bit weight mirror of either mixed precision; fp16 says which. */
+    im->fp16 = m->opts.precision == PREC_FP16_MIXED;
+    im->bf16 = m->opts.precision == PREC_BF16_MIXED || im->fp16;
+    im->bf16_native = im->bf16 && !im->fp16 && m->be->has_native_bf16();
+    im->f16_native = im->fp16 && m->be->matmul_f16_forward && m->be->matmul_f16_backward_input &&
+                     m->be->matmul_f16_backward_weight;
     im->int8 = m->opts.int8_weights;
     im->lora = m->opts.lora_rank > 0;
     im->ropeT = m->opts.seq > m->opts.kv_seq ? m->opts.seq : m->opts.kv_seq;
@@ -597,7 +615,8 @@ static void carve_all(struct exec_model *m, struct exec_model_impl *im, struct c
     }
     im->wbuf = NULL;
     im->mm16_scratch = NULL;
-    if (im->bf16_native) {
+    im->f16x = NULL;
+    if (im->bf16_native || im->f16_native) {
         /* Sized by rows alone: every matmul's N is at most rows (the head's logit rows too). */
         im->mm16_scratch = take(cv, WS, m->be->matmul_bf16_scratch_bytes((int)rows));
     } else if (im->bf16) {
@@ -607,6 +626,17 @@ static void carve_all(struct exec_model *m, struct exec_model_impl *im, struct c
             mx = n > mx ? n : mx;
         }
         im->wbuf = takef(cv, WS, mx);
+        if (im->fp16) {
+            /* Rounded operands: a chunk of rows of the widest input and the widest output
+             * (the weight gradient rounds dout and the input together). */
+            int in = 0, outw = 0;
+            for (int k = 0; k <= MM_HEAD; k++) {
+                in = im->mm[k].C > in ? im->mm[k].C : in;
+                outw = im->mm[k].OC > outw ? im->mm[k].OC : outw;
+            }
+            size_t r = rows < EXEC_F16_EMU_ROWS ? rows : EXEC_F16_EMU_ROWS;
+            im->f16x = takef(cv, WS, r * (size_t)(in + outw));
+        }
     }
     im->lora_u = im->lora_t = im->lora_du = NULL;
     if (im->lora) {
@@ -1062,6 +1092,15 @@ void exec_model_set_layer_hook(struct exec_model *m, exec_layer_fill_fn fn, void
     m->impl->gbuf_layer[0] = m->impl->gbuf_layer[1] = -1;
 }
 
+/* fp32 -> the 16-bit mirror's format (bf16, or IEEE fp16 under fp16-mixed). */
+static void to_16(struct exec_model *m, uint16_t *dst, const float *src, size_t n)
+{
+    if (m->impl->fp16)
+        m->be->f32_to_f16(dst, src, n);
+    else
+        m->be->f32_to_bf16(dst, src, n);
+}
+
 /* Gather mode: layer l's weights into its buffer (l % 2) unless they are there already. All
  * ranks run the same sequence of layers, so the hook's collectives match. */
 static int ensure_layer(struct exec_model *m, int l, struct sw_err *err)
@@ -1081,7 +1120,7 @@ static int ensure_layer(struct exec_model *m, int l, struct sw_err *err)
     if (rc < 0)
         return rc;
     if (im->bf16)
-        m->be->f32_to_bf16(im->w16buf[b], im->gbuf[b], im->lay_n);
+        to_16(m, im->w16buf[b], im->gbuf[b], im->lay_n);
     im->gbuf_layer[b] = l;
     return 0;
 }
@@ -1136,7 +1175,7 @@ static void refresh_derived(struct exec_model *m)
     if (!im->derived_stale)
         return;
     if (im->bf16)
-        be->f32_to_bf16(im->w16, im->params, im->gather ? im->n_nonlayer : m->n_params);
+        to_16(m, im->w16, im->params, im->gather ? im->n_nonlayer : m->n_params);
     if (im->int8) {
         /* Every layer's four matmuls, then the head (l == L). */
         for (int l = 0; l <= m->L; l++) {
@@ -1162,8 +1201,46 @@ static const float *mm_weight(struct exec_model *m, size_t off, size_t n)
     struct exec_model_impl *im = m->impl;
     if (!im->bf16)
         return wp(im, off);
-    m->be->bf16_to_f32(im->wbuf, w16p(im, off), n);
+    if (im->fp16)
+        m->be->f16_to_f32(im->wbuf, w16p(im, off), n);
+    else
+        m->be->bf16_to_f32(im->wbuf, w16p(im, off), n);
     return im->wbuf;
+}
+
+/* Emulated fp16 matmuls (fp16 mode without matmul_f16_*): the fp32 matmuls on operands rounded
+ * to fp16, EXEC_F16_EMU_ROWS rows at a time (rows are independent in the forward and the input
+ * gradient; the weight gradient sums over them, and the backward accumulates). w is the
+ * widened fp16 weight (mm_weight). */
+static void f16_forward_emulated(struct exec_model *m, float *out, const float *inp,
+                                 const float *w, const float *bias, int N, int C, int OC)
+{
+    const struct backend *be = m->be;
+    float *x = m->impl->f16x;
+    for (int r0 = 0; r0 < N; r0 += EXEC_F16_EMU_ROWS) {
+        int r = N - r0 < EXEC_F16_EMU_ROWS ? N - r0 : EXEC_F16_EMU_ROWS;
+        be->round_f16(x, inp + (size_t)r0 * C, (size_t)r * C);
+        be->matmul_forward(out + (size_t)r0 * OC, x, w, bias, r, C, OC);
+    }
+}
+
+static void f16_backward_emulated(struct exec_model *m, float *dinp, float *dw, float *db,
+                                  const float *dout, const float *inp, const float *w, int N,
+                                  int C, int OC)
+{
+    const struct backend *be = m->be;
+    float *g = m->impl->f16x, *x = NULL;
+    for (int r0 = 0; r0 < N && (dinp || dw); r0 += EXEC_F16_EMU_ROWS) {
+        int r = N - r0 < EXEC_F16_EMU_ROWS ? N - r0 : EXEC_F16_EMU_ROWS;
+        be->round_f16(g, dout + (size_t)r0 * OC, (size_t)r * OC);
+        if (dw) {
+            x = g + (size_t)r * OC;
+            be->round_f16(x, inp + (size_t)r0 * C, (size_t)r * C);
+        }
+        be->matmul_backward(dinp ? dinp + (size_t)r0 * C : NULL, dw, NULL, g, x, w, r, C, OC);
+    }
+    if (db) /* the bias gradient from fp32 dout, as on fp16 tensor cores */
+        be->matmul_backward(NULL, NULL, db, dout, inp, w, N, C, OC);
 }
 
 static float *lora_p(struct exec_model *m, int l, size_t off)
@@ -1199,6 +1276,12 @@ static void mm_forward(struct exec_model *m, int l, int k, float *out, const flo
     } else if (im->bf16_native) {
         SW_ASSERT(N <= im->rows);
         be->matmul_bf16_forward(out, inp, w16p(im, woff), bias, N, s->C, s->OC, im->mm16_scratch);
+    } else if (im->f16_native) {
+        SW_ASSERT(N <= im->rows);
+        be->matmul_f16_forward(out, inp, w16p(im, woff), bias, N, s->C, s->OC, im->mm16_scratch);
+    } else if (im->fp16) {
+        const float *w = mm_weight(m, woff, (size_t)s->OC * s->C);
+        f16_forward_emulated(m, out, inp, w, bias, N, s->C, s->OC);
     } else {
         const float *w = mm_weight(m, woff, (size_t)s->OC * s->C);
         be->matmul_forward(out, inp, w, bias, N, s->C, s->OC);
@@ -1240,6 +1323,16 @@ static void mm_backward(struct exec_model *m, int l, int k, float *dinp, const f
             be->matmul_bf16_backward_weight(dw, db, dout, inp, N, s->C, s->OC, im->mm16_scratch);
         else if (dw || db)
             be->matmul_backward(NULL, dw, db, dout, inp, NULL, N, s->C, s->OC);
+    } else if (im->f16_native) {
+        SW_ASSERT(N <= im->rows);
+        if (dinp)
+            be->matmul_f16_backward_input(dinp, dout, w16p(im, woff), N, s->C, s->OC,
+                                          im->mm16_scratch);
+        if (dw || db)
+            be->matmul_f16_backward_weight(dw, db, dout, inp, N, s->C, s->OC, im->mm16_scratch);
+    } else if (im->fp16) {
+        const float *w = mm_weight(m, woff, (size_t)s->OC * s->C);
+        f16_backward_emulated(m, dinp, dw, db, dout, inp, w, N, s->C, s->OC);
     } else {
         const float *w = mm_weight(m, woff, (size_t)s->OC * s->C);
         be->matmul_backward(dinp, dw, db, dout, inp, w, N, s->C, s->OC);

@@ -87,10 +87,11 @@ int exec_run_check(const struct plan *p, struct sw_err *err)
         return sw_errf(err, SW_EUNSUPPORTED,
                        "offload moves state to host memory, where the CPU executor keeps "
                        "everything already; set offload_optimizer and offload_params to false");
-    if (s->precision != PREC_FP32 && s->precision != PREC_BF16_MIXED)
+    if (s->precision != PREC_FP32 && s->precision != PREC_BF16_MIXED &&
+        s->precision != PREC_FP16_MIXED)
         return sw_errf(err, SW_EUNSUPPORTED,
-                       "precision '%s' is not supported by the CPU executor; use fp32 or "
-                       "bf16-mixed", precision_name(s->precision));
+                       "precision '%s' is not supported by the executor; use fp32, bf16-mixed "
+                       "or fp16-mixed", precision_name(s->precision));
     if (s->lora_rank > 0 && (s->weights == WFMT_INT8 || s->weights == WFMT_INT4))
         return sw_errf(err, SW_EUNSUPPORTED,
                        "a quantised (%s) LoRA base is not supported for training by the CPU "
@@ -332,6 +333,9 @@ static int save_checkpoint(struct run_state *s, struct exec_run_result *r, struc
         return 0; /* this step is saved already (every rank decides alike) */
     s->meta.step = s->tr.step;
     s->meta.data_offset = s->tr.train.offset;
+    s->meta.loss_scale = s->tr.loss_scale;
+    s->meta.loss_scale_good = s->tr.loss_scale_good;
+    s->meta.skipped_steps = s->tr.skipped_steps;
     if ((rc = exec_checkpoint_save_dp(path, &s->model, &s->opt, &s->meta, s->comm, err)) < 0)
         return rc;
     if (s->zero > 0) {
@@ -441,6 +445,13 @@ static int resume_from(struct run_state *s, const char *path, struct exec_run_re
                        path, got.data_offset, s->tr.train.offset);
     s->tr.step = got.step;
     r->start_step = got.step;
+    /* The loss scaler carries on where it was (a checkpoint without it: from the plan's). */
+    if (s->tr.loss_scale > 0 && got.loss_scale > 0) {
+        if (s->tr.cfg.loss_scale_window > 0)
+            s->tr.loss_scale = got.loss_scale;
+        s->tr.loss_scale_good = got.loss_scale_good;
+        s->tr.skipped_steps = got.skipped_steps;
+    }
     note(o, "resumed from %s at step %" PRId64 "%s", path, got.step,
          s->zero > 0 ? (from_shard ? " (optimizer from this rank's shard file)"
                                    : " (optimizer from the consolidated state)")
@@ -514,6 +525,13 @@ static int setup(struct run_state *s, struct exec_run_result *r, struct sw_err *
                    "in fp32)"
                  : "bf16 matmuls are emulated through fp32 on this CPU (it has no native "
                    "bf16)");
+    if (p->strategy.precision == PREC_FP16_MIXED)
+        note(o, "precision: fp16-mixed: fp16 weight copies and fp16 matmul operands with fp32 "
+                "master weights, gradients and accumulation; %s loss scaling%s",
+             p->train.loss_scale > 0 ? "static" : "dynamic",
+             be->matmul_f16_forward ? ""
+                                    : "; fp16 matmuls are emulated on this backend (slower "
+                                      "than fp32)");
     struct exec_optim_config oc;
     exec_optim_config_init(&oc);
     oc.kind = p->strategy.optimizer;
@@ -551,6 +569,11 @@ static int setup(struct run_state *s, struct exec_run_result *r, struct sw_err *
     tc.grad_clip = p->train.grad_clip;
     tc.seed = p->train.seed;
     tc.eval_batches = p->train.eval_every > 0 ? p->train.eval_batches : 0;
+    if (p->strategy.precision == PREC_FP16_MIXED) {
+        bool fixed = p->train.loss_scale > 0;
+        tc.loss_scale = fixed ? p->train.loss_scale : p->train.loss_scale_init;
+        tc.loss_scale_window = fixed ? 0 : p->train.loss_scale_window;
+    }
     if ((rc = exec_trainer_init_dp(&s->tr, &s->model, &s->opt, &tc, &s->train,
                                    have_val ? &s->val : NULL, s->comm, s->zero, err)) < 0)
         return rc;
@@ -887,6 +910,8 @@ int exec_run_train(const struct plan *p, const struct exec_run_opts *o_in,
                 .peak_rss_bytes = exec_peak_rss_bytes(),
                 .has_comm = world > 1,
                 .comm_ms = st.comm_s * 1e3,
+                .loss_scale = st.loss_scale,
+                .skipped = st.skipped,
             };
             if ((rc = exec_metrics_append(&s->metrics, &row, err)) < 0)
                 goto out;
@@ -904,6 +929,8 @@ int exec_run_train(const struct plan *p, const struct exec_run_opts *o_in,
                 .elapsed_s = sw_now_s() - t_start,
                 .eta_s = done_here > 0 ? train_s / (double)done_here * (double)(steps - done)
                                        : -1.0,
+                .loss_scale = st.loss_scale,
+                .skipped = st.skipped,
             };
             o->on_progress(o->ctx, &pr, &st);
         }
@@ -947,6 +974,9 @@ int exec_run_train(const struct plan *p, const struct exec_run_opts *o_in,
     rep.predicted_comm_s_per_step =
         world > 1 ? predicted_comm_s(s, hw_est, rep.link, sizeof(rep.link)) : NAN;
     sw_strlcpy(rep.checkpoint, r->checkpoint, sizeof(rep.checkpoint));
+    rep.loss_scale = s->tr.loss_scale;
+    rep.dynamic_loss_scale = s->tr.cfg.loss_scale_window > 0;
+    rep.skipped_steps = s->tr.skipped_steps;
     char rpath[PLAN_PATH_MAX], rname[48];
     if (world > 1) {
         snprintf(rname, sizeof(rname), "report.rank%d.yaml", rank);

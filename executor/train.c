@@ -243,6 +243,12 @@ int exec_trainer_init_dp(struct exec_trainer *t, struct exec_model *m, struct ex
     t->model = m;
     t->opt = o;
     t->cfg = *c;
+    if (c->loss_scale < 0 || !isfinite(c->loss_scale) || c->loss_scale_window < 0)
+        return sw_errf(err, SW_EINVAL, "loss scale %g (window %lld): expected >= 0", c->loss_scale,
+                       (long long)c->loss_scale_window);
+    t->loss_scale = c->loss_scale;
+    t->loss_scale_good = 0;
+    t->skipped_steps = 0;
     t->comm = t->world > 1 ? comm : NULL;
     if (t->comm)
         exec_comm_stage_init(&t->cs, t->comm, m->be);
@@ -461,6 +467,62 @@ static int clip_sharded(struct exec_trainer *t, double max_norm, double *norm, s
     return 0;
 }
 
+/* Loss scaling, once the gradients are final (all-reduced, or reduced into this rank's
+ * shard): the global norm of the scaled gradients; when it is not finite some gradient
+ * overflowed (or the loss did) and the step is skipped; otherwise one pass multiplies the
+ * gradients by 1/scale and the clipping coefficient of the unscaled norm (kcpu_clip_grad_norm's
+ * rule). *norm is the unscaled norm (the scaled one when skipped). */
+static int unscale_clip(struct exec_trainer *t, double *norm, bool *skip, struct sw_err *err)
+{
+    const struct backend *be = t->model->be;
+    float *g = t->zero >= 1 ? t->opt->grads : t->model->train_grads;
+    size_t n = t->zero >= 1 ? t->opt->hi - t->opt->lo : t->model->n_train;
+    double local = n ? be->grad_norm(g, n) : 0.0, sq = local * local;
+    int rc = t->zero >= 1 ? sum_double(t, local * local, &sq, err) : 0;
+    if (rc < 0)
+        return rc;
+    double scaled = sqrt(sq);
+    *skip = !isfinite(scaled);
+    if (*skip) {
+        *norm = scaled;
+        return 0;
+    }
+    double S = t->loss_scale, unscaled = scaled / S, coef = 1.0 / S;
+    double max_norm = t->cfg.grad_clip;
+    if (max_norm > 0 && max_norm / (unscaled + 1e-6) < 1.0)
+        coef *= max_norm / (unscaled + 1e-6);
+    if (n)
+        be->scale(g, n, (float)coef);
+    *norm = unscaled;
+    return 0;
+}
+
+/* The dynamic scale after a step (GradScaler: backoff 0.5 on a skip, growth 2 after `window`
+ * finite steps in a row). SW_ERANGE when skipping has pushed it below EXEC_LOSS_SCALE_MIN: the
+ * loss or the activations overflow fp16 at any scale. */
+static int update_loss_scale(struct exec_trainer *t, bool skipped, struct sw_err *err)
+{
+    if (skipped)
+        t->skipped_steps++;
+    if (t->cfg.loss_scale_window <= 0)
+        return 0;
+    if (skipped) {
+        t->loss_scale *= 0.5;
+        t->loss_scale_good = 0;
+        if (t->loss_scale < EXEC_LOSS_SCALE_MIN)
+            return sw_errf(err, SW_ERANGE,
+                           "fp16 overflow at step %lld: the gradients stayed non-finite while "
+                           "the loss scale fell to %g, so the forward itself overflows fp16 "
+                           "(a value beyond 65504); use precision bf16-mixed or fp32",
+                           (long long)t->step + 1, t->loss_scale);
+    } else if (++t->loss_scale_good >= t->cfg.loss_scale_window) {
+        t->loss_scale_good = 0;
+        if (t->loss_scale * 2 <= EXEC_LOSS_SCALE_MAX)
+            t->loss_scale *= 2;
+    }
+    return 0;
+}
+
 /* ---------------------------------------------------------------- step */
 
 int exec_trainer_step(struct exec_trainer *t, struct exec_step_stats *out, struct sw_err *err)
@@ -475,7 +537,9 @@ int exec_trainer_step(struct exec_trainer *t, struct exec_step_stats *out, struc
     t->grad_reduce_calls = 0;
     if (t->zero >= 2 && t->opt->hi > t->opt->lo)
         m->be->memset(t->opt->grads, 0, (t->opt->hi - t->opt->lo) * sizeof(float));
-    float scale = 1.0f / (float)(c->grad_accum * t->world);
+    bool scaling = t->loss_scale > 0;
+    double used_scale = t->loss_scale;
+    float scale = (float)((scaling ? t->loss_scale : 1.0) / (double)(c->grad_accum * t->world));
     double loss_sum = 0.0;
     int rc = 0;
     bool ddp = t->comm && t->zero == 0;
@@ -502,21 +566,29 @@ int exec_trainer_step(struct exec_trainer *t, struct exec_step_stats *out, struc
         loss_sum += loss;
     }
     double norm = 0.0;
+    bool skip = false;
     if (t->zero == 1)
         rc = reduce_scatter_grads(t, err);
-    if (rc == 0 && t->zero >= 1)
+    if (rc == 0 && t->zero >= 1 && !scaling)
         rc = clip_sharded(t, c->grad_clip, &norm, err);
     if (rc == 0 && ddp)
         rc = allreduce_grads(t, err); /* what the hook did not reduce (all without overlap) */
+    if (rc == 0 && scaling)
+        rc = unscale_clip(t, &norm, &skip, err);
     if (rc < 0)
         return rc;
-    if (t->zero == 0)
+    if (t->zero == 0 && !scaling)
         norm = exec_optimizer_clip(t->opt, c->grad_clip);
     double lr = exec_lr_at(&c->lr, step);
-    exec_optimizer_step(t->opt, lr);
-    if (t->zero >= 1 && t->zero < 3 && (rc = allgather_params(t, err)) < 0)
-        return rc;
-    if (t->zero == 3 && (rc = refresh_resident(t, err)) < 0)
+    /* A skipped step changes no weight, so there is nothing to gather either. */
+    if (!skip) {
+        exec_optimizer_step(t->opt, lr);
+        if (t->zero >= 1 && t->zero < 3 && (rc = allgather_params(t, err)) < 0)
+            return rc;
+        if (t->zero == 3 && (rc = refresh_resident(t, err)) < 0)
+            return rc;
+    }
+    if (scaling && (rc = update_loss_scale(t, skip, err)) < 0)
         return rc;
     double total_loss = loss_sum;
     if ((rc = sum_double(t, loss_sum, &total_loss, err)) < 0)
@@ -530,6 +602,8 @@ int exec_trainer_step(struct exec_trainer *t, struct exec_step_stats *out, struc
         out->step_s = sw_now_s() - t0;
         out->tokens = (int64_t)c->micro_batch * c->grad_accum * c->seq * t->world;
         out->comm_s = t->comm ? t->comm->comm_s - comm0 : 0.0;
+        out->loss_scale = scaling ? used_scale : 0.0;
+        out->skipped = skip;
     }
     return 0;
 }

@@ -4,7 +4,8 @@
 # host cannot dereference — any host access to model memory faults, any host pointer handed to
 # a kernel or a copy in the wrong direction aborts naming the entry. The numerics are the CPU
 # kernels', so every pair must be byte-identical: checkpoints (weights and optimizer state),
-# losses, generated text. Covers GPT-2 and Llama; fp32 and bf16-mixed; every optimizer;
+# losses, generated text. Covers GPT-2 and Llama; fp32, bf16-mixed and fp16-mixed (with its
+# loss scaler); every optimizer;
 # recompute selective and full; flash and materialised attention; LoRA; accumulation;
 # checkpoint save and resume; Hugging Face import (transposed Conv1D weights) and generation
 # (KV cache, batch of prompts, int8); data parallelism (DDP, ZeRO-1/2/3 under mpirun -np 2,
@@ -39,8 +40,9 @@ same() {
     --out "$TMP/$n.dev"
   cmp -s "$TMP/$n.cpu/ckpt_4.safetensors" "$TMP/$n.dev/ckpt_4.safetensors" && ok ||
     fail "$n: the device simulator's checkpoint differs from the CPU's"
-  if diff <(jq -c '[.step, .loss, .val_loss, .grad_norm]' "$TMP/$n.cpu/metrics.jsonl") \
-          <(jq -c '[.step, .loss, .val_loss, .grad_norm]' "$TMP/$n.dev/metrics.jsonl") >/dev/null
+  local keys='[.step, .loss, .val_loss, .grad_norm, .loss_scale, .skipped]'
+  if diff <(jq -c "$keys" "$TMP/$n.cpu/metrics.jsonl") \
+          <(jq -c "$keys" "$TMP/$n.dev/metrics.jsonl") >/dev/null
   then ok; else fail "$n: losses differ between the CPU and the device simulator"; fi
 }
 
@@ -56,6 +58,12 @@ plan gsgd tiny-gpt2 fp32 sgd-momentum full naive 1
 same gsgd
 plan glora tiny-gpt2 fp32 adamw none flash 1 "lora_rank: 4"
 same glora
+# fp16-mixed: the emulated fp16 matmuls and the loss scaler (from 2^23: the first steps skip).
+plan gf16 tiny-gpt2 fp16-mixed adamw selective naive 2
+sed -i 's/log_every: 1,/log_every: 1, loss_scale_init: 8388608,/' "$TMP/gf16.yaml"
+same gf16
+plan lf16 tiny-llama fp16-mixed lion none flash 1 "lora_rank: 4"
+same lf16
 grep -q "backend: devsim" "$TMP/g32.dev/report.yaml" && ok ||
   fail "report.yaml does not name the devsim backend"
 

@@ -623,7 +623,7 @@ static void test_bad_input(void)
     o.seq = 33; /* > max_pos */
     CHECK(exec_model_plan_bytes(&d, &o, backend_cpu(), &plan, &err) == SW_EINVAL);
     opts_train(&o);
-    o.precision = PREC_FP16_MIXED;
+    o.precision = PREC_TF32; /* the executor's precisions: fp32, bf16-mixed, fp16-mixed */
     CHECK(exec_model_plan_bytes(&d, &o, backend_cpu(), &plan, &err) == SW_EUNSUPPORTED);
     opts_train(&o);
     o.int8_weights = true;

@@ -121,6 +121,29 @@ static size_t cuda_att_scratch_bytes(int B, int T, int NH)
 
 static bool g_cuda; /* plan and compare for strategy.device cuda */
 
+/* The plugin's fp16 matmul entries exist (the model then takes its native fp16 path and the
+ * shared 16-bit scratch); models here are only built, never run. */
+static void no_f16_forward(float *out, const float *inp, const uint16_t *w, const float *b, int N,
+                           int C, int OC, void *scratch)
+{
+    (void)out, (void)inp, (void)w, (void)b, (void)N, (void)C, (void)OC, (void)scratch;
+    abort();
+}
+
+static void no_f16_backward_input(float *dinp, const float *dout, const uint16_t *w, int N, int C,
+                                  int OC, void *scratch)
+{
+    (void)dinp, (void)dout, (void)w, (void)N, (void)C, (void)OC, (void)scratch;
+    abort();
+}
+
+static void no_f16_backward_weight(float *dw, float *db, const float *dout, const float *inp,
+                                   int N, int C, int OC, void *scratch)
+{
+    (void)dw, (void)db, (void)dout, (void)inp, (void)N, (void)C, (void)OC, (void)scratch;
+    abort();
+}
+
 static const struct backend *test_backend(void)
 {
     static struct backend be;
@@ -133,6 +156,9 @@ static const struct backend *test_backend(void)
         be.matmul_bf16_scratch_bytes = cuda_mm16_scratch_bytes;
         be.attention_backward_scratch_bytes = cuda_att_scratch_bytes;
         be.flash_max_hs = CUDA_FLASH_MAX_HS;
+        be.matmul_f16_forward = no_f16_forward;
+        be.matmul_f16_backward_input = no_f16_backward_input;
+        be.matmul_f16_backward_weight = no_f16_backward_weight;
     }
     return &be;
 }
@@ -433,6 +459,12 @@ static void test_tiny_built(void)
                    ATTN_FLASH, OPT_SGD_MOMENTUM, 8),
         train_plan("tiny-llama bf16 adamw8bit lora4", l, 16, 2, PREC_BF16_MIXED, RECOMPUTE_NONE,
                    ATTN_FLASH, OPT_ADAMW8BIT, 4),
+        train_plan("tiny-gpt2 fp16 adamw sel naive b4", g, 32, 4, PREC_FP16_MIXED,
+                   RECOMPUTE_SELECTIVE, ATTN_NAIVE, OPT_ADAMW, 0),
+        train_plan("tiny-llama fp16 lion lora4 b2", l, 16, 2, PREC_FP16_MIXED, RECOMPUTE_NONE,
+                   ATTN_FLASH, OPT_LION, 4),
+        train_plan("tiny-gpt2 fp16 sgd full flash b100", g, 32, 100, PREC_FP16_MIXED,
+                   RECOMPUTE_FULL, ATTN_FLASH, OPT_SGD, 0),
         infer_plan("tiny-gpt2 infer fp32 b3 kv 20+12", g, 3, 20, 12, WFMT_FP32, ATTN_FLASH),
         infer_plan("tiny-gpt2 infer int8 b1 kv 8+8", g, 1, 8, 8, WFMT_INT8, ATTN_NAIVE),
         infer_plan("tiny-llama infer bf16 b2 kv 16+16", l, 2, 16, 16, WFMT_BF16, ATTN_FLASH),
@@ -492,6 +524,8 @@ static void test_gpt2_124m(void)
                    OPT_ADAMW, 8),
         train_plan("gpt2 bf16 adafactor lora8 full b16", g, 256, 16, PREC_BF16_MIXED,
                    RECOMPUTE_FULL, ATTN_FLASH, OPT_ADAFACTOR, 8),
+        train_plan("gpt2 fp16 adamw sel flash b8", g, 1024, 8, PREC_FP16_MIXED,
+                   RECOMPUTE_SELECTIVE, ATTN_FLASH, OPT_ADAMW, 0),
         infer_plan("gpt2 infer fp32 b8 kv 128+64", g, 8, 128, 64, WFMT_FP32, ATTN_FLASH),
         infer_plan("gpt2 infer int8 b1 kv 512+256", g, 1, 512, 256, WFMT_INT8, ATTN_FLASH),
         infer_plan("gpt2 infer bf16 b4 kv 64+64 naive", g, 4, 64, 64, WFMT_BF16, ATTN_NAIVE),
@@ -516,6 +550,8 @@ static void test_llama_shaped(void)
                    ATTN_FLASH, OPT_ADAFACTOR, 0),
         train_plan("llama-small bf16 lion lora8 b4", l, 512, 4, PREC_BF16_MIXED, RECOMPUTE_NONE,
                    ATTN_FLASH, OPT_LION, 8),
+        train_plan("llama-small fp16 adamw none naive b2", l, 256, 2, PREC_FP16_MIXED,
+                   RECOMPUTE_NONE, ATTN_NAIVE, OPT_ADAMW, 0),
         infer_plan("llama-small infer fp32 b4 kv 256+128", l, 4, 256, 128, WFMT_FP32, ATTN_FLASH),
     };
     for (size_t i = 0; i < sizeof(plans) / sizeof(plans[0]); i++)

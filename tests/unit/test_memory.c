@@ -649,7 +649,6 @@ static void test_check_errors(void)
          s->weights = WFMT_FP16);
     CASE(&gpu, "head dim <= 256", m->hidden = 8192, m->n_heads = 16, m->head_dim = 512);
     CASE(&cpu, "has no GPU", (void)0);
-    CASE(&cpu, "fp16-mixed needs", s->device = DEVICE_CPU, s->precision = PREC_FP16_MIXED);
     CASE(&cpu, "tf32 matmuls need", s->device = DEVICE_CPU, s->precision = PREC_TF32);
     CASE(&cpu, "tensor parallelism needs GPUs", s->device = DEVICE_CPU, s->tp = 2);
     CASE(&cpu, "cpu processes", s->device = DEVICE_CPU, s->dp = 3);

@@ -366,6 +366,41 @@ static void test_in_memory(void)
     free(q);
 }
 
+/* fp16-mixed plans carry the loss scale keys (written only for fp16-mixed) through a round
+ * trip, static and dynamic; the keys are refused for another precision. */
+static void test_loss_scale_keys(void)
+{
+    struct plan *p = sw_xcalloc(1, sizeof(*p)), *q = sw_xcalloc(1, sizeof(*q));
+    struct sw_err err;
+    plan_init(p);
+    CHECK_OK(profile_load_hardware("h100-sxm", &p->hardware, &err), &err);
+    CHECK_OK(profile_load_model("gpt2-124m", &p->model, &err), &err);
+    sw_strlcpy(p->model_ref.profile, "gpt2-124m", sizeof(p->model_ref.profile));
+    p->strategy.micro_batch = 8;
+    p->workload.seq = 1024;
+    char *s0 = to_yaml(p, &err);
+    CHECK(s0 && !strstr(s0, "loss_scale")); /* bf16-mixed: no keys */
+    p->strategy.precision = PREC_FP16_MIXED;
+    p->train.loss_scale_window = 500;
+    char *s1 = to_yaml(p, &err);
+    CHECK(s1 && strstr(s1, "  loss_scale: dynamic\n  loss_scale_init: 65536") &&
+          strstr(s1, "  loss_scale_window: 500\n"));
+    CHECK_OK(load_str(s1, q, &err), &err);
+    CHECK(q->train.loss_scale == 0 && q->train.loss_scale_init == 65536);
+    CHECK_INT(q->train.loss_scale_window, 500);
+    CHECK(q->train.loss_scale_given);
+    p->train.loss_scale = 1024;
+    char *s2 = to_yaml(p, &err);
+    CHECK(s2 && strstr(s2, "  loss_scale: 1024"));
+    CHECK_OK(load_str(s2, q, &err), &err);
+    CHECK(q->train.loss_scale == 1024);
+    free(s0);
+    free(s1);
+    free(s2);
+    free(p);
+    free(q);
+}
+
 /* file: and config_json: are relative to the plan's directory, wherever the process runs. */
 static void test_relative_paths(void)
 {
@@ -496,6 +531,7 @@ int main(void)
     RUN(test_model_overrides);
     RUN(test_hardware_defaults);
     RUN(test_in_memory);
+    RUN(test_loss_scale_keys);
     RUN(test_relative_paths);
     RUN(test_estimate_section);
     RUN(test_truncated);

@@ -459,6 +459,187 @@ static void test_clipping(void)
     rig_release(&a);
 }
 
+/* ---------------------------------------------------------------- fp16-mixed, loss scaling */
+
+/* Gradients of one micro-batch (8 x SEQ tokens) with grad_scale `scale`, divided back by it. */
+static int grads_at(enum sw_precision prec, double scale, float *out, size_t *n)
+{
+    struct sw_err err;
+    sw_err_init(&err);
+    struct exec_model_opts mo;
+    mopts(&mo, 8);
+    mo.precision = prec;
+    struct model_desc d = tiny();
+    struct exec_model m;
+    int rc = exec_model_init(&m, &d, &mo, backend_cpu(), &err);
+    CHECK_OK(rc, &err);
+    if (rc < 0)
+        return rc;
+    exec_model_init_weights(&m, 21);
+    int tok[8 * SEQ], tgt[8 * SEQ];
+    for (int i = 0; i < 8 * SEQ; i++)
+        tok[i] = (i * 7 + 3) % VOCAB, tgt[i] = (i * 5 + 1) % VOCAB;
+    float loss;
+    exec_model_zero_grad(&m);
+    if ((rc = exec_model_forward(&m, tok, tgt, 8, SEQ, &loss, &err)) == 0)
+        rc = exec_model_backward(&m, (float)scale, &err);
+    CHECK_OK(rc, &err);
+    for (size_t i = 0; i < m.n_train; i++)
+        out[i] = (float)(m.train_grads[i] / scale);
+    *n = m.n_train;
+    exec_model_release(&m);
+    return rc;
+}
+
+/* fp16 operands lose gradients below 2^-24: at a scale of 2^-12 (as a large batch's mean makes
+ * per-token gradients tiny) most of them vanish; scaled up by 2^16 the fp16 gradients match
+ * fp32's to fp16 precision. Errors relative to fp32's largest gradient. */
+static void test_fp16_loss_scale_saves_gradients(void)
+{
+    enum { MAXP = 60000 };
+    static float ref[MAXP], big[MAXP], small[MAXP];
+    size_t n = 0, n2 = 0, n3 = 0;
+    if (grads_at(PREC_FP32, 1.0, ref, &n) < 0 || grads_at(PREC_FP16_MIXED, 65536.0, big, &n2) < 0 ||
+        grads_at(PREC_FP16_MIXED, 1.0 / 4096, small, &n3) < 0)
+        return;
+    CHECK(n <= MAXP && n == n2 && n == n3);
+    double sc = 0, e_big = max_abs_diff(ref, big, n, &sc), e_small = max_abs_diff(ref, small, n, NULL);
+    size_t zero_ref = 0, zero_small = 0;
+    for (size_t i = 0; i < n; i++)
+        zero_ref += ref[i] == 0.0f, zero_small += small[i] == 0.0f;
+    printf("  fp16 gradients vs fp32: scale 2^16 max err %.2e, scale 2^-12 %.2e (of %.2e); zeros "
+           "%zu -> %zu of %zu\n",
+           e_big, e_small, sc, zero_ref, zero_small, n);
+    CHECK(e_big < 2e-3 * sc); /* fp16's 11-bit mantissa (measured 5e-4 sc) */
+    CHECK(e_small > 0.5 * sc); /* underflow: the signal is gone (measured 2.6x sc) */
+    CHECK(zero_small > zero_ref + n / 10); /* measured 1505 -> 5600 of 30592 */
+}
+
+static void fp16_rig_opts(struct exec_model_opts *mo, struct exec_train_config *c, double scale,
+                          int64_t window)
+{
+    mopts(mo, 4);
+    mo->precision = PREC_FP16_MIXED;
+    train_cfg(c, 4, 1);
+    c->lr.total_steps = 40;
+    c->loss_scale = scale;
+    c->loss_scale_window = window;
+}
+
+/* Dynamic scaling from an absurd 2^40: the first steps overflow and are skipped (no weight and
+ * no optimizer step changes), the scale halves on each skip and doubles after `window` finite
+ * steps in a row; the run then learns. */
+static void test_fp16_dynamic_loss_scale(void)
+{
+    struct sw_err err;
+    sw_err_init(&err);
+    struct exec_optim_config oc;
+    exec_optim_config_init(&oc);
+    struct exec_model_opts mo;
+    struct exec_train_config c;
+    fp16_rig_opts(&mo, &c, 1099511627776.0, 3);
+    struct rig a;
+    if (rig_init(&a, &mo, &oc, &c, 5) < 0)
+        return;
+    size_t n = a.m.n_train;
+    float *before = malloc(n * sizeof(float));
+    double expect = c.loss_scale, first = NAN, last = NAN;
+    int64_t good = 0, skipped = 0;
+    bool rule_ok = true, frozen_ok = true;
+    for (int i = 0; i < 40; i++) {
+        memcpy(before, a.m.train_params, n * sizeof(float));
+        int64_t ostep = a.o.step;
+        struct exec_step_stats st;
+        int rc = exec_trainer_step(&a.t, &st, &err);
+        CHECK_OK(rc, &err);
+        if (rc < 0)
+            break;
+        if (st.loss_scale != expect)
+            rule_ok = false;
+        if (st.skipped) {
+            skipped++;
+            if (memcmp(before, a.m.train_params, n * sizeof(float)) || a.o.step != ostep)
+                frozen_ok = false;
+            expect /= 2, good = 0;
+        } else if (++good == 3) {
+            expect *= 2, good = 0;
+        }
+        if (i == 0)
+            CHECK(st.skipped); /* 2^40 overflows fp16 at once */
+        if (!st.skipped && isnan(first))
+            first = st.loss;
+        last = st.loss;
+    }
+    printf("  dynamic loss scale: %lld of 40 steps skipped, final scale %g, loss %.3f -> %.3f\n",
+           (long long)skipped, a.t.loss_scale, first, last);
+    CHECK(rule_ok);
+    CHECK(frozen_ok);
+    CHECK_INT(a.t.skipped_steps, skipped);
+    CHECK(skipped >= 10 && skipped < 35);
+    CHECK(a.t.loss_scale == expect);
+    CHECK(isfinite(last) && last < first - 0.5);
+    free(before);
+    rig_release(&a);
+}
+
+/* fp16-mixed with the default dynamic scale follows fp32's loss curve (the same data, weights
+ * and optimizer; fp16 operands change the losses in the third decimal). */
+static void test_fp16_tracks_fp32(void)
+{
+    struct exec_optim_config oc;
+    exec_optim_config_init(&oc);
+    struct exec_model_opts mo, mo32;
+    struct exec_train_config c, c32;
+    fp16_rig_opts(&mo, &c, 65536, 2000);
+    mopts(&mo32, 4);
+    train_cfg(&c32, 4, 1);
+    c32.lr.total_steps = 40;
+    struct rig a, b;
+    if (rig_init(&a, &mo, &oc, &c, 5) < 0)
+        return;
+    if (rig_init(&b, &mo32, &oc, &c32, 5) < 0) {
+        rig_release(&a);
+        return;
+    }
+    double worst = 0;
+    for (int i = 0; i < 20; i++) {
+        double l16 = step_loss(&a), l32 = step_loss(&b);
+        worst = fmax(worst, fabs(l16 - l32));
+    }
+    printf("  fp16-mixed vs fp32, 20 steps: worst loss difference %.2e\n", worst);
+    CHECK(worst < 0.05);
+    CHECK_INT(a.t.skipped_steps, 0);
+    rig_release(&a);
+    rig_release(&b);
+}
+
+/* Weights so large that the forward overflows fp16 (values past 65504 reach a matmul): every
+ * step is skipped whatever the scale, until the scale passes its floor and the step fails with
+ * SW_ERANGE naming the way out, instead of skipping forever. */
+static void test_fp16_forward_overflow(void)
+{
+    struct sw_err err;
+    sw_err_init(&err);
+    struct exec_optim_config oc;
+    exec_optim_config_init(&oc);
+    struct exec_model_opts mo;
+    struct exec_train_config c;
+    fp16_rig_opts(&mo, &c, 65536, 2000);
+    struct rig a;
+    if (rig_init(&a, &mo, &oc, &c, 5) < 0)
+        return;
+    for (size_t i = 0; i < a.m.n_train; i++)
+        a.m.train_params[i] *= 1e6f;
+    exec_model_weights_changed(&a.m);
+    int rc = 0, steps = 0;
+    while (steps < 60 && (rc = exec_trainer_step(&a.t, NULL, &err)) == 0)
+        steps++;
+    CHECK_INT(rc, SW_ERANGE);
+    CHECK(strstr(err.msg, "bf16-mixed") != NULL);
+    CHECK_INT(steps, 40); /* 2^16 halved 40 times passes 2^-24 */
+    rig_release(&a);
+}
+
 /* ---------------------------------------------------------------- every optimizer learns */
 
 static void test_optimizers_learn(void)
@@ -777,8 +958,10 @@ static void test_run_refusals(void)
     p->strategy.offload_optimizer = true;
     CHECK(exec_run_check(p, &err) == SW_EUNSUPPORTED && strstr(err.msg, "offload"));
     p->strategy.offload_optimizer = false;
-    p->strategy.precision = PREC_FP16_MIXED;
-    CHECK(exec_run_check(p, &err) == SW_EUNSUPPORTED && strstr(err.msg, "fp16-mixed"));
+    p->strategy.precision = PREC_FP16_MIXED; /* runs (emulated on the CPU) */
+    CHECK_OK(exec_run_check(p, &err), &err);
+    p->strategy.precision = PREC_TF32;
+    CHECK(exec_run_check(p, &err) == SW_EUNSUPPORTED && strstr(err.msg, "tf32"));
     p->strategy.precision = PREC_BF16_MIXED;
     CHECK_OK(exec_run_check(p, &err), &err);
     p->strategy.lora_rank = 4;
@@ -804,6 +987,10 @@ int main(void)
     RUN(test_refusals);
     RUN(test_lr_schedule);
     RUN(test_clipping);
+    RUN(test_fp16_loss_scale_saves_gradients);
+    RUN(test_fp16_dynamic_loss_scale);
+    RUN(test_fp16_tracks_fp32);
+    RUN(test_fp16_forward_overflow);
     RUN(test_optimizers_learn);
     RUN(test_pytorch_fixtures);
     RUN(test_checkpoint_is_hf_loadable);
