@@ -53,9 +53,11 @@ ifneq ($(NVCC),)
   GPU_TEST_SRC := $(wildcard tests/gpu/*.c tests/gpu/*.cu)
   GPU_TEST_BIN := $(patsubst tests/gpu/%,$(BUILD)/gpu/%,$(basename $(GPU_TEST_SRC)))
 endif
-# sm_80 and sm_90 machine code (sm_86/sm_89 run sm_80's) plus compute_90 PTX, which newer GPUs
-# compile at load time. Every warning is an error, as for the C code.
-NVCC_ARCH  ?= -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=[sm_90,compute_90]
+# sm_75 (Turing: fp16-mixed's fast path; no bf16 tensor cores), sm_80 and sm_90 machine code
+# (sm_86/sm_89 run sm_80's) plus compute_90 PTX, which newer GPUs compile at load time. Every
+# warning is an error, as for the C code.
+NVCC_ARCH  ?= -gencode arch=compute_75,code=sm_75 -gencode arch=compute_80,code=sm_80 \
+              -gencode arch=compute_90,code=[sm_90,compute_90]
 NVCCFLAGS  := -std=c++17 -O3 -I. $(NVCC_ARCH) -Werror all-warnings \
               -Xcompiler -fPIC,-Wall,-Wextra,-Werror,-Wno-unused-parameter,-fvisibility=hidden
 ifeq ($(HAVE_NCCL),1)

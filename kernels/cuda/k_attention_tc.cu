@@ -149,6 +149,9 @@ __global__ void __launch_bounds__(TC_THREADS)
     tc_forward_kernel(float *out, float *lse, const float *qkv, int Tlen, int NH, int NKV,
                       float scale_log2)
 {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 800
+    __trap(); /* bf16 WMMA is sm_80+: kcuda_flash_attention_tc_supported keeps this unlaunched */
+#else
     using D = tc_dims<HS>;
     constexpr int HLD = D::HLD, OLD = D::OLD, NF = HS / 16;
     extern __shared__ __align__(128) unsigned char tc_smem[];
@@ -258,6 +261,7 @@ __global__ void __launch_bounds__(TC_THREADS)
     }
     if (par == 0 && t < Tlen)
         lse[((size_t)b * NH + h) * Tlen + t] = m * TC_LN2 + logf(l);
+#endif
 }
 
 /* ---------------------------------------------------------------- backward: dq */
@@ -272,6 +276,9 @@ __global__ void __launch_bounds__(TC_THREADS)
                           const float *lse, int Tlen, int NH, int NKV, float scale,
                           float scale_log2)
 {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 800
+    __trap(); /* bf16 WMMA is sm_80+: kcuda_flash_attention_tc_supported keeps this unlaunched */
+#else
     using D = tc_dims<HS>;
     constexpr int HLD = D::HLD, OLD = D::OLD, NF = HS / 16;
     extern __shared__ __align__(128) unsigned char tc_smem[];
@@ -387,6 +394,7 @@ __global__ void __launch_bounds__(TC_THREADS)
         for (int d = lane; d < HS; d += 32)
             dst[d] += St[rr * OLD + d];
     }
+#endif
 }
 
 /* ---------------------------------------------------------------- backward: dk, dv */
@@ -402,6 +410,9 @@ __global__ void __launch_bounds__(TC_THREADS)
                            const float *lse, int Tlen, int NH, int NKV, float scale,
                            float scale_log2)
 {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 800
+    __trap(); /* bf16 WMMA is sm_80+: kcuda_flash_attention_tc_supported keeps this unlaunched */
+#else
     using D = tc_dims<HS>;
     constexpr int HLD = D::HLD, OLD = D::OLD, NF = HS / 16;
     extern __shared__ __align__(128) unsigned char tc_smem[];
@@ -540,6 +551,7 @@ __global__ void __launch_bounds__(TC_THREADS)
             dvp[d] += Sv[rr * OLD + d];
         }
     }
+#endif
 }
 
 /* ---------------------------------------------------------------- launchers */

@@ -395,9 +395,12 @@ extern "C" bool kcuda_matmul_uses_blas(void)
     return true; /* cuBLASLt */
 }
 
+/* bf16 tensor cores are sm_80+. On sm_75 (Turing) the model widens its bf16 weights to fp32
+ * and runs the fp32 matmuls instead (emulated bf16-mixed: correct, not fast); fp16-mixed is
+ * that GPU's fast path. */
 extern "C" bool kcuda_has_native_bf16(void)
 {
-    return true; /* the plugin refuses devices below sm_80, which all have bf16 tensor cores */
+    return cuda_props()->major >= 8;
 }
 
 extern "C" void kcuda_matmul_forward(float *out, const float *inp, const float *weight,

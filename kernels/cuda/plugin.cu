@@ -436,10 +436,12 @@ EXPORT const struct backend *scalewise_cuda_backend(int api_version, char *err, 
         snprintf(err, n, "GPU %d: cannot initialise it: %s", dev, cudaGetErrorString(e));
         return NULL;
     }
-    if (g_props.major < 8) {
+    /* Built for sm_75 (Turing: fp16 tensor cores, no bf16 or tf32), sm_80 and sm_90 (and PTX
+     * for newer); CUDA 13 compiles nothing older. */
+    if (g_props.major * 10 + g_props.minor < 75) {
         snprintf(err, n,
-                 "GPU %d (%s) has compute capability %d.%d; the CUDA backend is built for 8.0 "
-                 "and newer (Ampere, Ada, Hopper)",
+                 "GPU %d (%s) has compute capability %d.%d; the CUDA backend is built for 7.5 "
+                 "and newer (Turing, Ampere, Ada, Hopper)",
                  dev, g_props.name, g_props.major, g_props.minor);
         return NULL;
     }
