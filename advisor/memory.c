@@ -192,7 +192,7 @@ void est_geom_init(struct est_geom *g, const struct model_desc *m, const struct 
         g->peak_dtype = HW_DT_BF16;
     /* fp16-mixed on the CPU executor is an emulation on fp32 matmuls (operands rounded to fp16
      * first): the fp32 rate. */
-    if (g->cpu && s->precision == PREC_FP16_MIXED)
+    if (g->cpu && (g->train ? s->precision == PREC_FP16_MIXED : s->weights == WFMT_FP16))
         g->peak_dtype = HW_DT_FP32;
     if (g->train && !g->lora) {
         g->e_mat = g->e_kept = g->bw;
@@ -719,7 +719,7 @@ static enum exec_backend exec_backend_of(const struct est_geom *g, const struct 
                             s->precision == PREC_FP16_MIXED) &&
                                !(g->lora && is_int_format(s->weights))
                          : s->weights == WFMT_FP32 || s->weights == WFMT_BF16 ||
-                               s->weights == WFMT_INT8;
+                               s->weights == WFMT_FP16 || s->weights == WFMT_INT8;
     if (!runs)
         return EXEC_BE_NONE;
     if (cuda)
@@ -798,8 +798,8 @@ static void cpu_exec_stage(const struct est_geom *g, const struct model_desc *m,
     bool ln = !m->rms_norm, rope = m->arch == MODEL_ARCH_LLAMA, train = g->train;
     bool naive = s->attention == ATTN_NAIVE;
     /* bf16: a 16-bit weight mirror (bf16, or IEEE fp16 under fp16-mixed: same bytes). */
-    bool fp16 = train && s->precision == PREC_FP16_MIXED;
-    bool bf16 = train ? s->precision == PREC_BF16_MIXED || fp16 : s->weights == WFMT_BF16;
+    bool fp16 = train ? s->precision == PREC_FP16_MIXED : s->weights == WFMT_FP16;
+    bool bf16 = (train ? s->precision == PREC_BF16_MIXED : s->weights == WFMT_BF16) || fp16;
     bool int8 = !train && s->weights == WFMT_INT8;
     double r = g->lora ? s->lora_rank : 0;
     struct cpu_adapter ad[8];
@@ -1062,14 +1062,18 @@ int est_memory(const struct model_desc *m, const struct hardware *hw, const stru
             estimate_add_reason(out,
                                 "built-in %s executor: fp32 master 4%s + fp32 gradients 4 + "
                                 "%s %.3g = %.3g B per param",
-                                be_name, s->precision == PREC_BF16_MIXED ? " + bf16 copy 2" : "",
+                                be_name,
+                                s->precision == PREC_BF16_MIXED   ? " + bf16 copy 2"
+                                : s->precision == PREC_FP16_MIXED ? " + fp16 copy 2"
+                                                                  : "",
                                 optimizer_name(s->optimizer), bo,
-                                (s->precision == PREC_BF16_MIXED ? 10.0 : 8.0) + bo);
+                                (s->precision == PREC_FP32 ? 8.0 : 10.0) + bo);
         else
             estimate_add_reason(out,
                                 "built-in %s executor: fp32 master weights%s, fp32 KV cache "
                                 "%.2f GiB for batch %d x %.0f tokens",
                                 be_name, s->weights == WFMT_BF16   ? " + bf16 copy"
+                                : s->weights == WFMT_FP16 ? " + fp16 copy"
                                 : s->weights == WFMT_INT8 ? " + int8 copy"
                                                           : "",
                                 x->kv / GIB, g.b, (double)w->prompt_len + w->gen_len - 1);

@@ -29,7 +29,8 @@ static void usage(FILE *f)
             "[--max-new-tokens N]\n"
             "                          [--temperature T] [--top-k K] [--top-p P] [--seed S]\n"
             "                          [--tokenizer byte|gpt2 --vocab FILE --merges FILE]\n"
-            "                          [--int8] [--threads N] [--format text|json]\n\n"
+            "                          [--weights fp32|bf16|fp16|int8] [--threads N]\n"
+            "                          [--format text|json]\n\n"
             "Generates text from a checkpoint with a KV cache: the prompts are prefilled, then\n"
             "decoded one token at a time, each sequence stopping at the end-of-text token or\n"
             "after N new tokens. Prints the text and \"prefill: X tok/s, decode: Y tok/s,\n"
@@ -46,7 +47,10 @@ static void usage(FILE *f)
             "  --top-p P                  nucleus sampling, in (0, 1] (default 1: off)\n"
             "  --seed S                   sampling seed (default 1337)\n"
             "  --tokenizer byte|gpt2      default byte; gpt2 needs --vocab and --merges\n"
-            "  --int8                     int8 weight-only matmuls\n"
+            "  --weights W                the matmuls' weights: fp32 (default), bf16 or fp16\n"
+            "                             (16-bit copies; fp16 also rounds the activations to\n"
+            "                             fp16, as fp16 tensor cores do), int8 (weight-only)\n"
+            "  --int8                     the same as --weights int8\n"
             "  --threads N                OpenMP threads (default: all usable cores)\n"
             "  --format text|json         default text\n\n"
             "The guide is docs/generate.md.\n"
@@ -59,7 +63,7 @@ struct gen_args {
     const char *checkpoint, *model, *model_config, *prompt, *prompt_file;
     const char *tokenizer, *vocab, *merges;
     struct gen_opts go;
-    bool int8;
+    enum sw_wformat weights; /* fp32, bf16, fp16 or int8 */
     int threads;
     enum sw_fmt fmt;
 };
@@ -79,6 +83,7 @@ enum {
     F_VOCAB,
     F_MERGES,
     F_INT8,
+    F_WEIGHTS,
     F_THREADS,
     F_FORMAT,
     F_COUNT
@@ -98,6 +103,7 @@ static const char *const flag_names[F_COUNT + 1] = {"--checkpoint",
                                                     "--vocab",
                                                     "--merges",
                                                     "--int8",
+                                                    "--weights",
                                                     "--threads",
                                                     "--format",
                                                     NULL};
@@ -118,7 +124,7 @@ static int parse_args(int argc, char **argv, struct gen_args *a)
         if (which == F_INT8) {
             if (eq)
                 return cli_usage_error("generate", "--int8 takes no value");
-            a->int8 = true;
+            a->weights = WFMT_INT8;
             continue;
         }
         const char *v = cli_flag_value(argc, argv, &i, eq);
@@ -168,6 +174,13 @@ static int parse_args(int argc, char **argv, struct gen_args *a)
         case F_SEED:
             rc = sw_parse_i64(v, 0, INT64_MAX, "--seed", &i64, &err);
             a->go.sampling.seed = (uint64_t)i64;
+            break;
+        case F_WEIGHTS:
+            rc = wformat_parse(v, &a->weights, &err);
+            if (rc == 0 && a->weights == WFMT_INT4)
+                rc = sw_errf(&err, SW_EINVAL,
+                             "--weights int4 is not run by the executor; expected fp32, bf16, "
+                             "fp16 or int8");
             break;
         case F_THREADS:
             rc = sw_parse_int(v, 1, 65536, "--threads", &a->threads, &err);
@@ -319,7 +332,7 @@ static int print_json(const struct gen_run *r, const struct gen_args *a, struct 
     sw_emit_map_begin(&e, NULL);
     sw_emit_str(&e, "model", r->model.desc.name);
     sw_emit_str(&e, "checkpoint", a->checkpoint);
-    sw_emit_str(&e, "weights", a->int8 ? "int8" : "fp32");
+    sw_emit_str(&e, "weights", wformat_name(a->weights));
     sw_emit_map_begin(&e, "sampling");
     sw_emit_num(&e, "temperature", a->go.sampling.temperature);
     sw_emit_i64(&e, "top_k", a->go.sampling.top_k);
@@ -444,7 +457,11 @@ int cli_generate(int argc, char **argv)
     mo.seq = 1;
     mo.kv_batch = r.B;
     mo.kv_seq = need;
-    mo.int8_weights = a.int8;
+    mo.int8_weights = a.weights == WFMT_INT8;
+    if (a.weights == WFMT_BF16)
+        mo.precision = PREC_BF16_MIXED;
+    else if (a.weights == WFMT_FP16)
+        mo.precision = PREC_FP16_MIXED;
     if ((rc = exec_model_init(&r.model, &d, &mo, backend_for_device(false, NULL), &err)) < 0) {
         exec_model_release(&r.model);
         goto fail;

@@ -870,13 +870,16 @@ static int check_infer_plan(const struct plan *p, struct exec_model_opts *mo, st
     case WFMT_BF16:
         mo->precision = PREC_BF16_MIXED;
         break;
+    case WFMT_FP16: /* an fp16 weight copy, activations rounded to fp16 at every matmul */
+        mo->precision = PREC_FP16_MIXED;
+        break;
     case WFMT_INT8:
         mo->int8_weights = true;
         break;
     default:
         return sw_errf(err, SW_EUNSUPPORTED,
-                       "strategy.weights %s is not supported by the CPU executor; expected fp32, "
-                       "bf16 or int8",
+                       "strategy.weights %s is not supported by the executor; expected fp32, "
+                       "bf16, fp16 or int8",
                        wformat_name(s->weights));
     }
     return 0;

@@ -78,7 +78,8 @@ cmp -s "$TMP/g32.cpu/ckpt_4.safetensors" "$TMP/g32.res/ckpt_4.safetensors" && ok
 printf 'First Citizen:\nBefore we proceed\n' >"$TMP/prompts"
 for args in "--checkpoint $TMP/g32.cpu/ckpt_4.safetensors --temperature 0" \
             "--checkpoint $TMP/lfull.cpu/ckpt_4.safetensors --temperature 0.8 --top-k 20" \
-            "--checkpoint tests/data/reference/tiny_gpt2.safetensors --temperature 0 --int8"; do
+            "--checkpoint tests/data/reference/tiny_gpt2.safetensors --temperature 0 --int8" \
+            "--checkpoint $TMP/g32.cpu/ckpt_4.safetensors --temperature 0 --weights fp16"; do
   # shellcheck disable=SC2086
   expect_rc 0 "generate ($args) on the CPU" -- "$SW" generate $args --prompt-file "$TMP/prompts" \
     --max-new-tokens 12 --threads 1 --format json

@@ -2,7 +2,8 @@
 # `scalewise generate`: text from the tiny reference checkpoints (HF-named weights of a tiny
 # GPT-2 and a tiny Llama, model shape in their metadata, vocab 256 = the byte tokenizer), the
 # timing line, determinism per seed, a batch from a prompt file equal to single prompts
-# (greedy), int8, JSON, and the errors: bad flags and a missing or mismatched checkpoint exit 2.
+# (greedy), int8, bf16 and fp16 weights, JSON, and the errors: bad flags and a missing or
+# mismatched checkpoint exit 2.
 . "$(dirname "$0")/lib.sh"
 
 CK=tests/data/reference/tiny_gpt2.safetensors
@@ -40,6 +41,15 @@ done
 # int8, the Llama checkpoint, an explicit --model, top-k/top-p, threads, JSON.
 expect_rc 0 "int8" -- $SW generate --checkpoint $CK --prompt "Hello" --int8 --max-new-tokens 8
 expect_grep "$TIMING" "$TMP/out" "int8 timing line"
+# 16-bit weights: bf16 and fp16 copies (fp16 rounds the activations too); the JSON names them.
+for w in bf16 fp16; do
+  expect_rc 0 "--weights $w" -- $SW generate --checkpoint $CK --prompt "Hello" --weights $w \
+    --max-new-tokens 8 --format json
+  expect_grep "\"weights\": \"$w\"" "$TMP/out" "$w named in the JSON"
+done
+expect_rc 2 "--weights int4" -- $SW generate --checkpoint $CK --prompt hi --weights int4
+expect_grep "expected fp32, bf16, fp16 or int8" "$TMP/err" "int4 refused with the choices"
+expect_rc 2 "--weights fp8" -- $SW generate --checkpoint $CK --prompt hi --weights fp8
 expect_rc 0 "llama" -- $SW generate --checkpoint $CKL --prompt "Hello" --top-k 20 --top-p 0.9 \
   --temperature 0.8 --max-new-tokens 8 --threads 1
 expect_grep '^Hello' "$TMP/out" "llama text"

@@ -270,7 +270,9 @@ static void exec_opts_of(const struct xplan *p, struct exec_model_opts *o)
         return;
     }
     o->training = false;
-    o->precision = p->s.weights == WFMT_BF16 ? PREC_BF16_MIXED : PREC_FP32;
+    o->precision = p->s.weights == WFMT_BF16   ? PREC_BF16_MIXED
+                   : p->s.weights == WFMT_FP16 ? PREC_FP16_MIXED
+                                               : PREC_FP32;
     o->int8_weights = p->s.weights == WFMT_INT8;
     o->batch = 1;
     o->seq = 1;
@@ -468,6 +470,7 @@ static void test_tiny_built(void)
         infer_plan("tiny-gpt2 infer fp32 b3 kv 20+12", g, 3, 20, 12, WFMT_FP32, ATTN_FLASH),
         infer_plan("tiny-gpt2 infer int8 b1 kv 8+8", g, 1, 8, 8, WFMT_INT8, ATTN_NAIVE),
         infer_plan("tiny-llama infer bf16 b2 kv 16+16", l, 2, 16, 16, WFMT_BF16, ATTN_FLASH),
+        infer_plan("tiny-gpt2 infer fp16 b5 kv 20+12", g, 5, 20, 12, WFMT_FP16, ATTN_NAIVE),
     };
     for (size_t i = 0; i < sizeof(plans) / sizeof(plans[0]); i++) {
         plans[i].build = true;
@@ -529,6 +532,7 @@ static void test_gpt2_124m(void)
         infer_plan("gpt2 infer fp32 b8 kv 128+64", g, 8, 128, 64, WFMT_FP32, ATTN_FLASH),
         infer_plan("gpt2 infer int8 b1 kv 512+256", g, 1, 512, 256, WFMT_INT8, ATTN_FLASH),
         infer_plan("gpt2 infer bf16 b4 kv 64+64 naive", g, 4, 64, 64, WFMT_BF16, ATTN_NAIVE),
+        infer_plan("gpt2 infer fp16 b32 kv 128+128", g, 32, 128, 128, WFMT_FP16, ATTN_FLASH),
     };
     for (size_t i = 0; i < sizeof(plans) / sizeof(plans[0]); i++)
         run_plan(&plans[i], plans[i].s.lora_rank ? &lora : &full);

@@ -762,10 +762,10 @@ static void test_run_infer(void)
     unlink(path);
     rmdir(dir);
 
-    /* Refusals: cuda, fp16 weights, a missing checkpoint. */
+    /* Refusals: cuda, int4 weights, a missing checkpoint. */
     static const char *const bad[3][2] = {
         {"strategy: {device: cuda, weights: fp32}", "CPU"},
-        {"strategy: {device: cpu, weights: fp16}", "fp16"},
+        {"strategy: {device: cpu, weights: int4}", "int4"},
         {"strategy: {device: cpu, weights: fp32}", "missing.safetensors"},
     };
     for (int i = 0; i < 3; i++) {
