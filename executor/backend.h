@@ -188,6 +188,16 @@ struct backend {
                                       int N, int C, int OC, void *scratch);
     void (*matmul_f16_backward_weight)(float *dweight, float *dbias, const float *dout,
                                        const float *inp, int N, int C, int OC, void *scratch);
+    /* The GELU MLP's first matmul with GELU fused into its epilogue (cuBLASLt GELU_AUX_BIAS):
+     * pre = inp·Wᵀ + bias (kept for the backward) and out = gelu(pre) (gelu_forward's tanh
+     * form) in one GEMM, the same numbers as matmul_*_forward then gelu_forward up to the
+     * order of the sums. `weight` is fp32 (weight_fmt BACKEND_WFMT_FP32, as matmul_forward),
+     * or the bf16 / fp16 mirror with the activations rounded to that format (as
+     * matmul_bf16_forward / matmul_f16_forward; scratch matmul_bf16_scratch_bytes(N)). NULL
+     * where nothing is fused (the CPU): the model runs the matmul and gelu_forward. */
+    void (*matmul_gelu_forward)(float *out, float *pre, const float *inp, const void *weight,
+                                int weight_fmt, const float *bias, int N, int C, int OC,
+                                void *scratch);
     void (*quantize_int8_rows)(int8_t *wq, float *scale, const float *w, int OC, int C);
     void (*matmul_int8_forward)(float *out, const float *inp, const int8_t *wq, const float *scale,
                                 const float *bias, int N, int C, int OC);
@@ -208,7 +218,10 @@ const struct backend *backend_for_device(bool cuda, struct sw_err *err);
 
 /* Layout version of struct backend, checked by the CUDA plugin (with sizeof(struct backend)):
  * bump it when an entry is added, removed or changes its signature. */
-#define BACKEND_API_VERSION 4
+#define BACKEND_API_VERSION 5
+
+/* matmul_gelu_forward's weight formats. */
+enum backend_wfmt { BACKEND_WFMT_FP32, BACKEND_WFMT_BF16, BACKEND_WFMT_FP16 };
 
 /* The CUDA backend (kernels/cuda, built by nvcc into libscalewise-cuda.so): dlopens the plugin
  * ($SCALEWISE_CUDA_PLUGIN, the executable's directory, build/ under it, its parent, then the

@@ -360,6 +360,22 @@ static void ds_matmul_bf16_forward(float *out, const float *inp, const uint16_t 
     kcpu_matmul_bf16_forward(D(out), D(inp), D(weight), D(bias), N, C, OC, D(scratch));
 }
 
+/* The fused MLP matmul as the CPU computes it unfused (the matmul, then GELU), so a run stays
+ * bitwise the CPU's while the model's fused branch is exercised. fp16 weights never come here:
+ * this backend has no native fp16 matmul, so the model emulates those. */
+static void ds_matmul_gelu_forward(float *out, float *pre, const float *inp, const void *weight,
+                                   int weight_fmt, const float *bias, int N, int C, int OC,
+                                   void *scratch)
+{
+    if (weight_fmt == BACKEND_WFMT_FP32)
+        kcpu_matmul_forward(D(pre), D(inp), D(weight), D(bias), N, C, OC);
+    else if (weight_fmt == BACKEND_WFMT_BF16)
+        kcpu_matmul_bf16_forward(D(pre), D(inp), D(weight), D(bias), N, C, OC, D(scratch));
+    else
+        devsim_misuse(__func__, "an fp16 weight: this backend has no native fp16 matmul");
+    kcpu_gelu_forward(D(out), D(pre), (size_t)N * OC);
+}
+
 static void ds_matmul_bf16_backward_input(float *dinp, const float *dout, const uint16_t *weight,
                                           int N, int C, int OC, void *scratch)
 {
@@ -437,6 +453,7 @@ static const struct backend devsim_backend = {
     .has_native_bf16 = kcpu_has_native_bf16,
     .matmul_bf16_scratch_bytes = kcpu_matmul_bf16_scratch_bytes,
     .matmul_bf16_forward = ds_matmul_bf16_forward,
+    .matmul_gelu_forward = ds_matmul_gelu_forward,
     .matmul_bf16_backward_input = ds_matmul_bf16_backward_input,
     .quantize_int8_rows = ds_quantize_int8_rows,
     .matmul_int8_forward = ds_matmul_int8_forward,

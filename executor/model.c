@@ -48,6 +48,10 @@
  *    emulated: the weight is widened into the workspace buffer, the operands are rounded
  *    (round_f16) into an operand buffer EXEC_F16_EMU_ROWS rows at a time and the fp32 matmuls
  *    run, the same numbers up to the order of the fp32 sums. LoRA adapters stay fp32.
+ *  - GELU fusion: a backend with matmul_gelu_forward (CUDA: cuBLASLt's GELU_AUX_BIAS
+ *    epilogue) runs GPT-2's MLP matmul and its GELU as one GEMM that writes both the
+ *    pre-activation (kept for the backward) and the activation (gelu_fused: fp32 or a native
+ *    16-bit matmul, and no adapter on the MLP, since LoRA adds to the pre-activation).
  *  - int8 mode (inference): every matmul weight (QKV, O, MLP, head) is per-row int8.
  *  - LoRA (Hu et al., 2021): y = x·Wᵀ + b + (alpha/r)·(x·Aᵀ)·Bᵀ on a column range of a
  *    (possibly fused) projection's output; the base is frozen (no base gradients exist).
@@ -1299,6 +1303,36 @@ static void mm_forward(struct exec_model *m, int l, int k, float *out, const flo
     }
 }
 
+/* Whether layer l's MLP matmul and GELU run as one fused GEMM (be->matmul_gelu_forward): a
+ * GELU MLP whose matmul runs on fp32 or a native 16-bit kernel (the emulated paths widen the
+ * weight first), with no adapter adding to the pre-activation before the GELU. */
+static bool gelu_fused(const struct exec_model *m)
+{
+    const struct exec_model_impl *im = m->impl;
+    if (!m->be->matmul_gelu_forward || m->desc.swiglu || im->int8)
+        return false;
+    if (im->bf16 && !im->bf16_native && !im->f16_native)
+        return false;
+    for (int i = 0; im->lora && i < im->n_ad; i++)
+        if (im->ad[i].mm == MM_FC)
+            return false;
+    return true;
+}
+
+/* fch = ln2·W_fcᵀ + b and fcact = gelu(fch) in one GEMM (gelu_fused). */
+static void mm_forward_gelu(struct exec_model *m, int l, float *fcact, float *fch,
+                            const float *inp, int N)
+{
+    struct exec_model_impl *im = m->impl;
+    const struct mm_shape *s = &im->mm[MM_FC];
+    size_t woff = im->lo[l].w[MM_FC], boff = im->lo[l].b[MM_FC];
+    const float *bias = boff == OFF_NONE ? NULL : wp(im, boff);
+    const void *w = im->bf16 ? (const void *)w16p(im, woff) : (const void *)wp(im, woff);
+    int fmt = !im->bf16 ? BACKEND_WFMT_FP32 : im->fp16 ? BACKEND_WFMT_FP16 : BACKEND_WFMT_BF16;
+    SW_ASSERT(N <= im->rows);
+    m->be->matmul_gelu_forward(fcact, fch, inp, w, fmt, bias, N, s->C, s->OC, im->mm16_scratch);
+}
+
 /* dinp(N,C) += dout·W (+ LoRA); dW, db += when the base is trainable; adapter grads +=. */
 static void mm_backward(struct exec_model *m, int l, int k, float *dinp, const float *dout,
                         const float *inp, int N)
@@ -1418,11 +1452,15 @@ static void layer_forward(struct exec_model *m, int l, const float *inp, float *
     mm_forward(m, l, MM_O, im->tmp, a->atty, N);
     be->residual_forward(a->res2, inp, im->tmp, NC);
     norm_forward(m, a->ln2, a->ln2_mean, a->ln2_rstd, a->res2, lo->ln2_w, lo->ln2_b, N);
-    mm_forward(m, l, MM_FC, a->fch, a->ln2, N);
-    if (m->desc.swiglu)
-        be->swiglu_forward(a->fcact, a->fch, N, m->F);
-    else
-        be->gelu_forward(a->fcact, a->fch, (size_t)N * m->F);
+    if (gelu_fused(m)) {
+        mm_forward_gelu(m, l, a->fcact, a->fch, a->ln2, N);
+    } else {
+        mm_forward(m, l, MM_FC, a->fch, a->ln2, N);
+        if (m->desc.swiglu)
+            be->swiglu_forward(a->fcact, a->fch, N, m->F);
+        else
+            be->gelu_forward(a->fcact, a->fch, (size_t)N * m->F);
+    }
     mm_forward(m, l, MM_PROJ, im->tmp, a->fcact, N);
     be->residual_forward(out, a->res2, im->tmp, NC);
 }

@@ -150,6 +150,11 @@ KCUDA_API void kcuda_matmul_f16_backward_input(float *dinp, const float *dout,
 KCUDA_API void kcuda_matmul_f16_backward_weight(float *dweight, float *dbias, const float *dout,
                                                 const float *inp, int N, int C, int OC,
                                                 void *scratch);
+/* The MLP matmul with GELU fused into cuBLASLt's epilogue (struct backend matmul_gelu_forward;
+ * weight_fmt a backend_wfmt). */
+KCUDA_API void kcuda_matmul_gelu_forward(float *out, float *pre, const float *inp,
+                                         const void *weight, int weight_fmt, const float *bias,
+                                         int N, int C, int OC, void *scratch);
 KCUDA_API void kcuda_matmul_int8_forward(float *out, const float *inp, const int8_t *wq,
                                          const float *scale, const float *bias, int N, int C,
                                          int OC);

@@ -28,9 +28,13 @@
  * bits (one scratch holds both) and accumulate dW chunk by chunk (beta = 1), so their 16-bit
  * GEMMs run at twice TF32's rate on the third of the matmul FLOPs the weight gradients are, as
  * PyTorch's autocast does.
- * Not here: a fused GELU epilogue (the backend table has no fused matmul+GELU entry yet), bf16
- * activations in and out (struct backend carries fp32 activations), the int8 weight-only
- * matmul. */
+ *  - The GELU MLP's first matmul may fuse GELU (kcuda_matmul_gelu_forward): cuBLASLt's
+ *    GELU_AUX_BIAS epilogue writes gelu(x·Wᵀ + b) to D and the pre-activation to the aux
+ *    buffer the backward needs; an algorithm is looked for with the epilogue, then with the
+ *    bias alone, then plain, and lt_run finishes what the chosen one did not (bias kernel,
+ *    copy to aux and kcuda_gelu_forward), so every entry works on any GPU.
+ * Not here: the DGELU backward epilogue, bf16 activations in and out (struct backend carries
+ * fp32 activations), the int8 weight-only matmul. */
 #include "kernels/cuda/cuda_int.cuh"
 
 #include <cublasLt.h>
@@ -169,12 +173,15 @@ struct lt_gemm {
     void *D;
     const float *bias; /* NULL: no epilogue */
     float beta;
+    /* GELU fused (kcuda_matmul_gelu_forward): D = gelu(product + bias) and aux = product +
+     * bias (ld ldd, fp32); NULL: no GELU. */
+    float *aux;
 };
 
 struct lt_key {
     int ta, tb, m, n, k;
     int64_t lda, ldb, ldd;
-    int ab_type, d_type, compute, bias, beta_nonzero;
+    int ab_type, d_type, compute, bias, beta_nonzero, gelu;
     uint32_t align;
 };
 
@@ -184,6 +191,7 @@ struct lt_plan {
     cublasLtMatrixLayout_t a, b, d;
     cublasLtMatmulAlgo_t algo;
     bool use_epilogue; /* false: the bias is added by add_bias_kernel */
+    bool gelu_fused;   /* the GELU_AUX(_BIAS) epilogue; false: gelu after the GEMM (lt_run) */
 };
 
 static struct lt_plan g_cache[LT_CACHE_MAX];
@@ -212,23 +220,37 @@ static void plan_release(struct lt_plan *p)
     cublasLtMatmulDescDestroy(p->op);
 }
 
-/* Descriptors and the heuristic's first algorithm for g; false when none exists. */
-static bool plan_build(struct lt_plan *p, const struct lt_gemm *g, bool with_bias, uint32_t align)
+/* Descriptors and the heuristic's first algorithm for g; false when none exists. with_bias:
+ * the BIAS epilogue; with_gelu: GELU_AUX (GELU_AUX_BIAS with the bias), writing the
+ * pre-activation to g->aux. */
+static bool plan_build(struct lt_plan *p, const struct lt_gemm *g, bool with_bias, bool with_gelu,
+                       uint32_t align)
 {
     CUBLAS_CHECK(cublasLtMatmulDescCreate(&p->op, g->compute, CUDA_R_32F));
     CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_TRANSA, &g->ta,
                                                 sizeof g->ta));
     CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_TRANSB, &g->tb,
                                                 sizeof g->tb));
-    if (with_bias) {
-        cublasLtEpilogue_t epi = CUBLASLT_EPILOGUE_BIAS;
-        int32_t bias_type = CUDA_R_32F;
+    if (with_bias || with_gelu) {
+        cublasLtEpilogue_t epi = !with_gelu ? CUBLASLT_EPILOGUE_BIAS
+                                 : with_bias ? CUBLASLT_EPILOGUE_GELU_AUX_BIAS
+                                             : CUBLASLT_EPILOGUE_GELU_AUX;
         CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi,
                                                     sizeof epi));
+    }
+    if (with_bias) {
+        int32_t bias_type = CUDA_R_32F;
         CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE,
                                                     &bias_type, sizeof bias_type));
         CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_BIAS_POINTER,
                                                     &g->bias, sizeof g->bias));
+    }
+    if (with_gelu) {
+        int64_t ld = g->ldd;
+        CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(
+            p->op, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, &g->aux, sizeof g->aux));
+        CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_LD,
+                                                    &ld, sizeof ld));
     }
     /* Layouts describe the matrices as stored (before op). */
     bool at = g->ta == CUBLAS_OP_T, bt = g->tb == CUBLAS_OP_T;
@@ -259,6 +281,7 @@ static bool plan_build(struct lt_plan *p, const struct lt_gemm *g, bool with_bia
     }
     p->algo = res.algo;
     p->use_epilogue = with_bias;
+    p->gelu_fused = with_gelu;
     return true;
 }
 
@@ -266,7 +289,7 @@ static bool plan_build(struct lt_plan *p, const struct lt_gemm *g, bool with_bia
  * without the epilogue: a shape or alignment this file never produces. */
 static const struct lt_plan *plan_get(const struct lt_gemm *g, struct lt_plan *tmp)
 {
-    const void *ptrs[] = {g->A, g->B, g->D, g->bias};
+    const void *ptrs[] = {g->A, g->B, g->D, g->bias, g->aux};
     struct lt_key key;
     memset(&key, 0, sizeof key);
     key.ta = (int)g->ta;
@@ -282,15 +305,19 @@ static const struct lt_plan *plan_get(const struct lt_gemm *g, struct lt_plan *t
     key.compute = (int)g->compute;
     key.bias = g->bias != NULL;
     key.beta_nonzero = g->beta != 0.0f;
-    key.align = ptr_align(ptrs, 4);
+    key.gelu = g->aux != NULL;
+    key.align = ptr_align(ptrs, 5);
     for (int i = 0; i < g_cache_n; i++)
         if (memcmp(&g_cache[i].key, &key, sizeof key) == 0)
             return &g_cache[i];
     struct lt_plan *p = g_cache_n < LT_CACHE_MAX ? &g_cache[g_cache_n] : tmp;
     memset(p, 0, sizeof *p);
     p->key = key;
-    if (!plan_build(p, g, g->bias != NULL, key.align) &&
-        !(g->bias && plan_build(p, g, false, key.align))) {
+    /* Fused as asked, else the bias alone, else a plain GEMM (lt_run does the rest). */
+    bool bias = g->bias != NULL, gelu = g->aux != NULL;
+    if (!(gelu && plan_build(p, g, bias, true, key.align)) &&
+        !plan_build(p, g, bias, false, key.align) &&
+        !(bias && plan_build(p, g, false, false, key.align))) {
         fprintf(stderr,
                 "cublasLt: no algorithm for m=%d n=%d k=%d (lda %lld ldb %lld ldd %lld, "
                 "alignment %u bytes)\n",
@@ -312,6 +339,9 @@ static void lt_run(const struct lt_gemm *g)
     if (p->use_epilogue) /* the pointer may differ from the one the plan was built with */
         CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_BIAS_POINTER,
                                                     &g->bias, sizeof g->bias));
+    if (p->gelu_fused)
+        CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(
+            p->op, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, &g->aux, sizeof g->aux));
     float alpha = 1.0f, beta = g->beta;
     if (g->k <= 0) { /* an empty product: D = beta·D (+ bias) */
         if (beta == 0.0f)
@@ -332,18 +362,26 @@ static void lt_run(const struct lt_gemm *g)
             (float *)g->D, g->bias, (size_t)g->n, g->m);
         CUDA_LAUNCH_CHECK();
     }
+    if (g->aux && (!p->gelu_fused || g->k <= 0)) {
+        /* Unfused: D holds the pre-activation; keep it in aux and write gelu(aux) to D. */
+        size_t bytes = (size_t)g->ldd * g->n * sizeof(float);
+        CUDA_CHECK(cudaMemcpyAsync(g->aux, g->D, bytes, cudaMemcpyDeviceToDevice, cuda_stream()));
+        kcuda_gelu_forward((float *)g->D, g->aux, (size_t)g->ldd * g->n);
+    }
     if (p == &tmp)
         plan_release(&tmp);
 }
 
-/* out(N,OC) (+)= inp(N,C)·W(OC,C)ᵀ [+ bias], row-major, as outᵀ = op_T(W)·inpᵀ. */
+/* out(N,OC) (+)= inp(N,C)·W(OC,C)ᵀ [+ bias], row-major, as outᵀ = op_T(W)·inpᵀ; with aux,
+ * out = gelu(that) and aux(N,OC) = that (the fused MLP forward). */
 static void gemm_forward(void *out, cudaDataType_t out_type, const void *inp, const void *w,
                          const float *bias, int N, int C, int OC, cudaDataType_t ab_type,
-                         cublasComputeType_t compute)
+                         cublasComputeType_t compute, float *aux)
 {
-    /* struct lt_gemm order: transposes; m, n, k; lda, ldb, ldd; types; A, B, D; bias; beta */
+    /* struct lt_gemm order: transposes; m, n, k; lda, ldb, ldd; types; A, B, D; bias; beta;
+     * aux */
     struct lt_gemm g = {CUBLAS_OP_T, CUBLAS_OP_N, OC, N, C, C, C, OC,
-                        ab_type, out_type, compute, w, inp, out, bias, 0.0f};
+                        ab_type, out_type, compute, w, inp, out, bias, 0.0f, aux};
     lt_run(&g);
 }
 
@@ -352,7 +390,7 @@ static void gemm_dinp(float *dinp, const void *dout, const void *w, int N, int C
                       cudaDataType_t ab_type, cublasComputeType_t compute)
 {
     struct lt_gemm g = {CUBLAS_OP_N, CUBLAS_OP_N, C, N, OC, C, OC, C,
-                        ab_type, CUDA_R_32F, compute, w, dout, dinp, NULL, 1.0f};
+                        ab_type, CUDA_R_32F, compute, w, dout, dinp, NULL, 1.0f, NULL};
     lt_run(&g);
 }
 
@@ -363,7 +401,7 @@ static void gemm_dweight(float *dw, const void *dout, const void *inp, int N, in
                          cudaDataType_t ab_type, cublasComputeType_t compute)
 {
     struct lt_gemm g = {CUBLAS_OP_N, CUBLAS_OP_T, C, OC, N, C, OC, C,
-                        ab_type, CUDA_R_32F, compute, inp, dout, dw, NULL, 1.0f};
+                        ab_type, CUDA_R_32F, compute, inp, dout, dw, NULL, 1.0f, NULL};
     lt_run(&g);
 }
 
@@ -407,7 +445,7 @@ extern "C" void kcuda_matmul_forward(float *out, const float *inp, const float *
                                      const float *bias, int N, int C, int OC)
 {
     gemm_forward(out, CUDA_R_32F, inp, weight, bias, N, C, OC, CUDA_R_32F,
-                 CUBLAS_COMPUTE_32F_FAST_TF32);
+                 CUBLAS_COMPUTE_32F_FAST_TF32, NULL);
 }
 
 extern "C" void kcuda_matmul_backward(float *dinp, float *dweight, float *dbias,
@@ -458,10 +496,11 @@ static void need_scratch(const void *scratch, const struct lp_fmt *f, const char
     abort();
 }
 
-/* out(N,OC) = f(inp)·Wᵀ + bias, W already in format f, chunk by chunk of inp rows. */
+/* out(N,OC) = f(inp)·Wᵀ + bias, W already in format f, chunk by chunk of inp rows; with aux,
+ * aux = that and out = gelu(that). */
 static void lp_forward(const struct lp_fmt *f, float *out, const float *inp,
                        const uint16_t *weight, const float *bias, int N, int C, int OC,
-                       void *scratch)
+                       void *scratch, float *aux)
 {
     if (N <= 0 || OC <= 0)
         return;
@@ -471,7 +510,7 @@ static void lp_forward(const struct lp_fmt *f, float *out, const float *inp,
         int rows = N - r0 < R ? N - r0 : R;
         to_16(f, scratch, inp + (size_t)r0 * C, (size_t)rows * C);
         gemm_forward(out + (size_t)r0 * OC, CUDA_R_32F, scratch, weight, bias, rows, C, OC,
-                     f->type, CUBLAS_COMPUTE_32F);
+                     f->type, CUBLAS_COMPUTE_32F, aux ? aux + (size_t)r0 * OC : NULL);
     }
 }
 
@@ -522,7 +561,7 @@ static void lp_backward_weight(const struct lp_fmt *f, float *dweight, float *db
 extern "C" void kcuda_matmul_bf16_forward(float *out, const float *inp, const uint16_t *weight,
                                           const float *bias, int N, int C, int OC, void *scratch)
 {
-    lp_forward(&LP_BF16, out, inp, weight, bias, N, C, OC, scratch);
+    lp_forward(&LP_BF16, out, inp, weight, bias, N, C, OC, scratch, NULL);
 }
 
 extern "C" void kcuda_matmul_bf16_backward_input(float *dinp, const float *dout,
@@ -542,7 +581,7 @@ extern "C" void kcuda_matmul_bf16_backward_weight(float *dweight, float *dbias, 
 extern "C" void kcuda_matmul_f16_forward(float *out, const float *inp, const uint16_t *weight,
                                          const float *bias, int N, int C, int OC, void *scratch)
 {
-    lp_forward(&LP_F16, out, inp, weight, bias, N, C, OC, scratch);
+    lp_forward(&LP_F16, out, inp, weight, bias, N, C, OC, scratch, NULL);
 }
 
 extern "C" void kcuda_matmul_f16_backward_input(float *dinp, const float *dout,
@@ -557,4 +596,20 @@ extern "C" void kcuda_matmul_f16_backward_weight(float *dweight, float *dbias, c
                                                  void *scratch)
 {
     lp_backward_weight(&LP_F16, dweight, dbias, dout, inp, N, C, OC, scratch);
+}
+
+/* The GELU MLP's first matmul with GELU in the epilogue (struct backend matmul_gelu_forward):
+ * pre = inp·Wᵀ + bias and out = gelu(pre). cuBLASLt's GELU epilogues use the tanh form, as
+ * kcuda_gelu_forward does; where no algorithm takes the epilogue (lt_run) the GEMM writes the
+ * pre-activation and kcuda_gelu_forward follows, so the entry always works. */
+extern "C" void kcuda_matmul_gelu_forward(float *out, float *pre, const float *inp,
+                                          const void *weight, int weight_fmt, const float *bias,
+                                          int N, int C, int OC, void *scratch)
+{
+    if (weight_fmt == BACKEND_WFMT_FP32)
+        gemm_forward(out, CUDA_R_32F, inp, weight, bias, N, C, OC, CUDA_R_32F,
+                     CUBLAS_COMPUTE_32F_FAST_TF32, pre);
+    else
+        lp_forward(weight_fmt == BACKEND_WFMT_FP16 ? &LP_F16 : &LP_BF16, out, inp,
+                   (const uint16_t *)weight, bias, N, C, OC, scratch, pre);
 }

@@ -16,7 +16,9 @@
 #      tokens: prefill and decode tokens/s and memory against the estimate, scalewise and PyTorch;
 #   5. the scalewise training runs of step 3 again with the opt-in tensor-core attention
 #      (SCALEWISE_CUDA_ATTENTION=tc, kernels/cuda/k_attention_tc.cu): tokens/s, MFU, and the
-#      ratios to the default attention and to PyTorch.
+#      ratios to the default attention and to PyTorch;
+#   6. at one batch: fp16-mixed (with its loss scaler's skipped steps), and bf16-mixed with the
+#      GELU epilogue fusion off, each against step 3's run.
 # When scalewise refuses a `device: cuda` plan (no GPU, no plugin: "the CUDA backend is
 # unavailable"), its benchmark lines say so with the reason; the PyTorch half runs regardless.
 # Exit status: non-zero when the build or a GPU test fails (benchmarks never fail the script).
@@ -124,7 +126,7 @@ fi
 FPT=$("$PY" -c 'L,C,V,T=12,768,50304,'"$SEQ"'
 n=V*C+L*(12*C*C+13*C)+2*C   # parameters without the position table (tied head)
 print(6*n+12*L*C*T)')
-train_plan() { # B STEPS [SUFFIX]: $WORK/train-b<B><SUFFIX>.yaml, output in $WORK/run-b<B><SUFFIX>
+train_plan() { # B STEPS [SUFFIX [PRECISION]]: $WORK/train-b<B><SUFFIX>.yaml, output in $WORK/run-b<B><SUFFIX>
   cat >"$WORK/train-b$1${3:-}.yaml" <<EOF
 scalewise_plan: 1
 name: gpt2-124m-bench-b$1${3:-}
@@ -133,7 +135,7 @@ hardware: $HW
 model: {profile: gpt2-124m}
 data: {path: $ROOT/data/tinyshakespeare.txt, tokenizer: byte, val_fraction: 0.1}
 train: {steps: $2, seq: $SEQ, lr: 6.0e-4, min_lr: 6.0e-5, warmup_steps: 2, grad_clip: 1.0, weight_decay: 0.1, log_every: 1, out_dir: $WORK/run-b$1${3:-}}
-strategy: {device: $DEVICE, precision: bf16-mixed, optimizer: adamw, micro_batch: $1, grad_accum: 1, recompute: none, attention: flash}
+strategy: {device: $DEVICE, precision: ${4:-bf16-mixed}, optimizer: adamw, micro_batch: $1, grad_accum: 1, recompute: none, attention: flash}
 EOF
 }
 for B in $BATCHES; do
@@ -248,6 +250,35 @@ for B in $TC_BATCHES; do
   fi
   if [ -n "$th_tps" ]; then
     say "ratio B=$B: scalewise (tc attention) / torch = $(awk -v a="$tc_tps" -v b="$th_tps" 'BEGIN{printf "%.2f", a/b}')"
+  fi
+done
+
+# ---------------------------------------------------------------- 6. fp16-mixed, GELU fusion
+# One batch (SW_CHECK_EXTRA_BATCH, default 16): fp16-mixed (fp16 tensor cores, dynamic loss
+# scaling: its skipped steps are reported), and bf16-mixed with the MLP's GELU epilogue fusion
+# off (SCALEWISE_CUDA_FUSED_GELU=0); each against step 3's bf16-mixed run at that batch.
+XB=${SW_CHECK_EXTRA_BATCH:-16}
+for v in fp16 nofuse; do
+  if over_budget; then say "scalewise train B=$XB ($v): skipped (time budget of $BUDGET_S s spent)"; continue; fi
+  if [ "$v" = fp16 ]; then train_plan "$XB" "$STEPS" -fp16 fp16-mixed; envs=()
+  else train_plan "$XB" "$STEPS" -nofuse; envs=(SCALEWISE_CUDA_FUSED_GELU=0); fi
+  t0=$SECONDS
+  env "${envs[@]}" timeout 150 ./scalewise run "$WORK/train-b$XB-$v.yaml" \
+    >"$LOGS/sw-train-b$XB-$v.out" 2>"$LOGS/sw-train-b$XB-$v.err"
+  rc=$?
+  if [ "$rc" -ne 0 ]; then
+    say "scalewise train B=$XB T=$SEQ ($v): FAILED (rc=$rc): $(tail -n 3 "$LOGS/sw-train-b$XB-$v.err" | head -c 400)"
+    continue
+  fi
+  cp "$WORK/run-b$XB-$v/report.yaml" "$LOGS/sw-train-b$XB-$v-report.yaml" 2>/dev/null
+  line=$("$PY" tests/gpu/summarize.py train "$WORK/run-b$XB-$v" "$FPT" "${PEAK:-0}" 2>"$WORK/tps-$v")
+  v_tps=$(sed -n 's/^TPS //p' "$WORK/tps-$v")
+  skipped=$(sed -n 's/^  skipped_steps: //p' "$WORK/run-b$XB-$v/report.yaml")
+  say "scalewise train B=$XB T=$SEQ ($v${skipped:+, $skipped steps skipped by loss scaling}): ${line:-no metrics} ($((SECONDS - t0)) s)"
+  "$PY" tests/gpu/summarize.py train "$WORK/run-b$XB" "$FPT" "${PEAK:-0}" >/dev/null 2>"$WORK/tps-ref"
+  ref_tps=$(sed -n 's/^TPS //p' "$WORK/tps-ref")
+  if [ -n "$v_tps" ] && [ -n "$ref_tps" ]; then
+    say "ratio B=$XB: scalewise $v / bf16-mixed default = $(awk -v a="$v_tps" -v b="$ref_tps" 'BEGIN{printf "%.2f", a/b}')"
   fi
 done
 

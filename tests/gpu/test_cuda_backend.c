@@ -219,6 +219,42 @@ static double *bound_fwd(const float *x, const float *w, const float *bias, int 
     return b;
 }
 
+/* The fused MLP matmul (matmul_gelu_forward) in format fmt: its pre-activation against the
+ * unfused reference `ref` (tolerance tol of the bound), and its output against the CPU's GELU
+ * (the tanh form) of the pre-activation it wrote: 1e-5·(1 + |pre|) absolute, which fails if the
+ * epilogue's GELU were the erf form (differences up to about 1e-3). */
+static void gelu_fused_check(const char *fmt_name, int fmt, const float *dX, const void *dW,
+                             const float *dB, int N, int C, int OC, void *scratch,
+                             const float *ref, const double *bound, double tol)
+{
+    if (!be->matmul_gelu_forward) {
+        printf("test_cuda_backend: no matmul_gelu_forward (SCALEWISE_CUDA_FUSED_GELU=0)\n");
+        return;
+    }
+    size_t no = (size_t)N * OC;
+    struct sw_err err;
+    float *dOut = be->alloc(no * sizeof(float), BACKEND_MEM_ACTIVATIONS, &err);
+    float *dPre = be->alloc(no * sizeof(float), BACKEND_MEM_ACTIVATIONS, &err);
+    SW_ASSERT(dOut && dPre);
+    float *pre = malloc(no * sizeof(float)), *out = malloc(no * sizeof(float)),
+          *want = malloc(no * sizeof(float));
+    be->matmul_gelu_forward(dOut, dPre, dX, dW, fmt, dB, N, C, OC, scratch);
+    to_host(pre, dPre, no);
+    to_host(out, dOut, no);
+    char what[96];
+    snprintf(what, sizeof what, "%s gelu-fused pre %dx%dx%d", fmt_name, N, C, OC);
+    CHECK(compare(what, pre, ref, bound, no, tol, 1e-6) == 0);
+    kcpu_gelu_forward(want, pre, no);
+    double *gb = malloc(no * sizeof(double));
+    for (size_t i = 0; i < no; i++)
+        gb[i] = 1.0 + fabs(pre[i]);
+    snprintf(what, sizeof what, "%s gelu-fused out %dx%dx%d", fmt_name, N, C, OC);
+    CHECK(compare(what, out, want, gb, no, 1e-5, 0) == 0);
+    be->free(dOut);
+    be->free(dPre);
+    free(pre), free(out), free(want), free(gb);
+}
+
 /* One matmul shape's data, shared by the checks of its 16-bit entries. */
 struct mm {
     int N, C, OC;
@@ -322,6 +358,8 @@ static void lp16_checks(const struct lp16_fmt *f, const struct mm *m)
     double *bfwd = bound_fwd(x16f, w16f, m->bias, N, C, OC);
     snprintf(what, sizeof what, "%s fwd %dx%dx%d", f->name, N, C, OC);
     CHECK(compare(what, m->got, m->ref, bfwd, no, f->tol, 1e-6) == 0);
+    gelu_fused_check(f->name, f->fp16 ? BACKEND_WFMT_FP16 : BACKEND_WFMT_BF16, m->dX, dW16, m->dB,
+                     N, C, OC, scratch, m->ref, bfwd, f->tol);
 
     memcpy(m->rdx, m->dx0, nx * sizeof(float));
     be->memcpy(m->dDX, m->dx0, nx * sizeof(float), BACKEND_H2D);
@@ -391,6 +429,7 @@ static void matmul_case(int N, int C, int OC, int pad)
     double *bf = bound_fwd(x, w, bias, N, C, OC);
     snprintf(what, sizeof what, "tf32 fwd %dx%dx%d%s", N, C, OC, pad ? " unaligned" : "");
     CHECK(compare(what, got, ref, bf, no, 2e-3, 1e-6) == 0);
+    gelu_fused_check("tf32", BACKEND_WFMT_FP32, dX, dW, dB, N, C, OC, NULL, ref, bf, 2e-3);
 
     /* backward, fp32 (TF32), accumulating into random initial gradients */
     float *rdx = malloc(nx * sizeof(float)), *rdw = malloc(nw * sizeof(float)),
