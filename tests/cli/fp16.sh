@@ -4,7 +4,7 @@
 # steps and reports them (metrics.jsonl, report.yaml, the progress line); a checkpoint carries
 # the scaler, so a resumed run is byte-identical to an uninterrupted one; a static scale stays
 # put; the plan keys are refused outside fp16-mixed and checked with file:line:column; the
-# advisor estimates it on the CPU with a reason and never picks it there; data parallelism (ZeRO-2) matches one process.
+# advisor estimates it on the CPU with a reason and never picks it there; data parallelism (ZeRO-2, ZeRO-3) matches one process.
 . "$(dirname "$0")/lib.sh"
 REL=${SW_RELEASE:-$SW}
 B=${SW_BUILD:-build}
@@ -104,17 +104,19 @@ expect_rc 0 "plan searches a CPU" -- "$REL" plan --model tiny-gpt2 --gpu cpu-avx
   --seq 32 --top 5 --format json
 grep -q fp16-mixed "$TMP/out" && fail "the search picked the fp16 emulation on a CPU" || ok
 
-# ZeRO-2 on two ranks against one process on the same global batch.
+# ZeRO-2 and ZeRO-3 on two ranks against one process on the same global batch.
 if command -v mpirun >/dev/null 2>&1 && [ -f "$B/libscalewise-mpi.so" ]; then
   NOLEAK="ASAN_OPTIONS=${ASAN_OPTIONS:-}:detect_leaks=0"
   MPI=(env "$NOLEAK" timeout 90 mpirun --allow-run-as-root --oversubscribe -np 2)
   plan one fp16-mixed 4 4
   expect_rc 0 "fp16-mixed in one process" -- "$SW" run "$TMP/one.yaml" --quiet
-  plan z2 fp16-mixed 4 2 "" "dp: 2, zero: 2"
-  expect_rc 0 "fp16-mixed zero 2 on 2 ranks" -- "${MPI[@]}" "$SW" run "$TMP/z2.yaml" --quiet
-  same_losses "$TMP/z2/metrics.jsonl" "$TMP/one/metrics.jsonl" "fp16 zero 2 vs one process"
-  ckdiff "$TMP/one/ckpt_4.safetensors" "$TMP/z2/ckpt_4.safetensors" 1e-4 \
-    "fp16 zero 2 final checkpoint vs one process"
+  for z in 2 3; do # ZeRO-3: each gathered layer gets its fp16 copy
+    plan "z$z" fp16-mixed 4 2 "" "dp: 2, zero: $z"
+    expect_rc 0 "fp16-mixed zero $z on 2 ranks" -- "${MPI[@]}" "$SW" run "$TMP/z$z.yaml" --quiet
+    same_losses "$TMP/z$z/metrics.jsonl" "$TMP/one/metrics.jsonl" "fp16 zero $z vs one process"
+    ckdiff "$TMP/one/ckpt_4.safetensors" "$TMP/z$z/ckpt_4.safetensors" 1e-4 \
+      "fp16 zero $z final checkpoint vs one process"
+  done
 else
   echo "fp16.sh: data-parallel case skipped: no mpirun or MPI plugin"
 fi
