@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# fp16-mixed training with loss scaling (docs/run.md, "fp16-mixed and loss scaling"): on the CPU it runs as
-# the executor's emulation of fp16 tensor cores. A dynamic scale started far too high skips
-# steps and reports them (metrics.jsonl, report.yaml, the progress line); a checkpoint carries
-# the scaler, so a resumed run is byte-identical to an uninterrupted one; a static scale stays
-# put; the plan keys are refused outside fp16-mixed and checked with file:line:column; the
-# advisor estimates it on the CPU with a reason and never picks it there; data parallelism (ZeRO-2, ZeRO-3) matches one process.
+# fp16-mixed training with loss scaling (docs/run.md, "fp16-mixed and loss scaling"): on the
+# CPU it runs as the executor's emulation of fp16 tensor cores. A dynamic scale started far too
+# high skips steps and reports them (metrics.jsonl, report.yaml, the progress line); a
+# checkpoint carries the scaler, so a resumed run is byte-identical to an uninterrupted one; a
+# static scale stays put; the plan keys are refused outside fp16-mixed and checked with
+# file:line:column; the advisor estimates it on the CPU with a reason and never picks it there;
+# data parallelism (ZeRO-2, ZeRO-3) matches one process.
 . "$(dirname "$0")/lib.sh"
 REL=${SW_RELEASE:-$SW}
 B=${SW_BUILD:-build}
