@@ -190,9 +190,12 @@ $(BUILD)/tests/mpi_collectives: tests/mpi/mpi_collectives.c tests/harness.h $(BU
 # compiled by g++ against the CPU emulation tests/cuda_emu/cuda_emu.h; build/tests/test_cuda_emu
 # runs them against kernels/cpu. Needs g++ and perl, not nvcc. The kernel files also get
 # -Wno-unknown-pragmas (#pragma unroll); -ffp-contract=off keeps each fp32 operation one rounding
-# on every host, as in the CPU kernels.
+# on every host, as in the CPU kernels. kernels/cuda/matmul.cu runs on the cuBLASLt fake
+# tests/cuda_emu/cublaslt_emu.cpp (-O2: its GEMM loop is most of the matmul checks' time), and
+# tests/cuda_emu/backend_cases.c (C) runs tests/gpu/test_cuda_backend.c's matmul cases on it.
 EMU_OBJ  := $(patsubst kernels/cuda/%.cu,$(BUILD)/cuda_emu/%.o,$(wildcard kernels/cuda/k_*.cu)) \
-            $(BUILD)/cuda_emu/emu.o
+            $(BUILD)/cuda_emu/matmul.o $(BUILD)/cuda_emu/emu.o $(BUILD)/cuda_emu/cublaslt_emu.o \
+            $(BUILD)/cuda_emu/backend_cases.o
 EMU_DEPS := $(HDRS) $(wildcard kernels/cuda/*.cuh tests/cuda_emu/*.h tests/cuda_emu/include/*.h) \
             Makefile
 EMU_CXXFLAGS := -std=c++17 -O1 -g -pthread -I. -Itests -Itests/cuda_emu -Itests/cuda_emu/include \
@@ -211,6 +214,17 @@ $(BUILD)/cuda_emu/emu.o: tests/cuda_emu/emu.cpp $(EMU_DEPS)
 	@mkdir -p $(dir $@)
 	@echo "  CXX     $<"
 	@$(CXX) $(EMU_CXXFLAGS) -c -o $@ $<
+
+$(BUILD)/cuda_emu/cublaslt_emu.o: tests/cuda_emu/cublaslt_emu.cpp $(EMU_DEPS)
+	@mkdir -p $(dir $@)
+	@echo "  CXX     $<"
+	@$(CXX) $(EMU_CXXFLAGS) -O2 -c -o $@ $<
+
+$(BUILD)/cuda_emu/backend_cases.o: tests/cuda_emu/backend_cases.c tests/gpu/test_cuda_backend.c \
+  tests/harness.h $(HDRS) Makefile
+	@mkdir -p $(dir $@)
+	@echo "  CC      $<"
+	@$(CC) $(CFLAGS_COMMON) $(OPT) -Itests -c -o $@ $<
 
 $(BUILD)/tests/test_cuda_emu: tests/cuda_emu/test_cuda_emu.cpp tests/gpu/test_cuda_kernels.cu \
   tests/harness.h $(EMU_OBJ) $(EMU_DEPS) $(BUILD)/libsw.a

@@ -313,8 +313,10 @@ static const struct lt_plan *plan_get(const struct lt_gemm *g, struct lt_plan *t
     struct lt_plan *p = g_cache_n < LT_CACHE_MAX ? &g_cache[g_cache_n] : tmp;
     memset(p, 0, sizeof *p);
     p->key = key;
-    /* Fused as asked, else the bias alone, else a plain GEMM (lt_run does the rest). */
-    bool bias = g->bias != NULL, gelu = g->aux != NULL;
+    /* Fused as asked, else the bias alone, else a plain GEMM (lt_run does the rest). The GELU
+     * epilogue's aux leading dimension must be a multiple of 8 (cuBLASLt's rule), so other
+     * widths are not even offered to the heuristic. */
+    bool bias = g->bias != NULL, gelu = g->aux != NULL && g->ldd % 8 == 0;
     if (!(gelu && plan_build(p, g, bias, true, key.align)) &&
         !plan_build(p, g, bias, false, key.align) &&
         !(bias && plan_build(p, g, false, false, key.align))) {
@@ -334,8 +336,11 @@ static void lt_run(const struct lt_gemm *g)
 {
     if (g->m <= 0 || g->n <= 0)
         return;
-    struct lt_plan tmp;
-    const struct lt_plan *p = plan_get(g, &tmp);
+    /* An empty product (k = 0) is D = beta·D (+ bias) without cuBLASLt, whose layouts would
+     * have a leading dimension of 0; the bias and GELU follow below as unfused. */
+    struct lt_plan tmp, empty;
+    memset(&empty, 0, sizeof empty);
+    const struct lt_plan *p = g->k > 0 ? plan_get(g, &tmp) : &empty;
     if (p->use_epilogue) /* the pointer may differ from the one the plan was built with */
         CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_BIAS_POINTER,
                                                     &g->bias, sizeof g->bias));
@@ -343,7 +348,7 @@ static void lt_run(const struct lt_gemm *g)
         CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(
             p->op, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, &g->aux, sizeof g->aux));
     float alpha = 1.0f, beta = g->beta;
-    if (g->k <= 0) { /* an empty product: D = beta·D (+ bias) */
+    if (g->k <= 0) {
         if (beta == 0.0f)
             CUDA_CHECK(cudaMemsetAsync(g->D, 0,
                                        (size_t)g->ldd * g->n *
@@ -354,7 +359,7 @@ static void lt_run(const struct lt_gemm *g)
                                     p->d, g->D, p->d, &p->algo, g_lt_ws, LT_WORKSPACE_BYTES,
                                     cuda_stream()));
     }
-    if (g->bias && (!p->use_epilogue || g->k <= 0)) {
+    if (g->bias && !p->use_epilogue) {
         /* D is column-major (m, n) = row-major (n rows, m columns): bias runs along m. */
         size_t total = (size_t)g->n * g->m;
         unsigned blocks = cuda_blocks(total, 256), cap = cuda_fill_blocks(256, 8);
@@ -362,7 +367,7 @@ static void lt_run(const struct lt_gemm *g)
             (float *)g->D, g->bias, (size_t)g->n, g->m);
         CUDA_LAUNCH_CHECK();
     }
-    if (g->aux && (!p->gelu_fused || g->k <= 0)) {
+    if (g->aux && !p->gelu_fused) {
         /* Unfused: D holds the pre-activation; keep it in aux and write gelu(aux) to D. */
         size_t bytes = (size_t)g->ldd * g->n * sizeof(float);
         CUDA_CHECK(cudaMemcpyAsync(g->aux, g->D, bytes, cudaMemcpyDeviceToDevice, cuda_stream()));
@@ -540,12 +545,18 @@ static void lp_backward_weight(const struct lp_fmt *f, float *dweight, float *db
         return;
     if (dweight && C > 0) {
         need_scratch(scratch, f, "backward_weight");
-        int R = chunk_rows(f, N, OC + C);
-        /* The inp copy starts 16-byte aligned after the dout copy (cuBLASLt's alignment). */
+        /* The inp copy starts 16-byte aligned after the dout copy (cuBLASLt's alignment):
+         * R·OC rounded up to 8, then R·C, within the scratch's elements — R·(OC + C) + 7 at
+         * most. */
+        size_t elems = kcuda_matmul_bf16_scratch_bytes(N) / 2, width = (size_t)OC + C;
+        if (elems < width + 7) {
+            fprintf(stderr, "matmul_%s: width %zu exceeds the scratch of %zu elements\n",
+                    f->name, width, elems);
+            abort();
+        }
+        size_t rmax = (elems - 7) / width;
+        int R = rmax > (size_t)N ? N : (int)rmax;
         size_t g_elems = ((size_t)R * OC + 7) / 8 * 8;
-        if ((g_elems + (size_t)R * C) * 2 > kcuda_matmul_bf16_scratch_bytes(N))
-            R = R > 8 ? R - 8 : 1; /* the rounding pushed it past the end: drop a few rows */
-        g_elems = ((size_t)R * OC + 7) / 8 * 8;
         uint16_t *g16 = (uint16_t *)scratch, *x16 = g16 + g_elems;
         for (int r0 = 0; r0 < N; r0 += R) {
             int rows = N - r0 < R ? N - r0 : R;

@@ -23,7 +23,8 @@
  *    to a per-launch buffer. Both are filled with 0xff bytes (NaN floats, -1 integers) before
  *    every block, so a read of shared memory that no thread of the block wrote shows up.
  *  - Device memory is host memory; copies are memcpy; streams and events are no-ops (every
- *    launch has finished when it returns).
+ *    launch has finished when it returns). cudaMalloc records its allocations (cudaFree of
+ *    anything else is cudaErrorInvalidValue; emu_device_span asks whether a range is inside one).
  *  - A launch checks the limits the hardware checks (at most 1024 threads per block, grid y and
  *    z <= 65535, more than 48 KiB of dynamic shared memory only after cudaFuncSetAttribute
  *    opted in, at most the device's opt-in limit); a bad launch sets the error that
@@ -138,6 +139,10 @@ template <typename T> static inline cudaError_t cudaMalloc(T **p, size_t bytes)
     return cudaMalloc(reinterpret_cast<void **>(p), bytes);
 }
 cudaError_t cudaFree(void *p);
+/* True when [p, p + bytes) lies inside one live cudaMalloc allocation (the cuBLASLt fake checks
+ * its operands with it: on a GPU an access outside is an illegal address or a silent read of a
+ * neighbour). */
+bool emu_device_span(const void *p, size_t bytes);
 cudaError_t cudaMemcpy(void *dst, const void *src, size_t bytes, cudaMemcpyKind kind);
 cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t bytes, cudaMemcpyKind kind,
                             cudaStream_t s = 0);
@@ -544,6 +549,17 @@ static inline void emu_launch(const emu_cfg &cfg, void (*kernel)(P...), A &&...a
             std::apply(cp->k, mine);
         },
         &c);
+}
+
+/* The same for a template kernel launched without template arguments (cu2cpp.pl emits this
+ * for them: a launch deduces them from the arguments as a call does). The kernel's parameter
+ * types are the decayed argument types, which picks the specialization. */
+template <typename... A>
+static inline void emu_launch_deduced(const emu_cfg &cfg,
+                                      void (*kernel)(typename std::decay<A>::type...),
+                                      A &&...args)
+{
+    emu_launch(cfg, kernel, std::forward<A>(args)...);
 }
 
 #endif

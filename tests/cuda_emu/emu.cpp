@@ -2,8 +2,9 @@
  * block (one block at a time), block and warp barriers, warp exchanges (shuffles, ballot),
  * shared-memory poisoning, launch-limit checks, the host runtime calls the kernel files make
  * (memory is host memory, streams and events do nothing), and the few plugin.cu functions the
- * kernels call (cuda_stream, cuda_props, cuda_reduce_buf, cuda_fill_blocks, cuda_fail), so the
- * kernel files link without plugin.cu and its allocator.
+ * kernel files and matmul.cu call (cuda_stream, cuda_props, cuda_reduce_buf, cuda_fill_blocks,
+ * cuda_fail, cublas_fail, cuda_set_err, and cuda_alloc / cuda_free without plugin.cu's
+ * per-category accounting), so they link without plugin.cu.
  *
  * Fibers: each thread of a block is a fiber with its own mmap'ed stack, entered the first time
  * with makecontext/setcontext and afterwards switched with _setjmp/_longjmp (no signal-mask
@@ -14,6 +15,7 @@
 #include "cuda_emu.h"
 
 #include <setjmp.h>
+#include <stdarg.h>
 #include <sys/mman.h>
 #include <time.h>
 #include <ucontext.h>
@@ -92,6 +94,40 @@ float *cuda_reduce_buf(void)
     return buf;
 }
 
+int cuda_set_err(struct sw_err *err, int code, const char *fmt, ...)
+{
+    if (!err)
+        return code;
+    memset(err, 0, sizeof(*err));
+    err->code = code;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
+    va_end(ap);
+    return code;
+}
+
+/* cudaMalloc (256-byte aligned host memory, exactly the bytes asked for, so ASan sees overruns);
+ * the category is checked, not counted. */
+void *cuda_alloc(size_t bytes, enum backend_mem cat, struct sw_err *err)
+{
+    if ((int)cat < 0 || (int)cat >= BACKEND_MEM_COUNT) {
+        cuda_set_err(err, SW_EINVAL, "cuda_alloc: memory category %d out of range", (int)cat);
+        return nullptr;
+    }
+    void *p = nullptr;
+    if (cudaMalloc(&p, bytes) != cudaSuccess) {
+        cuda_set_err(err, SW_ENOMEM, "cannot allocate %zu bytes (CUDA emulation)", bytes);
+        return nullptr;
+    }
+    return p;
+}
+
+void cuda_free(void *p)
+{
+    cudaFree(p);
+}
+
 unsigned cuda_fill_blocks(unsigned threads, unsigned per_sm)
 {
     (void)threads;
@@ -155,6 +191,9 @@ cudaError_t cudaGetDeviceCount(int *count)
     return cudaSuccess;
 }
 
+/* Live cudaMalloc allocations (start -> bytes), for emu_device_span. */
+static std::map<uintptr_t, size_t> &g_allocs = *new std::map<uintptr_t, size_t>;
+
 cudaError_t cudaMalloc(void **p, size_t bytes)
 {
     /* 256-byte aligned like cudaMalloc, and no larger than asked (ASan sees overruns). */
@@ -162,13 +201,28 @@ cudaError_t cudaMalloc(void **p, size_t bytes)
         *p = nullptr;
         return cudaErrorMemoryAllocation;
     }
+    g_allocs[(uintptr_t)*p] = bytes;
     return cudaSuccess;
 }
 
 cudaError_t cudaFree(void *p)
 {
+    if (p && !g_allocs.erase((uintptr_t)p))
+        return cudaErrorInvalidValue; /* not from cudaMalloc, or freed twice */
     free(p);
     return cudaSuccess;
+}
+
+bool emu_device_span(const void *p, size_t bytes)
+{
+    if (bytes == 0)
+        return true;
+    auto it = g_allocs.upper_bound((uintptr_t)p);
+    if (it == g_allocs.begin())
+        return false;
+    --it;
+    uintptr_t lo = it->first, q = (uintptr_t)p;
+    return q >= lo && q - lo <= it->second && bytes <= it->second - (q - lo);
 }
 
 cudaError_t cudaMemcpy(void *dst, const void *src, size_t bytes, cudaMemcpyKind kind)

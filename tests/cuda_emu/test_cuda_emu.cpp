@@ -1,6 +1,7 @@
-/* The CUDA kernels of kernels/cuda/k_*.cu, compiled by g++ and run on the CPU under the
- * emulation of tests/cuda_emu/cuda_emu.h, against the CPU kernels (kernels/cpu) on random
- * inputs: every kcuda_* entry the k_*.cu files define (matmul.cu's cuBLASLt entries excepted).
+/* The CUDA kernels of kernels/cuda/k_*.cu and matmul.cu, compiled by g++ and run on the CPU under
+ * the emulation of tests/cuda_emu/cuda_emu.h (matmul.cu on the cuBLASLt fake
+ * tests/cuda_emu/cublaslt_emu.cpp), against the CPU kernels (kernels/cpu) on random inputs: every
+ * kcuda_* entry those files define.
  *
  * The comparisons, their shapes and their tolerances are those of the GPU test
  * tests/gpu/test_cuda_kernels.cu, which this file includes (its main renamed) so both stay one
@@ -10,6 +11,10 @@
  * norm on 300 K elements instead of 1 M). Added here: the one-launch SGD updates the GPU test
  * does not cover, and a self-test of the emulation (barriers, shuffles, ballot, per-block
  * shared memory, launch checks, deadlock detection, and that a missing __syncthreads shows).
+ * The matmuls: tests/gpu/test_cuda_backend.c's cases (through tests/cuda_emu/backend_cases.c and
+ * a backend table of the kcuda_matmul_* entries), a self-test of the cuBLASLt fake (against a
+ * double-precision GEMM, and its refusals of misuse), and matmul.cu's own logic: GEMMs per
+ * chunked call, NULL bias, C = 0, the epilogue fallbacks, the fused GELU, the plan cache.
  * Ends with "test_cuda_emu: N passed, N failed". docs/cuda.md ("Kernel logic without a GPU")
  * says what a pass does and does not prove. */
 #include <signal.h>
@@ -17,6 +22,8 @@
 #include <unistd.h>
 
 #include <chrono>
+
+#include <cublasLt.h>
 
 #define main test_cuda_kernels_gpu_main
 #include "tests/gpu/test_cuda_kernels.cu"
@@ -292,6 +299,780 @@ static void test_sgd_multi_emu(void)
     dfree_all();
 }
 
+/* ---------------------------------------------------------------- matmul.cu on the fake */
+
+extern "C" void emu_backend_matmul_cases(const struct backend *b, int *passed, int *failed);
+
+static long lt_delta(long emu_lt_stats::*field, const emu_lt_stats &before)
+{
+    emu_lt_stats now;
+    emu_cublaslt_stats(&now);
+    return now.*field - before.*field;
+}
+
+static void be_memcpy(void *dst, const void *src, size_t bytes, enum backend_copy kind)
+{
+    (void)kind;
+    CUDA_CHECK(cudaMemcpy(dst, src, bytes, cudaMemcpyDefault));
+}
+
+/* The backend table of the matmul entries (the plugin's is built by plugin.cu, not emulated). */
+static const struct backend *emu_matmul_backend(void)
+{
+    static struct backend b;
+    b.name = "cuda-emu";
+    b.alloc = cuda_alloc;
+    b.free = cuda_free;
+    b.memcpy = be_memcpy;
+    b.matmul_uses_blas = kcuda_matmul_uses_blas;
+    b.matmul_forward = kcuda_matmul_forward;
+    b.matmul_backward = kcuda_matmul_backward;
+    b.matmul_bf16_scratch_bytes = kcuda_matmul_bf16_scratch_bytes;
+    b.matmul_bf16_forward = kcuda_matmul_bf16_forward;
+    b.matmul_bf16_backward_input = kcuda_matmul_bf16_backward_input;
+    b.matmul_bf16_backward_weight = kcuda_matmul_bf16_backward_weight;
+    b.matmul_f16_forward = kcuda_matmul_f16_forward;
+    b.matmul_f16_backward_input = kcuda_matmul_f16_backward_input;
+    b.matmul_f16_backward_weight = kcuda_matmul_f16_backward_weight;
+    b.matmul_gelu_forward = kcuda_matmul_gelu_forward;
+    return &b;
+}
+
+static void test_matmul_init(void)
+{
+    struct sw_err err;
+    memset(&err, 0, sizeof err);
+    CHECK_INT(kcuda_matmul_init(&err), 0);
+    CHECK_INT(kcuda_matmul_init(&err), 0); /* once only */
+    emu_lt_stats s;
+    emu_cublaslt_stats(&s);
+    CHECK_INT(s.live_handles, 1);
+    CHECK(kcuda_matmul_uses_blas() && kcuda_has_native_bf16()); /* the emulated sm_80 */
+}
+
+/* tests/gpu/test_cuda_backend.c's matmul checks (backend_cases.c), counted here. */
+static void test_matmul_backend_cases(void)
+{
+    int p = 0, f = 0;
+    emu_backend_matmul_cases(emu_matmul_backend(), &p, &f);
+    printf("  %-44s %d passed, %d failed\n", "tests/gpu/test_cuda_backend.c matmul cases", p, f);
+    harness_passed += p;
+    harness_failed += f;
+}
+
+/* ---- the fake itself, against a double-precision GEMM */
+
+static float tf32_ref(float x) /* nearest TF32, ties away from zero, by arithmetic */
+{
+    if (!isfinite(x) || x == 0.0f)
+        return x;
+    int e;
+    double m = frexp((double)x, &e);             /* |m| in [0.5, 1): 11 significant bits */
+    double r = round(m * 2048.0) / 2048.0;       /* round() ties away from zero */
+    return (float)ldexp(r, e);
+}
+
+static void test_cublaslt_tf32(void)
+{
+    const float one = 1.0f;
+    CHECK(emu_cublaslt_round_tf32(one + 0x1p-11f) == one + 0x1p-10f); /* tie: away */
+    CHECK(emu_cublaslt_round_tf32(-(one + 0x1p-11f)) == -(one + 0x1p-10f));
+    CHECK(emu_cublaslt_round_tf32(one + 0x1p-12f) == one);
+    CHECK(emu_cublaslt_round_tf32(one + 0x1p-11f + 0x1p-23f) == one + 0x1p-10f);
+    CHECK(isinf(emu_cublaslt_round_tf32(INFINITY)) && isnan(emu_cublaslt_round_tf32(NAN)));
+    int bad = 0;
+    vec r = rnd(100000, 1000.0f);
+    for (float x : r)
+        bad += emu_cublaslt_round_tf32(x) != tf32_ref(x);
+    CHECK_INT(bad, 0);
+    printf("  %-44s %d of %zu differ from round(m·2^11)\n", "cublasLt fake: TF32 rounding", bad,
+           r.size());
+}
+
+/* One GEMM through the fake's API; returns the status of the first call that fails. */
+struct lt_case {
+    cublasOperation_t ta, tb;
+    int m, n, k;
+    int64_t lda, ldb, ldc, ldd;
+    cudaDataType_t ab;
+    cublasComputeType_t compute;
+    uint32_t epi;
+    int64_t aux_ld;
+    const void *A, *B, *C;
+    void *D;
+    const float *bias;
+    float *aux;
+    float alpha, beta;
+    size_t ws_bytes; /* the preference's maximum, and what cublasLtMatmul gets ... */
+    bool ws_short;   /* ... or half of it */
+    uint32_t align;  /* the preference's promise for A..D */
+};
+
+static cublasStatus_t lt_run_case(cublasLtHandle_t h, const lt_case &c, void *ws)
+{
+    cublasLtMatmulDesc_t op = nullptr;
+    cublasLtMatrixLayout_t a = nullptr, b = nullptr, cc = nullptr, d = nullptr;
+    cublasLtMatmulPreference_t pref = nullptr;
+    cublasLtMatmulHeuristicResult_t res;
+    int nres = 0;
+    cublasStatus_t st;
+    int32_t ta = c.ta, tb = c.tb;
+    uint64_t ws_max = c.ws_bytes;
+#define LT_TRY(call)                                                                             \
+    do {                                                                                         \
+        st = (call);                                                                             \
+        if (st != CUBLAS_STATUS_SUCCESS)                                                         \
+            goto out;                                                                            \
+    } while (0)
+    LT_TRY(cublasLtMatmulDescCreate(&op, c.compute, CUDA_R_32F));
+    LT_TRY(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta));
+    LT_TRY(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb));
+    LT_TRY(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_EPILOGUE, &c.epi, sizeof c.epi));
+    LT_TRY(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &c.bias,
+                                          sizeof c.bias));
+    LT_TRY(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, &c.aux,
+                                          sizeof c.aux));
+    LT_TRY(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_LD, &c.aux_ld,
+                                          sizeof c.aux_ld));
+    LT_TRY(cublasLtMatrixLayoutCreate(&a, c.ab, c.ta ? c.k : c.m, c.ta ? c.m : c.k, c.lda));
+    LT_TRY(cublasLtMatrixLayoutCreate(&b, c.ab, c.tb ? c.n : c.k, c.tb ? c.k : c.n, c.ldb));
+    LT_TRY(cublasLtMatrixLayoutCreate(&cc, CUDA_R_32F, c.m, c.n, c.ldc));
+    LT_TRY(cublasLtMatrixLayoutCreate(&d, CUDA_R_32F, c.m, c.n, c.ldd));
+    LT_TRY(cublasLtMatmulPreferenceCreate(&pref));
+    LT_TRY(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
+                                                &ws_max, sizeof ws_max));
+    for (int i = 0; i < 4; i++)
+        LT_TRY(cublasLtMatmulPreferenceSetAttribute(
+            pref,
+            (cublasLtMatmulPreferenceAttributes_t)(CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES + i),
+            &c.align, sizeof c.align));
+    LT_TRY(cublasLtMatmulAlgoGetHeuristic(h, op, a, b, cc, d, pref, 1, &res, &nres));
+    LT_TRY(cublasLtMatmul(h, op, &c.alpha, c.A, a, c.B, b, &c.beta, c.C, cc, c.D, d, &res.algo,
+                          ws, c.ws_short ? c.ws_bytes / 2 : c.ws_bytes, cuda_stream()));
+#undef LT_TRY
+out:
+    if (pref)
+        cublasLtMatmulPreferenceDestroy(pref);
+    cublasLtMatrixLayout_t ls[4] = {a, b, cc, d};
+    for (cublasLtMatrixLayout_t l : ls)
+        if (l)
+            cublasLtMatrixLayoutDestroy(l);
+    if (op)
+        cublasLtMatmulDescDestroy(op);
+    return st;
+}
+
+/* Element (r, c) of a column-major matrix as the fake must read it. */
+static float elem_of(cudaDataType_t t, const std::vector<uint16_t> &h, const vec &f, int64_t idx)
+{
+    if (t == CUDA_R_32F)
+        return f[(size_t)idx];
+    vec one(1);
+    if (t == CUDA_R_16BF)
+        kcpu_bf16_to_f32(one.data(), &h[(size_t)idx], 1);
+    else
+        kcpu_f16_to_f32(one.data(), &h[(size_t)idx], 1);
+    return one[0];
+}
+
+/* Every transpose pair, operand type and compute type, with leading dimensions larger than the
+ * rows and NaN in every element a layout excludes; D's padding must stay as it was. */
+static void test_cublaslt_gemm(void)
+{
+    cublasLtHandle_t h;
+    CHECK_INT(cublasLtCreate(&h), CUBLAS_STATUS_SUCCESS);
+    const int m = 5, n = 7, k = 9;
+    const uint16_t nan16[2] = {0x7fc1, 0x7e01}; /* bf16, fp16 NaN */
+    void *ws = dalloc(4096);
+    int bad = 0, cases = 0;
+    for (int t = 0; t < 4; t++)
+        for (int ty = 0; ty < 4; ty++)
+            for (int e = 0; e < 4; e++) {
+                lt_case c{};
+                c.ta = (t & 1) ? CUBLAS_OP_T : CUBLAS_OP_N;
+                c.tb = (t & 2) ? CUBLAS_OP_T : CUBLAS_OP_N;
+                c.m = m, c.n = n, c.k = k;
+                c.ab = ty == 1 ? CUDA_R_16BF : ty == 2 ? CUDA_R_16F : CUDA_R_32F;
+                c.compute = ty == 3 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
+                c.epi = e == 0   ? CUBLASLT_EPILOGUE_DEFAULT
+                        : e == 1 ? CUBLASLT_EPILOGUE_BIAS
+                        : e == 2 ? CUBLASLT_EPILOGUE_GELU_AUX_BIAS
+                                 : CUBLASLT_EPILOGUE_GELU_AUX;
+                const bool has_bias = e == 1 || e == 2, has_aux = e >= 2;
+                const int64_t ar = c.ta ? k : m, acol = c.ta ? m : k;
+                const int64_t br = c.tb ? n : k, bcol = c.tb ? k : n;
+                c.lda = ar + 3, c.ldb = br + 1, c.ldc = m + 2, c.ldd = m + 1, c.aux_ld = 16;
+                /* operands: fp32 values, or their 16-bit codes */
+                vec af(c.lda * acol), bf(c.ldb * bcol);
+                std::vector<uint16_t> ah(af.size()), bh(bf.size());
+                vec av = rnd(af.size(), 2.0f), bv = rnd(bf.size(), 2.0f);
+                if (ty == 1 || ty == 2) {
+                    (ty == 1 ? kcpu_f32_to_bf16 : kcpu_f32_to_f16)(ah.data(), av.data(), av.size());
+                    (ty == 1 ? kcpu_f32_to_bf16 : kcpu_f32_to_f16)(bh.data(), bv.data(), bv.size());
+                }
+                af = av, bf = bv;
+                for (int64_t j = 0; j < acol; j++)
+                    for (int64_t i = ar; i < c.lda; i++) {
+                        af[(size_t)(i + j * c.lda)] = NAN;
+                        ah[(size_t)(i + j * c.lda)] = nan16[ty == 2];
+                    }
+                for (int64_t j = 0; j < bcol; j++)
+                    for (int64_t i = br; i < c.ldb; i++) {
+                        bf[(size_t)(i + j * c.ldb)] = NAN;
+                        bh[(size_t)(i + j * c.ldb)] = nan16[ty == 2];
+                    }
+                vec cf = rnd((size_t)(c.ldc * n)), df((size_t)(c.ldd * n), 12345.0f);
+                vec auxf((size_t)(c.aux_ld * n), 54321.0f), bias = rnd(m);
+                for (int j = 0; j < n; j++)
+                    for (int64_t i = e == 1 ? 0 : m; i < c.ldc; i++) /* beta 0: all unread */
+                        cf[(size_t)(i + j * c.ldc)] = NAN;
+                const bool wide = ty == 0 || ty == 3;
+                c.A = wide ? (const void *)up(af) : (const void *)up(ah);
+                c.B = wide ? (const void *)up(bf) : (const void *)up(bh);
+                c.C = up(cf);
+                float *d_d = up(df), *d_aux = up(auxf);
+                c.D = d_d;
+                c.bias = has_bias ? up(bias) : nullptr;
+                c.aux = has_aux ? d_aux : nullptr;
+                c.alpha = 2.0f, c.beta = e == 1 ? 0.0f : 0.5f; /* beta 0: C (NaN-padded) unread */
+                c.ws_bytes = 4096;
+                c.align = 16;
+                cublasStatus_t st = lt_run_case(h, c, ws);
+                CHECK_MSG(st == CUBLAS_STATUS_SUCCESS, "status %d: %s", (int)st,
+                          emu_cublaslt_last_error());
+                vec d = down(d_d, df.size()), aux = down(d_aux, auxf.size());
+                for (int j = 0; j < n; j++) {
+                    for (int i = 0; i < m; i++) {
+                        double s = 0, bnd = 0;
+                        for (int l = 0; l < k; l++) {
+                            int64_t ia = c.ta ? l + i * c.lda : i + l * c.lda;
+                            int64_t ib = c.tb ? j + l * c.ldb : l + j * c.ldb;
+                            float x = elem_of(c.ab, ah, af, ia), y = elem_of(c.ab, bh, bf, ib);
+                            if (ty == 3)
+                                x = tf32_ref(x), y = tf32_ref(y);
+                            s += (double)x * y;
+                            bnd += fabs((double)x * y);
+                        }
+                        double v = c.alpha * s, vb = fabs(c.alpha) * bnd;
+                        if (c.beta != 0.0f) {
+                            v += c.beta * (double)cf[(size_t)(i + j * c.ldc)];
+                            vb += fabs(c.beta * (double)cf[(size_t)(i + j * c.ldc)]);
+                        }
+                        if (has_bias) {
+                            v += bias[(size_t)i];
+                            vb += fabs(bias[(size_t)i]);
+                        }
+                        float got = d[(size_t)(i + j * c.ldd)];
+                        if (has_aux) {
+                            float pre = aux[(size_t)(i + j * c.aux_ld)], g;
+                            kcpu_gelu_forward(&g, &pre, 1);
+                            bad += !(fabs(pre - v) <= 1e-6 * vb + 1e-30) || got != g;
+                        } else {
+                            bad += !(fabs(got - v) <= 1e-6 * vb + 1e-30);
+                        }
+                    }
+                    for (int64_t i = m; i < c.ldd; i++)
+                        bad += d[(size_t)(i + j * c.ldd)] != 12345.0f;
+                    for (int64_t i = has_aux ? m : 0; i < c.aux_ld; i++)
+                        bad += auxf[(size_t)(i + j * c.aux_ld)] != aux[(size_t)(i + j * c.aux_ld)];
+                }
+                cases++;
+            }
+    CHECK_INT(bad, 0);
+    printf("  %-44s %d cases (N/T x fp32/bf16/fp16/tf32 x 4 epilogues), %d wrong\n",
+           "cublasLt fake: column-major GEMM", cases, bad);
+
+    /* In place (C == D, beta = 1), as matmul.cu's backward runs. */
+    {
+        vec a = rnd(6), b = rnd(6), cd = rnd(4);
+        lt_case c{};
+        c.ta = CUBLAS_OP_N, c.tb = CUBLAS_OP_N, c.m = 2, c.n = 2, c.k = 3;
+        c.lda = 2, c.ldb = 3, c.ldc = 2, c.ldd = 2, c.ab = CUDA_R_32F;
+        c.compute = CUBLAS_COMPUTE_32F, c.epi = CUBLASLT_EPILOGUE_DEFAULT;
+        float *d_cd = up(cd);
+        c.A = up(a), c.B = up(b), c.C = d_cd, c.D = d_cd, c.alpha = 1, c.beta = 1;
+        c.ws_bytes = 4096, c.align = 16;
+        CHECK_INT(lt_run_case(h, c, ws), CUBLAS_STATUS_SUCCESS);
+        vec got = down(d_cd, 4);
+        int wrong = 0;
+        for (int j = 0; j < 2; j++)
+            for (int i = 0; i < 2; i++) {
+                double s = cd[(size_t)(i + 2 * j)];
+                for (int l = 0; l < 3; l++)
+                    s += (double)a[(size_t)(i + 2 * l)] * b[(size_t)(l + 3 * j)];
+                wrong += fabs(got[(size_t)(i + 2 * j)] - s) > 1e-6;
+            }
+        CHECK_INT(wrong, 0);
+    }
+    CHECK_INT(cublasLtDestroy(h), CUBLAS_STATUS_SUCCESS);
+    dfree_all();
+}
+
+/* Misuse fails with a reason instead of computing something; the refusal hook. */
+static void test_cublaslt_checks(void)
+{
+    emu_lt_stats s0;
+    emu_cublaslt_stats(&s0);
+    cublasLtHandle_t h;
+    CHECK_INT(cublasLtCreate(&h), CUBLAS_STATUS_SUCCESS);
+    void *ws = dalloc(4096);
+    vec a = rnd(64), b = rnd(64), bias = rnd(8);
+    float *d_a = up(a), *d_b = up(b), *d_c = up(vec(64, 0.0f)), *d_bias = up(bias);
+    float *d_aux = up(vec(64, 0.0f));
+    lt_case base{};
+    base.ta = CUBLAS_OP_T, base.tb = CUBLAS_OP_N, base.m = 4, base.n = 3, base.k = 5;
+    base.lda = 5, base.ldb = 5, base.ldc = 4, base.ldd = 4, base.ab = CUDA_R_32F;
+    base.compute = CUBLAS_COMPUTE_32F_FAST_TF32, base.epi = CUBLASLT_EPILOGUE_DEFAULT;
+    base.A = d_a, base.B = d_b, base.C = d_c, base.D = d_c, base.alpha = 1, base.beta = 0;
+    base.ws_bytes = 4096, base.align = 16;
+    CHECK_INT(lt_run_case(h, base, ws), CUBLAS_STATUS_SUCCESS);
+
+    struct bad_case {
+        const char *what, *reason;
+        cublasStatus_t want;
+        lt_case c;
+    };
+    std::vector<bad_case> bads;
+    lt_case c = base;
+    c.lda = 4; /* A is stored 5 x 4 (transposed): ld 4 < 5 rows */
+    bads.push_back({"ld < rows", "leading dimension", CUBLAS_STATUS_INVALID_VALUE, c});
+    c = base;
+    c.ab = CUDA_R_16BF;
+    bads.push_back(
+        {"TF32 compute with bf16 operands", "FAST_TF32", CUBLAS_STATUS_NOT_SUPPORTED, c});
+    c = base;
+    c.ws_short = true;
+    bads.push_back(
+        {"workspace below the algorithm's", "workspace", CUBLAS_STATUS_INVALID_VALUE, c});
+    c = base;
+    c.A = d_a + 1;
+    bads.push_back({"A less aligned than promised", "aligned", CUBLAS_STATUS_INVALID_VALUE, c});
+    c = base;
+    c.ldc = 5;
+    c.beta = 1;
+    bads.push_back({"in place with ldc != ldd", "in place", CUBLAS_STATUS_INVALID_VALUE, c});
+    c = base;
+    c.D = d_a;
+    bads.push_back({"D overlapping A", "overlaps", CUBLAS_STATUS_INVALID_VALUE, c});
+    c = base;
+    c.B = d_b + 60; /* B is 5 x 3: 15 floats from float 60 of 64 */
+    bads.push_back({"B past the end of its allocation", "not inside one cudaMalloc",
+                    CUBLAS_STATUS_INVALID_VALUE, c});
+    c = base;
+    c.epi = CUBLASLT_EPILOGUE_BIAS;
+    bads.push_back({"BIAS epilogue without a bias", "bias pointer is NULL",
+                    CUBLAS_STATUS_INVALID_VALUE, c});
+    c = base;
+    c.epi = CUBLASLT_EPILOGUE_GELU_AUX_BIAS, c.bias = d_bias, c.aux = d_aux, c.aux_ld = 12;
+    bads.push_back({"aux ld not a multiple of 8", "AUX_LD", CUBLAS_STATUS_INVALID_VALUE, c});
+    c = base;
+    c.epi = CUBLASLT_EPILOGUE_RELU_BIAS, c.bias = d_bias;
+    bads.push_back({"an epilogue not emulated", "not emulated", CUBLAS_STATUS_NOT_SUPPORTED, c});
+    c = base;
+    c.align = 2;
+    bads.push_back(
+        {"fp32 promised 2-byte aligned", "no algorithm", CUBLAS_STATUS_NOT_SUPPORTED, c});
+    emu_cublaslt_set_quiet(true);
+    int ok = 0;
+    for (const bad_case &bc : bads) {
+        cublasStatus_t st = lt_run_case(h, bc.c, ws);
+        bool good = st == bc.want && strstr(emu_cublaslt_last_error(), bc.reason);
+        CHECK_MSG(good, "%s: status %d, want %d, reason \"%s\"", bc.what, (int)st, (int)bc.want,
+                  emu_cublaslt_last_error());
+        ok += good;
+    }
+    /* Direct misuse: a wrong attribute size, a destroyed layout, an algorithm used for another
+     * problem. */
+    cublasLtMatmulDesc_t op;
+    CHECK_INT(cublasLtMatmulDescCreate(&op, CUBLAS_COMPUTE_32F, CUDA_R_32F), 0);
+    int64_t t64 = CUBLAS_OP_T;
+    CHECK_INT(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSA, &t64, sizeof t64),
+              CUBLAS_STATUS_INVALID_VALUE);
+    cublasLtMatrixLayout_t l4, l5;
+    CHECK_INT(cublasLtMatrixLayoutCreate(&l4, CUDA_R_32F, 4, 4, 4), 0);
+    CHECK_INT(cublasLtMatrixLayoutCreate(&l5, CUDA_R_32F, 5, 5, 5), 0);
+    cublasLtMatmulPreference_t pref;
+    CHECK_INT(cublasLtMatmulPreferenceCreate(&pref), 0);
+    cublasLtMatmulHeuristicResult_t res;
+    int nres = 0;
+    CHECK_INT(cublasLtMatmulAlgoGetHeuristic(h, op, l4, l4, l4, l4, pref, 1, &res, &nres), 0);
+    CHECK_INT(nres, 1);
+    float one = 1.0f, zero = 0.0f;
+    CHECK_INT(cublasLtMatmul(h, op, &one, d_a, l5, d_b, l5, &zero, d_c, l5, d_c, l5, &res.algo,
+                             ws, 4096, cuda_stream()),
+              CUBLAS_STATUS_INVALID_VALUE);
+    CHECK(strstr(emu_cublaslt_last_error(), "another problem"));
+    CHECK_INT(cublasLtMatrixLayoutDestroy(l5), 0);
+    CHECK_INT(cublasLtMatmul(h, op, &one, d_a, l5, d_b, l5, &zero, d_c, l5, d_c, l5, &res.algo,
+                             ws, 4096, cuda_stream()),
+              CUBLAS_STATUS_INVALID_VALUE);
+    CHECK(strstr(emu_cublaslt_last_error(), "not a live matrix layout"));
+    /* The refusal hook: epilogues only, then everything, then the environment variable. */
+    uint32_t epi = CUBLASLT_EPILOGUE_BIAS;
+    CHECK_INT(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof epi),
+              0);
+    emu_cublaslt_set_refuse(EMU_LT_REFUSE_EPILOGUE);
+    CHECK_INT(cublasLtMatmulAlgoGetHeuristic(h, op, l4, l4, l4, l4, pref, 1, &res, &nres),
+              CUBLAS_STATUS_NOT_SUPPORTED);
+    CHECK_INT(nres, 0);
+    epi = CUBLASLT_EPILOGUE_DEFAULT;
+    CHECK_INT(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof epi),
+              0);
+    CHECK_INT(cublasLtMatmulAlgoGetHeuristic(h, op, l4, l4, l4, l4, pref, 1, &res, &nres), 0);
+    emu_cublaslt_set_refuse(EMU_LT_REFUSE_ALL);
+    CHECK_INT(cublasLtMatmulAlgoGetHeuristic(h, op, l4, l4, l4, l4, pref, 1, &res, &nres),
+              CUBLAS_STATUS_NOT_SUPPORTED);
+    emu_cublaslt_set_refuse(EMU_LT_REFUSE_ENV);
+    setenv("SCALEWISE_EMU_CUBLASLT_NO_ALGO", "all", 1);
+    CHECK_INT(cublasLtMatmulAlgoGetHeuristic(h, op, l4, l4, l4, l4, pref, 1, &res, &nres),
+              CUBLAS_STATUS_NOT_SUPPORTED);
+    unsetenv("SCALEWISE_EMU_CUBLASLT_NO_ALGO");
+    CHECK_INT(cublasLtMatmulAlgoGetHeuristic(h, op, l4, l4, l4, l4, pref, 1, &res, &nres), 0);
+    emu_cublaslt_set_quiet(false);
+    CHECK_INT(cublasLtMatmulPreferenceDestroy(pref), 0);
+    CHECK_INT(cublasLtMatrixLayoutDestroy(l4), 0);
+    CHECK_INT(cublasLtMatmulDescDestroy(op), 0);
+    CHECK_INT(cublasLtDestroy(h), 0);
+    emu_lt_stats s1;
+    emu_cublaslt_stats(&s1);
+    CHECK(s1.live_descs == s0.live_descs && s1.live_layouts == s0.live_layouts &&
+          s1.live_prefs == s0.live_prefs && s1.live_handles == s0.live_handles);
+    printf("  %-44s %d of %zu refused with the expected reason\n", "cublasLt fake: misuse", ok,
+           bads.size());
+    dfree_all();
+}
+
+/* ---- matmul.cu's own logic */
+
+/* max over elements of |got - want| / (Σ|products| + |bias|), and whether all are within tol. */
+static void expect_mm(const char *what, const float *dev, const vec &want, const vec &x,
+                      const vec &w, const float *bias, int N, int C, int OC, double tol)
+{
+    vec got = down(dev, want.size());
+    double worst = 0;
+    int bad = 0;
+    for (int r = 0; r < N; r++)
+        for (int o = 0; o < OC; o++) {
+            double b = bias ? fabs(bias[o]) : 0;
+            for (int c = 0; c < C; c++)
+                b += fabs((double)x[(size_t)r * C + c] * w[(size_t)o * C + c]);
+            double d = fabs((double)got[(size_t)r * OC + o] - want[(size_t)r * OC + o]);
+            if (!(d <= tol * b + 1e-6))
+                bad++;
+            if (b > 0 && d / b > worst)
+                worst = d / b;
+        }
+    printf("  %-44s max %.3g of the bound (tol %.3g)%s\n", what, worst, tol, bad ? "  FAIL" : "");
+    CHECK_MSG(bad == 0, "%s: %d elements beyond %.3g of the bound", what, bad, tol);
+}
+
+static vec f16_round(const vec &x)
+{
+    vec y(x.size());
+    kcpu_round_f16(y.data(), x.data(), x.size());
+    return y;
+}
+
+/* Forward of all three families with the bias, on a fresh shape (N, C, OC): outputs against the
+ * CPU. fp32 runs TF32 (2e-3 of Σ|x·w|); the 16-bit entries use the same rounded operands as
+ * the references, so only the summation order differs (1e-5). */
+static void forward_three(const char *tag, int N, int C, int OC, bool with_bias)
+{
+    vec x = rnd((size_t)N * C), w = rnd((size_t)OC * C), bias = rnd(OC), ref((size_t)N * OC);
+    std::vector<uint16_t> wb(w.size()), wh(w.size());
+    kcpu_f32_to_bf16(wb.data(), w.data(), w.size());
+    kcpu_f32_to_f16(wh.data(), w.data(), w.size());
+    vec wbf(w.size()), whf(w.size());
+    kcpu_bf16_to_f32(wbf.data(), wb.data(), w.size());
+    kcpu_f16_to_f32(whf.data(), wh.data(), w.size());
+    const float *hb = with_bias ? bias.data() : nullptr;
+    float *d_x = up(x), *d_w = up(w), *d_b = with_bias ? up(bias) : nullptr;
+    float *d_o = (float *)dalloc(ref.size() * 4);
+    void *scratch = dalloc(kcuda_matmul_bf16_scratch_bytes(N));
+    uint16_t *d_wb = up(wb), *d_wh = up(wh);
+    char what[96];
+    kcpu_matmul_forward(ref.data(), x.data(), w.data(), hb, N, C, OC);
+    kcuda_matmul_forward(d_o, d_x, d_w, d_b, N, C, OC);
+    snprintf(what, sizeof what, "%s: tf32 fwd %dx%dx%d", tag, N, C, OC);
+    expect_mm(what, d_o, ref, x, w, hb, N, C, OC, 2e-3);
+    vec xb = bf16_round(x);
+    kcpu_matmul_forward(ref.data(), xb.data(), wbf.data(), hb, N, C, OC);
+    kcuda_matmul_bf16_forward(d_o, d_x, d_wb, d_b, N, C, OC, scratch);
+    snprintf(what, sizeof what, "%s: bf16 fwd %dx%dx%d", tag, N, C, OC);
+    expect_mm(what, d_o, ref, xb, wbf, hb, N, C, OC, 1e-5);
+    vec xh = f16_round(x);
+    kcpu_matmul_forward(ref.data(), xh.data(), whf.data(), hb, N, C, OC);
+    kcuda_matmul_f16_forward(d_o, d_x, d_wh, d_b, N, C, OC, scratch);
+    snprintf(what, sizeof what, "%s: fp16 fwd %dx%dx%d", tag, N, C, OC);
+    expect_mm(what, d_o, ref, xh, whf, hb, N, C, OC, 1e-5);
+    dfree_all();
+}
+
+static void test_matmul_no_bias(void)
+{
+    emu_lt_stats s;
+    emu_cublaslt_stats(&s);
+    forward_three("bias NULL", 19, 40, 23, false);
+    CHECK_INT(lt_delta(&emu_lt_stats::matmuls, s), 3);
+    CHECK_INT(lt_delta(&emu_lt_stats::matmuls_bias, s), 0);
+}
+
+/* C = 0 (an empty product): out = bias, and with GELU pre = bias, out = gelu(bias); lt_run
+ * skips cublasLtMatmul (the fake accepts the k = 0 plan, which real cuBLASLt may not). */
+static void test_matmul_empty_k(void)
+{
+    const int N = 3, OC = 8;
+    vec bias = rnd(OC), want((size_t)N * OC), g((size_t)N * OC);
+    for (int r = 0; r < N; r++)
+        for (int o = 0; o < OC; o++)
+            want[(size_t)r * OC + o] = bias[(size_t)o];
+    kcpu_gelu_forward(g.data(), want.data(), want.size());
+    float *d_b = up(bias), *d_x = up(vec(1, 0.0f)), *d_w = up(vec(1, 0.0f));
+    float *d_o = up(vec(want.size(), NAN)), *d_pre = up(vec(want.size(), NAN));
+    kcuda_matmul_forward(d_o, d_x, d_w, d_b, N, 0, OC);
+    expect_close("fwd C = 0: out = bias", d_o, want, 0.0);
+    kcuda_matmul_gelu_forward(d_o, d_pre, d_x, d_w, BACKEND_WFMT_FP32, d_b, N, 0, OC, nullptr);
+    expect_close("gelu fwd C = 0: pre = bias", d_pre, want, 0.0);
+    expect_close("gelu fwd C = 0: out = gelu(bias)", d_o, g, 1e-6);
+    dfree_all();
+}
+
+/* No algorithm takes the BIAS epilogue: matmul.cu builds the plan without it and adds the bias
+ * with add_bias_kernel. Then no algorithm at all: matmul.cu aborts and says why. */
+static void test_matmul_fallback(void)
+{
+    emu_lt_stats s;
+    emu_cublaslt_stats(&s);
+    forward_three("BIAS epilogue", 21, 36, 29, true);
+    CHECK_INT(lt_delta(&emu_lt_stats::matmuls_bias, s), 3);
+    emu_cublaslt_stats(&s);
+    emu_cublaslt_set_refuse(EMU_LT_REFUSE_EPILOGUE);
+    forward_three("fallback (no BIAS epilogue)", 22, 36, 29, true);
+    emu_cublaslt_set_refuse(EMU_LT_REFUSE_NONE);
+    CHECK_INT(lt_delta(&emu_lt_stats::matmuls_bias, s), 0);
+    CHECK_INT(lt_delta(&emu_lt_stats::heuristic_refused, s), 3);
+    emu_cublaslt_stats(&s);
+    forward_three("fallback plans, cached", 22, 36, 29, true); /* the same keys: no heuristic */
+    CHECK_INT(lt_delta(&emu_lt_stats::heuristic_calls, s), 0);
+    CHECK_INT(lt_delta(&emu_lt_stats::matmuls_bias, s), 0);
+    emu_cublaslt_set_refuse(EMU_LT_REFUSE_ENV);
+
+    int fds[2];
+    CHECK(pipe(fds) == 0);
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid == 0) {
+        close(fds[0]);
+        dup2(fds[1], 2);
+        emu_cublaslt_set_refuse(EMU_LT_REFUSE_ALL);
+        vec x = rnd(6), w = rnd(6);
+        float *d_x = up(x), *d_w = up(w), *d_o = (float *)dalloc(4 * 4);
+        kcuda_matmul_forward(d_o, d_x, d_w, nullptr, 2, 3, 2);
+        _exit(0);
+    }
+    close(fds[1]);
+    char msg[512] = {0};
+    size_t got = 0;
+    ssize_t r;
+    while (got < sizeof msg - 1 && (r = read(fds[0], msg + got, sizeof msg - 1 - got)) > 0)
+        got += (size_t)r;
+    close(fds[0]);
+    int st = 0;
+    CHECK(pid > 0 && waitpid(pid, &st, 0) == pid);
+    bool aborted = WIFSIGNALED(st) && WTERMSIG(st) == SIGABRT;
+    CHECK_MSG(aborted && strstr(msg, "cublasLt: no algorithm for m=2 n=2 k=3"),
+              "status %d, stderr \"%s\"", st, msg);
+    printf("  %-44s %s\n", "no algorithm at all: matmul.cu aborts", aborted ? "ok" : "NO");
+}
+
+/* How many GEMMs each entry runs: the 16-bit entries cut rows into chunks when the 16-bit
+ * operand is wider than the scratch allows (see backend_cases.c for the arithmetic). The values
+ * are checked by the backend cases on the same shapes; here the chunk counts. */
+static void test_matmul_chunks(void)
+{
+    struct {
+        int N, C, OC, which; /* 0 forward, 1 backward input, 2 backward weight */
+        long gemms;
+    } cases[] = {
+        {33, 69757, 7, 0, 2},  /* 31 + 2 rows */
+        {33, 69757, 7, 2, 2},  /* 23 + 10 rows (alignment of the second copy) */
+        {40, 3, 70001, 1, 2},  /* 37 + 3 rows */
+        {40, 3, 70001, 2, 2},  /* dout + inp 70004 wide: 37 + 3 rows */
+        {6, 64, 50304, 0, 1},  /* GPT-2's head at decode: one GEMM */
+        {6, 64, 50304, 1, 1},
+        {6, 64, 50304, 2, 1},
+        {64, 64, 50304, 1, 1}, /* 83 rows fit: one GEMM */
+    };
+    for (auto &c : cases) {
+        size_t nx = (size_t)c.N * c.C, nw = (size_t)c.OC * c.C, no = (size_t)c.N * c.OC;
+        float *d_x = up(vec(nx, 0.25f)), *d_g = up(vec(no, 0.5f)), *d_o = (float *)dalloc(no * 4);
+        float *d_dx = up(vec(nx, 0.0f)), *d_dw = up(vec(nw, 0.0f));
+        uint16_t *d_w = up(std::vector<uint16_t>(nw, 0x3f80)); /* bf16 1.0 */
+        void *scratch = dalloc(kcuda_matmul_bf16_scratch_bytes(c.N));
+        emu_lt_stats s;
+        emu_cublaslt_stats(&s);
+        if (c.which == 0)
+            kcuda_matmul_bf16_forward(d_o, d_x, d_w, nullptr, c.N, c.C, c.OC, scratch);
+        else if (c.which == 1)
+            kcuda_matmul_bf16_backward_input(d_dx, d_g, d_w, c.N, c.C, c.OC, scratch);
+        else
+            kcuda_matmul_bf16_backward_weight(d_dw, nullptr, d_g, d_x, c.N, c.C, c.OC, scratch);
+        long n = lt_delta(&emu_lt_stats::matmuls, s);
+        /* Constant operands: every output is a known multiple (all exact in bf16 and fp32). */
+        vec out = c.which == 0 ? down(d_o, no) : c.which == 1 ? down(d_dx, nx) : down(d_dw, nw);
+        float want = c.which == 0 ? 0.25f * c.C : c.which == 1 ? 0.5f * c.OC : 0.125f * c.N;
+        int bad = 0;
+        for (float v : out)
+            bad += v != want;
+        char what[96];
+        snprintf(what, sizeof what, "bf16 %s %dx%dx%d",
+                 c.which == 0 ? "fwd" : c.which == 1 ? "dinp" : "dweight", c.N, c.C, c.OC);
+        printf("  %-44s %ld GEMM(s), %d wrong\n", what, n, bad);
+        CHECK_MSG(n == c.gemms, "%s: %ld GEMMs, expected %ld", what, n, c.gemms);
+        CHECK_INT(bad, 0);
+        dfree_all();
+    }
+}
+
+/* kcuda_matmul_gelu_forward in each weight format on a fresh shape: pre against the CPU's
+ * matmul of the same rounded operands (tolerances as forward_three), out against the CPU's GELU
+ * of the pre it wrote (1e-6·(1 + |pre|): the fused epilogue computes the same float operations,
+ * the unfused path runs kcuda_gelu_forward). Returns the GEMMs that fused GELU. */
+static long gelu_three(const char *tag, int N, int C, int OC, bool with_bias, int fmts = 7)
+{
+    vec x = rnd((size_t)N * C), w = rnd((size_t)OC * C), bias = rnd(OC), ref((size_t)N * OC);
+    std::vector<uint16_t> w16[3] = {{}, std::vector<uint16_t>(w.size()),
+                                    std::vector<uint16_t>(w.size())};
+    kcpu_f32_to_bf16(w16[1].data(), w.data(), w.size());
+    kcpu_f32_to_f16(w16[2].data(), w.data(), w.size());
+    const float *hb = with_bias ? bias.data() : nullptr;
+    float *d_x = up(x), *d_b = with_bias ? up(bias) : nullptr;
+    float *d_o = (float *)dalloc(ref.size() * 4), *d_pre = (float *)dalloc(ref.size() * 4);
+    void *scratch = dalloc(kcuda_matmul_bf16_scratch_bytes(N));
+    emu_lt_stats s;
+    emu_cublaslt_stats(&s);
+    const char *names[3] = {"tf32", "bf16", "fp16"};
+    const int wfmt[3] = {BACKEND_WFMT_FP32, BACKEND_WFMT_BF16, BACKEND_WFMT_FP16};
+    for (int f = 0; f < 3; f++) {
+        if (!(fmts & (1 << f)))
+            continue;
+        vec xr = f == 0 ? x : f == 1 ? bf16_round(x) : f16_round(x), wr(w.size());
+        if (f == 0)
+            wr = w;
+        else
+            (f == 1 ? kcpu_bf16_to_f32 : kcpu_f16_to_f32)(wr.data(), w16[f].data(), w.size());
+        const void *d_w = f == 0 ? (const void *)up(w) : (const void *)up(w16[f]);
+        kcpu_matmul_forward(ref.data(), xr.data(), wr.data(), hb, N, C, OC);
+        kcuda_matmul_gelu_forward(d_o, d_pre, d_x, d_w, wfmt[f], d_b, N, C, OC,
+                                  f ? scratch : nullptr);
+        char what[96];
+        snprintf(what, sizeof what, "%s: %s gelu pre %dx%dx%d", tag, names[f], N, C, OC);
+        expect_mm(what, d_pre, ref, xr, wr, hb, N, C, OC, f == 0 ? 2e-3 : 1e-5);
+        vec pre = down(d_pre, ref.size()), out = down(d_o, ref.size()), want(ref.size());
+        kcpu_gelu_forward(want.data(), pre.data(), pre.size());
+        int bad = 0;
+        for (size_t i = 0; i < want.size(); i++)
+            bad += !(fabs(out[i] - want[i]) <= 1e-6 * (1.0 + fabs(pre[i])));
+        CHECK_MSG(bad == 0, "%s: %d outputs differ from gelu(pre)", what, bad);
+    }
+    dfree_all();
+    return lt_delta(&emu_lt_stats::matmuls_gelu_aux, s);
+}
+
+static void test_matmul_gelu(void)
+{
+    /* OC a multiple of 8: the GELU_AUX_BIAS epilogue (GELU_AUX without bias), one GEMM each */
+    CHECK_INT(gelu_three("fused", 19, 40, 24, true), 3);
+    CHECK_INT(gelu_three("fused, bias NULL", 19, 40, 32, false), 3);
+    /* fused and chunked: the aux pointer follows the chunks (31 + 2 rows) */
+    CHECK_INT(gelu_three("fused, chunked", 33, 69757, 8, true, 2), 2);
+    /* OC = 23: cuBLASLt wants the aux ld (= OC) a multiple of 8, so no fused algorithm: BIAS
+     * epilogue, then the copy to pre and kcuda_gelu_forward */
+    emu_lt_stats s;
+    emu_cublaslt_stats(&s);
+    CHECK_INT(gelu_three("aux ld 23", 19, 40, 23, true), 0);
+    CHECK_INT(lt_delta(&emu_lt_stats::matmuls_bias, s), 3);
+    /* the same shape (and alignment) as plain forwards: the GELU call gets its own fused plan,
+     * and the plain calls after it do not reuse that one */
+    forward_three("plain before gelu", 18, 40, 16, true);
+    CHECK_INT(gelu_three("gelu after plain", 18, 40, 16, true), 3);
+    emu_cublaslt_stats(&s);
+    forward_three("plain after gelu", 18, 40, 16, true);
+    CHECK_INT(lt_delta(&emu_lt_stats::matmuls_gelu_aux, s), 0);
+    CHECK_INT(lt_delta(&emu_lt_stats::matmuls_bias, s), 3);
+    /* no epilogue at all: plain GEMM, bias kernel, copy, GELU kernel */
+    emu_cublaslt_set_refuse(EMU_LT_REFUSE_EPILOGUE);
+    emu_cublaslt_stats(&s);
+    CHECK_INT(gelu_three("no epilogue", 20, 40, 24, true), 0);
+    CHECK_INT(lt_delta(&emu_lt_stats::matmuls_bias, s), 0);
+    emu_cublaslt_set_refuse(EMU_LT_REFUSE_ENV);
+}
+
+/* One cached plan, new bias and aux pointers (same alignment): the plan follows them. */
+static void test_matmul_pointer_reuse(void)
+{
+    const int N = 5, C = 9, OC = 8;
+    vec x = rnd((size_t)N * C), w = rnd((size_t)OC * C), b1 = rnd(OC), b2 = rnd(OC);
+    vec ref((size_t)N * OC);
+    float *d_x = up(x), *d_w = up(w), *d_b1 = up(b1), *d_b2 = up(b2);
+    float *d_o = (float *)dalloc(ref.size() * 4), *d_p1 = (float *)dalloc(ref.size() * 4);
+    float *d_p2 = up(vec(ref.size(), NAN));
+    kcpu_matmul_forward(ref.data(), x.data(), w.data(), b2.data(), N, C, OC);
+    emu_lt_stats s;
+    emu_cublaslt_stats(&s);
+    kcuda_matmul_forward(d_o, d_x, d_w, d_b1, N, C, OC);
+    kcuda_matmul_forward(d_o, d_x, d_w, d_b2, N, C, OC);
+    expect_mm("tf32 fwd, second bias on a cached plan", d_o, ref, x, w, b2.data(), N, C, OC,
+              2e-3);
+    kcuda_matmul_gelu_forward(d_o, d_p1, d_x, d_w, BACKEND_WFMT_FP32, d_b1, N, C, OC, nullptr);
+    kcuda_matmul_gelu_forward(d_o, d_p2, d_x, d_w, BACKEND_WFMT_FP32, d_b2, N, C, OC, nullptr);
+    expect_mm("tf32 gelu, second pre and bias on a cached plan", d_p2, ref, x, w, b2.data(), N, C,
+              OC, 2e-3);
+    CHECK_INT(lt_delta(&emu_lt_stats::heuristic_calls, s), 2); /* one plan each */
+    CHECK_INT(lt_delta(&emu_lt_stats::matmuls_gelu_aux, s), 2);
+    dfree_all();
+}
+
+/* The plan cache: a repeated shape asks the heuristic nothing; another pointer alignment is
+ * another plan; past LT_CACHE_MAX (256) plans the extra ones are built, used and released each
+ * call (no descriptor or layout outlives its call). Runs last: it fills the cache. */
+static void test_matmul_plan_cache(void)
+{
+    const int NMAX = 301, C = 9, OC = 4;
+    vec x = rnd((size_t)NMAX * C + 1), w = rnd((size_t)OC * C), bias = rnd(OC);
+    vec ref((size_t)NMAX * OC);
+    float *d_x = up(x), *d_w = up(w), *d_b = up(bias);
+    float *d_o = (float *)dalloc((ref.size() + 1) * 4);
+    emu_lt_stats s;
+    kcuda_matmul_forward(d_o, d_x, d_w, nullptr, 5, C, OC);
+    emu_cublaslt_stats(&s);
+    kcuda_matmul_forward(d_o, d_x, d_w, nullptr, 5, C, OC);
+    CHECK_INT(lt_delta(&emu_lt_stats::heuristic_calls, s), 0);
+    vec x1(x.begin() + 1, x.begin() + 1 + 5 * C), r1(5 * OC);
+    kcpu_matmul_forward(r1.data(), x1.data(), w.data(), nullptr, 5, C, OC);
+    kcuda_matmul_forward(d_o + 1, d_x + 1, d_w, nullptr, 5, C, OC); /* 4-byte aligned */
+    CHECK_INT(lt_delta(&emu_lt_stats::heuristic_calls, s), 1);
+    expect_mm("tf32 fwd, 4-byte aligned in and out", d_o + 1, r1, x1, w, nullptr, 5, C, OC, 2e-3);
+    for (int n = 1; n < NMAX; n++) /* 300 shapes: more than the cache holds */
+        kcuda_matmul_forward(d_o, d_x, d_w, nullptr, n, C, OC);
+    emu_cublaslt_stats(&s);
+    printf("  %-44s %d descriptors, %d layouts, %d preferences live\n",
+           "plan cache full (256 plans)", s.live_descs, s.live_layouts, s.live_prefs);
+    CHECK_INT(s.live_descs, 256);
+    CHECK_INT(s.live_layouts, 3 * 256);
+    CHECK_INT(s.live_prefs, 0);
+    /* A plan that does not fit the cache still computes the right thing, and is released. */
+    x.resize((size_t)NMAX * C);
+    kcpu_matmul_forward(ref.data(), x.data(), w.data(), bias.data(), NMAX, C, OC);
+    kcuda_matmul_forward(d_o, d_x, d_w, d_b, NMAX, C, OC);
+    expect_mm("tf32 fwd + bias, plan beyond the cache", d_o, ref, x, w, bias.data(), NMAX, C, OC,
+              2e-3);
+    emu_lt_stats s2;
+    emu_cublaslt_stats(&s2);
+    CHECK(s2.live_descs == 256 && s2.live_layouts == 3 * 256 && s2.live_prefs == 0);
+    dfree_all();
+}
+
 /* ---------------------------------------------------------------- main */
 
 #define RUN_TIMED(fn)                                                                            \
@@ -332,5 +1113,17 @@ int main(void)
     RUN_TIMED(test_grad_norm_emu);
     RUN_TIMED(test_bf16_int8);
     RUN_TIMED(test_fp16);
+    RUN_TIMED(test_cublaslt_tf32);
+    RUN_TIMED(test_cublaslt_gemm);
+    RUN_TIMED(test_cublaslt_checks);
+    RUN_TIMED(test_matmul_init);
+    RUN_TIMED(test_matmul_backend_cases);
+    RUN_TIMED(test_matmul_no_bias);
+    RUN_TIMED(test_matmul_empty_k);
+    RUN_TIMED(test_matmul_fallback);
+    RUN_TIMED(test_matmul_chunks);
+    RUN_TIMED(test_matmul_gelu);
+    RUN_TIMED(test_matmul_pointer_reuse);
+    RUN_TIMED(test_matmul_plan_cache); /* last: fills matmul.cu's plan cache */
     return harness_finish("test_cuda_emu");
 }

@@ -502,7 +502,7 @@ static void test_matmul(void)
     matmul_case(64, 128, 96, 0);
     matmul_case(37, 75, 51, 1);    /* odd sizes, 4-byte aligned pointers */
     matmul_case(256, 768, 2304, 0); /* GPT-2 small's QKV projection, 256 rows */
-    matmul_case(64, 64, 50304, 0);  /* a head as wide as GPT-2's: bf16 dinp runs in chunks */
+    matmul_case(64, 64, 50304, 0);  /* a head as wide as GPT-2's (one chunk at 64 rows) */
 }
 
 /* Elements where got and want disagree: a different infinity (or a finite value where want is
