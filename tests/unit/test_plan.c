@@ -329,17 +329,24 @@ static void test_hardware_defaults(void)
 }
 
 /* A plan built in memory (as `scalewise plan --export` does) writes and reads back. */
-static void test_in_memory(void)
+/* A plan built in memory: GPT-2 124M on an H100 node, micro-batch 8, T = 1024. */
+static void gpt2_h100_plan(struct plan *p)
 {
-    struct plan *p = sw_xcalloc(1, sizeof(*p)), *q = sw_xcalloc(1, sizeof(*q));
     struct sw_err err;
     plan_init(p);
     CHECK_OK(profile_load_hardware("h100-sxm", &p->hardware, &err), &err);
     CHECK_OK(profile_load_model("gpt2-124m", &p->model, &err), &err);
     sw_strlcpy(p->model_ref.profile, "gpt2-124m", sizeof(p->model_ref.profile));
-    p->strategy.dp = 4;
     p->strategy.micro_batch = 8;
     p->workload.seq = 1024;
+}
+
+static void test_in_memory(void)
+{
+    struct plan *p = sw_xcalloc(1, sizeof(*p)), *q = sw_xcalloc(1, sizeof(*q));
+    struct sw_err err;
+    gpt2_h100_plan(p);
+    p->strategy.dp = 4;
     p->train.steps = 42;
     sw_strlcpy(p->name, "mem", sizeof(p->name));
     CHECK_OK(plan_validate(p, &err), &err);
@@ -367,17 +374,12 @@ static void test_in_memory(void)
 }
 
 /* fp16-mixed plans carry the loss scale keys (written only for fp16-mixed) through a round
- * trip, static and dynamic; the keys are refused for another precision. */
+ * trip, static and dynamic (tests/cli/fp16.sh checks their refusal elsewhere). */
 static void test_loss_scale_keys(void)
 {
     struct plan *p = sw_xcalloc(1, sizeof(*p)), *q = sw_xcalloc(1, sizeof(*q));
     struct sw_err err;
-    plan_init(p);
-    CHECK_OK(profile_load_hardware("h100-sxm", &p->hardware, &err), &err);
-    CHECK_OK(profile_load_model("gpt2-124m", &p->model, &err), &err);
-    sw_strlcpy(p->model_ref.profile, "gpt2-124m", sizeof(p->model_ref.profile));
-    p->strategy.micro_batch = 8;
-    p->workload.seq = 1024;
+    gpt2_h100_plan(p);
     char *s0 = to_yaml(p, &err);
     CHECK(s0 && !strstr(s0, "loss_scale")); /* bf16-mixed: no keys */
     p->strategy.precision = PREC_FP16_MIXED;

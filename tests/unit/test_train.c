@@ -515,15 +515,20 @@ static void test_fp16_loss_scale_saves_gradients(void)
     CHECK(zero_small > zero_ref + n / 10); /* measured 1505 -> 5600 of 30592 */
 }
 
-static void fp16_rig_opts(struct exec_model_opts *mo, struct exec_train_config *c, double scale,
-                          int64_t window)
+/* An fp16-mixed rig (micro-batch 4, 40-step schedule, AdamW) with the loss scaler given. */
+static int fp16_rig(struct rig *a, double scale, int64_t window)
 {
-    mopts(mo, 4);
-    mo->precision = PREC_FP16_MIXED;
-    train_cfg(c, 4, 1);
-    c->lr.total_steps = 40;
-    c->loss_scale = scale;
-    c->loss_scale_window = window;
+    struct exec_optim_config oc;
+    exec_optim_config_init(&oc);
+    struct exec_model_opts mo;
+    mopts(&mo, 4);
+    mo.precision = PREC_FP16_MIXED;
+    struct exec_train_config c;
+    train_cfg(&c, 4, 1);
+    c.lr.total_steps = 40;
+    c.loss_scale = scale;
+    c.loss_scale_window = window;
+    return rig_init(a, &mo, &oc, &c, 5);
 }
 
 /* Dynamic scaling from an absurd 2^40: the first steps overflow and are skipped (no weight and
@@ -533,17 +538,12 @@ static void test_fp16_dynamic_loss_scale(void)
 {
     struct sw_err err;
     sw_err_init(&err);
-    struct exec_optim_config oc;
-    exec_optim_config_init(&oc);
-    struct exec_model_opts mo;
-    struct exec_train_config c;
-    fp16_rig_opts(&mo, &c, 1099511627776.0, 3);
     struct rig a;
-    if (rig_init(&a, &mo, &oc, &c, 5) < 0)
+    if (fp16_rig(&a, 1099511627776.0, 3) < 0)
         return;
     size_t n = a.m.n_train;
     float *before = malloc(n * sizeof(float));
-    double expect = c.loss_scale, first = NAN, last = NAN;
+    double expect = a.t.cfg.loss_scale, first = NAN, last = NAN;
     int64_t good = 0, skipped = 0;
     bool rule_ok = true, frozen_ok = true;
     for (int i = 0; i < 40; i++) {
@@ -588,14 +588,13 @@ static void test_fp16_tracks_fp32(void)
 {
     struct exec_optim_config oc;
     exec_optim_config_init(&oc);
-    struct exec_model_opts mo, mo32;
-    struct exec_train_config c, c32;
-    fp16_rig_opts(&mo, &c, 65536, 2000);
+    struct exec_model_opts mo32;
+    struct exec_train_config c32;
     mopts(&mo32, 4);
     train_cfg(&c32, 4, 1);
     c32.lr.total_steps = 40;
     struct rig a, b;
-    if (rig_init(&a, &mo, &oc, &c, 5) < 0)
+    if (fp16_rig(&a, 65536, 2000) < 0)
         return;
     if (rig_init(&b, &mo32, &oc, &c32, 5) < 0) {
         rig_release(&a);
@@ -620,13 +619,8 @@ static void test_fp16_forward_overflow(void)
 {
     struct sw_err err;
     sw_err_init(&err);
-    struct exec_optim_config oc;
-    exec_optim_config_init(&oc);
-    struct exec_model_opts mo;
-    struct exec_train_config c;
-    fp16_rig_opts(&mo, &c, 65536, 2000);
     struct rig a;
-    if (rig_init(&a, &mo, &oc, &c, 5) < 0)
+    if (fp16_rig(&a, 65536, 2000) < 0)
         return;
     for (size_t i = 0; i < a.m.n_train; i++)
         a.m.train_params[i] *= 1e6f;
