@@ -81,7 +81,11 @@ static void parse_line(struct tui_run *r, const char *line, size_t len)
         m.step = (int64_t)step;
         m.has_val = get_num(o, "val_loss", &m.val_loss);
         get_num(o, "lr", &m.lr);
-        get_num(o, "grad_norm", &m.grad_norm);
+        m.has_grad_norm = get_num(o, "grad_norm", &m.grad_norm);
+        get_num(o, "loss_scale", &m.loss_scale);
+        struct json_object *sk;
+        m.skipped = json_object_object_get_ex(o, "skipped", &sk) && sk &&
+                    json_object_get_type(sk) == json_type_boolean && json_object_get_boolean(sk);
         get_num(o, "tokens_per_s", &m.tokens_per_s);
         get_num(o, "ms_per_step", &m.ms_per_step);
         m.has_mfu = get_num(o, "mfu", &m.mfu);

@@ -181,6 +181,9 @@ struct tui_metric {
     double mfu; /* has_mfu */
     uint64_t peak_rss_bytes;
     bool has_val, has_mfu;
+    bool has_grad_norm; /* false on a step skipped by loss scaling (grad_norm null) */
+    double loss_scale;  /* fp16-mixed: the step's loss scale; 0 when the run has none */
+    bool skipped;       /* fp16-mixed: the step was skipped (gradients not finite) */
 };
 
 #define TUI_METRICS_CAP 1024

@@ -127,7 +127,13 @@ void view_run_draw(WINDOW *win, const struct tui_rects *r, const struct tui_stat
                 LINE(ROLE_NORMAL, "  predicted %.3f GiB", run->predicted_bytes / GIB);
             if (m->has_mfu)
                 LINE(ROLE_NORMAL, "MFU %.1f%%", m->mfu * 100);
-            LINE(ROLE_DIM, "lr %.3g  grad norm %.3g", m->lr, m->grad_norm);
+            if (m->has_grad_norm)
+                LINE(ROLE_DIM, "lr %.3g  grad norm %.3g", m->lr, m->grad_norm);
+            else
+                LINE(ROLE_DIM, "lr %.3g  grad norm n/a", m->lr);
+            if (m->loss_scale > 0)
+                LINE(m->skipped ? ROLE_WARN : ROLE_DIM, "loss scale %g%s", m->loss_scale,
+                     m->skipped ? "  (step skipped: gradients not finite)" : "");
         } else {
             LINE(ROLE_DIM, "waiting for metrics.jsonl");
         }

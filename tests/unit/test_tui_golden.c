@@ -201,17 +201,19 @@ static void test_run_screen(void)
 {
     struct tui_state *s = state_for("w/tiny-gpt2\np\n");
     keys(s, "g");
-    char line[160];
+    char line[256];
     for (int i = 1; i <= 60; i++) {
         double loss = 5.5 - 3.0 * (1.0 - 1.0 / (1.0 + i / 10.0));
         int n = i % 20 == 0
                     ? snprintf(line, sizeof(line),
-                               "{\"step\":%d,\"loss\":%.4f,\"val_loss\":%.4f,\"ms_per_step\":50,"
-                               "\"tokens_per_s\":20480,\"mfu\":0.12,\"peak_rss_bytes\":73400320}\n",
+                               "{\"step\":%d,\"loss\":%.4f,\"val_loss\":%.4f,\"lr\":6e-4,"
+                               "\"grad_norm\":0.8,\"ms_per_step\":50,\"tokens_per_s\":20480,"
+                               "\"mfu\":0.12,\"peak_rss_bytes\":73400320}\n",
                                i, loss, loss + 0.1)
                     : snprintf(line, sizeof(line),
-                               "{\"step\":%d,\"loss\":%.4f,\"ms_per_step\":50,\"tokens_per_s\":"
-                               "20480,\"mfu\":0.12,\"peak_rss_bytes\":73400320}\n",
+                               "{\"step\":%d,\"loss\":%.4f,\"lr\":6e-4,\"grad_norm\":0.8,"
+                               "\"ms_per_step\":50,\"tokens_per_s\":20480,\"mfu\":0.12,"
+                               "\"peak_rss_bytes\":73400320}\n",
                                i, loss);
         tui_run_feed(&s->run, line, (size_t)n);
     }

@@ -468,6 +468,16 @@ static void test_metrics_feed(void)
     CHECK_INT(r->ring_count, 3);
     CHECK_NEAR(tui_run_last(r)->loss, 4.5, 0);
     CHECK_NEAR(tui_run_eta_s(r), 0.7, 1e-9); /* 7 steps x 100 ms */
+    CHECK(!tui_run_last(r)->has_grad_norm && tui_run_last(r)->loss_scale == 0);
+    /* fp16-mixed lines: the loss scale, a skipped step's null norm */
+    const char *f16 = "{\"step\":4,\"loss\":4.4,\"grad_norm\":null,\"loss_scale\":65536,"
+                      "\"skipped\":true}\n{\"step\":5,\"loss\":4.3,\"grad_norm\":0.5,"
+                      "\"loss_scale\":32768,\"skipped\":false}\n";
+    tui_run_feed(r, f16, strlen(f16));
+    CHECK_INT(r->ring_count, 5);
+    const struct tui_metric *sk = tui_run_metric(r, 3), *ok5 = tui_run_metric(r, 4);
+    CHECK(sk->skipped && !sk->has_grad_norm && sk->loss_scale == 65536);
+    CHECK(!ok5->skipped && ok5->has_grad_norm && ok5->loss_scale == 32768);
     /* a resumed run appends from its checkpoint's step: the tail is replaced */
     const char *again = "{\"step\":2,\"loss\":4.9}\n";
     tui_run_feed(r, again, strlen(again));
