@@ -104,6 +104,14 @@ expect_rc 0 "explain an fp16 plan" -- "$REL" explain "$TMP/dyn.yaml"
 expect_rc 0 "plan searches a CPU" -- "$REL" plan --model tiny-gpt2 --gpu cpu-avx2-2c --task train \
   --seq 32 --top 5 --format json
 grep -q fp16-mixed "$TMP/out" && fail "the search picked the fp16 emulation on a CPU" || ok
+# On a GPU without bf16 (T4, compute capability 7.5) the search picks fp16-mixed, and the plan
+# it writes carries the scaler's keys, which load back.
+expect_rc 0 "plan for a T4" -- "$REL" plan --model gpt2-124m --gpu t4 --task train --seq 1024 \
+  --top 1 -o "$TMP/t4.yaml"
+expect_grep "precision: fp16-mixed" "$TMP/t4.yaml" "T4 plan is fp16-mixed"
+expect_grep "loss_scale: dynamic" "$TMP/t4.yaml" "T4 plan has loss_scale"
+expect_grep "loss_scale_window: 2000" "$TMP/t4.yaml" "T4 plan has loss_scale_window"
+expect_rc 0 "explain the T4 plan" -- "$REL" explain "$TMP/t4.yaml"
 
 # ZeRO-2 and ZeRO-3 on two ranks against one process on the same global batch.
 if command -v mpirun >/dev/null 2>&1 && [ -f "$B/libscalewise-mpi.so" ]; then
