@@ -192,14 +192,25 @@ $(BUILD)/tests/mpi_collectives: tests/mpi/mpi_collectives.c tests/harness.h $(BU
 # -Wno-unknown-pragmas (#pragma unroll); -ffp-contract=off keeps each fp32 operation one rounding
 # on every host, as in the CPU kernels. kernels/cuda/matmul.cu runs on the cuBLASLt fake
 # tests/cuda_emu/cublaslt_emu.cpp (-O2: its GEMM loop is most of the matmul checks' time), and
-# tests/cuda_emu/backend_cases.c (C) runs tests/gpu/test_cuda_backend.c's matmul cases on it.
+# tests/cuda_emu/backend_cases.c (C) runs tests/gpu/test_cuda_backend.c's matmul cases on it;
+# tests/cuda_emu/plugin_standin.cpp stands in for plugin.cu's helpers.
+# The emulated plugin build/cuda_emu/libscalewise-cuda-emu.so is the real plugin's link list
+# (every kernels/cuda/*.cu: plugin.cu and comm_nccl.cu too) translated the same way, compiled
+# -fPIC -fvisibility=hidden and -O2 (the fibers are most of an end-to-end run's time), plus the
+# emulation and the cuBLASLt fake. It exports what build/libscalewise-cuda.so exports
+# (tests/cuda_emu/plugin.map), and -z defs proves it needs nothing from the core.
+# SCALEWISE_CUDA_PLUGIN=<it> runs the executor on it (tests/cli/cuda_emu_e2e.sh).
 EMU_OBJ  := $(patsubst kernels/cuda/%.cu,$(BUILD)/cuda_emu/%.o,$(wildcard kernels/cuda/k_*.cu)) \
             $(BUILD)/cuda_emu/matmul.o $(BUILD)/cuda_emu/emu.o $(BUILD)/cuda_emu/cublaslt_emu.o \
-            $(BUILD)/cuda_emu/backend_cases.o
+            $(BUILD)/cuda_emu/plugin_standin.o $(BUILD)/cuda_emu/backend_cases.o
+EMU_PLUGIN := $(BUILD)/cuda_emu/libscalewise-cuda-emu.so
+EMU_PIC_OBJ := $(patsubst kernels/cuda/%.cu,$(BUILD)/cuda_emu/pic/%.o,$(wildcard kernels/cuda/*.cu)) \
+               $(BUILD)/cuda_emu/pic/emu.o $(BUILD)/cuda_emu/pic/cublaslt_emu.o
 EMU_DEPS := $(HDRS) $(wildcard kernels/cuda/*.cuh tests/cuda_emu/*.h tests/cuda_emu/include/*.h) \
             Makefile
 EMU_CXXFLAGS := -std=c++17 -O1 -g -pthread -I. -Itests -Itests/cuda_emu -Itests/cuda_emu/include \
                 -ffp-contract=off -fno-strict-aliasing -Wall -Wextra -Werror
+EMU_PICFLAGS := -fPIC -fvisibility=hidden -O2
 .PRECIOUS: $(BUILD)/cuda_emu/%.cpp
 
 $(BUILD)/cuda_emu/%.cpp: kernels/cuda/%.cu tests/cuda_emu/cu2cpp.pl
@@ -211,6 +222,11 @@ $(BUILD)/cuda_emu/%.o: $(BUILD)/cuda_emu/%.cpp $(EMU_DEPS)
 	@$(CXX) $(EMU_CXXFLAGS) -Wno-unknown-pragmas -c -o $@ $<
 
 $(BUILD)/cuda_emu/emu.o: tests/cuda_emu/emu.cpp $(EMU_DEPS)
+	@mkdir -p $(dir $@)
+	@echo "  CXX     $<"
+	@$(CXX) $(EMU_CXXFLAGS) -c -o $@ $<
+
+$(BUILD)/cuda_emu/plugin_standin.o: tests/cuda_emu/plugin_standin.cpp $(EMU_DEPS)
 	@mkdir -p $(dir $@)
 	@echo "  CXX     $<"
 	@$(CXX) $(EMU_CXXFLAGS) -c -o $@ $<
@@ -232,8 +248,32 @@ $(BUILD)/tests/test_cuda_emu: tests/cuda_emu/test_cuda_emu.cpp tests/gpu/test_cu
 	@echo "  TEST    $@"
 	@$(CXX) $(EMU_CXXFLAGS) -fopenmp -o $@ $< $(EMU_OBJ) $(BUILD)/libsw.a $(LDLIBS_CORE)
 
+$(BUILD)/cuda_emu/pic/%.o: $(BUILD)/cuda_emu/%.cpp $(EMU_DEPS)
+	@mkdir -p $(dir $@)
+	@echo "  CXX-PIC $<"
+	@$(CXX) $(EMU_CXXFLAGS) $(EMU_PICFLAGS) -Wno-unknown-pragmas -c -o $@ $<
+
+$(BUILD)/cuda_emu/pic/emu.o: tests/cuda_emu/emu.cpp $(EMU_DEPS)
+	@mkdir -p $(dir $@)
+	@echo "  CXX-PIC $<"
+	@$(CXX) $(EMU_CXXFLAGS) $(EMU_PICFLAGS) -c -o $@ $<
+
+$(BUILD)/cuda_emu/pic/cublaslt_emu.o: tests/cuda_emu/cublaslt_emu.cpp $(EMU_DEPS)
+	@mkdir -p $(dir $@)
+	@echo "  CXX-PIC $<"
+	@$(CXX) $(EMU_CXXFLAGS) $(EMU_PICFLAGS) -O2 -c -o $@ $<
+
+$(EMU_PLUGIN): $(EMU_PIC_OBJ) tests/cuda_emu/plugin.map
+	@echo "  LD-EMU  $@"
+	@$(CXX) -shared -pthread -Wl,-z,defs -Wl,--version-script=tests/cuda_emu/plugin.map \
+	  -o $@.tmp $(EMU_PIC_OBJ) -ldl
+	@mv -f $@.tmp $@
+
+# The emulated plugin (a few seconds on 2 cores) and test_cuda_model (plain C, built without
+# nvcc too) are what tests/cli/cuda_emu_e2e.sh runs.
 test: all $(TEST_BIN) $(TEST_ABIN) $(ABUILD)/scalewise $(FAKE_GPU_SO) $(MPI_TEST_BIN) \
-  $(CUDA_PLUGIN) $(GPU_TEST_BIN) $(BUILD)/tests/test_cuda_emu
+  $(CUDA_PLUGIN) $(GPU_TEST_BIN) $(BUILD)/tests/test_cuda_emu $(EMU_PLUGIN) \
+  $(BUILD)/gpu/test_cuda_model
 	@SW_BUILD=$(BUILD) SW_ABUILD=$(ABUILD) tests/run.sh
 
 bench: scalewise

@@ -22,9 +22,11 @@
  *    (emu_shared); dynamic `extern __shared__` arrays are rewritten by cu2cpp.pl into a pointer
  *    to a per-launch buffer. Both are filled with 0xff bytes (NaN floats, -1 integers) before
  *    every block, so a read of shared memory that no thread of the block wrote shows up.
- *  - Device memory is host memory; copies are memcpy; streams and events are no-ops (every
- *    launch has finished when it returns). cudaMalloc records its allocations (cudaFree of
- *    anything else is cudaErrorInvalidValue; emu_device_span asks whether a range is inside one).
+ *  - Device memory is host memory; copies are memcpy after checking that each pointer is on the
+ *    side the copy's kind says; streams only have to exist and events record wall time (every
+ *    launch has finished when it returns). cudaMalloc records its allocations and enforces the
+ *    device's memory size (cudaFree of anything else is cudaErrorInvalidValue;
+ *    emu_device_span asks whether a range is inside one).
  *  - A launch checks the limits the hardware checks (at most 1024 threads per block, grid y and
  *    z <= 65535, more than 48 KiB of dynamic shared memory only after cudaFuncSetAttribute
  *    opted in, at most the device's opt-in limit); a bad launch sets the error that
@@ -101,8 +103,12 @@ enum cudaError_t {
     cudaErrorInvalidValue = 1,
     cudaErrorMemoryAllocation = 2,
     cudaErrorInvalidConfiguration = 9,
+    cudaErrorInvalidDevicePointer = 17,
     cudaErrorInsufficientDriver = 35,
     cudaErrorNoDevice = 100,
+    cudaErrorInvalidDevice = 101,
+    cudaErrorInvalidResourceHandle = 400,
+    cudaErrorNotReady = 600,
     cudaErrorLaunchFailure = 719,
 };
 enum cudaMemcpyKind {
@@ -114,6 +120,12 @@ enum cudaMemcpyKind {
 };
 enum cudaFuncAttribute {
     cudaFuncAttributeMaxDynamicSharedMemorySize = 8,
+};
+enum cudaMemoryType {
+    cudaMemoryTypeUnregistered = 0,
+    cudaMemoryTypeHost = 1,
+    cudaMemoryTypeDevice = 2,
+    cudaMemoryTypeManaged = 3,
 };
 typedef struct emu_stream *cudaStream_t;
 typedef struct emu_event *cudaEvent_t;
@@ -127,12 +139,34 @@ struct cudaDeviceProp {
     int multiProcessorCount;
     int major, minor;
 };
+struct cudaPointerAttributes {
+    cudaMemoryType type;
+    int device;
+    void *devicePointer;
+    void *hostPointer;
+};
+/* The version both the emulated driver and runtime report (cudaDriverGetVersion,
+ * cudaRuntimeGetVersion): 1000 x major + 10 x minor, as CUDA encodes it. */
+#define CUDART_VERSION 12080
+
+/* The emulated devices (emu.cpp): SCALEWISE_EMU_CUDA_DEVICES of them (default 1; 0 makes
+ * cudaGetDeviceCount fail with cudaErrorNoDevice, as on a machine without a GPU), each an sm_80
+ * part with 2 SMs and SCALEWISE_EMU_CUDA_MEM_BYTES of memory (default 16 GiB), which cudaMalloc
+ * enforces and cudaMemGetInfo reports. Every failing runtime call also becomes the error
+ * cudaGetLastError returns, as in the CUDA runtime. */
+const cudaDeviceProp *emu_device_props(void);
 
 cudaError_t cudaGetLastError(void);
 cudaError_t cudaPeekAtLastError(void);
 const char *cudaGetErrorName(cudaError_t e);
 const char *cudaGetErrorString(cudaError_t e);
 cudaError_t cudaGetDeviceCount(int *count);
+cudaError_t cudaSetDevice(int device);
+cudaError_t cudaGetDevice(int *device);
+cudaError_t cudaGetDeviceProperties(cudaDeviceProp *prop, int device);
+cudaError_t cudaDriverGetVersion(int *version);
+cudaError_t cudaRuntimeGetVersion(int *version);
+cudaError_t cudaMemGetInfo(size_t *free_bytes, size_t *total_bytes);
 cudaError_t cudaMalloc(void **p, size_t bytes);
 template <typename T> static inline cudaError_t cudaMalloc(T **p, size_t bytes)
 {
@@ -143,11 +177,23 @@ cudaError_t cudaFree(void *p);
  * its operands with it: on a GPU an access outside is an illegal address or a silent read of a
  * neighbour). */
 bool emu_device_span(const void *p, size_t bytes);
+/* Device memory is host memory, so the copies check what the hardware would make of their
+ * pointers: each side of a copy must be what its kind says (inside one cudaMalloc allocation
+ * for a device side, outside every one for a host side; cudaMemcpyDefault takes either), and a
+ * memset's range must be device memory. Anything else is cudaErrorInvalidValue with the reason
+ * on stderr (the CUDA documentation calls a kind that does not match the pointers undefined;
+ * on a GPU it is a fault or silently wrong data). */
 cudaError_t cudaMemcpy(void *dst, const void *src, size_t bytes, cudaMemcpyKind kind);
 cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t bytes, cudaMemcpyKind kind,
                             cudaStream_t s = 0);
 cudaError_t cudaMemset(void *dst, int value, size_t bytes);
 cudaError_t cudaMemsetAsync(void *dst, int value, size_t bytes, cudaStream_t s = 0);
+cudaError_t cudaPointerGetAttributes(cudaPointerAttributes *attr, const void *p);
+/* Streams: work runs when it is issued, so a stream only has to exist (a destroyed or unknown
+ * one is cudaErrorInvalidResourceHandle) and is always complete. */
+cudaError_t cudaStreamCreate(cudaStream_t *s);
+cudaError_t cudaStreamDestroy(cudaStream_t s);
+cudaError_t cudaStreamQuery(cudaStream_t s);
 cudaError_t cudaDeviceSynchronize(void);
 cudaError_t cudaStreamSynchronize(cudaStream_t s);
 cudaError_t cudaEventCreate(cudaEvent_t *e);
