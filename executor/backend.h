@@ -48,6 +48,7 @@ struct backend_mem_stats {
     uint64_t peak_bytes[BACKEND_MEM_COUNT];
     uint64_t current_total_bytes;
     uint64_t peak_total_bytes;
+    uint64_t device_total_bytes; /* the device's own memory (a GPU's total); 0 on the CPU */
 };
 
 enum backend_copy { BACKEND_H2D, BACKEND_D2H, BACKEND_D2D };
@@ -218,7 +219,7 @@ const struct backend *backend_for_device(bool cuda, struct sw_err *err);
 
 /* Layout version of struct backend, checked by the CUDA plugin (with sizeof(struct backend)):
  * bump it when an entry is added, removed or changes its signature. */
-#define BACKEND_API_VERSION 5
+#define BACKEND_API_VERSION 6
 
 /* matmul_gelu_forward's weight formats. */
 enum backend_wfmt { BACKEND_WFMT_FP32, BACKEND_WFMT_BF16, BACKEND_WFMT_FP16 };

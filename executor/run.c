@@ -663,9 +663,27 @@ static double predicted_comm_s(const struct run_state *s, const struct hardware 
 
 /* Out of memory: what the advisor would run instead on the same hardware, model and global
  * batch (advisor_search, the fastest plan that fits, with its estimate per device), appended
- * to the error so the user sees the next thing to try; or why nothing fits. */
-static void append_advice(const struct plan *p, const struct hardware *hw, struct sw_err *err)
+ * to the error so the user sees the next thing to try; or why nothing fits. When the GPU the
+ * backend runs on has another capacity than the plan's hardware says (a profile for another
+ * card), the search plans for the GPU that is here. */
+static void append_advice(const struct plan *p, const struct hardware *plan_hw,
+                          const struct backend *be, struct sw_err *err)
 {
+    struct hardware *hw = sw_xmalloc(sizeof(*hw));
+    *hw = *plan_hw;
+    char resized[128] = "";
+    struct backend_mem_stats ms;
+    memset(&ms, 0, sizeof(ms));
+    if (be)
+        be->mem_stats(&ms);
+    if (ms.device_total_bytes > 0 && hw->n_gpus > 0 &&
+        hw->gpus[0].mem_total_bytes != ms.device_total_bytes) {
+        snprintf(resized, sizeof(resized), " (sized to this GPU's %.2f GiB; the plan's hardware "
+                 "says %.2f GiB)", ms.device_total_bytes / 1073741824.0,
+                 hw->gpus[0].mem_total_bytes / 1073741824.0);
+        for (int i = 0; i < hw->n_gpus; i++)
+            hw->gpus[i].mem_total_bytes = hw->gpus[i].mem_free_bytes = ms.device_total_bytes;
+    }
     struct search_opts so;
     search_opts_init(&so);
     so.top_k = 1;
@@ -688,17 +706,19 @@ static void append_advice(const struct plan *p, const struct hardware *hw, struc
         const struct estimate *e = &res.plans[0].estimate;
         snprintf(advice, sizeof(advice),
                  "the advisor suggests micro_batch %d, grad_accum %d, recompute %s, precision %s, "
-                 "optimizer %s, zero %d, dp %d (estimated %.2f GiB per device of %.2f GiB)",
+                 "optimizer %s, zero %d, dp %d (estimated %.2f GiB per device of %.2f GiB%s)",
                  t->micro_batch, t->grad_accum, recompute_name(t->recompute),
                  precision_name(t->precision), optimizer_name(t->optimizer), t->zero, t->dp,
                  e->dev.total / 1073741824.0,
                  (e->capacity_bytes > 0 ? e->capacity_bytes : e->host_capacity_bytes) /
-                     1073741824.0);
+                     1073741824.0,
+                 resized);
     } else {
-        snprintf(advice, sizeof(advice), "the advisor finds no setup that fits this machine%s%s",
-                 res.n_reasons ? ": " : "", res.n_reasons ? res.reasons[0] : "");
+        snprintf(advice, sizeof(advice), "the advisor finds no setup that fits this machine%s%s%s",
+                 resized, res.n_reasons ? ": " : "", res.n_reasons ? res.reasons[0] : "");
     }
     search_result_release(&res);
+    free(hw);
     size_t len = strlen(err->msg);
     snprintf(err->msg + len, sizeof(err->msg) - len, "; %s", advice);
 }
@@ -850,7 +870,7 @@ int exec_run_train(const struct plan *p, const struct exec_run_opts *o_in,
         remove_stale_temps(s->out_dir);
     if (rc < 0 || (rc = setup(s, r, err)) < 0) {
         if (rc == SW_ENOMEM)
-            append_advice(p, hw_est, err);
+            append_advice(p, hw_est, s->be, err);
         goto out;
     }
 

@@ -241,6 +241,7 @@ static void be_memset(void *dst, int value, size_t bytes)
 static void be_mem_stats(struct backend_mem_stats *out)
 {
     *out = g_stats;
+    out->device_total_bytes = g_props.totalGlobalMem;
 }
 
 static void be_mem_reset_peak(void)
