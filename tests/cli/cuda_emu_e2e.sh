@@ -8,7 +8,8 @@
 # scratch sizes, layouts and argument orders (docs/cuda.md, "Kernel logic without a GPU"):
 #  a. tests/gpu/test_cuda_model.c (GPT-2 and Llama, fp32 and bf16-mixed: memory counters, loss,
 #     gradients, 50 AdamW steps, generation, each against the CPU executor) on the plugin;
-#  b. `scalewise run` of tiny `device: cuda` training plans against the same plans on the CPU;
+#  b. `scalewise run` of tiny `device: cuda` training plans against the same plans on the CPU
+#     (fp32, bf16-mixed, fp16-mixed; flash, naive and the opt-in tensor-core attention);
 #  c. `scalewise run` of inference plans (task: infer; `scalewise generate` has no device
 #     choice and always runs on the CPU), greedy and sampled, on the emulated GPU against the
 #     CPU: the same text, and the memory counters equal to the advisor's estimate;
@@ -113,6 +114,17 @@ for dev in cpu cuda; do
   plan lbf   tiny-llama bf16-mixed adafactor none      flash 1 $dev
 done
 for n in g32 gbf gf16 gnv lbf; do versus "$n"; done
+# The opt-in tensor-core attention (SCALEWISE_CUDA_ATTENTION=tc: bf16 WMMA, head size 64 or
+# 128) inside a whole run: a GPT-2 with head size 64, bf16-mixed, against the CPU.
+for dev in cpu cuda; do
+  plan gtc tiny-gpt2 bf16-mixed adamw none flash 1 $dev
+  sed -i 's/model: {profile: tiny-gpt2}/model: {name: gpt2-hs64, arch: gpt2, layers: 2, hidden: 128, heads: 2, vocab: 256, max_pos: 64}/' \
+    "$TMP/gtc.$dev.yaml"
+done
+GPU_PLAIN=("${GPU[@]}")
+GPU+=(SCALEWISE_CUDA_ATTENTION=tc)
+versus gtc
+GPU=("${GPU_PLAIN[@]}")
 
 # ------------------------------------------------------------------ c. generation
 # A checkpoint worth decoding greedily: 150 CPU steps (under a second) of the g32 plan.
