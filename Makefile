@@ -201,7 +201,8 @@ $(BUILD)/tests/mpi_collectives: tests/mpi/mpi_collectives.c tests/harness.h $(BU
 # (tests/cuda_emu/plugin.map), and -z defs proves it needs nothing from the core.
 # SCALEWISE_CUDA_PLUGIN=<it> runs the executor on it (tests/cli/cuda_emu_e2e.sh).
 EMU_OBJ  := $(patsubst kernels/cuda/%.cu,$(BUILD)/cuda_emu/%.o,$(wildcard kernels/cuda/k_*.cu)) \
-            $(BUILD)/cuda_emu/matmul.o $(BUILD)/cuda_emu/emu.o $(BUILD)/cuda_emu/cublaslt_emu.o \
+            $(BUILD)/cuda_emu/matmul.o $(BUILD)/cuda_emu/cuda_err.o $(BUILD)/cuda_emu/emu.o \
+            $(BUILD)/cuda_emu/cublaslt_emu.o \
             $(BUILD)/cuda_emu/plugin_standin.o $(BUILD)/cuda_emu/backend_cases.o
 EMU_PLUGIN := $(BUILD)/cuda_emu/libscalewise-cuda-emu.so
 EMU_PIC_OBJ := $(patsubst kernels/cuda/%.cu,$(BUILD)/cuda_emu/pic/%.o,$(wildcard kernels/cuda/*.cu)) \

@@ -5,7 +5,8 @@
  * plugin's stream and reduction buffer, and returns the struct backend table (executor/backend.h)
  * filled with device entries. Also implements the device allocator with per-category
  * accounting (requested bytes, current and peak, as the CPU backend counts them), copies,
- * memset, synchronize, memory statistics and the check wrappers of cuda_int.cuh.
+ * memset, synchronize and memory statistics (the check wrappers of cuda_int.cuh are in
+ * cuda_err.cu).
  * The kernels themselves live in matmul.cu (cuBLASLt) and k_*.cu; this file refers to them
  * weakly (SW_CUDA_WEAK_ENTRIES), so an entry not written yet is a NULL pointer in the table
  * rather than a plugin that fails to load. The core never links this file: it is built by nvcc
@@ -13,27 +14,11 @@
 #define SW_CUDA_WEAK_ENTRIES 1
 #include "kernels/cuda/cuda_int.cuh"
 
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define EXPORT extern "C" __attribute__((visibility("default")))
-
-/* ---------------------------------------------------------------- checks */
-
-void cuda_fail(cudaError_t e, const char *call, const char *file, int line)
-{
-    fprintf(stderr, "cuda error at %s:%d: %s: %s (%s)\n", file, line, call, cudaGetErrorName(e),
-            cudaGetErrorString(e));
-    abort();
-}
-
-void cublas_fail(int status, const char *call, const char *file, int line)
-{
-    fprintf(stderr, "cublas error at %s:%d: %s: status %d\n", file, line, call, status);
-    abort();
-}
 
 /* ---------------------------------------------------------------- state */
 
@@ -78,21 +63,6 @@ unsigned cuda_fill_blocks(unsigned threads, unsigned per_sm)
     (void)threads;
     unsigned sms = g_props.multiProcessorCount > 0 ? (unsigned)g_props.multiProcessorCount : 1;
     return sms * (per_sm ? per_sm : 1);
-}
-
-/* The plugin cannot call the core's sw_errf (the executable does not export its symbols), so
- * it fills struct sw_err itself; file/line/col stay 0 (the error has no place in an input). */
-int cuda_set_err(struct sw_err *err, int code, const char *fmt, ...)
-{
-    if (!err)
-        return code;
-    memset(err, 0, sizeof(*err));
-    err->code = code;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
-    va_end(ap);
-    return code;
 }
 
 /* "1.50 GiB", "12.0 MiB", "512 B" */

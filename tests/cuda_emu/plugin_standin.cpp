@@ -1,28 +1,14 @@
 /* Stand-ins for the few kernels/cuda/plugin.cu functions that the kernel files and matmul.cu
- * call (cuda_stream, cuda_props, cuda_reduce_buf, cuda_fill_blocks, cuda_fail, cublas_fail,
- * cuda_set_err, and cuda_alloc / cuda_free without plugin.cu's per-category accounting), so
- * build/tests/test_cuda_emu links the kernels without plugin.cu. The emulated plugin
- * (build/cuda_emu/libscalewise-cuda-emu.so) links the real plugin.cu instead of this file. */
+ * call (cuda_stream, cuda_props, cuda_reduce_buf, cuda_fill_blocks, and cuda_alloc / cuda_free
+ * without plugin.cu's per-category accounting), so build/tests/test_cuda_emu links the kernels
+ * without plugin.cu; the error helpers are the real ones (kernels/cuda/cuda_err.cu). The
+ * emulated plugin (build/cuda_emu/libscalewise-cuda-emu.so) links the real plugin.cu instead of
+ * this file. */
 #include "cuda_emu.h"
-
-#include <stdarg.h>
 
 #include "kernels/cuda/cuda_int.cuh"
 
 /* ---------------------------------------------------------------- plugin.cu's helpers */
-
-void cuda_fail(cudaError_t e, const char *call, const char *file, int line)
-{
-    fprintf(stderr, "cuda error at %s:%d: %s: %s (%s)\n", file, line, call, cudaGetErrorName(e),
-            cudaGetErrorString(e));
-    abort();
-}
-
-void cublas_fail(int status, const char *call, const char *file, int line)
-{
-    fprintf(stderr, "cublas error at %s:%d: %s: status %d\n", file, line, call, status);
-    abort();
-}
 
 cudaStream_t cuda_stream(void)
 {
@@ -40,19 +26,6 @@ float *cuda_reduce_buf(void)
     if (!buf && cudaMalloc(&buf, CUDA_REDUCE_FLOATS * sizeof(float)) != cudaSuccess)
         abort();
     return buf;
-}
-
-int cuda_set_err(struct sw_err *err, int code, const char *fmt, ...)
-{
-    if (!err)
-        return code;
-    memset(err, 0, sizeof(*err));
-    err->code = code;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
-    va_end(ap);
-    return code;
 }
 
 /* cudaMalloc (256-byte aligned host memory, exactly the bytes asked for, so ASan sees overruns);
