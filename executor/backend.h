@@ -213,6 +213,65 @@ const struct backend *backend_cpu(void);
  * device-readiness without a GPU; bitwise identical numerics to backend_cpu(). Static. */
 const struct backend *backend_devsim(void);
 
+/* ---- the profiling wrapper (executor/backend_profile.c; SCALEWISE_PROFILE=1, docs/run.md) */
+
+#define BACKEND_PROFILE_MAX_ENTRIES 64
+#define BACKEND_PROFILE_N_CLASSES 9
+
+/* A table whose every non-NULL kernel, copy, conversion and optimizer entry calls `inner`'s and
+ * adds its wall time to a per-entry accumulator; NULL entries stay NULL, and memory management,
+ * queries (scratch sizes, has_native_bf16, matmul_uses_blas), synchronize, name and flags pass
+ * through untimed, so the model takes the same paths and computes the same bits. Each timed
+ * call synchronizes `inner` before its start clock and before its end clock: on a GPU that
+ * serialises the device, so a profiled run is slower than an unprofiled one — read the
+ * breakdown, not the total. Static storage: one profiled backend per process at a time (a new
+ * call re-targets the one table and clears the counters; wrapping the table itself returns it);
+ * single-threaded like the backends' counters. Never freed. */
+const struct backend *backend_profiled(const struct backend *inner);
+/* True when the environment asks for a profile (SCALEWISE_PROFILE=1). */
+bool backend_profile_requested(void);
+/* Clear the counters and restart the wall clock (e.g. once setup is done). */
+void backend_profile_reset(void);
+/* Stop (true) or resume (false) timing: while paused, entries call through untimed and the
+ * wall clock stops, so evaluation or checkpoint writes can be left out of a step profile. */
+void backend_profile_pause(bool paused);
+
+/* One entry (name "matmul_forward", cls its class) or one class (name "matmul", cls NULL).
+ * Names are static strings. */
+struct backend_profile_row {
+    const char *name;
+    const char *cls;
+    int order; /* table position: the tie-break of the sort */
+    uint64_t calls;
+    double seconds;
+    double percent; /* of total_s (0 when nothing was timed) */
+    double mean_us; /* seconds per call, in microseconds (0 without calls) */
+};
+
+/* The counters since backend_profiled()/backend_profile_reset(). Classes: matmul, attention
+ * (rope included), norm, activation, embedding_loss (embeddings and softmax_ce),
+ * optimizer (grad_norm, clip_grad_norm and scale included), conversion, copy_memset (memcpy,
+ * memset, copy_2d), other (residual adds, axpy_2d). */
+struct backend_profile_report {
+    char backend[32];  /* the inner backend's name */
+    int n_entries;     /* entries called at least once, by seconds, largest first */
+    struct backend_profile_row entries[BACKEND_PROFILE_MAX_ENTRIES];
+    int n_classes;     /* every class (BACKEND_PROFILE_N_CLASSES), by seconds, largest first */
+    struct backend_profile_row classes[BACKEND_PROFILE_N_CLASSES];
+    uint64_t calls;    /* all timed calls */
+    double total_s;    /* the sum of the entries' seconds */
+    double wall_s;     /* wall time covered: since the reset, less paused intervals */
+    int64_t steps;     /* the caller's: steps covered, for per-step figures (0: none) */
+};
+
+/* Fill `out` from the counters (steps 0: the caller sets it). */
+void backend_profile_report(struct backend_profile_report *out);
+/* The report as one map (profile.yaml's layout) through an emitter. */
+void backend_profile_emit(struct sw_emit *e, const struct backend_profile_report *r);
+/* profile.yaml at `path`, written atomically; SW_EIO and the like from sw_write_file_atomic. */
+int backend_profile_write(const char *path, const struct backend_profile_report *r,
+                          struct sw_err *err);
+
 /* The backend a plan's strategy.device asks for: the CPU backend for cpu (the device simulator
  * instead when SCALEWISE_DEVSIM=1), the CUDA plugin for cuda (backend_cuda_load, its errors). */
 const struct backend *backend_for_device(bool cuda, struct sw_err *err);

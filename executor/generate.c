@@ -996,6 +996,10 @@ int exec_run_infer(const struct plan *p, const char *out_dir, FILE *out,
         rc = err->code;
         goto out;
     }
+    /* SCALEWISE_PROFILE=1 (docs/run.md): time every entry of the generation itself. */
+    bool profiled = backend_profile_requested();
+    if (profiled)
+        be = backend_profiled(be);
     be->mem_reset_peak();
     if ((rc = exec_model_init(&model, d, &mo, be, err)) < 0) {
         exec_model_release(&model);
@@ -1004,7 +1008,12 @@ int exec_run_infer(const struct plan *p, const char *out_dir, FILE *out,
     have_model = true;
     if ((rc = exec_checkpoint_load(p->infer.checkpoint, &model, NULL, NULL, NULL, NULL, err)) < 0)
         goto out;
-    if ((rc = exec_generate(&model, prompts, lens, B, &go, &res->gen, err)) < 0)
+    if (profiled)
+        backend_profile_reset();
+    rc = exec_generate(&model, prompts, lens, B, &go, &res->gen, err);
+    if (profiled)
+        backend_profile_pause(true);
+    if (rc < 0)
         goto out;
     be->mem_stats(&res->mem);
     res->peak_rss_bytes = peak_rss_bytes();
@@ -1053,6 +1062,16 @@ int exec_run_infer(const struct plan *p, const char *out_dir, FILE *out,
         out_dir = def_dir;
     }
     rc = write_report(p, out_dir, res, weights_word, estimate_error, err);
+    if (rc == 0 && profiled) { /* profile.yaml beside report.yaml */
+        struct backend_profile_report *pr = sw_xmalloc(sizeof(*pr));
+        backend_profile_report(pr);
+        char ppath[PLAN_PATH_MAX + 16];
+        snprintf(ppath, sizeof(ppath), "%s/profile.yaml", out_dir);
+        rc = backend_profile_write(ppath, pr, err);
+        if (rc == 0 && out)
+            fprintf(out, "profile: %s\n", ppath);
+        free(pr);
+    }
 out:
     free(hw_est);
     if (have_model)

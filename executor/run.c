@@ -284,6 +284,7 @@ struct run_state {
     struct comm *comm; /* NULL: one process */
     int rank, world, zero;
     const struct backend *be; /* the plan's device (backend_for_device) */
+    bool profiled;            /* be is backend_profiled()'s wrapper (SCALEWISE_PROFILE=1) */
     struct exec_model model;
     struct exec_optimizer opt;
     struct exec_trainer tr;
@@ -492,6 +493,10 @@ static int setup(struct run_state *s, struct exec_run_result *r, struct sw_err *
     const struct backend *be = backend_for_device(p->strategy.device == DEVICE_CUDA, err);
     if (!be)
         return err->code;
+    if (backend_profile_requested()) { /* SCALEWISE_PROFILE=1: time every entry */
+        be = backend_profiled(be);
+        s->profiled = true;
+    }
     s->be = be;
     char train_path[PLAN_PATH_MAX], val_path[PLAN_PATH_MAX];
     int rc = resolve_data_dp(s, train_path, val_path, sizeof(train_path), err);
@@ -808,6 +813,44 @@ static int agree_stop(struct run_state *s, bool *stop, struct sw_err *err)
     return rc;
 }
 
+/* ---------------------------------------------------------------- SCALEWISE_PROFILE */
+
+/* The profile covers training steps only: setup is behind the reset before the first step,
+ * and evaluation and checkpoint writes are paused out. */
+static void profile_pause(const struct run_state *s, bool paused)
+{
+    if (s->profiled)
+        backend_profile_pause(paused);
+}
+
+/* profile.yaml beside report.yaml, under the same names (each rank's profile.rank<R>.yaml in a
+ * data-parallel run, rank 0's also as profile.yaml), and the note saying where it is. */
+static int write_profile(struct run_state *s, int64_t steps, struct sw_err *err)
+{
+    if (!s->profiled)
+        return 0;
+    struct backend_profile_report *pr = sw_xmalloc(sizeof(*pr));
+    backend_profile_report(pr);
+    pr->steps = steps;
+    char path[PLAN_PATH_MAX], name[48];
+    int rc = 0;
+    if (s->world > 1) {
+        snprintf(name, sizeof(name), "profile.rank%d.yaml", s->rank);
+        if ((rc = join(path, sizeof(path), s->out_dir, name, err)) == 0)
+            rc = backend_profile_write(path, pr, err);
+    }
+    if (rc == 0 && s->rank == 0 && (rc = join(path, sizeof(path), s->out_dir, "profile.yaml",
+                                              err)) == 0)
+        rc = backend_profile_write(path, pr, err);
+    if (rc == 0 && pr->n_classes >= 3)
+        note(s->o, "profile: %s (%s %.0f%%, %s %.0f%%, %s %.0f%% of %.3g s in the backend; "
+                   "each timed call waits for the device, so a GPU run is slower profiled)",
+             path, pr->classes[0].name, pr->classes[0].percent, pr->classes[1].name,
+             pr->classes[1].percent, pr->classes[2].name, pr->classes[2].percent, pr->total_s);
+    free(pr);
+    return rc;
+}
+
 int exec_run_train(const struct plan *p, const struct exec_run_opts *o_in,
                    struct exec_run_result *r, struct sw_err *err)
 {
@@ -897,6 +940,8 @@ int exec_run_train(const struct plan *p, const struct exec_run_opts *o_in,
     int64_t done_here = 0;
     bool has_val = false;
     double last_val = NAN;
+    if (s->profiled)
+        backend_profile_reset();
     while (s->tr.step < steps) {
         struct exec_step_stats st;
         if ((rc = exec_trainer_step(&s->tr, &st, err)) < 0)
@@ -910,7 +955,10 @@ int exec_run_train(const struct plan *p, const struct exec_run_opts *o_in,
         has_val = false;
         if (s->tr.has_val && p->train.eval_every > 0 &&
             (done % p->train.eval_every == 0 || done == steps)) {
-            if ((rc = exec_trainer_eval(&s->tr, &last_val, err)) < 0)
+            profile_pause(s, true);
+            rc = exec_trainer_eval(&s->tr, &last_val, err);
+            profile_pause(s, false);
+            if (rc < 0)
                 goto out;
             has_val = true;
             r->final_val_loss = last_val;
@@ -958,7 +1006,10 @@ int exec_run_train(const struct plan *p, const struct exec_run_opts *o_in,
         if ((rc = agree_stop(s, &stop, err)) < 0)
             goto out;
         if (stop || (p->train.checkpoint_every > 0 && done % p->train.checkpoint_every == 0)) {
-            if ((rc = save_checkpoint(s, r, err)) < 0)
+            profile_pause(s, true);
+            rc = save_checkpoint(s, r, err);
+            profile_pause(s, false);
+            if (rc < 0)
                 goto out;
         }
         if (stop) {
@@ -966,6 +1017,7 @@ int exec_run_train(const struct plan *p, const struct exec_run_opts *o_in,
             break;
         }
     }
+    profile_pause(s, true);
     if (!r->interrupted && (rc = save_checkpoint(s, r, err)) < 0)
         goto out;
     r->final_step = s->tr.step;
@@ -1010,6 +1062,8 @@ int exec_run_train(const struct plan *p, const struct exec_run_opts *o_in,
             goto out;
         rc = exec_report_write(rpath, p, &rep, have_est ? &est : NULL, est_err.msg, err);
     }
+    if (rc == 0)
+        rc = write_profile(s, done_here, err);
 out:
     run_release(s);
     free(s);

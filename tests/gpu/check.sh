@@ -11,7 +11,9 @@
 #      `device: cuda` plan): tokens/s, MFU, peak memory measured (report.yaml's measured
 #      per_device_bytes: the backend's counters) vs the advisor's prediction in the same report;
 #      the same model and batch in PyTorch (torch.compile when it works, else eager) on the same
-#      GPU for the ratio;
+#      GPU for the ratio; right after the scalewise run at the smallest batch, that plan once more
+#      with SCALEWISE_PROFILE=1 (docs/run.md, "Where the time goes"): profile.yaml into the logs,
+#      the class totals and the top 5 backend entries into the summary;
 #   4. generation (a `task: infer` plan on cuda), batch 1 and 32, 128 prompt tokens + 128 new
 #      tokens: prefill and decode tokens/s and memory against the estimate, scalewise and PyTorch;
 #   5. the scalewise training runs of step 3 again with the opt-in tensor-core attention
@@ -138,6 +140,39 @@ train: {steps: $2, seq: $SEQ, lr: 6.0e-4, min_lr: 6.0e-5, warmup_steps: 2, grad_
 strategy: {device: $DEVICE, precision: ${4:-bf16-mixed}, optimizer: adamw, micro_batch: $1, grad_accum: 1, recompute: none, attention: flash}
 EOF
 }
+# prof_rows FILE SECTION: profile.yaml's classes or entries, one "name calls seconds percent
+# mean_us class" line each, in the file's order (largest first). awk on the layout
+# backend_profile_emit writes, so no YAML module is needed.
+prof_rows() {
+  awk -v sec="$2" 'function flush() { if (name != "") print name, calls, secs, pct, us, (cls == "" ? "-" : cls); name = ""; cls = "" }
+    /^[a-z_]+:/ { if (in_sec) flush(); in_sec = ($1 == sec ":"); next }
+    !in_sec { next }
+    /^  - name: / { flush(); name = $3; next }
+    /^    class: / { cls = $2 } /^    calls: / { calls = $2 } /^    seconds: / { secs = $2 }
+    /^    percent: / { pct = $2 } /^    mean_us: / { us = $2 }
+    END { if (in_sec) flush() }' "$1"
+}
+# profile_run B: the plan of train_plan B again with SCALEWISE_PROFILE=1 (every backend call
+# timed and synchronized, so its tokens/s is not the benchmark's): where the step time goes.
+profile_run() {
+  local B=$1 t0=$SECONDS rc pf=$WORK/run-b$1-prof/profile.yaml
+  if over_budget; then say "scalewise profile B=$B: skipped (time budget of $BUDGET_S s spent)"; return; fi
+  SCALEWISE_PROFILE=1 timeout 150 ./scalewise run "$WORK/train-b$B.yaml" --out "$WORK/run-b$B-prof" \
+    >"$LOGS/sw-train-b$B-prof.out" 2>"$LOGS/sw-train-b$B-prof.err"
+  rc=$?
+  if [ "$rc" -ne 0 ] || [ ! -f "$pf" ]; then
+    say "scalewise profile B=$B T=$SEQ: FAILED rc=$rc: $(tail -n 3 "$LOGS/sw-train-b$B-prof.err" | head -c 400)"
+    return
+  fi
+  cp "$pf" "$LOGS/sw-train-b$B-profile.yaml"
+  local steps inb wall
+  steps=$(sed -n 's/^steps: //p' "$pf"); inb=$(sed -n 's/^in_backend_s: //p' "$pf")
+  wall=$(sed -n 's/^wall_s: //p' "$pf")
+  say "scalewise profile B=$B T=$SEQ ($(sed -n 's/^backend: //p' "$pf"), $steps steps, every call synchronized): $(awk -v a="$inb" -v w="$wall" -v n="$steps" 'BEGIN{if (n < 1) n = 1; printf "%.1f of %.1f ms per step in backend calls", 1e3*a/n, 1e3*w/n}') ($((SECONDS - t0)) s; gpu-check-logs/sw-train-b$B-profile.yaml)"
+  say "  classes: $(prof_rows "$pf" classes | awk -v n="$steps" 'BEGIN { if (n < 1) n = 1 } $2 > 0 { printf "%s%s %.1f%% (%.1f ms/step)", sep, $1, $4, 1e3*$3/n; sep = ", " }')"
+  prof_rows "$pf" entries | head -n 5 | awk -v n="$steps" 'BEGIN { if (n < 1) n = 1 } { printf "  top %d: %s (%s) %.1f%%, %.1f ms/step, %d calls, %.0f us/call\n", NR, $1, $6, $4, 1e3*$3/n, $2, $5 }' | tee -a "$SUMMARY"
+}
+PROFILE_B=$(printf '%s\n' $BATCHES | sort -n | head -n 1)
 for B in $BATCHES; do
   if over_budget; then say "train B=$B: skipped (time budget of $BUDGET_S s spent)"; continue; fi
   train_plan "$B" "$STEPS"
@@ -156,6 +191,10 @@ for B in $BATCHES; do
     line=$("$PY" tests/gpu/summarize.py train "$WORK/run-b$B" "$FPT" "${PEAK:-0}" 2>"$WORK/tps")
     sw_tps=$(sed -n 's/^TPS //p' "$WORK/tps")
     say "scalewise train B=$B T=$SEQ: ${line:-no metrics: $(tail -n 2 "$WORK/tps")} ($((SECONDS - t0)) s)"
+  fi
+  if [ "$B" = "$PROFILE_B" ]; then
+    if [ -n "${sw_tps:-}" ]; then profile_run "$B"
+    else say "scalewise profile B=$B: skipped (the unprofiled run above did not complete)"; fi
   fi
   # PyTorch: compiled first; eager when compiling fails or takes too long.
   if over_budget; then say "torch train B=$B: skipped (time budget of $BUDGET_S s spent)"; continue; fi
