@@ -199,6 +199,14 @@ struct backend {
     void (*matmul_gelu_forward)(float *out, float *pre, const float *inp, const void *weight,
                                 int weight_fmt, const float *bias, int N, int C, int OC,
                                 void *scratch);
+    /* Its backward partner (cuBLASLt's DGELU epilogue), for the MLP's second matmul:
+     * dpre(N,C) = (dout(N,OC)·W(OC,C)) ⊙ gelu'(pre(N,C)), written, not accumulated — the
+     * input gradient into a zeroed buffer followed by gelu_backward, in one GEMM. W and
+     * weight_fmt as matmul_gelu_forward (dout rounded to the 16-bit format as in the matching
+     * backward-input entries). NULL where not fused. */
+    void (*matmul_backward_input_dgelu)(float *dpre, const float *dout, const void *weight,
+                                        int weight_fmt, const float *pre, int N, int C, int OC,
+                                        void *scratch);
     void (*quantize_int8_rows)(int8_t *wq, float *scale, const float *w, int OC, int C);
     void (*matmul_int8_forward)(float *out, const float *inp, const int8_t *wq, const float *scale,
                                 const float *bias, int N, int C, int OC);
@@ -278,7 +286,7 @@ const struct backend *backend_for_device(bool cuda, struct sw_err *err);
 
 /* Layout version of struct backend, checked by the CUDA plugin (with sizeof(struct backend)):
  * bump it when an entry is added, removed or changes its signature. */
-#define BACKEND_API_VERSION 6
+#define BACKEND_API_VERSION 7
 
 /* matmul_gelu_forward's weight formats. */
 enum backend_wfmt { BACKEND_WFMT_FP32, BACKEND_WFMT_BF16, BACKEND_WFMT_FP16 };

@@ -17,6 +17,7 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "kernels/cpu/kernels_cpu.h"
 
@@ -376,6 +377,28 @@ static void ds_matmul_gelu_forward(float *out, float *pre, const float *inp, con
     kcpu_gelu_forward(D(out), D(pre), (size_t)N * OC);
 }
 
+/* The DGELU partner, unfused as the CPU computes it: the input gradient into a zeroed buffer
+ * (a host temporary here), then gelu_backward into the zeroed output. */
+static void ds_matmul_backward_input_dgelu(float *dpre, const float *dout, const void *weight,
+                                           int weight_fmt, const float *pre, int N, int C, int OC,
+                                           void *scratch)
+{
+    size_t n = (size_t)N * C;
+    float *t = calloc(n ? n : 1, sizeof(float));
+    if (!t)
+        devsim_misuse(__func__, "no host memory for the product");
+    if (weight_fmt == BACKEND_WFMT_FP32)
+        kcpu_matmul_backward(t, NULL, NULL, D(dout), NULL, D(weight), N, C, OC);
+    else if (weight_fmt == BACKEND_WFMT_BF16)
+        kcpu_matmul_bf16_backward_input(t, D(dout), D(weight), N, C, OC, D(scratch));
+    else
+        devsim_misuse(__func__, "an fp16 weight: this backend has no native fp16 matmul");
+    float *dp = D(dpre);
+    memset(dp, 0, n * sizeof(float));
+    kcpu_gelu_backward(dp, D(pre), t, n);
+    free(t);
+}
+
 static void ds_matmul_bf16_backward_input(float *dinp, const float *dout, const uint16_t *weight,
                                           int N, int C, int OC, void *scratch)
 {
@@ -454,6 +477,7 @@ static const struct backend devsim_backend = {
     .matmul_bf16_scratch_bytes = kcpu_matmul_bf16_scratch_bytes,
     .matmul_bf16_forward = ds_matmul_bf16_forward,
     .matmul_gelu_forward = ds_matmul_gelu_forward,
+    .matmul_backward_input_dgelu = ds_matmul_backward_input_dgelu,
     .matmul_bf16_backward_input = ds_matmul_bf16_backward_input,
     .quantize_int8_rows = ds_quantize_int8_rows,
     .matmul_int8_forward = ds_matmul_int8_forward,

@@ -192,6 +192,10 @@ static const char *const class_names[PC_COUNT] = {
       (float *out, float *pre, const float *inp, const void *weight, int weight_fmt,               \
        const float *bias, int N, int C, int OC, void *scratch),                                    \
       (out, pre, inp, weight, weight_fmt, bias, N, C, OC, scratch))                                \
+    X(matmul_backward_input_dgelu, PC_MATMUL,                                                      \
+      (float *dpre, const float *dout, const void *weight, int weight_fmt, const float *pre,      \
+       int N, int C, int OC, void *scratch),                                                       \
+      (dpre, dout, weight, weight_fmt, pre, N, C, OC, scratch))                                    \
     X(quantize_int8_rows, PC_CONVERSION,                                                           \
       (int8_t *wq, float *scale, const float *w, int OC, int C), (wq, scale, w, OC, C))           \
     X(matmul_int8_forward, PC_MATMUL,                                                              \

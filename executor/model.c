@@ -51,7 +51,9 @@
  *  - GELU fusion: a backend with matmul_gelu_forward (CUDA: cuBLASLt's GELU_AUX_BIAS
  *    epilogue) runs GPT-2's MLP matmul and its GELU as one GEMM that writes both the
  *    pre-activation (kept for the backward) and the activation (gelu_fused: fp32 or a native
- *    16-bit matmul, and no adapter on the MLP, since LoRA adds to the pre-activation).
+ *    16-bit matmul, and no adapter on the MLP, since LoRA adds to the pre-activation); with
+ *    matmul_backward_input_dgelu (cuBLASLt's DGELU epilogue) the backward likewise gets
+ *    d(pre-activation) from the second matmul's input-gradient GEMM.
  *  - int8 mode (inference): every matmul weight (QKV, O, MLP, head) is per-row int8.
  *  - LoRA (Hu et al., 2021): y = x·Wᵀ + b + (alpha/r)·(x·Aᵀ)·Bᵀ on a column range of a
  *    (possibly fused) projection's output; the base is frozen (no base gradients exist).
@@ -1333,6 +1335,35 @@ static void mm_forward_gelu(struct exec_model *m, int l, float *fcact, float *fc
     m->be->matmul_gelu_forward(fcact, fch, inp, w, fmt, bias, N, s->C, s->OC, im->mm16_scratch);
 }
 
+/* Whether layer l's MLP input gradient runs through GELU in one GEMM
+ * (be->matmul_backward_input_dgelu): as gelu_fused, for the second matmul (no adapter adds to
+ * its input gradient before the GELU's). */
+static bool dgelu_fused(const struct exec_model *m)
+{
+    const struct exec_model_impl *im = m->impl;
+    if (!m->be->matmul_backward_input_dgelu || m->desc.swiglu || im->int8)
+        return false;
+    if (im->bf16 && !im->bf16_native && !im->f16_native)
+        return false;
+    for (int i = 0; im->lora && i < im->n_ad; i++)
+        if (im->ad[i].mm == MM_PROJ)
+            return false;
+    return true;
+}
+
+/* dfch(N,F) = (dout(N,C)·W_proj) ⊙ gelu'(fch), written (W_proj is (C, F) as stored). */
+static void mm_backward_dgelu(struct exec_model *m, int l, float *dfch, const float *dout,
+                              const float *fch, int N)
+{
+    struct exec_model_impl *im = m->impl;
+    const struct mm_shape *s = &im->mm[MM_PROJ];
+    size_t woff = im->lo[l].w[MM_PROJ];
+    const void *w = im->bf16 ? (const void *)w16p(im, woff) : (const void *)wp(im, woff);
+    int fmt = !im->bf16 ? BACKEND_WFMT_FP32 : im->fp16 ? BACKEND_WFMT_FP16 : BACKEND_WFMT_BF16;
+    SW_ASSERT(N <= im->rows);
+    m->be->matmul_backward_input_dgelu(dfch, dout, w, fmt, fch, N, s->C, s->OC, im->mm16_scratch);
+}
+
 /* dinp(N,C) += dout·W (+ LoRA); dW, db += when the base is trainable; adapter grads +=. */
 static void mm_backward(struct exec_model *m, int l, int k, float *dinp, const float *dout,
                         const float *inp, int N)
@@ -1552,13 +1583,18 @@ static void layer_backward(struct exec_model *m, int l, int B, int T)
         attn_core_forward(m, a, B, T);
 
     /* MLP: out = res2 + proj(act(fc(ln2(res2)))); dres holds d(out). */
-    be->memset(im->dfcact, 0, (size_t)N * m->F * sizeof(float));
-    mm_backward(m, l, MM_PROJ, im->dfcact, dres, a->fcact, N);
-    be->memset(im->dfch, 0, (size_t)N * im->F2 * sizeof(float));
-    if (m->desc.swiglu)
-        be->swiglu_backward(im->dfch, im->dfcact, a->fch, N, m->F);
-    else
-        be->gelu_backward(im->dfch, a->fch, im->dfcact, (size_t)N * m->F);
+    if (dgelu_fused(m)) { /* d(fch) in one GEMM; then proj's weight and bias gradients */
+        mm_backward_dgelu(m, l, im->dfch, dres, a->fch, N);
+        mm_backward(m, l, MM_PROJ, NULL, dres, a->fcact, N);
+    } else {
+        be->memset(im->dfcact, 0, (size_t)N * m->F * sizeof(float));
+        mm_backward(m, l, MM_PROJ, im->dfcact, dres, a->fcact, N);
+        be->memset(im->dfch, 0, (size_t)N * im->F2 * sizeof(float));
+        if (m->desc.swiglu)
+            be->swiglu_backward(im->dfch, im->dfcact, a->fch, N, m->F);
+        else
+            be->gelu_backward(im->dfch, a->fch, im->dfcact, (size_t)N * m->F);
+    }
     be->memset(im->dln, 0, (size_t)N * m->C * sizeof(float));
     mm_backward(m, l, MM_FC, im->dln, im->dfch, a->ln2, N);
     /* In place: d(res2) = d(out) + LN2ᵀ(...) */

@@ -155,6 +155,10 @@ KCUDA_API void kcuda_matmul_f16_backward_weight(float *dweight, float *dbias, co
 KCUDA_API void kcuda_matmul_gelu_forward(float *out, float *pre, const float *inp,
                                          const void *weight, int weight_fmt, const float *bias,
                                          int N, int C, int OC, void *scratch);
+KCUDA_API void kcuda_matmul_backward_input_dgelu(float *dpre, const float *dout,
+                                                 const void *weight, int weight_fmt,
+                                                 const float *pre, int N, int C, int OC,
+                                                 void *scratch);
 KCUDA_API void kcuda_matmul_int8_forward(float *out, const float *inp, const int8_t *wq,
                                          const float *scale, const float *bias, int N, int C,
                                          int OC);

@@ -5,27 +5,18 @@
 #include "kernels/cuda/cuda_int.cuh"
 #include "kernels/cuda/k_common.cuh"
 
-#define GELU_K 0.7978845608028654f /* sqrt(2/π) */
-#define GELU_A 0.044715f
-
+/* The formulas are kc_gelu / kc_gelu_grad (k_common.cuh), shared with matmul.cu's epilogue
+ * fallbacks. */
 __global__ void gelu_forward_kernel(float *out, const float *inp, size_t n)
 {
-    for (size_t i = kc_gtid(); i < n; i += kc_gstride()) {
-        float x = inp[i];
-        out[i] = 0.5f * x * (1.0f + tanhf(GELU_K * (x + GELU_A * x * x * x)));
-    }
+    for (size_t i = kc_gtid(); i < n; i += kc_gstride())
+        out[i] = kc_gelu(inp[i]);
 }
 
-/* d/dx = 0.5·(1 + tanh u) + 0.5·x·sech²u·k(1 + 3a·x²), u = k(x + a·x³). */
 __global__ void gelu_backward_kernel(float *dinp, const float *inp, const float *dout, size_t n)
 {
-    for (size_t i = kc_gtid(); i < n; i += kc_gstride()) {
-        float x = inp[i];
-        float th = tanhf(GELU_K * (x + GELU_A * x * x * x));
-        float sech2 = 1.0f - th * th;
-        float d = 0.5f * (1.0f + th) + 0.5f * x * sech2 * GELU_K * (1.0f + 3.0f * GELU_A * x * x);
-        dinp[i] += d * dout[i];
-    }
+    for (size_t i = kc_gtid(); i < n; i += kc_gstride())
+        dinp[i] += kc_gelu_grad(inp[i]) * dout[i];
 }
 
 /* out(N,H) = silu(gate)·up; gate_up(N,2H) rows hold H gate values then H up values. */

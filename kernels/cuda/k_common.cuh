@@ -156,4 +156,20 @@ extern "C" void kcuda_attention_decode_bf16(__nv_bfloat16 *out, const __nv_bfloa
                                             const __nv_bfloat16 *v_cache, int B, int T_new,
                                             int pos, int NH, int NKV, int HS, int cache_T);
 
+/* GPT-2's tanh GELU and its derivative, kernels/cpu/activation.c's float operations:
+ * gelu(x) = 0.5·x·(1 + tanh u), d/dx = 0.5·(1 + tanh u) + 0.5·x·sech²u·k(1 + 3a·x²), with
+ * u = k(x + a·x³), k = sqrt(2/π), a = 0.044715. */
+#define KC_GELU_K 0.7978845608028654f
+#define KC_GELU_A 0.044715f
+static __device__ __forceinline__ float kc_gelu(float x)
+{
+    return 0.5f * x * (1.0f + tanhf(KC_GELU_K * (x + KC_GELU_A * x * x * x)));
+}
+static __device__ __forceinline__ float kc_gelu_grad(float x)
+{
+    float th = tanhf(KC_GELU_K * (x + KC_GELU_A * x * x * x));
+    float sech2 = 1.0f - th * th;
+    return 0.5f * (1.0f + th) + 0.5f * x * sech2 * KC_GELU_K * (1.0f + 3.0f * KC_GELU_A * x * x);
+}
+
 #endif

@@ -32,10 +32,14 @@
  *    GELU_AUX_BIAS epilogue writes gelu(x·Wᵀ + b) to D and the pre-activation to the aux
  *    buffer the backward needs; an algorithm is looked for with the epilogue, then with the
  *    bias alone, then plain, and lt_run finishes what the chosen one did not (bias kernel,
- *    copy to aux and kcuda_gelu_forward), so every entry works on any GPU.
- * Not here: the DGELU backward epilogue, bf16 activations in and out (struct backend carries
- * fp32 activations), the int8 weight-only matmul. */
+ *    copy to aux and kcuda_gelu_forward), so every entry works on any GPU. Its backward
+ *    partner (kcuda_matmul_backward_input_dgelu) is the second matmul's input-gradient GEMM
+ *    with the DGELU epilogue, reading the pre-activation as aux: d(pre) in one GEMM, written
+ *    (beta 0); its fallback scales the plain product by gelu' (dgelu_inplace_kernel).
+ * Not here: bf16 activations in and out (struct backend carries fp32 activations), the int8
+ * weight-only matmul. */
 #include "kernels/cuda/cuda_int.cuh"
+#include "kernels/cuda/k_common.cuh"
 
 #include <cublasLt.h>
 #include <cuda_fp16.h>
@@ -67,6 +71,14 @@ template <typename T> __global__ static void f32_to_16_kernel(T *dst, const floa
     size_t stride = (size_t)gridDim.x * blockDim.x;
     for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride)
         store_16(&dst[i], src[i]);
+}
+
+/* d[i] *= gelu'(pre[i]): the DGELU epilogue's fallback. */
+__global__ static void dgelu_inplace_kernel(float *d, const float *pre, size_t n)
+{
+    size_t stride = (size_t)gridDim.x * blockDim.x;
+    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride)
+        d[i] = kc_gelu_grad(pre[i]) * d[i];
 }
 
 /* out(N,OC) += bias(OC) per row: the fallback when no algorithm takes the BIAS epilogue. */
@@ -174,8 +186,10 @@ struct lt_gemm {
     const float *bias; /* NULL: no epilogue */
     float beta;
     /* GELU fused (kcuda_matmul_gelu_forward): D = gelu(product + bias) and aux = product +
-     * bias (ld ldd, fp32); NULL: no GELU. */
+     * bias (ld ldd, fp32); NULL: no GELU. With dgelu, aux is an input instead
+     * (kcuda_matmul_backward_input_dgelu): D = product · gelu'(aux). */
     float *aux;
+    bool dgelu;
 };
 
 struct lt_key {
@@ -191,7 +205,7 @@ struct lt_plan {
     cublasLtMatrixLayout_t a, b, d;
     cublasLtMatmulAlgo_t algo;
     bool use_epilogue; /* false: the bias is added by add_bias_kernel */
-    bool gelu_fused;   /* the GELU_AUX(_BIAS) epilogue; false: gelu after the GEMM (lt_run) */
+    bool gelu_fused;   /* the GELU_AUX(_BIAS) or DGELU epilogue; false: lt_run applies it */
 };
 
 static struct lt_plan g_cache[LT_CACHE_MAX];
@@ -233,6 +247,7 @@ static bool plan_build(struct lt_plan *p, const struct lt_gemm *g, bool with_bia
                                                 sizeof g->tb));
     if (with_bias || with_gelu) {
         cublasLtEpilogue_t epi = !with_gelu ? CUBLASLT_EPILOGUE_BIAS
+                                 : g->dgelu ? CUBLASLT_EPILOGUE_DGELU
                                  : with_bias ? CUBLASLT_EPILOGUE_GELU_AUX_BIAS
                                              : CUBLASLT_EPILOGUE_GELU_AUX;
         CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi,
@@ -305,7 +320,7 @@ static const struct lt_plan *plan_get(const struct lt_gemm *g, struct lt_plan *t
     key.compute = (int)g->compute;
     key.bias = g->bias != NULL;
     key.beta_nonzero = g->beta != 0.0f;
-    key.gelu = g->aux != NULL;
+    key.gelu = g->aux == NULL ? 0 : g->dgelu ? 2 : 1;
     key.align = ptr_align(ptrs, 5);
     for (int i = 0; i < g_cache_n; i++)
         if (memcmp(&g_cache[i].key, &key, sizeof key) == 0)
@@ -367,7 +382,14 @@ static void lt_run(const struct lt_gemm *g)
             (float *)g->D, g->bias, (size_t)g->n, g->m);
         CUDA_LAUNCH_CHECK();
     }
-    if (g->aux && !p->gelu_fused) {
+    if (g->aux && !p->gelu_fused && g->dgelu) {
+        /* Unfused DGELU: D holds the product; scale it by gelu'(aux) in place. */
+        size_t total = (size_t)g->ldd * g->n;
+        unsigned blocks = cuda_blocks(total, 256), cap = cuda_fill_blocks(256, 8);
+        dgelu_inplace_kernel<<<blocks < cap ? blocks : cap, 256, 0, cuda_stream()>>>(
+            (float *)g->D, g->aux, total);
+        CUDA_LAUNCH_CHECK();
+    } else if (g->aux && !p->gelu_fused) {
         /* Unfused: D holds the pre-activation; keep it in aux and write gelu(aux) to D. */
         size_t bytes = (size_t)g->ldd * g->n * sizeof(float);
         CUDA_CHECK(cudaMemcpyAsync(g->aux, g->D, bytes, cudaMemcpyDeviceToDevice, cuda_stream()));
@@ -386,16 +408,18 @@ static void gemm_forward(void *out, cudaDataType_t out_type, const void *inp, co
     /* struct lt_gemm order: transposes; m, n, k; lda, ldb, ldd; types; A, B, D; bias; beta;
      * aux */
     struct lt_gemm g = {CUBLAS_OP_T, CUBLAS_OP_N, OC, N, C, C, C, OC,
-                        ab_type, out_type, compute, w, inp, out, bias, 0.0f, aux};
+                        ab_type, out_type, compute, w, inp, out, bias, 0.0f, aux, false};
     lt_run(&g);
 }
 
-/* dinp(N,C) += dout(N,OC)·W(OC,C): dinpᵀ(C,N) = W_cm(C,OC)·doutᵀ(OC,N). */
+/* dinp(N,C) += dout(N,OC)·W(OC,C): dinpᵀ(C,N) = W_cm(C,OC)·doutᵀ(OC,N). With pre (N,C):
+ * dinp = (dout·W) ⊙ gelu'(pre) instead, written (beta 0), through the DGELU epilogue. */
 static void gemm_dinp(float *dinp, const void *dout, const void *w, int N, int C, int OC,
-                      cudaDataType_t ab_type, cublasComputeType_t compute)
+                      cudaDataType_t ab_type, cublasComputeType_t compute, const float *pre)
 {
     struct lt_gemm g = {CUBLAS_OP_N, CUBLAS_OP_N, C, N, OC, C, OC, C,
-                        ab_type, CUDA_R_32F, compute, w, dout, dinp, NULL, 1.0f, NULL};
+                        ab_type, CUDA_R_32F, compute, w, dout, dinp, NULL, pre ? 0.0f : 1.0f,
+                        (float *)pre, pre != NULL};
     lt_run(&g);
 }
 
@@ -406,7 +430,7 @@ static void gemm_dweight(float *dw, const void *dout, const void *inp, int N, in
                          cudaDataType_t ab_type, cublasComputeType_t compute)
 {
     struct lt_gemm g = {CUBLAS_OP_N, CUBLAS_OP_T, C, OC, N, C, OC, C,
-                        ab_type, CUDA_R_32F, compute, inp, dout, dw, NULL, 1.0f, NULL};
+                        ab_type, CUDA_R_32F, compute, inp, dout, dw, NULL, 1.0f, NULL, false};
     lt_run(&g);
 }
 
@@ -460,7 +484,7 @@ extern "C" void kcuda_matmul_backward(float *dinp, float *dweight, float *dbias,
     if (N <= 0 || OC <= 0)
         return;
     if (dinp)
-        gemm_dinp(dinp, dout, weight, N, C, OC, CUDA_R_32F, CUBLAS_COMPUTE_32F_FAST_TF32);
+        gemm_dinp(dinp, dout, weight, N, C, OC, CUDA_R_32F, CUBLAS_COMPUTE_32F_FAST_TF32, NULL);
     if (dweight)
         gemm_dweight(dweight, dout, inp, N, C, OC, CUDA_R_32F, CUBLAS_COMPUTE_32F_FAST_TF32);
     if (dbias)
@@ -519,9 +543,11 @@ static void lp_forward(const struct lp_fmt *f, float *out, const float *inp,
     }
 }
 
-/* dinp(N,C) += f(dout)·W, chunk by chunk of dout rows. */
+/* dinp(N,C) += f(dout)·W, chunk by chunk of dout rows; with pre, dinp = that ⊙ gelu'(pre),
+ * written. */
 static void lp_backward_input(const struct lp_fmt *f, float *dinp, const float *dout,
-                              const uint16_t *weight, int N, int C, int OC, void *scratch)
+                              const uint16_t *weight, int N, int C, int OC, void *scratch,
+                              const float *pre)
 {
     if (N <= 0 || C <= 0)
         return;
@@ -531,7 +557,7 @@ static void lp_backward_input(const struct lp_fmt *f, float *dinp, const float *
         int rows = N - r0 < R ? N - r0 : R;
         to_16(f, scratch, dout + (size_t)r0 * OC, (size_t)rows * OC);
         gemm_dinp(dinp + (size_t)r0 * C, scratch, weight, rows, C, OC, f->type,
-                  CUBLAS_COMPUTE_32F);
+                  CUBLAS_COMPUTE_32F, pre ? pre + (size_t)r0 * C : NULL);
     }
 }
 
@@ -579,7 +605,7 @@ extern "C" void kcuda_matmul_bf16_backward_input(float *dinp, const float *dout,
                                                  const uint16_t *weight, int N, int C, int OC,
                                                  void *scratch)
 {
-    lp_backward_input(&LP_BF16, dinp, dout, weight, N, C, OC, scratch);
+    lp_backward_input(&LP_BF16, dinp, dout, weight, N, C, OC, scratch, NULL);
 }
 
 extern "C" void kcuda_matmul_bf16_backward_weight(float *dweight, float *dbias, const float *dout,
@@ -599,7 +625,7 @@ extern "C" void kcuda_matmul_f16_backward_input(float *dinp, const float *dout,
                                                 const uint16_t *weight, int N, int C, int OC,
                                                 void *scratch)
 {
-    lp_backward_input(&LP_F16, dinp, dout, weight, N, C, OC, scratch);
+    lp_backward_input(&LP_F16, dinp, dout, weight, N, C, OC, scratch, NULL);
 }
 
 extern "C" void kcuda_matmul_f16_backward_weight(float *dweight, float *dbias, const float *dout,
@@ -623,4 +649,21 @@ extern "C" void kcuda_matmul_gelu_forward(float *out, float *pre, const float *i
     else
         lp_forward(weight_fmt == BACKEND_WFMT_FP16 ? &LP_F16 : &LP_BF16, out, inp,
                    (const uint16_t *)weight, bias, N, C, OC, scratch, pre);
+}
+
+/* The GELU MLP's input gradient through the GELU (struct backend
+ * matmul_backward_input_dgelu): dpre = (dout·W) ⊙ gelu'(pre), written, with cuBLASLt's DGELU
+ * epilogue (or, where no algorithm takes it, the GEMM and then dgelu_inplace_kernel). */
+extern "C" void kcuda_matmul_backward_input_dgelu(float *dpre, const float *dout,
+                                                  const void *weight, int weight_fmt,
+                                                  const float *pre, int N, int C, int OC,
+                                                  void *scratch)
+{
+    if (N <= 0 || C <= 0)
+        return;
+    if (weight_fmt == BACKEND_WFMT_FP32)
+        gemm_dinp(dpre, dout, weight, N, C, OC, CUDA_R_32F, CUBLAS_COMPUTE_32F_FAST_TF32, pre);
+    else
+        lp_backward_input(weight_fmt == BACKEND_WFMT_FP16 ? &LP_F16 : &LP_BF16, dpre, dout,
+                          (const uint16_t *)weight, N, C, OC, scratch, pre);
 }

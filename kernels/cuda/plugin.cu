@@ -300,7 +300,9 @@ static void fill_table(struct backend *b)
     b->matmul_f16_backward_weight = kcuda_matmul_f16_backward_weight;
     /* SCALEWISE_CUDA_FUSED_GELU=0 keeps the matmul and GELU apart (for comparing the two). */
     const char *fg = getenv("SCALEWISE_CUDA_FUSED_GELU");
-    b->matmul_gelu_forward = fg && strcmp(fg, "0") == 0 ? NULL : kcuda_matmul_gelu_forward;
+    bool fuse = !(fg && strcmp(fg, "0") == 0);
+    b->matmul_gelu_forward = fuse ? kcuda_matmul_gelu_forward : NULL;
+    b->matmul_backward_input_dgelu = fuse ? kcuda_matmul_backward_input_dgelu : NULL;
     b->quantize_int8_rows = kcuda_quantize_int8_rows;
     b->matmul_int8_forward = kcuda_matmul_int8_forward;
 }

@@ -8,7 +8,9 @@
  *  - GELU_AUX_BIAS: pre = ... + bias[i] is stored in the aux matrix (fp32, column-major, its own
  *    leading dimension), D = gelu(pre) with the tanh form of kernels/cpu/activation.c
  *    (0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))), the same float operations); GELU_AUX: the
- *    same without the bias.
+ *    same without the bias;
+ *  - DGELU: the aux matrix is read instead: D = (product + beta·C) · gelu'(aux), the derivative
+ *    as kernels/cpu/activation.c computes it.
  * Operands CUDA_R_32F, CUDA_R_16BF or CUDA_R_16F are widened exactly; CUBLAS_COMPUTE_32F_FAST_TF32
  * first rounds each fp32 operand to TF32 (10 mantissa bits, nearest, ties away from zero: the
  * hardware's cvt.rna.tf32.f32); products are summed in double and rounded once to the fp32 D, so
@@ -427,6 +429,13 @@ static bool epilogue_has_gelu_aux(uint32_t e)
     return e == CUBLASLT_EPILOGUE_GELU_AUX || e == CUBLASLT_EPILOGUE_GELU_AUX_BIAS;
 }
 
+/* The epilogues with an aux matrix: GELU_AUX(_BIAS) write the pre-activation to it, DGELU
+ * reads it (D = product · gelu'(aux)). */
+static bool epilogue_has_aux(uint32_t e)
+{
+    return epilogue_has_gelu_aux(e) || e == CUBLASLT_EPILOGUE_DGELU;
+}
+
 /* Fills *p from the descriptor and layouts, or fails (as function fn) with the reason. */
 static cublasStatus_t problem_of(const char *fn, cublasLtHandle_t h, cublasLtMatmulDesc_t d,
                                  cublasLtMatrixLayout_t a, cublasLtMatrixLayout_t b,
@@ -488,11 +497,11 @@ static cublasStatus_t problem_of(const char *fn, cublasLtHandle_t h, cublasLtMat
     p->epilogue = d->epilogue;
     p->aux_ld = 0;
     if (d->epilogue != CUBLASLT_EPILOGUE_DEFAULT && d->epilogue != CUBLASLT_EPILOGUE_BIAS &&
-        !epilogue_has_gelu_aux(d->epilogue))
+        !epilogue_has_aux(d->epilogue))
         return fail(CUBLAS_STATUS_NOT_SUPPORTED, fn, "epilogue %u is not emulated", d->epilogue);
     if (epilogue_has_bias(d->epilogue) && d->bias_type != -1 && d->bias_type != CUDA_R_32F)
         return fail(CUBLAS_STATUS_NOT_SUPPORTED, fn, "bias type %d (fp32 only)", (int)d->bias_type);
-    if (epilogue_has_gelu_aux(d->epilogue)) {
+    if (epilogue_has_aux(d->epilogue)) {
         if (d->aux_type != -1 && d->aux_type != CUDA_R_32F)
             return fail(CUBLAS_STATUS_NOT_SUPPORTED, fn, "aux type %d (fp32 only)",
                         (int)d->aux_type);
@@ -640,10 +649,18 @@ static float load(int32_t type, const void *base, int64_t idx)
     return __half2float(__ushort_as_half(h));
 }
 
-/* The GPT-2 tanh GELU, the float operations of kernels/cpu/activation.c. */
+/* The GPT-2 tanh GELU and its derivative, the float operations of kernels/cpu/activation.c. */
 static float gelu_tanh(float x)
 {
     return 0.5f * x * (1.0f + tanhf(0.7978845608028654f * (x + 0.044715f * x * x * x)));
+}
+
+static float gelu_tanh_grad(float x)
+{
+    const float k = 0.7978845608028654f, a = 0.044715f;
+    float th = tanhf(k * (x + a * x * x * x));
+    float sech2 = 1.0f - th * th;
+    return 0.5f * (1.0f + th) + 0.5f * x * sech2 * k * (1.0f + 3.0f * a * x * x);
 }
 
 /* [start, end) of the bytes a layout's matrix spans at ptr. */
@@ -688,6 +705,8 @@ cublasStatus_t cublasLtMatmul(cublasLtHandle_t handle, cublasLtMatmulDesc_t desc
     memcpy(&be, beta, 4);
     const bool bias = epilogue_has_bias(p.epilogue);
     const bool gelu = epilogue_has_gelu_aux(p.epilogue);
+    const bool dgelu = p.epilogue == CUBLASLT_EPILOGUE_DGELU;
+    const bool has_aux = gelu || dgelu;
     const void *ptrs[4] = {A, B, C, D};
     const char *names = "ABCD";
     for (int i = 0; i < 4; i++) {
@@ -697,7 +716,7 @@ cublasStatus_t cublasLtMatmul(cublasLtHandle_t handle, cublasLtMatmulDesc_t desc
     }
     if (bias && !desc->bias)
         return fail(CUBLAS_STATUS_INVALID_VALUE, fn, "the epilogue's bias pointer is NULL");
-    if (gelu && !desc->aux)
+    if (has_aux && !desc->aux)
         return fail(CUBLAS_STATUS_INVALID_VALUE, fn, "the epilogue's aux pointer is NULL");
     for (int i = 0; i < 5; i++) {
         uint32_t req = (uint32_t)(algo->data[2] >> (12 * i)) & 0xfffu;
@@ -705,7 +724,7 @@ cublasStatus_t cublasLtMatmul(cublasLtHandle_t handle, cublasLtMatmulDesc_t desc
         if (i == 4) { /* bias and aux */
             if (bias && ptr_alignment(desc->bias) < req)
                 ptr = desc->bias;
-            else if (gelu && ptr_alignment(desc->aux) < req)
+            else if (has_aux && ptr_alignment(desc->aux) < req)
                 ptr = desc->aux;
         }
         if (ptr && ptr_alignment(ptr) < req)
@@ -730,7 +749,7 @@ cublasStatus_t cublasLtMatmul(cublasLtHandle_t handle, cublasLtMatmulDesc_t desc
     const span sb = span_of(B, p.tb ? p.n : p.k, p.tb ? p.k : p.n, p.ldb, ab_bytes);
     const span sc = span_of(C, p.m, p.n, p.ldc, 4), sd = span_of(D, p.m, p.n, p.ldd, 4);
     const span sbias = span_of(bias ? desc->bias : nullptr, p.m, 1, p.m, 4);
-    const span saux = span_of(gelu ? desc->aux : nullptr, p.m, p.n, p.aux_ld, 4);
+    const span saux = span_of(has_aux ? desc->aux : nullptr, p.m, p.n, p.aux_ld, 4);
     if (overlap(sd, sa) || overlap(sd, sb) || overlap(sd, sbias) || overlap(sd, saux) ||
         (C != D && be != 0.0f && overlap(sd, sc)) || overlap(saux, sa) || overlap(saux, sb))
         return fail(CUBLAS_STATUS_INVALID_VALUE, fn,
@@ -798,11 +817,14 @@ cublasStatus_t cublasLtMatmul(cublasLtHandle_t handle, cublasLtMatmulDesc_t desc
             if (gelu) {
                 aux[i + j * p.aux_ld] = out;
                 out = gelu_tanh(out);
+            } else if (dgelu) {
+                out = gelu_tanh_grad(aux[i + j * p.aux_ld]) * out;
             }
             dp[i + j * p.ldd] = out;
         }
     g_stats.matmuls++;
     g_stats.matmuls_bias += p.epilogue == CUBLASLT_EPILOGUE_BIAS;
     g_stats.matmuls_gelu_aux += gelu;
+    g_stats.matmuls_dgelu += dgelu;
     return CUBLAS_STATUS_SUCCESS;
 }

@@ -255,6 +255,38 @@ static void gelu_fused_check(const char *fmt_name, int fmt, const float *dX, con
     free(pre), free(out), free(want), free(gb);
 }
 
+/* The fused backward partner (matmul_backward_input_dgelu) in format fmt, with x as the
+ * pre-activation: dpre = (dout·W) ⊙ gelu'(x), against `prod` (the same product computed by the
+ * CPU reference into zeros) through kcpu_gelu_backward. The bound is the product's (bound,
+ * which may include an accumulated term) times 1.13, GELU's largest slope; the written output
+ * must ignore what the buffer held (it is filled with NaN first). */
+static void dgelu_fused_check(const char *fmt_name, int fmt, const float *dDO, const void *dW,
+                              const float *dX, const float *x, int N, int C, int OC,
+                              void *scratch, const float *prod, const double *bound, double tol)
+{
+    if (!be->matmul_backward_input_dgelu) {
+        printf("test_cuda_backend: no matmul_backward_input_dgelu (SCALEWISE_CUDA_FUSED_GELU=0)\n");
+        return;
+    }
+    size_t nx = (size_t)N * C;
+    struct sw_err err;
+    float *dD = be->alloc(nx * sizeof(float), BACKEND_MEM_GRADIENTS, &err);
+    SW_ASSERT(dD);
+    float *got = malloc(nx * sizeof(float)), *want = calloc(nx, sizeof(float));
+    double *b = malloc(nx * sizeof(double));
+    for (size_t i = 0; i < nx; i++)
+        got[i] = NAN, b[i] = 1.13 * bound[i];
+    be->memcpy(dD, got, nx * sizeof(float), BACKEND_H2D);
+    be->matmul_backward_input_dgelu(dD, dDO, dW, fmt, dX, N, C, OC, scratch);
+    to_host(got, dD, nx);
+    kcpu_gelu_backward(want, x, prod, nx);
+    char what[96];
+    snprintf(what, sizeof what, "%s dgelu-fused dinp %dx%dx%d", fmt_name, N, C, OC);
+    CHECK(compare(what, got, want, b, nx, tol, 1e-6) == 0);
+    be->free(dD);
+    free(got), free(want), free(b);
+}
+
 /* One matmul shape's data, shared by the checks of its 16-bit entries. */
 struct mm {
     int N, C, OC;
@@ -375,6 +407,11 @@ static void lp16_checks(const struct lp16_fmt *f, const struct mm *m)
         }
     snprintf(what, sizeof what, "%s dinp %dx%dx%d", f->name, N, C, OC);
     CHECK(compare(what, m->got, m->rdx, m->bx, nx, f->tol, 1e-6) == 0);
+    float *prod = calloc(nx, sizeof(float));
+    f->ref_backward_input(prod, m->dout, w16, N, C, OC);
+    dgelu_fused_check(f->name, f->fp16 ? BACKEND_WFMT_FP16 : BACKEND_WFMT_BF16, m->dDO, dW16,
+                      m->dX, m->x, N, C, OC, scratch, prod, m->bx, f->tol);
+    free(prod);
 
     /* dW += r(dout)ᵀ·r(x) in fp32, dbias += Σ dout (fp32). */
     be->memcpy(m->dDW, m->dw0, nw * sizeof(float), BACKEND_H2D);
@@ -463,6 +500,10 @@ static void matmul_case(int N, int C, int OC, int pad)
     to_host(got, dDX, nx);
     snprintf(what, sizeof what, "tf32 dinp %dx%dx%d", N, C, OC);
     CHECK(compare(what, got, rdx, bx_, nx, 2e-3, 1e-6) == 0);
+    float *prod = calloc(nx, sizeof(float));
+    kcpu_matmul_backward(prod, NULL, NULL, dout, NULL, w, N, C, OC);
+    dgelu_fused_check("tf32", BACKEND_WFMT_FP32, dDO, dW, dX, x, N, C, OC, NULL, prod, bx_, 2e-3);
+    free(prod);
     to_host(got, dDW, nw);
     snprintf(what, sizeof what, "tf32 dweight %dx%dx%d", N, C, OC);
     CHECK(compare(what, got, rdw, bw_, nw, 2e-3, 1e-6) == 0);

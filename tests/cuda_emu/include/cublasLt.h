@@ -164,6 +164,7 @@ struct emu_lt_stats {
     long heuristic_calls, heuristic_refused; /* refused: no algorithm returned, any reason */
     long matmuls;                            /* successful cublasLtMatmul calls */
     long matmuls_bias, matmuls_gelu_aux;     /* ... with BIAS / GELU_AUX or GELU_AUX_BIAS */
+    long matmuls_dgelu;                      /* ... with DGELU */
     long failures;                           /* calls that returned an error status */
     int live_handles, live_descs, live_layouts, live_prefs;
 };
