@@ -50,7 +50,7 @@
  *    run, the same numbers up to the order of the fp32 sums. LoRA adapters stay fp32.
  *  - GELU fusion: a backend with matmul_gelu_forward (CUDA: cuBLASLt's GELU_AUX_BIAS
  *    epilogue) runs GPT-2's MLP matmul and its GELU as one GEMM that writes both the
- *    pre-activation (kept for the backward) and the activation (gelu_fused: fp32 or a native
+ *    pre-activation (kept for the backward) and the activation (gelu_fusable: fp32 or a native
  *    16-bit matmul, and no adapter on the MLP, since LoRA adds to the pre-activation); with
  *    matmul_backward_input_dgelu (cuBLASLt's DGELU epilogue) the backward likewise gets
  *    d(pre-activation) from the second matmul's input-gradient GEMM.
@@ -1305,50 +1305,44 @@ static void mm_forward(struct exec_model *m, int l, int k, float *out, const flo
     }
 }
 
-/* Whether layer l's MLP matmul and GELU run as one fused GEMM (be->matmul_gelu_forward): a
- * GELU MLP whose matmul runs on fp32 or a native 16-bit kernel (the emulated paths widen the
- * weight first), with no adapter adding to the pre-activation before the GELU. */
-static bool gelu_fused(const struct exec_model *m)
+/* Whether the GELU MLP fuses GELU into a GEMM: the backend has the entry (`entry`:
+ * matmul_gelu_forward for the first matmul, matmul_backward_input_dgelu for the second), the
+ * matmul runs on fp32 or a native 16-bit kernel (the emulated paths widen the weight first),
+ * and no adapter on matmul `mm` adds to its output (forward) or input gradient (backward)
+ * before the GELU sees it. */
+static bool gelu_fusable(const struct exec_model *m, bool entry, enum mm_id mm)
 {
     const struct exec_model_impl *im = m->impl;
-    if (!m->be->matmul_gelu_forward || m->desc.swiglu || im->int8)
+    if (!entry || m->desc.swiglu || im->int8)
         return false;
     if (im->bf16 && !im->bf16_native && !im->f16_native)
         return false;
     for (int i = 0; im->lora && i < im->n_ad; i++)
-        if (im->ad[i].mm == MM_FC)
+        if (im->ad[i].mm == (int)mm)
             return false;
     return true;
 }
 
-/* fch = ln2·W_fcᵀ + b and fcact = gelu(fch) in one GEMM (gelu_fused). */
+/* The weight a fused GELU matmul reads at base offset woff: the fp32 master or the 16-bit
+ * mirror, and its backend_wfmt. */
+static const void *fused_weight(const struct exec_model_impl *im, size_t woff, int *fmt)
+{
+    *fmt = !im->bf16 ? BACKEND_WFMT_FP32 : im->fp16 ? BACKEND_WFMT_FP16 : BACKEND_WFMT_BF16;
+    return im->bf16 ? (const void *)w16p(im, woff) : (const void *)wp(im, woff);
+}
+
+/* fch = ln2·W_fcᵀ + b and fcact = gelu(fch) in one GEMM. */
 static void mm_forward_gelu(struct exec_model *m, int l, float *fcact, float *fch,
                             const float *inp, int N)
 {
     struct exec_model_impl *im = m->impl;
     const struct mm_shape *s = &im->mm[MM_FC];
-    size_t woff = im->lo[l].w[MM_FC], boff = im->lo[l].b[MM_FC];
+    size_t boff = im->lo[l].b[MM_FC];
     const float *bias = boff == OFF_NONE ? NULL : wp(im, boff);
-    const void *w = im->bf16 ? (const void *)w16p(im, woff) : (const void *)wp(im, woff);
-    int fmt = !im->bf16 ? BACKEND_WFMT_FP32 : im->fp16 ? BACKEND_WFMT_FP16 : BACKEND_WFMT_BF16;
+    int fmt;
+    const void *w = fused_weight(im, im->lo[l].w[MM_FC], &fmt);
     SW_ASSERT(N <= im->rows);
     m->be->matmul_gelu_forward(fcact, fch, inp, w, fmt, bias, N, s->C, s->OC, im->mm16_scratch);
-}
-
-/* Whether layer l's MLP input gradient runs through GELU in one GEMM
- * (be->matmul_backward_input_dgelu): as gelu_fused, for the second matmul (no adapter adds to
- * its input gradient before the GELU's). */
-static bool dgelu_fused(const struct exec_model *m)
-{
-    const struct exec_model_impl *im = m->impl;
-    if (!m->be->matmul_backward_input_dgelu || m->desc.swiglu || im->int8)
-        return false;
-    if (im->bf16 && !im->bf16_native && !im->f16_native)
-        return false;
-    for (int i = 0; im->lora && i < im->n_ad; i++)
-        if (im->ad[i].mm == MM_PROJ)
-            return false;
-    return true;
 }
 
 /* dfch(N,F) = (dout(N,C)·W_proj) ⊙ gelu'(fch), written (W_proj is (C, F) as stored). */
@@ -1357,9 +1351,8 @@ static void mm_backward_dgelu(struct exec_model *m, int l, float *dfch, const fl
 {
     struct exec_model_impl *im = m->impl;
     const struct mm_shape *s = &im->mm[MM_PROJ];
-    size_t woff = im->lo[l].w[MM_PROJ];
-    const void *w = im->bf16 ? (const void *)w16p(im, woff) : (const void *)wp(im, woff);
-    int fmt = !im->bf16 ? BACKEND_WFMT_FP32 : im->fp16 ? BACKEND_WFMT_FP16 : BACKEND_WFMT_BF16;
+    int fmt;
+    const void *w = fused_weight(im, im->lo[l].w[MM_PROJ], &fmt);
     SW_ASSERT(N <= im->rows);
     m->be->matmul_backward_input_dgelu(dfch, dout, w, fmt, fch, N, s->C, s->OC, im->mm16_scratch);
 }
@@ -1483,7 +1476,7 @@ static void layer_forward(struct exec_model *m, int l, const float *inp, float *
     mm_forward(m, l, MM_O, im->tmp, a->atty, N);
     be->residual_forward(a->res2, inp, im->tmp, NC);
     norm_forward(m, a->ln2, a->ln2_mean, a->ln2_rstd, a->res2, lo->ln2_w, lo->ln2_b, N);
-    if (gelu_fused(m)) {
+    if (gelu_fusable(m, m->be->matmul_gelu_forward != NULL, MM_FC)) {
         mm_forward_gelu(m, l, a->fcact, a->fch, a->ln2, N);
     } else {
         mm_forward(m, l, MM_FC, a->fch, a->ln2, N);
@@ -1583,7 +1576,8 @@ static void layer_backward(struct exec_model *m, int l, int B, int T)
         attn_core_forward(m, a, B, T);
 
     /* MLP: out = res2 + proj(act(fc(ln2(res2)))); dres holds d(out). */
-    if (dgelu_fused(m)) { /* d(fch) in one GEMM; then proj's weight and bias gradients */
+    if (gelu_fusable(m, m->be->matmul_backward_input_dgelu != NULL, MM_PROJ)) {
+        /* d(fch) in one GEMM; then proj's weight and bias gradients */
         mm_backward_dgelu(m, l, im->dfch, dres, a->fch, N);
         mm_backward(m, l, MM_PROJ, NULL, dres, a->fcact, N);
     } else {
