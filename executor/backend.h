@@ -207,6 +207,16 @@ struct backend {
     void (*matmul_backward_input_dgelu)(float *dpre, const float *dout, const void *weight,
                                         int weight_fmt, const float *pre, int N, int C, int OC,
                                         void *scratch);
+    /* A 16-bit matmul's whole backward, rounding each chunk of dout once for both gradients
+     * (the separate entries round it once each): dinp += r(dout)·W — with pre, dinp =
+     * (r(dout)·W) ⊙ gelu'(pre), written, as matmul_backward_input_dgelu — dweight +=
+     * r(dout)ᵀ·r(inp), dbias += Σ dout in fp32; r() the weight's format (weight_fmt
+     * BACKEND_WFMT_BF16 or BACKEND_WFMT_FP16); any of dinp, dweight, dbias may be NULL. The same
+     * numbers as the separate entries. Scratch: matmul_bf16_scratch_bytes(N). NULL where the
+     * 16-bit weight gradient is not provided (the CPU). */
+    void (*matmul_16_backward)(float *dinp, float *dweight, float *dbias, const float *dout,
+                               const float *inp, const uint16_t *weight, int weight_fmt,
+                               const float *pre, int N, int C, int OC, void *scratch);
     void (*quantize_int8_rows)(int8_t *wq, float *scale, const float *w, int OC, int C);
     void (*matmul_int8_forward)(float *out, const float *inp, const int8_t *wq, const float *scale,
                                 const float *bias, int N, int C, int OC);
@@ -286,7 +296,7 @@ const struct backend *backend_for_device(bool cuda, struct sw_err *err);
 
 /* Layout version of struct backend, checked by the CUDA plugin (with sizeof(struct backend)):
  * bump it when an entry is added, removed or changes its signature. */
-#define BACKEND_API_VERSION 7
+#define BACKEND_API_VERSION 8
 
 /* matmul_gelu_forward's weight formats. */
 enum backend_wfmt { BACKEND_WFMT_FP32, BACKEND_WFMT_BF16, BACKEND_WFMT_FP16 };

@@ -196,6 +196,11 @@ static const char *const class_names[PC_COUNT] = {
       (float *dpre, const float *dout, const void *weight, int weight_fmt, const float *pre,      \
        int N, int C, int OC, void *scratch),                                                       \
       (dpre, dout, weight, weight_fmt, pre, N, C, OC, scratch))                                    \
+    X(matmul_16_backward, PC_MATMUL,                                                               \
+      (float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,            \
+       const uint16_t *weight, int weight_fmt, const float *pre, int N, int C, int OC,             \
+       void *scratch),                                                                             \
+      (dinp, dweight, dbias, dout, inp, weight, weight_fmt, pre, N, C, OC, scratch))               \
     X(quantize_int8_rows, PC_CONVERSION,                                                           \
       (int8_t *wq, float *scale, const float *w, int OC, int C), (wq, scale, w, OC, C))           \
     X(matmul_int8_forward, PC_MATMUL,                                                              \

@@ -1345,16 +1345,36 @@ static void mm_forward_gelu(struct exec_model *m, int l, float *fcact, float *fc
     m->be->matmul_gelu_forward(fcact, fch, inp, w, fmt, bias, N, s->C, s->OC, im->mm16_scratch);
 }
 
-/* dfch(N,F) = (dout(N,C)·W_proj) ⊙ gelu'(fch), written (W_proj is (C, F) as stored). */
-static void mm_backward_dgelu(struct exec_model *m, int l, float *dfch, const float *dout,
-                              const float *fch, int N)
+/* The whole 16-bit backward of one matmul in one entry (be->matmul_16_backward: each chunk of
+ * dout rounded once for both gradients), where the backend has it and the matmul runs on its
+ * native 16-bit kernels. */
+static bool whole_16_backward(const struct exec_model *m)
+{
+    const struct exec_model_impl *im = m->impl;
+    return m->be->matmul_16_backward && (im->f16_native ||
+                                         (im->bf16_native && m->be->matmul_bf16_backward_weight));
+}
+
+/* dfch(N,F) = (dout(N,C)·W_proj) ⊙ gelu'(fch), written (W_proj is (C, F) as stored). With
+ * whole_16_backward the projection's weight and bias gradients come in the same call (true
+ * returned); otherwise the caller runs them. */
+static bool mm_backward_dgelu(struct exec_model *m, int l, float *dfch, const float *dout,
+                              const float *fch, const float *fcact, int N)
 {
     struct exec_model_impl *im = m->impl;
     const struct mm_shape *s = &im->mm[MM_PROJ];
+    size_t woff = im->lo[l].w[MM_PROJ], boff = im->lo[l].b[MM_PROJ];
     int fmt;
-    const void *w = fused_weight(im, im->lo[l].w[MM_PROJ], &fmt);
+    const void *w = fused_weight(im, woff, &fmt);
     SW_ASSERT(N <= im->rows);
+    if (whole_16_backward(m)) {
+        m->be->matmul_16_backward(dfch, gp(im, woff), boff != OFF_NONE ? gp(im, boff) : NULL,
+                                  dout, fcact, w16p(im, woff), fmt, fch, N, s->C, s->OC,
+                                  im->mm16_scratch);
+        return true;
+    }
     m->be->matmul_backward_input_dgelu(dfch, dout, w, fmt, fch, N, s->C, s->OC, im->mm16_scratch);
+    return false;
 }
 
 /* dinp(N,C) += dout·W (+ LoRA); dW, db += when the base is trainable; adapter grads +=. */
@@ -1369,7 +1389,12 @@ static void mm_backward(struct exec_model *m, int l, int k, float *dinp, const f
     size_t boff = head ? OFF_NONE : im->lo[l].b[k];
     float *dw = gp(im, woff);
     float *db = boff != OFF_NONE ? gp(im, boff) : NULL;
-    if (im->bf16_native) {
+    if (whole_16_backward(m)) {
+        SW_ASSERT(N <= im->rows);
+        be->matmul_16_backward(dinp, dw, db, dout, inp, w16p(im, woff),
+                               im->fp16 ? BACKEND_WFMT_FP16 : BACKEND_WFMT_BF16, NULL, N, s->C,
+                               s->OC, im->mm16_scratch);
+    } else if (im->bf16_native) {
         /* The input gradient on the bf16 kernel. */
         SW_ASSERT(N <= im->rows);
         if (dinp)
@@ -1577,9 +1602,9 @@ static void layer_backward(struct exec_model *m, int l, int B, int T)
 
     /* MLP: out = res2 + proj(act(fc(ln2(res2)))); dres holds d(out). */
     if (gelu_fusable(m, m->be->matmul_backward_input_dgelu != NULL, MM_PROJ)) {
-        /* d(fch) in one GEMM; then proj's weight and bias gradients */
-        mm_backward_dgelu(m, l, im->dfch, dres, a->fch, N);
-        mm_backward(m, l, MM_PROJ, NULL, dres, a->fcact, N);
+        /* d(fch) in one GEMM; then proj's weight and bias gradients, unless done with it */
+        if (!mm_backward_dgelu(m, l, im->dfch, dres, a->fch, a->fcact, N))
+            mm_backward(m, l, MM_PROJ, NULL, dres, a->fcact, N);
     } else {
         be->memset(im->dfcact, 0, (size_t)N * m->F * sizeof(float));
         mm_backward(m, l, MM_PROJ, im->dfcact, dres, a->fcact, N);

@@ -159,6 +159,10 @@ KCUDA_API void kcuda_matmul_backward_input_dgelu(float *dpre, const float *dout,
                                                  const void *weight, int weight_fmt,
                                                  const float *pre, int N, int C, int OC,
                                                  void *scratch);
+KCUDA_API void kcuda_matmul_16_backward(float *dinp, float *dweight, float *dbias,
+                                        const float *dout, const float *inp,
+                                        const uint16_t *weight, int weight_fmt,
+                                        const float *pre, int N, int C, int OC, void *scratch);
 KCUDA_API void kcuda_matmul_int8_forward(float *out, const float *inp, const int8_t *wq,
                                          const float *scale, const float *bias, int N, int C,
                                          int OC);

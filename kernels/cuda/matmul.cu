@@ -543,52 +543,52 @@ static void lp_forward(const struct lp_fmt *f, float *out, const float *inp,
     }
 }
 
-/* dinp(N,C) += f(dout)·W, chunk by chunk of dout rows; with pre, dinp = that ⊙ gelu'(pre),
- * written. */
-static void lp_backward_input(const struct lp_fmt *f, float *dinp, const float *dout,
-                              const uint16_t *weight, int N, int C, int OC, void *scratch,
-                              const float *pre)
+/* The 16-bit backward, chunk by chunk of rows, rounding each chunk of dout once for both
+ * gradients: dinp(N,C) += f(dout)·W (with pre: dinp = that ⊙ gelu'(pre), written: the DGELU
+ * partner), dweight += f(dout)ᵀ·f(inp) (the chunks add up in dW, beta = 1), dbias += Σ dout in
+ * fp32; any of the three may be NULL. A chunk's 16-bit copies sit in the scratch: dout's rows
+ * (rows × OC), then, for dW, inp's rows starting 16-byte aligned (cuBLASLt's alignment): R·OC
+ * rounded up to 8, then R·C, within the scratch's elements — R·(OC + C) + 7 at most. Without
+ * dW the chunk is as many rows of dout as fit (chunk_rows). */
+static void lp_backward(const struct lp_fmt *f, float *dinp, float *dweight, float *dbias,
+                        const float *dout, const float *inp, const uint16_t *weight, int N,
+                        int C, int OC, void *scratch, const float *pre)
 {
-    if (N <= 0 || C <= 0)
+    if (N <= 0)
         return;
-    need_scratch(scratch, f, "backward_input");
-    int R = chunk_rows(f, N, OC);
-    for (int r0 = 0; r0 < N; r0 += R) {
-        int rows = N - r0 < R ? N - r0 : R;
-        to_16(f, scratch, dout + (size_t)r0 * OC, (size_t)rows * OC);
-        gemm_dinp(dinp + (size_t)r0 * C, scratch, weight, rows, C, OC, f->type,
-                  CUBLAS_COMPUTE_32F, pre ? pre + (size_t)r0 * C : NULL);
+    if (OC <= 0) { /* an empty product: only a written (DGELU) input gradient changes: to 0 */
+        if (pre && dinp && C > 0)
+            CUDA_CHECK(cudaMemsetAsync(dinp, 0, (size_t)N * C * sizeof(float), cuda_stream()));
+        return;
     }
-}
-
-/* dweight += f(dout)ᵀ·f(inp), dbias += Σ dout (fp32), in chunks of rows whose 16-bit copies
- * (rows × OC, then rows × C) fit the scratch together; the chunks add up in dW (beta = 1). */
-static void lp_backward_weight(const struct lp_fmt *f, float *dweight, float *dbias,
-                               const float *dout, const float *inp, int N, int C, int OC,
-                               void *scratch)
-{
-    if (N <= 0 || OC <= 0)
-        return;
-    if (dweight && C > 0) {
-        need_scratch(scratch, f, "backward_weight");
-        /* The inp copy starts 16-byte aligned after the dout copy (cuBLASLt's alignment):
-         * R·OC rounded up to 8, then R·C, within the scratch's elements — R·(OC + C) + 7 at
-         * most. */
-        size_t elems = kcuda_matmul_bf16_scratch_bytes(N) / 2, width = (size_t)OC + C;
-        if (elems < width + 7) {
-            fprintf(stderr, "matmul_%s: width %zu exceeds the scratch of %zu elements\n",
-                    f->name, width, elems);
-            abort();
+    if (C > 0 && (dinp || dweight)) {
+        need_scratch(scratch, f, dweight ? "backward_weight" : "backward_input");
+        int R;
+        size_t g_elems = 0;
+        if (dweight) {
+            size_t elems = kcuda_matmul_bf16_scratch_bytes(N) / 2, width = (size_t)OC + C;
+            if (elems < width + 7) {
+                fprintf(stderr, "matmul_%s: width %zu exceeds the scratch of %zu elements\n",
+                        f->name, width, elems);
+                abort();
+            }
+            size_t rmax = (elems - 7) / width;
+            R = rmax > (size_t)N ? N : (int)rmax;
+            g_elems = ((size_t)R * OC + 7) / 8 * 8;
+        } else {
+            R = chunk_rows(f, N, OC);
         }
-        size_t rmax = (elems - 7) / width;
-        int R = rmax > (size_t)N ? N : (int)rmax;
-        size_t g_elems = ((size_t)R * OC + 7) / 8 * 8;
         uint16_t *g16 = (uint16_t *)scratch, *x16 = g16 + g_elems;
         for (int r0 = 0; r0 < N; r0 += R) {
             int rows = N - r0 < R ? N - r0 : R;
             to_16(f, g16, dout + (size_t)r0 * OC, (size_t)rows * OC);
-            to_16(f, x16, inp + (size_t)r0 * C, (size_t)rows * C);
-            gemm_dweight(dweight, g16, x16, rows, C, OC, f->type, CUBLAS_COMPUTE_32F);
+            if (dinp)
+                gemm_dinp(dinp + (size_t)r0 * C, g16, weight, rows, C, OC, f->type,
+                          CUBLAS_COMPUTE_32F, pre ? pre + (size_t)r0 * C : NULL);
+            if (dweight) {
+                to_16(f, x16, inp + (size_t)r0 * C, (size_t)rows * C);
+                gemm_dweight(dweight, g16, x16, rows, C, OC, f->type, CUBLAS_COMPUTE_32F);
+            }
         }
     }
     if (dbias)
@@ -605,14 +605,14 @@ extern "C" void kcuda_matmul_bf16_backward_input(float *dinp, const float *dout,
                                                  const uint16_t *weight, int N, int C, int OC,
                                                  void *scratch)
 {
-    lp_backward_input(&LP_BF16, dinp, dout, weight, N, C, OC, scratch, NULL);
+    lp_backward(&LP_BF16, dinp, NULL, NULL, dout, NULL, weight, N, C, OC, scratch, NULL);
 }
 
 extern "C" void kcuda_matmul_bf16_backward_weight(float *dweight, float *dbias, const float *dout,
                                                   const float *inp, int N, int C, int OC,
                                                   void *scratch)
 {
-    lp_backward_weight(&LP_BF16, dweight, dbias, dout, inp, N, C, OC, scratch);
+    lp_backward(&LP_BF16, NULL, dweight, dbias, dout, inp, NULL, N, C, OC, scratch, NULL);
 }
 
 extern "C" void kcuda_matmul_f16_forward(float *out, const float *inp, const uint16_t *weight,
@@ -625,14 +625,14 @@ extern "C" void kcuda_matmul_f16_backward_input(float *dinp, const float *dout,
                                                 const uint16_t *weight, int N, int C, int OC,
                                                 void *scratch)
 {
-    lp_backward_input(&LP_F16, dinp, dout, weight, N, C, OC, scratch, NULL);
+    lp_backward(&LP_F16, dinp, NULL, NULL, dout, NULL, weight, N, C, OC, scratch, NULL);
 }
 
 extern "C" void kcuda_matmul_f16_backward_weight(float *dweight, float *dbias, const float *dout,
                                                  const float *inp, int N, int C, int OC,
                                                  void *scratch)
 {
-    lp_backward_weight(&LP_F16, dweight, dbias, dout, inp, N, C, OC, scratch);
+    lp_backward(&LP_F16, NULL, dweight, dbias, dout, inp, NULL, N, C, OC, scratch, NULL);
 }
 
 /* The GELU MLP's first matmul with GELU in the epilogue (struct backend matmul_gelu_forward):
@@ -664,6 +664,18 @@ extern "C" void kcuda_matmul_backward_input_dgelu(float *dpre, const float *dout
     if (weight_fmt == BACKEND_WFMT_FP32)
         gemm_dinp(dpre, dout, weight, N, C, OC, CUDA_R_32F, CUBLAS_COMPUTE_32F_FAST_TF32, pre);
     else
-        lp_backward_input(weight_fmt == BACKEND_WFMT_FP16 ? &LP_F16 : &LP_BF16, dpre, dout,
-                          (const uint16_t *)weight, N, C, OC, scratch, pre);
+        lp_backward(weight_fmt == BACKEND_WFMT_FP16 ? &LP_F16 : &LP_BF16, dpre, NULL, NULL, dout,
+                    NULL, (const uint16_t *)weight, N, C, OC, scratch, pre);
+}
+
+/* The whole 16-bit backward of one matmul (struct backend matmul_16_backward): lp_backward,
+ * which rounds each chunk of dout once for the input and the weight gradients instead of once
+ * per entry. */
+extern "C" void kcuda_matmul_16_backward(float *dinp, float *dweight, float *dbias,
+                                         const float *dout, const float *inp,
+                                         const uint16_t *weight, int weight_fmt,
+                                         const float *pre, int N, int C, int OC, void *scratch)
+{
+    lp_backward(weight_fmt == BACKEND_WFMT_FP16 ? &LP_F16 : &LP_BF16, dinp, dweight, dbias, dout,
+                inp, weight, N, C, OC, scratch, pre);
 }

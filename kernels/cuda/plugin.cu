@@ -298,6 +298,7 @@ static void fill_table(struct backend *b)
     b->matmul_f16_forward = kcuda_matmul_f16_forward;
     b->matmul_f16_backward_input = kcuda_matmul_f16_backward_input;
     b->matmul_f16_backward_weight = kcuda_matmul_f16_backward_weight;
+    b->matmul_16_backward = kcuda_matmul_16_backward;
     /* SCALEWISE_CUDA_FUSED_GELU=0 keeps the matmul and GELU apart (for comparing the two). */
     const char *fg = getenv("SCALEWISE_CUDA_FUSED_GELU");
     bool fuse = !(fg && strcmp(fg, "0") == 0);

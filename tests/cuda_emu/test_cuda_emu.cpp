@@ -336,6 +336,7 @@ static const struct backend *emu_matmul_backend(void)
     b.matmul_f16_backward_weight = kcuda_matmul_f16_backward_weight;
     b.matmul_gelu_forward = kcuda_matmul_gelu_forward;
     b.matmul_backward_input_dgelu = kcuda_matmul_backward_input_dgelu;
+    b.matmul_16_backward = kcuda_matmul_16_backward;
     return &b;
 }
 

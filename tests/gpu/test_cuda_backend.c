@@ -440,6 +440,27 @@ static void lp16_checks(const struct lp16_fmt *f, const struct mm *m)
     snprintf(what, sizeof what, "%s-entry dbias %dx%d", f->name, N, OC);
     CHECK(compare(what, m->got, m->rdb, m->bb, (size_t)OC, 1e-5, 1e-6) == 0);
 
+    /* The whole backward in one entry (dout rounded once for both gradients): the same three
+     * references, accumulating into the same initial gradients. */
+    CHECK(be->matmul_16_backward != NULL);
+    if (be->matmul_16_backward) {
+        be->memcpy(m->dDX, m->dx0, nx * sizeof(float), BACKEND_H2D);
+        be->memcpy(m->dDW, m->dw0, nw * sizeof(float), BACKEND_H2D);
+        be->memcpy(m->dDB, m->db0, (size_t)OC * sizeof(float), BACKEND_H2D);
+        be->matmul_16_backward(m->dDX, m->dDW, m->dDB, m->dDO, m->dX, dW16,
+                               f->fp16 ? BACKEND_WFMT_FP16 : BACKEND_WFMT_BF16, NULL, N, C, OC,
+                               scratch);
+        to_host(m->got, m->dDX, nx);
+        snprintf(what, sizeof what, "%s whole-backward dinp %dx%dx%d", f->name, N, C, OC);
+        CHECK(compare(what, m->got, m->rdx, m->bx, nx, f->tol, 1e-6) == 0);
+        to_host(m->got, m->dDW, nw);
+        snprintf(what, sizeof what, "%s whole-backward dweight %dx%dx%d", f->name, N, C, OC);
+        CHECK(compare(what, m->got, m->rdw, m->bw, nw, f->tol, 1e-6) == 0);
+        to_host(m->got, m->dDB, (size_t)OC);
+        snprintf(what, sizeof what, "%s whole-backward dbias %dx%d", f->name, N, OC);
+        CHECK(compare(what, m->got, m->rdb, m->bb, (size_t)OC, 1e-5, 1e-6) == 0);
+    }
+
     be->free(scratch);
     be->free(dW16);
     free(w16), free(w16f), free(x16f), free(do16f), free(tmp16), free(bfwd);
