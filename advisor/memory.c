@@ -775,11 +775,11 @@ static void cpu_exec_zero(const struct est_geom *g, const struct model_desc *m,
 static const double k_cuda_plugin_ws_bytes = 64.0 * 1024 * 4 + 32.0 * MIB;
 
 /* kcuda_matmul_bf16_scratch_bytes (kernels/cuda/matmul.cu): the bf16 copy of a chunk of
- * activation rows, 2 B x N x 64 Ki elements, clamped to [4 MiB, 64 MiB]. */
+ * activation rows, 2 B x N x 64 Ki elements, clamped to [4 MiB, 256 MiB]. */
 static double cuda_matmul_bf16_scratch_bytes(double N)
 {
     double b = 2.0 * (N > 0 ? N : 1) * 65536.0;
-    return b < 4.0 * MIB ? 4.0 * MIB : b > 64.0 * MIB ? 64.0 * MIB : b;
+    return b < 4.0 * MIB ? 4.0 * MIB : b > 256.0 * MIB ? 256.0 * MIB : b;
 }
 
 /* The executor's bytes by category for one process (executor/model.c carve_all, in its order;

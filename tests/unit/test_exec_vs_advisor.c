@@ -105,10 +105,10 @@ static bool say_emulated(void)
 #define CUDA_PLUGIN_WS_BYTES (64.0 * 1024 * 4 + 32.0 * MIB)
 #define CUDA_FLASH_MAX_HS 128 /* KCUDA_FLASH_MAX_HS, cuda_int.cuh */
 
-/* kcuda_matmul_bf16_scratch_bytes (matmul.cu): 2 x N x 64 Ki bytes in [4 MiB, 64 MiB]. */
+/* kcuda_matmul_bf16_scratch_bytes (matmul.cu): 2 x N x 64 Ki bytes in [4 MiB, 256 MiB]. */
 static size_t cuda_mm16_scratch_bytes(int N)
 {
-    size_t lo = (size_t)4 << 20, hi = (size_t)64 << 20;
+    size_t lo = (size_t)4 << 20, hi = (size_t)256 << 20;
     size_t b = (size_t)(N > 0 ? N : 1) * 65536u * 2u;
     return b < lo ? lo : b > hi ? hi : b;
 }
