@@ -457,6 +457,13 @@ int kcuda_matmul_init(struct sw_err *err)
 
 /* ---------------------------------------------------------------- entries */
 
+/* The compute type of the fp32 entries: TF32 tensor cores on sm_80 and newer; plain fp32 on
+ * sm_75, which has no TF32 (asked for explicitly rather than left to the library). */
+static cublasComputeType_t fp32_compute(void)
+{
+    return cuda_props()->major >= 8 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
+}
+
 extern "C" bool kcuda_matmul_uses_blas(void)
 {
     return true; /* cuBLASLt */
@@ -474,7 +481,7 @@ extern "C" void kcuda_matmul_forward(float *out, const float *inp, const float *
                                      const float *bias, int N, int C, int OC)
 {
     gemm_forward(out, CUDA_R_32F, inp, weight, bias, N, C, OC, CUDA_R_32F,
-                 CUBLAS_COMPUTE_32F_FAST_TF32, NULL);
+                 fp32_compute(), NULL);
 }
 
 extern "C" void kcuda_matmul_backward(float *dinp, float *dweight, float *dbias,
@@ -484,9 +491,9 @@ extern "C" void kcuda_matmul_backward(float *dinp, float *dweight, float *dbias,
     if (N <= 0 || OC <= 0)
         return;
     if (dinp)
-        gemm_dinp(dinp, dout, weight, N, C, OC, CUDA_R_32F, CUBLAS_COMPUTE_32F_FAST_TF32, NULL);
+        gemm_dinp(dinp, dout, weight, N, C, OC, CUDA_R_32F, fp32_compute(), NULL);
     if (dweight)
-        gemm_dweight(dweight, dout, inp, N, C, OC, CUDA_R_32F, CUBLAS_COMPUTE_32F_FAST_TF32);
+        gemm_dweight(dweight, dout, inp, N, C, OC, CUDA_R_32F, fp32_compute());
     if (dbias)
         bias_grad(dbias, dout, N, OC);
 }
@@ -648,7 +655,7 @@ extern "C" void kcuda_matmul_gelu_forward(float *out, float *pre, const float *i
 {
     if (weight_fmt == BACKEND_WFMT_FP32)
         gemm_forward(out, CUDA_R_32F, inp, weight, bias, N, C, OC, CUDA_R_32F,
-                     CUBLAS_COMPUTE_32F_FAST_TF32, pre);
+                     fp32_compute(), pre);
     else
         lp_forward(weight_fmt == BACKEND_WFMT_FP16 ? &LP_F16 : &LP_BF16, out, inp,
                    (const uint16_t *)weight, bias, N, C, OC, scratch, pre);
@@ -665,7 +672,7 @@ extern "C" void kcuda_matmul_backward_input_dgelu(float *dpre, const float *dout
     if (N <= 0 || C <= 0)
         return;
     if (weight_fmt == BACKEND_WFMT_FP32)
-        gemm_dinp(dpre, dout, weight, N, C, OC, CUDA_R_32F, CUBLAS_COMPUTE_32F_FAST_TF32, pre);
+        gemm_dinp(dpre, dout, weight, N, C, OC, CUDA_R_32F, fp32_compute(), pre);
     else
         lp_backward(weight_fmt == BACKEND_WFMT_FP16 ? &LP_F16 : &LP_BF16, dpre, NULL, NULL, dout,
                     NULL, (const uint16_t *)weight, N, C, OC, scratch, pre);

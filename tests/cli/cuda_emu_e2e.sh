@@ -9,7 +9,8 @@
 #  a. tests/gpu/test_cuda_model.c (GPT-2 and Llama, fp32 and bf16-mixed: memory counters, loss,
 #     gradients, 50 AdamW steps, generation, each against the CPU executor) on the plugin;
 #  b. `scalewise run` of tiny `device: cuda` training plans against the same plans on the CPU
-#     (fp32, bf16-mixed, fp16-mixed; flash, naive and the opt-in tensor-core attention);
+#     (fp32, bf16-mixed, fp16-mixed; flash, naive and the opt-in tensor-core attention; an
+#     emulated compute capability 7.5 for fp16-mixed and fp32, and 7.0 refused);
 #  c. `scalewise run` of inference plans (task: infer; `scalewise generate` has no device
 #     choice and always runs on the CPU), greedy and sampled, on the emulated GPU against the
 #     CPU: the same text, and the memory counters equal to the advisor's estimate;
@@ -125,6 +126,20 @@ GPU_PLAIN=("${GPU[@]}")
 GPU+=(SCALEWISE_CUDA_ATTENTION=tc)
 versus gtc
 GPU=("${GPU_PLAIN[@]}")
+# A Turing GPU (SCALEWISE_EMU_CUDA_CC=75: no bf16 or TF32 tensor cores, 64 KiB of shared memory):
+# fp16-mixed, its fast path, and fp32 (plain fp32 GEMMs), against the CPU; 7.0 is refused.
+for dev in cpu cuda; do
+  plan t4f16 tiny-gpt2 fp16-mixed adamw none flash 1 $dev
+  plan t4f32 tiny-gpt2 fp32 adamw selective naive 1 $dev
+done
+GPU+=(SCALEWISE_EMU_CUDA_CC=75)
+versus t4f16
+versus t4f32
+GPU=("${GPU_PLAIN[@]}")
+expect_rc 2 "compute capability 7.0 refused" -- env SCALEWISE_EMU_CUDA_CC=70 "${GPU[@]}" "$REL" \
+  run "$TMP/t4f16.cuda.yaml" --quiet --out "$TMP/cc70"
+expect_grep "compute capability 7.0; the CUDA backend is built for 7.5 and newer" "$TMP/err" \
+  "a V100-class GPU is refused by name"
 
 # ------------------------------------------------------------------ c. generation
 # A checkpoint worth decoding greedily: 150 CPU steps (under a second) of the g32 plan.

@@ -84,12 +84,15 @@ const cudaDeviceProp *emu_device_props(void)
         snprintf(p.name, sizeof p.name, "CUDA emulation on the CPU (tests/cuda_emu)");
         p.totalGlobalMem = (size_t)env_size("SCALEWISE_EMU_CUDA_MEM_BYTES", 16ull << 30);
         p.sharedMemPerBlock = 48 * 1024;
-        p.sharedMemPerBlockOptin = 163 * 1024; /* A100 */
         p.warpSize = 32;
         p.maxThreadsPerBlock = 1024;
         p.multiProcessorCount = 2; /* small: grid-stride loops stride at test sizes */
-        p.major = 8;
-        p.minor = 0;
+        /* SCALEWISE_EMU_CUDA_CC: the compute capability as major*10+minor (default 80, an
+         * A100 with 163 KiB of opt-in shared memory; 75 is a T4 with 64 KiB). */
+        unsigned cc = (unsigned)env_size("SCALEWISE_EMU_CUDA_CC", 80);
+        p.major = (int)(cc / 10);
+        p.minor = (int)(cc % 10);
+        p.sharedMemPerBlockOptin = cc >= 80 ? 163 * 1024 : 64 * 1024;
     }
     return &p;
 }
