@@ -362,6 +362,34 @@ static int load_machine(struct ydoc *d, yaml_node_t *m, struct calib_file *c, st
     return 0;
 }
 
+/* An optional measurement section at n (path its name in messages): the size it was measured
+ * at (size_key), the rate and the spread, with only `keys` allowed. */
+static int load_rate_section(struct ydoc *d, yaml_node_t *n, const char *path,
+                             const char *const *keys, const char *size_key, double *size,
+                             double *rate, double *spread, struct sw_err *err)
+{
+    int rc;
+    if ((rc = ydoc_expect_map(d, n, path, err)) < 0 ||
+        (rc = ydoc_check_keys(d, n, keys, path, err)) < 0 ||
+        (rc = opt_rate(d, n, size_key, path, size, err)) < 0 ||
+        (rc = opt_rate(d, n, "bytes_per_s", path, rate, err)) < 0 ||
+        (rc = ydoc_opt_double(d, n, "spread", 0.0, 1e6, path, spread, err)) < 0)
+        return rc;
+    return 0;
+}
+
+/* The three efficiencies every device section carries. */
+static int load_etas(struct ydoc *d, yaml_node_t *m, const char *s, double *train,
+                     double *prefill, double *mem, struct sw_err *err)
+{
+    int rc;
+    if ((rc = req_eta(d, m, "eta_flops_train", s, train, err)) < 0 ||
+        (rc = req_eta(d, m, "eta_flops_prefill", s, prefill, err)) < 0 ||
+        (rc = req_eta(d, m, "eta_mem", s, mem, err)) < 0)
+        return rc;
+    return 0;
+}
+
 static int load_cpu(struct ydoc *d, yaml_node_t *m, struct calib_cpu *c, struct sw_err *err)
 {
     const char *s = "cpu";
@@ -389,27 +417,18 @@ static int load_cpu(struct ydoc *d, yaml_node_t *m, struct calib_cpu *c, struct 
     if ((n = ydoc_get(d, m, "train_gemm")) &&
         (rc = load_gemm(d, n, "cpu.train_gemm", &c->train, err)) < 0)
         return rc;
-    if ((n = ydoc_get(d, m, "optimizer_step"))) {
-        const char *os = "cpu.optimizer_step";
-        if ((rc = ydoc_expect_map(d, n, os, err)) < 0 ||
-            (rc = ydoc_check_keys(d, n, optim_keys, os, err)) < 0 ||
-            (rc = opt_rate(d, n, "state_bytes", os, &c->optim_state_bytes, err)) < 0 ||
-            (rc = opt_rate(d, n, "bytes_per_s", os, &c->optim_bytes_per_s, err)) < 0 ||
-            (rc = ydoc_opt_double(d, n, "spread", 0.0, 1e6, os, &c->optim_spread, err)) < 0)
-            return rc;
-    }
-    if ((n = ydoc_get(d, m, "decode_gemm"))) {
-        const char *ds = "cpu.decode_gemm";
-        if ((rc = ydoc_expect_map(d, n, ds, err)) < 0 ||
-            (rc = ydoc_check_keys(d, n, decode_keys, ds, err)) < 0 ||
-            (rc = opt_rate(d, n, "weight_bytes", ds, &c->decode_weight_bytes, err)) < 0 ||
-            (rc = opt_rate(d, n, "bytes_per_s", ds, &c->decode_bytes_per_s, err)) < 0 ||
-            (rc = ydoc_opt_double(d, n, "spread", 0.0, 1e6, ds, &c->decode_spread, err)) < 0)
-            return rc;
-    }
-    if ((rc = req_eta(d, m, "eta_flops_train", s, &c->eta_flops_train, err)) < 0 ||
-        (rc = req_eta(d, m, "eta_flops_prefill", s, &c->eta_flops_prefill, err)) < 0 ||
-        (rc = req_eta(d, m, "eta_mem", s, &c->eta_mem, err)) < 0)
+    if ((n = ydoc_get(d, m, "optimizer_step")) &&
+        (rc = load_rate_section(d, n, "cpu.optimizer_step", optim_keys, "state_bytes",
+                                &c->optim_state_bytes, &c->optim_bytes_per_s, &c->optim_spread,
+                                err)) < 0)
+        return rc;
+    if ((n = ydoc_get(d, m, "decode_gemm")) &&
+        (rc = load_rate_section(d, n, "cpu.decode_gemm", decode_keys, "weight_bytes",
+                                &c->decode_weight_bytes, &c->decode_bytes_per_s,
+                                &c->decode_spread, err)) < 0)
+        return rc;
+    if ((rc = load_etas(d, m, s, &c->eta_flops_train, &c->eta_flops_prefill, &c->eta_mem, err)) <
+        0)
         return rc;
     c->present = true;
     return 0;
@@ -429,18 +448,12 @@ static int load_gpu(struct ydoc *d, yaml_node_t *m, struct calib_gpu *g, struct 
     if ((n = ydoc_get(d, m, "gemm_bf16")) &&
         (rc = load_gemm(d, n, "gpu.gemm_bf16", &g->gemm, err)) < 0)
         return rc;
-    if ((n = ydoc_get(d, m, "d2d_copy"))) {
-        const char *ds = "gpu.d2d_copy";
-        if ((rc = ydoc_expect_map(d, n, ds, err)) < 0 ||
-            (rc = ydoc_check_keys(d, n, d2d_keys, ds, err)) < 0 ||
-            (rc = opt_rate(d, n, "bytes", ds, &g->d2d_bytes, err)) < 0 ||
-            (rc = opt_rate(d, n, "bytes_per_s", ds, &g->d2d_bytes_per_s, err)) < 0 ||
-            (rc = ydoc_opt_double(d, n, "spread", 0.0, 1e6, ds, &g->d2d_spread, err)) < 0)
-            return rc;
-    }
-    if ((rc = req_eta(d, m, "eta_flops_train", s, &g->eta_flops_train, err)) < 0 ||
-        (rc = req_eta(d, m, "eta_flops_prefill", s, &g->eta_flops_prefill, err)) < 0 ||
-        (rc = req_eta(d, m, "eta_mem", s, &g->eta_mem, err)) < 0)
+    if ((n = ydoc_get(d, m, "d2d_copy")) &&
+        (rc = load_rate_section(d, n, "gpu.d2d_copy", d2d_keys, "bytes", &g->d2d_bytes,
+                                &g->d2d_bytes_per_s, &g->d2d_spread, err)) < 0)
+        return rc;
+    if ((rc = load_etas(d, m, s, &g->eta_flops_train, &g->eta_flops_prefill, &g->eta_mem, err)) <
+        0)
         return rc;
     g->present = true;
     return 0;
