@@ -218,6 +218,20 @@ static bool model_build(struct exec_model *m, const struct model_desc *d,
     return rc == 0;
 }
 
+/* The same model on the CPU (mc) and on the device (md); false (nothing held) when either
+ * cannot be built. */
+static bool model_pair(struct exec_model *mc, struct exec_model *md, const struct model_desc *d,
+                       const struct exec_model_opts *o)
+{
+    if (!model_build(mc, d, o, cpu_be))
+        return false;
+    if (!model_build(md, d, o, dev_be)) {
+        exec_model_release(mc);
+        return false;
+    }
+    return true;
+}
+
 /* Copy the CPU model's base weights (host memory) into the device model. */
 static void copy_weights(struct exec_model *dev, struct exec_model *cpu)
 {
@@ -393,12 +407,8 @@ static void test_loss_and_grads(void)
         struct exec_model_opts o;
         train_opts(&o, tc->prec);
         struct exec_model mc, md;
-        if (!model_build(&mc, &d, &o, cpu_be))
+        if (!model_pair(&mc, &md, &d, &o))
             continue;
-        if (!model_build(&md, &d, &o, dev_be)) {
-            exec_model_release(&mc);
-            continue;
-        }
 
         /* The same seed gives the same weights on both (init runs on the host). */
         exec_model_init_weights(&mc, 42);
@@ -640,12 +650,8 @@ static void test_generation(void)
         o.kv_batch = GEN_B;
         o.kv_seq = GEN_PROMPT + GEN_STEPS;
         struct exec_model mc, md;
-        if (!model_build(&mc, &d, &o, cpu_be))
+        if (!model_pair(&mc, &md, &d, &o))
             continue;
-        if (!model_build(&md, &d, &o, dev_be)) {
-            exec_model_release(&mc);
-            continue;
-        }
         exec_model_init_weights(&mc, 5);
         perturb(&mc, 13);
         copy_weights(&md, &mc);
