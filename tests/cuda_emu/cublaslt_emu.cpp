@@ -167,12 +167,21 @@ cublasStatus_t cublasLtCreate(cublasLtHandle_t *handle)
     return CUBLAS_STATUS_SUCCESS;
 }
 
+/* Destroys obj if `live` holds it, else fails as fn with status bad ("not a live <what>"). */
+template <typename T>
+static cublasStatus_t destroy_live(std::unordered_set<const void *> &live, T *obj,
+                                   cublasStatus_t bad, const char *fn, const char *what)
+{
+    if (!live.erase(obj))
+        return fail(bad, fn, "not a live %s", what);
+    delete obj;
+    return CUBLAS_STATUS_SUCCESS;
+}
+
 cublasStatus_t cublasLtDestroy(cublasLtHandle_t handle)
 {
-    if (!g_handles.erase(handle))
-        return fail(CUBLAS_STATUS_NOT_INITIALIZED, "cublasLtDestroy", "not a live handle");
-    delete handle;
-    return CUBLAS_STATUS_SUCCESS;
+    return destroy_live(g_handles, handle, CUBLAS_STATUS_NOT_INITIALIZED, "cublasLtDestroy",
+                        "handle");
 }
 
 cublasStatus_t cublasLtMatmulDescCreate(cublasLtMatmulDesc_t *desc, cublasComputeType_t compute,
@@ -193,11 +202,8 @@ cublasStatus_t cublasLtMatmulDescCreate(cublasLtMatmulDesc_t *desc, cublasComput
 
 cublasStatus_t cublasLtMatmulDescDestroy(cublasLtMatmulDesc_t desc)
 {
-    if (!g_descs.erase(desc))
-        return fail(CUBLAS_STATUS_INVALID_VALUE, "cublasLtMatmulDescDestroy",
-                    "not a live matmul descriptor");
-    delete desc;
-    return CUBLAS_STATUS_SUCCESS;
+    return destroy_live(g_descs, desc, CUBLAS_STATUS_INVALID_VALUE, "cublasLtMatmulDescDestroy",
+                        "matmul descriptor");
 }
 
 static bool known_epilogue(uint32_t e)
@@ -343,11 +349,8 @@ cublasStatus_t cublasLtMatrixLayoutCreate(cublasLtMatrixLayout_t *layout, cudaDa
 
 cublasStatus_t cublasLtMatrixLayoutDestroy(cublasLtMatrixLayout_t layout)
 {
-    if (!g_layouts.erase(layout))
-        return fail(CUBLAS_STATUS_INVALID_VALUE, "cublasLtMatrixLayoutDestroy",
-                    "not a live matrix layout");
-    delete layout;
-    return CUBLAS_STATUS_SUCCESS;
+    return destroy_live(g_layouts, layout, CUBLAS_STATUS_INVALID_VALUE,
+                        "cublasLtMatrixLayoutDestroy", "matrix layout");
 }
 
 cublasStatus_t cublasLtMatmulPreferenceCreate(cublasLtMatmulPreference_t *pref)
@@ -364,11 +367,8 @@ cublasStatus_t cublasLtMatmulPreferenceCreate(cublasLtMatmulPreference_t *pref)
 
 cublasStatus_t cublasLtMatmulPreferenceDestroy(cublasLtMatmulPreference_t pref)
 {
-    if (!g_prefs.erase(pref))
-        return fail(CUBLAS_STATUS_INVALID_VALUE, "cublasLtMatmulPreferenceDestroy",
-                    "not a live preference");
-    delete pref;
-    return CUBLAS_STATUS_SUCCESS;
+    return destroy_live(g_prefs, pref, CUBLAS_STATUS_INVALID_VALUE,
+                        "cublasLtMatmulPreferenceDestroy", "preference");
 }
 
 cublasStatus_t cublasLtMatmulPreferenceSetAttribute(cublasLtMatmulPreference_t pref,
