@@ -243,18 +243,7 @@ static void test_decode_partial_emu(void)
 
 static void test_grad_norm_emu(void)
 {
-    const size_t n = 300007; /* > NORM_BLOCKS · 256: the first pass's grid strides */
-    vec g = rnd(n);
-    float *d_g = up(g);
-    double ref = kcpu_grad_norm(g.data(), n), got = kcuda_grad_norm(d_g, n);
-    printf("  %-44s cpu %.12g gpu %.12g\n", "grad_norm", ref, got);
-    CHECK_REL(got, ref, 1e-9);
-    double nc = kcpu_clip_grad_norm(g.data(), n, 1.0), ng = kcuda_clip_grad_norm(d_g, n, 1.0);
-    CHECK_REL(ng, nc, 1e-9);
-    expect_close("clip_grad_norm scaled gradient", d_g, g, 1e-7);
-    ng = kcuda_clip_grad_norm(d_g, n, 1e9);
-    expect_close("clip_grad_norm below max: unchanged", d_g, g, 0.0);
-    dfree_all();
+    grad_norm_case(300007); /* > NORM_BLOCKS · 256: the first pass's grid strides */
 }
 
 /* kcuda_sgd_step_multi and kcuda_sgd_momentum_step_multi equal per-segment CPU calls. */
