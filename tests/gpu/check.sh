@@ -28,6 +28,10 @@
 # benchmarks are skipped, and say so, once this many seconds have passed), SW_CHECK_HARDWARE
 # (the plans' hardware map, default "{probe: true}"; e.g. "{profile: h100-sxm, gpus_per_node: 1}");
 # SW_CHECK_TC_BATCHES (the batches of the tensor-core attention runs, default "16 64");
+# SW_CHECK_TORCH_COMPILE_BATCHES (the batches PyTorch compiles at, default all; eager at the
+# rest); SW_CHECK_TEST_TIMEOUT_S (each GPU test program's limit, default 180);
+# SW_CHECK_RUN_TIMEOUT_S (each `scalewise run`'s, default 150); SW_CHECK_PREBUILT=1
+# (no make: the binaries were built elsewhere and carried, tests/gpu/bundle.sh);
 # SW_CHECK_DEVICE, SW_CHECK_SEQ, SW_CHECK_STEPS, SW_CHECK_BATCHES, SW_CHECK_GEN_BATCHES only to
 # try the script on a CPU machine.
 set -u
@@ -51,6 +55,9 @@ STEPS=${SW_CHECK_STEPS:-30}
 BATCHES=${SW_CHECK_BATCHES-16 64}
 GEN_BATCHES=${SW_CHECK_GEN_BATCHES-1 32}
 TC_BATCHES=${SW_CHECK_TC_BATCHES-16 64}
+# The batches PyTorch tries torch.compile at (default: every one); eager at the others.
+COMPILE_BATCHES=${SW_CHECK_TORCH_COMPILE_BATCHES-}
+RUN_TIMEOUT_S=${SW_CHECK_RUN_TIMEOUT_S:-150} # each `scalewise run`'s limit
 status=0
 : >"$SUMMARY"
 
@@ -79,7 +86,10 @@ PEAK=$(json "$WORK/info.json" peak_bf16_flops)
 
 # ---------------------------------------------------------------- 1. build
 t0=$SECONDS
-if make -j"$(nproc)" all >"$LOGS/build.log" 2>&1; then
+if [ "${SW_CHECK_PREBUILT:-0}" = 1 ]; then
+  # Built elsewhere (tests/gpu/bundle.sh) for a machine without the -dev packages: no make.
+  say "build: prebuilt (SW_CHECK_PREBUILT=1): $(ls build/gpu 2>/dev/null | wc -l) GPU test programs, plugin $(ls -l build/libscalewise-cuda.so 2>/dev/null | awk '{print $5}') bytes"
+elif make -j"$(nproc)" all >"$LOGS/build.log" 2>&1; then
   say "build: ok ($((SECONDS - t0)) s); $(grep -c NVCC "$LOGS/build.log") nvcc steps"
 else
   say "build: FAILED ($((SECONDS - t0)) s); last lines:"
@@ -93,7 +103,7 @@ for t in build/gpu/*; do
   [ -x "$t" ] || continue
   name=$(basename "$t")
   t0=$SECONDS
-  timeout 180 "$t" >"$LOGS/$name.log" 2>&1
+  timeout "${SW_CHECK_TEST_TIMEOUT_S:-180}" "$t" >"$LOGS/$name.log" 2>&1
   rc=$?
   line=$(grep -E '[0-9]+ passed, [0-9]+ failed' "$LOGS/$name.log" | tail -n 1)
   say "test $name: rc=$rc ${line:-no count line} ($((SECONDS - t0)) s)"
@@ -111,7 +121,8 @@ done
 
 # The communication layer's unit test: on a GPU it runs world size 1 through NCCL (issue 6).
 t0=$SECONDS
-if make -j"$(nproc)" build/tests/test_comm >"$LOGS/test_comm.build.log" 2>&1; then
+if [ "${SW_CHECK_PREBUILT:-0}" = 1 ] && [ -x build/tests/test_comm ] ||
+  make -j"$(nproc)" build/tests/test_comm >"$LOGS/test_comm.build.log" 2>&1; then
   timeout 120 build/tests/test_comm >"$LOGS/test_comm.log" 2>&1
   rc=$?
   line=$(grep -E '[0-9]+ passed, [0-9]+ failed' "$LOGS/test_comm.log" | tail -n 1)
@@ -157,7 +168,7 @@ prof_rows() {
 profile_run() {
   local B=$1 t0=$SECONDS rc pf=$WORK/run-b$1-prof/profile.yaml
   if over_budget; then say "scalewise profile B=$B: skipped (time budget of $BUDGET_S s spent)"; return; fi
-  SCALEWISE_PROFILE=1 timeout 150 ./scalewise run "$WORK/train-b$B.yaml" --out "$WORK/run-b$B-prof" \
+  SCALEWISE_PROFILE=1 timeout "$RUN_TIMEOUT_S" ./scalewise run "$WORK/train-b$B.yaml" --out "$WORK/run-b$B-prof" \
     >"$LOGS/sw-train-b$B-prof.out" 2>"$LOGS/sw-train-b$B-prof.err"
   rc=$?
   if [ "$rc" -ne 0 ] || [ ! -f "$pf" ]; then
@@ -177,7 +188,7 @@ for B in $BATCHES; do
   if over_budget; then say "train B=$B: skipped (time budget of $BUDGET_S s spent)"; continue; fi
   train_plan "$B" "$STEPS"
   t0=$SECONDS
-  timeout 150 ./scalewise run "$WORK/train-b$B.yaml" >"$LOGS/sw-train-b$B.out" 2>"$LOGS/sw-train-b$B.err"
+  timeout "$RUN_TIMEOUT_S" ./scalewise run "$WORK/train-b$B.yaml" >"$LOGS/sw-train-b$B.out" 2>"$LOGS/sw-train-b$B.err"
   rc=$?
   if [ "$rc" -ne 0 ] && grep -qE "device is cuda|device 'cuda'" "$LOGS/sw-train-b$B.err"; then
     say "scalewise train B=$B T=$SEQ: refused (rc=$rc): $(head -c 500 "$LOGS/sw-train-b$B.err")"
@@ -199,8 +210,11 @@ for B in $BATCHES; do
   # PyTorch: compiled first; eager when compiling fails or takes too long.
   if over_budget; then say "torch train B=$B: skipped (time budget of $BUDGET_S s spent)"; continue; fi
   t0=$SECONDS
-  timeout 200 "$PY" "$TORCH" train --batch "$B" --seq "$SEQ" --steps 20 --warmup 5 --compile \
-    >"$WORK/torch-b$B.json" 2>"$LOGS/torch-train-b$B.err"
+  : >"$WORK/torch-b$B.json"; : >"$LOGS/torch-train-b$B.err"
+  if [ -z "$COMPILE_BATCHES" ] || printf ' %s ' $COMPILE_BATCHES | grep -q " $B "; then
+    timeout 200 "$PY" "$TORCH" train --batch "$B" --seq "$SEQ" --steps 20 --warmup 5 --compile \
+      >"$WORK/torch-b$B.json" 2>"$LOGS/torch-train-b$B.err"
+  fi
   if [ -z "$(json "$WORK/torch-b$B.json" tokens_per_s)" ] && ! over_budget; then
     timeout 120 "$PY" "$TORCH" train --batch "$B" --seq "$SEQ" --steps 20 --warmup 3 \
       >"$WORK/torch-b$B.json" 2>>"$LOGS/torch-train-b$B.err"
@@ -266,7 +280,7 @@ for B in $TC_BATCHES; do
   if over_budget; then say "scalewise train B=$B (tc attention): skipped (time budget of $BUDGET_S s spent)"; continue; fi
   train_plan "$B" "$STEPS" -tc
   t0=$SECONDS
-  SCALEWISE_CUDA_ATTENTION=tc timeout 150 ./scalewise run "$WORK/train-b$B-tc.yaml" \
+  SCALEWISE_CUDA_ATTENTION=tc timeout "$RUN_TIMEOUT_S" ./scalewise run "$WORK/train-b$B-tc.yaml" \
     >"$LOGS/sw-train-b$B-tc.out" 2>"$LOGS/sw-train-b$B-tc.err"
   rc=$?
   if [ "$rc" -ne 0 ]; then
@@ -302,7 +316,7 @@ for v in fp16 nofuse; do
   if [ "$v" = fp16 ]; then train_plan "$XB" "$STEPS" -fp16 fp16-mixed; envs=()
   else train_plan "$XB" "$STEPS" -nofuse; envs=(SCALEWISE_CUDA_FUSED_GELU=0); fi
   t0=$SECONDS
-  env "${envs[@]}" timeout 150 ./scalewise run "$WORK/train-b$XB-$v.yaml" \
+  env "${envs[@]}" timeout "$RUN_TIMEOUT_S" ./scalewise run "$WORK/train-b$XB-$v.yaml" \
     >"$LOGS/sw-train-b$XB-$v.out" 2>"$LOGS/sw-train-b$XB-$v.err"
   rc=$?
   if [ "$rc" -ne 0 ]; then
