@@ -1167,6 +1167,7 @@ struct gen_result {
     double decode_s;  /* every decode step with its sampling */
     double ttft_s;    /* start until every sequence has its first new token */
     double total_s;
+    double warmup_s; /* a device backend's untimed warm-up prefill and decode step (else 0) */
     double prefill_tokens_per_s; /* prefill_tokens / prefill_s */
     double decode_tokens_per_s;  /* decode_tokens / decode_s (NaN without decode steps) */
     double decode_s_per_step;    /* decode_s / decode_steps (NaN without decode steps) */

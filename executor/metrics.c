@@ -192,6 +192,8 @@ int exec_report_write(const char *path, const struct plan *p, const struct exec_
     sw_emit_u64(&e, "total", r->mem.peak_total_bytes);
     sw_emit_map_end(&e);
     sw_emit_u64(&e, "peak_rss_bytes", r->peak_rss_bytes);
+    if (r->mem.device_used_bytes) /* a GPU: everything in use on it at the end of the run */
+        sw_emit_u64(&e, "device_used_bytes", r->mem.device_used_bytes);
     emit_num_or_null(&e, "tokens_per_s", r->tokens_per_s, 6);
     emit_num_or_null(&e, "step_time_s", r->step_s, 6);
     emit_num_or_null(&e, "mfu", r->mfu, 4);

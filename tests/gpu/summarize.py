@@ -59,17 +59,22 @@ def pct(measured, predicted):
     return "%+.1f%%" % (100.0 * (float(predicted) - float(measured)) / float(measured))
 
 
-def mem_line(measured, predicted):
+def mem_line(measured, predicted, used=None):
     """Peak bytes measured (the backend's counters) against the advisor's total, with and
     without the advisor's runtime overhead term (CUDA context, allocator slack), which the
-    counters cannot see."""
+    counters cannot see; and, when the report has it, everything in use on the GPU at the end
+    (device_used_bytes: the counters plus the context, libraries and allocator rounding)."""
     m = (measured or {}).get("total")
     p = (predicted or {}).get("total")
+    dev = ""
+    if used and m:
+        dev = "; in use on the GPU %s, %s beyond the counters" % (gib(used),
+                                                                   gib(float(used) - float(m)))
     if p is None:
-        return "peak memory measured %s, predicted n/a" % gib(m)
+        return "peak memory measured %s, predicted n/a%s" % (gib(m), dev)
     o = (predicted or {}).get("overhead") or 0.0
-    return "peak memory measured %s, predicted %s (%s; without its %s overhead term %s)" % (
-        gib(m), gib(p), pct(m, p), gib(o), pct(m, float(p) - float(o)))
+    return "peak memory measured %s, predicted %s (%s; without its %s overhead term %s)%s" % (
+        gib(m), gib(p), pct(m, p), gib(o), pct(m, float(p) - float(o)), dev)
 
 
 def train(run_dir, fpt, peak):
@@ -85,7 +90,8 @@ def train(run_dir, fpt, peak):
           "%.1f%%, predicted %s), %s, backend %s" % (
               tps, "%.0f" % ptps if ptps else "n/a", mfu, 100.0 * own,
               "%.1f%%" % (100.0 * pmfu) if pmfu else "n/a",
-              mem_line(meas.get("per_device_bytes"), pred.get("per_device_bytes")),
+              mem_line(meas.get("per_device_bytes"), pred.get("per_device_bytes"),
+                       meas.get("device_used_bytes")),
               r.get("backend", "?")))
     print("TPS %.3f" % tps, file=sys.stderr)
 
@@ -95,12 +101,14 @@ def generate(path):
     m, est = r.get("measured") or {}, r.get("estimate") or {}
     dec, pdec = m.get("decode_s_per_token"), est.get("decode_s_per_token")
     print("prefill %.0f tokens/s, decode %.0f tokens/s (%s ms per decode step, predicted %s), "
-          "TTFT %s ms (predicted %s), %s, device %s" % (
+          "TTFT %s ms (predicted %s)%s, %s, device %s" % (
               m.get("prefill_tokens_per_s") or 0, m.get("decode_tokens_per_s") or 0,
               "%.2f" % (1e3 * dec) if dec else "n/a", "%.2f" % (1e3 * pdec) if pdec else "n/a",
               "%.1f" % (1e3 * m["ttft_s"]) if m.get("ttft_s") else "n/a",
               "%.1f" % (1e3 * est["ttft_s"]) if est.get("ttft_s") else "n/a",
-              mem_line(m.get("per_device_bytes"), est.get("per_device_bytes")),
+              ", after a %.0f ms warm-up" % (1e3 * m["warmup_s"]) if m.get("warmup_s") else "",
+              mem_line(m.get("per_device_bytes"), est.get("per_device_bytes"),
+                       m.get("device_used_bytes")),
               r.get("device", "?")))
 
 
