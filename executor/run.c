@@ -522,14 +522,21 @@ static int setup(struct run_state *s, struct exec_run_result *r, struct sw_err *
     mo.shard_grads = s->zero >= 2;
     if ((rc = exec_model_init(&s->model, &p->model, &mo, be, err)) < 0)
         return rc;
+    /* The GPU runs every product of a 16-bit plan (both gradients and attention included)
+     * on bf16 tensor cores where it has them; the CPU only the forward and input gradient. */
+    const char *bf16_how =
+        be->host_memory
+            ? (be->has_native_bf16() ? "native AVX512-BF16 matmuls (forward and input "
+                                       "gradient; weight gradients in fp32)"
+                                     : "bf16 matmuls are emulated through fp32 on this CPU (it "
+                                       "has no native bf16)")
+            : (be->has_native_bf16() ? "bf16 tensor-core matmuls (forward and both gradients)"
+                                     : "bf16 matmuls are emulated through fp32 on this GPU (it "
+                                       "has no bf16 tensor cores)");
     if (p->strategy.precision == PREC_BF16_MIXED)
         note(o, "precision: bf16-mixed: bf16 weight copies with fp32 master weights, "
                 "gradients and accumulation; %s",
-             be->has_native_bf16()
-                 ? "native AVX512-BF16 matmuls (forward and input gradient; weight gradients "
-                   "in fp32)"
-                 : "bf16 matmuls are emulated through fp32 on this CPU (it has no native "
-                   "bf16)");
+             bf16_how);
     if (p->strategy.precision == PREC_FP16_MIXED)
         note(o, "precision: fp16-mixed: fp16 weight copies and fp16 matmul operands with fp32 "
                 "master weights, gradients and accumulation; %s loss scaling%s",
