@@ -49,6 +49,10 @@ struct backend_mem_stats {
     uint64_t current_total_bytes;
     uint64_t peak_total_bytes;
     uint64_t device_total_bytes; /* the device's own memory (a GPU's total); 0 on the CPU */
+    /* In use on the whole device when asked (a GPU's total minus free: beyond the counters,
+     * the CUDA context, the libraries' code and handles, the allocator's rounding, and any
+     * other process on it); 0 on the CPU. */
+    uint64_t device_used_bytes;
 };
 
 enum backend_copy { BACKEND_H2D, BACKEND_D2H, BACKEND_D2D };
@@ -217,6 +221,16 @@ struct backend {
     void (*matmul_16_backward)(float *dinp, float *dweight, float *dbias, const float *dout,
                                const float *inp, const uint16_t *weight, int weight_fmt,
                                const float *pre, int N, int C, int OC, void *scratch);
+    /* flash_attention_forward / _backward for plans whose matmuls take 16-bit operands
+     * (bf16-mixed, fp16-mixed): the same contract, except that q, k, v, dO and the
+     * probabilities may be rounded to bf16 for tensor-core products (fp32 softmax, accumulators
+     * and outputs). NULL where the backend has no such variant (the CPU): the model calls the
+     * fp32 entries. */
+    void (*flash_attention_forward_16)(float *out, float *lse, const float *qkv, int B, int T,
+                                       int NH, int NKV, int HS);
+    void (*flash_attention_backward_16)(float *dqkv, const float *dout, const float *qkv,
+                                        const float *out, const float *lse, int B, int T, int NH,
+                                        int NKV, int HS);
     void (*quantize_int8_rows)(int8_t *wq, float *scale, const float *w, int OC, int C);
     void (*matmul_int8_forward)(float *out, const float *inp, const int8_t *wq, const float *scale,
                                 const float *bias, int N, int C, int OC);
@@ -296,7 +310,7 @@ const struct backend *backend_for_device(bool cuda, struct sw_err *err);
 
 /* Layout version of struct backend, checked by the CUDA plugin (with sizeof(struct backend)):
  * bump it when an entry is added, removed or changes its signature. */
-#define BACKEND_API_VERSION 8
+#define BACKEND_API_VERSION 9
 
 /* matmul_gelu_forward's weight formats. */
 enum backend_wfmt { BACKEND_WFMT_FP32, BACKEND_WFMT_BF16, BACKEND_WFMT_FP16 };

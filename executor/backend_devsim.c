@@ -479,6 +479,10 @@ static const struct backend devsim_backend = {
     .matmul_gelu_forward = ds_matmul_gelu_forward,
     .matmul_backward_input_dgelu = ds_matmul_backward_input_dgelu,
     .matmul_bf16_backward_input = ds_matmul_bf16_backward_input,
+    /* The 16-bit plans' attention entries, computed as the fp32 ones: the model's branch that
+     * calls them runs here, with the CPU's numbers. */
+    .flash_attention_forward_16 = ds_flash_attention_forward,
+    .flash_attention_backward_16 = ds_flash_attention_backward,
     .quantize_int8_rows = ds_quantize_int8_rows,
     .matmul_int8_forward = ds_matmul_int8_forward,
 };

@@ -201,6 +201,13 @@ static const char *const class_names[PC_COUNT] = {
        const uint16_t *weight, int weight_fmt, const float *pre, int N, int C, int OC,             \
        void *scratch),                                                                             \
       (dinp, dweight, dbias, dout, inp, weight, weight_fmt, pre, N, C, OC, scratch))               \
+    X(flash_attention_forward_16, PC_ATTENTION,                                                    \
+      (float *out, float *lse, const float *qkv, int B, int T, int NH, int NKV, int HS),           \
+      (out, lse, qkv, B, T, NH, NKV, HS))                                                          \
+    X(flash_attention_backward_16, PC_ATTENTION,                                                   \
+      (float *dqkv, const float *dout, const float *qkv, const float *out, const float *lse,      \
+       int B, int T, int NH, int NKV, int HS),                                                     \
+      (dqkv, dout, qkv, out, lse, B, T, NH, NKV, HS))                                              \
     X(quantize_int8_rows, PC_CONVERSION,                                                           \
       (int8_t *wq, float *scale, const float *w, int OC, int C), (wq, scale, w, OC, C))           \
     X(matmul_int8_forward, PC_MATMUL,                                                              \

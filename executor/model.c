@@ -1469,6 +1469,8 @@ static void attn_core_forward(struct exec_model *m, struct layer_act *a, int B, 
 {
     if (m->opts.attention == ATTN_NAIVE)
         m->be->attention_forward(a->atty, a->att, a->qkv, B, T, m->NH, m->NKV, m->HS);
+    else if (m->impl->bf16 && m->be->flash_attention_forward_16)
+        m->be->flash_attention_forward_16(a->atty, a->lse, a->qkv, B, T, m->NH, m->NKV, m->HS);
     else
         m->be->flash_attention_forward(a->atty, a->lse, a->qkv, B, T, m->NH, m->NKV, m->HS);
 }
@@ -1626,6 +1628,9 @@ static void layer_backward(struct exec_model *m, int l, int B, int T)
     if (m->opts.attention == ATTN_NAIVE)
         be->attention_backward(im->dqkv, im->datty, a->qkv, a->att, im->att_scratch, B, T, m->NH,
                                m->NKV, m->HS);
+    else if (im->bf16 && be->flash_attention_backward_16)
+        be->flash_attention_backward_16(im->dqkv, im->datty, a->qkv, a->atty, a->lse, B, T, m->NH,
+                                        m->NKV, m->HS);
     else
         be->flash_attention_backward(im->dqkv, im->datty, a->qkv, a->atty, a->lse, B, T, m->NH,
                                      m->NKV, m->HS);

@@ -3,7 +3,8 @@
  * kernels/cpu/flash.c): fp32 fused qkv (B,T,(NH+2·NKV)·HS), query head h reads kv head
  * h / (NH/NKV), scale 1/sqrt(HS), out (B,T,NH·HS), lse (B,NH,T) in natural-log units, and the
  * backward ADDS its gradient into dqkv. Only HS = 64 and 128; other head sizes stay on the FMA
- * kernels of k_attention.cu, which also dispatches here when SCALEWISE_CUDA_ATTENTION=tc.
+ * kernels of k_attention.cu, whose 16-bit plans' entries dispatch here unless
+ * SCALEWISE_CUDA_ATTENTION=fma.
  *
  * Numerics: tiles of q, k, v and dO are rounded to bf16 (round to nearest) as they are copied
  * from global memory into shared memory; every product runs as a WMMA 16×16×16 bf16 MMA with an
@@ -39,7 +40,10 @@
  *                                   tiles, 4 × (16×64 fp32 scores, 16×64 bf16 P, 16×HS fp32 O)
  *    dq, dkv    64,000     96,768   q, dO, k, v tiles, 4 × (16×64 fp32 scores, 16×64 bf16 P or
  *                                   dS), lse and D of 64 rows
- * Not run on a GPU yet: tests/gpu/test_cuda_kernels.cu checks it against the CPU kernels. */
+ * Checked on an H200 (2026-11-28, tests/gpu/test_cuda_kernels.cu against the CPU kernels): at
+ * GPT-2 124M's shape (B 8, T 1024, 12 heads of 64) forward 0.38 ms (34 TFLOP/s), backward
+ * 1.30 ms, 4.7× and 3.2× the FMA kernels; far from FlashAttention-2's rates (the scores and
+ * the forward's output accumulator go through shared memory, WMMA fragments being opaque). */
 #include <mma.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -305,6 +309,21 @@ __global__ void __launch_bounds__(TC_THREADS)
     __syncwarp();
     int r = lane >> 1, par = lane & 1, t = tw0 + r;
     float L2 = lse2_s[16 * warp + r], Dt = D_s[16 * warp + r];
+    /* HS 64: this warp's q and dO rows stay in fragments (read from shared memory once, not
+     * per key tile); HS 128's accumulators leave no registers for them. */
+    constexpr bool PRE = HS <= 64;
+    constexpr int NP = PRE ? NF : 1;
+    frag_a qf[NP], dof[NP];
+    (void)qf; /* unused when !PRE */
+    (void)dof;
+    __syncthreads(); /* the q and dO tiles are complete */
+    if constexpr (PRE) {
+#pragma unroll
+        for (int k = 0; k < NF; k++) {
+            wmma::load_matrix_sync(qf[k], Qs + 16 * warp * HLD + 16 * k, HLD);
+            wmma::load_matrix_sync(dof[k], dOs + 16 * warp * HLD + 16 * k, HLD);
+        }
+    }
     frag_c dq[NF];
 #pragma unroll
     for (int nd = 0; nd < NF; nd++)
@@ -327,11 +346,15 @@ __global__ void __launch_bounds__(TC_THREADS)
             wmma::fill_fragment(s, 0.0f);
 #pragma unroll
             for (int k = 0; k < NF; k++) {
-                frag_a a;
                 frag_bt bt;
-                wmma::load_matrix_sync(a, Qs + 16 * warp * HLD + 16 * k, HLD);
                 wmma::load_matrix_sync(bt, Ks + 16 * nb * HLD + 16 * k, HLD);
-                wmma::mma_sync(s, a, bt, s);
+                if constexpr (PRE) {
+                    wmma::mma_sync(s, qf[k], bt, s);
+                } else {
+                    frag_a a;
+                    wmma::load_matrix_sync(a, Qs + 16 * warp * HLD + 16 * k, HLD);
+                    wmma::mma_sync(s, a, bt, s);
+                }
             }
             wmma::store_matrix_sync(Sw + 16 * nb, s, TC_SLD, wmma::mem_row_major);
         }
@@ -350,11 +373,15 @@ __global__ void __launch_bounds__(TC_THREADS)
             wmma::fill_fragment(s, 0.0f);
 #pragma unroll
             for (int k = 0; k < NF; k++) {
-                frag_a a;
                 frag_bt bt;
-                wmma::load_matrix_sync(a, dOs + 16 * warp * HLD + 16 * k, HLD);
                 wmma::load_matrix_sync(bt, Vs + 16 * nb * HLD + 16 * k, HLD);
-                wmma::mma_sync(s, a, bt, s);
+                if constexpr (PRE) {
+                    wmma::mma_sync(s, dof[k], bt, s);
+                } else {
+                    frag_a a;
+                    wmma::load_matrix_sync(a, dOs + 16 * warp * HLD + 16 * k, HLD);
+                    wmma::mma_sync(s, a, bt, s);
+                }
             }
             wmma::store_matrix_sync(Sw + 16 * nb, s, TC_SLD, wmma::mem_row_major);
         }
@@ -554,6 +581,455 @@ __global__ void __launch_bounds__(TC_THREADS)
 #endif
 }
 
+/* ---------------------------------------------------------------- mma.sync kernels
+ *
+ * The same three kernels written with PTX mma.sync m16n8k16 (bf16 operands, fp32 accumulators)
+ * instead of WMMA, in the manner of FlashAttention-2: the accumulator layout is documented (PTX
+ * ISA, "Matrix Fragments for mma.m16n8k16"), so the scores, the softmax and the probabilities
+ * stay in registers: no shared-memory round trip per key tile, and P (or dS) becomes the next
+ * product's A operand directly (the accumulators of two adjacent 8-column tiles are the A
+ * fragment of a 16-column step). Opt-in (SCALEWISE_CUDA_ATTENTION=mma) until timed against the
+ * WMMA kernels on a GPU; the same numerics as them (bf16 q, k, v, dO, P and dS; fp32 rest).
+ *
+ * Fragments, lane = 4·g + t (g 0..7, t 0..3): A (16×16) a0 = A[g][2t..2t+1], a1 = A[g+8][2t..],
+ * a2 = A[g][2t+8..], a3 = A[g+8][2t+8..]; B (16×8, k × n) b0 = B[2t..2t+1][g], b1 = B[2t+8..][g];
+ * C (16×8) c0, c1 = C[g][2t], C[g][2t+1]; c2, c3 = C[g+8][2t], C[g+8][2t+1]. A pair along k is
+ * one 32-bit shared-memory load when the operand is stored with k contiguous: row-major tiles
+ * serve A operands and Bᵀ = X products (k = the head dimension), transposed tiles (head
+ * dimension × rows) the B operands whose k is a row index. */
+
+#define MM_TLD (TC_TILE + 8) /* transposed tile row (bf16 elements): 16-byte pad */
+
+/* The helpers exist where the kernels have bodies (not in sm_75's device pass: traps there). */
+#if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 800
+/* d += a·b on bf16 tensor cores. The CUDA emulation (tests/cuda_emu) has no PTX: there the
+ * product is computed from the documented fragment layouts, gathering each lane's A rows and B
+ * columns with shuffles, so the kernels' use of the layouts is what the emulation tests. */
+static __device__ __forceinline__ void mm_mma(float (&d)[4], const uint32_t (&a)[4],
+                                              const uint32_t (&b)[2])
+{
+#if defined(__CUDA_ARCH__)
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, "
+                 "{%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};\n"
+                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+#else
+    int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+    float ar[2][16], bc[2][16];
+    for (int u = 0; u < 4; u++) {
+        uint32_t x[4], y[2][2];
+        for (int i = 0; i < 4; i++)
+            x[i] = __shfl_sync(KC_FULL_MASK, a[i], 4 * g + u);
+        for (int c = 0; c < 2; c++)
+            for (int i = 0; i < 2; i++)
+                y[c][i] = __shfl_sync(KC_FULL_MASK, b[i], 4 * (2 * t + c) + u);
+        for (int h = 0; h < 2; h++) { /* h: the pair's first or second element */
+            int sh = 16 * h;
+            ar[0][2 * u + h] = __uint_as_float((x[0] >> sh & 0xffffu) << 16);
+            ar[1][2 * u + h] = __uint_as_float((x[1] >> sh & 0xffffu) << 16);
+            ar[0][8 + 2 * u + h] = __uint_as_float((x[2] >> sh & 0xffffu) << 16);
+            ar[1][8 + 2 * u + h] = __uint_as_float((x[3] >> sh & 0xffffu) << 16);
+            for (int c = 0; c < 2; c++) {
+                bc[c][2 * u + h] = __uint_as_float((y[c][0] >> sh & 0xffffu) << 16);
+                bc[c][8 + 2 * u + h] = __uint_as_float((y[c][1] >> sh & 0xffffu) << 16);
+            }
+        }
+    }
+    for (int r = 0; r < 2; r++)
+        for (int c = 0; c < 2; c++) {
+            float acc = d[2 * r + c];
+            for (int k = 0; k < 16; k++)
+                acc += ar[r][k] * bc[c][k];
+            d[2 * r + c] = acc;
+        }
+#endif
+}
+
+static __device__ __forceinline__ uint32_t mm_pack(float lo, float hi)
+{
+    __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
+    return *reinterpret_cast<uint32_t *>(&v);
+}
+
+/* Two consecutive bf16 of shared memory (an even element index) as one 32-bit register. */
+static __device__ __forceinline__ uint32_t mm_ld2(const bf16 *p)
+{
+    return *reinterpret_cast<const uint32_t *>(p);
+}
+
+/* The A fragment of rows r0..r0+15, columns k0..k0+15 of a row-major tile (row stride ld). */
+static __device__ __forceinline__ void mm_frag_a(uint32_t (&a)[4], const bf16 *tile, int ld,
+                                                 int r0, int k0)
+{
+    int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+    const bf16 *p = tile + (size_t)(r0 + g) * ld + k0 + 2 * t;
+    a[0] = mm_ld2(p);
+    a[1] = mm_ld2(p + 8 * ld);
+    a[2] = mm_ld2(p + 8);
+    a[3] = mm_ld2(p + 8 * ld + 8);
+}
+
+/* The B fragment of the k-step k0..k0+15 and columns n0..n0+7 from a tile stored n-major
+ * (element (k, n) at tile[n·ld + k]: a row-major X for B = Xᵀ, or a transposed tile). */
+static __device__ __forceinline__ void mm_frag_b(uint32_t (&b)[2], const bf16 *tile, int ld,
+                                                 int n0, int k0)
+{
+    int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+    const bf16 *p = tile + (size_t)(n0 + g) * ld + k0 + 2 * t;
+    b[0] = mm_ld2(p);
+    b[1] = mm_ld2(p + 8);
+}
+
+/* Rows [r0, r0+64) of a head slice into a transposed bf16 tile dst[d·MM_TLD + r] (HS rows of
+ * 64 positions), rounding to nearest; rows >= T are zeros. */
+template <int HS>
+static __device__ __forceinline__ void mm_load_tile_t(bf16 *dst, const float *src, size_t stride,
+                                                      int r0, int Tlen)
+{
+    for (int e = threadIdx.x; e < TC_TILE * HS; e += TC_THREADS) {
+        int r = e / HS, c = e % HS; /* consecutive threads: consecutive columns of one row */
+        float v = r0 + r < Tlen ? src[(size_t)(r0 + r) * stride + c] : 0.0f;
+        dst[c * MM_TLD + r] = __float2bfloat16_rn(v);
+    }
+}
+#endif
+
+/* Shared memory (bytes) of the mma kernels for head size HS. */
+template <int HS> struct mm_dims {
+    static constexpr size_t ROW = (size_t)TC_TILE * tc_dims<HS>::HLD * sizeof(bf16); /* 64×HS */
+    static constexpr size_t TRN = (size_t)HS * MM_TLD * sizeof(bf16); /* HS×64 transposed */
+    static constexpr size_t STATS = (size_t)2 * TC_TILE * sizeof(float);
+    static constexpr size_t FWD = 2 * ROW + TRN;          /* q, k; vᵀ */
+    static constexpr size_t DQ = 4 * ROW + TRN + STATS;   /* q, dO, k, v; kᵀ; lse, D */
+    static constexpr size_t DKV = 4 * ROW + 2 * TRN + STATS; /* k, v, q, dO; qᵀ, dOᵀ; lse, D */
+};
+
+/* grid (ceil(T/64), NH, B), TC_THREADS threads, mm_dims<HS>::FWD bytes. Warp w owns query rows
+ * t0 + 16w .. +15 (this lane: rows g and g+8 of them); per key tile: S = Q·Kᵀ in 8 column
+ * tiles of 8 keys, the online softmax on the registers (a row's max and sum over its quad),
+ * O += bf16(P)·V. */
+template <int HS>
+__global__ void __launch_bounds__(TC_THREADS)
+    mm_forward_kernel(float *out, float *lse, const float *qkv, int Tlen, int NH, int NKV,
+                      float scale_log2)
+{
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 800
+    __trap(); /* bf16 mma.sync is sm_80+: kcuda_flash_attention_mma_supported keeps this out */
+#else
+    constexpr int HLD = tc_dims<HS>::HLD, NK = HS / 16, ND = HS / 8;
+    extern __shared__ __align__(128) unsigned char tc_smem[];
+    bf16 *Qs = reinterpret_cast<bf16 *>(tc_smem), *Ks = Qs + TC_TILE * HLD;
+    bf16 *Vt = Ks + TC_TILE * HLD;
+    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
+    int qb = gridDim.x - 1 - blockIdx.x; /* heaviest (latest) tiles first */
+    int h = blockIdx.y, b = blockIdx.z, kvh = h / (NH / NKV);
+    size_t R = (size_t)(NH + 2 * NKV) * HS;
+    const float *base = qkv + (size_t)b * Tlen * R;
+    int t0 = qb * TC_TILE, tw0 = t0 + 16 * warp;
+    int row[2] = {tw0 + g, tw0 + g + 8};
+
+    tc_load_tile<HS>(Qs, base + (size_t)h * HS, R, t0, Tlen);
+    __syncthreads();
+    uint32_t qa[NK][4];
+#pragma unroll
+    for (int k = 0; k < NK; k++)
+        mm_frag_a(qa[k], Qs, HLD, 16 * warp, 16 * k);
+    float o[ND][4], m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
+#pragma unroll
+    for (int n = 0; n < ND; n++)
+        o[n][0] = o[n][1] = o[n][2] = o[n][3] = 0.0f;
+    int kend = t0 + TC_TILE < Tlen ? t0 + TC_TILE : Tlen;
+    for (int j0 = 0; j0 < kend; j0 += TC_TILE) {
+        __syncthreads(); /* every warp is done with the previous K and Vᵀ */
+        tc_load_tile<HS>(Ks, base + (size_t)(NH + kvh) * HS, R, j0, Tlen);
+        mm_load_tile_t<HS>(Vt, base + (size_t)(NH + NKV + kvh) * HS, R, j0, Tlen);
+        __syncthreads();
+        if (j0 > tw0 + 15)
+            continue; /* warp-uniform: no key of this tile is visible to these rows */
+        float s[8][4];
+#pragma unroll
+        for (int n = 0; n < 8; n++) {
+            s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0.0f;
+#pragma unroll
+            for (int k = 0; k < NK; k++) {
+                uint32_t kb[2];
+                mm_frag_b(kb, Ks, HLD, 8 * n, 16 * k);
+                mm_mma(s[n], qa[k], kb);
+            }
+        }
+        float mx[2] = {-INFINITY, -INFINITY};
+#pragma unroll
+        for (int n = 0; n < 8; n++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                int j = j0 + 8 * n + 2 * t + (e & 1), r = e >> 1;
+                float v = j <= row[r] && j < Tlen ? s[n][e] * scale_log2 : -INFINITY;
+                s[n][e] = v;
+                mx[r] = fmaxf(mx[r], v);
+            }
+        float corr[2];
+#pragma unroll
+        for (int r = 0; r < 2; r++) {
+            mx[r] = fmaxf(mx[r], __shfl_xor_sync(KC_FULL_MASK, mx[r], 1));
+            mx[r] = fmaxf(mx[r], __shfl_xor_sync(KC_FULL_MASK, mx[r], 2));
+            float mn = fmaxf(m[r], mx[r]); /* -inf only for a row that sees no key yet */
+            corr[r] = mn == -INFINITY ? 1.0f : exp2f(m[r] - mn);
+            m[r] = mn;
+            l[r] *= corr[r];
+        }
+        uint32_t pa[4][4]; /* P as the A operand of 4 k-steps of 16 keys */
+#pragma unroll
+        for (int n = 0; n < 8; n++) {
+            float p[4];
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                int r = e >> 1;
+                p[e] = s[n][e] == -INFINITY ? 0.0f : exp2f(s[n][e] - m[r]);
+                l[r] += p[e]; /* this lane's share of the row sum, unrounded */
+            }
+            pa[n >> 1][(n & 1) * 2] = mm_pack(p[0], p[1]);
+            pa[n >> 1][(n & 1) * 2 + 1] = mm_pack(p[2], p[3]);
+        }
+#pragma unroll
+        for (int n = 0; n < ND; n++) {
+            o[n][0] *= corr[0];
+            o[n][1] *= corr[0];
+            o[n][2] *= corr[1];
+            o[n][3] *= corr[1];
+#pragma unroll
+            for (int k = 0; k < 4; k++) {
+                uint32_t vb[2];
+                mm_frag_b(vb, Vt, MM_TLD, 8 * n, 16 * k);
+                mm_mma(o[n], pa[k], vb);
+            }
+        }
+    }
+#pragma unroll
+    for (int r = 0; r < 2; r++) {
+        l[r] += __shfl_xor_sync(KC_FULL_MASK, l[r], 1);
+        l[r] += __shfl_xor_sync(KC_FULL_MASK, l[r], 2);
+    }
+#pragma unroll
+    for (int r = 0; r < 2; r++) {
+        if (row[r] >= Tlen)
+            continue;
+        float inv = 1.0f / l[r];
+        float *op = out + ((size_t)b * Tlen + row[r]) * NH * HS + (size_t)h * HS;
+#pragma unroll
+        for (int n = 0; n < ND; n++) {
+            op[8 * n + 2 * t] = o[n][2 * r] * inv;
+            op[8 * n + 2 * t + 1] = o[n][2 * r + 1] * inv;
+        }
+        if (t == 0)
+            lse[((size_t)b * NH + h) * Tlen + row[r]] = m[r] * TC_LN2 + logf(l[r]);
+    }
+#endif
+}
+
+/* grid (ceil(T/64), NH, B), mm_dims<HS>::DQ bytes. Warp w owns query rows t0 + 16w .. +15: per
+ * key tile, S = Q·Kᵀ and dP = dO·Vᵀ in registers, P = 2^(S·scale·log2e - lse·log2e),
+ * dS = scale·P·(dP - D), dQ += bf16(dS)·K; at the end dq is added to dqkv. */
+template <int HS>
+__global__ void __launch_bounds__(TC_THREADS)
+    mm_backward_dq_kernel(float *dqkv, const float *dout, const float *qkv, const float *out,
+                          const float *lse, int Tlen, int NH, int NKV, float scale,
+                          float scale_log2)
+{
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 800
+    __trap();
+#else
+    constexpr int HLD = tc_dims<HS>::HLD, NK = HS / 16, ND = HS / 8;
+    extern __shared__ __align__(128) unsigned char tc_smem[];
+    bf16 *Qs = reinterpret_cast<bf16 *>(tc_smem), *dOs = Qs + TC_TILE * HLD;
+    bf16 *Ks = dOs + TC_TILE * HLD, *Kt = Ks + TC_TILE * HLD, *Vs = Kt + HS * MM_TLD;
+    float *lse2_s = reinterpret_cast<float *>(Vs + TC_TILE * HLD), *D_s = lse2_s + TC_TILE;
+    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
+    int qb = gridDim.x - 1 - blockIdx.x;
+    int h = blockIdx.y, b = blockIdx.z, kvh = h / (NH / NKV);
+    size_t R = (size_t)(NH + 2 * NKV) * HS, O = (size_t)NH * HS;
+    const float *base = qkv + (size_t)b * Tlen * R;
+    const float *go = dout + (size_t)b * Tlen * O + (size_t)h * HS;
+    int t0 = qb * TC_TILE, tw0 = t0 + 16 * warp;
+    int row[2] = {tw0 + g, tw0 + g + 8};
+
+    tc_load_tile<HS>(Qs, base + (size_t)h * HS, R, t0, Tlen);
+    tc_load_tile<HS>(dOs, go, O, t0, Tlen);
+    tc_row_stats<HS>(lse2_s, D_s, 16 * warp, go, out + (size_t)b * Tlen * O + (size_t)h * HS, O,
+                     lse + ((size_t)b * NH + h) * Tlen, tw0, Tlen);
+    __syncthreads();
+    float L2[2], Dt[2];
+#pragma unroll
+    for (int r = 0; r < 2; r++) {
+        L2[r] = lse2_s[16 * warp + g + 8 * r];
+        Dt[r] = D_s[16 * warp + g + 8 * r];
+    }
+    float dq[ND][4];
+#pragma unroll
+    for (int n = 0; n < ND; n++)
+        dq[n][0] = dq[n][1] = dq[n][2] = dq[n][3] = 0.0f;
+    int kend = t0 + TC_TILE < Tlen ? t0 + TC_TILE : Tlen;
+    for (int j0 = 0; j0 < kend; j0 += TC_TILE) {
+        __syncthreads();
+        tc_load_tile<HS>(Ks, base + (size_t)(NH + kvh) * HS, R, j0, Tlen);
+        mm_load_tile_t<HS>(Kt, base + (size_t)(NH + kvh) * HS, R, j0, Tlen);
+        tc_load_tile<HS>(Vs, base + (size_t)(NH + NKV + kvh) * HS, R, j0, Tlen);
+        __syncthreads();
+        if (j0 > tw0 + 15)
+            continue;
+        uint32_t da[4][4]; /* dS as the A operand of 4 k-steps of 16 keys */
+#pragma unroll
+        for (int n = 0; n < 8; n++) {
+            float s[4] = {0.0f, 0.0f, 0.0f, 0.0f}, dp[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+#pragma unroll
+            for (int k = 0; k < NK; k++) {
+                uint32_t a[4], kb[2], vb[2];
+                mm_frag_a(a, Qs, HLD, 16 * warp, 16 * k);
+                mm_frag_b(kb, Ks, HLD, 8 * n, 16 * k);
+                mm_mma(s, a, kb);
+                mm_frag_a(a, dOs, HLD, 16 * warp, 16 * k);
+                mm_frag_b(vb, Vs, HLD, 8 * n, 16 * k);
+                mm_mma(dp, a, vb);
+            }
+            float ds[4];
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                int j = j0 + 8 * n + 2 * t + (e & 1), r = e >> 1;
+                bool ok = j <= row[r] && j < Tlen && row[r] < Tlen;
+                float p = ok ? exp2f(s[e] * scale_log2 - L2[r]) : 0.0f;
+                ds[e] = scale * p * (dp[e] - Dt[r]);
+            }
+            da[n >> 1][(n & 1) * 2] = mm_pack(ds[0], ds[1]);
+            da[n >> 1][(n & 1) * 2 + 1] = mm_pack(ds[2], ds[3]);
+        }
+#pragma unroll
+        for (int n = 0; n < ND; n++)
+#pragma unroll
+            for (int k = 0; k < 4; k++) {
+                uint32_t kb[2];
+                mm_frag_b(kb, Kt, MM_TLD, 8 * n, 16 * k);
+                mm_mma(dq[n], da[k], kb);
+            }
+    }
+#pragma unroll
+    for (int r = 0; r < 2; r++) {
+        if (row[r] >= Tlen)
+            continue;
+        float *dst = dqkv + ((size_t)b * Tlen + row[r]) * R + (size_t)h * HS;
+#pragma unroll
+        for (int n = 0; n < ND; n++) {
+            dst[8 * n + 2 * t] += dq[n][2 * r];
+            dst[8 * n + 2 * t + 1] += dq[n][2 * r + 1];
+        }
+    }
+#endif
+}
+
+/* grid (ceil(T/64), NKV, B), mm_dims<HS>::DKV bytes. Warp w owns keys j0 + 16w .. +15 of kv
+ * head g; for each query head of the group and each query tile t0 >= j0: Sᵀ = K·Qᵀ and
+ * dPᵀ = V·dOᵀ in registers, Pᵀ, dV += bf16(Pᵀ)·dO, dSᵀ = scale·Pᵀ·(dPᵀ - D),
+ * dK += bf16(dSᵀ)·Q; then dk and dv are added to dqkv. */
+template <int HS>
+__global__ void __launch_bounds__(TC_THREADS)
+    mm_backward_dkv_kernel(float *dqkv, const float *dout, const float *qkv, const float *out,
+                           const float *lse, int Tlen, int NH, int NKV, float scale,
+                           float scale_log2)
+{
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 800
+    __trap();
+#else
+    constexpr int HLD = tc_dims<HS>::HLD, NK = HS / 16, ND = HS / 8;
+    extern __shared__ __align__(128) unsigned char tc_smem[];
+    bf16 *Ks = reinterpret_cast<bf16 *>(tc_smem), *Vs = Ks + TC_TILE * HLD;
+    bf16 *Qs = Vs + TC_TILE * HLD, *dOs = Qs + TC_TILE * HLD;
+    bf16 *Qt = dOs + TC_TILE * HLD, *dOt = Qt + HS * MM_TLD;
+    float *lse2_s = reinterpret_cast<float *>(dOt + HS * MM_TLD), *D_s = lse2_s + TC_TILE;
+    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
+    int kb0 = gridDim.x - 1 - blockIdx.x; /* heaviest (earliest) key tiles first */
+    int kvh = blockIdx.y, b = blockIdx.z, rep = NH / NKV;
+    size_t R = (size_t)(NH + 2 * NKV) * HS, O = (size_t)NH * HS;
+    const float *base = qkv + (size_t)b * Tlen * R;
+    int j0 = kb0 * TC_TILE, jw0 = j0 + 16 * warp;
+    int key[2] = {jw0 + g, jw0 + g + 8}; /* this lane's key rows */
+
+    tc_load_tile<HS>(Ks, base + (size_t)(NH + kvh) * HS, R, j0, Tlen);
+    tc_load_tile<HS>(Vs, base + (size_t)(NH + NKV + kvh) * HS, R, j0, Tlen);
+    float dk[ND][4], dv[ND][4];
+#pragma unroll
+    for (int n = 0; n < ND; n++)
+#pragma unroll
+        for (int e = 0; e < 4; e++)
+            dk[n][e] = dv[n][e] = 0.0f;
+    bool active = jw0 < Tlen;
+    for (int h = kvh * rep; h < (kvh + 1) * rep; h++) {
+        const float *go = dout + (size_t)b * Tlen * O + (size_t)h * HS;
+        const float *oh = out + (size_t)b * Tlen * O + (size_t)h * HS;
+        const float *lrow = lse + ((size_t)b * NH + h) * Tlen;
+        for (int t0 = j0; t0 < Tlen; t0 += TC_TILE) {
+            __syncthreads(); /* the previous q, dO tiles and row statistics are read */
+            tc_load_tile<HS>(Qs, base + (size_t)h * HS, R, t0, Tlen);
+            mm_load_tile_t<HS>(Qt, base + (size_t)h * HS, R, t0, Tlen);
+            tc_load_tile<HS>(dOs, go, O, t0, Tlen);
+            mm_load_tile_t<HS>(dOt, go, O, t0, Tlen);
+            tc_row_stats<HS>(lse2_s, D_s, 16 * warp, go, oh, O, lrow, t0 + 16 * warp, Tlen);
+            __syncthreads();
+            if (!active || t0 + TC_TILE - 1 < jw0)
+                continue; /* warp-uniform: no query of this tile sees these keys */
+            uint32_t pa[4][4], da[4][4]; /* Pᵀ and dSᵀ as A operands, 4 k-steps of 16 queries */
+#pragma unroll
+            for (int n = 0; n < 8; n++) {
+                float s[4] = {0.0f, 0.0f, 0.0f, 0.0f}, dp[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+#pragma unroll
+                for (int k = 0; k < NK; k++) {
+                    uint32_t a[4], qb[2], ob[2];
+                    mm_frag_a(a, Ks, HLD, 16 * warp, 16 * k);
+                    mm_frag_b(qb, Qs, HLD, 8 * n, 16 * k);
+                    mm_mma(s, a, qb);
+                    mm_frag_a(a, Vs, HLD, 16 * warp, 16 * k);
+                    mm_frag_b(ob, dOs, HLD, 8 * n, 16 * k);
+                    mm_mma(dp, a, ob);
+                }
+                float p[4], ds[4];
+#pragma unroll
+                for (int e = 0; e < 4; e++) {
+                    int c = 8 * n + 2 * t + (e & 1), q = t0 + c, r = e >> 1;
+                    bool ok = key[r] <= q && q < Tlen && key[r] < Tlen;
+                    p[e] = ok ? exp2f(s[e] * scale_log2 - lse2_s[c]) : 0.0f;
+                    ds[e] = scale * p[e] * (dp[e] - D_s[c]);
+                }
+                pa[n >> 1][(n & 1) * 2] = mm_pack(p[0], p[1]);
+                pa[n >> 1][(n & 1) * 2 + 1] = mm_pack(p[2], p[3]);
+                da[n >> 1][(n & 1) * 2] = mm_pack(ds[0], ds[1]);
+                da[n >> 1][(n & 1) * 2 + 1] = mm_pack(ds[2], ds[3]);
+            }
+#pragma unroll
+            for (int n = 0; n < ND; n++)
+#pragma unroll
+                for (int k = 0; k < 4; k++) {
+                    uint32_t ob[2], qb[2];
+                    mm_frag_b(ob, dOt, MM_TLD, 8 * n, 16 * k);
+                    mm_mma(dv[n], pa[k], ob);
+                    mm_frag_b(qb, Qt, MM_TLD, 8 * n, 16 * k);
+                    mm_mma(dk[n], da[k], qb);
+                }
+        }
+    }
+#pragma unroll
+    for (int r = 0; r < 2; r++) {
+        if (key[r] >= Tlen)
+            continue;
+        float *dkp = dqkv + ((size_t)b * Tlen + key[r]) * R + (size_t)(NH + kvh) * HS;
+        float *dvp = dkp + (size_t)NKV * HS;
+#pragma unroll
+        for (int n = 0; n < ND; n++) {
+            dkp[8 * n + 2 * t] += dk[n][2 * r];
+            dkp[8 * n + 2 * t + 1] += dk[n][2 * r + 1];
+            dvp[8 * n + 2 * t] += dv[n][2 * r];
+            dvp[8 * n + 2 * t + 1] += dv[n][2 * r + 1];
+        }
+    }
+#endif
+}
+
 /* ---------------------------------------------------------------- launchers */
 
 /* Opting a kernel into more than 48 KiB of dynamic shared memory, once per kernel (one host
@@ -607,14 +1083,98 @@ KCUDA_API bool kcuda_flash_attention_tc_supported(int HS)
     return p->major >= 8 && p->sharedMemPerBlockOptin >= need;
 }
 
+/* SCALEWISE_CUDA_ATTENTION, read once: 'fma', 'mma', else the default (WMMA tensor cores). */
+enum tc_choice { TC_CHOICE_WMMA, TC_CHOICE_FMA, TC_CHOICE_MMA };
+static enum tc_choice tc_choice(void)
+{
+    static int choice = -1;
+    if (choice < 0) {
+        const char *s = getenv("SCALEWISE_CUDA_ATTENTION");
+        choice = s && strcmp(s, "fma") == 0   ? TC_CHOICE_FMA
+                 : s && strcmp(s, "mma") == 0 ? TC_CHOICE_MMA
+                                              : TC_CHOICE_WMMA;
+    }
+    return (enum tc_choice)choice;
+}
+
 KCUDA_API bool kcuda_flash_attention_tc_enabled(int HS)
 {
-    static int wanted = -1; /* the environment is read once */
-    if (wanted < 0) {
-        const char *s = getenv("SCALEWISE_CUDA_ATTENTION");
-        wanted = s && strcmp(s, "tc") == 0;
-    }
-    return wanted && kcuda_flash_attention_tc_supported(HS);
+    return tc_choice() == TC_CHOICE_WMMA && kcuda_flash_attention_tc_supported(HS);
+}
+
+KCUDA_API bool kcuda_flash_attention_mma_supported(int HS)
+{
+    if (HS != 64 && HS != 128)
+        return false;
+    const cudaDeviceProp *p = cuda_props();
+    size_t need = HS == 64 ? mm_dims<64>::DKV : mm_dims<128>::DKV; /* the largest of the three */
+    return p->major >= 8 && p->sharedMemPerBlockOptin >= need;
+}
+
+KCUDA_API bool kcuda_flash_attention_mma_enabled(int HS)
+{
+    return tc_choice() == TC_CHOICE_MMA && kcuda_flash_attention_mma_supported(HS);
+}
+
+template <int HS>
+static void mm_forward(float *out, float *lse, const float *qkv, int B, int T, int NH, int NKV)
+{
+    static bool opted;
+    tc_opt_in(mm_forward_kernel<HS>, mm_dims<HS>::FWD, &opted);
+    dim3 grid((unsigned)((T + TC_TILE - 1) / TC_TILE), (unsigned)NH, (unsigned)B);
+    float scale_log2 = TC_LOG2E / sqrtf((float)HS);
+    mm_forward_kernel<HS><<<grid, TC_THREADS, mm_dims<HS>::FWD, cuda_stream()>>>(
+        out, lse, qkv, T, NH, NKV, scale_log2);
+    CUDA_LAUNCH_CHECK();
+}
+
+template <int HS>
+static void mm_backward(float *dqkv, const float *dout, const float *qkv, const float *out,
+                        const float *lse, int B, int T, int NH, int NKV)
+{
+    static bool opted_dq, opted_dkv;
+    tc_opt_in(mm_backward_dq_kernel<HS>, mm_dims<HS>::DQ, &opted_dq);
+    tc_opt_in(mm_backward_dkv_kernel<HS>, mm_dims<HS>::DKV, &opted_dkv);
+    float scale = 1.0f / sqrtf((float)HS), scale_log2 = TC_LOG2E * scale;
+    unsigned tiles = (unsigned)((T + TC_TILE - 1) / TC_TILE);
+    mm_backward_dq_kernel<HS>
+        <<<dim3(tiles, (unsigned)NH, (unsigned)B), TC_THREADS, mm_dims<HS>::DQ, cuda_stream()>>>(
+            dqkv, dout, qkv, out, lse, T, NH, NKV, scale, scale_log2);
+    CUDA_LAUNCH_CHECK();
+    mm_backward_dkv_kernel<HS><<<dim3(tiles, (unsigned)NKV, (unsigned)B), TC_THREADS,
+                                 mm_dims<HS>::DKV, cuda_stream()>>>(
+        dqkv, dout, qkv, out, lse, T, NH, NKV, scale, scale_log2);
+    CUDA_LAUNCH_CHECK();
+}
+
+KCUDA_API void kcuda_flash_attention_forward_mma(float *out, float *lse, const float *qkv, int B,
+                                                 int T, int NH, int NKV, int HS)
+{
+    if (B <= 0 || T <= 0)
+        return;
+    if (!kcuda_flash_attention_mma_supported(HS))
+        cuda_fail(cudaErrorInvalidValue, "mma attention: head size or device unsupported",
+                  __FILE__, __LINE__);
+    if (HS == 64)
+        mm_forward<64>(out, lse, qkv, B, T, NH, NKV);
+    else
+        mm_forward<128>(out, lse, qkv, B, T, NH, NKV);
+}
+
+KCUDA_API void kcuda_flash_attention_backward_mma(float *dqkv, const float *dout,
+                                                  const float *qkv, const float *out,
+                                                  const float *lse, int B, int T, int NH,
+                                                  int NKV, int HS)
+{
+    if (B <= 0 || T <= 0)
+        return;
+    if (!kcuda_flash_attention_mma_supported(HS))
+        cuda_fail(cudaErrorInvalidValue, "mma attention: head size or device unsupported",
+                  __FILE__, __LINE__);
+    if (HS == 64)
+        mm_backward<64>(dqkv, dout, qkv, out, lse, B, T, NH, NKV);
+    else
+        mm_backward<128>(dqkv, dout, qkv, out, lse, B, T, NH, NKV);
 }
 
 /* An unsupported head size or device is a caller bug (kcuda_flash_attention_tc_supported says

@@ -212,6 +212,11 @@ static void be_mem_stats(struct backend_mem_stats *out)
 {
     *out = g_stats;
     out->device_total_bytes = g_props.totalGlobalMem;
+    size_t free_b = 0, total_b = 0;
+    if (cudaMemGetInfo(&free_b, &total_b) == cudaSuccess && total_b >= free_b)
+        out->device_used_bytes = total_b - free_b;
+    else
+        (void)cudaGetLastError(); /* a statistic only: clear the sticky-free error state */
 }
 
 static void be_mem_reset_peak(void)
@@ -304,6 +309,10 @@ static void fill_table(struct backend *b)
     bool fuse = !(fg && strcmp(fg, "0") == 0);
     b->matmul_gelu_forward = fuse ? kcuda_matmul_gelu_forward : NULL;
     b->matmul_backward_input_dgelu = fuse ? kcuda_matmul_backward_input_dgelu : NULL;
+    /* 16-bit plans' attention: the tensor-core kernels where the head size and device allow
+     * (SCALEWISE_CUDA_ATTENTION=fma keeps the FMA kernels), else the fp32 ones. */
+    b->flash_attention_forward_16 = kcuda_flash_attention_forward_16;
+    b->flash_attention_backward_16 = kcuda_flash_attention_backward_16;
     b->quantize_int8_rows = kcuda_quantize_int8_rows;
     b->matmul_int8_forward = kcuda_matmul_int8_forward;
 }

@@ -188,12 +188,15 @@ static void test_flash_attention_tc_emu(void)
     const int Ts[3] = {1, 17, 64};
     const int heads[3][3] = {{4, 4, 64}, {8, 2, 64}, {4, 2, 128}}; /* NH, NKV, HS */
     CHECK(kcuda_flash_attention_tc_supported(64) && kcuda_flash_attention_tc_supported(128));
-    for (int s = 0; s < 3; s++)
-        for (int i = 0; i < 3; i++)
-            tc_vs_cpu(s == 2 ? 1 : 2, Ts[i], heads[s][0], heads[s][1], heads[s][2]);
-    tc_vs_cpu(1, 150, 2, 1, 64); /* several 64-row tiles, the last one partial */
-    tc_vs_fma(1, 70, 4, 2, 64, 0, NULL, NULL);
-    tc_vs_fma(1, 40, 2, 2, 128, 0, NULL, NULL);
+    CHECK(kcuda_flash_attention_mma_supported(64) && kcuda_flash_attention_mma_supported(128));
+    for (const tc_impl *im : {&TC_WMMA, &TC_MMA}) {
+        for (int s = 0; s < 3; s++)
+            for (int i = 0; i < 3; i++)
+                tc_vs_cpu(*im, s == 2 ? 1 : 2, Ts[i], heads[s][0], heads[s][1], heads[s][2]);
+        tc_vs_cpu(*im, 1, 150, 2, 1, 64); /* several 64-row tiles, the last one partial */
+        tc_vs_fma(*im, 1, 70, 4, 2, 64, 0, NULL, NULL);
+        tc_vs_fma(*im, 1, 40, 2, 2, 128, 0, NULL, NULL);
+    }
 }
 
 /* The tensor-core kernels' scalar load path (rows not 16-byte aligned): the same bf16 tiles,

@@ -4,7 +4,9 @@
 # json-c). The GPU machine then runs, from a copy of the working tree with .gpubundle carried:
 #   tests/gpu/bundle.sh --install && SW_CHECK_PREBUILT=1 tests/gpu/check.sh
 # --install copies the binaries into place (./scalewise, build/) and prints the exports that
-# make the carried libraries and the machine's own cuBLASLt and NCCL found: eval its output.
+# make the carried libraries, the machine's own cuBLASLt and NCCL, and this copy's profiles/
+# found: eval its output. (test_comm's torchrun cases fail there: the MPI plugin is not
+# bundled, the machine having no MPI.)
 # Built without the optional OpenBLAS, hwloc and ncurses (their libraries may be missing
 # there); the GPU code paths do not use them. The build tree is kept in /tmp/sw-gpu-bundle so a
 # second bundle only rebuilds what changed.
@@ -30,6 +32,8 @@ if [ "${1:-}" = --install ]; then
   done
   echo "export LD_LIBRARY_PATH=$libs\${LD_LIBRARY_PATH:+:\$LD_LIBRARY_PATH}"
   echo "export SCALEWISE_CUDA_PLUGIN=$ROOT/build/libscalewise-cuda.so"
+  # The binaries' built-in profiles path is the build tree's, not this copy's.
+  echo "export SCALEWISE_PROFILES=$ROOT/profiles"
   exit 0
 fi
 

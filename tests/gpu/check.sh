@@ -16,9 +16,9 @@
 #      the class totals and the top 5 backend entries into the summary;
 #   4. generation (a `task: infer` plan on cuda), batch 1 and 32, 128 prompt tokens + 128 new
 #      tokens: prefill and decode tokens/s and memory against the estimate, scalewise and PyTorch;
-#   5. the scalewise training runs of step 3 again with the opt-in tensor-core attention
-#      (SCALEWISE_CUDA_ATTENTION=tc, kernels/cuda/k_attention_tc.cu): tokens/s, MFU, and the
-#      ratios to the default attention and to PyTorch;
+#   5. the scalewise training runs of step 3 again with the opt-in mma.sync attention kernels
+#      and with the FMA ones (SCALEWISE_CUDA_ATTENTION=mma, =fma) instead of the default WMMA
+#      tensor-core ones: tokens/s, MFU, and the ratio of each to the default;
 #   6. at one batch: fp16-mixed (with its loss scaler's skipped steps), and bf16-mixed with the
 #      GELU epilogue fusion off, each against step 3's run.
 # When scalewise refuses a `device: cuda` plan (no GPU, no plugin: "the CUDA backend is
@@ -27,7 +27,9 @@
 # Environment: PY (python with torch; default python3), SW_CHECK_BUDGET_S (default 450: later
 # benchmarks are skipped, and say so, once this many seconds have passed), SW_CHECK_HARDWARE
 # (the plans' hardware map, default "{probe: true}"; e.g. "{profile: h100-sxm, gpus_per_node: 1}");
-# SW_CHECK_TC_BATCHES (the batches of the tensor-core attention runs, default "16 64");
+# SW_CHECK_TC_BATCHES (the batches of step 5's runs, default "16 64"; empty: no step 5),
+# SW_CHECK_ATT_VARIANTS (step 5's kernels, default "mma fma"); SW_CHECK_EXTRA_BATCH (step 6's
+# batch, default 16; empty: no step 6);
 # SW_CHECK_TORCH_COMPILE_BATCHES (the batches PyTorch compiles at, default all; eager at the
 # rest); SW_CHECK_TEST_TIMEOUT_S (each GPU test program's limit, default 180);
 # SW_CHECK_RUN_TIMEOUT_S (each `scalewise run`'s, default 150); SW_CHECK_PREBUILT=1
@@ -261,6 +263,16 @@ EOF
     cp "$rep" "$LOGS/sw-gen-b$GB-report.yaml" 2>/dev/null
     say "scalewise generate batch $GB (128+128): $("$PY" tests/gpu/summarize.py generate "$rep" 2>&1) ($((SECONDS - t0)) s)"
   fi
+  # At the largest batch, once more with SCALEWISE_PROFILE=1: where a decode step's time goes.
+  if [ "$GB" = "$(printf '%s\n' $GEN_BATCHES | sort -n | tail -n 1)" ] && ! over_budget &&
+    SCALEWISE_PROFILE=1 timeout 120 ./scalewise run "$WORK/gen-b$GB.yaml" --out "$WORK/gen-b$GB-prof" \
+      >"$LOGS/sw-gen-b$GB-prof.out" 2>"$LOGS/sw-gen-b$GB-prof.err" && [ -f "$WORK/gen-b$GB-prof/profile.yaml" ]; then
+    pf=$WORK/gen-b$GB-prof/profile.yaml
+    cp "$pf" "$LOGS/sw-gen-b$GB-profile.yaml"
+    say "scalewise generate batch $GB profiled (every call synchronized): $(sed -n 's/^in_backend_s: //p' "$pf") s in backend calls of $(sed -n 's/^wall_s: //p' "$pf") s"
+    say "  classes: $(prof_rows "$pf" classes | awk '$2 > 0 { printf "%s%s %.1f%% (%.1f ms)", sep, $1, $4, 1e3*$3; sep = ", " }')"
+    prof_rows "$pf" entries | head -n 6 | awk '{ printf "  top %d: %s (%s) %.1f%%, %.2f ms, %d calls, %.0f us/call\n", NR, $1, $6, $4, 1e3*$3, $2, $5 }' | tee -a "$SUMMARY"
+  fi
   t0=$SECONDS
   timeout 90 "$PY" "$TORCH" generate --batch "$GB" --prompt-tokens 128 --new-tokens 128 \
     >"$WORK/torch-gen-b$GB.json" 2>"$LOGS/torch-gen-b$GB.err"
@@ -272,46 +284,45 @@ EOF
   fi
 done
 
-# ---------------------------------------------------------------- 5. tensor-core attention
-# The training plans of step 3 with SCALEWISE_CUDA_ATTENTION=tc (opt-in until verified on a
-# GPU), last so that they never push another figure out of the budget; compared with the
-# default (FMA) attention run and PyTorch at the same batch.
-for B in $TC_BATCHES; do
-  if over_budget; then say "scalewise train B=$B (tc attention): skipped (time budget of $BUDGET_S s spent)"; continue; fi
-  train_plan "$B" "$STEPS" -tc
-  t0=$SECONDS
-  SCALEWISE_CUDA_ATTENTION=tc timeout "$RUN_TIMEOUT_S" ./scalewise run "$WORK/train-b$B-tc.yaml" \
-    >"$LOGS/sw-train-b$B-tc.out" 2>"$LOGS/sw-train-b$B-tc.err"
-  rc=$?
-  if [ "$rc" -ne 0 ]; then
-    grep -qE "device is cuda|device 'cuda'" "$LOGS/sw-train-b$B-tc.err" && what=refused || what=FAILED
-    say "scalewise train B=$B T=$SEQ (tc attention): $what (rc=$rc): $(tail -n 3 "$LOGS/sw-train-b$B-tc.err" | head -c 400)"
-    continue
-  fi
-  cp "$WORK/run-b$B-tc/report.yaml" "$LOGS/sw-train-b$B-tc-report.yaml" 2>/dev/null
-  cp "$WORK/run-b$B-tc/metrics.jsonl" "$LOGS/sw-train-b$B-tc-metrics.jsonl" 2>/dev/null
-  line=$("$PY" tests/gpu/summarize.py train "$WORK/run-b$B-tc" "$FPT" "${PEAK:-0}" 2>"$WORK/tps-tc")
-  tc_tps=$(sed -n 's/^TPS //p' "$WORK/tps-tc")
-  say "scalewise train B=$B T=$SEQ (tc attention): ${line:-no metrics: $(tail -n 2 "$WORK/tps-tc")} ($((SECONDS - t0)) s)"
-  [ -n "$tc_tps" ] || continue
-  # The default-attention run's tokens/s again (its line above), and PyTorch's, when they exist.
-  "$PY" tests/gpu/summarize.py train "$WORK/run-b$B" "$FPT" "${PEAK:-0}" >/dev/null 2>"$WORK/tps-fma"
-  fma_tps=$(sed -n 's/^TPS //p' "$WORK/tps-fma")
-  th_tps=$(json "$WORK/torch-b$B.json" tokens_per_s)
-  if [ -n "$fma_tps" ]; then
-    say "ratio B=$B: scalewise tc attention / default attention = $(awk -v a="$tc_tps" -v b="$fma_tps" 'BEGIN{printf "%.2f", a/b}')"
-  fi
-  if [ -n "$th_tps" ]; then
-    say "ratio B=$B: scalewise (tc attention) / torch = $(awk -v a="$tc_tps" -v b="$th_tps" 'BEGIN{printf "%.2f", a/b}')"
-  fi
+# ---------------------------------------------------------------- 5. other attention kernels
+# The training plans of step 3 with SCALEWISE_CUDA_ATTENTION=<v> for each v of
+# SW_CHECK_ATT_VARIANTS (default "mma fma": the opt-in mma.sync kernels, the FMA kernels),
+# instead of the default WMMA tensor-core ones (kernels/cuda/k_attention_tc.cu), last so that
+# they never push another figure out of the budget: the default's ratio to each.
+for v in ${SW_CHECK_ATT_VARIANTS-mma fma}; do
+  for B in $TC_BATCHES; do
+    if over_budget; then say "scalewise train B=$B ($v attention): skipped (time budget of $BUDGET_S s spent)"; continue; fi
+    train_plan "$B" "$STEPS" "-$v"
+    t0=$SECONDS
+    SCALEWISE_CUDA_ATTENTION=$v timeout "$RUN_TIMEOUT_S" ./scalewise run "$WORK/train-b$B-$v.yaml" \
+      >"$LOGS/sw-train-b$B-$v.out" 2>"$LOGS/sw-train-b$B-$v.err"
+    rc=$?
+    if [ "$rc" -ne 0 ]; then
+      grep -qE "device is cuda|device 'cuda'" "$LOGS/sw-train-b$B-$v.err" && what=refused || what=FAILED
+      say "scalewise train B=$B T=$SEQ ($v attention): $what (rc=$rc): $(tail -n 3 "$LOGS/sw-train-b$B-$v.err" | head -c 400)"
+      continue
+    fi
+    cp "$WORK/run-b$B-$v/report.yaml" "$LOGS/sw-train-b$B-$v-report.yaml" 2>/dev/null
+    cp "$WORK/run-b$B-$v/metrics.jsonl" "$LOGS/sw-train-b$B-$v-metrics.jsonl" 2>/dev/null
+    line=$("$PY" tests/gpu/summarize.py train "$WORK/run-b$B-$v" "$FPT" "${PEAK:-0}" 2>"$WORK/tps-$v")
+    v_tps=$(sed -n 's/^TPS //p' "$WORK/tps-$v")
+    say "scalewise train B=$B T=$SEQ ($v attention): ${line:-no metrics: $(tail -n 2 "$WORK/tps-$v")} ($((SECONDS - t0)) s)"
+    [ -n "$v_tps" ] || continue
+    # The default run's tokens/s again (its line above), when it exists.
+    "$PY" tests/gpu/summarize.py train "$WORK/run-b$B" "$FPT" "${PEAK:-0}" >/dev/null 2>"$WORK/tps-def"
+    def_tps=$(sed -n 's/^TPS //p' "$WORK/tps-def")
+    if [ -n "$def_tps" ]; then
+      say "ratio B=$B: scalewise $v attention / default (WMMA) attention = $(awk -v a="$v_tps" -v b="$def_tps" 'BEGIN{printf "%.2f", a/b}')"
+    fi
+  done
 done
 
 # ---------------------------------------------------------------- 6. fp16-mixed, GELU fusion
 # One batch (SW_CHECK_EXTRA_BATCH, default 16): fp16-mixed (fp16 tensor cores, dynamic loss
 # scaling: its skipped steps are reported), and bf16-mixed with the MLP's GELU epilogue fusion
 # off (SCALEWISE_CUDA_FUSED_GELU=0); each against step 3's bf16-mixed run at that batch.
-XB=${SW_CHECK_EXTRA_BATCH:-16}
-for v in fp16 nofuse; do
+XB=${SW_CHECK_EXTRA_BATCH-16} # empty: no step 6
+for v in ${XB:+fp16 nofuse}; do
   if over_budget; then say "scalewise train B=$XB ($v): skipped (time budget of $BUDGET_S s spent)"; continue; fi
   if [ "$v" = fp16 ]; then train_plan "$XB" "$STEPS" -fp16 fp16-mixed; envs=()
   else train_plan "$XB" "$STEPS" -nofuse; envs=(SCALEWISE_CUDA_FUSED_GELU=0); fi

@@ -446,8 +446,21 @@ static void tc_grad_sums(const vec &qkv, const vec &dout, const vec &out, const 
     }
 }
 
+/* The two tensor-core implementations of the flash entries, checked the same way: WMMA (the
+ * 16-bit plans' default) and PTX mma.sync (SCALEWISE_CUDA_ATTENTION=mma). */
+struct tc_impl {
+    const char *name;
+    void (*fwd)(float *out, float *lse, const float *qkv, int B, int T, int NH, int NKV, int HS);
+    void (*bwd)(float *dqkv, const float *dout, const float *qkv, const float *out,
+                const float *lse, int B, int T, int NH, int NKV, int HS);
+};
+static const tc_impl TC_WMMA = {"tc", kcuda_flash_attention_forward_tc,
+                                kcuda_flash_attention_backward_tc};
+static const tc_impl TC_MMA = {"mma", kcuda_flash_attention_forward_mma,
+                               kcuda_flash_attention_backward_mma};
+
 /* Check (a) for one shape. */
-static void tc_vs_cpu(int B, int T, int NH, int NKV, int HS)
+static void tc_vs_cpu(const tc_impl &im, int B, int T, int NH, int NKV, int HS)
 {
     char what[96];
     const size_t R = (size_t)(NH + 2 * NKV) * HS, O = (size_t)NH * HS;
@@ -456,11 +469,13 @@ static void tc_vs_cpu(int B, int T, int NH, int NKV, int HS)
     float *d_qkv = up(qkv), *d_dout = up(dout), *d_dqkv = up(dqkv);
     float *d_out = (float *)dalloc(out.size() * 4), *d_lse = (float *)dalloc(lse.size() * 4);
     kcpu_flash_attention_forward(out.data(), lse.data(), qkv.data(), B, T, NH, NKV, HS);
-    kcuda_flash_attention_forward_tc(d_out, d_lse, d_qkv, B, T, NH, NKV, HS);
+    im.fwd(d_out, d_lse, d_qkv, B, T, NH, NKV, HS);
     double tol = TC_U * max_abs_cols(qkv, R, (NH + NKV) * HS, R) + 1e-4;
-    snprintf(what, sizeof what, "tc fwd out B%d T%d NH%d NKV%d HS%d", B, T, NH, NKV, HS);
+    snprintf(what, sizeof what, "%s fwd out B%d T%d NH%d NKV%d HS%d", im.name, B, T, NH, NKV,
+             HS);
     expect_cols(what, down(d_out, out.size()), out, O, 0, O, tol);
-    snprintf(what, sizeof what, "tc fwd lse B%d T%d NH%d NKV%d HS%d", B, T, NH, NKV, HS);
+    snprintf(what, sizeof what, "%s fwd lse B%d T%d NH%d NKV%d HS%d", im.name, B, T, NH, NKV,
+             HS);
     expect_close(what, d_lse, lse, 1e-4);
 
     double sq, sk, sv;
@@ -468,24 +483,27 @@ static void tc_vs_cpu(int B, int T, int NH, int NKV, int HS)
     float *c_out = up(out), *c_lse = up(lse); /* the backward reads the CPU's out and lse */
     kcpu_flash_attention_backward(dqkv.data(), dout.data(), qkv.data(), out.data(), lse.data(),
                                   B, T, NH, NKV, HS);
-    kcuda_flash_attention_backward_tc(d_dqkv, d_dout, d_qkv, c_out, c_lse, B, T, NH, NKV, HS);
+    im.bwd(d_dqkv, d_dout, d_qkv, c_out, c_lse, B, T, NH, NKV, HS);
     vec got = down(d_dqkv, dqkv.size());
     size_t q1 = (size_t)NH * HS, k1 = (size_t)(NH + NKV) * HS;
     double mq = max_abs_cols(qkv, R, 0, q1), mk = max_abs_cols(qkv, R, q1, k1);
     double mo = max_abs_cols(dout, O, 0, O);
-    snprintf(what, sizeof what, "tc bwd dq B%d T%d NH%d NKV%d HS%d", B, T, NH, NKV, HS);
+    snprintf(what, sizeof what, "%s bwd dq B%d T%d NH%d NKV%d HS%d", im.name, B, T, NH, NKV,
+             HS);
     expect_cols(what, got, dqkv, R, 0, q1, 2.0 * TC_U * mk * sq + 1e-5);
-    snprintf(what, sizeof what, "tc bwd dk B%d T%d NH%d NKV%d HS%d", B, T, NH, NKV, HS);
+    snprintf(what, sizeof what, "%s bwd dk B%d T%d NH%d NKV%d HS%d", im.name, B, T, NH, NKV,
+             HS);
     expect_cols(what, got, dqkv, R, q1, k1, 2.0 * TC_U * mq * sk + 1e-5);
-    snprintf(what, sizeof what, "tc bwd dv B%d T%d NH%d NKV%d HS%d", B, T, NH, NKV, HS);
+    snprintf(what, sizeof what, "%s bwd dv B%d T%d NH%d NKV%d HS%d", im.name, B, T, NH, NKV,
+             HS);
     expect_cols(what, got, dqkv, R, k1, R, 2.0 * TC_U * mo * sv + 1e-5);
     dfree_all();
 }
 
-/* Check (b) for one shape: relative errors of tc against the FMA kernels; *fwd_ms and *bwd_ms
- * (may be NULL) receive the mean time of `reps` further calls of each (tc, then FMA). */
-static void tc_vs_fma(int B, int T, int NH, int NKV, int HS, int reps, double fwd_ms[2],
-                      double bwd_ms[2])
+/* Check (b) for one shape: relative errors of `im` against the FMA kernels; *fwd_ms and
+ * *bwd_ms (may be NULL) receive the mean time of `reps` further calls of each (im, then FMA). */
+static void tc_vs_fma(const tc_impl &im, int B, int T, int NH, int NKV, int HS, int reps,
+                      double fwd_ms[2], double bwd_ms[2])
 {
     char what[96];
     const size_t R = (size_t)(NH + 2 * NKV) * HS, O = (size_t)NH * HS;
@@ -497,20 +515,32 @@ static void tc_vs_fma(int B, int T, int NH, int NKV, int HS, int reps, double fw
     float *g_f = (float *)dalloc(R * B * T * 4), *g_t = (float *)dalloc(R * B * T * 4);
     CUDA_CHECK(cudaMemset(g_f, 0, R * B * T * 4));
     CUDA_CHECK(cudaMemset(g_t, 0, R * B * T * 4));
-    /* kcuda_flash_attention_* run the FMA kernels: main() clears SCALEWISE_CUDA_ATTENTION. */
+    /* kcuda_flash_attention_* are the FMA kernels (the fp32 plans' attention). */
     kcuda_flash_attention_forward(o_f, l_f, d_qkv, B, T, NH, NKV, HS);
-    kcuda_flash_attention_forward_tc(o_t, l_t, d_qkv, B, T, NH, NKV, HS);
+    im.fwd(o_t, l_t, d_qkv, B, T, NH, NKV, HS);
     kcuda_flash_attention_backward(g_f, d_dout, d_qkv, o_f, l_f, B, T, NH, NKV, HS);
-    kcuda_flash_attention_backward_tc(g_t, d_dout, d_qkv, o_f, l_f, B, T, NH, NKV, HS);
+    im.bwd(g_t, d_dout, d_qkv, o_f, l_f, B, T, NH, NKV, HS);
     vec of = down(o_f, O * B * T), ot = down(o_t, O * B * T);
     vec lf = down(l_f, (size_t)B * NH * T), lt = down(l_t, (size_t)B * NH * T);
     vec gf = down(g_f, R * B * T), gt = down(g_t, R * B * T);
+    /* The 16-bit plans' entries take the WMMA path (main() clears SCALEWISE_CUDA_ATTENTION):
+     * bit for bit the _tc results. */
+    float *o_h = (float *)dalloc(O * B * T * 4), *l_h = (float *)dalloc((size_t)B * NH * T * 4);
+    float *g_h = (float *)dalloc(R * B * T * 4);
+    CUDA_CHECK(cudaMemset(g_h, 0, R * B * T * 4));
+    kcuda_flash_attention_forward_16(o_h, l_h, d_qkv, B, T, NH, NKV, HS);
+    kcuda_flash_attention_backward_16(g_h, d_dout, d_qkv, o_f, l_f, B, T, NH, NKV, HS);
+    vec oh = down(o_h, O * B * T), gh = down(g_h, R * B * T);
+    if (im.fwd == TC_WMMA.fwd)
+        CHECK_MSG(memcmp(oh.data(), ot.data(), oh.size() * 4) == 0 &&
+                      memcmp(gh.data(), gt.data(), gh.size() * 4) == 0,
+                  "flash_attention_*_16 B%d T%d HS%d: not the WMMA kernels' results", B, T, HS);
     const vec *tc[3] = {&ot, &lt, &gt}, *fma[3] = {&of, &lf, &gf};
     const char *name[3] = {"out", "lse", "dqkv"};
     for (int i = 0; i < 3; i++) {
         double e = rel_err(*tc[i], *fma[i]);
-        snprintf(what, sizeof what, "tc vs fma %s B%d T%d NH%d NKV%d HS%d", name[i], B, T, NH,
-                 NKV, HS);
+        snprintf(what, sizeof what, "%s vs fma %s B%d T%d NH%d NKV%d HS%d", im.name, name[i], B,
+                 T, NH, NKV, HS);
         printf("  %-44s rel err %.3g (tol %.3g), max abs %.3g\n", what, e, 1.0 / 32.0,
                max_err(*tc[i], *fma[i]));
         CHECK_MSG(e <= 1.0 / 32.0, "%s: rel err %.3g > 2^-5", what, e);
@@ -523,15 +553,14 @@ static void tc_vs_fma(int B, int T, int NH, int NKV, int HS, int reps, double fw
             CUDA_CHECK(cudaEventRecord(ev[0], cuda_stream()));
             for (int i = 0; i < reps; i++) {
                 if (tc)
-                    kcuda_flash_attention_forward_tc(o_t, l_t, d_qkv, B, T, NH, NKV, HS);
+                    im.fwd(o_t, l_t, d_qkv, B, T, NH, NKV, HS);
                 else
                     kcuda_flash_attention_forward(o_f, l_f, d_qkv, B, T, NH, NKV, HS);
             }
             CUDA_CHECK(cudaEventRecord(ev[1], cuda_stream()));
             for (int i = 0; i < reps; i++) {
                 if (tc)
-                    kcuda_flash_attention_backward_tc(g_t, d_dout, d_qkv, o_f, l_f, B, T, NH, NKV,
-                                                      HS);
+                    im.bwd(g_t, d_dout, d_qkv, o_f, l_f, B, T, NH, NKV, HS);
                 else
                     kcuda_flash_attention_backward(g_f, d_dout, d_qkv, o_f, l_f, B, T, NH, NKV,
                                                    HS);
@@ -559,29 +588,42 @@ static void test_flash_attention_tc(void)
                prop->major, prop->minor, (size_t)prop->sharedMemPerBlockOptin);
         return;
     }
+    const tc_impl *impls[2] = {&TC_WMMA, &TC_MMA};
+    int n_impl = kcuda_flash_attention_mma_supported(64) && kcuda_flash_attention_mma_supported(128)
+                     ? 2
+                     : 1;
     const int Ts[5] = {1, 17, 64, 200, 1024};
     const int heads[3][3] = {{4, 4, 64}, {8, 2, 64}, {4, 2, 128}}; /* NH, NKV, HS */
-    int before = harness_failed;
-    for (int s = 0; s < 3; s++)
-        for (int i = 0; i < 5; i++) {
-            tc_vs_cpu(2, Ts[i], heads[s][0], heads[s][1], heads[s][2]);
-            tc_vs_fma(2, Ts[i], heads[s][0], heads[s][1], heads[s][2], 0, NULL, NULL);
-        }
-    printf("tc attention vs CPU and FMA kernels, 15 shapes: max error within tolerance in %s\n",
-           harness_failed == before ? "every check" : "NOT every check (see above)");
-    /* GPT-2 124M's attention at micro-batch 8: agreement and time of both device paths.
-     * FLOPs of causal attention: forward 4·B·NH·HS·T(T+1)/2 (QKᵀ and PV), backward 2.5× that
-     * (FlashAttention-2's convention; these kernels recompute QKᵀ twice). */
-    const int B = 8, T = 1024, NH = 12, HS = 64;
-    double fwd_ms[2] = {0, 0}, bwd_ms[2] = {0, 0};
-    before = harness_failed;
-    tc_vs_fma(B, T, NH, NH, HS, 5, fwd_ms, bwd_ms);
-    double fl = 4.0 * B * NH * HS * (double)T * (T + 1) / 2.0;
-    printf("tc attention B%d T%d NH%d HS%d: max error vs FMA %s; forward tc %.3f ms (%.1f "
-           "TFLOP/s) fma %.3f ms; backward tc %.3f ms (%.1f TFLOP/s) fma %.3f ms\n",
-           B, T, NH, HS, harness_failed == before ? "within 2^-5 relative" : "TOO LARGE",
-           fwd_ms[0], fl / (fwd_ms[0] * 1e9), fwd_ms[1], bwd_ms[0], 2.5 * fl / (bwd_ms[0] * 1e9),
-           bwd_ms[1]);
+    for (int m = 0; m < n_impl; m++) {
+        const tc_impl &im = *impls[m];
+        int before = harness_failed;
+        for (int s = 0; s < 3; s++)
+            for (int i = 0; i < 5; i++) {
+                tc_vs_cpu(im, 2, Ts[i], heads[s][0], heads[s][1], heads[s][2]);
+                tc_vs_fma(im, 2, Ts[i], heads[s][0], heads[s][1], heads[s][2], 0, NULL, NULL);
+            }
+        printf("%s attention vs CPU and FMA kernels, 15 shapes: max error within tolerance in "
+               "%s\n",
+               im.name, harness_failed == before ? "every check" : "NOT every check (see above)");
+        /* GPT-2 124M's attention at micro-batch 8: agreement and time of both device paths.
+         * FLOPs of causal attention: forward 4·B·NH·HS·T(T+1)/2 (QKᵀ and PV), backward 2.5×
+         * that (FlashAttention-2's convention; these kernels recompute QKᵀ twice). */
+        const int B = 8, T = 1024, NH = 12, HS = 64;
+        double fwd_ms[2] = {0, 0}, bwd_ms[2] = {0, 0};
+        before = harness_failed;
+        tc_vs_fma(im, B, T, NH, NH, HS, 5, fwd_ms, bwd_ms);
+        double fl = 4.0 * B * NH * HS * (double)T * (T + 1) / 2.0;
+        printf("%s attention B%d T%d NH%d HS%d: max error vs FMA %s; forward %s %.3f ms (%.1f "
+               "TFLOP/s) fma %.3f ms; backward %s %.3f ms (%.1f TFLOP/s) fma %.3f ms\n",
+               im.name, B, T, NH, HS,
+               harness_failed == before ? "within 2^-5 relative" : "TOO LARGE", im.name,
+               fwd_ms[0], fl / (fwd_ms[0] * 1e9), fwd_ms[1], im.name, bwd_ms[0],
+               2.5 * fl / (bwd_ms[0] * 1e9), bwd_ms[1]);
+    }
+    if (n_impl < 2)
+        printf("  mma attention: skipped: unsupported here (%zu bytes of opt-in shared memory "
+               "per block)\n",
+               (size_t)prop->sharedMemPerBlockOptin);
 }
 
 static void test_attention_materialised(void)
@@ -1081,8 +1123,8 @@ static void test_fp16(void)
 
 int main(void)
 {
-    /* The kcuda_flash_attention_* checks are of the FMA kernels; the tensor-core ones are called
-     * by name. (Set before the plugin reads it, once.) */
+    /* The default: the 16-bit entries use the tensor-core kernels where supported. (Cleared
+     * before the plugin reads it, once.) */
     unsetenv("SCALEWISE_CUDA_ATTENTION");
     int count = 0;
     cudaError_t e = cudaGetDeviceCount(&count);

@@ -32,19 +32,25 @@ static void test_table(void)
     CHECK_STR(ds->name, "devsim");
     CHECK(!ds->host_memory);
     CHECK(backend_cpu()->host_memory);
-    /* Every entry the CPU backend has, the simulator has; the one it adds is the fused MLP
-     * matmul (computed unfused, so the model's fused branch runs on a machine without a GPU). */
+    /* Every entry the CPU backend has, the simulator has; the ones it adds are the fused MLP
+     * matmuls (computed unfused, so the model's fused branch runs on a machine without a GPU)
+     * and the 16-bit plans' attention (computed as the fp32 one). */
     const void *const *a = (const void *const *)(const void *)backend_cpu();
     const void *const *b = (const void *const *)(const void *)ds;
     size_t n = sizeof(struct backend) / sizeof(void *), missing = 0;
     size_t fused = offsetof(struct backend, matmul_gelu_forward) / sizeof(void *);
     size_t dfused = offsetof(struct backend, matmul_backward_input_dgelu) / sizeof(void *);
+    size_t att16 = offsetof(struct backend, flash_attention_forward_16) / sizeof(void *);
+    size_t datt16 = offsetof(struct backend, flash_attention_backward_16) / sizeof(void *);
     for (size_t i = 0; i < n; i++)
-        if (i != fused && i != dfused && (a[i] == NULL) != (b[i] == NULL))
+        if (i != fused && i != dfused && i != att16 && i != datt16 &&
+            (a[i] == NULL) != (b[i] == NULL))
             missing++;
     CHECK_INT(missing, 0);
     CHECK(!backend_cpu()->matmul_gelu_forward && ds->matmul_gelu_forward);
     CHECK(!backend_cpu()->matmul_backward_input_dgelu && ds->matmul_backward_input_dgelu);
+    CHECK(!backend_cpu()->flash_attention_forward_16 && ds->flash_attention_forward_16);
+    CHECK(!backend_cpu()->flash_attention_backward_16 && ds->flash_attention_backward_16);
 }
 
 static void test_memory(void)
