@@ -124,6 +124,11 @@ double advisor_dev_mem_bw(const struct hardware *hw, const struct strategy *s);
  * executor accounts for (data shards and batch buffers included). 64 MiB is kept as the
  * default; the 12 MiB it misses was 0.4% of that run. */
 #define EST_CPU_PROCESS_BYTES (64.0 * 1024 * 1024)
+/* What the built-in executor's CUDA process holds on the GPU beyond its own counters: the CUDA
+ * context, cuBLASLt, the plugin's code and the allocator's rounding. Measured 534 to 538 MiB on
+ * an H200 (CUDA 13.0, driver 580; GPT-2 124M training at micro-batch 16 and 64, generation at
+ * batch 1 and 32: report.yaml's device_used_bytes minus the counters' total), rounded up. */
+#define EST_CUDA_EXEC_RUNTIME_BYTES (540.0 * 1024 * 1024)
 
 /* What memory.c and speed.c both derive from a plan (est_geom_init, memory.c): per-rank
  * parameter counts of the first and last pipeline stage, bytes per parameter (3.1, 4.1). */
