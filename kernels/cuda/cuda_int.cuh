@@ -220,7 +220,8 @@ KCUDA_API void kcuda_flash_attention_backward(float *dqkv, const float *dout, co
                                               const float *out, const float *lse, int B, int T,
                                               int NH, int NKV, int HS);
 /* The 16-bit plans' flash entries (struct backend flash_attention_forward_16 / _backward_16):
- * the _tc kernels below when _enabled, else the fp32 ones above. */
+ * the _mma kernels below when _enabled (the default), else the _tc ones when _enabled, else
+ * the fp32 ones above. */
 KCUDA_API void kcuda_flash_attention_forward_16(float *out, float *lse, const float *qkv, int B,
                                                 int T, int NH, int NKV, int HS);
 KCUDA_API void kcuda_flash_attention_backward_16(float *dqkv, const float *dout, const float *qkv,
@@ -229,12 +230,13 @@ KCUDA_API void kcuda_flash_attention_backward_16(float *dqkv, const float *dout,
 /* k_attention_tc.cu: the same two flash entries on tensor cores (WMMA bf16 products, fp32
  * softmax, accumulators and outputs), for HS 64 and 128 on sm_80+ with enough opt-in shared
  * memory (_supported says so; calling the _tc entries otherwise aborts). _enabled: _supported(HS)
- * unless SCALEWISE_CUDA_ATTENTION=fma (read once). */
+ * and SCALEWISE_CUDA_ATTENTION=wmma, or the default where the _mma kernels are unsupported. */
 KCUDA_API bool kcuda_flash_attention_tc_supported(int HS);
 KCUDA_API bool kcuda_flash_attention_tc_enabled(int HS);
 /* The same entries written with PTX mma.sync (k_attention_tc.cu, FlashAttention-2's register
- * softmax), same numerics; _enabled when SCALEWISE_CUDA_ATTENTION=mma and _supported(HS)
- * (HS 64, 128 on sm_80+ with enough opt-in shared memory; otherwise calling them aborts). */
+ * softmax), same numerics; _enabled (the default) unless SCALEWISE_CUDA_ATTENTION is wmma or
+ * fma, where _supported(HS) (HS 64, 128 on sm_80+ with enough opt-in shared memory; otherwise
+ * calling them aborts). */
 KCUDA_API bool kcuda_flash_attention_mma_supported(int HS);
 KCUDA_API bool kcuda_flash_attention_mma_enabled(int HS);
 KCUDA_API void kcuda_flash_attention_forward_mma(float *out, float *lse, const float *qkv, int B,

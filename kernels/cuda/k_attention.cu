@@ -18,8 +18,9 @@
  * on load; all arithmetic and the accumulators are fp32) and on the head size padded to 32, 64
  * or 128 (HS <= KCUDA_FLASH_MAX_HS). They use scalar fp32 FMAs with warp shuffles, not tensor
  * cores: correct, and the fp32 plans' attention. The 16-bit plans' entries (_16) hand over to
- * the tensor-core kernels of k_attention_tc.cu where the head size (64, 128) and device allow,
- * unless SCALEWISE_CUDA_ATTENTION=fma (about 2× faster for GPT-2 124M training on an H200). */
+ * the tensor-core kernels of k_attention_tc.cu (mma.sync, else WMMA) where the head size (64,
+ * 128) and device allow, unless SCALEWISE_CUDA_ATTENTION=fma (2.2× faster for GPT-2 124M
+ * training on an H200). */
 #include "kernels/cuda/cuda_int.cuh"
 #include "kernels/cuda/k_common.cuh"
 

@@ -9,7 +9,7 @@
 #  a. tests/gpu/test_cuda_model.c (GPT-2 and Llama, fp32 and bf16-mixed: memory counters, loss,
 #     gradients, 50 AdamW steps, generation, each against the CPU executor) on the plugin;
 #  b. `scalewise run` of tiny `device: cuda` training plans against the same plans on the CPU
-#     (fp32, bf16-mixed, fp16-mixed; flash, naive, the WMMA, mma.sync and FMA attention;
+#     (fp32, bf16-mixed, fp16-mixed; flash, naive, the mma.sync, WMMA and FMA attention;
 #     an emulated compute capability 7.5 for fp16-mixed and fp32, and 7.0 refused);
 #  c. `scalewise run` of inference plans (task: infer; `scalewise generate` has no device
 #     choice and always runs on the CPU), greedy and sampled, on the emulated GPU against the
@@ -115,11 +115,11 @@ for dev in cpu cuda; do
   plan lbf   tiny-llama bf16-mixed adafactor none      flash 1 $dev
 done
 for n in g32 gbf gf16 gnv lbf; do versus "$n"; done
-# The tensor-core attention (bf16 WMMA, head size 64 or 128: the default of 16-bit plans)
+# The tensor-core attention (bf16 mma.sync, head size 64 or 128: the default of 16-bit plans)
 # inside a whole run: a GPT-2 with head size 64, bf16-mixed, against the CPU; and the same plan
 # with SCALEWISE_CUDA_ATTENTION=fma (the FMA kernels), whose weights must differ from it, and
-# with SCALEWISE_CUDA_ATTENTION=mma (the opt-in mma.sync kernels).
-for n in gtc gfma gmma; do
+# with SCALEWISE_CUDA_ATTENTION=wmma (the WMMA kernels).
+for n in gtc gfma gwmma; do
   for dev in cpu cuda; do
     plan $n tiny-gpt2 bf16-mixed adamw none flash 1 $dev
     sed -i 's/model: {profile: tiny-gpt2}/model: {name: gpt2-hs64, arch: gpt2, layers: 2, hidden: 128, heads: 2, vocab: 256, max_pos: 64}/' \
@@ -130,8 +130,8 @@ GPU_PLAIN=("${GPU[@]}")
 versus gtc
 GPU+=(SCALEWISE_CUDA_ATTENTION=fma)
 versus gfma
-GPU=("${GPU_PLAIN[@]}" SCALEWISE_CUDA_ATTENTION=mma)
-versus gmma
+GPU=("${GPU_PLAIN[@]}" SCALEWISE_CUDA_ATTENTION=wmma)
+versus gwmma
 GPU=("${GPU_PLAIN[@]}")
 cmp -s "$TMP/gtc.cuda/ckpt_4.safetensors" "$TMP/gfma.cuda/ckpt_4.safetensors" &&
   fail "gtc: the default attention gave the FMA kernels' weights (were the tensor cores used?)" || ok

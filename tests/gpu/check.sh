@@ -16,9 +16,9 @@
 #      the class totals and the top 5 backend entries into the summary;
 #   4. generation (a `task: infer` plan on cuda), batch 1 and 32, 128 prompt tokens + 128 new
 #      tokens: prefill and decode tokens/s and memory against the estimate, scalewise and PyTorch;
-#   5. the scalewise training runs of step 3 again with the opt-in mma.sync attention kernels
-#      and with the FMA ones (SCALEWISE_CUDA_ATTENTION=mma, =fma) instead of the default WMMA
-#      tensor-core ones: tokens/s, MFU, and the ratio of each to the default;
+#   5. the scalewise training runs of step 3 again with the WMMA attention kernels and with the
+#      FMA ones (SCALEWISE_CUDA_ATTENTION=wmma, =fma) instead of the default mma.sync ones:
+#      tokens/s, MFU, and the ratio of each to the default;
 #   6. at one batch: fp16-mixed (with its loss scaler's skipped steps), and bf16-mixed with the
 #      GELU epilogue fusion off, each against step 3's run.
 # When scalewise refuses a `device: cuda` plan (no GPU, no plugin: "the CUDA backend is
@@ -28,7 +28,7 @@
 # benchmarks are skipped, and say so, once this many seconds have passed), SW_CHECK_HARDWARE
 # (the plans' hardware map, default "{probe: true}"; e.g. "{profile: h100-sxm, gpus_per_node: 1}");
 # SW_CHECK_TC_BATCHES (the batches of step 5's runs, default "16 64"; empty: no step 5),
-# SW_CHECK_ATT_VARIANTS (step 5's kernels, default "mma fma"); SW_CHECK_EXTRA_BATCH (step 6's
+# SW_CHECK_ATT_VARIANTS (step 5's kernels, default "wmma fma"); SW_CHECK_EXTRA_BATCH (step 6's
 # batch, default 16; empty: no step 6);
 # SW_CHECK_TORCH_COMPILE_BATCHES (the batches PyTorch compiles at, default all; eager at the
 # rest); SW_CHECK_TEST_TIMEOUT_S (each GPU test program's limit, default 180);
@@ -286,10 +286,10 @@ done
 
 # ---------------------------------------------------------------- 5. other attention kernels
 # The training plans of step 3 with SCALEWISE_CUDA_ATTENTION=<v> for each v of
-# SW_CHECK_ATT_VARIANTS (default "mma fma": the opt-in mma.sync kernels, the FMA kernels),
-# instead of the default WMMA tensor-core ones (kernels/cuda/k_attention_tc.cu), last so that
-# they never push another figure out of the budget: the default's ratio to each.
-for v in ${SW_CHECK_ATT_VARIANTS-mma fma}; do
+# SW_CHECK_ATT_VARIANTS (default "wmma fma": the WMMA tensor-core kernels, the FMA kernels),
+# instead of the default mma.sync ones (kernels/cuda/k_attention_tc.cu), last so that they never
+# push another figure out of the budget: each one's ratio to the default.
+for v in ${SW_CHECK_ATT_VARIANTS-wmma fma}; do
   for B in $TC_BATCHES; do
     if over_budget; then say "scalewise train B=$B ($v attention): skipped (time budget of $BUDGET_S s spent)"; continue; fi
     train_plan "$B" "$STEPS" "-$v"
@@ -312,7 +312,7 @@ for v in ${SW_CHECK_ATT_VARIANTS-mma fma}; do
     "$PY" tests/gpu/summarize.py train "$WORK/run-b$B" "$FPT" "${PEAK:-0}" >/dev/null 2>"$WORK/tps-def"
     def_tps=$(sed -n 's/^TPS //p' "$WORK/tps-def")
     if [ -n "$def_tps" ]; then
-      say "ratio B=$B: scalewise $v attention / default (WMMA) attention = $(awk -v a="$v_tps" -v b="$def_tps" 'BEGIN{printf "%.2f", a/b}')"
+      say "ratio B=$B: scalewise $v attention / default (mma.sync) attention = $(awk -v a="$v_tps" -v b="$def_tps" 'BEGIN{printf "%.2f", a/b}')"
     fi
   done
 done

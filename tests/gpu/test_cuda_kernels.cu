@@ -446,8 +446,8 @@ static void tc_grad_sums(const vec &qkv, const vec &dout, const vec &out, const 
     }
 }
 
-/* The two tensor-core implementations of the flash entries, checked the same way: WMMA (the
- * 16-bit plans' default) and PTX mma.sync (SCALEWISE_CUDA_ATTENTION=mma). */
+/* The two tensor-core implementations of the flash entries, checked the same way: WMMA
+ * (SCALEWISE_CUDA_ATTENTION=wmma) and PTX mma.sync (the 16-bit plans' default). */
 struct tc_impl {
     const char *name;
     void (*fwd)(float *out, float *lse, const float *qkv, int B, int T, int NH, int NKV, int HS);
@@ -523,18 +523,20 @@ static void tc_vs_fma(const tc_impl &im, int B, int T, int NH, int NKV, int HS, 
     vec of = down(o_f, O * B * T), ot = down(o_t, O * B * T);
     vec lf = down(l_f, (size_t)B * NH * T), lt = down(l_t, (size_t)B * NH * T);
     vec gf = down(g_f, R * B * T), gt = down(g_t, R * B * T);
-    /* The 16-bit plans' entries take the WMMA path (main() clears SCALEWISE_CUDA_ATTENTION):
-     * bit for bit the _tc results. */
+    /* The 16-bit plans' entries take the default path (main() clears SCALEWISE_CUDA_ATTENTION):
+     * bit for bit the mma.sync kernels' results, or WMMA's where those are unsupported. */
     float *o_h = (float *)dalloc(O * B * T * 4), *l_h = (float *)dalloc((size_t)B * NH * T * 4);
     float *g_h = (float *)dalloc(R * B * T * 4);
     CUDA_CHECK(cudaMemset(g_h, 0, R * B * T * 4));
     kcuda_flash_attention_forward_16(o_h, l_h, d_qkv, B, T, NH, NKV, HS);
     kcuda_flash_attention_backward_16(g_h, d_dout, d_qkv, o_f, l_f, B, T, NH, NKV, HS);
     vec oh = down(o_h, O * B * T), gh = down(g_h, R * B * T);
-    if (im.fwd == TC_WMMA.fwd)
+    const tc_impl &def = kcuda_flash_attention_mma_supported(HS) ? TC_MMA : TC_WMMA;
+    if (im.fwd == def.fwd)
         CHECK_MSG(memcmp(oh.data(), ot.data(), oh.size() * 4) == 0 &&
                       memcmp(gh.data(), gt.data(), gh.size() * 4) == 0,
-                  "flash_attention_*_16 B%d T%d HS%d: not the WMMA kernels' results", B, T, HS);
+                  "flash_attention_*_16 B%d T%d HS%d: not the %s kernels' results", B, T, HS,
+                  def.name);
     const vec *tc[3] = {&ot, &lt, &gt}, *fma[3] = {&of, &lf, &gf};
     const char *name[3] = {"out", "lse", "dqkv"};
     for (int i = 0; i < 3; i++) {
