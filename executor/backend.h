@@ -43,6 +43,22 @@ const char *backend_mem_name(enum backend_mem c);
 
 /* Requested bytes currently allocated and the peak since the last reset, per category and in
  * total (the total's peak is the peak of the sum, not the sum of peaks). */
+/* The element-wise optimizers optim_step_segments covers, and one segment of a trainable region:
+ * elements [off, off + n) of param, grad and the element-wise state, with its own weight decay
+ * (8-bit AdamW: its state block at state_off bytes). */
+enum backend_optim {
+    BACKEND_OPTIM_ADAMW,
+    BACKEND_OPTIM_SGD,
+    BACKEND_OPTIM_SGD_MOMENTUM,
+    BACKEND_OPTIM_LION,
+    BACKEND_OPTIM_ADAMW8BIT,
+};
+struct backend_opt_seg {
+    size_t off, n;
+    size_t state_off;
+    float weight_decay;
+};
+
 struct backend_mem_stats {
     uint64_t current_bytes[BACKEND_MEM_COUNT];
     uint64_t peak_bytes[BACKEND_MEM_COUNT];
@@ -150,6 +166,15 @@ struct backend {
     void (*adamw8bit_step)(float *param, const float *grad, void *state, size_t n, int step,
                            float lr, float beta1, float beta2, float eps, float weight_decay);
     void (*adamw8bit_read_state)(float *out, const void *state, size_t n, int which);
+    /* adamw_step / sgd_step / sgd_momentum_step (no Nesterov, momentum = beta1) / lion_step /
+     * adamw8bit_step over every segment of a region of n elements in ONE launch, each segment
+     * with its own weight decay: the same numbers as one call per segment. `segs` is host
+     * memory. State: AdamW m = state, v = state + n; SGD momentum's buffer and Lion's m =
+     * state; 8-bit AdamW the segments' blocks at their state_off. NULL where not provided (the
+     * CPU: the model calls the per-segment entries). */
+    void (*optim_step_segments)(enum backend_optim kind, float *param, const float *grad,
+                                void *state, size_t n, const struct backend_opt_seg *segs,
+                                int nseg, int step, float lr, float beta1, float beta2, float eps);
     double (*grad_norm)(const float *grad, size_t n);
     double (*clip_grad_norm)(float *grad, size_t n, double max_norm);
     void (*scale)(float *x, size_t n, float s);
@@ -310,7 +335,7 @@ const struct backend *backend_for_device(bool cuda, struct sw_err *err);
 
 /* Layout version of struct backend, checked by the CUDA plugin (with sizeof(struct backend)):
  * bump it when an entry is added, removed or changes its signature. */
-#define BACKEND_API_VERSION 9
+#define BACKEND_API_VERSION 10
 
 /* matmul_gelu_forward's weight formats. */
 enum backend_wfmt { BACKEND_WFMT_FP32, BACKEND_WFMT_BF16, BACKEND_WFMT_FP16 };

@@ -309,6 +309,38 @@ static void ds_adamw8bit_step(float *param, const float *grad, void *state, size
                         weight_decay);
 }
 
+/* The one-launch update, as one per-segment call each (through the entries above). */
+static void ds_optim_step_segments(enum backend_optim kind, float *param, const float *grad,
+                                   void *state, size_t n, const struct backend_opt_seg *segs,
+                                   int nseg, int step, float lr, float beta1, float beta2,
+                                   float eps)
+{
+    float *st = state;
+    for (int i = 0; i < nseg; i++) {
+        size_t o = segs[i].off, k = segs[i].n;
+        float wd = segs[i].weight_decay;
+        switch (kind) {
+        case BACKEND_OPTIM_ADAMW:
+            ds_adamw_step(param + o, grad + o, st + o, st + n + o, k, step, lr, beta1, beta2, eps,
+                          wd);
+            break;
+        case BACKEND_OPTIM_SGD:
+            ds_sgd_step(param + o, grad + o, k, lr, wd);
+            break;
+        case BACKEND_OPTIM_SGD_MOMENTUM:
+            ds_sgd_momentum_step(param + o, grad + o, st + o, k, lr, beta1, wd, false);
+            break;
+        case BACKEND_OPTIM_LION:
+            ds_lion_step(param + o, grad + o, st + o, k, lr, beta1, beta2, wd);
+            break;
+        case BACKEND_OPTIM_ADAMW8BIT:
+            ds_adamw8bit_step(param + o, grad + o, (char *)state + segs[i].state_off, k, step, lr,
+                              beta1, beta2, eps, wd);
+            break;
+        }
+    }
+}
+
 /* Device to device, as the CUDA entry. */
 static void ds_adamw8bit_read_state(float *out, const void *state, size_t n, int which)
 {
@@ -464,6 +496,8 @@ static const struct backend devsim_backend = {
     .adafactor_step = ds_adafactor_step,
     .adamw8bit_state_bytes = kcpu_adamw8bit_state_bytes,
     .adamw8bit_step = ds_adamw8bit_step,
+    /* computed per segment: the model's one-launch branch runs here with the CPU's numbers */
+    .optim_step_segments = ds_optim_step_segments,
     .adamw8bit_read_state = ds_adamw8bit_read_state,
     .grad_norm = ds_grad_norm,
     .clip_grad_norm = ds_clip_grad_norm,

@@ -158,6 +158,11 @@ static const char *const class_names[PC_COUNT] = {
       (param, grad, state, n, step, lr, beta1, beta2, eps, weight_decay))                          \
     X(adamw8bit_read_state, PC_OPTIMIZER, (float *out, const void *state, size_t n, int which),    \
       (out, state, n, which))                                                                      \
+    X(optim_step_segments, PC_OPTIMIZER,                                                           \
+      (enum backend_optim kind, float *param, const float *grad, void *state, size_t n,           \
+       const struct backend_opt_seg *segs, int nseg, int step, float lr, float beta1,             \
+       float beta2, float eps),                                                                    \
+      (kind, param, grad, state, n, segs, nseg, step, lr, beta1, beta2, eps))                      \
     X(scale, PC_OPTIMIZER, (float *x, size_t n, float s), (x, n, s))                               \
     X(f32_to_bf16, PC_CONVERSION, (uint16_t * dst, const float *src, size_t n), (dst, src, n))     \
     X(bf16_to_f32, PC_CONVERSION, (float *dst, const uint16_t *src, size_t n), (dst, src, n))      \

@@ -589,6 +589,23 @@ void exec_optimizer_step(struct exec_optimizer *o, double lr_d)
                                b1, ADAFACTOR_DECAY_RATE, ADAFACTOR_EPS1, ADAFACTOR_CLIP,
                                f->decay ? wd : 0.0f);
         }
+    } else if (be->optim_step_segments && o->n_seg > 0) {
+        /* One launch over the whole region (a GPU: 98 segments for GPT-2 were 98 launches). */
+        static const enum backend_optim kinds[] = {
+            [OPT_ADAMW] = BACKEND_OPTIM_ADAMW, [OPT_SGD] = BACKEND_OPTIM_SGD,
+            [OPT_SGD_MOMENTUM] = BACKEND_OPTIM_SGD_MOMENTUM, [OPT_LION] = BACKEND_OPTIM_LION,
+            [OPT_ADAMW8BIT] = BACKEND_OPTIM_ADAMW8BIT};
+        struct backend_opt_seg *segs = sw_xcalloc((size_t)o->n_seg, sizeof(*segs));
+        for (int i = 0; i < o->n_seg; i++) {
+            const struct exec_optim_seg *s = &o->seg[i];
+            segs[i].off = s->off - lo;
+            segs[i].n = s->n;
+            segs[i].state_off = s->state_off;
+            segs[i].weight_decay = s->decay ? wd : 0.0f;
+        }
+        be->optim_step_segments(kinds[c->kind], P, G, o->state, n, segs, o->n_seg, step, lr, b1,
+                                b2, eps);
+        free(segs);
     } else {
         for (int i = 0; i < o->n_seg; i++) {
             const struct exec_optim_seg *s = &o->seg[i];

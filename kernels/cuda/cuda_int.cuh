@@ -282,6 +282,12 @@ KCUDA_API size_t kcuda_adamw8bit_state_bytes(size_t n);
 KCUDA_API void kcuda_adamw8bit_step(float *param, const float *grad, void *state, size_t n,
                                     int step, float lr, float beta1, float beta2, float eps,
                                     float weight_decay);
+/* struct backend optim_step_segments (k_optim.cu): the table into the reduction buffer, then
+ * one *_multi launch (k_common.cuh). */
+KCUDA_API void kcuda_optim_step_segments(enum backend_optim kind, float *param, const float *grad,
+                                         void *state, size_t n, const struct backend_opt_seg *segs,
+                                         int nseg, int step, float lr, float beta1, float beta2,
+                                         float eps);
 KCUDA_API void kcuda_adamw8bit_read_state(float *out, const void *state, size_t n, int which);
 KCUDA_API double kcuda_grad_norm(const float *grad, size_t n);
 KCUDA_API double kcuda_clip_grad_norm(float *grad, size_t n, double max_norm);

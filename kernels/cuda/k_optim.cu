@@ -8,6 +8,8 @@
  * with a grid fixed by n alone (not by the device), so it is deterministic and the same on
  * every GPU; clipping scales on the device after the norm came back. Partial sums live in the
  * plugin's reduction buffer (cuda_reduce_buf). 8-bit AdamW is in k_adam8bit.cu. */
+#include <stdlib.h>
+
 #include "kernels/cuda/cuda_int.cuh"
 #include "kernels/cuda/k_common.cuh"
 
@@ -189,6 +191,88 @@ extern "C" void kcuda_lion_step_multi(float *param, const float *grad, float *m,
                                       float lr, float beta1, float beta2)
 {
     launch_multi(lion_op{param, m, grad, lr, beta1, beta2}, segs, nseg, max_n);
+}
+
+/* One segment through the per-segment entries (the table too large for the reduction buffer). */
+static void step_one_segment(enum backend_optim kind, float *param, const float *grad,
+                             void *state, size_t n, const struct backend_opt_seg *s, int step,
+                             float lr, float beta1, float beta2, float eps)
+{
+    float *st = (float *)state, wd = s->weight_decay;
+    size_t o = s->off;
+    switch (kind) {
+    case BACKEND_OPTIM_ADAMW:
+        kcuda_adamw_step(param + o, grad + o, st + o, st + n + o, s->n, step, lr, beta1, beta2,
+                         eps, wd);
+        break;
+    case BACKEND_OPTIM_SGD:
+        kcuda_sgd_step(param + o, grad + o, s->n, lr, wd);
+        break;
+    case BACKEND_OPTIM_SGD_MOMENTUM:
+        kcuda_sgd_momentum_step(param + o, grad + o, st + o, s->n, lr, beta1, wd, false);
+        break;
+    case BACKEND_OPTIM_LION:
+        kcuda_lion_step(param + o, grad + o, st + o, s->n, lr, beta1, beta2, wd);
+        break;
+    case BACKEND_OPTIM_ADAMW8BIT:
+        kcuda_adamw8bit_step(param + o, grad + o, (char *)state + s->state_off, s->n, step, lr,
+                             beta1, beta2, eps, wd);
+        break;
+    }
+}
+
+/* struct backend optim_step_segments: the segment table (host memory) copied into the
+ * plugin's reduction buffer, then the *_multi update in one launch. A pageable host-to-device
+ * copy is staged before cudaMemcpyAsync returns, so the host table can go at once; the copy
+ * and the update are ordered on the stream after whatever used the buffer before. */
+KCUDA_API void kcuda_optim_step_segments(enum backend_optim kind, float *param, const float *grad,
+                                         void *state, size_t n, const struct backend_opt_seg *segs,
+                                         int nseg, int step, float lr, float beta1, float beta2,
+                                         float eps)
+{
+    if (nseg <= 0)
+        return;
+    size_t cap = CUDA_REDUCE_FLOATS * sizeof(float) / sizeof(struct kcuda_opt_seg);
+    struct kcuda_opt_seg *h =
+        (size_t)nseg <= cap ? (struct kcuda_opt_seg *)malloc((size_t)nseg * sizeof(*h)) : NULL;
+    if (!h) { /* more segments than the buffer holds (or no host memory): one launch each */
+        for (int i = 0; i < nseg; i++)
+            step_one_segment(kind, param, grad, state, n, &segs[i], step, lr, beta1, beta2, eps);
+        return;
+    }
+    size_t max_n = 0;
+    for (int i = 0; i < nseg; i++) {
+        h[i].off = segs[i].off;
+        h[i].n = segs[i].n;
+        h[i].state_off = segs[i].state_off;
+        h[i].weight_decay = segs[i].weight_decay;
+        h[i].pad = 0;
+        max_n = segs[i].n > max_n ? segs[i].n : max_n;
+    }
+    struct kcuda_opt_seg *d = (struct kcuda_opt_seg *)cuda_reduce_buf();
+    CUDA_CHECK(cudaMemcpyAsync(d, h, (size_t)nseg * sizeof(*h), cudaMemcpyHostToDevice,
+                               cuda_stream()));
+    free(h);
+    float *st = (float *)state;
+    switch (kind) {
+    case BACKEND_OPTIM_ADAMW:
+        kcuda_adamw_step_multi(param, grad, st, st + n, d, nseg, max_n, step, lr, beta1, beta2,
+                               eps);
+        break;
+    case BACKEND_OPTIM_SGD:
+        kcuda_sgd_step_multi(param, grad, d, nseg, max_n, lr);
+        break;
+    case BACKEND_OPTIM_SGD_MOMENTUM:
+        kcuda_sgd_momentum_step_multi(param, grad, st, d, nseg, max_n, lr, beta1, false);
+        break;
+    case BACKEND_OPTIM_LION:
+        kcuda_lion_step_multi(param, grad, st, d, nseg, max_n, lr, beta1, beta2);
+        break;
+    case BACKEND_OPTIM_ADAMW8BIT:
+        kcuda_adamw8bit_step_multi(param, grad, state, d, nseg, max_n, step, lr, beta1, beta2,
+                                   eps);
+        break;
+    }
 }
 
 KCUDA_API void kcuda_scale(float *x, size_t n, float s)

@@ -287,6 +287,7 @@ static void fill_table(struct backend *b)
     b->adamw8bit_state_bytes = kcuda_adamw8bit_state_bytes;
     b->adamw8bit_step = kcuda_adamw8bit_step;
     b->adamw8bit_read_state = kcuda_adamw8bit_read_state;
+    b->optim_step_segments = kcuda_optim_step_segments;
     b->grad_norm = kcuda_grad_norm;
     b->clip_grad_norm = kcuda_clip_grad_norm;
     b->scale = kcuda_scale;

@@ -35,6 +35,8 @@ void emu_backend_matmul_cases(const struct backend *b, int *passed, int *failed)
     matmul_case(40, 3, 70001, 1);
     harness_current = "test_f16_overflow (tests/gpu/test_cuda_backend.c)";
     test_f16_overflow();
+    harness_current = "test_optim_segments (tests/gpu/test_cuda_backend.c)";
+    test_optim_segments();
     *passed = harness_passed;
     *failed = harness_failed;
 }

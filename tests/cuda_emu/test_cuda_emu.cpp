@@ -308,7 +308,13 @@ static void be_memcpy(void *dst, const void *src, size_t bytes, enum backend_cop
     CUDA_CHECK(cudaMemcpy(dst, src, bytes, cudaMemcpyDefault));
 }
 
-/* The backend table of the matmul entries (the plugin's is built by plugin.cu, not emulated). */
+static void be_memset(void *dst, int value, size_t bytes)
+{
+    CUDA_CHECK(cudaMemset(dst, value, bytes));
+}
+
+/* The backend table of the matmul and optimizer entries tests/gpu/test_cuda_backend.c's cases
+ * use (the plugin's is built by plugin.cu, not emulated). */
 static const struct backend *emu_matmul_backend(void)
 {
     static struct backend b;
@@ -329,6 +335,14 @@ static const struct backend *emu_matmul_backend(void)
     b.matmul_gelu_forward = kcuda_matmul_gelu_forward;
     b.matmul_backward_input_dgelu = kcuda_matmul_backward_input_dgelu;
     b.matmul_16_backward = kcuda_matmul_16_backward;
+    b.memset = be_memset;
+    b.adamw_step = kcuda_adamw_step;
+    b.sgd_step = kcuda_sgd_step;
+    b.sgd_momentum_step = kcuda_sgd_momentum_step;
+    b.lion_step = kcuda_lion_step;
+    b.adamw8bit_state_bytes = kcuda_adamw8bit_state_bytes;
+    b.adamw8bit_step = kcuda_adamw8bit_step;
+    b.optim_step_segments = kcuda_optim_step_segments;
     return &b;
 }
 
@@ -349,7 +363,8 @@ static void test_matmul_backend_cases(void)
 {
     int p = 0, f = 0;
     emu_backend_matmul_cases(emu_matmul_backend(), &p, &f);
-    printf("  %-44s %d passed, %d failed\n", "tests/gpu/test_cuda_backend.c matmul cases", p, f);
+    printf("  %-44s %d passed, %d failed\n", "tests/gpu/test_cuda_backend.c matmul, optim cases",
+           p, f);
     harness_passed += p;
     harness_failed += f;
 }

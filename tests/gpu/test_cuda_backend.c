@@ -185,6 +185,88 @@ static void test_copies(void)
     free(back);
 }
 
+/* optim_step_segments (one launch over a region's segments) against one per-segment call each,
+ * bit for bit, for the five element-wise optimizers: three segments of 1000, 37 and 5000
+ * elements (8-bit AdamW quantises blocks of >= KCPU_ADAM8_MIN_N), weight decay on, off, on,
+ * three steps. */
+static void test_optim_segments(void)
+{
+    CHECK(be->optim_step_segments != NULL);
+    if (!be->optim_step_segments)
+        return;
+    enum { NSEG = 3 };
+    const size_t sz[NSEG] = {1000, 37, 5000};
+    struct backend_opt_seg segs[NSEG];
+    size_t n = 0, sbytes = 0;
+    for (int i = 0; i < NSEG; i++) {
+        segs[i].off = n;
+        segs[i].n = sz[i];
+        segs[i].state_off = sbytes;
+        segs[i].weight_decay = i == 1 ? 0.0f : 0.1f;
+        n += sz[i];
+        sbytes += (be->adamw8bit_state_bytes(sz[i]) + 3) / 4 * 4; /* 4-byte aligned blocks */
+    }
+    static const char *const names[] = {"adamw", "sgd", "sgd_momentum", "lion", "adamw8bit"};
+    float *p0 = host_rand(n), *g0 = host_rand(n), *a = malloc(n * 4), *b = malloc(n * 4);
+    for (int kind = BACKEND_OPTIM_ADAMW; kind <= BACKEND_OPTIM_ADAMW8BIT; kind++) {
+        bool q8 = kind == BACKEND_OPTIM_ADAMW8BIT;
+        size_t state = q8 ? sbytes : 2 * n * sizeof(float);
+        struct sw_err err;
+        void *pa, *pb, *gb, *sa = be->alloc(state, BACKEND_MEM_OPTIMIZER, &err);
+        void *sb = be->alloc(state, BACKEND_MEM_OPTIMIZER, &err);
+        SW_ASSERT(sa && sb);
+        be->memset(sa, 0, state);
+        be->memset(sb, 0, state);
+        float *dpa = dev_from(p0, n, BACKEND_MEM_WEIGHTS, &pa, 0);
+        float *dpb = dev_from(p0, n, BACKEND_MEM_WEIGHTS, &pb, 0);
+        float *dg = dev_from(g0, n, BACKEND_MEM_GRADIENTS, &gb, 0);
+        float *fb = sb;
+        for (int step = 1; step <= 3; step++) {
+            be->optim_step_segments((enum backend_optim)kind, dpa, dg, sa, n, segs, NSEG, step,
+                                    1e-2f, 0.9f, 0.95f, 1e-8f);
+            for (int i = 0; i < NSEG; i++) {
+                size_t o = segs[i].off, k = segs[i].n;
+                float wd = segs[i].weight_decay;
+                switch (kind) {
+                case BACKEND_OPTIM_ADAMW:
+                    be->adamw_step(dpb + o, dg + o, fb + o, fb + n + o, k, step, 1e-2f, 0.9f,
+                                   0.95f, 1e-8f, wd);
+                    break;
+                case BACKEND_OPTIM_SGD:
+                    be->sgd_step(dpb + o, dg + o, k, 1e-2f, wd);
+                    break;
+                case BACKEND_OPTIM_SGD_MOMENTUM:
+                    be->sgd_momentum_step(dpb + o, dg + o, fb + o, k, 1e-2f, 0.9f, wd, false);
+                    break;
+                case BACKEND_OPTIM_LION:
+                    be->lion_step(dpb + o, dg + o, fb + o, k, 1e-2f, 0.9f, 0.95f, wd);
+                    break;
+                default:
+                    be->adamw8bit_step(dpb + o, dg + o, (char *)sb + segs[i].state_off, k, step,
+                                       1e-2f, 0.9f, 0.95f, 1e-8f, wd);
+                }
+            }
+        }
+        to_host(a, dpa, n);
+        to_host(b, dpb, n);
+        CHECK_MSG(memcmp(a, b, n * 4) == 0, "optim_step_segments %s: parameters differ from "
+                  "per-segment calls", names[kind]);
+        CHECK_MSG(memcmp(a, p0, n * 4) != 0, "optim_step_segments %s: nothing updated",
+                  names[kind]);
+        be->free(pa);
+        be->free(pb);
+        be->free(gb);
+        be->free(sa);
+        be->free(sb);
+    }
+    printf("  optim_step_segments: 5 optimizers, 3 segments, 3 steps: equal to per-segment "
+           "calls bit for bit\n");
+    free(p0);
+    free(g0);
+    free(a);
+    free(b);
+}
+
 /* max |got - want| / bound over n elements; counts elements beyond tol·bound + abs_tol. */
 static int compare(const char *what, const float *got, const float *want, const double *bound,
                    size_t n, double tol, double abs_tol)
@@ -705,6 +787,7 @@ int main(void)
     RUN(test_table);
     RUN(test_alloc_accounting);
     RUN(test_copies);
+    RUN(test_optim_segments);
     RUN(test_matmul);
     RUN(test_f16_overflow);
     return harness_finish("test_cuda_backend");

@@ -33,8 +33,9 @@ static void test_table(void)
     CHECK(!ds->host_memory);
     CHECK(backend_cpu()->host_memory);
     /* Every entry the CPU backend has, the simulator has; the ones it adds are the fused MLP
-     * matmuls (computed unfused, so the model's fused branch runs on a machine without a GPU)
-     * and the 16-bit plans' attention (computed as the fp32 one). */
+     * matmuls (computed unfused, so the model's fused branch runs on a machine without a GPU),
+     * the 16-bit plans' attention (computed as the fp32 one) and the one-launch optimizer
+     * update (computed per segment). */
     const void *const *a = (const void *const *)(const void *)backend_cpu();
     const void *const *b = (const void *const *)(const void *)ds;
     size_t n = sizeof(struct backend) / sizeof(void *), missing = 0;
@@ -42,8 +43,9 @@ static void test_table(void)
     size_t dfused = offsetof(struct backend, matmul_backward_input_dgelu) / sizeof(void *);
     size_t att16 = offsetof(struct backend, flash_attention_forward_16) / sizeof(void *);
     size_t datt16 = offsetof(struct backend, flash_attention_backward_16) / sizeof(void *);
+    size_t segs = offsetof(struct backend, optim_step_segments) / sizeof(void *);
     for (size_t i = 0; i < n; i++)
-        if (i != fused && i != dfused && i != att16 && i != datt16 &&
+        if (i != fused && i != dfused && i != att16 && i != datt16 && i != segs &&
             (a[i] == NULL) != (b[i] == NULL))
             missing++;
     CHECK_INT(missing, 0);
@@ -51,6 +53,7 @@ static void test_table(void)
     CHECK(!backend_cpu()->matmul_backward_input_dgelu && ds->matmul_backward_input_dgelu);
     CHECK(!backend_cpu()->flash_attention_forward_16 && ds->flash_attention_forward_16);
     CHECK(!backend_cpu()->flash_attention_backward_16 && ds->flash_attention_backward_16);
+    CHECK(!backend_cpu()->optim_step_segments && ds->optim_step_segments);
 }
 
 static void test_memory(void)
