@@ -616,6 +616,9 @@ struct exec_optimizer {
     void *state;              /* one backend allocation, category optimizer (NULL for SGD) */
     int n_seg;
     struct exec_optim_seg *seg; /* runs of the region with one weight-decay setting */
+    /* seg as the backend's one-launch table (optim_step_segments), built at init; NULL where
+     * the backend has no such entry or the optimizer is Adafactor */
+    struct backend_opt_seg *bseg;
     int n_factor;
     struct exec_optim_factor *factor; /* Adafactor: one per trainable tensor */
     int n_bufs;

@@ -399,6 +399,16 @@ static int build(struct exec_optimizer *o, struct exec_model *m, const struct ex
     }
     o->state_bytes = layout_state(m, c->kind, len, tr, n_tr, o->seg, o->n_seg, o->factor);
     free(tr);
+    if (!dry && c->kind != OPT_ADAFACTOR && m->be->optim_step_segments && o->n_seg > 0) {
+        o->bseg = sw_xcalloc((size_t)o->n_seg, sizeof(*o->bseg));
+        for (int i = 0; i < o->n_seg; i++) {
+            const struct exec_optim_seg *s = &o->seg[i];
+            o->bseg[i].off = s->off - lo;
+            o->bseg[i].n = s->n;
+            o->bseg[i].state_off = s->state_off;
+            o->bseg[i].weight_decay = s->decay ? (float)c->weight_decay : 0.0f;
+        }
+    }
     if (!dry && o->state_bytes > 0) {
         o->state = m->be->alloc((size_t)o->state_bytes, BACKEND_MEM_OPTIMIZER, err);
         if (!o->state) {
@@ -540,6 +550,7 @@ void exec_optimizer_release(struct exec_optimizer *o)
     if (o->own_grads && o->model)
         o->model->be->free(o->grads);
     free(o->seg);
+    free(o->bseg);
     free(o->factor);
     free(o->bufs);
     free(o->ext);
@@ -589,23 +600,14 @@ void exec_optimizer_step(struct exec_optimizer *o, double lr_d)
                                b1, ADAFACTOR_DECAY_RATE, ADAFACTOR_EPS1, ADAFACTOR_CLIP,
                                f->decay ? wd : 0.0f);
         }
-    } else if (be->optim_step_segments && o->n_seg > 0) {
+    } else if (o->bseg) {
         /* One launch over the whole region (a GPU: 98 segments for GPT-2 were 98 launches). */
         static const enum backend_optim kinds[] = {
             [OPT_ADAMW] = BACKEND_OPTIM_ADAMW, [OPT_SGD] = BACKEND_OPTIM_SGD,
             [OPT_SGD_MOMENTUM] = BACKEND_OPTIM_SGD_MOMENTUM, [OPT_LION] = BACKEND_OPTIM_LION,
             [OPT_ADAMW8BIT] = BACKEND_OPTIM_ADAMW8BIT};
-        struct backend_opt_seg *segs = sw_xcalloc((size_t)o->n_seg, sizeof(*segs));
-        for (int i = 0; i < o->n_seg; i++) {
-            const struct exec_optim_seg *s = &o->seg[i];
-            segs[i].off = s->off - lo;
-            segs[i].n = s->n;
-            segs[i].state_off = s->state_off;
-            segs[i].weight_decay = s->decay ? wd : 0.0f;
-        }
-        be->optim_step_segments(kinds[c->kind], P, G, o->state, n, segs, o->n_seg, step, lr, b1,
-                                b2, eps);
-        free(segs);
+        be->optim_step_segments(kinds[c->kind], P, G, o->state, n, o->bseg, o->n_seg, step, lr,
+                                b1, b2, eps);
     } else {
         for (int i = 0; i < o->n_seg; i++) {
             const struct exec_optim_seg *s = &o->seg[i];
