@@ -45,7 +45,8 @@ const char *backend_mem_name(enum backend_mem c);
  * total (the total's peak is the peak of the sum, not the sum of peaks). */
 /* The element-wise optimizers optim_step_segments covers, and one segment of a trainable region:
  * elements [off, off + n) of param, grad and the element-wise state, with its own weight decay
- * (8-bit AdamW: its state block at state_off bytes). */
+ * (8-bit AdamW: its adamw8bit_state_bytes(n) state block at state_off bytes, 4-byte aligned).
+ * The CUDA plugin's one-launch kernels read the same struct from device memory. */
 enum backend_optim {
     BACKEND_OPTIM_ADAMW,
     BACKEND_OPTIM_SGD,

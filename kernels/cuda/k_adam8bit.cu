@@ -174,10 +174,10 @@ __global__ void __launch_bounds__(A8_THREADS) a8_kernel(a8_args a, size_t n, flo
 }
 
 __global__ void __launch_bounds__(A8_THREADS)
-    a8_multi_kernel(a8_args a, const struct kcuda_opt_seg *segs)
+    a8_multi_kernel(a8_args a, const struct backend_opt_seg *segs)
 {
     A8_LOAD_CODES();
-    struct kcuda_opt_seg s = segs[blockIdx.y];
+    struct backend_opt_seg s = segs[blockIdx.y];
     a8_block(a, s.off, s.n, a.state + s.state_off, s.weight_decay, sgn, uns);
 }
 
@@ -227,7 +227,7 @@ KCUDA_API void kcuda_adamw8bit_step(float *param, const float *grad, void *state
 }
 
 extern "C" void kcuda_adamw8bit_step_multi(float *param, const float *grad, void *state,
-                                           const struct kcuda_opt_seg *segs, int nseg,
+                                           const struct backend_opt_seg *segs, int nseg,
                                            size_t max_n, int step, float lr, float beta1,
                                            float beta2, float eps)
 {

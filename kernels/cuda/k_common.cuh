@@ -107,35 +107,25 @@ static inline bool kc_aligned16(const void *a, const void *b = nullptr, const vo
  * and tests/gpu agree on them): one-launch optimizer updates over many parameter segments, and
  * bf16 variants of the attention kernels. Pointers are device pointers. */
 
-/* One segment of a flat parameter region: elements [off, off + n) of param, grad and (for the
- * element-wise optimizers) of each fp32 state array; weight_decay applies to this segment;
- * state_off is the byte offset of the segment's own kcuda_adamw8bit_state_bytes(n) state (8-bit
- * AdamW only, 4-byte aligned). The segment array itself lives in device memory. */
-struct kcuda_opt_seg {
-    size_t off;
-    size_t n;
-    size_t state_off;
-    float weight_decay;
-    int pad;
-};
+/* The segments are executor/backend.h's struct backend_opt_seg, the array in device memory. */
 
 /* The update of kcuda_adamw_step (etc.) over every segment in ONE launch; max_n is the largest
  * segment's n (it sizes the grid). Same formulas, bit for bit, as the per-segment entries. */
 extern "C" void kcuda_adamw_step_multi(float *param, const float *grad, float *m, float *v,
-                                       const struct kcuda_opt_seg *segs, int nseg, size_t max_n,
+                                       const struct backend_opt_seg *segs, int nseg, size_t max_n,
                                        int step, float lr, float beta1, float beta2, float eps);
 extern "C" void kcuda_sgd_step_multi(float *param, const float *grad,
-                                     const struct kcuda_opt_seg *segs, int nseg, size_t max_n,
+                                     const struct backend_opt_seg *segs, int nseg, size_t max_n,
                                      float lr);
 extern "C" void kcuda_sgd_momentum_step_multi(float *param, const float *grad, float *buf,
-                                              const struct kcuda_opt_seg *segs, int nseg,
+                                              const struct backend_opt_seg *segs, int nseg,
                                               size_t max_n, float lr, float momentum,
                                               bool nesterov);
 extern "C" void kcuda_lion_step_multi(float *param, const float *grad, float *m,
-                                      const struct kcuda_opt_seg *segs, int nseg, size_t max_n,
+                                      const struct backend_opt_seg *segs, int nseg, size_t max_n,
                                       float lr, float beta1, float beta2);
 extern "C" void kcuda_adamw8bit_step_multi(float *param, const float *grad, void *state,
-                                           const struct kcuda_opt_seg *segs, int nseg,
+                                           const struct backend_opt_seg *segs, int nseg,
                                            size_t max_n, int step, float lr, float beta1,
                                            float beta2, float eps);
 

@@ -8,8 +8,6 @@
  * with a grid fixed by n alone (not by the device), so it is deterministic and the same on
  * every GPU; clipping scales on the device after the norm came back. Partial sums live in the
  * plugin's reduction buffer (cuda_reduce_buf). 8-bit AdamW is in k_adam8bit.cu. */
-#include <stdlib.h>
-
 #include "kernels/cuda/cuda_int.cuh"
 #include "kernels/cuda/k_common.cuh"
 
@@ -88,9 +86,9 @@ template <class Op> __global__ void flat_kernel(Op op, size_t n, float wd)
 }
 
 /* grid (chunks, segments): block (x, y) strides over segment y. */
-template <class Op> __global__ void multi_kernel(Op op, const struct kcuda_opt_seg *segs)
+template <class Op> __global__ void multi_kernel(Op op, const struct backend_opt_seg *segs)
 {
-    struct kcuda_opt_seg s = segs[blockIdx.y];
+    struct backend_opt_seg s = segs[blockIdx.y];
     for (size_t i = kc_gtid(); i < s.n; i += kc_gstride())
         op(s.off + i, s.weight_decay);
 }
@@ -105,7 +103,7 @@ template <class Op> static void launch_flat(const Op &op, size_t n, float wd)
 }
 
 template <class Op>
-static void launch_multi(const Op &op, const struct kcuda_opt_seg *segs, int nseg, size_t max_n)
+static void launch_multi(const Op &op, const struct backend_opt_seg *segs, int nseg, size_t max_n)
 {
     if (nseg <= 0 || max_n == 0)
         return;
@@ -146,7 +144,7 @@ KCUDA_API void kcuda_adamw_step(float *param, const float *grad, float *m, float
 }
 
 extern "C" void kcuda_adamw_step_multi(float *param, const float *grad, float *m, float *v,
-                                       const struct kcuda_opt_seg *segs, int nseg, size_t max_n,
+                                       const struct backend_opt_seg *segs, int nseg, size_t max_n,
                                        int step, float lr, float beta1, float beta2, float eps)
 {
     launch_multi(make_adamw(param, grad, m, v, step, lr, beta1, beta2, eps), segs, nseg, max_n);
@@ -159,7 +157,7 @@ KCUDA_API void kcuda_sgd_step(float *param, const float *grad, size_t n, float l
 }
 
 extern "C" void kcuda_sgd_step_multi(float *param, const float *grad,
-                                     const struct kcuda_opt_seg *segs, int nseg, size_t max_n,
+                                     const struct backend_opt_seg *segs, int nseg, size_t max_n,
                                      float lr)
 {
     launch_multi(sgd_op{param, grad, lr}, segs, nseg, max_n);
@@ -173,7 +171,7 @@ KCUDA_API void kcuda_sgd_momentum_step(float *param, const float *grad, float *b
 }
 
 extern "C" void kcuda_sgd_momentum_step_multi(float *param, const float *grad, float *buf,
-                                              const struct kcuda_opt_seg *segs, int nseg,
+                                              const struct backend_opt_seg *segs, int nseg,
                                               size_t max_n, float lr, float momentum,
                                               bool nesterov)
 {
@@ -187,7 +185,7 @@ KCUDA_API void kcuda_lion_step(float *param, const float *grad, float *m, size_t
 }
 
 extern "C" void kcuda_lion_step_multi(float *param, const float *grad, float *m,
-                                      const struct kcuda_opt_seg *segs, int nseg, size_t max_n,
+                                      const struct backend_opt_seg *segs, int nseg, size_t max_n,
                                       float lr, float beta1, float beta2)
 {
     launch_multi(lion_op{param, m, grad, lr, beta1, beta2}, segs, nseg, max_n);
@@ -221,10 +219,10 @@ static void step_one_segment(enum backend_optim kind, float *param, const float 
     }
 }
 
-/* struct backend optim_step_segments: the segment table (host memory) copied into the
+/* struct backend optim_step_segments: the segment table (host memory) copied as it is into the
  * plugin's reduction buffer, then the *_multi update in one launch. A pageable host-to-device
- * copy is staged before cudaMemcpyAsync returns, so the host table can go at once; the copy
- * and the update are ordered on the stream after whatever used the buffer before. */
+ * copy is staged before cudaMemcpyAsync returns, so the caller may change its table at once;
+ * the copy and the update are ordered on the stream after whatever used the buffer before. */
 KCUDA_API void kcuda_optim_step_segments(enum backend_optim kind, float *param, const float *grad,
                                          void *state, size_t n, const struct backend_opt_seg *segs,
                                          int nseg, int step, float lr, float beta1, float beta2,
@@ -232,27 +230,18 @@ KCUDA_API void kcuda_optim_step_segments(enum backend_optim kind, float *param, 
 {
     if (nseg <= 0)
         return;
-    size_t cap = CUDA_REDUCE_FLOATS * sizeof(float) / sizeof(struct kcuda_opt_seg);
-    struct kcuda_opt_seg *h =
-        (size_t)nseg <= cap ? (struct kcuda_opt_seg *)malloc((size_t)nseg * sizeof(*h)) : NULL;
-    if (!h) { /* more segments than the buffer holds (or no host memory): one launch each */
+    size_t cap = CUDA_REDUCE_FLOATS * sizeof(float) / sizeof(struct backend_opt_seg);
+    if ((size_t)nseg > cap) { /* more segments than the buffer holds: one launch each */
         for (int i = 0; i < nseg; i++)
             step_one_segment(kind, param, grad, state, n, &segs[i], step, lr, beta1, beta2, eps);
         return;
     }
     size_t max_n = 0;
-    for (int i = 0; i < nseg; i++) {
-        h[i].off = segs[i].off;
-        h[i].n = segs[i].n;
-        h[i].state_off = segs[i].state_off;
-        h[i].weight_decay = segs[i].weight_decay;
-        h[i].pad = 0;
+    for (int i = 0; i < nseg; i++)
         max_n = segs[i].n > max_n ? segs[i].n : max_n;
-    }
-    struct kcuda_opt_seg *d = (struct kcuda_opt_seg *)cuda_reduce_buf();
-    CUDA_CHECK(cudaMemcpyAsync(d, h, (size_t)nseg * sizeof(*h), cudaMemcpyHostToDevice,
+    struct backend_opt_seg *d = (struct backend_opt_seg *)cuda_reduce_buf();
+    CUDA_CHECK(cudaMemcpyAsync(d, segs, (size_t)nseg * sizeof(*segs), cudaMemcpyHostToDevice,
                                cuda_stream()));
-    free(h);
     float *st = (float *)state;
     switch (kind) {
     case BACKEND_OPTIM_ADAMW:

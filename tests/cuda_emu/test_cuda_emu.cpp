@@ -254,19 +254,18 @@ static void test_sgd_multi_emu(void)
 {
     const size_t sizes[3] = {3000, 17, 9000};
     const float wds[3] = {0.1f, 0.0f, 0.05f};
-    std::vector<kcuda_opt_seg> segs(3);
+    std::vector<backend_opt_seg> segs(3);
     size_t off = 0, max_n = 0;
     for (int i = 0; i < 3; i++) {
         segs[i].off = off;
         segs[i].n = sizes[i];
         segs[i].state_off = 0;
         segs[i].weight_decay = wds[i];
-        segs[i].pad = 0;
         off += sizes[i];
         max_n = sizes[i] > max_n ? sizes[i] : max_n;
     }
     const size_t n = off;
-    kcuda_opt_seg *d_segs = up(segs);
+    backend_opt_seg *d_segs = up(segs);
     vec p = rnd(n), pm = p, pn = p, b1(n, 0.0f), b2(n, 0.0f);
     float *d_p = up(p), *d_pm = up(pm), *d_pn = up(pn), *d_b1 = up(b1), *d_b2 = up(b2);
     for (int step = 1; step <= 2; step++) {

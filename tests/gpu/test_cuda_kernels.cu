@@ -872,20 +872,19 @@ static void test_multi_segment(void)
 {
     const size_t sizes[3] = {3000, 17, 9000};
     const float wds[3] = {0.1f, 0.0f, 0.05f};
-    std::vector<kcuda_opt_seg> segs(3);
+    std::vector<backend_opt_seg> segs(3);
     size_t off = 0, soff = 0, max_n = 0;
     for (int i = 0; i < 3; i++) {
         segs[i].off = off;
         segs[i].n = sizes[i];
         segs[i].state_off = soff;
         segs[i].weight_decay = wds[i];
-        segs[i].pad = 0;
         off += sizes[i];
         soff += (kcpu_adamw8bit_state_bytes(sizes[i]) + 63) & ~(size_t)63;
         max_n = sizes[i] > max_n ? sizes[i] : max_n;
     }
     size_t n = off;
-    kcuda_opt_seg *d_segs = up(segs);
+    backend_opt_seg *d_segs = up(segs);
     vec p = rnd(n), m(n, 0.0f), v(n, 0.0f), p8 = p, pl = p, ml(n, 0.0f);
     std::vector<uint8_t> st(soff, 0);
     float *d_p = up(p), *d_m = up(m), *d_v = up(v), *d_p8 = up(p8), *d_pl = up(pl);
