@@ -309,21 +309,6 @@ __global__ void __launch_bounds__(TC_THREADS)
     __syncwarp();
     int r = lane >> 1, par = lane & 1, t = tw0 + r;
     float L2 = lse2_s[16 * warp + r], Dt = D_s[16 * warp + r];
-    /* HS 64: this warp's q and dO rows stay in fragments (read from shared memory once, not
-     * per key tile); HS 128's accumulators leave no registers for them. */
-    constexpr bool PRE = HS <= 64;
-    constexpr int NP = PRE ? NF : 1;
-    frag_a qf[NP], dof[NP];
-    (void)qf; /* unused when !PRE */
-    (void)dof;
-    __syncthreads(); /* the q and dO tiles are complete */
-    if constexpr (PRE) {
-#pragma unroll
-        for (int k = 0; k < NF; k++) {
-            wmma::load_matrix_sync(qf[k], Qs + 16 * warp * HLD + 16 * k, HLD);
-            wmma::load_matrix_sync(dof[k], dOs + 16 * warp * HLD + 16 * k, HLD);
-        }
-    }
     frag_c dq[NF];
 #pragma unroll
     for (int nd = 0; nd < NF; nd++)
@@ -346,15 +331,11 @@ __global__ void __launch_bounds__(TC_THREADS)
             wmma::fill_fragment(s, 0.0f);
 #pragma unroll
             for (int k = 0; k < NF; k++) {
+                frag_a a;
                 frag_bt bt;
+                wmma::load_matrix_sync(a, Qs + 16 * warp * HLD + 16 * k, HLD);
                 wmma::load_matrix_sync(bt, Ks + 16 * nb * HLD + 16 * k, HLD);
-                if constexpr (PRE) {
-                    wmma::mma_sync(s, qf[k], bt, s);
-                } else {
-                    frag_a a;
-                    wmma::load_matrix_sync(a, Qs + 16 * warp * HLD + 16 * k, HLD);
-                    wmma::mma_sync(s, a, bt, s);
-                }
+                wmma::mma_sync(s, a, bt, s);
             }
             wmma::store_matrix_sync(Sw + 16 * nb, s, TC_SLD, wmma::mem_row_major);
         }
@@ -373,15 +354,11 @@ __global__ void __launch_bounds__(TC_THREADS)
             wmma::fill_fragment(s, 0.0f);
 #pragma unroll
             for (int k = 0; k < NF; k++) {
+                frag_a a;
                 frag_bt bt;
+                wmma::load_matrix_sync(a, dOs + 16 * warp * HLD + 16 * k, HLD);
                 wmma::load_matrix_sync(bt, Vs + 16 * nb * HLD + 16 * k, HLD);
-                if constexpr (PRE) {
-                    wmma::mma_sync(s, dof[k], bt, s);
-                } else {
-                    frag_a a;
-                    wmma::load_matrix_sync(a, dOs + 16 * warp * HLD + 16 * k, HLD);
-                    wmma::mma_sync(s, a, bt, s);
-                }
+                wmma::mma_sync(s, a, bt, s);
             }
             wmma::store_matrix_sync(Sw + 16 * nb, s, TC_SLD, wmma::mem_row_major);
         }
@@ -977,8 +954,8 @@ __global__ void __launch_bounds__(TC_THREADS)
             mm_load_tile_t<HS>(dOt, go, O, t0, Tlen);
             tc_row_stats<HS>(lse2_s, D_s, 16 * warp, go, oh, O, lrow, t0 + 16 * warp, Tlen);
             __syncthreads();
-            if (!active || t0 + TC_TILE - 1 < jw0)
-                continue; /* warp-uniform: no query of this tile sees these keys */
+            if (!active)
+                continue; /* warp-uniform; every later query tile sees these keys (t0 >= j0) */
             uint32_t pa[4][4], da[4][4]; /* Pᵀ and dSᵀ as A operands, 4 k-steps of 16 queries */
 #pragma unroll
             for (int n = 0; n < 8; n++) {
