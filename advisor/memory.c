@@ -988,16 +988,15 @@ int est_memory(const struct model_desc *m, const struct hardware *hw, const stru
         host_cap =
             (double)(hw->mem.available_bytes ? hw->mem.available_bytes : hw->mem.total_bytes);
     double reserve = cal->host_reserve_frac;
-    double runtime = g.cpu ? (cal->calibrated ? cal->runtime_overhead_bytes : EST_CPU_PROCESS_BYTES)
-                           : cal->runtime_overhead_bytes;
     /* The built-in CUDA executor allocates every buffer once, before its first step, with plain
      * cudaMalloc, and frees nothing until the end: no caching allocator, nothing to fragment.
      * Its overhead is its measured runtime, without the generic fragmentation margin. */
-    double frag_margin = cal->frag_margin;
-    if (exec_be == EXEC_BE_CUDA) {
-        runtime = EST_CUDA_EXEC_RUNTIME_BYTES;
-        frag_margin = 0.0;
-    }
+    bool cuda_exec = exec_be == EXEC_BE_CUDA;
+    double runtime = cuda_exec ? EST_CUDA_EXEC_RUNTIME_BYTES
+                     : g.cpu   ? (cal->calibrated ? cal->runtime_overhead_bytes
+                                                  : EST_CPU_PROCESS_BYTES)
+                               : cal->runtime_overhead_bytes;
+    double frag_margin = cuda_exec ? 0.0 : cal->frag_margin;
 
     struct mem_split *d = &out->dev;
     d->weights = x->weights;
