@@ -260,6 +260,51 @@ struct backend {
     void (*quantize_int8_rows)(int8_t *wq, float *scale, const float *w, int OC, int C);
     void (*matmul_int8_forward)(float *out, const float *inp, const int8_t *wq, const float *scale,
                                 const float *bias, int N, int C, int OC);
+
+    /* ---- bf16 activations (bf16-mixed training on a device, docs/cuda.md): the activations a
+     * layer keeps for its backward — norm outputs, qkv, the attention output, the MLP's
+     * pre-activation and activation — are stored as bf16 (rounded to nearest even), which
+     * halves their memory, and the matmuls read them without a rounding pass of their own.
+     * Arithmetic stays fp32; the residual stream, norm statistics, lse, logits and every
+     * gradient stay fp32. The model uses the group only when every entry but
+     * matmul_gelu_forward_a16 is set (NULL everywhere on the CPU); each mirrors the fp32 entry
+     * of the same name with the named operands in bf16. */
+    void (*layernorm_forward_a16)(uint16_t *out, float *mean, float *rstd, const float *inp,
+                                  const float *weight, const float *bias, int N, int C, float eps);
+    void (*rmsnorm_forward_a16)(uint16_t *out, float *rstd, const float *inp, const float *weight,
+                                int N, int C, float eps);
+    /* out(N,OC) = inp(N,C)·W(OC,C)ᵀ + bias with bf16 inp and W, fp32 accumulation: out and bias
+     * fp32 when out_bf16 is false, both bf16 when it is true (cuBLASLt's bias takes the output's
+     * type; the model passes the bias's bf16 mirror); bias may be NULL. */
+    void (*matmul_a16_forward)(void *out, bool out_bf16, const uint16_t *inp,
+                               const uint16_t *weight, const void *bias, int N, int C, int OC);
+    /* pre = inp·Wᵀ + bias and out = gelu(pre) (gelu_forward's tanh form), all bf16 (bias the
+     * bf16 mirror, may be NULL), in one GEMM where the epilogue allows. NULL: the model runs
+     * matmul_a16_forward into pre, then gelu_forward_a16. */
+    void (*matmul_gelu_forward_a16)(uint16_t *out, uint16_t *pre, const uint16_t *inp,
+                                    const uint16_t *weight, const uint16_t *bias, int N, int C,
+                                    int OC);
+    /* matmul_16_backward (bf16 weight) with bf16 inp and pre: dinp += r(dout)·W, or with pre
+     * dinp = (r(dout)·W) ⊙ gelu'(pre), written; dweight += r(dout)ᵀ·inp; dbias += Σ dout in
+     * fp32. dinp, dweight, dbias may be NULL. Scratch: matmul_bf16_scratch_bytes(N). */
+    void (*matmul_16_backward_a16)(float *dinp, float *dweight, float *dbias, const float *dout,
+                                   const uint16_t *inp, const uint16_t *weight,
+                                   const uint16_t *pre, int N, int C, int OC, void *scratch);
+    void (*gelu_forward_a16)(uint16_t *out, const uint16_t *inp, size_t n);
+    void (*gelu_backward_a16)(float *dinp, const uint16_t *inp, const float *dout, size_t n);
+    void (*swiglu_forward_a16)(uint16_t *out, const uint16_t *gate_up, int N, int H);
+    void (*swiglu_backward_a16)(float *dgate_up, const float *dout, const uint16_t *gate_up, int N,
+                                int H);
+    /* In place on bf16 rows: each value widened, rotated in fp32, rounded back. */
+    void (*rope_forward_a16)(uint16_t *x, const float *cos_tab, const float *sin_tab, int B, int T,
+                             int row_stride, int n_heads, int HS, int maxT, int pos_offset);
+    /* flash_attention_forward_16 / _backward_16 reading bf16 q, k, v (and the bf16 output O in
+     * the backward's rowsum(dO ⊙ O)), writing a bf16 O; lse, dO and dqkv fp32. */
+    void (*flash_attention_forward_a16)(uint16_t *out, float *lse, const uint16_t *qkv, int B,
+                                        int T, int NH, int NKV, int HS);
+    void (*flash_attention_backward_a16)(float *dqkv, const float *dout, const uint16_t *qkv,
+                                         const uint16_t *out, const float *lse, int B, int T,
+                                         int NH, int NKV, int HS);
 };
 
 /* The CPU backend (kernels/cpu). Static, never freed. */
@@ -273,7 +318,7 @@ const struct backend *backend_devsim(void);
 
 /* ---- the profiling wrapper (executor/backend_profile.c; SCALEWISE_PROFILE=1, docs/run.md) */
 
-#define BACKEND_PROFILE_MAX_ENTRIES 64
+#define BACKEND_PROFILE_MAX_ENTRIES 96
 #define BACKEND_PROFILE_N_CLASSES 9
 
 /* A table whose every non-NULL kernel, copy, conversion and optimizer entry calls `inner`'s and
@@ -336,7 +381,7 @@ const struct backend *backend_for_device(bool cuda, struct sw_err *err);
 
 /* Layout version of struct backend, checked by the CUDA plugin (with sizeof(struct backend)):
  * bump it when an entry is added, removed or changes its signature. */
-#define BACKEND_API_VERSION 10
+#define BACKEND_API_VERSION 11
 
 /* matmul_gelu_forward's weight formats. */
 enum backend_wfmt { BACKEND_WFMT_FP32, BACKEND_WFMT_BF16, BACKEND_WFMT_FP16 };

@@ -218,7 +218,47 @@ static const char *const class_names[PC_COUNT] = {
     X(matmul_int8_forward, PC_MATMUL,                                                              \
       (float *out, const float *inp, const int8_t *wq, const float *scale, const float *bias,      \
        int N, int C, int OC),                                                                      \
-      (out, inp, wq, scale, bias, N, C, OC))
+      (out, inp, wq, scale, bias, N, C, OC))                                                     \
+    X(layernorm_forward_a16, PC_NORM,                                                              \
+      (uint16_t * out, float *mean, float *rstd, const float *inp, const float *weight,           \
+       const float *bias, int N, int C, float eps),                                                \
+      (out, mean, rstd, inp, weight, bias, N, C, eps))                                             \
+    X(rmsnorm_forward_a16, PC_NORM,                                                                \
+      (uint16_t * out, float *rstd, const float *inp, const float *weight, int N, int C,          \
+       float eps),                                                                                 \
+      (out, rstd, inp, weight, N, C, eps))                                                         \
+    X(matmul_a16_forward, PC_MATMUL,                                                               \
+      (void *out, bool out_bf16, const uint16_t *inp, const uint16_t *weight, const void *bias,   \
+       int N, int C, int OC),                                                                      \
+      (out, out_bf16, inp, weight, bias, N, C, OC))                                                \
+    X(matmul_gelu_forward_a16, PC_MATMUL,                                                          \
+      (uint16_t * out, uint16_t *pre, const uint16_t *inp, const uint16_t *weight,                \
+       const uint16_t *bias, int N, int C, int OC),                                                \
+      (out, pre, inp, weight, bias, N, C, OC))                                                     \
+    X(matmul_16_backward_a16, PC_MATMUL,                                                           \
+      (float *dinp, float *dweight, float *dbias, const float *dout, const uint16_t *inp,         \
+       const uint16_t *weight, const uint16_t *pre, int N, int C, int OC, void *scratch),          \
+      (dinp, dweight, dbias, dout, inp, weight, pre, N, C, OC, scratch))                           \
+    X(gelu_forward_a16, PC_ACTIVATION, (uint16_t * out, const uint16_t *inp, size_t n),           \
+      (out, inp, n))                                                                               \
+    X(gelu_backward_a16, PC_ACTIVATION,                                                            \
+      (float *dinp, const uint16_t *inp, const float *dout, size_t n), (dinp, inp, dout, n))      \
+    X(swiglu_forward_a16, PC_ACTIVATION, (uint16_t * out, const uint16_t *gate_up, int N, int H), \
+      (out, gate_up, N, H))                                                                        \
+    X(swiglu_backward_a16, PC_ACTIVATION,                                                          \
+      (float *dgate_up, const float *dout, const uint16_t *gate_up, int N, int H),               \
+      (dgate_up, dout, gate_up, N, H))                                                             \
+    X(rope_forward_a16, PC_ATTENTION,                                                              \
+      (uint16_t * x, const float *cos_tab, const float *sin_tab, int B, int T, int row_stride,    \
+       int n_heads, int HS, int maxT, int pos_offset),                                             \
+      (x, cos_tab, sin_tab, B, T, row_stride, n_heads, HS, maxT, pos_offset))                      \
+    X(flash_attention_forward_a16, PC_ATTENTION,                                                   \
+      (uint16_t * out, float *lse, const uint16_t *qkv, int B, int T, int NH, int NKV, int HS),   \
+      (out, lse, qkv, B, T, NH, NKV, HS))                                                          \
+    X(flash_attention_backward_a16, PC_ATTENTION,                                                  \
+      (float *dqkv, const float *dout, const uint16_t *qkv, const uint16_t *out,                  \
+       const float *lse, int B, int T, int NH, int NKV, int HS),                                   \
+      (dqkv, dout, qkv, out, lse, B, T, NH, NKV, HS))
 
 /* The timed entries returning a value: R(type, entry, class, parameters, arguments). */
 #define PROF_VALUE_ENTRIES(R)                                                                      \

@@ -251,11 +251,60 @@ KCUDA_API void kcuda_flash_attention_backward_tc(float *dqkv, const float *dout,
                                                  const float *qkv, const float *out,
                                                  const float *lse, int B, int T, int NH, int NKV,
                                                  int HS);
+/* The four above with bf16 q, k, v and O (kcuda_flash_attention_*_a16's tensor-core paths). */
+KCUDA_API void kcuda_flash_attention_forward_mma_a16(uint16_t *out, float *lse,
+                                                     const uint16_t *qkv, int B, int T, int NH,
+                                                     int NKV, int HS);
+KCUDA_API void kcuda_flash_attention_backward_mma_a16(float *dqkv, const float *dout,
+                                                      const uint16_t *qkv, const uint16_t *out,
+                                                      const float *lse, int B, int T, int NH,
+                                                      int NKV, int HS);
+KCUDA_API void kcuda_flash_attention_forward_tc_a16(uint16_t *out, float *lse,
+                                                    const uint16_t *qkv, int B, int T, int NH,
+                                                    int NKV, int HS);
+KCUDA_API void kcuda_flash_attention_backward_tc_a16(float *dqkv, const float *dout,
+                                                     const uint16_t *qkv, const uint16_t *out,
+                                                     const float *lse, int B, int T, int NH,
+                                                     int NKV, int HS);
 KCUDA_API void kcuda_kv_cache_append(float *k_cache, float *v_cache, const float *qkv, int B,
                                      int T_new, int pos, int NH, int NKV, int HS, int cache_T);
 KCUDA_API void kcuda_attention_decode(float *out, const float *qkv, const float *k_cache,
                                       const float *v_cache, int B, int T_new, int pos, int NH,
                                       int NKV, int HS, int cache_T);
+
+/* bf16 activations (struct backend's _a16 group; the contracts are backend.h's). matmul.cu: */
+KCUDA_API void kcuda_matmul_a16_forward(void *out, bool out_bf16, const uint16_t *inp,
+                                        const uint16_t *weight, const void *bias, int N, int C,
+                                        int OC);
+KCUDA_API void kcuda_matmul_gelu_forward_a16(uint16_t *out, uint16_t *pre, const uint16_t *inp,
+                                             const uint16_t *weight, const uint16_t *bias, int N,
+                                             int C, int OC);
+KCUDA_API void kcuda_matmul_16_backward_a16(float *dinp, float *dweight, float *dbias,
+                                            const float *dout, const uint16_t *inp,
+                                            const uint16_t *weight, const uint16_t *pre, int N,
+                                            int C, int OC, void *scratch);
+/* k_norm.cu, k_act.cu, k_rope.cu: */
+KCUDA_API void kcuda_layernorm_forward_a16(uint16_t *out, float *mean, float *rstd,
+                                           const float *inp, const float *weight,
+                                           const float *bias, int N, int C, float eps);
+KCUDA_API void kcuda_rmsnorm_forward_a16(uint16_t *out, float *rstd, const float *inp,
+                                         const float *weight, int N, int C, float eps);
+KCUDA_API void kcuda_gelu_forward_a16(uint16_t *out, const uint16_t *inp, size_t n);
+KCUDA_API void kcuda_gelu_backward_a16(float *dinp, const uint16_t *inp, const float *dout,
+                                       size_t n);
+KCUDA_API void kcuda_swiglu_forward_a16(uint16_t *out, const uint16_t *gate_up, int N, int H);
+KCUDA_API void kcuda_swiglu_backward_a16(float *dgate_up, const float *dout,
+                                         const uint16_t *gate_up, int N, int H);
+KCUDA_API void kcuda_rope_forward_a16(uint16_t *x, const float *cos_tab, const float *sin_tab,
+                                      int B, int T, int row_stride, int n_heads, int HS, int maxT,
+                                      int pos_offset);
+/* k_attention*.cu: */
+KCUDA_API void kcuda_flash_attention_forward_a16(uint16_t *out, float *lse, const uint16_t *qkv,
+                                                 int B, int T, int NH, int NKV, int HS);
+KCUDA_API void kcuda_flash_attention_backward_a16(float *dqkv, const float *dout,
+                                                  const uint16_t *qkv, const uint16_t *out,
+                                                  const float *lse, int B, int T, int NH,
+                                                  int NKV, int HS);
 
 /* k_*.cu: fused classifier */
 KCUDA_API float kcuda_softmax_ce(float *logits, float *losses, int *n_valid, const int *targets,

@@ -316,6 +316,23 @@ static void fill_table(struct backend *b)
     b->flash_attention_backward_16 = kcuda_flash_attention_backward_16;
     b->quantize_int8_rows = kcuda_quantize_int8_rows;
     b->matmul_int8_forward = kcuda_matmul_int8_forward;
+    /* bf16 activations: the model takes the group only when every entry but the fused GELU is
+     * set. SCALEWISE_CUDA_ACT16=0 keeps fp32 activations (for comparing the two). */
+    const char *a16 = getenv("SCALEWISE_CUDA_ACT16");
+    if (a16 && strcmp(a16, "0") == 0)
+        return;
+    b->layernorm_forward_a16 = kcuda_layernorm_forward_a16;
+    b->rmsnorm_forward_a16 = kcuda_rmsnorm_forward_a16;
+    b->matmul_a16_forward = kcuda_matmul_a16_forward;
+    b->matmul_gelu_forward_a16 = fuse ? kcuda_matmul_gelu_forward_a16 : NULL;
+    b->matmul_16_backward_a16 = kcuda_matmul_16_backward_a16;
+    b->gelu_forward_a16 = kcuda_gelu_forward_a16;
+    b->gelu_backward_a16 = kcuda_gelu_backward_a16;
+    b->swiglu_forward_a16 = kcuda_swiglu_forward_a16;
+    b->swiglu_backward_a16 = kcuda_swiglu_backward_a16;
+    b->rope_forward_a16 = kcuda_rope_forward_a16;
+    b->flash_attention_forward_a16 = kcuda_flash_attention_forward_a16;
+    b->flash_attention_backward_a16 = kcuda_flash_attention_backward_a16;
 }
 
 /* ---------------------------------------------------------------- device selection */
