@@ -16,11 +16,13 @@
  *    softmax over 32-key chunks, one warp per query head).
  * The flash and decode kernels are templated on the element type (fp32, or bf16 widened to fp32
  * on load; all arithmetic and the accumulators are fp32) and on the head size padded to 32, 64
- * or 128 (HS <= KCUDA_FLASH_MAX_HS). They use scalar fp32 FMAs with warp shuffles, not tensor
- * cores: correct, and the fp32 plans' attention. The 16-bit plans' entries (_16) hand over to
- * the tensor-core kernels of k_attention_tc.cu (mma.sync, else WMMA) where the head size (64,
- * 128) and device allow, unless SCALEWISE_CUDA_ATTENTION=fma (2.2× faster for GPT-2 124M
- * training on an H200). */
+ * or 128 (HS <= KCUDA_FLASH_MAX_HS); the flash backward takes the activations' type (q, k, v,
+ * O) and the gradients' (dO, dqkv) apart, so bf16 activations can meet fp32 gradients (the _a16
+ * entries). They use scalar fp32 FMAs with warp shuffles, not tensor cores: correct, and the
+ * fp32 plans' attention. The 16-bit plans' entries (_16, and _a16 with bf16 activations) hand
+ * over to the tensor-core kernels of k_attention_tc.cu (mma.sync, else WMMA) where the head
+ * size (64, 128) and device allow, unless SCALEWISE_CUDA_ATTENTION=fma (2.2× faster for GPT-2
+ * 124M training on an H200). */
 #include "kernels/cuda/cuda_int.cuh"
 #include "kernels/cuda/k_common.cuh"
 
@@ -146,11 +148,12 @@ __global__ void __launch_bounds__(FA_THREADS)
 /* ---------------------------------------------------------------- flash backward: dq */
 
 /* grid (query tiles, NH, B). Shared: Q, dO (FA_BQ × HP each), K, V (FA_BK × (HP+1) each).
+ * T: the element type of qkv and out, G: of dout and dqkv (fp32 in shared memory either way).
  * dq_t += scale·Σ_j P_tj(dP_tj - D_t)·k_j, P_tj = exp(scale·q_t·k_j - lse_t), dP_tj = dO_t·v_j,
  * D_t = dO_t·O_t (flash.c pass 1). */
-template <typename T, int HP>
+template <typename T, typename G, int HP>
 __global__ void __launch_bounds__(FA_THREADS)
-    flash_backward_dq_kernel(T *dqkv, const T *dout, const T *qkv, const T *out,
+    flash_backward_dq_kernel(G *dqkv, const G *dout, const T *qkv, const T *out,
                              const float *lse, int Tlen, int NH, int NKV, int HS, float scale)
 {
     extern __shared__ float smem[];
@@ -173,7 +176,7 @@ __global__ void __launch_bounds__(FA_THREADS)
         int t = t0 + row0 + rr;
         float part = 0.0f;
         if (t < Tlen) {
-            const T *go = dout + ((size_t)b * Tlen + t) * O + (size_t)h * HS;
+            const G *go = dout + ((size_t)b * Tlen + t) * O + (size_t)h * HS;
             const T *o = out + ((size_t)b * Tlen + t) * O + (size_t)h * HS;
             for (int d = lane; d < HS; d += 32)
                 part += kc_ld(go + d) * kc_ld(o + d);
@@ -229,7 +232,7 @@ __global__ void __launch_bounds__(FA_THREADS)
         int t = t0 + row0 + rr;
         if (t >= Tlen)
             continue;
-        T *dst = dqkv + ((size_t)b * Tlen + t) * R + (size_t)h * HS;
+        G *dst = dqkv + ((size_t)b * Tlen + t) * R + (size_t)h * HS;
 #pragma unroll
         for (int i = 0; i < NI; i++) {
             int d = lane + 32 * i;
@@ -244,10 +247,10 @@ __global__ void __launch_bounds__(FA_THREADS)
 /* grid (key tiles of FA_BK, NKV, B). Shared: K, V (FA_BK × (HP+1)), Q, dO (FA_BQ × HP),
  * P, dS (FA_BQ × (FA_BK+1)). Thread tid owns the dk/dv elements (j, d) with d = tid % HP and
  * j = tid / HP + i·(FA_THREADS/HP). dv_j += Σ_{h,t} P_tj·dO_t, dk_j += Σ_{h,t} dS_tj·q_t over
- * the kv group's query heads and t >= j (flash.c pass 2). */
-template <typename T, int HP>
+ * the kv group's query heads and t >= j (flash.c pass 2). T and G as for the dq kernel. */
+template <typename T, typename G, int HP>
 __global__ void __launch_bounds__(FA_THREADS)
-    flash_backward_dkv_kernel(T *dqkv, const T *dout, const T *qkv, const T *out,
+    flash_backward_dkv_kernel(G *dqkv, const G *dout, const T *qkv, const T *out,
                               const float *lse, int Tlen, int NH, int NKV, int HS, float scale)
 {
     extern __shared__ float smem[];
@@ -281,7 +284,7 @@ __global__ void __launch_bounds__(FA_THREADS)
                 int t = t0 + row0 + rr;
                 float part = 0.0f;
                 if (t < Tlen) {
-                    const T *go = dout + ((size_t)b * Tlen + t) * O + (size_t)h * HS;
+                    const G *go = dout + ((size_t)b * Tlen + t) * O + (size_t)h * HS;
                     const T *o = out + ((size_t)b * Tlen + t) * O + (size_t)h * HS;
                     for (int d = lane; d < HS; d += 32)
                         part += kc_ld(go + d) * kc_ld(o + d);
@@ -329,8 +332,8 @@ __global__ void __launch_bounds__(FA_THREADS)
         int jj = j0 + my_j + e * JSTEP;
         if (jj >= Tlen)
             continue;
-        T *dkp = dqkv + ((size_t)b * Tlen + jj) * R + (size_t)(NH + g) * HS + my_d;
-        T *dvp = dkp + (size_t)NKV * HS;
+        G *dkp = dqkv + ((size_t)b * Tlen + jj) * R + (size_t)(NH + g) * HS + my_d;
+        G *dvp = dkp + (size_t)NKV * HS;
         kc_st(dkp, kc_ld(dkp) + dk[e]);
         kc_st(dvp, kc_ld(dvp) + dv[e]);
     }
@@ -365,23 +368,23 @@ static void flash_forward_hp(T *out, float *lse, const T *qkv, int B, int Tlen, 
     CUDA_LAUNCH_CHECK();
 }
 
-template <typename T, int HP>
-static void flash_backward_hp(T *dqkv, const T *dout, const T *qkv, const T *out,
+template <typename T, typename G, int HP>
+static void flash_backward_hp(G *dqkv, const G *dout, const T *qkv, const T *out,
                               const float *lse, int B, int Tlen, int NH, int NKV, int HS)
 {
     float scale = 1.0f / sqrtf((float)HS);
     size_t sm = fa_dq_smem(HP);
-    CUDA_CHECK(cudaFuncSetAttribute(flash_backward_dq_kernel<T, HP>,
+    CUDA_CHECK(cudaFuncSetAttribute(flash_backward_dq_kernel<T, G, HP>,
                                     cudaFuncAttributeMaxDynamicSharedMemorySize, (int)sm));
     dim3 grid((unsigned)((Tlen + FA_BQ - 1) / FA_BQ), (unsigned)NH, (unsigned)B);
-    flash_backward_dq_kernel<T, HP><<<grid, FA_THREADS, sm, cuda_stream()>>>(
+    flash_backward_dq_kernel<T, G, HP><<<grid, FA_THREADS, sm, cuda_stream()>>>(
         dqkv, dout, qkv, out, lse, Tlen, NH, NKV, HS, scale);
     CUDA_LAUNCH_CHECK();
     sm = fa_dkv_smem(HP);
-    CUDA_CHECK(cudaFuncSetAttribute(flash_backward_dkv_kernel<T, HP>,
+    CUDA_CHECK(cudaFuncSetAttribute(flash_backward_dkv_kernel<T, G, HP>,
                                     cudaFuncAttributeMaxDynamicSharedMemorySize, (int)sm));
     dim3 grid2((unsigned)((Tlen + FA_BK - 1) / FA_BK), (unsigned)NKV, (unsigned)B);
-    flash_backward_dkv_kernel<T, HP><<<grid2, FA_THREADS, sm, cuda_stream()>>>(
+    flash_backward_dkv_kernel<T, G, HP><<<grid2, FA_THREADS, sm, cuda_stream()>>>(
         dqkv, dout, qkv, out, lse, Tlen, NH, NKV, HS, scale);
     CUDA_LAUNCH_CHECK();
 }
@@ -415,21 +418,21 @@ static void flash_forward(T *out, float *lse, const T *qkv, int B, int Tlen, int
     }
 }
 
-template <typename T>
-static void flash_backward(T *dqkv, const T *dout, const T *qkv, const T *out, const float *lse,
+template <typename T, typename G>
+static void flash_backward(G *dqkv, const G *dout, const T *qkv, const T *out, const float *lse,
                            int B, int Tlen, int NH, int NKV, int HS)
 {
     if (B <= 0 || Tlen <= 0)
         return;
     switch (flash_hp(HS)) {
     case 32:
-        flash_backward_hp<T, 32>(dqkv, dout, qkv, out, lse, B, Tlen, NH, NKV, HS);
+        flash_backward_hp<T, G, 32>(dqkv, dout, qkv, out, lse, B, Tlen, NH, NKV, HS);
         break;
     case 64:
-        flash_backward_hp<T, 64>(dqkv, dout, qkv, out, lse, B, Tlen, NH, NKV, HS);
+        flash_backward_hp<T, G, 64>(dqkv, dout, qkv, out, lse, B, Tlen, NH, NKV, HS);
         break;
     default:
-        flash_backward_hp<T, 128>(dqkv, dout, qkv, out, lse, B, Tlen, NH, NKV, HS);
+        flash_backward_hp<T, G, 128>(dqkv, dout, qkv, out, lse, B, Tlen, NH, NKV, HS);
         break;
     }
 }
@@ -444,7 +447,7 @@ KCUDA_API void kcuda_flash_attention_backward(float *dqkv, const float *dout, co
                                               const float *out, const float *lse, int B, int T,
                                               int NH, int NKV, int HS)
 {
-    flash_backward<float>(dqkv, dout, qkv, out, lse, B, T, NH, NKV, HS);
+    flash_backward<float, float>(dqkv, dout, qkv, out, lse, B, T, NH, NKV, HS);
 }
 
 /* The 16-bit plans' entries: tensor cores (k_attention_tc.cu) where enabled and supported. */
@@ -468,7 +471,7 @@ KCUDA_API void kcuda_flash_attention_backward_16(float *dqkv, const float *dout,
     else if (kcuda_flash_attention_tc_enabled(HS))
         kcuda_flash_attention_backward_tc(dqkv, dout, qkv, out, lse, B, T, NH, NKV, HS);
     else
-        flash_backward<float>(dqkv, dout, qkv, out, lse, B, T, NH, NKV, HS);
+        flash_backward<float, float>(dqkv, dout, qkv, out, lse, B, T, NH, NKV, HS);
 }
 
 void kcuda_flash_attention_forward_bf16(__nv_bfloat16 *out, float *lse, const __nv_bfloat16 *qkv,
@@ -481,7 +484,39 @@ void kcuda_flash_attention_backward_bf16(__nv_bfloat16 *dqkv, const __nv_bfloat1
                                          const __nv_bfloat16 *qkv, const __nv_bfloat16 *out,
                                          const float *lse, int B, int T, int NH, int NKV, int HS)
 {
-    flash_backward<__nv_bfloat16>(dqkv, dout, qkv, out, lse, B, T, NH, NKV, HS);
+    flash_backward<__nv_bfloat16, __nv_bfloat16>(dqkv, dout, qkv, out, lse, B, T, NH, NKV, HS);
+}
+
+/* bf16 activations: the _16 entries' dispatch with bf16 q, k, v and O (uint16_t in the C
+ * interface, the bits of __nv_bfloat16). On bf16 inputs each path computes what its _16 twin
+ * computes — the tensor-core kernels round q, k, v to bf16 on load anyway — and rounds O once
+ * when storing it. */
+KCUDA_API void kcuda_flash_attention_forward_a16(uint16_t *out, float *lse, const uint16_t *qkv,
+                                                 int B, int T, int NH, int NKV, int HS)
+{
+    if (kcuda_flash_attention_mma_enabled(HS))
+        kcuda_flash_attention_forward_mma_a16(out, lse, qkv, B, T, NH, NKV, HS);
+    else if (kcuda_flash_attention_tc_enabled(HS))
+        kcuda_flash_attention_forward_tc_a16(out, lse, qkv, B, T, NH, NKV, HS);
+    else
+        flash_forward<__nv_bfloat16>(reinterpret_cast<__nv_bfloat16 *>(out), lse,
+                                     reinterpret_cast<const __nv_bfloat16 *>(qkv), B, T, NH, NKV,
+                                     HS);
+}
+
+KCUDA_API void kcuda_flash_attention_backward_a16(float *dqkv, const float *dout,
+                                                  const uint16_t *qkv, const uint16_t *out,
+                                                  const float *lse, int B, int T, int NH,
+                                                  int NKV, int HS)
+{
+    if (kcuda_flash_attention_mma_enabled(HS))
+        kcuda_flash_attention_backward_mma_a16(dqkv, dout, qkv, out, lse, B, T, NH, NKV, HS);
+    else if (kcuda_flash_attention_tc_enabled(HS))
+        kcuda_flash_attention_backward_tc_a16(dqkv, dout, qkv, out, lse, B, T, NH, NKV, HS);
+    else
+        flash_backward<__nv_bfloat16, float>(
+            dqkv, dout, reinterpret_cast<const __nv_bfloat16 *>(qkv),
+            reinterpret_cast<const __nv_bfloat16 *>(out), lse, B, T, NH, NKV, HS);
 }
 
 /* ---------------------------------------------------------------- materialised attention */

@@ -14,6 +14,13 @@
  * fp32 value and out = Σ bf16(p)·v / Σ p), the output accumulator, D_t = dO_t·O_t (from the fp32
  * out and dout), the gradient accumulators, and every value written to memory.
  *
+ * bf16 activations (the _a16 entries): every kernel is templated on the element type of qkv and
+ * out, fp32 or bf16. bf16 q, k, v go into the tiles as they are (the bf16 an fp32 load of the
+ * same values would give), O is rounded to bf16 (nearest) once as it is stored, and the
+ * backward's D_t widens the bf16 O; dO, lse and dqkv stay fp32. So on bf16 inputs the forward's
+ * lse and bf16(out) are the fp32 entries' bit for bit, and the backward differs only through
+ * O's rounding in D.
+ *
  * Blocks: TC_WARPS = 4 warps; each warp owns 16 rows of a 64-row tile (one WMMA fragment row),
  * so a block covers 64 queries (forward, dq) or 64 keys (dk, dv). WMMA fragments are opaque, so
  * each warp stores its 16×64 score tile to its own fp32 slice of shared memory, where lanes do
@@ -92,37 +99,64 @@ static_assert(tc_dims<128>::OACC <= 2 * tc_dims<128>::TILE, "dq/dk/dv staging fi
 static_assert(tc_dims<128>::TILE % 128 == 0 && tc_dims<64>::TILE % 128 == 0, "alignment");
 static_assert(tc_dims<64>::OACC % 128 == 0 && tc_dims<128>::OACC % 128 == 0, "alignment");
 
-/* Rows [r0, r0+64) of a head slice (row r: HS floats at src + r·stride) into a bf16 tile of
- * 64 × HLD, rounding to nearest; rows >= T are zeros (so masked products stay finite). */
-template <int HS>
-static __device__ __forceinline__ void tc_load_tile(bf16 *dst, const float *src, size_t stride,
+/* Rows [r0, r0+64) of a head slice (row r: HS values of type T, fp32 or bf16, at
+ * src + r·stride) into a bf16 tile of 64 × HLD: fp32 rounded to nearest, bf16 copied (the tile
+ * an fp32 copy of the same values gives); rows >= T are zeros (so masked products stay
+ * finite). Vector loads where every row start is aligned: a float4, or two bf16 pairs. */
+template <int HS, typename T>
+static __device__ __forceinline__ void tc_load_tile(bf16 *dst, const T *src, size_t stride,
                                                     int r0, int Tlen)
 {
     constexpr int HLD = tc_dims<HS>::HLD, C4 = HS / 4;
-    uintptr_t bits = reinterpret_cast<uintptr_t>(src) | (uintptr_t)(stride * sizeof(float));
-    bool vec = (bits & 15) == 0; /* every row start is 16-byte aligned: float4 loads */
-    for (int e = threadIdx.x; e < TC_TILE * C4; e += TC_THREADS) {
-        int r = e / C4, c = (e % C4) * 4;
-        float4 v = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
-        if (r0 + r < Tlen) {
-            const float *p = src + (size_t)(r0 + r) * stride + c;
-            if (vec)
-                v = *reinterpret_cast<const float4 *>(p);
-            else
-                v = make_float4(p[0], p[1], p[2], p[3]);
+    uintptr_t bits = reinterpret_cast<uintptr_t>(src) | (uintptr_t)(stride * sizeof(T));
+    /* Two bodies, the fp32 one as before bf16 was added: one shared body (widen bf16, round
+     * back) moved ptxas's register allocation of the fp32 kernels (mma dq at HS 64 on sm_90
+     * 127 -> 135 registers, one block less per SM; spills in the WMMA dq kernel). */
+    if constexpr (sizeof(T) == sizeof(float)) {
+        bool vec = (bits & 15) == 0;
+        for (int e = threadIdx.x; e < TC_TILE * C4; e += TC_THREADS) {
+            int r = e / C4, c = (e % C4) * 4;
+            float4 v = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+            if (r0 + r < Tlen) {
+                const T *p = src + (size_t)(r0 + r) * stride + c;
+                if (vec)
+                    v = *reinterpret_cast<const float4 *>(p);
+                else
+                    v = make_float4(p[0], p[1], p[2], p[3]);
+            }
+            __nv_bfloat162 *d = reinterpret_cast<__nv_bfloat162 *>(dst + r * HLD + c);
+            d[0] = __floats2bfloat162_rn(v.x, v.y);
+            d[1] = __floats2bfloat162_rn(v.z, v.w);
         }
-        __nv_bfloat162 *d = reinterpret_cast<__nv_bfloat162 *>(dst + r * HLD + c);
-        d[0] = __floats2bfloat162_rn(v.x, v.y);
-        d[1] = __floats2bfloat162_rn(v.z, v.w);
+    } else {
+        bool vec = (bits & 3) == 0;
+        for (int e = threadIdx.x; e < TC_TILE * C4; e += TC_THREADS) {
+            int r = e / C4, c = (e % C4) * 4;
+            __nv_bfloat162 *d = reinterpret_cast<__nv_bfloat162 *>(dst + r * HLD + c);
+            if (r0 + r >= Tlen) {
+                d[0] = d[1] = __floats2bfloat162_rn(0.0f, 0.0f);
+            } else if (vec) {
+                const __nv_bfloat162 *p =
+                    reinterpret_cast<const __nv_bfloat162 *>(src + (size_t)(r0 + r) * stride + c);
+                d[0] = p[0];
+                d[1] = p[1];
+            } else {
+                const T *p = src + (size_t)(r0 + r) * stride + c;
+                dst[r * HLD + c] = p[0];
+                dst[r * HLD + c + 1] = p[1];
+                dst[r * HLD + c + 2] = p[2];
+                dst[r * HLD + c + 3] = p[3];
+            }
+        }
     }
 }
 
-/* For the 16 query rows tw0.. of this warp: D_t = dO_t·O_t (fp32) and lse_t·log2(e) into slots
- * slot0.. of D_s and lse2_s; 0 for rows >= T. go and o point at row 0 of head h of batch b
- * (row stride O floats), lse_row at lse of (b, h, 0). */
-template <int HS>
+/* For the 16 query rows tw0.. of this warp: D_t = dO_t·O_t (fp32; O fp32 or bf16, widened) and
+ * lse_t·log2(e) into slots slot0.. of D_s and lse2_s; 0 for rows >= T. go and o point at row 0
+ * of head h of batch b (row stride O elements), lse_row at lse of (b, h, 0). */
+template <int HS, typename T>
 static __device__ __forceinline__ void tc_row_stats(float *lse2_s, float *D_s, int slot0,
-                                                    const float *go, const float *o, size_t O,
+                                                    const float *go, const T *o, size_t O,
                                                     const float *lse_row, int tw0, int Tlen)
 {
     int lane = threadIdx.x & 31;
@@ -132,7 +166,7 @@ static __device__ __forceinline__ void tc_row_stats(float *lse2_s, float *D_s, i
         if (t < Tlen) {
 #pragma unroll
             for (int d = lane; d < HS; d += 32)
-                part += go[(size_t)t * O + d] * o[(size_t)t * O + d];
+                part += go[(size_t)t * O + d] * kc_ld(o + (size_t)t * O + d);
         }
         part = kc_warp_sum(part);
         if (lane == 0) {
@@ -148,9 +182,9 @@ static __device__ __forceinline__ void tc_row_stats(float *lse2_s, float *D_s, i
  * memory. Warp w owns query rows t0 + 16w .. +15; per key tile it computes S = Q·Kᵀ (scaled to
  * log2 units), updates the running max m and sum l of each row, rescales its fp32 output rows
  * in shared memory by 2^(m_old - m_new) and adds bf16(P)·V. */
-template <int HS>
+template <int HS, typename T>
 __global__ void __launch_bounds__(TC_THREADS)
-    tc_forward_kernel(float *out, float *lse, const float *qkv, int Tlen, int NH, int NKV,
+    tc_forward_kernel(T *out, float *lse, const T *qkv, int Tlen, int NH, int NKV,
                       float scale_log2)
 {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 800
@@ -168,7 +202,7 @@ __global__ void __launch_bounds__(TC_THREADS)
     int qb = gridDim.x - 1 - blockIdx.x; /* heaviest (latest) tiles first */
     int h = blockIdx.y, b = blockIdx.z, g = h / (NH / NKV);
     size_t R = (size_t)(NH + 2 * NKV) * HS;
-    const float *base = qkv + (size_t)b * Tlen * R;
+    const T *base = qkv + (size_t)b * Tlen * R;
     int t0 = qb * TC_TILE, tw0 = t0 + 16 * warp;
     float *Sw = Ss + warp * 16 * TC_SLD, *Ow = Os + warp * 16 * OLD;
     bf16 *Pw = Ps + warp * 16 * TC_PLD;
@@ -259,9 +293,9 @@ __global__ void __launch_bounds__(TC_THREADS)
         int tt = tw0 + rr;
         if (tt >= Tlen)
             break; /* warp-uniform */
-        float *o = out + ((size_t)b * Tlen + tt) * NH * HS + (size_t)h * HS;
+        T *o = out + ((size_t)b * Tlen + tt) * NH * HS + (size_t)h * HS;
         for (int d = lane; d < HS; d += 32)
-            o[d] = Ow[rr * OLD + d] * iv;
+            kc_st(o + d, Ow[rr * OLD + d] * iv);
     }
     if (par == 0 && t < Tlen)
         lse[((size_t)b * NH + h) * Tlen + t] = m * TC_LN2 + logf(l);
@@ -274,9 +308,9 @@ __global__ void __launch_bounds__(TC_THREADS)
  * per key tile, S = Q·Kᵀ and dP = dO·Vᵀ through the warp's fp32 score slice,
  * P = 2^(S·scale·log2e - lse·log2e), dS = scale·P·(dP - D) (flash.c pass 1), dQ += bf16(dS)·K
  * in fragments; at the end dq is added to dqkv. */
-template <int HS>
+template <int HS, typename T>
 __global__ void __launch_bounds__(TC_THREADS)
-    tc_backward_dq_kernel(float *dqkv, const float *dout, const float *qkv, const float *out,
+    tc_backward_dq_kernel(float *dqkv, const float *dout, const T *qkv, const T *out,
                           const float *lse, int Tlen, int NH, int NKV, float scale,
                           float scale_log2)
 {
@@ -296,7 +330,7 @@ __global__ void __launch_bounds__(TC_THREADS)
     int qb = gridDim.x - 1 - blockIdx.x;
     int h = blockIdx.y, b = blockIdx.z, g = h / (NH / NKV);
     size_t R = (size_t)(NH + 2 * NKV) * HS, O = (size_t)NH * HS;
-    const float *base = qkv + (size_t)b * Tlen * R;
+    const T *base = qkv + (size_t)b * Tlen * R;
     const float *go = dout + (size_t)b * Tlen * O + (size_t)h * HS;
     int t0 = qb * TC_TILE, tw0 = t0 + 16 * warp;
     float *Sw = Ss + warp * 16 * TC_SLD;
@@ -408,9 +442,9 @@ __global__ void __launch_bounds__(TC_THREADS)
  * so the first one holding a query >= j0 starts at j0): Sᵀ = K·Qᵀ, Pᵀ, dV += bf16(Pᵀ)·dO,
  * dPᵀ = V·dOᵀ, dSᵀ = scale·Pᵀ·(dPᵀ - D), dK += bf16(dSᵀ)·Q (flash.c pass 2), then dk and dv
  * are added to dqkv. */
-template <int HS>
+template <int HS, typename T>
 __global__ void __launch_bounds__(TC_THREADS)
-    tc_backward_dkv_kernel(float *dqkv, const float *dout, const float *qkv, const float *out,
+    tc_backward_dkv_kernel(float *dqkv, const float *dout, const T *qkv, const T *out,
                            const float *lse, int Tlen, int NH, int NKV, float scale,
                            float scale_log2)
 {
@@ -430,7 +464,7 @@ __global__ void __launch_bounds__(TC_THREADS)
     int kb = gridDim.x - 1 - blockIdx.x; /* heaviest (earliest) key tiles first */
     int g = blockIdx.y, b = blockIdx.z, rep = NH / NKV;
     size_t R = (size_t)(NH + 2 * NKV) * HS, O = (size_t)NH * HS;
-    const float *base = qkv + (size_t)b * Tlen * R;
+    const T *base = qkv + (size_t)b * Tlen * R;
     int j0 = kb * TC_TILE, jw0 = j0 + 16 * warp;
     float *Sw = Ss + warp * 16 * TC_SLD;
     bf16 *Pw = Ps + warp * 16 * TC_PLD;
@@ -447,7 +481,7 @@ __global__ void __launch_bounds__(TC_THREADS)
     bool active = jw0 < Tlen;
     for (int h = g * rep; h < (g + 1) * rep; h++) {
         const float *go = dout + (size_t)b * Tlen * O + (size_t)h * HS;
-        const float *oh = out + (size_t)b * Tlen * O + (size_t)h * HS;
+        const T *oh = out + (size_t)b * Tlen * O + (size_t)h * HS;
         const float *lrow = lse + ((size_t)b * NH + h) * Tlen;
         for (int t0 = j0; t0 < Tlen; t0 += TC_TILE) {
             __syncthreads(); /* the previous q, dO tiles and row statistics are read */
@@ -662,15 +696,15 @@ static __device__ __forceinline__ void mm_frag_b(uint32_t (&b)[2], const bf16 *t
     b[1] = mm_ld2(p + 8);
 }
 
-/* Rows [r0, r0+64) of a head slice into a transposed bf16 tile dst[d·MM_TLD + r] (HS rows of
- * 64 positions), rounding to nearest; rows >= T are zeros. */
-template <int HS>
-static __device__ __forceinline__ void mm_load_tile_t(bf16 *dst, const float *src, size_t stride,
+/* Rows [r0, r0+64) of a head slice (fp32 or bf16) into a transposed bf16 tile
+ * dst[d·MM_TLD + r] (HS rows of 64 positions), rounding to nearest; rows >= T are zeros. */
+template <int HS, typename T>
+static __device__ __forceinline__ void mm_load_tile_t(bf16 *dst, const T *src, size_t stride,
                                                       int r0, int Tlen)
 {
     for (int e = threadIdx.x; e < TC_TILE * HS; e += TC_THREADS) {
         int r = e / HS, c = e % HS; /* consecutive threads: consecutive columns of one row */
-        float v = r0 + r < Tlen ? src[(size_t)(r0 + r) * stride + c] : 0.0f;
+        float v = r0 + r < Tlen ? kc_ld(src + (size_t)(r0 + r) * stride + c) : 0.0f;
         dst[c * MM_TLD + r] = __float2bfloat16_rn(v);
     }
 }
@@ -690,9 +724,9 @@ template <int HS> struct mm_dims {
  * t0 + 16w .. +15 (this lane: rows g and g+8 of them); per key tile: S = Q·Kᵀ in 8 column
  * tiles of 8 keys, the online softmax on the registers (a row's max and sum over its quad),
  * O += bf16(P)·V. */
-template <int HS>
+template <int HS, typename T>
 __global__ void __launch_bounds__(TC_THREADS)
-    mm_forward_kernel(float *out, float *lse, const float *qkv, int Tlen, int NH, int NKV,
+    mm_forward_kernel(T *out, float *lse, const T *qkv, int Tlen, int NH, int NKV,
                       float scale_log2)
 {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 800
@@ -706,7 +740,7 @@ __global__ void __launch_bounds__(TC_THREADS)
     int qb = gridDim.x - 1 - blockIdx.x; /* heaviest (latest) tiles first */
     int h = blockIdx.y, b = blockIdx.z, kvh = h / (NH / NKV);
     size_t R = (size_t)(NH + 2 * NKV) * HS;
-    const float *base = qkv + (size_t)b * Tlen * R;
+    const T *base = qkv + (size_t)b * Tlen * R;
     int t0 = qb * TC_TILE, tw0 = t0 + 16 * warp;
     int row[2] = {tw0 + g, tw0 + g + 8};
 
@@ -796,11 +830,11 @@ __global__ void __launch_bounds__(TC_THREADS)
         if (row[r] >= Tlen)
             continue;
         float inv = 1.0f / l[r];
-        float *op = out + ((size_t)b * Tlen + row[r]) * NH * HS + (size_t)h * HS;
+        T *op = out + ((size_t)b * Tlen + row[r]) * NH * HS + (size_t)h * HS;
 #pragma unroll
         for (int n = 0; n < ND; n++) {
-            op[8 * n + 2 * t] = o[n][2 * r] * inv;
-            op[8 * n + 2 * t + 1] = o[n][2 * r + 1] * inv;
+            kc_st(op + 8 * n + 2 * t, o[n][2 * r] * inv);
+            kc_st(op + 8 * n + 2 * t + 1, o[n][2 * r + 1] * inv);
         }
         if (t == 0)
             lse[((size_t)b * NH + h) * Tlen + row[r]] = m[r] * TC_LN2 + logf(l[r]);
@@ -811,9 +845,9 @@ __global__ void __launch_bounds__(TC_THREADS)
 /* grid (ceil(T/64), NH, B), mm_dims<HS>::DQ bytes. Warp w owns query rows t0 + 16w .. +15: per
  * key tile, S = Q·Kᵀ and dP = dO·Vᵀ in registers, P = 2^(S·scale·log2e - lse·log2e),
  * dS = scale·P·(dP - D), dQ += bf16(dS)·K; at the end dq is added to dqkv. */
-template <int HS>
+template <int HS, typename T>
 __global__ void __launch_bounds__(TC_THREADS)
-    mm_backward_dq_kernel(float *dqkv, const float *dout, const float *qkv, const float *out,
+    mm_backward_dq_kernel(float *dqkv, const float *dout, const T *qkv, const T *out,
                           const float *lse, int Tlen, int NH, int NKV, float scale,
                           float scale_log2)
 {
@@ -829,7 +863,7 @@ __global__ void __launch_bounds__(TC_THREADS)
     int qb = gridDim.x - 1 - blockIdx.x;
     int h = blockIdx.y, b = blockIdx.z, kvh = h / (NH / NKV);
     size_t R = (size_t)(NH + 2 * NKV) * HS, O = (size_t)NH * HS;
-    const float *base = qkv + (size_t)b * Tlen * R;
+    const T *base = qkv + (size_t)b * Tlen * R;
     const float *go = dout + (size_t)b * Tlen * O + (size_t)h * HS;
     int t0 = qb * TC_TILE, tw0 = t0 + 16 * warp;
     int row[2] = {tw0 + g, tw0 + g + 8};
@@ -910,9 +944,9 @@ __global__ void __launch_bounds__(TC_THREADS)
  * head g; for each query head of the group and each query tile t0 >= j0: Sᵀ = K·Qᵀ and
  * dPᵀ = V·dOᵀ in registers, Pᵀ, dV += bf16(Pᵀ)·dO, dSᵀ = scale·Pᵀ·(dPᵀ - D),
  * dK += bf16(dSᵀ)·Q; then dk and dv are added to dqkv. */
-template <int HS>
+template <int HS, typename T>
 __global__ void __launch_bounds__(TC_THREADS)
-    mm_backward_dkv_kernel(float *dqkv, const float *dout, const float *qkv, const float *out,
+    mm_backward_dkv_kernel(float *dqkv, const float *dout, const T *qkv, const T *out,
                            const float *lse, int Tlen, int NH, int NKV, float scale,
                            float scale_log2)
 {
@@ -929,7 +963,7 @@ __global__ void __launch_bounds__(TC_THREADS)
     int kb0 = gridDim.x - 1 - blockIdx.x; /* heaviest (earliest) key tiles first */
     int kvh = blockIdx.y, b = blockIdx.z, rep = NH / NKV;
     size_t R = (size_t)(NH + 2 * NKV) * HS, O = (size_t)NH * HS;
-    const float *base = qkv + (size_t)b * Tlen * R;
+    const T *base = qkv + (size_t)b * Tlen * R;
     int j0 = kb0 * TC_TILE, jw0 = j0 + 16 * warp;
     int key[2] = {jw0 + g, jw0 + g + 8}; /* this lane's key rows */
 
@@ -944,7 +978,7 @@ __global__ void __launch_bounds__(TC_THREADS)
     bool active = jw0 < Tlen;
     for (int h = kvh * rep; h < (kvh + 1) * rep; h++) {
         const float *go = dout + (size_t)b * Tlen * O + (size_t)h * HS;
-        const float *oh = out + (size_t)b * Tlen * O + (size_t)h * HS;
+        const T *oh = out + (size_t)b * Tlen * O + (size_t)h * HS;
         const float *lrow = lse + ((size_t)b * NH + h) * Tlen;
         for (int t0 = j0; t0 < Tlen; t0 += TC_TILE) {
             __syncthreads(); /* the previous q, dO tiles and row statistics are read */
@@ -1025,10 +1059,11 @@ template <typename K> static void tc_opt_in(K kernel, size_t bytes, bool *done)
     *done = true;
 }
 
-/* One forward launch: grid (ceil(T/64), NH, B), `smem` bytes (WMMA or mma.sync kernels). */
-template <typename K>
-static void launch_forward(K kernel, size_t smem, bool *opted, float *out, float *lse,
-                           const float *qkv, int B, int T, int NH, int NKV, int HS)
+/* One forward launch: grid (ceil(T/64), NH, B), `smem` bytes (WMMA or mma.sync kernels; E the
+ * element type of qkv and out, fp32 or bf16). */
+template <typename K, typename E>
+static void launch_forward(K kernel, size_t smem, bool *opted, E *out, float *lse, const E *qkv,
+                           int B, int T, int NH, int NKV, int HS)
 {
     tc_opt_in(kernel, smem, opted);
     dim3 grid((unsigned)((T + TC_TILE - 1) / TC_TILE), (unsigned)NH, (unsigned)B);
@@ -1039,11 +1074,11 @@ static void launch_forward(K kernel, size_t smem, bool *opted, float *out, float
 
 /* The backward's two launches: dq over query tiles (grid (tiles, NH, B)), then dk, dv over key
  * tiles (grid (tiles, NKV, B)). */
-template <typename KQ, typename KKV>
+template <typename KQ, typename KKV, typename E>
 static void launch_backward(KQ dq_kernel, size_t dq_smem, bool *dq_opted, KKV dkv_kernel,
                             size_t dkv_smem, bool *dkv_opted, float *dqkv, const float *dout,
-                            const float *qkv, const float *out, const float *lse, int B, int T,
-                            int NH, int NKV, int HS)
+                            const E *qkv, const E *out, const float *lse, int B, int T, int NH,
+                            int NKV, int HS)
 {
     tc_opt_in(dq_kernel, dq_smem, dq_opted);
     tc_opt_in(dkv_kernel, dkv_smem, dkv_opted);
@@ -1057,21 +1092,21 @@ static void launch_backward(KQ dq_kernel, size_t dq_smem, bool *dq_opted, KKV dk
     CUDA_LAUNCH_CHECK();
 }
 
-template <int HS>
-static void tc_forward(float *out, float *lse, const float *qkv, int B, int T, int NH, int NKV)
+template <int HS, typename E>
+static void tc_forward(E *out, float *lse, const E *qkv, int B, int T, int NH, int NKV)
 {
     static bool opted;
-    launch_forward(tc_forward_kernel<HS>, tc_dims<HS>::FWD, &opted, out, lse, qkv, B, T, NH, NKV,
-                   HS);
+    launch_forward(tc_forward_kernel<HS, E>, tc_dims<HS>::FWD, &opted, out, lse, qkv, B, T, NH,
+                   NKV, HS);
 }
 
-template <int HS>
-static void tc_backward(float *dqkv, const float *dout, const float *qkv, const float *out,
+template <int HS, typename E>
+static void tc_backward(float *dqkv, const float *dout, const E *qkv, const E *out,
                         const float *lse, int B, int T, int NH, int NKV)
 {
     static bool opted_dq, opted_dkv;
-    launch_backward(tc_backward_dq_kernel<HS>, tc_dims<HS>::BWD, &opted_dq,
-                    tc_backward_dkv_kernel<HS>, tc_dims<HS>::BWD, &opted_dkv, dqkv, dout, qkv,
+    launch_backward(tc_backward_dq_kernel<HS, E>, tc_dims<HS>::BWD, &opted_dq,
+                    tc_backward_dkv_kernel<HS, E>, tc_dims<HS>::BWD, &opted_dkv, dqkv, dout, qkv,
                     out, lse, B, T, NH, NKV, HS);
 }
 
@@ -1122,56 +1157,32 @@ KCUDA_API bool kcuda_flash_attention_mma_enabled(int HS)
     return tc_choice() == TC_CHOICE_MMA && kcuda_flash_attention_mma_supported(HS);
 }
 
-template <int HS>
-static void mm_forward(float *out, float *lse, const float *qkv, int B, int T, int NH, int NKV)
+template <int HS, typename E>
+static void mm_forward(E *out, float *lse, const E *qkv, int B, int T, int NH, int NKV)
 {
     static bool opted;
-    launch_forward(mm_forward_kernel<HS>, mm_dims<HS>::FWD, &opted, out, lse, qkv, B, T, NH, NKV,
-                   HS);
+    launch_forward(mm_forward_kernel<HS, E>, mm_dims<HS>::FWD, &opted, out, lse, qkv, B, T, NH,
+                   NKV, HS);
 }
 
-template <int HS>
-static void mm_backward(float *dqkv, const float *dout, const float *qkv, const float *out,
+template <int HS, typename E>
+static void mm_backward(float *dqkv, const float *dout, const E *qkv, const E *out,
                         const float *lse, int B, int T, int NH, int NKV)
 {
     static bool opted_dq, opted_dkv;
-    launch_backward(mm_backward_dq_kernel<HS>, mm_dims<HS>::DQ, &opted_dq,
-                    mm_backward_dkv_kernel<HS>, mm_dims<HS>::DKV, &opted_dkv, dqkv, dout, qkv,
+    launch_backward(mm_backward_dq_kernel<HS, E>, mm_dims<HS>::DQ, &opted_dq,
+                    mm_backward_dkv_kernel<HS, E>, mm_dims<HS>::DKV, &opted_dkv, dqkv, dout, qkv,
                     out, lse, B, T, NH, NKV, HS);
 }
 
-KCUDA_API void kcuda_flash_attention_forward_mma(float *out, float *lse, const float *qkv, int B,
-                                                 int T, int NH, int NKV, int HS)
+/* An unsupported head size or device is a caller bug (the _supported queries say which are
+ * supported): abort loudly. */
+static void mma_require(int HS)
 {
-    if (B <= 0 || T <= 0)
-        return;
     if (!kcuda_flash_attention_mma_supported(HS))
         cuda_fail(cudaErrorInvalidValue, "mma attention: head size or device unsupported",
                   __FILE__, __LINE__);
-    if (HS == 64)
-        mm_forward<64>(out, lse, qkv, B, T, NH, NKV);
-    else
-        mm_forward<128>(out, lse, qkv, B, T, NH, NKV);
 }
-
-KCUDA_API void kcuda_flash_attention_backward_mma(float *dqkv, const float *dout,
-                                                  const float *qkv, const float *out,
-                                                  const float *lse, int B, int T, int NH,
-                                                  int NKV, int HS)
-{
-    if (B <= 0 || T <= 0)
-        return;
-    if (!kcuda_flash_attention_mma_supported(HS))
-        cuda_fail(cudaErrorInvalidValue, "mma attention: head size or device unsupported",
-                  __FILE__, __LINE__);
-    if (HS == 64)
-        mm_backward<64>(dqkv, dout, qkv, out, lse, B, T, NH, NKV);
-    else
-        mm_backward<128>(dqkv, dout, qkv, out, lse, B, T, NH, NKV);
-}
-
-/* An unsupported head size or device is a caller bug (kcuda_flash_attention_tc_supported says
- * which are supported): abort loudly. */
 static void tc_require(int HS)
 {
     if (!kcuda_flash_attention_tc_supported(HS))
@@ -1179,8 +1190,36 @@ static void tc_require(int HS)
                   __FILE__, __LINE__);
 }
 
-KCUDA_API void kcuda_flash_attention_forward_tc(float *out, float *lse, const float *qkv, int B,
-                                                int T, int NH, int NKV, int HS)
+/* The entries for either element type of qkv and out: fp32 (the _16 paths) or bf16 (_a16). */
+template <typename E>
+static void mma_entry_forward(E *out, float *lse, const E *qkv, int B, int T, int NH, int NKV,
+                              int HS)
+{
+    if (B <= 0 || T <= 0)
+        return;
+    mma_require(HS);
+    if (HS == 64)
+        mm_forward<64>(out, lse, qkv, B, T, NH, NKV);
+    else
+        mm_forward<128>(out, lse, qkv, B, T, NH, NKV);
+}
+
+template <typename E>
+static void mma_entry_backward(float *dqkv, const float *dout, const E *qkv, const E *out,
+                               const float *lse, int B, int T, int NH, int NKV, int HS)
+{
+    if (B <= 0 || T <= 0)
+        return;
+    mma_require(HS);
+    if (HS == 64)
+        mm_backward<64>(dqkv, dout, qkv, out, lse, B, T, NH, NKV);
+    else
+        mm_backward<128>(dqkv, dout, qkv, out, lse, B, T, NH, NKV);
+}
+
+template <typename E>
+static void tc_entry_forward(E *out, float *lse, const E *qkv, int B, int T, int NH, int NKV,
+                             int HS)
 {
     if (B <= 0 || T <= 0)
         return;
@@ -1191,9 +1230,9 @@ KCUDA_API void kcuda_flash_attention_forward_tc(float *out, float *lse, const fl
         tc_forward<128>(out, lse, qkv, B, T, NH, NKV);
 }
 
-KCUDA_API void kcuda_flash_attention_backward_tc(float *dqkv, const float *dout, const float *qkv,
-                                                 const float *out, const float *lse, int B, int T,
-                                                 int NH, int NKV, int HS)
+template <typename E>
+static void tc_entry_backward(float *dqkv, const float *dout, const E *qkv, const E *out,
+                              const float *lse, int B, int T, int NH, int NKV, int HS)
 {
     if (B <= 0 || T <= 0)
         return;
@@ -1202,4 +1241,71 @@ KCUDA_API void kcuda_flash_attention_backward_tc(float *dqkv, const float *dout,
         tc_backward<64>(dqkv, dout, qkv, out, lse, B, T, NH, NKV);
     else
         tc_backward<128>(dqkv, dout, qkv, out, lse, B, T, NH, NKV);
+}
+
+KCUDA_API void kcuda_flash_attention_forward_mma(float *out, float *lse, const float *qkv, int B,
+                                                 int T, int NH, int NKV, int HS)
+{
+    mma_entry_forward(out, lse, qkv, B, T, NH, NKV, HS);
+}
+
+KCUDA_API void kcuda_flash_attention_backward_mma(float *dqkv, const float *dout,
+                                                  const float *qkv, const float *out,
+                                                  const float *lse, int B, int T, int NH,
+                                                  int NKV, int HS)
+{
+    mma_entry_backward(dqkv, dout, qkv, out, lse, B, T, NH, NKV, HS);
+}
+
+KCUDA_API void kcuda_flash_attention_forward_tc(float *out, float *lse, const float *qkv, int B,
+                                                int T, int NH, int NKV, int HS)
+{
+    tc_entry_forward(out, lse, qkv, B, T, NH, NKV, HS);
+}
+
+KCUDA_API void kcuda_flash_attention_backward_tc(float *dqkv, const float *dout, const float *qkv,
+                                                 const float *out, const float *lse, int B, int T,
+                                                 int NH, int NKV, int HS)
+{
+    tc_entry_backward(dqkv, dout, qkv, out, lse, B, T, NH, NKV, HS);
+}
+
+/* bf16 q, k, v and O (uint16_t in the C interface: the bits of __nv_bfloat16). */
+static bf16 *as_bf16(uint16_t *p)
+{
+    return reinterpret_cast<bf16 *>(p);
+}
+static const bf16 *as_bf16(const uint16_t *p)
+{
+    return reinterpret_cast<const bf16 *>(p);
+}
+
+KCUDA_API void kcuda_flash_attention_forward_mma_a16(uint16_t *out, float *lse,
+                                                     const uint16_t *qkv, int B, int T, int NH,
+                                                     int NKV, int HS)
+{
+    mma_entry_forward(as_bf16(out), lse, as_bf16(qkv), B, T, NH, NKV, HS);
+}
+
+KCUDA_API void kcuda_flash_attention_backward_mma_a16(float *dqkv, const float *dout,
+                                                      const uint16_t *qkv, const uint16_t *out,
+                                                      const float *lse, int B, int T, int NH,
+                                                      int NKV, int HS)
+{
+    mma_entry_backward(dqkv, dout, as_bf16(qkv), as_bf16(out), lse, B, T, NH, NKV, HS);
+}
+
+KCUDA_API void kcuda_flash_attention_forward_tc_a16(uint16_t *out, float *lse,
+                                                    const uint16_t *qkv, int B, int T, int NH,
+                                                    int NKV, int HS)
+{
+    tc_entry_forward(as_bf16(out), lse, as_bf16(qkv), B, T, NH, NKV, HS);
+}
+
+KCUDA_API void kcuda_flash_attention_backward_tc_a16(float *dqkv, const float *dout,
+                                                     const uint16_t *qkv, const uint16_t *out,
+                                                     const float *lse, int B, int T, int NH,
+                                                     int NKV, int HS)
+{
+    tc_entry_backward(dqkv, dout, as_bf16(qkv), as_bf16(out), lse, B, T, NH, NKV, HS);
 }

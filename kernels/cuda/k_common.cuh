@@ -102,6 +102,17 @@ static inline bool kc_aligned16(const void *a, const void *b = nullptr, const vo
     return (((uintptr_t)a | (uintptr_t)b | (uintptr_t)c) & 15u) == 0;
 }
 
+/* The bf16 view of a uint16_t buffer (the entries' bf16 bit patterns), so that the templated
+ * kernels pick the kc_ld / kc_st overloads that widen and round. */
+static inline __nv_bfloat16 *kc_bf16(uint16_t *p)
+{
+    return reinterpret_cast<__nv_bfloat16 *>(p);
+}
+static inline const __nv_bfloat16 *kc_bf16(const uint16_t *p)
+{
+    return reinterpret_cast<const __nv_bfloat16 *>(p);
+}
+
 /* ---------------------------------------------------------------- extra entries
  * C-linkage entries of the k_*.cu files beyond the backend table (declared here so the files
  * and tests/gpu agree on them): one-launch optimizer updates over many parameter segments, and

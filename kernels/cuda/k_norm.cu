@@ -14,7 +14,12 @@
 #define COLS_SLICE 32         /* columns per block in the weight-gradient kernels */
 #define ROW_GROUPS 32         /* row strides per block in the weight-gradient kernels */
 
-__global__ void layernorm_forward_kernel(float *out, float *mean, float *rstd, const float *inp,
+/* The forward kernels are templated on the output's element type: float (the fp32 entries) or
+ * __nv_bfloat16 (the _a16 entries: the same fp32 arithmetic, the output rounded once by kc_st),
+ * so the saved statistics of both are the same bits. bias may be NULL (model.c passes NULL for
+ * a LayerNorm without one): nothing is added. */
+template <typename TO>
+__global__ void layernorm_forward_kernel(TO *out, float *mean, float *rstd, const float *inp,
                                          const float *weight, const float *bias, int N, int C,
                                          float eps)
 {
@@ -23,7 +28,7 @@ __global__ void layernorm_forward_kernel(float *out, float *mean, float *rstd, c
     if (row >= N)
         return;
     const float *x = inp + (size_t)row * C;
-    float *y = out + (size_t)row * C;
+    TO *y = out + (size_t)row * C;
     float s = 0.0f;
     for (int c = lane; c < C; c += 32)
         s += x[c];
@@ -34,8 +39,12 @@ __global__ void layernorm_forward_kernel(float *out, float *mean, float *rstd, c
         v += d * d;
     }
     float r = rsqrtf(kc_warp_sum(v) / (float)C + eps);
-    for (int c = lane; c < C; c += 32)
-        y[c] = (x[c] - m) * r * weight[c] + bias[c];
+    if (bias)
+        for (int c = lane; c < C; c += 32)
+            kc_st(y + c, (x[c] - m) * r * weight[c] + bias[c]);
+    else
+        for (int c = lane; c < C; c += 32)
+            kc_st(y + c, (x[c] - m) * r * weight[c]);
     if (lane == 0) {
         if (mean)
             mean[row] = m;
@@ -134,7 +143,8 @@ __global__ void norm_backward_weight_pass2(float *dweight, float *dbias, const f
         dbias[c] += b;
 }
 
-__global__ void rmsnorm_forward_kernel(float *out, float *rstd, const float *inp,
+template <typename TO>
+__global__ void rmsnorm_forward_kernel(TO *out, float *rstd, const float *inp,
                                        const float *weight, int N, int C, float eps)
 {
     int lane = threadIdx.x & 31;
@@ -142,13 +152,13 @@ __global__ void rmsnorm_forward_kernel(float *out, float *rstd, const float *inp
     if (row >= N)
         return;
     const float *x = inp + (size_t)row * C;
-    float *y = out + (size_t)row * C;
+    TO *y = out + (size_t)row * C;
     float ss = 0.0f;
     for (int c = lane; c < C; c += 32)
         ss += x[c] * x[c];
     float r = rsqrtf(kc_warp_sum(ss) / (float)C + eps);
     for (int c = lane; c < C; c += 32)
-        y[c] = x[c] * r * weight[c];
+        kc_st(y + c, x[c] * r * weight[c]);
     if (lane == 0 && rstd)
         rstd[row] = r;
 }
@@ -203,15 +213,40 @@ static void weight_grads(float *dweight, float *dbias, const float *dout, const 
     }
 }
 
+template <typename TO>
+static void layernorm_forward(TO *out, float *mean, float *rstd, const float *inp,
+                              const float *weight, const float *bias, int N, int C, float eps)
+{
+    if (N <= 0 || C <= 0)
+        return;
+    layernorm_forward_kernel<TO><<<row_blocks(N), NORM_ROWS_PER_BLOCK * 32, 0, cuda_stream()>>>(
+        out, mean, rstd, inp, weight, bias, N, C, eps);
+    CUDA_LAUNCH_CHECK();
+}
+
+template <typename TO>
+static void rmsnorm_forward(TO *out, float *rstd, const float *inp, const float *weight, int N,
+                            int C, float eps)
+{
+    if (N <= 0 || C <= 0)
+        return;
+    rmsnorm_forward_kernel<TO><<<row_blocks(N), NORM_ROWS_PER_BLOCK * 32, 0, cuda_stream()>>>(
+        out, rstd, inp, weight, N, C, eps);
+    CUDA_LAUNCH_CHECK();
+}
+
 KCUDA_API void kcuda_layernorm_forward(float *out, float *mean, float *rstd, const float *inp,
                                        const float *weight, const float *bias, int N, int C,
                                        float eps)
 {
-    if (N <= 0 || C <= 0)
-        return;
-    layernorm_forward_kernel<<<row_blocks(N), NORM_ROWS_PER_BLOCK * 32, 0, cuda_stream()>>>(
-        out, mean, rstd, inp, weight, bias, N, C, eps);
-    CUDA_LAUNCH_CHECK();
+    layernorm_forward(out, mean, rstd, inp, weight, bias, N, C, eps);
+}
+
+KCUDA_API void kcuda_layernorm_forward_a16(uint16_t *out, float *mean, float *rstd,
+                                           const float *inp, const float *weight,
+                                           const float *bias, int N, int C, float eps)
+{
+    layernorm_forward(kc_bf16(out), mean, rstd, inp, weight, bias, N, C, eps);
 }
 
 KCUDA_API void kcuda_layernorm_backward(float *dinp, float *dweight, float *dbias,
@@ -230,11 +265,13 @@ KCUDA_API void kcuda_layernorm_backward(float *dinp, float *dweight, float *dbia
 KCUDA_API void kcuda_rmsnorm_forward(float *out, float *rstd, const float *inp,
                                      const float *weight, int N, int C, float eps)
 {
-    if (N <= 0 || C <= 0)
-        return;
-    rmsnorm_forward_kernel<<<row_blocks(N), NORM_ROWS_PER_BLOCK * 32, 0, cuda_stream()>>>(
-        out, rstd, inp, weight, N, C, eps);
-    CUDA_LAUNCH_CHECK();
+    rmsnorm_forward(out, rstd, inp, weight, N, C, eps);
+}
+
+KCUDA_API void kcuda_rmsnorm_forward_a16(uint16_t *out, float *rstd, const float *inp,
+                                         const float *weight, int N, int C, float eps)
+{
+    rmsnorm_forward(kc_bf16(out), rstd, inp, weight, N, C, eps);
 }
 
 KCUDA_API void kcuda_rmsnorm_backward(float *dinp, float *dweight, const float *dout,

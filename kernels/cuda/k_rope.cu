@@ -19,8 +19,10 @@ __global__ void rope_tables_kernel(float *cos_tab, float *sin_tab, int maxT, int
     }
 }
 
-/* sign +1: forward rotation; -1: its transpose (backward). */
-__global__ void rope_apply_kernel(float *x, const float *cos_tab, const float *sin_tab, int BT,
+/* sign +1: forward rotation; -1: its transpose (backward). TX: float, or __nv_bfloat16 (the _a16
+ * entry: each value widened, rotated in fp32 as the fp32 entry does, rounded once). */
+template <typename TX>
+__global__ void rope_apply_kernel(TX *x, const float *cos_tab, const float *sin_tab, int BT,
                                   int T, int row_stride, int n_heads, int HS, int pos_offset,
                                   float sign)
 {
@@ -33,10 +35,10 @@ __global__ void rope_apply_kernel(float *x, const float *cos_tab, const float *s
         size_t i = rh / n_heads;
         int p = pos_offset + (int)(i % T);
         float cs = cos_tab[(size_t)p * half + j], sn = sign * sin_tab[(size_t)p * half + j];
-        float *a = x + i * row_stride + (size_t)h * HS;
-        float x1 = a[j], x2 = a[j + half];
-        a[j] = x1 * cs - x2 * sn;
-        a[j + half] = x2 * cs + x1 * sn;
+        TX *a = x + i * row_stride + (size_t)h * HS;
+        float x1 = kc_ld(a + j), x2 = kc_ld(a + j + half);
+        kc_st(a + j, x1 * cs - x2 * sn);
+        kc_st(a + j + half, x2 * cs + x1 * sn);
     }
 }
 
@@ -55,13 +57,14 @@ KCUDA_API void kcuda_rope_tables(float *cos_tab, float *sin_tab, int maxT, int H
     CUDA_LAUNCH_CHECK();
 }
 
-static void rope_apply(float *x, const float *cos_tab, const float *sin_tab, int B, int T,
+template <typename TX>
+static void rope_apply(TX *x, const float *cos_tab, const float *sin_tab, int B, int T,
                        int row_stride, int n_heads, int HS, int pos_offset, float sign)
 {
     int BT = B * T;
     if (BT <= 0 || n_heads <= 0 || HS < 2)
         return;
-    rope_apply_kernel<<<ew_blocks((size_t)BT * n_heads * (HS / 2)), 256, 0, cuda_stream()>>>(
+    rope_apply_kernel<TX><<<ew_blocks((size_t)BT * n_heads * (HS / 2)), 256, 0, cuda_stream()>>>(
         x, cos_tab, sin_tab, BT, T, row_stride, n_heads, HS, pos_offset, sign);
     CUDA_LAUNCH_CHECK();
 }
@@ -80,4 +83,12 @@ KCUDA_API void kcuda_rope_backward(float *dx, const float *cos_tab, const float 
 {
     (void)maxT;
     rope_apply(dx, cos_tab, sin_tab, B, T, row_stride, n_heads, HS, pos_offset, -1.0f);
+}
+
+KCUDA_API void kcuda_rope_forward_a16(uint16_t *x, const float *cos_tab, const float *sin_tab,
+                                      int B, int T, int row_stride, int n_heads, int HS, int maxT,
+                                      int pos_offset)
+{
+    (void)maxT;
+    rope_apply(kc_bf16(x), cos_tab, sin_tab, B, T, row_stride, n_heads, HS, pos_offset, 1.0f);
 }

@@ -36,8 +36,15 @@
  *    partner (kcuda_matmul_backward_input_dgelu) is the second matmul's input-gradient GEMM
  *    with the DGELU epilogue, reading the pre-activation as aux: d(pre) in one GEMM, written
  *    (beta 0); its fallback scales the plain product by gelu' (dgelu_inplace_kernel).
- * Not here: bf16 activations in and out (struct backend carries fp32 activations), the int8
- * weight-only matmul. */
+ *  - bf16 activations (the _a16 entries, backend.h): the activation operand is bf16 already, so
+ *    the GEMMs read it in place (no rounding pass, no chunks in the forward); D is fp32 or bf16
+ *    (CUDA_R_16BF: cuBLASLt rounds the fp32 result once, nearest even), the bias and the GELU
+ *    aux take D's type as cuBLASLt requires. Where no algorithm takes the BIAS epilogue with a
+ *    bf16 D, D is filled with the bias and the GEMM adds to it (beta 1), so the sum is still
+ *    rounded once. The backward rounds dout chunk by chunk as the 16-bit backward does; with a
+ *    bf16 pre-activation it scales the written input gradient by gelu'(pre) in a pass of its own
+ *    rather than hand cuBLASLt's DGELU a bf16 aux beside an fp32 D.
+ * Not here: the int8 weight-only matmul. */
 #include "kernels/cuda/cuda_int.cuh"
 #include "kernels/cuda/k_common.cuh"
 
@@ -73,12 +80,21 @@ template <typename T> __global__ static void f32_to_16_kernel(T *dst, const floa
         store_16(&dst[i], src[i]);
 }
 
-/* d[i] *= gelu'(pre[i]): the DGELU epilogue's fallback. */
-__global__ static void dgelu_inplace_kernel(float *d, const float *pre, size_t n)
+/* d[i] *= gelu'(pre[i]) for fp32 or bf16 pre (widened): the DGELU epilogue's fallback, and the
+ * bf16-activation backward's GELU step. */
+template <typename T> __global__ static void dgelu_inplace_kernel(float *d, const T *pre, size_t n)
 {
     size_t stride = (size_t)gridDim.x * blockDim.x;
     for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride)
-        d[i] = kc_gelu_grad(pre[i]) * d[i];
+        d[i] = kc_gelu_grad(kc_ld(&pre[i])) * d[i];
+}
+
+/* d[0..n) *= gelu'(pre[0..n)). */
+template <typename T> static void dgelu_inplace(float *d, const T *pre, size_t n)
+{
+    unsigned blocks = cuda_blocks(n, 256), cap = cuda_fill_blocks(256, 8);
+    dgelu_inplace_kernel<<<blocks < cap ? blocks : cap, 256, 0, cuda_stream()>>>(d, pre, n);
+    CUDA_LAUNCH_CHECK();
 }
 
 /* out(N,OC) += bias(OC) per row: the fallback when no algorithm takes the BIAS epilogue. */
@@ -88,6 +104,17 @@ __global__ static void add_bias_kernel(float *out, const float *bias, size_t N, 
     size_t stride = (size_t)gridDim.x * blockDim.x;
     for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < total; i += stride)
         out[i] += bias[i % (size_t)OC];
+}
+
+/* out(N,OC) = bias(OC) on every row (2-byte elements): with a bf16 D, the BIAS epilogue's
+ * fallback fills D with the bias and runs the GEMM with beta = 1, so the sum is rounded to bf16
+ * once, as the epilogue rounds it (adding the bias to a rounded D would round twice). */
+__global__ static void fill_rows_kernel(uint16_t *out, const uint16_t *bias, size_t N, int OC)
+{
+    size_t total = N * (size_t)OC;
+    size_t stride = (size_t)gridDim.x * blockDim.x;
+    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < total; i += stride)
+        out[i] = bias[i % (size_t)OC];
 }
 
 /* Pass 1 of dbias: block (32, 8) sums column bx·32+tx over rows by·8+ty, by·8+ty+gy·8, ...;
@@ -174,7 +201,8 @@ static void to_16(const struct lp_fmt *f, void *dst, const float *src, size_t n)
 
 /* ---------------------------------------------------------------- cuBLASLt wrapper */
 
-/* One GEMM in cuBLASLt's column-major terms: D(m,n) = alpha·op(A)·op(B) + beta·D [+ bias(m)]. */
+/* One GEMM in cuBLASLt's column-major terms: D(m,n) = alpha·op(A)·op(B) + beta·D [+ bias(m)].
+ * D is CUDA_R_32F, or CUDA_R_16BF (the bf16-activation forward, always written: beta 0). */
 struct lt_gemm {
     cublasOperation_t ta, tb;
     int m, n, k;
@@ -183,12 +211,13 @@ struct lt_gemm {
     cublasComputeType_t compute;
     const void *A, *B;
     void *D;
-    const float *bias; /* NULL: no epilogue */
+    const void *bias; /* of D's type (cuBLASLt's rule for the bias); NULL: no epilogue */
     float beta;
     /* GELU fused (kcuda_matmul_gelu_forward): D = gelu(product + bias) and aux = product +
-     * bias (ld ldd, fp32); NULL: no GELU. With dgelu, aux is an input instead
-     * (kcuda_matmul_backward_input_dgelu): D = product · gelu'(aux). */
-    float *aux;
+     * bias (ld ldd, D's type: cuBLASLt's default for the aux); NULL: no GELU. With dgelu, aux
+     * is an fp32 input instead (kcuda_matmul_backward_input_dgelu; D fp32): D = product ·
+     * gelu'(aux). */
+    void *aux;
     bool dgelu;
 };
 
@@ -196,7 +225,10 @@ struct lt_key {
     int ta, tb, m, n, k;
     int64_t lda, ldb, ldd;
     int ab_type, d_type, compute, bias, beta_nonzero, gelu;
-    uint32_t align;
+    /* Pointer alignment (ptr_align) of A, B, D (C is D) and of the bias and aux together: each
+     * matrix's own, so a 2-byte-aligned bf16 operand does not make the heuristic look for an fp32
+     * D aligned to 2 bytes. */
+    uint32_t align[4];
 };
 
 struct lt_plan {
@@ -211,18 +243,14 @@ struct lt_plan {
 static struct lt_plan g_cache[LT_CACHE_MAX];
 static int g_cache_n;
 
-/* Largest power of two (<= 256) dividing every pointer: the alignment the heuristic may
+/* Largest power of two (<= 256) dividing the non-NULL pointers: the alignment the heuristic may
  * assume. */
-static uint32_t ptr_align(const void *const *ptrs, int n)
+static uint32_t ptr_align(const void *x, const void *y = NULL)
 {
     uint32_t a = 256;
-    for (int i = 0; i < n; i++) {
-        if (!ptrs[i])
-            continue;
-        uintptr_t p = (uintptr_t)ptrs[i];
-        while (a > 1 && (p & (a - 1)))
-            a >>= 1;
-    }
+    uintptr_t p = (uintptr_t)x | (uintptr_t)y;
+    while (a > 1 && (p & (a - 1)))
+        a >>= 1;
     return a;
 }
 
@@ -238,7 +266,7 @@ static void plan_release(struct lt_plan *p)
  * the BIAS epilogue; with_gelu: GELU_AUX (GELU_AUX_BIAS with the bias), writing the
  * pre-activation to g->aux. */
 static bool plan_build(struct lt_plan *p, const struct lt_gemm *g, bool with_bias, bool with_gelu,
-                       uint32_t align)
+                       const uint32_t *align)
 {
     CUBLAS_CHECK(cublasLtMatmulDescCreate(&p->op, g->compute, CUDA_R_32F));
     CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_TRANSA, &g->ta,
@@ -254,7 +282,7 @@ static bool plan_build(struct lt_plan *p, const struct lt_gemm *g, bool with_bia
                                                     sizeof epi));
     }
     if (with_bias) {
-        int32_t bias_type = CUDA_R_32F;
+        int32_t bias_type = g->d_type; /* cublasLt.h: the bias has D's type */
         CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE,
                                                     &bias_type, sizeof bias_type));
         CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_BIAS_POINTER,
@@ -283,8 +311,11 @@ static bool plan_build(struct lt_plan *p, const struct lt_gemm *g, bool with_bia
     cublasLtMatmulPreferenceAttributes_t al[] = {
         CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES,
         CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES};
+    /* A, B, C (= D), D; the bias's and aux's alignment the heuristic reads from their pointers. */
+    const uint32_t *al_val[] = {&align[0], &align[1], &align[2], &align[2]};
     for (size_t i = 0; i < sizeof al / sizeof al[0]; i++)
-        CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, al[i], &align, sizeof align));
+        CUBLAS_CHECK(
+            cublasLtMatmulPreferenceSetAttribute(pref, al[i], al_val[i], sizeof(uint32_t)));
     cublasLtMatmulHeuristicResult_t res;
     int nres = 0;
     cublasStatus_t st = cublasLtMatmulAlgoGetHeuristic(g_lt, p->op, p->a, p->b, p->d, p->d, pref,
@@ -304,7 +335,6 @@ static bool plan_build(struct lt_plan *p, const struct lt_gemm *g, bool with_bia
  * without the epilogue: a shape or alignment this file never produces. */
 static const struct lt_plan *plan_get(const struct lt_gemm *g, struct lt_plan *tmp)
 {
-    const void *ptrs[] = {g->A, g->B, g->D, g->bias, g->aux};
     struct lt_key key;
     memset(&key, 0, sizeof key);
     key.ta = (int)g->ta;
@@ -321,7 +351,10 @@ static const struct lt_plan *plan_get(const struct lt_gemm *g, struct lt_plan *t
     key.bias = g->bias != NULL;
     key.beta_nonzero = g->beta != 0.0f;
     key.gelu = g->aux == NULL ? 0 : g->dgelu ? 2 : 1;
-    key.align = ptr_align(ptrs, 5);
+    key.align[0] = ptr_align(g->A);
+    key.align[1] = ptr_align(g->B);
+    key.align[2] = ptr_align(g->D);
+    key.align[3] = ptr_align(g->bias, g->aux);
     for (int i = 0; i < g_cache_n; i++)
         if (memcmp(&g_cache[i].key, &key, sizeof key) == 0)
             return &g_cache[i];
@@ -337,9 +370,9 @@ static const struct lt_plan *plan_get(const struct lt_gemm *g, struct lt_plan *t
         !(bias && plan_build(p, g, false, false, key.align))) {
         fprintf(stderr,
                 "cublasLt: no algorithm for m=%d n=%d k=%d (lda %lld ldb %lld ldd %lld, "
-                "alignment %u bytes)\n",
+                "alignment of A %u, B %u, D %u bytes)\n",
                 g->m, g->n, g->k, (long long)g->lda, (long long)g->ldb, (long long)g->ldd,
-                key.align);
+                key.align[0], key.align[1], key.align[2]);
         abort();
     }
     if (p != tmp)
@@ -363,6 +396,16 @@ static void lt_run(const struct lt_gemm *g)
         CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(
             p->op, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, &g->aux, sizeof g->aux));
     float alpha = 1.0f, beta = g->beta;
+    const bool d16 = g->d_type != CUDA_R_32F;
+    if (g->bias && !p->use_epilogue && d16) {
+        /* Unfused bias, bf16 D (written, beta 0, ld m): D = bias, then the GEMM adds to it. */
+        size_t total = (size_t)g->n * g->m;
+        unsigned blocks = cuda_blocks(total, 256), cap = cuda_fill_blocks(256, 8);
+        fill_rows_kernel<<<blocks < cap ? blocks : cap, 256, 0, cuda_stream()>>>(
+            (uint16_t *)g->D, (const uint16_t *)g->bias, (size_t)g->n, g->m);
+        CUDA_LAUNCH_CHECK();
+        beta = 1.0f;
+    }
     if (g->k <= 0) {
         if (beta == 0.0f)
             CUDA_CHECK(cudaMemsetAsync(g->D, 0,
@@ -374,26 +417,26 @@ static void lt_run(const struct lt_gemm *g)
                                     p->d, g->D, p->d, &p->algo, g_lt_ws, LT_WORKSPACE_BYTES,
                                     cuda_stream()));
     }
-    if (g->bias && !p->use_epilogue) {
+    if (g->bias && !p->use_epilogue && !d16) {
         /* D is column-major (m, n) = row-major (n rows, m columns): bias runs along m. */
         size_t total = (size_t)g->n * g->m;
         unsigned blocks = cuda_blocks(total, 256), cap = cuda_fill_blocks(256, 8);
         add_bias_kernel<<<blocks < cap ? blocks : cap, 256, 0, cuda_stream()>>>(
-            (float *)g->D, g->bias, (size_t)g->n, g->m);
+            (float *)g->D, (const float *)g->bias, (size_t)g->n, g->m);
         CUDA_LAUNCH_CHECK();
     }
+    size_t d_elems = (size_t)g->ldd * g->n;
     if (g->aux && !p->gelu_fused && g->dgelu) {
         /* Unfused DGELU: D holds the product; scale it by gelu'(aux) in place. */
-        size_t total = (size_t)g->ldd * g->n;
-        unsigned blocks = cuda_blocks(total, 256), cap = cuda_fill_blocks(256, 8);
-        dgelu_inplace_kernel<<<blocks < cap ? blocks : cap, 256, 0, cuda_stream()>>>(
-            (float *)g->D, g->aux, total);
-        CUDA_LAUNCH_CHECK();
+        dgelu_inplace((float *)g->D, (const float *)g->aux, d_elems);
     } else if (g->aux && !p->gelu_fused) {
         /* Unfused: D holds the pre-activation; keep it in aux and write gelu(aux) to D. */
-        size_t bytes = (size_t)g->ldd * g->n * sizeof(float);
+        size_t bytes = d_elems * (d16 ? 2 : sizeof(float));
         CUDA_CHECK(cudaMemcpyAsync(g->aux, g->D, bytes, cudaMemcpyDeviceToDevice, cuda_stream()));
-        kcuda_gelu_forward((float *)g->D, g->aux, (size_t)g->ldd * g->n);
+        if (d16)
+            kcuda_gelu_forward_a16((uint16_t *)g->D, (const uint16_t *)g->aux, d_elems);
+        else
+            kcuda_gelu_forward((float *)g->D, (const float *)g->aux, d_elems);
     }
     if (p == &tmp)
         plan_release(&tmp);
@@ -402,8 +445,8 @@ static void lt_run(const struct lt_gemm *g)
 /* out(N,OC) (+)= inp(N,C)·W(OC,C)ᵀ [+ bias], row-major, as outᵀ = op_T(W)·inpᵀ; with aux,
  * out = gelu(that) and aux(N,OC) = that (the fused MLP forward). */
 static void gemm_forward(void *out, cudaDataType_t out_type, const void *inp, const void *w,
-                         const float *bias, int N, int C, int OC, cudaDataType_t ab_type,
-                         cublasComputeType_t compute, float *aux)
+                         const void *bias, int N, int C, int OC, cudaDataType_t ab_type,
+                         cublasComputeType_t compute, void *aux)
 {
     /* struct lt_gemm order: transposes; m, n, k; lda, ldb, ldd; types; A, B, D; bias; beta;
      * aux */
@@ -412,14 +455,16 @@ static void gemm_forward(void *out, cudaDataType_t out_type, const void *inp, co
     lt_run(&g);
 }
 
-/* dinp(N,C) += dout(N,OC)·W(OC,C): dinpᵀ(C,N) = W_cm(C,OC)·doutᵀ(OC,N). With pre (N,C):
- * dinp = (dout·W) ⊙ gelu'(pre) instead, written (beta 0), through the DGELU epilogue. */
+/* dinp(N,C) += dout(N,OC)·W(OC,C): dinpᵀ(C,N) = W_cm(C,OC)·doutᵀ(OC,N); write: dinp = that
+ * (beta 0). With pre (N,C, fp32): dinp = (dout·W) ⊙ gelu'(pre) instead, written, through the
+ * DGELU epilogue. */
 static void gemm_dinp(float *dinp, const void *dout, const void *w, int N, int C, int OC,
-                      cudaDataType_t ab_type, cublasComputeType_t compute, const float *pre)
+                      cudaDataType_t ab_type, cublasComputeType_t compute, const float *pre,
+                      bool write)
 {
     struct lt_gemm g = {CUBLAS_OP_N, CUBLAS_OP_N, C, N, OC, C, OC, C,
-                        ab_type, CUDA_R_32F, compute, w, dout, dinp, NULL, pre ? 0.0f : 1.0f,
-                        (float *)pre, pre != NULL};
+                        ab_type, CUDA_R_32F, compute, w, dout, dinp, NULL,
+                        pre || write ? 0.0f : 1.0f, (float *)pre, pre != NULL};
     lt_run(&g);
 }
 
@@ -491,7 +536,7 @@ extern "C" void kcuda_matmul_backward(float *dinp, float *dweight, float *dbias,
     if (N <= 0 || OC <= 0)
         return;
     if (dinp)
-        gemm_dinp(dinp, dout, weight, N, C, OC, CUDA_R_32F, fp32_compute(), NULL);
+        gemm_dinp(dinp, dout, weight, N, C, OC, CUDA_R_32F, fp32_compute(), NULL, false);
     if (dweight)
         gemm_dweight(dweight, dout, inp, N, C, OC, CUDA_R_32F, fp32_compute());
     if (dbias)
@@ -594,7 +639,7 @@ static void lp_backward(const struct lp_fmt *f, float *dinp, float *dweight, flo
             to_16(f, g16, dout + (size_t)r0 * OC, (size_t)rows * OC);
             if (dinp)
                 gemm_dinp(dinp + (size_t)r0 * C, g16, weight, rows, C, OC, f->type,
-                          CUBLAS_COMPUTE_32F, pre ? pre + (size_t)r0 * C : NULL);
+                          CUBLAS_COMPUTE_32F, pre ? pre + (size_t)r0 * C : NULL, false);
             if (dweight) {
                 to_16(f, x16, inp + (size_t)r0 * C, (size_t)rows * C);
                 gemm_dweight(dweight, g16, x16, rows, C, OC, f->type, CUBLAS_COMPUTE_32F);
@@ -672,7 +717,7 @@ extern "C" void kcuda_matmul_backward_input_dgelu(float *dpre, const float *dout
     if (N <= 0 || C <= 0)
         return;
     if (weight_fmt == BACKEND_WFMT_FP32)
-        gemm_dinp(dpre, dout, weight, N, C, OC, CUDA_R_32F, fp32_compute(), pre);
+        gemm_dinp(dpre, dout, weight, N, C, OC, CUDA_R_32F, fp32_compute(), pre, false);
     else
         lp_backward(weight_fmt == BACKEND_WFMT_FP16 ? &LP_F16 : &LP_BF16, dpre, NULL, NULL, dout,
                     NULL, (const uint16_t *)weight, N, C, OC, scratch, pre);
@@ -688,4 +733,67 @@ extern "C" void kcuda_matmul_16_backward(float *dinp, float *dweight, float *dbi
 {
     lp_backward(weight_fmt == BACKEND_WFMT_FP16 ? &LP_F16 : &LP_BF16, dinp, dweight, dbias, dout,
                 inp, weight, N, C, OC, scratch, pre);
+}
+
+/* ---------------------------------------------------------------- bf16 activations */
+
+/* out(N,OC) = inp·Wᵀ + bias with bf16 inp and W read as they are (no rounding pass, one GEMM
+ * over all rows), fp32 accumulation, fp32 or bf16 out (bias of out's type; cuBLASLt rounds the
+ * fp32 result to bf16 once, nearest even). */
+extern "C" void kcuda_matmul_a16_forward(void *out, bool out_bf16, const uint16_t *inp,
+                                         const uint16_t *weight, const void *bias, int N, int C,
+                                         int OC)
+{
+    gemm_forward(out, out_bf16 ? CUDA_R_16BF : CUDA_R_32F, inp, weight, bias, N, C, OC,
+                 CUDA_R_16BF, CUBLAS_COMPUTE_32F, NULL);
+}
+
+/* pre = inp·Wᵀ + bias, out = gelu(pre), all bf16: the GELU_AUX_BIAS epilogue with a bf16 D
+ * (its aux takes D's type: pre is stored bf16); where no algorithm takes it, lt_run writes pre
+ * and kcuda_gelu_forward_a16 follows (gelu of the rounded pre, rounded again). */
+extern "C" void kcuda_matmul_gelu_forward_a16(uint16_t *out, uint16_t *pre, const uint16_t *inp,
+                                              const uint16_t *weight, const uint16_t *bias, int N,
+                                              int C, int OC)
+{
+    gemm_forward(out, CUDA_R_16BF, inp, weight, bias, N, C, OC, CUDA_R_16BF, CUBLAS_COMPUTE_32F,
+                 pre);
+}
+
+/* matmul_16_backward with bf16 inp and pre: each chunk of dout rows is rounded to bf16 once into
+ * the scratch (rows × OC, chunk_rows) for both GEMMs; the weight gradient reads inp's rows
+ * directly. With pre, the input gradient GEMMs write the product (beta 0) and one pass scales it
+ * by gelu'(pre) afterwards: cuBLASLt's DGELU epilogue reads its aux in D's type (fp32 here), and
+ * a bf16 aux beside an fp32 D is not documented to work. */
+extern "C" void kcuda_matmul_16_backward_a16(float *dinp, float *dweight, float *dbias,
+                                             const float *dout, const uint16_t *inp,
+                                             const uint16_t *weight, const uint16_t *pre, int N,
+                                             int C, int OC, void *scratch)
+{
+    const struct lp_fmt *f = &LP_BF16;
+    if (N <= 0)
+        return;
+    if (OC <= 0) { /* an empty product: only a written (DGELU) input gradient changes: to 0 */
+        if (pre && dinp && C > 0)
+            CUDA_CHECK(cudaMemsetAsync(dinp, 0, (size_t)N * C * sizeof(float), cuda_stream()));
+        return;
+    }
+    if (C > 0 && (dinp || dweight)) {
+        need_scratch(scratch, f, "16_backward_a16");
+        int R = chunk_rows(f, N, OC);
+        uint16_t *g16 = (uint16_t *)scratch;
+        for (int r0 = 0; r0 < N; r0 += R) {
+            int rows = N - r0 < R ? N - r0 : R;
+            to_16(f, g16, dout + (size_t)r0 * OC, (size_t)rows * OC);
+            if (dinp)
+                gemm_dinp(dinp + (size_t)r0 * C, g16, weight, rows, C, OC, f->type,
+                          CUBLAS_COMPUTE_32F, NULL, pre != NULL);
+            if (dweight)
+                gemm_dweight(dweight, g16, inp + (size_t)r0 * C, rows, C, OC, f->type,
+                             CUBLAS_COMPUTE_32F);
+        }
+        if (pre && dinp)
+            dgelu_inplace(dinp, kc_bf16(pre), (size_t)N * C);
+    }
+    if (dbias)
+        bias_grad(dbias, dout, N, OC);
 }

@@ -4,19 +4,23 @@
  *
  * The product: D(m,n) = alpha·op(A)(m,k)·op(B)(k,n) + beta·C(m,n), column-major with the layouts'
  * leading dimensions (C is not read when beta == 0, as in BLAS), then the epilogue:
- *  - DEFAULT: nothing; BIAS: + bias[i] on row i of D (fp32 bias);
- *  - GELU_AUX_BIAS: pre = ... + bias[i] is stored in the aux matrix (fp32, column-major, its own
+ *  - DEFAULT: nothing; BIAS: + bias[i] on row i of D;
+ *  - GELU_AUX_BIAS: pre = ... + bias[i] is stored in the aux matrix (column-major, its own
  *    leading dimension), D = gelu(pre) with the tanh form of kernels/cpu/activation.c
- *    (0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))), the same float operations); GELU_AUX: the
- *    same without the bias;
+ *    (0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))), the same float operations, on the fp32 pre
+ *    before it is stored); GELU_AUX: the same without the bias;
  *  - DGELU: the aux matrix is read instead: D = (product + beta·C) · gelu'(aux), the derivative
  *    as kernels/cpu/activation.c computes it.
+ * Types, as cublasLt.h documents them (its fp8 and integer exceptions are not emulated): C and D
+ * CUDA_R_32F, or the 16-bit type of A and B (CUDA_R_16BF with bf16 operands, CUDA_R_16F with
+ * fp16); the bias and the aux matrix have D's type — BIAS_DATA_TYPE and EPILOGUE_AUX_DATA_TYPE
+ * may be set, but only to D's type (a bf16 bias or aux beside an fp32 D is refused).
  * Operands CUDA_R_32F, CUDA_R_16BF or CUDA_R_16F are widened exactly; CUBLAS_COMPUTE_32F_FAST_TF32
  * first rounds each fp32 operand to TF32 (10 mantissa bits, nearest, ties away from zero: the
- * hardware's cvt.rna.tf32.f32); products are summed in double and rounded once to the fp32 D, so
- * the fake is at least as accurate as any GPU algorithm and the tests' tolerances (set for the
- * GPU's fp32 sums) hold with margin. Anything else (other types, compute types, epilogues, batch,
- * pointer mode device) is CUBLAS_STATUS_NOT_SUPPORTED.
+ * hardware's cvt.rna.tf32.f32); products are summed in double and rounded once to fp32 (then to
+ * a 16-bit D or aux, nearest even), so the fake is at least as accurate as any GPU algorithm and
+ * the tests' tolerances (set for the GPU's fp32 sums) hold with margin. Anything else (other
+ * types, compute types, epilogues, batch, pointer mode device) is CUBLAS_STATUS_NOT_SUPPORTED.
  *
  * Checks, each a failing status with its reason on stderr (emu_cublaslt_last_error): attribute
  * sizes and values; live objects (use after destroy, wrong kind); shapes (op(A) m×k, op(B) k×n,
@@ -417,6 +421,7 @@ struct problem {
     int64_t lda, ldb, ldc, ldd;
     uint32_t epilogue;
     int64_t aux_ld;
+    int32_t bias_type, aux_type; /* resolved: D's type */
 };
 
 static bool epilogue_has_bias(uint32_t e)
@@ -471,9 +476,10 @@ static cublasStatus_t problem_of(const char *fn, cublasLtHandle_t h, cublasLtMat
     if (d->compute == CUBLAS_COMPUTE_32F_FAST_TF32 && a->type != CUDA_R_32F)
         return fail(CUBLAS_STATUS_NOT_SUPPORTED, fn,
                     "CUBLAS_COMPUTE_32F_FAST_TF32 takes fp32 A/B, got type %d", (int)a->type);
-    if (c->type != dd->type || dd->type != CUDA_R_32F)
-        return fail(CUBLAS_STATUS_NOT_SUPPORTED, fn, "C type %d, D type %d (only fp32 out)",
-                    (int)c->type, (int)dd->type);
+    if (c->type != dd->type || (dd->type != CUDA_R_32F && dd->type != a->type))
+        return fail(CUBLAS_STATUS_NOT_SUPPORTED, fn,
+                    "C type %d, D type %d with A/B type %d (fp32 out or the operands' type)",
+                    (int)c->type, (int)dd->type, (int)a->type);
     p->compute = d->compute;
     p->ta = d->transa != CUBLAS_OP_N; /* OP_C is OP_T on real types */
     p->tb = d->transb != CUBLAS_OP_N;
@@ -499,12 +505,15 @@ static cublasStatus_t problem_of(const char *fn, cublasLtHandle_t h, cublasLtMat
     if (d->epilogue != CUBLASLT_EPILOGUE_DEFAULT && d->epilogue != CUBLASLT_EPILOGUE_BIAS &&
         !epilogue_has_aux(d->epilogue))
         return fail(CUBLAS_STATUS_NOT_SUPPORTED, fn, "epilogue %u is not emulated", d->epilogue);
-    if (epilogue_has_bias(d->epilogue) && d->bias_type != -1 && d->bias_type != CUDA_R_32F)
-        return fail(CUBLAS_STATUS_NOT_SUPPORTED, fn, "bias type %d (fp32 only)", (int)d->bias_type);
+    /* cublasLt.h: the bias and the GELU aux have D's type (exceptions: fp8 and IMMA kernels). */
+    p->bias_type = p->aux_type = p->cd_type;
+    if (epilogue_has_bias(d->epilogue) && d->bias_type != -1 && d->bias_type != p->cd_type)
+        return fail(CUBLAS_STATUS_NOT_SUPPORTED, fn, "bias type %d differs from D's type %d",
+                    (int)d->bias_type, (int)p->cd_type);
     if (epilogue_has_aux(d->epilogue)) {
-        if (d->aux_type != -1 && d->aux_type != CUDA_R_32F)
-            return fail(CUBLAS_STATUS_NOT_SUPPORTED, fn, "aux type %d (fp32 only)",
-                        (int)d->aux_type);
+        if (d->aux_type != -1 && d->aux_type != p->cd_type)
+            return fail(CUBLAS_STATUS_NOT_SUPPORTED, fn, "aux type %d differs from D's type %d",
+                        (int)d->aux_type, (int)p->cd_type);
         if (d->aux_ld % 8 != 0 || d->aux_ld < p->m || d->aux_ld < 1)
             return fail(CUBLAS_STATUS_INVALID_VALUE, fn,
                         "EPILOGUE_AUX_LD %lld: must be a multiple of 8 and >= m = %lld",
@@ -635,6 +644,28 @@ float emu_cublaslt_round_tf32(float x)
     return r;
 }
 
+/* fp32 -> bf16 or fp16 bits, nearest even (NaN stays a quiet NaN), and the store of one element
+ * of a D or aux matrix of that type. */
+static uint16_t to_bf16_bits(float x)
+{
+    uint32_t u;
+    memcpy(&u, &x, 4);
+    if ((u & 0x7fffffffu) > 0x7f800000u)
+        return (uint16_t)((u >> 16) | 0x40u);
+    u += 0x7fffu + ((u >> 16) & 1u);
+    return (uint16_t)(u >> 16);
+}
+
+static void store(int32_t type, void *base, int64_t idx, float x)
+{
+    if (type == CUDA_R_32F)
+        static_cast<float *>(base)[idx] = x;
+    else if (type == CUDA_R_16BF)
+        static_cast<uint16_t *>(base)[idx] = to_bf16_bits(x);
+    else
+        static_cast<uint16_t *>(base)[idx] = __half_as_ushort(__float2half_rn(x));
+}
+
 static float load(int32_t type, const void *base, int64_t idx)
 {
     if (type == CUDA_R_32F)
@@ -744,12 +775,14 @@ cublasStatus_t cublasLtMatmul(cublasLtHandle_t handle, cublasLtMatmulDesc_t desc
     if (C && be != 0.0f && C == D && p.ldc != p.ldd)
         return fail(CUBLAS_STATUS_INVALID_VALUE, fn, "in place (C == D) with ldc %lld != ldd %lld",
                     (long long)p.ldc, (long long)p.ldd);
-    const size_t ab_bytes = elem_bytes(p.ab_type);
+    const size_t ab_bytes = elem_bytes(p.ab_type), cd_bytes = elem_bytes(p.cd_type);
     const span sa = span_of(A, p.ta ? p.k : p.m, p.ta ? p.m : p.k, p.lda, ab_bytes);
     const span sb = span_of(B, p.tb ? p.n : p.k, p.tb ? p.k : p.n, p.ldb, ab_bytes);
-    const span sc = span_of(C, p.m, p.n, p.ldc, 4), sd = span_of(D, p.m, p.n, p.ldd, 4);
-    const span sbias = span_of(bias ? desc->bias : nullptr, p.m, 1, p.m, 4);
-    const span saux = span_of(has_aux ? desc->aux : nullptr, p.m, p.n, p.aux_ld, 4);
+    const span sc = span_of(C, p.m, p.n, p.ldc, cd_bytes);
+    const span sd = span_of(D, p.m, p.n, p.ldd, cd_bytes);
+    const span sbias = span_of(bias ? desc->bias : nullptr, p.m, 1, p.m, elem_bytes(p.bias_type));
+    const span saux =
+        span_of(has_aux ? desc->aux : nullptr, p.m, p.n, p.aux_ld, elem_bytes(p.aux_type));
     if (overlap(sd, sa) || overlap(sd, sb) || overlap(sd, sbias) || overlap(sd, saux) ||
         (C != D && be != 0.0f && overlap(sd, sc)) || overlap(saux, sa) || overlap(saux, sb))
         return fail(CUBLAS_STATUS_INVALID_VALUE, fn,
@@ -792,9 +825,6 @@ cublasStatus_t cublasLtMatmul(cublasLtHandle_t handle, cublasLtMatmulDesc_t desc
             float v = load(p.ab_type, B, p.tb ? j + l * p.ldb : l + j * p.ldb);
             bp[(size_t)(j * k + l)] = tf32 ? emu_cublaslt_round_tf32(v) : v;
         }
-    const float *cp = static_cast<const float *>(C);
-    const float *bv = static_cast<const float *>(desc->bias);
-    float *dp = static_cast<float *>(D), *aux = static_cast<float *>(desc->aux);
     for (int64_t j = 0; j < n; j++)
         for (int64_t i = 0; i < m; i++) {
             const float *x = &ap[(size_t)(i * k)], *y = &bp[(size_t)(j * k)];
@@ -810,17 +840,17 @@ cublasStatus_t cublasLtMatmul(cublasLtHandle_t handle, cublasLtMatmulDesc_t desc
                 s0 += (double)x[l] * y[l];
             double v = (double)al * ((s0 + s1) + (s2 + s3));
             if (be != 0.0f) /* beta == 0: C is not read (it may hold NaN) */
-                v += (double)be * cp[i + j * p.ldc];
+                v += (double)be * load(p.cd_type, C, i + j * p.ldc);
             if (bias)
-                v += bv[i];
+                v += load(p.bias_type, desc->bias, i);
             float out = (float)v;
             if (gelu) {
-                aux[i + j * p.aux_ld] = out;
+                store(p.aux_type, desc->aux, i + j * p.aux_ld, out);
                 out = gelu_tanh(out);
             } else if (dgelu) {
-                out = gelu_tanh_grad(aux[i + j * p.aux_ld]) * out;
+                out = gelu_tanh_grad(load(p.aux_type, desc->aux, i + j * p.aux_ld)) * out;
             }
-            dp[i + j * p.ldd] = out;
+            store(p.cd_type, D, i + j * p.ldd, out);
         }
     g_stats.matmuls++;
     g_stats.matmuls_bias += p.epilogue == CUBLASLT_EPILOGUE_BIAS;

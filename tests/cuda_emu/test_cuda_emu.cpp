@@ -334,6 +334,9 @@ static const struct backend *emu_matmul_backend(void)
     b.matmul_gelu_forward = kcuda_matmul_gelu_forward;
     b.matmul_backward_input_dgelu = kcuda_matmul_backward_input_dgelu;
     b.matmul_16_backward = kcuda_matmul_16_backward;
+    b.matmul_a16_forward = kcuda_matmul_a16_forward;
+    b.matmul_gelu_forward_a16 = kcuda_matmul_gelu_forward_a16;
+    b.matmul_16_backward_a16 = kcuda_matmul_16_backward_a16;
     b.memset = be_memset;
     b.adamw_step = kcuda_adamw_step;
     b.sgd_step = kcuda_sgd_step;
@@ -408,9 +411,12 @@ struct lt_case {
     int64_t aux_ld;
     const void *A, *B, *C;
     void *D;
-    const float *bias;
-    float *aux;
+    const void *bias;
+    void *aux;
     float alpha, beta;
+    cudaDataType_t cd;               /* C and D (0: CUDA_R_32F) */
+    bool set_bias_type, set_aux_type; /* set BIAS_DATA_TYPE / EPILOGUE_AUX_DATA_TYPE ... */
+    int32_t bias_type, aux_type;      /* ... to these */
     size_t ws_bytes; /* the preference's maximum, and what cublasLtMatmul gets ... */
     bool ws_short;   /* ... or half of it */
     uint32_t align;  /* the preference's promise for A..D */
@@ -444,8 +450,14 @@ static cublasStatus_t lt_run_case(cublasLtHandle_t h, const lt_case &c, void *ws
                                           sizeof c.aux_ld));
     LT_TRY(cublasLtMatrixLayoutCreate(&a, c.ab, c.ta ? c.k : c.m, c.ta ? c.m : c.k, c.lda));
     LT_TRY(cublasLtMatrixLayoutCreate(&b, c.ab, c.tb ? c.n : c.k, c.tb ? c.k : c.n, c.ldb));
-    LT_TRY(cublasLtMatrixLayoutCreate(&cc, CUDA_R_32F, c.m, c.n, c.ldc));
-    LT_TRY(cublasLtMatrixLayoutCreate(&d, CUDA_R_32F, c.m, c.n, c.ldd));
+    if (c.set_bias_type)
+        LT_TRY(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE,
+                                              &c.bias_type, sizeof c.bias_type));
+    if (c.set_aux_type)
+        LT_TRY(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_DATA_TYPE,
+                                              &c.aux_type, sizeof c.aux_type));
+    LT_TRY(cublasLtMatrixLayoutCreate(&cc, c.cd, c.m, c.n, c.ldc));
+    LT_TRY(cublasLtMatrixLayoutCreate(&d, c.cd, c.m, c.n, c.ldd));
     LT_TRY(cublasLtMatmulPreferenceCreate(&pref));
     LT_TRY(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
                                                 &ws_max, sizeof ws_max));
@@ -680,6 +692,20 @@ static void test_cublaslt_checks(void)
     c.align = 2;
     bads.push_back(
         {"fp32 promised 2-byte aligned", "no algorithm", CUBLAS_STATUS_NOT_SUPPORTED, c});
+    /* Types cublasLt.h rules out: a 16-bit D of other operands, a bias or aux not of D's type. */
+    c = base;
+    c.cd = CUDA_R_16BF;
+    bads.push_back({"bf16 D with fp32 operands", "D type", CUBLAS_STATUS_NOT_SUPPORTED, c});
+    c = base;
+    c.ab = CUDA_R_16BF, c.compute = CUBLAS_COMPUTE_32F, c.cd = CUDA_R_16BF;
+    c.epi = CUBLASLT_EPILOGUE_BIAS, c.bias = d_bias, c.set_bias_type = true;
+    c.bias_type = CUDA_R_32F;
+    bads.push_back({"fp32 bias beside a bf16 D", "bias type", CUBLAS_STATUS_NOT_SUPPORTED, c});
+    c = base;
+    c.ab = CUDA_R_16BF, c.compute = CUBLAS_COMPUTE_32F;
+    c.epi = CUBLASLT_EPILOGUE_DGELU, c.aux = d_aux, c.aux_ld = 8, c.set_aux_type = true;
+    c.aux_type = CUDA_R_16BF;
+    bads.push_back({"bf16 aux beside an fp32 D", "aux type", CUBLAS_STATUS_NOT_SUPPORTED, c});
     emu_cublaslt_set_quiet(true);
     int ok = 0;
     for (const bad_case &bc : bads) {
@@ -747,6 +773,77 @@ static void test_cublaslt_checks(void)
           s1.live_prefs == s0.live_prefs && s1.live_handles == s0.live_handles);
     printf("  %-44s %d of %zu refused with the expected reason\n", "cublasLt fake: misuse", ok,
            bads.size());
+    dfree_all();
+}
+
+/* bf16 C and D (bf16 operands): D = r(alpha·op(A)·op(B) + beta·C + bias) with a bf16 C and
+ * bias (BIAS_DATA_TYPE set to D's type, which is accepted), and GELU_AUX_BIAS's aux = r(pre),
+ * D = r(gelu(pre)), bit for bit: products of bf16 values and their sums here are exact in
+ * double, so the one rounding is to bf16 (nearest even). The aux's padding stays untouched. */
+static void test_cublaslt_bf16_out(void)
+{
+    cublasLtHandle_t h;
+    CHECK_INT(cublasLtCreate(&h), CUBLAS_STATUS_SUCCESS);
+    const int m = 6, n = 5, k = 7, aux_ld = 8;
+    void *ws = dalloc(4096);
+    int bad = 0;
+    for (int e = 0; e < 3; e++) {
+        lt_case c{};
+        c.ta = CUBLAS_OP_T, c.tb = CUBLAS_OP_N, c.m = m, c.n = n, c.k = k;
+        c.lda = k, c.ldb = k, c.ldc = m, c.ldd = m, c.aux_ld = aux_ld;
+        c.ab = CUDA_R_16BF, c.cd = CUDA_R_16BF, c.compute = CUBLAS_COMPUTE_32F;
+        c.epi = e == 0 ? CUBLASLT_EPILOGUE_DEFAULT
+                : e == 1 ? CUBLASLT_EPILOGUE_BIAS
+                         : CUBLASLT_EPILOGUE_GELU_AUX_BIAS;
+        c.set_bias_type = e == 1, c.bias_type = CUDA_R_16BF;
+        std::vector<uint16_t> ah(m * k), bh(k * n), ch(m * n), bh16(m), dh(m * n, 0x7fc0);
+        std::vector<uint16_t> auxh(aux_ld * n, 0x1234);
+        vec av = rnd(ah.size(), 2.0f), bv = rnd(bh.size(), 2.0f), cv = rnd(ch.size()),
+            biasv = rnd(m);
+        kcpu_f32_to_bf16(ah.data(), av.data(), ah.size());
+        kcpu_f32_to_bf16(bh.data(), bv.data(), bh.size());
+        kcpu_f32_to_bf16(ch.data(), cv.data(), ch.size());
+        kcpu_f32_to_bf16(bh16.data(), biasv.data(), bh16.size());
+        kcpu_bf16_to_f32(av.data(), ah.data(), ah.size());
+        kcpu_bf16_to_f32(bv.data(), bh.data(), bh.size());
+        kcpu_bf16_to_f32(cv.data(), ch.data(), ch.size());
+        kcpu_bf16_to_f32(biasv.data(), bh16.data(), bh16.size());
+        uint16_t *d_d = up(dh), *d_aux = up(auxh);
+        c.A = up(ah), c.B = up(bh), c.C = up(ch), c.D = d_d;
+        c.bias = e >= 1 ? up(bh16) : nullptr;
+        c.aux = e == 2 ? d_aux : nullptr;
+        c.alpha = 2.0f, c.beta = e == 0 ? 0.5f : 0.0f;
+        c.ws_bytes = 4096, c.align = 16;
+        cublasStatus_t st = lt_run_case(h, c, ws);
+        CHECK_MSG(st == CUBLAS_STATUS_SUCCESS, "status %d: %s", (int)st,
+                  emu_cublaslt_last_error());
+        std::vector<uint16_t> d = down(d_d, dh.size()), aux = down(d_aux, auxh.size());
+        for (int j = 0; j < n; j++) {
+            for (int i = 0; i < m; i++) {
+                double v = 0;
+                for (int l = 0; l < k; l++)
+                    v += (double)av[(size_t)(l + i * k)] * bv[(size_t)(l + j * k)];
+                v = c.alpha * v + c.beta * (double)cv[(size_t)(i + j * m)];
+                if (e >= 1)
+                    v += biasv[(size_t)i];
+                float pre = (float)v, out = pre;
+                uint16_t want_aux, want_d;
+                if (e == 2)
+                    kcpu_gelu_forward(&out, &pre, 1);
+                kcpu_f32_to_bf16(&want_aux, &pre, 1);
+                kcpu_f32_to_bf16(&want_d, &out, 1);
+                bad += d[(size_t)(i + j * m)] != want_d;
+                if (e == 2)
+                    bad += aux[(size_t)(i + j * aux_ld)] != want_aux;
+            }
+            for (int i = e == 2 ? m : 0; i < aux_ld; i++)
+                bad += aux[(size_t)(i + j * aux_ld)] != 0x1234;
+        }
+    }
+    CHECK_INT(bad, 0);
+    printf("  %-44s 3 epilogues (beta + C, BIAS, GELU_AUX_BIAS), %d wrong\n",
+           "cublasLt fake: bf16 C, D, bias and aux", bad);
+    CHECK_INT(cublasLtDestroy(h), CUBLAS_STATUS_SUCCESS);
     dfree_all();
 }
 
@@ -1105,10 +1202,12 @@ int main(void)
     RUN_TIMED(test_norms);
     RUN_TIMED(test_activations);
     RUN_TIMED(test_rope);
+    RUN_TIMED(test_a16_elementwise);
     RUN_TIMED(test_flash_attention_emu);
     RUN_TIMED(test_flash_attention_bf16);
     RUN_TIMED(test_flash_attention_tc_emu);
     RUN_TIMED(test_flash_attention_tc_unaligned);
+    RUN_TIMED(test_flash_attention_a16);
     RUN_TIMED(test_attention_materialised);
     RUN_TIMED(test_kv_cache_decode);
     RUN_TIMED(test_decode_partial_emu);
@@ -1124,6 +1223,7 @@ int main(void)
     RUN_TIMED(test_cublaslt_tf32);
     RUN_TIMED(test_cublaslt_gemm);
     RUN_TIMED(test_cublaslt_checks);
+    RUN_TIMED(test_cublaslt_bf16_out);
     RUN_TIMED(test_matmul_init);
     RUN_TIMED(test_matmul_backend_cases);
     RUN_TIMED(test_matmul_no_bias);

@@ -267,6 +267,8 @@ static void test_optim_segments(void)
     free(b);
 }
 
+static bool compare_quiet; /* compare prints only failures */
+
 /* max |got - want| / bound over n elements; counts elements beyond tol·bound + abs_tol. */
 static int compare(const char *what, const float *got, const float *want, const double *bound,
                    size_t n, double tol, double abs_tol)
@@ -282,8 +284,9 @@ static int compare(const char *what, const float *got, const float *want, const 
         if (d > worst_abs)
             worst_abs = d;
     }
-    printf("test_cuda_backend: %-34s max error %.3g (%.3g of the bound; tolerance %.3g)%s\n",
-           what, worst_abs, worst, tol, bad ? "  FAIL" : "");
+    if (bad || !compare_quiet)
+        printf("test_cuda_backend: %-34s max error %.3g (%.3g of the bound; tolerance %.3g)%s\n",
+               what, worst_abs, worst, tol, bad ? "  FAIL" : "");
     return bad;
 }
 
@@ -548,6 +551,287 @@ static void lp16_checks(const struct lp16_fmt *f, const struct mm *m)
     free(w16), free(w16f), free(x16f), free(do16f), free(tmp16), free(bfwd);
 }
 
+/* ---- bf16 activations (the _a16 entries) */
+
+/* A device copy of host[0..n) 16-bit codes, `pad` elements in (pad 2: 4-byte aligned). */
+static uint16_t *dev16_from(const uint16_t *host, size_t n, enum backend_mem cat, void **base,
+                            int pad)
+{
+    struct sw_err err;
+    *base = be->alloc((n + (size_t)pad) * sizeof(uint16_t), cat, &err);
+    SW_ASSERT(*base);
+    uint16_t *d = (uint16_t *)*base + pad;
+    be->memcpy(d, host, n * sizeof(uint16_t), BACKEND_H2D);
+    return d;
+}
+
+/* bf16 code -> float, and the bf16 value nearest x (nearest even; NaN stays NaN) as a float:
+ * kcpu_bf16_to_f32 and kcpu_f32_to_bf16 for one element, inline (those enter an OpenMP region
+ * per call, which costs more than the check itself on millions of elements). */
+static float bf16_value(uint16_t h)
+{
+    uint32_t u = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+
+static float round_bf16(float x)
+{
+    uint32_t u;
+    memcpy(&u, &x, sizeof u);
+    if ((u & 0x7fffffffu) > 0x7f800000u)
+        return x;
+    return bf16_value((uint16_t)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16));
+}
+
+/* The spacing of bf16 values at |x| (8 significant bits), 2^-133 at the smallest. */
+static double bf16_ulp(double x)
+{
+    int e;
+    frexp(fabs(x), &e); /* |x| in [2^(e-1), 2^e) */
+    return ldexp(1.0, (e - 8 < -133 ? -133 : e - 8));
+}
+
+/* A bf16 output (n codes) against want, the fp32 reference before rounding: element i passes
+ * when |got - r(want)| <= tol·bound[i] + one bf16 ulp of r(want) (summation order may move the
+ * fp32 value across a rounding boundary: then the two differ by exactly one ulp). Prints the
+ * largest difference in ulps and how many elements differ from r(want) at all. */
+static int compare16(const char *what, const uint16_t *got16, const float *want,
+                     const double *bound, size_t n, double tol)
+{
+    double worst_ulps = 0;
+    int bad = 0;
+    size_t differ = 0;
+    for (size_t i = 0; i < n; i++) {
+        float g = bf16_value(got16[i]), w = round_bf16(want[i]);
+        double d = fabs((double)g - w), u = bf16_ulp(fabs(g) > fabs(w) ? g : w);
+        differ += d != 0 || isnan(g) != isnan(w);
+        if (!(d <= tol * bound[i] + u))
+            bad++;
+        if (d / u > worst_ulps)
+            worst_ulps = d / u;
+    }
+    printf("test_cuda_backend: %-34s max error %.3g bf16 ulps, %zu of %zu differ from r(ref)%s\n",
+           what, worst_ulps, differ, n, bad ? "  FAIL" : "");
+    return bad;
+}
+
+/* The _a16 entries on one shape's data: x, the weight and the bias rounded to bf16 (the bias
+ * also kept fp32 for the fp32 output), dout and the initial gradients fp32 (rdb: db0 + Σ dout in
+ * fp32, bb its bound), and a bf16 pre-activation for the GELU backward. Pointers are offset by
+ * `pad` fp32 words (4-byte aligned bf16) as in matmul_case. References: the CPU's fp32 kernels on
+ * the widened bf16 values (tolerance 1e-4 of the bound: only the summation order differs), rounded
+ * where the output is bf16 (compare16).
+ *  - matmul_a16_forward: fp32 out against kcpu_matmul_forward and against matmul_bf16_forward on
+ *    the same values held fp32 (the same GEMM but for where the operands come from); bf16 out
+ *    with the bias's bf16 mirror; each with and without bias;
+ *  - matmul_gelu_forward_a16: pre as the bf16-out forward; out against the CPU's GELU of the
+ *    stored pre within 1.1e-2·(1 + |pre|): 2e-3 for an epilogue's fast tanh
+ *    (gelu_fused_check), 4.4e-3 because the epilogue applies GELU to the unrounded pre (up to
+ *    half a bf16 ulp, 2^-8·|pre|, away, at a slope up to 1.13; the fallback applies it to the
+ *    stored pre), and 3.9e-3 for out's own rounding (2^-8·|out|). A missing GELU is off by
+ *    0.84 at pre = -1, 0.42 of its bound;
+ *  - matmul_16_backward_a16 with every subset of dinp, dweight, dbias, without pre (dinp
+ *    accumulates) and with it (dinp = (r(dout)·W) ⊙ gelu'(pre) written over NaN). */
+static void a16_checks(int N, int C, int OC, const float *x, const float *w, const float *bias,
+                       const float *dout, const float *dx0, const float *dw0, const float *db0,
+                       const float *rdb, const double *bb, int pad)
+{
+    if (!be->matmul_a16_forward || !be->matmul_16_backward_a16) {
+        const char *off = getenv("SCALEWISE_CUDA_ACT16");
+        CHECK_MSG(off && strcmp(off, "0") == 0, "bf16-activation matmul entries missing");
+        printf("test_cuda_backend: no bf16-activation matmuls (SCALEWISE_CUDA_ACT16=0)\n");
+        return;
+    }
+    const size_t nx = (size_t)N * C, nw = (size_t)OC * C, no = (size_t)N * OC;
+    const int p16 = 2 * pad;
+    char what[96];
+    struct sw_err err;
+    uint16_t *x16 = malloc(nx * 2 + 2), *w16 = malloc(nw * 2 + 2), *b16 = malloc((size_t)OC * 2);
+    uint16_t *pre16 = malloc(nx * 2 + 2), *got16 = malloc((no > nx ? no : nx) * 2 + 2);
+    float *xf = malloc(nx * 4 + 4), *wf = malloc(nw * 4 + 4), *bf = malloc((size_t)OC * 4);
+    float *pref = host_rand(nx), *dof = malloc(no * 4 + 4), *ref = malloc(no * 4 + 4);
+    size_t most = nx > nw ? nx : nw;
+    most = most > no ? most : no;
+    float *got = malloc(most * 4 + 4);
+    kcpu_f32_to_bf16(x16, x, nx);
+    kcpu_bf16_to_f32(xf, x16, nx);
+    kcpu_f32_to_bf16(w16, w, nw);
+    kcpu_bf16_to_f32(wf, w16, nw);
+    kcpu_f32_to_bf16(b16, bias, (size_t)OC);
+    kcpu_bf16_to_f32(bf, b16, (size_t)OC);
+    for (size_t i = 0; i < nx; i++)
+        pref[i] *= 3.0f; /* GELU's curved part */
+    kcpu_f32_to_bf16(pre16, pref, nx);
+    kcpu_bf16_to_f32(pref, pre16, nx);
+    for (size_t i = 0; i < no; i++)
+        dof[i] = round_bf16(dout[i]);
+    void *bx, *bw, *bb16, *bb32, *bpre, *bo32, *bo16, *bo16b, *bxf, *bdo, *bdx, *bdw, *bdb;
+    uint16_t *dX = dev16_from(x16, nx, BACKEND_MEM_ACTIVATIONS, &bx, p16);
+    uint16_t *dW = dev16_from(w16, nw, BACKEND_MEM_WEIGHTS, &bw, p16);
+    uint16_t *dB16 = dev16_from(b16, (size_t)OC, BACKEND_MEM_WEIGHTS, &bb16, p16);
+    uint16_t *dPre = dev16_from(pre16, nx, BACKEND_MEM_ACTIVATIONS, &bpre, p16);
+    uint16_t *dO16 = dev16_from(got16, no, BACKEND_MEM_ACTIVATIONS, &bo16, p16); /* overwritten */
+    uint16_t *dO16b = dev16_from(got16, no, BACKEND_MEM_ACTIVATIONS, &bo16b, p16);
+    float *dB = dev_from(bias, (size_t)OC, BACKEND_MEM_WEIGHTS, &bb32, pad);
+    float *dO = dev_from(ref, no, BACKEND_MEM_ACTIVATIONS, &bo32, pad); /* overwritten */
+    float *dXf = dev_from(xf, nx, BACKEND_MEM_ACTIVATIONS, &bxf, pad);
+    float *dDO = dev_from(dout, no, BACKEND_MEM_ACTIVATIONS, &bdo, pad);
+    float *dDX = dev_from(dx0, nx, BACKEND_MEM_GRADIENTS, &bdx, pad);
+    float *dDW = dev_from(dw0, nw, BACKEND_MEM_GRADIENTS, &bdw, pad);
+    float *dDB = dev_from(db0, (size_t)OC, BACKEND_MEM_GRADIENTS, &bdb, pad);
+    void *scratch = be->alloc(be->matmul_bf16_scratch_bytes(N), BACKEND_MEM_WORKSPACE, &err);
+    SW_ASSERT(scratch);
+
+    /* Forward: fp32 out (fp32 bias), then bf16 out (the bias's bf16 mirror); with, without. */
+    for (int with_bias = 1; with_bias >= 0; with_bias--) {
+        const char *tag = with_bias ? "" : " no bias";
+        double *bnd = bound_fwd(xf, wf, with_bias ? bias : NULL, N, C, OC);
+        kcpu_matmul_forward(ref, xf, wf, with_bias ? bias : NULL, N, C, OC);
+        be->matmul_a16_forward(dO, false, dX, dW, with_bias ? dB : NULL, N, C, OC);
+        to_host(got, dO, no);
+        snprintf(what, sizeof what, "a16 fwd %dx%dx%d%s", N, C, OC, tag);
+        CHECK(compare(what, got, ref, bnd, no, 1e-4, 1e-6) == 0);
+        float *lp = malloc(no * 4 + 4);
+        be->matmul_bf16_forward(dO, dXf, dW, with_bias ? dB : NULL, N, C, OC, scratch);
+        to_host(lp, dO, no);
+        snprintf(what, sizeof what, "a16 fwd vs bf16 fwd %dx%dx%d%s", N, C, OC, tag);
+        CHECK(compare(what, got, lp, bnd, no, 1e-4, 0) == 0);
+        free(lp);
+        free(bnd);
+        bnd = bound_fwd(xf, wf, with_bias ? bf : NULL, N, C, OC);
+        kcpu_matmul_forward(ref, xf, wf, with_bias ? bf : NULL, N, C, OC);
+        be->matmul_a16_forward(dO16, true, dX, dW, with_bias ? dB16 : NULL, N, C, OC);
+        be->memcpy(got16, dO16, no * 2, BACKEND_D2H);
+        snprintf(what, sizeof what, "a16 fwd bf16-out %dx%dx%d%s", N, C, OC, tag);
+        CHECK(compare16(what, got16, ref, bnd, no, 1e-4) == 0);
+
+        /* The fused GELU (bf16 pre and out), on the same reference. */
+        if (!be->matmul_gelu_forward_a16) {
+            printf("test_cuda_backend: no matmul_gelu_forward_a16 (SCALEWISE_CUDA_FUSED_GELU=0)\n");
+        } else {
+            be->matmul_gelu_forward_a16(dO16b, dO16, dX, dW, with_bias ? dB16 : NULL, N, C, OC);
+            be->memcpy(got16, dO16, no * 2, BACKEND_D2H);
+            snprintf(what, sizeof what, "a16 gelu-fused pre %dx%dx%d%s", N, C, OC, tag);
+            CHECK(compare16(what, got16, ref, bnd, no, 1e-4) == 0);
+            float *pre = malloc(no * 4 + 4), *gw = malloc(no * 4 + 4);
+            double *gb = malloc(no * sizeof(double));
+            kcpu_bf16_to_f32(pre, got16, no);
+            kcpu_gelu_forward(gw, pre, no);
+            for (size_t i = 0; i < no; i++)
+                gb[i] = 1.0 + fabs(pre[i]);
+            be->memcpy(got16, dO16b, no * 2, BACKEND_D2H);
+            kcpu_bf16_to_f32(got, got16, no);
+            snprintf(what, sizeof what, "a16 gelu-fused out %dx%dx%d%s", N, C, OC, tag);
+            CHECK(compare(what, got, gw, gb, no, 1.1e-2, 0) == 0);
+            free(pre), free(gw), free(gb);
+        }
+        free(bnd);
+    }
+
+    /* Backward references: dinp = dx0 + r(dout)·W (bound bx), the product alone (for the
+     * GELU form), dW = dw0 + r(dout)ᵀ·x in double (bound bw). */
+    float *rdx = malloc(nx * 4 + 4), *prod = calloc(nx + 1, 4), *rdxg = calloc(nx + 1, 4);
+    float *rdw = malloc(nw * 4 + 4);
+    double *bx_ = malloc(nx * sizeof(double) + 8), *bxg = malloc(nx * sizeof(double) + 8);
+    double *bw_ = malloc(nw * sizeof(double) + 8);
+    memcpy(rdx, dx0, nx * 4);
+    kcpu_matmul_backward(rdx, NULL, NULL, dof, NULL, wf, N, C, OC);
+    kcpu_matmul_backward(prod, NULL, NULL, dof, NULL, wf, N, C, OC);
+    kcpu_gelu_backward(rdxg, pref, prod, nx);
+    for (int n = 0; n < N; n++)
+        for (int c = 0; c < C; c++) {
+            double s = 0;
+            for (int o = 0; o < OC; o++)
+                s += fabs((double)dof[(size_t)n * OC + o] * wf[(size_t)o * C + c]);
+            bx_[(size_t)n * C + c] = s + fabs(dx0[(size_t)n * C + c]);
+            bxg[(size_t)n * C + c] = 1.13 * s; /* GELU's largest slope */
+        }
+    for (int o = 0; o < OC; o++)
+        for (int c = 0; c < C; c++) {
+            double r = dw0[(size_t)o * C + c], b = fabs(r);
+            for (int n = 0; n < N; n++) {
+                double t = (double)dof[(size_t)n * OC + o] * xf[(size_t)n * C + c];
+                r += t;
+                b += fabs(t);
+            }
+            rdw[(size_t)o * C + c] = (float)r;
+            bw_[(size_t)o * C + c] = b;
+        }
+    float *nans = malloc(nx * 4 + 4);
+    for (size_t i = 0; i < nx; i++)
+        nans[i] = NAN;
+    int runs = 0, bad_runs = 0;
+    for (int with_pre = 0; with_pre <= 1; with_pre++)
+        for (int mask = 1; mask < 8; mask++) {
+            bool gx = mask & 1, gw = mask & 2, gb = mask & 4;
+            if (with_pre && !gx)
+                continue; /* pre only shapes the input gradient */
+            be->memcpy(dDX, with_pre ? nans : dx0, nx * 4, BACKEND_H2D);
+            be->memcpy(dDW, dw0, nw * 4, BACKEND_H2D);
+            be->memcpy(dDB, db0, (size_t)OC * 4, BACKEND_H2D);
+            be->matmul_16_backward_a16(gx ? dDX : NULL, gw ? dDW : NULL, gb ? dDB : NULL, dDO,
+                                       dX, dW, with_pre ? dPre : NULL, N, C, OC, scratch);
+            int bad = 0;
+            char tag[48];
+            compare_quiet = mask != 7; /* print the full runs; the others when they fail */
+            snprintf(tag, sizeof tag, "%dx%dx%d %s%s%s%s", N, C, OC, gx ? "x" : "",
+                     gw ? "w" : "", gb ? "b" : "", with_pre ? " pre" : "");
+            if (gx) {
+                to_host(got, dDX, nx);
+                snprintf(what, sizeof what, "a16 bwd dinp %s", tag);
+                bad += compare(what, got, with_pre ? rdxg : rdx, with_pre ? bxg : bx_, nx, 1e-4,
+                               1e-6);
+            }
+            if (gw) {
+                to_host(got, dDW, nw);
+                snprintf(what, sizeof what, "a16 bwd dweight %s", tag);
+                bad += compare(what, got, rdw, bw_, nw, 1e-4, 1e-6);
+            }
+            if (gb) {
+                to_host(got, dDB, (size_t)OC);
+                snprintf(what, sizeof what, "a16 bwd dbias %s", tag);
+                bad += compare(what, got, rdb, bb, (size_t)OC, 1e-5, 1e-6);
+            }
+            compare_quiet = false;
+            CHECK_MSG(bad == 0, "matmul_16_backward_a16 %s", tag);
+            runs++;
+            bad_runs += bad != 0;
+        }
+    printf("test_cuda_backend: a16 bwd %dx%dx%d: %d output subsets, %d wrong\n", N, C, OC, runs,
+           bad_runs);
+
+    be->free(scratch);
+    void *bases[] = {bx, bw, bb16, bb32, bpre, bo32, bo16, bo16b, bxf, bdo, bdx, bdw, bdb};
+    for (size_t i = 0; i < sizeof bases / sizeof bases[0]; i++)
+        be->free(bases[i]);
+    free(x16), free(w16), free(b16), free(pre16), free(got16), free(xf), free(wf), free(bf);
+    free(pref), free(dof), free(ref), free(got), free(rdx), free(prod), free(rdxg), free(rdw);
+    free(bx_), free(bxg), free(bw_), free(nans);
+}
+
+/* a16_checks on fresh random data of one shape (matmul_case runs them on its own data). */
+static void a16_case(int N, int C, int OC, int pad)
+{
+    size_t nx = (size_t)N * C, nw = (size_t)OC * C, no = (size_t)N * OC;
+    float *x = host_rand(nx), *w = host_rand(nw), *bias = host_rand((size_t)OC);
+    float *dout = host_rand(no), *dx0 = host_rand(nx), *dw0 = host_rand(nw),
+          *db0 = host_rand((size_t)OC);
+    float *rdb = malloc((size_t)OC * sizeof(float) + 4);
+    double *bb = malloc((size_t)OC * sizeof(double) + 8);
+    memcpy(rdb, db0, (size_t)OC * sizeof(float));
+    kcpu_matmul_backward(NULL, NULL, rdb, dout, NULL, NULL, N, C, OC);
+    for (int o = 0; o < OC; o++) {
+        double s = 0;
+        for (int n = 0; n < N; n++)
+            s += fabs(dout[(size_t)n * OC + o]);
+        bb[o] = s;
+    }
+    a16_checks(N, C, OC, x, w, bias, dout, dx0, dw0, db0, rdb, bb, pad);
+    free(x), free(w), free(bias), free(dout), free(dx0), free(dw0), free(db0), free(rdb), free(bb);
+}
+
 static void matmul_case(int N, int C, int OC, int pad)
 {
     char what[96];
@@ -637,6 +921,7 @@ static void matmul_case(int N, int C, int OC, int pad)
                    .dDB = dDB};
     lp16_checks(&LP_BF16, &m);
     lp16_checks(&LP_F16, &m);
+    a16_checks(N, C, OC, x, w, bias, dout, dx0, dw0, db0, rdb, bb_, pad);
 
     void *bases[] = {bx, bw, bb, bo, bdo, bdx, bdw, bdb};
     for (size_t i = 0; i < sizeof bases / sizeof bases[0]; i++)
@@ -652,6 +937,7 @@ static void test_matmul(void)
     matmul_case(37, 75, 51, 1);    /* odd sizes, 4-byte aligned pointers */
     matmul_case(256, 768, 2304, 0); /* GPT-2 small's QKV projection, 256 rows */
     matmul_case(64, 64, 50304, 0);  /* a head as wide as GPT-2's (one chunk at 64 rows) */
+    a16_case(128, 768, 3072, 0);    /* GPT-2 small's first MLP matmul, bf16 activations */
 }
 
 /* Elements where got and want disagree: a different infinity (or a finite value where want is

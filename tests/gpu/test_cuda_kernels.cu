@@ -21,6 +21,8 @@
  *  - tensor-core attention (kcuda_flash_attention_*_tc): bounds derived from the bf16 rounding
  *    of P and dS (2^-8 relative) against the CPU, 2^-5 relative (Frobenius) against the FMA
  *    kernels on raw fp32 inputs; the derivation is at test_flash_attention_tc.
+ *  - flash attention with bf16 activations (_a16): bit for bit the fp32-input kernels' results
+ *    on bf16 inputs (O rounded), bounds from O's rounding otherwise; derived at a16_impl.
  * Where no GPU is present it prints "skipped: no GPU (<reason from cudaGetDeviceCount>)" and
  * exits 0. */
 #include <math.h>
@@ -281,6 +283,190 @@ static void test_rope(void)
     kcuda_rope_backward(d_x, d_cs, d_sn, B, T, R, NH + NKV, HS, maxT, pos);
     expect_close("rope_backward", d_x, x, 1e-6);
     dfree_all();
+}
+
+/* ---------------------------------------------------------------- bf16 activations (_a16) */
+
+/* The element-wise _a16 entries (k_norm.cu, k_act.cu, k_rope.cu) are the fp32 kernels'
+ * bodies with bf16 operands widened and bf16 outputs rounded once, so each is checked twice:
+ * bit for bit against the fp32 entry on the widened inputs (its bf16 output rounded by the
+ * CPU's recipe; the norm statistics and the accumulated fp32 gradients as they are), and
+ * against the CPU kernel on the widened inputs: fp32 outputs within the fp32 tests' tolerance,
+ * bf16 outputs (the CPU's fp32 result rounded) at most 1 bf16 ulp apart, since a different
+ * fp32 summation order or tanhf/expf can put the two on either side of a rounding boundary.
+ * Elements within the fp32 tolerance are not counted in ulps: near zero a bf16 ulp is smaller
+ * than the fp32 kernels' own differences. */
+
+static std::vector<uint16_t> a16_bits(const vec &x)
+{
+    std::vector<uint16_t> b(x.size());
+    kcpu_f32_to_bf16(b.data(), x.data(), x.size());
+    return b;
+}
+static vec a16_widen(const std::vector<uint16_t> &b)
+{
+    vec y(b.size());
+    kcpu_bf16_to_f32(y.data(), b.data(), b.size());
+    return y;
+}
+/* A bf16 pattern's position on the number line: neighbours differ by 1, +0 and -0 are 0. */
+static long a16_ord(uint16_t b)
+{
+    return b & 0x8000u ? -(long)(b & 0x7fffu) : (long)b;
+}
+
+static void expect_a16_same(const char *what, const uint16_t *dev, const float *dev32, size_t n)
+{
+    std::vector<uint16_t> got = down(dev, n), ref = a16_bits(down(dev32, n));
+    size_t bad = 0;
+    for (size_t i = 0; i < n; i++)
+        bad += got[i] != ref[i];
+    printf("  %-44s %zu of %zu differ (tol 0)\n", what, bad, n);
+    CHECK_MSG(bad == 0, "%s: %zu of %zu bf16 values differ", what, bad, n);
+}
+
+static void expect_f32_same(const char *what, const float *dev, const float *dev32, size_t n)
+{
+    vec got = down(dev, n), ref = down(dev32, n);
+    size_t bad = 0;
+    for (size_t i = 0; i < n; i++)
+        bad += memcmp(&got[i], &ref[i], sizeof(float)) != 0;
+    printf("  %-44s %zu of %zu differ (tol 0)\n", what, bad, n);
+    CHECK_MSG(bad == 0, "%s: %zu of %zu values differ", what, bad, n);
+}
+
+static void expect_a16_ulps(const char *what, const uint16_t *dev, const vec &ref, double tol32)
+{
+    std::vector<uint16_t> got = down(dev, ref.size()), rb = a16_bits(ref);
+    vec gw = a16_widen(got), rw = a16_widen(rb);
+    long ulps = 0, counted = 0;
+    double e = 0.0;
+    for (size_t i = 0; i < ref.size(); i++) {
+        long u = labs(a16_ord(got[i]) - a16_ord(rb[i]));
+        double d = fabs((double)gw[i] - (double)rw[i]);
+        e = d > e || d != d ? d : e;
+        ulps = u > ulps ? u : ulps;
+        if (!(d <= tol32) && u > counted)
+            counted = u;
+    }
+    printf("  %-44s max diff %.3g, %ld bf16 ulp (tol 1 ulp)\n", what, e, ulps);
+    CHECK_MSG(counted <= 1 && e == e, "%s: %ld bf16 ulp apart (max diff %.3g)", what, counted, e);
+}
+
+static void a16_norms(void)
+{
+    const int N = 37, C = 201; /* C: not a multiple of the warp's 32 columns */
+    vec x = rnd((size_t)N * C), w = rnd(C), bias = rnd(C), zero(C, 0.0f);
+    for (auto &v : x)
+        v = v * 3.0f + 2.0f;
+    vec out((size_t)N * C), mean(N), rstd(N);
+    float *d_x = up(x), *d_w = up(w), *d_b = up(bias);
+    float *d_o32 = (float *)dalloc(out.size() * 4);
+    uint16_t *d_o16 = (uint16_t *)dalloc(out.size() * 2);
+    float *d_m32 = (float *)dalloc(N * 4), *d_r32 = (float *)dalloc(N * 4);
+    float *d_m16 = (float *)dalloc(N * 4), *d_r16 = (float *)dalloc(N * 4);
+    for (int with_bias = 0; with_bias <= 1; with_bias++) {
+        const char *tag = with_bias ? "" : " (bias NULL)";
+        char what[96];
+        const float *db = with_bias ? d_b : NULL;
+        kcpu_layernorm_forward(out.data(), mean.data(), rstd.data(), x.data(), w.data(),
+                               with_bias ? bias.data() : zero.data(), N, C, 1e-5f);
+        kcuda_layernorm_forward(d_o32, d_m32, d_r32, d_x, d_w, db, N, C, 1e-5f);
+        kcuda_layernorm_forward_a16(d_o16, d_m16, d_r16, d_x, d_w, db, N, C, 1e-5f);
+        snprintf(what, sizeof what, "layernorm_a16 mean = fp32's%s", tag);
+        expect_f32_same(what, d_m16, d_m32, N);
+        snprintf(what, sizeof what, "layernorm_a16 rstd = fp32's%s", tag);
+        expect_f32_same(what, d_r16, d_r32, N);
+        snprintf(what, sizeof what, "layernorm_a16 out = r(fp32's)%s", tag);
+        expect_a16_same(what, d_o16, d_o32, out.size());
+        snprintf(what, sizeof what, "layernorm_a16 out vs CPU%s", tag);
+        expect_a16_ulps(what, d_o16, out, 1e-5);
+    }
+    /* Inference: no statistics saved, the same output. */
+    uint16_t *d_o16b = (uint16_t *)dalloc(out.size() * 2);
+    kcuda_layernorm_forward_a16(d_o16b, NULL, NULL, d_x, d_w, d_b, N, C, 1e-5f);
+    expect_a16_same("layernorm_a16 out, mean/rstd NULL", d_o16b, d_o32, out.size());
+
+    kcpu_rmsnorm_forward(out.data(), rstd.data(), x.data(), w.data(), N, C, 1e-6f);
+    kcuda_rmsnorm_forward(d_o32, d_r32, d_x, d_w, N, C, 1e-6f);
+    kcuda_rmsnorm_forward_a16(d_o16, d_r16, d_x, d_w, N, C, 1e-6f);
+    expect_f32_same("rmsnorm_a16 rstd = fp32's", d_r16, d_r32, N);
+    expect_a16_same("rmsnorm_a16 out = r(fp32's)", d_o16, d_o32, out.size());
+    expect_a16_ulps("rmsnorm_a16 out vs CPU", d_o16, out, 1e-5);
+    kcuda_rmsnorm_forward_a16(d_o16b, NULL, d_x, d_w, N, C, 1e-6f);
+    expect_a16_same("rmsnorm_a16 out, rstd NULL", d_o16b, d_o32, out.size());
+    dfree_all();
+}
+
+static void a16_activations(void)
+{
+    const int N = 29, H = 131;
+    const size_t n = (size_t)N * H; /* odd: not a multiple of any vector width */
+    std::vector<uint16_t> xb = a16_bits(rnd(n, 4.0f));
+    vec xw = a16_widen(xb), out(n), dout = rnd(n), dx = rnd(n);
+    uint16_t *d_xb = up(xb), *d_o16 = (uint16_t *)dalloc(n * 2);
+    float *d_xw = up(xw), *d_o32 = (float *)dalloc(n * 4), *d_dout = up(dout);
+    float *d_dx16 = up(dx), *d_dx32 = up(dx); /* non-zero: the backward accumulates */
+    kcpu_gelu_forward(out.data(), xw.data(), n);
+    kcuda_gelu_forward(d_o32, d_xw, n);
+    kcuda_gelu_forward_a16(d_o16, d_xb, n);
+    expect_a16_same("gelu_forward_a16 = r(fp32's)", d_o16, d_o32, n);
+    expect_a16_ulps("gelu_forward_a16 vs CPU", d_o16, out, 1e-5);
+    kcpu_gelu_backward(dx.data(), xw.data(), dout.data(), n);
+    kcuda_gelu_backward(d_dx32, d_xw, d_dout, n);
+    kcuda_gelu_backward_a16(d_dx16, d_xb, d_dout, n);
+    expect_f32_same("gelu_backward_a16 = fp32's", d_dx16, d_dx32, n);
+    expect_close("gelu_backward_a16 vs CPU", d_dx16, dx, 1e-5);
+
+    std::vector<uint16_t> gb = a16_bits(rnd(2 * n, 4.0f));
+    vec gw = a16_widen(gb), dgu = rnd(2 * n);
+    uint16_t *d_gb = up(gb);
+    float *d_gw = up(gw), *d_dg16 = up(dgu), *d_dg32 = up(dgu);
+    kcpu_swiglu_forward(out.data(), gw.data(), N, H);
+    kcuda_swiglu_forward(d_o32, d_gw, N, H);
+    kcuda_swiglu_forward_a16(d_o16, d_gb, N, H);
+    expect_a16_same("swiglu_forward_a16 = r(fp32's)", d_o16, d_o32, n);
+    expect_a16_ulps("swiglu_forward_a16 vs CPU", d_o16, out, 1e-5);
+    kcpu_swiglu_backward(dgu.data(), dout.data(), gw.data(), N, H);
+    kcuda_swiglu_backward(d_dg32, d_dout, d_gw, N, H);
+    kcuda_swiglu_backward_a16(d_dg16, d_dout, d_gb, N, H);
+    expect_f32_same("swiglu_backward_a16 = fp32's", d_dg16, d_dg32, 2 * n);
+    expect_close("swiglu_backward_a16 vs CPU", d_dg16, dgu, 1e-5);
+    dfree_all();
+}
+
+/* On the qkv layout: rows of (NH + 2·NKV)·HS, the q and k heads rotated, v left alone. */
+static void a16_rope(void)
+{
+    const int B = 2, T = 11, NH = 4, NKV = 2, HS = 48, maxT = 40, pos = 7;
+    const int R = (NH + 2 * NKV) * HS;
+    vec cs((size_t)maxT * HS / 2), sn((size_t)maxT * HS / 2);
+    float *d_cs = (float *)dalloc(cs.size() * 4), *d_sn = (float *)dalloc(sn.size() * 4);
+    kcpu_rope_tables(cs.data(), sn.data(), maxT, HS, 500000.0);
+    kcuda_rope_tables(d_cs, d_sn, maxT, HS, 500000.0);
+    std::vector<uint16_t> qb = a16_bits(rnd((size_t)B * T * R));
+    vec qw = a16_widen(qb);
+    uint16_t *d_qb = up(qb);
+    float *d_qw = up(qw);
+    kcpu_rope_forward(qw.data(), cs.data(), sn.data(), B, T, R, NH + NKV, HS, maxT, pos);
+    kcuda_rope_forward(d_qw, d_cs, d_sn, B, T, R, NH + NKV, HS, maxT, pos);
+    kcuda_rope_forward_a16(d_qb, d_cs, d_sn, B, T, R, NH + NKV, HS, maxT, pos);
+    expect_a16_same("rope_forward_a16 = r(fp32's)", d_qb, d_qw, qb.size());
+    expect_a16_ulps("rope_forward_a16 vs CPU (q, k rotated)", d_qb, qw, 1e-6);
+    std::vector<uint16_t> got = down(d_qb, qb.size());
+    size_t moved = 0;
+    for (int r = 0; r < B * T; r++)
+        for (int c = (NH + NKV) * HS; c < R; c++)
+            moved += got[(size_t)r * R + c] != qb[(size_t)r * R + c];
+    CHECK_MSG(moved == 0, "rope_forward_a16 changed %zu v values", moved);
+    dfree_all();
+}
+
+static void test_a16_elementwise(void)
+{
+    a16_norms();
+    a16_activations();
+    a16_rope();
 }
 
 /* ---------------------------------------------------------------- attention */
@@ -626,6 +812,199 @@ static void test_flash_attention_tc(void)
         printf("  mma attention: skipped: unsupported here (%zu bytes of opt-in shared memory "
                "per block)\n",
                (size_t)prop->sharedMemPerBlockOptin);
+}
+
+/* ---------------------------------------------------------------- flash attention, a16 */
+
+/* kcuda_flash_attention_*_a16 read bf16 q, k, v (and O in the backward's D_t = dO_t·O_t) and
+ * write a bf16 O; lse, dO and dqkv are fp32. Each kernel variant is the fp32-input kernel's body
+ * with the element type of qkv and out changed, so on bf16 inputs:
+ *  - forward: O is the fp32-input kernel's O rounded to bf16 and lse is its lse, bit for bit
+ *    (the tensor-core kernels round q, k, v to bf16 on load either way);
+ *  - backward: bit for bit the fp32-input kernel's given O = bf16(O_16) widened; given the
+ *    unrounded O_16 it differs only through D: |ΔD_t| <= u·Σ_d |dO_td·O_td| (one rounding to
+ *    nearest, u = 2^-8), and with P unchanged and Σ_j P_tj = 1, |Δdq_t| <= scale·|ΔD|·max|k|,
+ *    |Δdk_j| <= scale·|ΔD|·max|q|·Σ_{h,t} P_tj, Δdv = 0. The tensor-core kernels round dS to
+ *    bf16, and a changed dS may round the other way: each such flip is at most 2u·|dS|
+ *    relative, so their bound adds check (a)'s 2u·max|k|·max_t Σ_j |dS_tj| (dk: with q, sk).
+ *    Tolerances: twice the D term plus that, plus 1e-5;
+ *  - against the CPU kernels: the forward within the fp32-input kernel's tolerance (tensor
+ *    cores: check (a)'s; FMA: flash_case's 1e-5) plus O's rounding (u·max|out|), lse as
+ *    there; the backward given the CPU's lse and bf16-rounded out (the CPU reading that out
+ *    widened) within the same tolerances as the fp32-input kernel.
+ * The variants: mma.sync and WMMA through their own entries; the FMA kernels (and the default
+ * dispatch) through kcuda_flash_attention_*_a16 against *_16 at head sizes the tensor-core
+ * kernels do not take (16, 48, 96: padded to 32, 64, 128) and at HS 64 (the default path). */
+struct a16_impl {
+    const char *name;
+    void (*fwd)(float *out, float *lse, const float *qkv, int B, int T, int NH, int NKV, int HS);
+    void (*bwd)(float *dqkv, const float *dout, const float *qkv, const float *out,
+                const float *lse, int B, int T, int NH, int NKV, int HS);
+    void (*fwd_a16)(uint16_t *out, float *lse, const uint16_t *qkv, int B, int T, int NH, int NKV,
+                    int HS);
+    void (*bwd_a16)(float *dqkv, const float *dout, const uint16_t *qkv, const uint16_t *out,
+                    const float *lse, int B, int T, int NH, int NKV, int HS);
+};
+static const a16_impl A16_MMA = {"mma", kcuda_flash_attention_forward_mma,
+                                 kcuda_flash_attention_backward_mma,
+                                 kcuda_flash_attention_forward_mma_a16,
+                                 kcuda_flash_attention_backward_mma_a16};
+static const a16_impl A16_WMMA = {"tc", kcuda_flash_attention_forward_tc,
+                                  kcuda_flash_attention_backward_tc,
+                                  kcuda_flash_attention_forward_tc_a16,
+                                  kcuda_flash_attention_backward_tc_a16};
+static const a16_impl A16_ENTRY = {"entry", kcuda_flash_attention_forward_16,
+                                   kcuda_flash_attention_backward_16,
+                                   kcuda_flash_attention_forward_a16,
+                                   kcuda_flash_attention_backward_a16};
+
+/* dq, dk, dv columns of got against ref, tolerances tol[0..2]. */
+static void expect_dqkv(const char *what, const vec &got, const vec &ref, int NH, int NKV, int HS,
+                        const double tol[3])
+{
+    const size_t R = (size_t)(NH + 2 * NKV) * HS, q1 = (size_t)NH * HS;
+    const size_t k1 = (size_t)(NH + NKV) * HS, c[4] = {0, q1, k1, R};
+    const char *part[3] = {"dq", "dk", "dv"};
+    char w[128];
+    for (int i = 0; i < 3; i++) {
+        snprintf(w, sizeof w, "%s %s", what, part[i]);
+        expect_cols(w, got, ref, R, c[i], c[i + 1], tol[i]);
+    }
+}
+
+static void a16_case(const a16_impl &im, int B, int T, int NH, int NKV, int HS)
+{
+    char what[112], shape[48];
+    snprintf(shape, sizeof shape, "B%d T%d NH%d NKV%d HS%d", B, T, NH, NKV, HS);
+    const size_t R = (size_t)(NH + 2 * NKV) * HS, O = (size_t)NH * HS;
+    const size_t nq = (size_t)B * T * R, no = (size_t)B * T * O, nl = (size_t)B * NH * T;
+    /* Tensor-core numerics (P, dS rounded to bf16) or the FMA kernels' fp32 ones. */
+    bool tc = &im != &A16_ENTRY || kcuda_flash_attention_mma_enabled(HS) ||
+              kcuda_flash_attention_tc_enabled(HS);
+    vec qkv = bf16_round(rnd(nq)), dout = bf16_round(rnd(no)), g0 = rnd(nq, 0.1f);
+    float *d_qkv = up(qkv), *d_dout = up(dout);
+    const uint16_t *a_qkv = (const uint16_t *)up(to_bf16(qkv));
+    float *o16 = (float *)dalloc(no * 4), *l16 = (float *)dalloc(nl * 4);
+    float *la = (float *)dalloc(nl * 4);
+    uint16_t *oa = (uint16_t *)dalloc(no * 2);
+    im.fwd(o16, l16, d_qkv, B, T, NH, NKV, HS);
+    im.fwd_a16(oa, la, a_qkv, B, T, NH, NKV, HS);
+    vec o16h = down(o16, no), l16h = down(l16, nl);
+    vec oah = from_bf16(down((const __nv_bfloat16 *)oa, no)), lah = down(la, nl);
+    snprintf(what, sizeof what, "%s a16 fwd out = bf16(_16's) %s", im.name, shape);
+    expect_cols(what, oah, bf16_round(o16h), no, 0, no, 0.0);
+    snprintf(what, sizeof what, "%s a16 fwd lse = _16's %s", im.name, shape);
+    expect_cols(what, lah, l16h, nl, 0, nl, 0.0);
+
+    vec out(no), lse(nl);
+    kcpu_flash_attention_forward(out.data(), lse.data(), qkv.data(), B, T, NH, NKV, HS);
+    double mv = max_abs_cols(qkv, R, (NH + NKV) * HS, R), mo = max_abs_cols(out, O, 0, O);
+    double tol = (tc ? TC_U * mv + 1e-4 : 1e-5) + TC_U * mo;
+    snprintf(what, sizeof what, "%s a16 fwd out vs CPU %s", im.name, shape);
+    expect_cols(what, oah, out, O, 0, O, tol);
+    snprintf(what, sizeof what, "%s a16 fwd lse vs CPU %s", im.name, shape);
+    expect_cols(what, lah, lse, nl, 0, nl, tc ? 1e-4 : 1e-5);
+
+    /* Backward against the fp32-input kernel given bf16(O_16) (exact) and O_16 (close). */
+    vec o16r = bf16_round(o16h);
+    float *g16 = up(g0), *g16r = up(g0), *ga = up(g0), *d_o16r = up(o16r);
+    im.bwd(g16, d_dout, d_qkv, o16, l16, B, T, NH, NKV, HS);
+    im.bwd(g16r, d_dout, d_qkv, d_o16r, l16, B, T, NH, NKV, HS);
+    im.bwd_a16(ga, d_dout, a_qkv, oa, la, B, T, NH, NKV, HS);
+    vec gah = down(ga, nq);
+    const double exact[3] = {0.0, 0.0, 0.0};
+    snprintf(what, sizeof what, "%s a16 bwd = _16's given bf16(O) %s", im.name, shape);
+    expect_dqkv(what, gah, down(g16r, nq), NH, NKV, HS, exact);
+    double dD = 0.0; /* max_t u·Σ_d |dO_td·O_td| */
+    for (size_t r = 0; r < (size_t)B * T; r++)
+        for (int h = 0; h < NH; h++) {
+            double s = 0.0;
+            for (int d = 0; d < HS; d++)
+                s += fabs((double)dout[r * O + h * HS + d] * o16h[r * O + h * HS + d]);
+            dD = fmax(dD, TC_U * s);
+        }
+    double sq, sk, sv;
+    tc_grad_sums(qkv, dout, out, lse, B, T, NH, NKV, HS, &sq, &sk, &sv);
+    size_t q1 = (size_t)NH * HS, k1 = (size_t)(NH + NKV) * HS;
+    double mq = max_abs_cols(qkv, R, 0, q1), mk = max_abs_cols(qkv, R, q1, k1);
+    double scale = 1.0 / sqrt((double)HS);
+    const double near[3] = {2.0 * scale * dD * mk + (tc ? 2.0 * TC_U * mk * sq : 0.0) + 1e-5,
+                            2.0 * scale * dD * mq * sv + (tc ? 2.0 * TC_U * mq * sk : 0.0) + 1e-5,
+                            0.0};
+    snprintf(what, sizeof what, "%s a16 bwd vs _16's given O %s", im.name, shape);
+    expect_dqkv(what, gah, down(g16, nq), NH, NKV, HS, near);
+
+    /* Backward against the CPU, both reading the CPU's lse and bf16-rounded out. */
+    vec out_r = bf16_round(out), dqkv = g0;
+    kcpu_flash_attention_backward(dqkv.data(), dout.data(), qkv.data(), out_r.data(), lse.data(),
+                                  B, T, NH, NKV, HS);
+    float *gc = up(g0), *c_lse = up(lse);
+    const uint16_t *c_out = (const uint16_t *)up(to_bf16(out));
+    im.bwd_a16(gc, d_dout, a_qkv, c_out, c_lse, B, T, NH, NKV, HS);
+    double mdo = max_abs_cols(dout, O, 0, O);
+    const double cpu_tc[3] = {2.0 * TC_U * mk * sq + 1e-5, 2.0 * TC_U * mq * sk + 1e-5,
+                              2.0 * TC_U * mdo * sv + 1e-5};
+    const double cpu_fma[3] = {1e-4, 1e-4, 1e-4};
+    snprintf(what, sizeof what, "%s a16 bwd vs CPU %s", im.name, shape);
+    expect_dqkv(what, down(gc, nq), dqkv, NH, NKV, HS, tc ? cpu_tc : cpu_fma);
+    dfree_all();
+}
+
+/* The tile loads' scalar path (bf16 rows not 4-byte aligned: qkv and out one element past an
+ * aligned start) gives the same tiles, so the same results bit for bit. */
+static void a16_unaligned(const a16_impl &im)
+{
+    const int B = 1, T = 20, NH = 2, NKV = 1, HS = 64;
+    const size_t R = (size_t)(NH + 2 * NKV) * HS, O = (size_t)NH * HS;
+    const size_t nq = (size_t)B * T * R, no = (size_t)B * T * O, nl = (size_t)B * NH * T;
+    vec qkv = rnd(nq), qkv1(nq + 1, 0.0f), dout = rnd(no);
+    for (size_t i = 0; i < nq; i++)
+        qkv1[i + 1] = qkv[i];
+    const uint16_t *a_qkv = (const uint16_t *)up(to_bf16(qkv));
+    const uint16_t *u_qkv = (const uint16_t *)up(to_bf16(qkv1)) + 1;
+    float *d_dout = up(dout), *l_a = (float *)dalloc(nl * 4), *l_u = (float *)dalloc(nl * 4);
+    uint16_t *o_a = (uint16_t *)dalloc(no * 2), *o_u = (uint16_t *)dalloc((no + 1) * 2) + 1;
+    float *g_a = up(vec(nq, 0.0f)), *g_u = up(vec(nq, 0.0f));
+    im.fwd_a16(o_a, l_a, a_qkv, B, T, NH, NKV, HS);
+    im.fwd_a16(o_u, l_u, u_qkv, B, T, NH, NKV, HS);
+    im.bwd_a16(g_a, d_dout, a_qkv, o_a, l_a, B, T, NH, NKV, HS);
+    im.bwd_a16(g_u, d_dout, u_qkv, o_u, l_a, B, T, NH, NKV, HS);
+    char what[96];
+    vec oa = from_bf16(down((const __nv_bfloat16 *)o_a, no));
+    vec ou = from_bf16(down((const __nv_bfloat16 *)o_u, no));
+    snprintf(what, sizeof what, "%s a16 fwd out, unaligned rows = aligned", im.name);
+    expect_cols(what, ou, oa, no, 0, no, 0.0);
+    snprintf(what, sizeof what, "%s a16 fwd lse, unaligned rows = aligned", im.name);
+    expect_close(what, l_u, down(l_a, nl), 0.0);
+    snprintf(what, sizeof what, "%s a16 bwd dqkv, unaligned rows = aligned", im.name);
+    expect_close(what, g_u, down(g_a, nq), 0.0);
+    dfree_all();
+}
+
+static void test_flash_attention_a16(void)
+{
+    for (const a16_impl *im : {&A16_MMA, &A16_WMMA}) {
+        bool mma = im == &A16_MMA;
+        for (int HS : {64, 128}) {
+            if (!(mma ? kcuda_flash_attention_mma_supported(HS)
+                      : kcuda_flash_attention_tc_supported(HS))) {
+                printf("  %s a16 attention HS %d: skipped: unsupported here\n", im->name, HS);
+                continue;
+            }
+            if (HS == 64)
+                a16_case(*im, 1, 70, 4, 2, 64); /* GQA, two query tiles, the last partial */
+            else
+                a16_case(*im, 1, 17, 2, 1, 128); /* MQA, one partial tile */
+        }
+        if (mma ? kcuda_flash_attention_mma_supported(64) : kcuda_flash_attention_tc_supported(64))
+            a16_unaligned(*im);
+    }
+    /* The entries: the FMA kernels at HS 48 (padded to 64), 16 (32) and 96 (128); the default
+     * tensor-core path (or FMA where unsupported) at HS 64. */
+    a16_case(A16_ENTRY, 2, 45, 4, 2, 48);
+    a16_case(A16_ENTRY, 1, 33, 2, 1, 16);
+    a16_case(A16_ENTRY, 1, 20, 2, 2, 96);
+    a16_case(A16_ENTRY, 1, 40, 2, 1, 64);
 }
 
 static void test_attention_materialised(void)
@@ -1148,9 +1527,11 @@ int main(void)
     RUN(test_norms);
     RUN(test_activations);
     RUN(test_rope);
+    RUN(test_a16_elementwise);
     RUN(test_flash_attention);
     RUN(test_flash_attention_bf16);
     RUN(test_flash_attention_tc);
+    RUN(test_flash_attention_a16);
     RUN(test_attention_materialised);
     RUN(test_kv_cache_decode);
     RUN(test_softmax_ce);
