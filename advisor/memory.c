@@ -31,7 +31,8 @@
  *  - GPU plans the same executor runs on its CUDA backend (strategy.device cuda, the same
  *    conditions), when asked for (advisor_estimate_builtin; advisor_estimate keeps the generic
  *    formulas, which the published figures test): the same layout with the CUDA plugin's
- *    scratch sizes and its own 33,816,576 bytes of workspace. The overhead, outside the
+ *    scratch sizes and its own 33,816,576 bytes of workspace, and bf16-mixed training's
+ *    activations kept in bf16 where the executor keeps them so (act16 below). The overhead, outside the
  *    categories the executor counts, is its measured runtime (EST_CUDA_EXEC_RUNTIME_BYTES) with
  *    no fragmentation margin: it allocates every buffer once, with plain cudaMalloc.
  *  - Pipeline: the first and last stages are both computed and the heavier one is reported
@@ -842,14 +843,20 @@ static void cpu_exec_stage(const struct est_geom *g, const struct model_desc *m,
      * log-sum-exp) with its output. Recompute: none keeps all L; selective keeps L norm/QKV/MLP
      * sets but one shared core; full (and generation) one shared set. Then the final norm, the
      * logits (gradient written in place) and the token and target ids (int32). */
+    /* bf16 activations (executor/model.c act16_available): bf16-mixed training on the CUDA
+     * backend without LoRA or naive attention stores the norm outputs, QKV, the attention
+     * output and the MLP pre-activation and activation in bf16 (e = 2); the residual after
+     * attention, the statistics and lse stay fp32. */
+    bool act16 = be == EXEC_BE_CUDA && train && bf16 && !fp16 && !g->lora && !naive;
+    double e = act16 ? 2 : 4;
     double stat = a64(4 * rows) * (ln ? 2 : 1);
-    double fresh = a64(4 * rows * C) * 3 + 2 * stat + a64(4 * rows * QKV) + a64(4 * rows * F2) +
-                   a64(4 * rows * F);
-    double core = (naive ? a64(4 * B * NH * T * T) : a64(4 * B * NH * T)) + a64(4 * rows * Q);
+    double fresh = a64(e * rows * C) * 2 + a64(4 * rows * C) + 2 * stat + a64(e * rows * QKV) +
+                   a64(e * rows * F2) + a64(e * rows * F);
+    double core = (naive ? a64(4 * B * NH * T * T) : a64(4 * B * NH * T)) + a64(e * rows * Q);
     double n_fresh = rc == RECOMPUTE_FULL ? 1 : L, n_core = rc == RECOMPUTE_NONE ? L : 1;
     double inputs = (train ? L + 1 : 2) * a64(4 * rows * C);
     o->logits = a64(4 * lrows * Vp);
-    o->activations = inputs + n_fresh * fresh + n_core * core + a64(4 * rows * C) + stat +
+    o->activations = inputs + n_fresh * fresh + n_core * core + a64(e * rows * C) + stat +
                      o->logits + a64(4 * rows) + a64(4 * N);
     o->layer_act = fresh + core;
 

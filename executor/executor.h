@@ -456,6 +456,11 @@ struct exec_model {
     int kv_len;              /* tokens held in the KV cache */
     size_t layer0_off;       /* base-region offset of layer 0's first weight */
     size_t layer_n;          /* weights per layer: layer l is [layer0_off + l·layer_n, +layer_n) */
+    /* bf16-mixed training on a backend with the bf16-activation entries (backend.h, the CUDA
+     * plugin): the activations kept for the backward (norm outputs, qkv, attention output, MLP
+     * pre-activation and activation) are stored as bf16; the residual stream, statistics,
+     * logits and gradients stay fp32. */
+    bool act_bf16;
     struct exec_model_impl *impl;
 };
 

@@ -13,8 +13,8 @@
                fills before a layer runs (docs/distributed.md)
  *    gradients = fp32, one per trainable parameter (base when training fully, adapters under
  *               LoRA), contiguous so one optimizer call covers them
- *    activations = what forward keeps for backward (per recompute mode, below), the (N,Vp)
- *               logits, the token and target ids
+ *    activations = what forward keeps for backward (per recompute mode, below; bf16 where
+ *               act16, below), the (N,Vp) logits, the token and target ids
  *    kv_cache = K and V of every layer, (kv_batch, kv_seq, NKV·HS) each
  *    workspace = the matmul output before a residual add, the backward temporaries (one layer),
  *               the naive attention backward scratch, bf16 mode's matmul buffer (native: the
@@ -38,6 +38,15 @@
  *    into a workspace buffer and the fp32 matmul runs (emulated). Weight gradients are fp32
  *    matmuls on the CPU; a backend with matmul_bf16_backward_weight (CUDA) runs them with bf16
  *    operands too. Norm weights, biases and embeddings lookups read the fp32 master.
+ *  - bf16 activations (act16_available: bf16-mixed training on a backend with backend.h's a16
+ *    group, the CUDA plugin): the activations kept for the backward — both norms' outputs, QKV
+ *    (RoPE applied in place), the attention output, the MLP pre-activation and activation, the
+ *    final norm's output — are bf16, as under PyTorch's autocast; the residual stream, norm
+ *    statistics, lse, logits and all gradients stay fp32. The producing kernels write bf16
+ *    directly and the matmuls read it without rounding their input first (QKV and MLP-up
+ *    write bf16 outputs, with the bf16 mirror's bias); the values are the ones the
+ *    fp32-activation path rounds on the fly anyway, except QKV and the pre-activation, which
+ *    are rounded once more before RoPE/attention and GELU read them.
  *  - fp16 mode (fp16-mixed): the 16-bit mirror is IEEE fp16 (11-bit mantissa, range ±65504)
  *    and every base matmul takes fp16 operands, as a GPU's fp16 tensor cores do: the weight
  *    from the mirror, the activations (forward), dout (both gradients) and the input (weight
@@ -99,10 +108,13 @@ struct adapter {
     const char *hf; /* HF module name inside the layer ("attn.c_attn", "self_attn.q_proj") */
 };
 
-/* Activations of one layer (pointers may be shared between layers, per recompute mode). */
+/* Activations of one layer (pointers may be shared between layers, per recompute mode). With
+ * bf16 activations (impl act16) the _16 buffers replace ln1, qkv, atty, ln2, fch and fcact,
+ * which stay NULL. */
 struct layer_act {
     float *ln1, *ln1_mean, *ln1_rstd, *qkv, *att, *lse, *atty, *res2, *ln2, *ln2_mean, *ln2_rstd,
         *fch, *fcact;
+    uint16_t *ln1_16, *qkv_16, *atty_16, *ln2_16, *fch_16, *fcact_16;
 };
 
 struct exec_model_impl {
@@ -114,6 +126,7 @@ struct exec_model_impl {
     bool bf16_native; /* bf16 mode on the backend's native bf16 kernel (else emulated) */
     bool fp16;        /* fp16-mixed: the 16-bit mirror (w16, "bf16" above) is IEEE fp16 */
     bool f16_native;  /* fp16 mode on the backend's matmul_f16_* (else emulated) */
+    bool act16;       /* bf16 activations (act16_available) */
     float *f16x;      /* emulated fp16: the rounded operands of EXEC_F16_EMU_ROWS rows */
     float eps, lora_scale;
     /* parameter layout */
@@ -134,6 +147,7 @@ struct exec_model_impl {
     float **inp;          /* [L+1] layer inputs; inp[L] is the last layer's output */
     struct layer_act *la; /* [L] */
     float *lnf, *lnf_mean, *lnf_rstd, *logits;
+    uint16_t *lnf_16; /* act16: the final norm's output (lnf NULL) */
     float *host_logits; /* backend without host memory: prefill/decode logits copied here
                          * (kv_batch × Vp floats, host malloc) */
     int *tokens, *targets;
@@ -283,6 +297,24 @@ static int validate(const struct model_desc *d, const struct exec_model_opts *o,
 
 /* ---------------------------------------------------------------- layout */
 
+/* Whether a model stores the activations its backward keeps in bf16 (backend.h's a16 group):
+ * bf16-mixed training on native bf16 matmuls, on a backend with every entry of the group but
+ * the optional fused GELU. Not with LoRA (its adapters' fp32 matmuls read the layer inputs),
+ * naive attention (its probabilities are the fp32 kernel's) or fp16-mixed (whose loss scaling
+ * watches fp16 operands for overflow, and fp16 activations would overflow first); generation
+ * keeps fp32 activations (one layer's worth: nothing to save). */
+static bool act16_available(const struct exec_model *m, const struct exec_model_impl *im)
+{
+    const struct backend *be = m->be;
+    if (!m->opts.training || !im->bf16_native || im->fp16 || im->lora || im->int8 ||
+        m->opts.attention == ATTN_NAIVE)
+        return false;
+    return be->layernorm_forward_a16 && be->rmsnorm_forward_a16 && be->matmul_a16_forward &&
+           be->matmul_16_backward_a16 && be->gelu_forward_a16 && be->gelu_backward_a16 &&
+           be->swiglu_forward_a16 && be->swiglu_backward_a16 && be->rope_forward_a16 &&
+           be->flash_attention_forward_a16 && be->flash_attention_backward_a16;
+}
+
 static size_t align_up(size_t n)
 {
     return (n + ALIGN_BYTES - 1) / ALIGN_BYTES * ALIGN_BYTES;
@@ -318,6 +350,7 @@ static void layout_params(struct exec_model *m, struct exec_model_impl *im)
                      m->be->matmul_f16_backward_weight;
     im->int8 = m->opts.int8_weights;
     im->lora = m->opts.lora_rank > 0;
+    im->act16 = act16_available(m, im);
     im->ropeT = m->opts.seq > m->opts.kv_seq ? m->opts.seq : m->opts.kv_seq;
 
     int C = m->C;
@@ -389,6 +422,7 @@ static void layout_params(struct exec_model *m, struct exec_model_impl *im)
     SW_ASSERT(im->lay_n * (size_t)m->L == im->lay_end - im->lay0);
     m->layer0_off = im->lay0;
     m->layer_n = im->lay_n;
+    m->act_bf16 = im->act16;
     im->n_nonlayer = m->n_params - (im->lay_end - im->lay0);
 
     /* LoRA adapters: the same set in every layer. */
@@ -481,6 +515,11 @@ static float *takef(struct carve *cv, enum backend_mem cat, size_t n)
     return take(cv, cat, n * sizeof(float));
 }
 
+static uint16_t *take16(struct carve *cv, enum backend_mem cat, size_t n)
+{
+    return take(cv, cat, n * sizeof(uint16_t));
+}
+
 /* Everything but the parameters' internal offsets, which layout_params() fixed. */
 static void carve_all(struct exec_model *m, struct exec_model_impl *im, struct carve *cv)
 {
@@ -564,16 +603,33 @@ static void carve_all(struct exec_model *m, struct exec_model_impl *im, struct c
         struct layer_act *a = &im->la[l];
         bool fresh = rc == RECOMPUTE_NONE || rc == RECOMPUTE_SELECTIVE || l == 0;
         if (fresh) {
-            a->ln1 = takef(cv, A, rows * C);
+            /* act16: the same buffers, in the same order, half the bytes where bf16. */
+            bool h = im->act16;
+            memset(a, 0, sizeof(*a));
+            if (h)
+                a->ln1_16 = take16(cv, A, rows * C);
+            else
+                a->ln1 = takef(cv, A, rows * C);
             a->ln1_mean = im->layernorm ? takef(cv, A, rows) : NULL;
             a->ln1_rstd = takef(cv, A, rows);
-            a->qkv = takef(cv, A, rows * im->QKV);
+            if (h)
+                a->qkv_16 = take16(cv, A, rows * im->QKV);
+            else
+                a->qkv = takef(cv, A, rows * im->QKV);
             a->res2 = takef(cv, A, rows * C);
-            a->ln2 = takef(cv, A, rows * C);
+            if (h)
+                a->ln2_16 = take16(cv, A, rows * C);
+            else
+                a->ln2 = takef(cv, A, rows * C);
             a->ln2_mean = im->layernorm ? takef(cv, A, rows) : NULL;
             a->ln2_rstd = takef(cv, A, rows);
-            a->fch = takef(cv, A, rows * im->F2);
-            a->fcact = takef(cv, A, rows * m->F);
+            if (h) {
+                a->fch_16 = take16(cv, A, rows * im->F2);
+                a->fcact_16 = take16(cv, A, rows * m->F);
+            } else {
+                a->fch = takef(cv, A, rows * im->F2);
+                a->fcact = takef(cv, A, rows * m->F);
+            }
         } else {
             *a = im->la[0];
         }
@@ -581,16 +637,21 @@ static void carve_all(struct exec_model *m, struct exec_model_impl *im, struct c
         if (core_fresh) {
             a->att = naive ? takef(cv, A, att_n) : NULL;
             a->lse = naive ? NULL : takef(cv, A, lse_n);
-            a->atty = takef(cv, A, rows * im->Q);
+            if (im->act16)
+                a->atty_16 = take16(cv, A, rows * im->Q);
+            else
+                a->atty = takef(cv, A, rows * im->Q);
             if (l == 0)
                 shared = *a;
         } else {
             a->att = shared.att;
             a->lse = shared.lse;
             a->atty = shared.atty;
+            a->atty_16 = shared.atty_16;
         }
     }
-    im->lnf = takef(cv, A, rows * C);
+    im->lnf = im->act16 ? NULL : takef(cv, A, rows * C);
+    im->lnf_16 = im->act16 ? take16(cv, A, rows * C) : NULL;
     im->lnf_mean = im->layernorm ? takef(cv, A, rows) : NULL;
     im->lnf_rstd = takef(cv, A, rows);
     im->logits = takef(cv, A, lrows * m->Vp);
@@ -1439,6 +1500,40 @@ static void mm_backward(struct exec_model *m, int l, int k, float *dinp, const f
     }
 }
 
+/* bf16 activations (act16): out(N,OC) = inp · Wᵀ + b for matmul k of layer l (l == L: the
+ * head) on bf16 inp, into fp32 out or, with out_bf16, bf16 out (then the bias is read from the
+ * bf16 mirror: cuBLASLt adds a bias of the output's type). */
+static void mm_forward_a16(struct exec_model *m, int l, int k, void *out, bool out_bf16,
+                           const uint16_t *inp, int N)
+{
+    struct exec_model_impl *im = m->impl;
+    const struct mm_shape *s = &im->mm[k];
+    bool head = k == MM_HEAD;
+    size_t woff = head ? im->head : im->lo[l].w[k];
+    size_t boff = head ? OFF_NONE : im->lo[l].b[k];
+    const void *bias = boff == OFF_NONE ? NULL
+                       : out_bf16       ? (const void *)w16p(im, boff)
+                                        : (const void *)wp(im, boff);
+    SW_ASSERT(N <= im->rows);
+    m->be->matmul_a16_forward(out, out_bf16, inp, w16p(im, woff), bias, N, s->C, s->OC);
+}
+
+/* act16: matmul k's backward on bf16 inp: dinp += dout·W (with pre: dinp = (dout·W) ⊙
+ * gelu'(pre), written), dW and db +=. */
+static void mm_backward_a16(struct exec_model *m, int l, int k, float *dinp, const float *dout,
+                            const uint16_t *inp, const uint16_t *pre, int N)
+{
+    struct exec_model_impl *im = m->impl;
+    const struct mm_shape *s = &im->mm[k];
+    bool head = k == MM_HEAD;
+    size_t woff = head ? im->head : im->lo[l].w[k];
+    size_t boff = head ? OFF_NONE : im->lo[l].b[k];
+    SW_ASSERT(N <= im->rows);
+    m->be->matmul_16_backward_a16(dinp, gp(im, woff), boff != OFF_NONE ? gp(im, boff) : NULL,
+                                  dout, inp, w16p(im, woff), pre, N, s->C, s->OC,
+                                  im->mm16_scratch);
+}
+
 /* ---------------------------------------------------------------- forward */
 
 static void norm_forward(struct exec_model *m, float *out, float *mean, float *rstd,
@@ -1464,15 +1559,67 @@ static void norm_backward(struct exec_model *m, float *dinp, const float *dout, 
         m->be->rmsnorm_backward(dinp, dw, dout, inp, wp(im, w), rstd, N, m->C);
 }
 
+/* act16: the norm of fp32 inp into bf16 out (statistics fp32). */
+static void norm_forward_a16(struct exec_model *m, uint16_t *out, float *mean, float *rstd,
+                             const float *inp, size_t w, size_t b, int N)
+{
+    struct exec_model_impl *im = m->impl;
+    if (im->layernorm)
+        m->be->layernorm_forward_a16(out, mean, rstd, inp, wp(im, w),
+                                     b == OFF_NONE ? NULL : wp(im, b), N, m->C, im->eps);
+    else
+        m->be->rmsnorm_forward_a16(out, rstd, inp, wp(im, w), N, m->C, im->eps);
+}
+
 /* Attention core from a->qkv into a->atty (training/forward path, positions 0..T-1). */
 static void attn_core_forward(struct exec_model *m, struct layer_act *a, int B, int T)
 {
-    if (m->opts.attention == ATTN_NAIVE)
+    if (m->impl->act16)
+        m->be->flash_attention_forward_a16(a->atty_16, a->lse, a->qkv_16, B, T, m->NH, m->NKV,
+                                           m->HS);
+    else if (m->opts.attention == ATTN_NAIVE)
         m->be->attention_forward(a->atty, a->att, a->qkv, B, T, m->NH, m->NKV, m->HS);
     else if (m->impl->bf16 && m->be->flash_attention_forward_16)
         m->be->flash_attention_forward_16(a->atty, a->lse, a->qkv, B, T, m->NH, m->NKV, m->HS);
     else
         m->be->flash_attention_forward(a->atty, a->lse, a->qkv, B, T, m->NH, m->NKV, m->HS);
+}
+
+/* layer_forward with bf16 activations (act16: training, no KV cache, no LoRA): the same steps
+ * on the _16 buffers. */
+static void layer_forward_a16(struct exec_model *m, int l, const float *inp, float *out, int B,
+                              int T)
+{
+    struct exec_model_impl *im = m->impl;
+    const struct backend *be = m->be;
+    const struct layer_off *lo = &im->lo[l];
+    struct layer_act *a = &im->la[l];
+    int N = B * T;
+    size_t NC = (size_t)N * m->C;
+
+    norm_forward_a16(m, a->ln1_16, a->ln1_mean, a->ln1_rstd, inp, lo->ln1_w, lo->ln1_b, N);
+    mm_forward_a16(m, l, MM_QKV, a->qkv_16, true, a->ln1_16, N);
+    if (im->rope)
+        be->rope_forward_a16(a->qkv_16, im->rope_cos, im->rope_sin, B, T, im->QKV,
+                             m->NH + m->NKV, m->HS, im->ropeT, 0);
+    attn_core_forward(m, a, B, T);
+    mm_forward_a16(m, l, MM_O, im->tmp, false, a->atty_16, N);
+    be->residual_forward(a->res2, inp, im->tmp, NC);
+    norm_forward_a16(m, a->ln2_16, a->ln2_mean, a->ln2_rstd, a->res2, lo->ln2_w, lo->ln2_b, N);
+    if (!m->desc.swiglu && be->matmul_gelu_forward_a16) {
+        const struct mm_shape *s = &im->mm[MM_FC];
+        size_t boff = lo->b[MM_FC];
+        be->matmul_gelu_forward_a16(a->fcact_16, a->fch_16, a->ln2_16, w16p(im, lo->w[MM_FC]),
+                                    boff == OFF_NONE ? NULL : w16p(im, boff), N, s->C, s->OC);
+    } else {
+        mm_forward_a16(m, l, MM_FC, a->fch_16, true, a->ln2_16, N);
+        if (m->desc.swiglu)
+            be->swiglu_forward_a16(a->fcact_16, a->fch_16, N, m->F);
+        else
+            be->gelu_forward_a16(a->fcact_16, a->fch_16, (size_t)N * m->F);
+    }
+    mm_forward_a16(m, l, MM_PROJ, im->tmp, false, a->fcact_16, N);
+    be->residual_forward(out, a->res2, im->tmp, NC);
 }
 
 /* One layer: inp -> out. kv: use the KV cache at position pos (prefill/decode). */
@@ -1485,6 +1632,11 @@ static void layer_forward(struct exec_model *m, int l, const float *inp, float *
     struct layer_act *a = &im->la[l];
     int N = B * T;
     size_t NC = (size_t)N * m->C;
+    if (im->act16) {
+        SW_ASSERT(!kv);
+        layer_forward_a16(m, l, inp, out, B, T);
+        return;
+    }
 
     norm_forward(m, a->ln1, a->ln1_mean, a->ln1_rstd, inp, lo->ln1_w, lo->ln1_b, N);
     mm_forward(m, l, MM_QKV, a->qkv, a->ln1, N);
@@ -1551,9 +1703,15 @@ int exec_model_forward(struct exec_model *m, const int *tokens, const int *targe
             return rc;
         layer_forward(m, l, im->inp[l], im->inp[l + 1], B, T, false, 0);
     }
-    norm_forward(m, im->lnf, im->lnf_mean, im->lnf_rstd, im->inp[m->L], im->lnf_w, im->lnf_b,
-                 (int)N);
-    mm_forward(m, m->L, MM_HEAD, im->logits, im->lnf, (int)N);
+    if (im->act16) {
+        norm_forward_a16(m, im->lnf_16, im->lnf_mean, im->lnf_rstd, im->inp[m->L], im->lnf_w,
+                         im->lnf_b, (int)N);
+        mm_forward_a16(m, m->L, MM_HEAD, im->logits, false, im->lnf_16, (int)N);
+    } else {
+        norm_forward(m, im->lnf, im->lnf_mean, im->lnf_rstd, im->inp[m->L], im->lnf_w, im->lnf_b,
+                     (int)N);
+        mm_forward(m, m->L, MM_HEAD, im->logits, im->lnf, (int)N);
+    }
     im->have_fwd = false;
     im->fwd_B = B;
     im->fwd_T = T;
@@ -1587,6 +1745,48 @@ static size_t layer_train_start(const struct exec_model *m, int l)
     return im->lo[l].ln1_w;
 }
 
+/* The backward of one layer from bf16 activations (act16), after any recompute: the steps of
+ * layer_backward on the _16 buffers. The GELU MLP's d(fch) comes out of the projection's
+ * backward (its DGELU form) unless the backend runs GELU unfused
+ * (matmul_gelu_forward_a16 NULL). */
+static void layer_backward_a16(struct exec_model *m, int l, int B, int T)
+{
+    struct exec_model_impl *im = m->impl;
+    const struct backend *be = m->be;
+    const struct layer_off *lo = &im->lo[l];
+    struct layer_act *a = &im->la[l];
+    int N = B * T;
+    float *dres = im->dres;
+
+    if (!m->desc.swiglu && be->matmul_gelu_forward_a16) {
+        mm_backward_a16(m, l, MM_PROJ, im->dfch, dres, a->fcact_16, a->fch_16, N);
+    } else {
+        be->memset(im->dfcact, 0, (size_t)N * m->F * sizeof(float));
+        mm_backward_a16(m, l, MM_PROJ, im->dfcact, dres, a->fcact_16, NULL, N);
+        be->memset(im->dfch, 0, (size_t)N * im->F2 * sizeof(float));
+        if (m->desc.swiglu)
+            be->swiglu_backward_a16(im->dfch, im->dfcact, a->fch_16, N, m->F);
+        else
+            be->gelu_backward_a16(im->dfch, a->fch_16, im->dfcact, (size_t)N * m->F);
+    }
+    be->memset(im->dln, 0, (size_t)N * m->C * sizeof(float));
+    mm_backward_a16(m, l, MM_FC, im->dln, im->dfch, a->ln2_16, NULL, N);
+    norm_backward(m, dres, im->dln, a->res2, lo->ln2_w, lo->ln2_b, a->ln2_mean, a->ln2_rstd, N);
+
+    be->memset(im->datty, 0, (size_t)N * im->Q * sizeof(float));
+    mm_backward_a16(m, l, MM_O, im->datty, dres, a->atty_16, NULL, N);
+    be->memset(im->dqkv, 0, (size_t)N * im->QKV * sizeof(float));
+    be->flash_attention_backward_a16(im->dqkv, im->datty, a->qkv_16, a->atty_16, a->lse, B, T,
+                                     m->NH, m->NKV, m->HS);
+    if (im->rope)
+        be->rope_backward(im->dqkv, im->rope_cos, im->rope_sin, B, T, im->QKV, m->NH + m->NKV,
+                          m->HS, im->ropeT, 0);
+    be->memset(im->dln, 0, (size_t)N * m->C * sizeof(float));
+    mm_backward_a16(m, l, MM_QKV, im->dln, im->dqkv, a->ln1_16, NULL, N);
+    norm_backward(m, dres, im->dln, im->inp[l], lo->ln1_w, lo->ln1_b, a->ln1_mean, a->ln1_rstd,
+                  N);
+}
+
 static void layer_backward(struct exec_model *m, int l, int B, int T)
 {
     struct exec_model_impl *im = m->impl;
@@ -1601,6 +1801,10 @@ static void layer_backward(struct exec_model *m, int l, int B, int T)
         layer_forward(m, l, inp, im->inp[l + 1], B, T, false, 0);
     else if (m->opts.recompute == RECOMPUTE_SELECTIVE)
         attn_core_forward(m, a, B, T);
+    if (im->act16) {
+        layer_backward_a16(m, l, B, T);
+        return;
+    }
 
     /* MLP: out = res2 + proj(act(fc(ln2(res2)))); dres holds d(out). */
     if (gelu_fusable(m, m->be->matmul_backward_input_dgelu != NULL, MM_PROJ)) {
@@ -1656,7 +1860,10 @@ int exec_model_backward(struct exec_model *m, float grad_scale, struct sw_err *e
     /* logits -> grad_scale · d(mean loss)/d(logits), in place. */
     be->softmax_ce(im->logits, NULL, NULL, im->targets, N, m->V, m->Vp, true, grad_scale);
     be->memset(im->dln, 0, (size_t)N * m->C * sizeof(float));
-    mm_backward(m, m->L, MM_HEAD, im->dln, im->logits, im->lnf, N);
+    if (im->act16)
+        mm_backward_a16(m, m->L, MM_HEAD, im->dln, im->logits, im->lnf_16, NULL, N);
+    else
+        mm_backward(m, m->L, MM_HEAD, im->dln, im->logits, im->lnf, N);
     be->memset(im->dres, 0, (size_t)N * m->C * sizeof(float));
     norm_backward(m, im->dres, im->dln, im->inp[m->L], im->lnf_w, im->lnf_b, im->lnf_mean,
                   im->lnf_rstd, N);

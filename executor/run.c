@@ -535,8 +535,8 @@ static int setup(struct run_state *s, struct exec_run_result *r, struct sw_err *
                                        "has no bf16 tensor cores)");
     if (p->strategy.precision == PREC_BF16_MIXED)
         note(o, "precision: bf16-mixed: bf16 weight copies with fp32 master weights, "
-                "gradients and accumulation; %s",
-             bf16_how);
+                "gradients and accumulation; %s; activations kept for the backward in %s",
+             bf16_how, s->model.act_bf16 ? "bf16" : "fp32");
     if (p->strategy.precision == PREC_FP16_MIXED)
         note(o, "precision: fp16-mixed: fp16 weight copies and fp16 matmul operands with fp32 "
                 "master weights, gradients and accumulation; %s loss scaling%s",

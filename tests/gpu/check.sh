@@ -19,8 +19,9 @@
 #   5. the scalewise training runs of step 3 again with the WMMA attention kernels and with the
 #      FMA ones (SCALEWISE_CUDA_ATTENTION=wmma, =fma) instead of the default mma.sync ones:
 #      tokens/s, MFU, and the ratio of each to the default;
-#   6. at one batch: fp16-mixed (with its loss scaler's skipped steps), and bf16-mixed with the
-#      GELU epilogue fusion off, each against step 3's run.
+#   6. at one batch: fp16-mixed (with its loss scaler's skipped steps), bf16-mixed with the
+#      GELU epilogue fusion off, and bf16-mixed with fp32 activations (SCALEWISE_CUDA_ACT16=0:
+#      the advisor's prediction then assumes the bf16 ones), each against step 3's run.
 # When scalewise refuses a `device: cuda` plan (no GPU, no plugin: "the CUDA backend is
 # unavailable"), its benchmark lines say so with the reason; the PyTorch half runs regardless.
 # Exit status: non-zero when the build or a GPU test fails (benchmarks never fail the script).
@@ -319,12 +320,14 @@ done
 
 # ---------------------------------------------------------------- 6. fp16-mixed, GELU fusion
 # One batch (SW_CHECK_EXTRA_BATCH, default 16): fp16-mixed (fp16 tensor cores, dynamic loss
-# scaling: its skipped steps are reported), and bf16-mixed with the MLP's GELU epilogue fusion
-# off (SCALEWISE_CUDA_FUSED_GELU=0); each against step 3's bf16-mixed run at that batch.
+# scaling: its skipped steps are reported), bf16-mixed with the MLP's GELU epilogue fusion off
+# (SCALEWISE_CUDA_FUSED_GELU=0), and bf16-mixed with fp32 activations (SCALEWISE_CUDA_ACT16=0,
+# the layout before bf16 activations); each against step 3's bf16-mixed run at that batch.
 XB=${SW_CHECK_EXTRA_BATCH-16} # empty: no step 6
-for v in ${XB:+fp16 nofuse}; do
+for v in ${XB:+act32 fp16 nofuse}; do
   if over_budget; then say "scalewise train B=$XB ($v): skipped (time budget of $BUDGET_S s spent)"; continue; fi
   if [ "$v" = fp16 ]; then train_plan "$XB" "$STEPS" -fp16 fp16-mixed; envs=()
+  elif [ "$v" = act32 ]; then train_plan "$XB" "$STEPS" -act32; envs=(SCALEWISE_CUDA_ACT16=0)
   else train_plan "$XB" "$STEPS" -nofuse; envs=(SCALEWISE_CUDA_FUSED_GELU=0); fi
   t0=$SECONDS
   env "${envs[@]}" timeout "$RUN_TIMEOUT_S" ./scalewise run "$WORK/train-b$XB-$v.yaml" \

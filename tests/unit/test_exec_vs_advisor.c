@@ -144,6 +144,74 @@ static void no_f16_backward_weight(float *dw, float *db, const float *dout, cons
     abort();
 }
 
+/* The plugin's bf16-activation group (backend.h) exists too: bf16-mixed training then keeps
+ * its activations in bf16, which the advisor must model. Never called. */
+static void no_ln_a16(uint16_t *o, float *mu, float *rs, const float *x, const float *w,
+                      const float *b, int N, int C, float eps)
+{
+    (void)o, (void)mu, (void)rs, (void)x, (void)w, (void)b, (void)N, (void)C, (void)eps;
+    abort();
+}
+static void no_rms_a16(uint16_t *o, float *rs, const float *x, const float *w, int N, int C,
+                       float eps)
+{
+    (void)o, (void)rs, (void)x, (void)w, (void)N, (void)C, (void)eps;
+    abort();
+}
+static void no_mm_a16(void *o, bool o16, const uint16_t *x, const uint16_t *w, const void *b,
+                      int N, int C, int OC)
+{
+    (void)o, (void)o16, (void)x, (void)w, (void)b, (void)N, (void)C, (void)OC;
+    abort();
+}
+static void no_mm_bwd_a16(float *dx, float *dw, float *db, const float *dy, const uint16_t *x,
+                          const uint16_t *w, const uint16_t *pre, int N, int C, int OC, void *s)
+{
+    (void)dx, (void)dw, (void)db, (void)dy, (void)x, (void)w, (void)pre, (void)N, (void)C,
+        (void)OC, (void)s;
+    abort();
+}
+static void no_gelu_a16(uint16_t *o, const uint16_t *x, size_t n)
+{
+    (void)o, (void)x, (void)n;
+    abort();
+}
+static void no_gelu_bwd_a16(float *dx, const uint16_t *x, const float *dy, size_t n)
+{
+    (void)dx, (void)x, (void)dy, (void)n;
+    abort();
+}
+static void no_swiglu_a16(uint16_t *o, const uint16_t *gu, int N, int H)
+{
+    (void)o, (void)gu, (void)N, (void)H;
+    abort();
+}
+static void no_swiglu_bwd_a16(float *dgu, const float *dy, const uint16_t *gu, int N, int H)
+{
+    (void)dgu, (void)dy, (void)gu, (void)N, (void)H;
+    abort();
+}
+static void no_rope_a16(uint16_t *x, const float *c, const float *s, int B, int T, int ld, int nh,
+                        int HS, int maxT, int pos)
+{
+    (void)x, (void)c, (void)s, (void)B, (void)T, (void)ld, (void)nh, (void)HS, (void)maxT,
+        (void)pos;
+    abort();
+}
+static void no_flash_a16(uint16_t *o, float *lse, const uint16_t *qkv, int B, int T, int NH,
+                         int NKV, int HS)
+{
+    (void)o, (void)lse, (void)qkv, (void)B, (void)T, (void)NH, (void)NKV, (void)HS;
+    abort();
+}
+static void no_flash_bwd_a16(float *dqkv, const float *dy, const uint16_t *qkv, const uint16_t *o,
+                             const float *lse, int B, int T, int NH, int NKV, int HS)
+{
+    (void)dqkv, (void)dy, (void)qkv, (void)o, (void)lse, (void)B, (void)T, (void)NH, (void)NKV,
+        (void)HS;
+    abort();
+}
+
 static const struct backend *test_backend(void)
 {
     static struct backend be;
@@ -159,6 +227,17 @@ static const struct backend *test_backend(void)
         be.matmul_f16_forward = no_f16_forward;
         be.matmul_f16_backward_input = no_f16_backward_input;
         be.matmul_f16_backward_weight = no_f16_backward_weight;
+        be.layernorm_forward_a16 = no_ln_a16;
+        be.rmsnorm_forward_a16 = no_rms_a16;
+        be.matmul_a16_forward = no_mm_a16;
+        be.matmul_16_backward_a16 = no_mm_bwd_a16;
+        be.gelu_forward_a16 = no_gelu_a16;
+        be.gelu_backward_a16 = no_gelu_bwd_a16;
+        be.swiglu_forward_a16 = no_swiglu_a16;
+        be.swiglu_backward_a16 = no_swiglu_bwd_a16;
+        be.rope_forward_a16 = no_rope_a16;
+        be.flash_attention_forward_a16 = no_flash_a16;
+        be.flash_attention_backward_a16 = no_flash_bwd_a16;
     }
     return &be;
 }
@@ -325,6 +404,7 @@ static double advisor_cat(const struct estimate *e, int c)
 }
 
 static int n_plans, n_exact_cats, n_cats, n_cuda_plans;
+static int n_act16_built; /* built models that kept bf16 activations */
 static double worst_total_pct;
 
 /* Compare one plan; `opt` holds the executor's optimizer bytes for this model (training). */
@@ -435,6 +515,11 @@ static void run_plan(const struct xplan *p, const struct optim_bytes *opt_given)
         }
         if (o.training)
             optimizer_bytes_of(&m, &ob, true);
+        /* bf16 activations exactly where the advisor assumes them (advisor/memory.c). */
+        bool a16 = g_cuda && o.training && o.precision == PREC_BF16_MIXED &&
+                   o.lora_rank == 0 && o.attention == ATTN_FLASH;
+        CHECK(m.act_bf16 == a16);
+        n_act16_built += m.act_bf16;
         exec_model_release(&m);
     }
     compare(p, &mem, &ob);
@@ -462,6 +547,12 @@ static void test_tiny_built(void)
                    ATTN_FLASH, OPT_SGD_MOMENTUM, 8),
         train_plan("tiny-llama bf16 adamw8bit lora4", l, 16, 2, PREC_BF16_MIXED, RECOMPUTE_NONE,
                    ATTN_FLASH, OPT_ADAMW8BIT, 4),
+        train_plan("tiny-gpt2 bf16 adamw none flash b2", g, 16, 2, PREC_BF16_MIXED,
+                   RECOMPUTE_NONE, ATTN_FLASH, OPT_ADAMW, 0),
+        train_plan("tiny-llama bf16 sgd sel flash b3", l, 24, 3, PREC_BF16_MIXED,
+                   RECOMPUTE_SELECTIVE, ATTN_FLASH, OPT_SGD, 0),
+        train_plan("tiny-gpt2 bf16 lion full flash b4", g, 32, 4, PREC_BF16_MIXED,
+                   RECOMPUTE_FULL, ATTN_FLASH, OPT_LION, 0),
         train_plan("tiny-gpt2 fp16 adamw sel naive b4", g, 32, 4, PREC_FP16_MIXED,
                    RECOMPUTE_SELECTIVE, ATTN_NAIVE, OPT_ADAMW, 0),
         train_plan("tiny-llama fp16 lion lora4 b2", l, 16, 2, PREC_FP16_MIXED, RECOMPUTE_NONE,
@@ -580,6 +671,7 @@ static void test_cuda_backend(void)
     test_llama_shaped();
     g_cuda = false;
     CHECK(n_cuda_plans >= 28);
+    CHECK(n_act16_built == 3); /* the three tiny bf16 flash plans without LoRA */
 }
 
 int main(void)
