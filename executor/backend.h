@@ -137,6 +137,7 @@ struct backend {
     size_t (*attention_backward_scratch_bytes)(int B, int T, int NH);
     void (*attention_backward)(float *dqkv, const float *dout, const float *qkv, const float *att,
                                void *scratch, int B, int T, int NH, int NKV, int HS);
+    /* lse may be NULL (a prefill, which keeps no statistics for a backward). */
     void (*flash_attention_forward)(float *out, float *lse, const float *qkv, int B, int T, int NH,
                                     int NKV, int HS);
     void (*flash_attention_backward)(float *dqkv, const float *dout, const float *qkv,

@@ -1571,18 +1571,18 @@ static void norm_forward_a16(struct exec_model *m, uint16_t *out, float *mean, f
         m->be->rmsnorm_forward_a16(out, rstd, inp, wp(im, w), N, m->C, im->eps);
 }
 
-/* Attention core from a->qkv into a->atty (training/forward path, positions 0..T-1). */
-static void attn_core_forward(struct exec_model *m, struct layer_act *a, int B, int T)
+/* Attention core from a->qkv into a->atty (positions 0..T-1: training, forward, and a prefill,
+ * which keeps no lse: lse NULL). */
+static void attn_core_forward(struct exec_model *m, struct layer_act *a, float *lse, int B, int T)
 {
     if (m->impl->act16)
-        m->be->flash_attention_forward_a16(a->atty_16, a->lse, a->qkv_16, B, T, m->NH, m->NKV,
-                                           m->HS);
+        m->be->flash_attention_forward_a16(a->atty_16, lse, a->qkv_16, B, T, m->NH, m->NKV, m->HS);
     else if (m->opts.attention == ATTN_NAIVE)
         m->be->attention_forward(a->atty, a->att, a->qkv, B, T, m->NH, m->NKV, m->HS);
     else if (m->impl->bf16 && m->be->flash_attention_forward_16)
-        m->be->flash_attention_forward_16(a->atty, a->lse, a->qkv, B, T, m->NH, m->NKV, m->HS);
+        m->be->flash_attention_forward_16(a->atty, lse, a->qkv, B, T, m->NH, m->NKV, m->HS);
     else
-        m->be->flash_attention_forward(a->atty, a->lse, a->qkv, B, T, m->NH, m->NKV, m->HS);
+        m->be->flash_attention_forward(a->atty, lse, a->qkv, B, T, m->NH, m->NKV, m->HS);
 }
 
 /* layer_forward with bf16 activations (act16: training, no KV cache, no LoRA): the same steps
@@ -1602,7 +1602,7 @@ static void layer_forward_a16(struct exec_model *m, int l, const float *inp, flo
     if (im->rope)
         be->rope_forward_a16(a->qkv_16, im->rope_cos, im->rope_sin, B, T, im->QKV,
                              m->NH + m->NKV, m->HS, im->ropeT, 0);
-    attn_core_forward(m, a, B, T);
+    attn_core_forward(m, a, a->lse, B, T);
     mm_forward_a16(m, l, MM_O, im->tmp, false, a->atty_16, N);
     be->residual_forward(a->res2, inp, im->tmp, NC);
     norm_forward_a16(m, a->ln2_16, a->ln2_mean, a->ln2_rstd, a->res2, lo->ln2_w, lo->ln2_b, N);
@@ -1647,10 +1647,16 @@ static void layer_forward(struct exec_model *m, int l, const float *inp, float *
         size_t per = (size_t)m->opts.kv_batch * m->opts.kv_seq * im->KVW;
         float *kc = im->kc + per * l, *vc = im->vc + per * l;
         be->kv_cache_append(kc, vc, a->qkv, B, T, pos, m->NH, m->NKV, m->HS, m->opts.kv_seq);
-        be->attention_decode(a->atty, a->qkv, kc, vc, B, T, pos, m->NH, m->NKV, m->HS,
-                             m->opts.kv_seq);
+        /* A prefill into an empty cache is the training forward's causal attention over the
+         * new tokens: the flash kernels tile it (queries share their key tiles), where the
+         * decode kernel walks the cache once per query. */
+        if (pos == 0 && m->opts.attention == ATTN_FLASH)
+            attn_core_forward(m, a, NULL, B, T);
+        else
+            be->attention_decode(a->atty, a->qkv, kc, vc, B, T, pos, m->NH, m->NKV, m->HS,
+                                 m->opts.kv_seq);
     } else {
-        attn_core_forward(m, a, B, T);
+        attn_core_forward(m, a, a->lse, B, T);
     }
     mm_forward(m, l, MM_O, im->tmp, a->atty, N);
     be->residual_forward(a->res2, inp, im->tmp, NC);
@@ -1800,7 +1806,7 @@ static void layer_backward(struct exec_model *m, int l, int B, int T)
     if (m->opts.recompute == RECOMPUTE_FULL)
         layer_forward(m, l, inp, im->inp[l + 1], B, T, false, 0);
     else if (m->opts.recompute == RECOMPUTE_SELECTIVE)
-        attn_core_forward(m, a, B, T);
+        attn_core_forward(m, a, a->lse, B, T);
     if (im->act16) {
         layer_backward_a16(m, l, B, T);
         return;

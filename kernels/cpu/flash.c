@@ -91,7 +91,8 @@ void kcpu_flash_attention_forward(float *out, float *lse, const float *qkv, int 
                     float inv = 1.0f / l[r];
                     for (int d = 0; d < HS; d++)
                         o[d] = acc[(size_t)r * HS + d] * inv;
-                    lse[((size_t)b * NH + h) * T + t] = m[r] + logf(l[r]);
+                    if (lse)
+                        lse[((size_t)b * NH + h) * T + t] = m[r] + logf(l[r]);
                 }
             }
         }

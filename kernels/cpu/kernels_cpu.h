@@ -183,7 +183,7 @@ void kcpu_attention_backward(float *dqkv, const float *dout, const float *qkv, c
 /* Causal self-attention, streaming (FlashAttention-2-style, Dao 2023) form: online softmax over
  * key blocks; never holds a T×T buffer. Same qkv/out layout as above. lse(B,NH,T) receives each
  * query row's natural-log logsumexp of its scaled scores (fp32), the only thing saved besides
- * out. HS <= KCPU_FLASH_MAX_HS. */
+ * out; NULL skips it (a prefill keeps nothing for a backward). HS <= KCPU_FLASH_MAX_HS. */
 #define KCPU_FLASH_MAX_HS 512
 void kcpu_flash_attention_forward(float *out, float *lse, const float *qkv, int B, int T, int NH,
                                   int NKV, int HS);

@@ -140,7 +140,7 @@ __global__ void __launch_bounds__(FA_THREADS)
             if (d < HS)
                 kc_st(o + d, acc[rr][i] * inv);
         }
-        if (lane == 0)
+        if (lane == 0 && lse)
             lse[((size_t)b * NH + h) * Tlen + t] = m[rr] + logf(l[rr]);
     }
 }

@@ -297,7 +297,7 @@ __global__ void __launch_bounds__(TC_THREADS)
         for (int d = lane; d < HS; d += 32)
             kc_st(o + d, Ow[rr * OLD + d] * iv);
     }
-    if (par == 0 && t < Tlen)
+    if (par == 0 && t < Tlen && lse)
         lse[((size_t)b * NH + h) * Tlen + t] = m * TC_LN2 + logf(l);
 #endif
 }
@@ -836,7 +836,7 @@ __global__ void __launch_bounds__(TC_THREADS)
             kc_st(op + 8 * n + 2 * t, o[n][2 * r] * inv);
             kc_st(op + 8 * n + 2 * t + 1, o[n][2 * r + 1] * inv);
         }
-        if (t == 0)
+        if (t == 0 && lse)
             lse[((size_t)b * NH + h) * Tlen + row[r]] = m[r] * TC_LN2 + logf(l[r]);
     }
 #endif

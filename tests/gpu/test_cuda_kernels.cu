@@ -485,6 +485,10 @@ static void flash_case(int B, int T, int NH, int NKV, int HS)
     expect_close(what, d_out, out, 1e-5);
     snprintf(what, sizeof what, "flash fwd lse B%d T%d NH%d NKV%d HS%d", B, T, NH, NKV, HS);
     expect_close(what, d_lse, lse, 1e-5);
+    float *d_out2 = (float *)dalloc(out.size() * 4); /* without lse: the same bits */
+    kcuda_flash_attention_forward(d_out2, NULL, d_qkv, B, T, NH, NKV, HS);
+    CHECK_MSG(down(d_out2, out.size()) == down(d_out, out.size()),
+              "flash fwd without lse differs B%d T%d NH%d NKV%d HS%d", B, T, NH, NKV, HS);
     kcpu_flash_attention_backward(dqkv.data(), dout.data(), qkv.data(), out.data(), lse.data(),
                                   B, T, NH, NKV, HS);
     kcuda_flash_attention_backward(d_dqkv, d_dout, d_qkv, d_out, d_lse, B, T, NH, NKV, HS);
@@ -663,6 +667,11 @@ static void tc_vs_cpu(const tc_impl &im, int B, int T, int NH, int NKV, int HS)
     snprintf(what, sizeof what, "%s fwd lse B%d T%d NH%d NKV%d HS%d", im.name, B, T, NH, NKV,
              HS);
     expect_close(what, d_lse, lse, 1e-4);
+    /* Without lse (a prefill): the same output, bit for bit. */
+    float *d_out2 = (float *)dalloc(out.size() * 4);
+    im.fwd(d_out2, NULL, d_qkv, B, T, NH, NKV, HS);
+    CHECK_MSG(down(d_out2, out.size()) == down(d_out, out.size()),
+              "%s fwd without lse differs from the fwd with it", im.name);
 
     double sq, sk, sv;
     tc_grad_sums(qkv, dout, out, lse, B, T, NH, NKV, HS, &sq, &sk, &sv);
