@@ -285,9 +285,11 @@ struct backend {
     void (*matmul_gelu_forward_a16)(uint16_t *out, uint16_t *pre, const uint16_t *inp,
                                     const uint16_t *weight, const uint16_t *bias, int N, int C,
                                     int OC);
-    /* matmul_16_backward (bf16 weight) with bf16 inp and pre: dinp += r(dout)·W, or with pre
-     * dinp = (r(dout)·W) ⊙ gelu'(pre), written; dweight += r(dout)ᵀ·inp; dbias += Σ dout in
-     * fp32. dinp, dweight, dbias may be NULL. Scratch: matmul_bf16_scratch_bytes(N). */
+    /* matmul_16_backward (bf16 weight) with bf16 inp and pre, except that dinp is WRITTEN, not
+     * accumulated (nothing else adds to it with bf16 activations, which exclude LoRA):
+     * dinp = r(dout)·W, or with pre dinp = (r(dout)·W) ⊙ gelu'(pre); dweight += r(dout)ᵀ·inp;
+     * dbias += Σ dout in fp32. dinp, dweight, dbias may be NULL. Scratch:
+     * matmul_bf16_scratch_bytes(N). */
     void (*matmul_16_backward_a16)(float *dinp, float *dweight, float *dbias, const float *dout,
                                    const uint16_t *inp, const uint16_t *weight,
                                    const uint16_t *pre, int N, int C, int OC, void *scratch);

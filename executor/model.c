@@ -1518,8 +1518,8 @@ static void mm_forward_a16(struct exec_model *m, int l, int k, void *out, bool o
     m->be->matmul_a16_forward(out, out_bf16, inp, w16p(im, woff), bias, N, s->C, s->OC);
 }
 
-/* act16: matmul k's backward on bf16 inp: dinp += dout·W (with pre: dinp = (dout·W) ⊙
- * gelu'(pre), written), dW and db +=. */
+/* act16: matmul k's backward on bf16 inp: dinp = dout·W, written (with pre: (dout·W) ⊙
+ * gelu'(pre)), dW and db +=. */
 static void mm_backward_a16(struct exec_model *m, int l, int k, float *dinp, const float *dout,
                             const uint16_t *inp, const uint16_t *pre, int N)
 {
@@ -1764,10 +1764,11 @@ static void layer_backward_a16(struct exec_model *m, int l, int B, int T)
     int N = B * T;
     float *dres = im->dres;
 
+    /* The matmuls write their input gradients (no memsets); the GELU/SwiGLU and attention
+     * backward entries accumulate into zeroed buffers. */
     if (!m->desc.swiglu && be->matmul_gelu_forward_a16) {
         mm_backward_a16(m, l, MM_PROJ, im->dfch, dres, a->fcact_16, a->fch_16, N);
     } else {
-        be->memset(im->dfcact, 0, (size_t)N * m->F * sizeof(float));
         mm_backward_a16(m, l, MM_PROJ, im->dfcact, dres, a->fcact_16, NULL, N);
         be->memset(im->dfch, 0, (size_t)N * im->F2 * sizeof(float));
         if (m->desc.swiglu)
@@ -1775,11 +1776,9 @@ static void layer_backward_a16(struct exec_model *m, int l, int B, int T)
         else
             be->gelu_backward_a16(im->dfch, a->fch_16, im->dfcact, (size_t)N * m->F);
     }
-    be->memset(im->dln, 0, (size_t)N * m->C * sizeof(float));
     mm_backward_a16(m, l, MM_FC, im->dln, im->dfch, a->ln2_16, NULL, N);
     norm_backward(m, dres, im->dln, a->res2, lo->ln2_w, lo->ln2_b, a->ln2_mean, a->ln2_rstd, N);
 
-    be->memset(im->datty, 0, (size_t)N * im->Q * sizeof(float));
     mm_backward_a16(m, l, MM_O, im->datty, dres, a->atty_16, NULL, N);
     be->memset(im->dqkv, 0, (size_t)N * im->QKV * sizeof(float));
     be->flash_attention_backward_a16(im->dqkv, im->datty, a->qkv_16, a->atty_16, a->lse, B, T,
@@ -1787,7 +1786,6 @@ static void layer_backward_a16(struct exec_model *m, int l, int B, int T)
     if (im->rope)
         be->rope_backward(im->dqkv, im->rope_cos, im->rope_sin, B, T, im->QKV, m->NH + m->NKV,
                           m->HS, im->ropeT, 0);
-    be->memset(im->dln, 0, (size_t)N * m->C * sizeof(float));
     mm_backward_a16(m, l, MM_QKV, im->dln, im->dqkv, a->ln1_16, NULL, N);
     norm_backward(m, dres, im->dln, im->inp[l], lo->ln1_w, lo->ln1_b, a->ln1_mean, a->ln1_rstd,
                   N);
@@ -1865,11 +1863,12 @@ int exec_model_backward(struct exec_model *m, float grad_scale, struct sw_err *e
     int B = im->fwd_B, T = im->fwd_T, N = B * T;
     /* logits -> grad_scale · d(mean loss)/d(logits), in place. */
     be->softmax_ce(im->logits, NULL, NULL, im->targets, N, m->V, m->Vp, true, grad_scale);
-    be->memset(im->dln, 0, (size_t)N * m->C * sizeof(float));
-    if (im->act16)
+    if (im->act16) {
         mm_backward_a16(m, m->L, MM_HEAD, im->dln, im->logits, im->lnf_16, NULL, N);
-    else
+    } else {
+        be->memset(im->dln, 0, (size_t)N * m->C * sizeof(float));
         mm_backward(m, m->L, MM_HEAD, im->dln, im->logits, im->lnf, N);
+    }
     be->memset(im->dres, 0, (size_t)N * m->C * sizeof(float));
     norm_backward(m, im->dres, im->dln, im->inp[m->L], im->lnf_w, im->lnf_b, im->lnf_mean,
                   im->lnf_rstd, N);

@@ -761,8 +761,9 @@ extern "C" void kcuda_matmul_gelu_forward_a16(uint16_t *out, uint16_t *pre, cons
 
 /* matmul_16_backward with bf16 inp and pre: each chunk of dout rows is rounded to bf16 once into
  * the scratch (rows × OC, chunk_rows) for both GEMMs; the weight gradient reads inp's rows
- * directly. With pre, the input gradient GEMMs write the product (beta 0) and one pass scales it
- * by gelu'(pre) afterwards: cuBLASLt's DGELU epilogue reads its aux in D's type (fp32 here), and
+ * directly. The input gradient GEMMs write their rows (beta 0: the contract's dinp is written,
+ * which spares the model a memset per matmul); with pre one pass scales the product by
+ * gelu'(pre) afterwards: cuBLASLt's DGELU epilogue reads its aux in D's type (fp32 here), and
  * a bf16 aux beside an fp32 D is not documented to work. */
 extern "C" void kcuda_matmul_16_backward_a16(float *dinp, float *dweight, float *dbias,
                                              const float *dout, const uint16_t *inp,
@@ -772,8 +773,8 @@ extern "C" void kcuda_matmul_16_backward_a16(float *dinp, float *dweight, float 
     const struct lp_fmt *f = &LP_BF16;
     if (N <= 0)
         return;
-    if (OC <= 0) { /* an empty product: only a written (DGELU) input gradient changes: to 0 */
-        if (pre && dinp && C > 0)
+    if (OC <= 0) { /* an empty product: the written input gradient is 0 */
+        if (dinp && C > 0)
             CUDA_CHECK(cudaMemsetAsync(dinp, 0, (size_t)N * C * sizeof(float), cuda_stream()));
         return;
     }
@@ -786,7 +787,7 @@ extern "C" void kcuda_matmul_16_backward_a16(float *dinp, float *dweight, float 
             to_16(f, g16, dout + (size_t)r0 * OC, (size_t)rows * OC);
             if (dinp)
                 gemm_dinp(dinp + (size_t)r0 * C, g16, weight, rows, C, OC, f->type,
-                          CUBLAS_COMPUTE_32F, NULL, pre != NULL);
+                          CUBLAS_COMPUTE_32F, NULL, true);
             if (dweight)
                 gemm_dweight(dweight, g16, inp + (size_t)r0 * C, rows, C, OC, f->type,
                              CUBLAS_COMPUTE_32F);
