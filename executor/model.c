@@ -847,10 +847,10 @@ static void build_tensors(struct exec_model *m)
     bool llama = m->desc.arch == MODEL_ARCH_LLAMA;
     int cap = 0, C = m->C, Q = im->Q, KVW = im->KVW, F = m->F;
     char nm[96];
-    add_tensor(m, &cap, llama ? "model.embed_tokens.weight" : "wte.weight", 2, m->V, C, im->wte, false, false);
+    add_tensor(m, &cap, llama ? "model.embed_tokens.weight" : "wte.weight", 2, m->V, C, im->wte,
+               false, false);
     if (im->learned_pos)
-        add_tensor(m, &cap, "wpe.weight", 2, m->desc.max_pos, C, im->wpe, false,
-                   false);
+        add_tensor(m, &cap, "wpe.weight", 2, m->desc.max_pos, C, im->wpe, false, false);
     for (int l = 0; l < m->L; l++) {
         const struct layer_off *lo = &im->lo[l];
         char pre[48];
@@ -868,20 +868,17 @@ static void build_tensors(struct exec_model *m)
                                                           "mlp.c_proj"};
             for (int k = 0; k < MM_PER_LAYER; k++) {
                 snprintf(nm, sizeof(nm), "%s%s.weight", pre, mmn[k]);
-                add_tensor(m, &cap, nm, 2, im->mm[k].OC, im->mm[k].C, lo->w[k],
-                           true, false);
+                add_tensor(m, &cap, nm, 2, im->mm[k].OC, im->mm[k].C, lo->w[k], true, false);
                 if (lo->b[k] != OFF_NONE) {
                     snprintf(nm, sizeof(nm), "%s%s.bias", pre, mmn[k]);
-                    add_tensor(m, &cap, nm, 1, im->mm[k].OC, 0, lo->b[k], false,
-                               false);
+                    add_tensor(m, &cap, nm, 1, im->mm[k].OC, 0, lo->b[k], false, false);
                 }
                 if (k == MM_O) {
                     snprintf(nm, sizeof(nm), "%s%s.weight", pre, n2);
                     add_tensor(m, &cap, nm, 1, C, 0, lo->ln2_w, false, false);
                     if (lo->ln2_b != OFF_NONE) {
                         snprintf(nm, sizeof(nm), "%s%s.bias", pre, n2);
-                        add_tensor(m, &cap, nm, 1, C, 0, lo->ln2_b, false,
-                                   false);
+                        add_tensor(m, &cap, nm, 1, C, 0, lo->ln2_b, false, false);
                     }
                 }
             }
@@ -922,9 +919,11 @@ static void build_tensors(struct exec_model *m)
             add_tensor(m, &cap, nm, 2, C, F, lo->w[MM_PROJ], false, false);
         }
     }
-    add_tensor(m, &cap, llama ? "model.norm.weight" : "ln_f.weight", 1, C, 0, im->lnf_w, false, false);
+    add_tensor(m, &cap, llama ? "model.norm.weight" : "ln_f.weight", 1, C, 0, im->lnf_w, false,
+               false);
     if (im->lnf_b != OFF_NONE)
-        add_tensor(m, &cap, llama ? "model.norm.bias" : "ln_f.bias", 1, C, 0, im->lnf_b, false, false);
+        add_tensor(m, &cap, llama ? "model.norm.bias" : "ln_f.bias", 1, C, 0, im->lnf_b, false,
+                   false);
     if (!m->desc.tied_head)
         add_tensor(m, &cap, "lm_head.weight", 2, m->V, C, im->head, false, false);
     /* LoRA adapters, named as PEFT does inside the module: "<module>.lora_A.weight". */
@@ -1536,15 +1535,22 @@ static void mm_backward_a16(struct exec_model *m, int l, int k, float *dinp, con
 
 /* ---------------------------------------------------------------- forward */
 
-static void norm_forward(struct exec_model *m, float *out, float *mean, float *rstd,
-                         const float *inp, size_t w, size_t b, int N)
+/* The norm of fp32 inp into fp32 out or, with bf16 activations, into bf16 out16 (the other
+ * NULL); the statistics fp32 either way. */
+static void norm_forward(struct exec_model *m, float *out, uint16_t *out16, float *mean,
+                         float *rstd, const float *inp, size_t w, size_t b, int N)
 {
     struct exec_model_impl *im = m->impl;
-    if (im->layernorm)
-        m->be->layernorm_forward(out, mean, rstd, inp, wp(im, w),
-                                 b == OFF_NONE ? NULL : wp(im, b), N, m->C, im->eps);
+    const struct backend *be = m->be;
+    const float *wt = wp(im, w), *bias = b == OFF_NONE ? NULL : wp(im, b);
+    if (im->layernorm && out16)
+        be->layernorm_forward_a16(out16, mean, rstd, inp, wt, bias, N, m->C, im->eps);
+    else if (im->layernorm)
+        be->layernorm_forward(out, mean, rstd, inp, wt, bias, N, m->C, im->eps);
+    else if (out16)
+        be->rmsnorm_forward_a16(out16, rstd, inp, wt, N, m->C, im->eps);
     else
-        m->be->rmsnorm_forward(out, rstd, inp, wp(im, w), N, m->C, im->eps);
+        be->rmsnorm_forward(out, rstd, inp, wt, N, m->C, im->eps);
 }
 
 static void norm_backward(struct exec_model *m, float *dinp, const float *dout, const float *inp,
@@ -1557,18 +1563,6 @@ static void norm_backward(struct exec_model *m, float *dinp, const float *dout, 
         m->be->layernorm_backward(dinp, dw, db, dout, inp, wp(im, w), mean, rstd, N, m->C);
     else
         m->be->rmsnorm_backward(dinp, dw, dout, inp, wp(im, w), rstd, N, m->C);
-}
-
-/* act16: the norm of fp32 inp into bf16 out (statistics fp32). */
-static void norm_forward_a16(struct exec_model *m, uint16_t *out, float *mean, float *rstd,
-                             const float *inp, size_t w, size_t b, int N)
-{
-    struct exec_model_impl *im = m->impl;
-    if (im->layernorm)
-        m->be->layernorm_forward_a16(out, mean, rstd, inp, wp(im, w),
-                                     b == OFF_NONE ? NULL : wp(im, b), N, m->C, im->eps);
-    else
-        m->be->rmsnorm_forward_a16(out, rstd, inp, wp(im, w), N, m->C, im->eps);
 }
 
 /* Attention core from a->qkv into a->atty (positions 0..T-1: training, forward, and a prefill,
@@ -1597,15 +1591,15 @@ static void layer_forward_a16(struct exec_model *m, int l, const float *inp, flo
     int N = B * T;
     size_t NC = (size_t)N * m->C;
 
-    norm_forward_a16(m, a->ln1_16, a->ln1_mean, a->ln1_rstd, inp, lo->ln1_w, lo->ln1_b, N);
+    norm_forward(m, NULL, a->ln1_16, a->ln1_mean, a->ln1_rstd, inp, lo->ln1_w, lo->ln1_b, N);
     mm_forward_a16(m, l, MM_QKV, a->qkv_16, true, a->ln1_16, N);
     if (im->rope)
-        be->rope_forward_a16(a->qkv_16, im->rope_cos, im->rope_sin, B, T, im->QKV,
-                             m->NH + m->NKV, m->HS, im->ropeT, 0);
+        be->rope_forward_a16(a->qkv_16, im->rope_cos, im->rope_sin, B, T, im->QKV, m->NH + m->NKV,
+                             m->HS, im->ropeT, 0);
     attn_core_forward(m, a, a->lse, B, T);
     mm_forward_a16(m, l, MM_O, im->tmp, false, a->atty_16, N);
     be->residual_forward(a->res2, inp, im->tmp, NC);
-    norm_forward_a16(m, a->ln2_16, a->ln2_mean, a->ln2_rstd, a->res2, lo->ln2_w, lo->ln2_b, N);
+    norm_forward(m, NULL, a->ln2_16, a->ln2_mean, a->ln2_rstd, a->res2, lo->ln2_w, lo->ln2_b, N);
     if (!m->desc.swiglu && be->matmul_gelu_forward_a16) {
         const struct mm_shape *s = &im->mm[MM_FC];
         size_t boff = lo->b[MM_FC];
@@ -1638,7 +1632,7 @@ static void layer_forward(struct exec_model *m, int l, const float *inp, float *
         return;
     }
 
-    norm_forward(m, a->ln1, a->ln1_mean, a->ln1_rstd, inp, lo->ln1_w, lo->ln1_b, N);
+    norm_forward(m, a->ln1, NULL, a->ln1_mean, a->ln1_rstd, inp, lo->ln1_w, lo->ln1_b, N);
     mm_forward(m, l, MM_QKV, a->qkv, a->ln1, N);
     if (im->rope)
         be->rope_forward(a->qkv, im->rope_cos, im->rope_sin, B, T, im->QKV, m->NH + m->NKV, m->HS,
@@ -1660,7 +1654,7 @@ static void layer_forward(struct exec_model *m, int l, const float *inp, float *
     }
     mm_forward(m, l, MM_O, im->tmp, a->atty, N);
     be->residual_forward(a->res2, inp, im->tmp, NC);
-    norm_forward(m, a->ln2, a->ln2_mean, a->ln2_rstd, a->res2, lo->ln2_w, lo->ln2_b, N);
+    norm_forward(m, a->ln2, NULL, a->ln2_mean, a->ln2_rstd, a->res2, lo->ln2_w, lo->ln2_b, N);
     if (gelu_fusable(m, m->be->matmul_gelu_forward != NULL, MM_FC)) {
         mm_forward_gelu(m, l, a->fcact, a->fch, a->ln2, N);
     } else {
@@ -1710,12 +1704,12 @@ int exec_model_forward(struct exec_model *m, const int *tokens, const int *targe
         layer_forward(m, l, im->inp[l], im->inp[l + 1], B, T, false, 0);
     }
     if (im->act16) {
-        norm_forward_a16(m, im->lnf_16, im->lnf_mean, im->lnf_rstd, im->inp[m->L], im->lnf_w,
-                         im->lnf_b, (int)N);
+        norm_forward(m, NULL, im->lnf_16, im->lnf_mean, im->lnf_rstd, im->inp[m->L], im->lnf_w,
+                     im->lnf_b, (int)N);
         mm_forward_a16(m, m->L, MM_HEAD, im->logits, false, im->lnf_16, (int)N);
     } else {
-        norm_forward(m, im->lnf, im->lnf_mean, im->lnf_rstd, im->inp[m->L], im->lnf_w, im->lnf_b,
-                     (int)N);
+        norm_forward(m, im->lnf, NULL, im->lnf_mean, im->lnf_rstd, im->inp[m->L], im->lnf_w,
+                     im->lnf_b, (int)N);
         mm_forward(m, m->L, MM_HEAD, im->logits, im->lnf, (int)N);
     }
     im->have_fwd = false;
@@ -1957,7 +1951,7 @@ static void kv_forward(struct exec_model *m, const int *tokens, int B, int T, in
         layer_forward(m, l, im->inp[l], im->inp[l + 1], B, T, true, pos);
     /* Only the last position of each sequence needs logits: gather those rows. */
     be->copy_2d(im->tmp, m->C, im->inp[m->L] + (size_t)(T - 1) * m->C, T * m->C, B, m->C, 1.0f);
-    norm_forward(m, im->lnf, im->lnf_mean, im->lnf_rstd, im->tmp, im->lnf_w, im->lnf_b, B);
+    norm_forward(m, im->lnf, NULL, im->lnf_mean, im->lnf_rstd, im->tmp, im->lnf_w, im->lnf_b, B);
     mm_forward(m, m->L, MM_HEAD, im->logits, im->lnf, B);
 }
 
