@@ -12,8 +12,9 @@
  *    gives no scratch for it).
  *  - the materialised form (att(B,NH,T,T) probabilities kept for backward), for parity with the
  *    CPU backend's small-model path.
- *  - the KV cache append and the decode attention of a few new tokens over the cache (online
- *    softmax over 32-key chunks, one warp per query head).
+ *  - the KV cache append and the decode attention of a few new tokens over the cache (a block
+ *    per query head and token, its warps splitting the keys in 32-key tiles, each with its own
+ *    online softmax, merged in a fixed order).
  * The flash and decode kernels are templated on the element type (fp32, or bf16 widened to fp32
  * on load; all arithmetic and the accumulators are fp32) and on the head size padded to 32, 64
  * or 128 (HS <= KCUDA_FLASH_MAX_HS); the flash backward takes the activations' type (q, k, v,
@@ -684,68 +685,116 @@ __global__ void kv_cache_append_kernel(T *k_cache, T *v_cache, const T *qkv, int
     }
 }
 
-/* grid (ceil(NH / 4), T_new, B), 4 warps: warp w handles query head blockIdx.x·4 + w of new
- * token i, over cache positions 0..pos+i in chunks of 32 (one key per lane), online softmax. */
+/* Decode attention: a block per (query head, new token, batch); its DEC_WARPS warps split the
+ * cache positions 0..pos+i in tiles of DEC_BK keys, tile t going to warp t % DEC_WARPS. A warp
+ * stages its tile's K rows in shared memory DEC_BK dims at a time (lane l loads dim c0+l of
+ * every row: coalesced), each lane then dots its key's row with q from shared memory (the
+ * row pad of one float keeps the 32 lanes on 32 banks) and the warp runs an online softmax
+ * (running max m, per-lane sum l, HP-wide accumulator acc in registers; V rows are read
+ * coalesced, lane l owning dims l, l+32, ..). The warps' (m, l, acc) meet in shared memory and
+ * are merged in warp order, so the result is deterministic and, the tile-to-warp map being
+ * fixed, the same for a token whatever T_new or B is. No global scratch (the executor budgets
+ * none). DEC_WARPS is fixed rather than sized to the cache: a short cache leaves warps idle,
+ * a long one (generation at batch 1) gets DEC_WARPS times the parallelism of a warp. */
+#define DEC_WARPS 8
+#define DEC_BK 32 /* keys per tile, one per lane; also the dims staged per pass */
+#define DEC_THREADS (DEC_WARPS * 32)
+
 template <typename T, int HP>
-__global__ void __launch_bounds__(128)
+__global__ void __launch_bounds__(DEC_THREADS)
     attention_decode_kernel(T *out, const T *qkv, const T *k_cache, const T *v_cache, int T_new,
                             int pos, int NH, int NKV, int HS, int cache_T, float scale)
 {
-    __shared__ float q_s[4][HP];
+    /* Per warp: a DEC_BK × DEC_BK K tile (+1 pad per row), later its (acc, m, l) for the merge
+     * (HP + 2 <= DEC_BK · (DEC_BK + 1) floats); the tile's probabilities. */
+    __shared__ float ks[DEC_WARPS][DEC_BK * (DEC_BK + 1)];
+    __shared__ float p_s[DEC_WARPS][DEC_BK];
+    __shared__ float q_s[HP];
+    static_assert(HP + 2 <= DEC_BK * (DEC_BK + 1) && HP <= DEC_THREADS, "merge layout");
     const int NI = HP / 32;
     int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-    int h = blockIdx.x * 4 + warp, i = blockIdx.y, b = blockIdx.z;
-    if (h >= NH)
-        return; /* no block-wide synchronisation below */
+    int h = blockIdx.x, i = blockIdx.y, b = blockIdx.z;
     int g = h / (NH / NKV), n_keys = pos + i + 1;
     size_t R = (size_t)(NH + 2 * NKV) * HS, KV = (size_t)NKV * HS;
     const T *q = qkv + ((size_t)b * T_new + i) * R + (size_t)h * HS;
-    for (int d = lane; d < HP; d += 32)
-        q_s[warp][d] = d < HS ? kc_ld(q + d) : 0.0f;
-    __syncwarp();
+    for (int d = threadIdx.x; d < HP; d += DEC_THREADS)
+        q_s[d] = d < HS ? kc_ld(q + d) : 0.0f;
+    __syncthreads();
     const T *kb = k_cache + (size_t)b * cache_T * KV + (size_t)g * HS;
     const T *vb = v_cache + (size_t)b * cache_T * KV + (size_t)g * HS;
+    float *kt = ks[warp];
     float m = -INFINITY, l = 0.0f, acc[NI];
 #pragma unroll
     for (int k = 0; k < NI; k++)
         acc[k] = 0.0f;
-    for (int j0 = 0; j0 < n_keys; j0 += 32) {
-        int j = j0 + lane;
-        float s = -INFINITY;
-        if (j < n_keys) {
-            const T *k = kb + (size_t)j * KV;
-            float dot = 0.0f;
-            for (int d = 0; d < HS; d++)
-                dot += q_s[warp][d] * kc_ld(k + d);
-            s = dot * scale;
+    for (int j0 = warp * DEC_BK; j0 < n_keys; j0 += DEC_WARPS * DEC_BK) {
+        int jn = n_keys - j0 < DEC_BK ? n_keys - j0 : DEC_BK; /* valid rows of the tile */
+        float dot = 0.0f;
+#pragma unroll
+        for (int c0 = 0; c0 < HP; c0 += DEC_BK) {
+            if (c0 >= HS) /* padding only (HS 80 of 128: the last pass) */
+                break;
+            int d = c0 + lane;
+            const T *kr = kb + (size_t)j0 * KV + d;
+#pragma unroll 8
+            for (int r = 0; r < DEC_BK; r++)
+                kt[r * (DEC_BK + 1) + lane] = r < jn && d < HS ? kc_ld(kr + (size_t)r * KV) : 0.0f;
+            __syncwarp();
+#pragma unroll 8
+            for (int dd = 0; dd < DEC_BK; dd++)
+                dot += kt[lane * (DEC_BK + 1) + dd] * q_s[c0 + dd];
+            __syncwarp(); /* the tile is overwritten next pass */
         }
-        float mn = fmaxf(m, kc_warp_max(s)); /* finite: key j0 < n_keys is in the chunk */
-        float corr = expf(m - mn);
-        float p = j < n_keys ? expf(s - mn) : 0.0f;
-        l = l * corr + kc_warp_sum(p);
+        float s = lane < jn ? dot * scale : -INFINITY;
+        float mn = fmaxf(m, kc_warp_max(s)); /* finite: row 0 of the tile is a key */
+        float corr = expf(m - mn);           /* 0 on the first tile (m = -inf) */
+        float p = lane < jn ? expf(s - mn) : 0.0f;
+        l = l * corr + p; /* this lane's share of the sum; summed over the warp at the end */
         m = mn;
 #pragma unroll
         for (int k = 0; k < NI; k++)
             acc[k] *= corr;
-        int jn = n_keys - j0 < 32 ? n_keys - j0 : 32;
+        p_s[warp][lane] = p;
+        __syncwarp();
+        const T *vr = vb + (size_t)j0 * KV;
+#pragma unroll 4
         for (int jj = 0; jj < jn; jj++) {
-            float pj = __shfl_sync(KC_FULL_MASK, p, jj);
-            const T *v = vb + (size_t)(j0 + jj) * KV;
+            float pj = p_s[warp][jj];
 #pragma unroll
             for (int k = 0; k < NI; k++) {
                 int d = lane + 32 * k;
                 if (d < HS)
-                    acc[k] += pj * kc_ld(v + d);
+                    acc[k] += pj * kc_ld(vr + (size_t)jj * KV + d);
             }
         }
+        __syncwarp(); /* p_s is rewritten by the next tile */
     }
-    T *o = out + ((size_t)b * T_new + i) * NH * HS + (size_t)h * HS;
-    float inv = 1.0f / l;
+    /* Merge: a warp's own tile area takes its state (no other warp reads it before the
+     * barrier); thread d then combines dim d over the warps in order 0..DEC_WARPS-1. A warp
+     * with no tile has m = -inf, l = 0, acc = 0 and weight 0; warp 0 always has key 0. */
+    l = kc_warp_sum(l);
 #pragma unroll
-    for (int k = 0; k < NI; k++) {
-        int d = lane + 32 * k;
-        if (d < HS)
-            kc_st(o + d, acc[k] * inv);
+    for (int k = 0; k < NI; k++)
+        kt[lane + 32 * k] = acc[k];
+    if (lane == 0) {
+        kt[HP] = m;
+        kt[HP + 1] = l;
+    }
+    __syncthreads();
+    int d = threadIdx.x;
+    if (d < HS) {
+        float M = -INFINITY;
+#pragma unroll
+        for (int w = 0; w < DEC_WARPS; w++)
+            M = fmaxf(M, ks[w][HP]);
+        float L = 0.0f, o = 0.0f;
+#pragma unroll
+        for (int w = 0; w < DEC_WARPS; w++) {
+            float f = expf(ks[w][HP] - M);
+            L += ks[w][HP + 1] * f;
+            o += ks[w][d] * f;
+        }
+        kc_st(out + ((size_t)b * T_new + i) * NH * HS + (size_t)h * HS + d, o / L);
     }
 }
 
@@ -768,21 +817,21 @@ static void attention_decode(T *out, const T *qkv, const T *k_cache, const T *v_
 {
     if (B <= 0 || T_new <= 0)
         return;
-    dim3 grid((unsigned)((NH + 3) / 4), (unsigned)T_new, (unsigned)B);
+    dim3 grid((unsigned)NH, (unsigned)T_new, (unsigned)B);
     float scale = 1.0f / sqrtf((float)HS);
     cudaStream_t s = cuda_stream();
     switch (flash_hp(HS)) {
     case 32:
-        attention_decode_kernel<T, 32><<<grid, 128, 0, s>>>(out, qkv, k_cache, v_cache, T_new,
-                                                            pos, NH, NKV, HS, cache_T, scale);
+        attention_decode_kernel<T, 32><<<grid, DEC_THREADS, 0, s>>>(
+            out, qkv, k_cache, v_cache, T_new, pos, NH, NKV, HS, cache_T, scale);
         break;
     case 64:
-        attention_decode_kernel<T, 64><<<grid, 128, 0, s>>>(out, qkv, k_cache, v_cache, T_new,
-                                                            pos, NH, NKV, HS, cache_T, scale);
+        attention_decode_kernel<T, 64><<<grid, DEC_THREADS, 0, s>>>(
+            out, qkv, k_cache, v_cache, T_new, pos, NH, NKV, HS, cache_T, scale);
         break;
     default:
-        attention_decode_kernel<T, 128><<<grid, 128, 0, s>>>(out, qkv, k_cache, v_cache, T_new,
-                                                             pos, NH, NKV, HS, cache_T, scale);
+        attention_decode_kernel<T, 128><<<grid, DEC_THREADS, 0, s>>>(
+            out, qkv, k_cache, v_cache, T_new, pos, NH, NKV, HS, cache_T, scale);
         break;
     }
     CUDA_LAUNCH_CHECK();

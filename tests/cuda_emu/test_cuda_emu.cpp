@@ -224,8 +224,9 @@ static void test_flash_attention_tc_unaligned(void)
     dfree_all();
 }
 
-/* Decode with a head count that leaves the last block's warps idle (NH = 6: warps 2 and 3 of
- * the second block exit at once) and a padded head size (48 of 64). */
+/* Decode over 31..34 keys: 31 and 32 fit one 32-key tile, 33 and 34 spill 1-2 keys into a
+ * second (warp 1's); warps 2-7 of each block have no tile and only join the merge. A padded
+ * head size (48 of 64) and an odd head count (NH 6). */
 static void test_decode_partial_emu(void)
 {
     const int B = 2, NH = 6, NKV = 3, HS = 48, cache_T = 50, pos = 30, Tn = 4;

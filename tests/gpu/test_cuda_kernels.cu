@@ -1037,6 +1037,39 @@ static void test_attention_materialised(void)
     dfree_all();
 }
 
+/* Decode of Tn new tokens at pos over a cache of random bf16-representable values (rows past
+ * pos + Tn too: decode must not read them), against the CPU; then the determinism (a second
+ * call gives the same bits) and the bf16 instantiation, which must give the fp32 kernel's
+ * result on the same values rounded once, bit for bit (both widen and compute in fp32). */
+static void decode_case(int B, int NH, int NKV, int HS, int pos, int Tn)
+{
+    const int cache_T = pos + Tn + 5, R = (NH + 2 * NKV) * HS, KV = NKV * HS;
+    const size_t no = (size_t)B * Tn * NH * HS;
+    vec kc = bf16_round(rnd((size_t)B * cache_T * KV)), vc = bf16_round(rnd(kc.size()));
+    vec qkv = bf16_round(rnd((size_t)B * Tn * R)), out(no);
+    float *d_kc = up(kc), *d_vc = up(vc), *d_qkv = up(qkv);
+    __nv_bfloat16 *b_kc = up(to_bf16(kc)), *b_vc = up(to_bf16(vc)), *b_qkv = up(to_bf16(qkv));
+    float *d_out = (float *)dalloc(no * 4), *d_out2 = (float *)dalloc(no * 4);
+    __nv_bfloat16 *b_out = (__nv_bfloat16 *)dalloc(no * 2);
+    __nv_bfloat16 *b_out2 = (__nv_bfloat16 *)dalloc(no * 2);
+    kcpu_kv_cache_append(kc.data(), vc.data(), qkv.data(), B, Tn, pos, NH, NKV, HS, cache_T);
+    kcpu_attention_decode(out.data(), qkv.data(), kc.data(), vc.data(), B, Tn, pos, NH, NKV, HS,
+                          cache_T);
+    kcuda_kv_cache_append(d_kc, d_vc, d_qkv, B, Tn, pos, NH, NKV, HS, cache_T);
+    kcuda_attention_decode(d_out, d_qkv, d_kc, d_vc, B, Tn, pos, NH, NKV, HS, cache_T);
+    kcuda_attention_decode(d_out2, d_qkv, d_kc, d_vc, B, Tn, pos, NH, NKV, HS, cache_T);
+    kcuda_kv_cache_append_bf16(b_kc, b_vc, b_qkv, B, Tn, pos, NH, NKV, HS, cache_T);
+    kcuda_attention_decode_bf16(b_out, b_qkv, b_kc, b_vc, B, Tn, pos, NH, NKV, HS, cache_T);
+    kcuda_attention_decode_bf16(b_out2, b_qkv, b_kc, b_vc, B, Tn, pos, NH, NKV, HS, cache_T);
+    char what[64];
+    snprintf(what, sizeof what, "decode B%d NH%d/%d HS%d pos %d +%d", B, NH, NKV, HS, pos, Tn);
+    expect_close(what, d_out, out, 1e-5);
+    expect_f32_same("  second call, same bits", d_out2, d_out, no);
+    expect_a16_same("  bf16 = fp32 result rounded", (const uint16_t *)b_out, d_out, no);
+    expect_a16_same("  bf16 second call, same bits", (const uint16_t *)b_out2, d_out, no);
+    dfree_all();
+}
+
 static void test_kv_cache_decode(void)
 {
     const int B = 3, NH = 4, NKV = 2, HS = 64, cache_T = 80;
@@ -1077,6 +1110,14 @@ static void test_kv_cache_decode(void)
         }
     }
     dfree_all();
+    /* The decode kernel splits a token's keys over 8 warps in 32-key tiles: a long cache gives
+     * every warp 2-3 tiles (MQA, HS 128), others leave some warps idle, none is a multiple of
+     * 32; padded head sizes 48 (of 64), 80 (of 128, a dims pass skipped) and 16 (of 32). */
+    decode_case(1, 4, 1, 128, 560, 3);
+    decode_case(2, 4, 2, 48, 300, 2);
+    decode_case(1, 2, 2, 64, 299, 1);
+    decode_case(1, 3, 1, 80, 70, 2);
+    decode_case(2, 2, 1, 16, 33, 4);
 }
 
 /* ---------------------------------------------------------------- loss */
