@@ -148,6 +148,8 @@ struct backend {
     void (*attention_decode)(float *out, const float *qkv, const float *k_cache,
                              const float *v_cache, int B, int T_new, int pos, int NH, int NKV,
                              int HS, int cache_T);
+    /* kcpu_argmax_rows: x device memory, out HOST memory (rows ints). */
+    void (*argmax_rows)(int *out, const float *x, int rows, int V, int ld);
     float (*softmax_ce)(float *logits, float *losses, int *n_valid, const int *targets, int N,
                         int V, int Vp, bool want_grad, float grad_scale);
 

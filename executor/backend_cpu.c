@@ -165,6 +165,7 @@ static const struct backend cpu_backend = {
     .flash_attention_backward = kcpu_flash_attention_backward,
     .kv_cache_append = kcpu_kv_cache_append,
     .attention_decode = kcpu_attention_decode,
+    .argmax_rows = kcpu_argmax_rows,
     .softmax_ce = kcpu_softmax_ce,
     .adamw_step = kcpu_adamw_step,
     .sgd_step = kcpu_sgd_step,

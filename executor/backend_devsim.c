@@ -262,6 +262,11 @@ static void ds_attention_decode(float *out, const float *qkv, const float *k_cac
 }
 
 /* n_valid is a host out-parameter (the count comes back with the loss). */
+static void ds_argmax_rows(int *out, const float *x, int rows, int V, int ld)
+{
+    kcpu_argmax_rows(hv(out, __func__), D(x), rows, V, ld);
+}
+
 static float ds_softmax_ce(float *logits, float *losses, int *n_valid, const int *targets, int N,
                            int V, int Vp, bool want_grad, float grad_scale)
 {
@@ -486,6 +491,7 @@ static const struct backend devsim_backend = {
     .flash_attention_backward = ds_flash_attention_backward,
     .kv_cache_append = ds_kv_cache_append,
     .attention_decode = ds_attention_decode,
+    .argmax_rows = ds_argmax_rows,
     .softmax_ce = ds_softmax_ce,
     .adamw_step = ds_adamw_step,
     .sgd_step = ds_sgd_step,

@@ -258,7 +258,9 @@ static const char *const class_names[PC_COUNT] = {
     X(flash_attention_backward_a16, PC_ATTENTION,                                                  \
       (float *dqkv, const float *dout, const uint16_t *qkv, const uint16_t *out,                  \
        const float *lse, int B, int T, int NH, int NKV, int HS),                                   \
-      (dqkv, dout, qkv, out, lse, B, T, NH, NKV, HS))
+      (dqkv, dout, qkv, out, lse, B, T, NH, NKV, HS))                                              \
+    X(argmax_rows, PC_EMBED_LOSS, (int *out, const float *x, int rows, int V, int ld),            \
+      (out, x, rows, V, ld))
 
 /* The timed entries returning a value: R(type, entry, class, parameters, arguments). */
 #define PROF_VALUE_ENTRIES(R)                                                                      \

@@ -565,6 +565,13 @@ int exec_model_prefill(struct exec_model *m, const int *tokens, int B, int T,
                        const float **logits, struct sw_err *err);
 int exec_model_decode(struct exec_model *m, const int *tokens, int B, const float **logits,
                       struct sw_err *err);
+/* Greedy decoding where the logits are: out[b] (host, B ints) = the argmax of row b of the
+ * last prefill or decode's logits (gen_argmax's rule, through the backend's argmax_rows), so a
+ * device backend copies B ints instead of B·Vp logits. SW_EINVAL before any prefill. */
+int exec_model_argmax(struct exec_model *m, int *out, struct sw_err *err);
+/* Whether prefill and decode copy their logits to the host (the default): false leaves
+ * *logits NULL and skips the copy, for a caller that reads only exec_model_argmax. */
+void exec_model_set_logits_to_host(struct exec_model *m, bool on);
 
 /* ================================================================ end of model */
 
@@ -1127,7 +1134,8 @@ void gen_sampling_init(struct gen_sampling *s);
 int gen_sampling_check(const struct gen_sampling *s, struct sw_err *err);
 
 /* Sampling kernels over the V real vocabulary entries (never the padded Vp columns).
- * gen_argmax: index of the largest value (lowest index on ties).
+ * gen_argmax: index of the largest value (lowest index on ties; NaN never chosen, a row of NaN
+ * gives 0: kcpu_argmax_rows, the rule every backend's argmax_rows follows).
  * gen_softmax: probs = softmax(logits / temperature) (temperature > 0), max-subtracted, sum in
  * double.
  * gen_top_k: the indices of the min(k, V) largest probs (k <= 0: all V) into idx, sorted by

@@ -185,6 +185,7 @@ struct exec_model_impl {
     bool have_fwd; /* a forward with targets waits for backward */
     int fwd_B, fwd_T;
     int kv_B;
+    bool no_host_logits; /* exec_model_set_logits_to_host(false) */
 };
 
 /* ---------------------------------------------------------------- options and validation */
@@ -1960,6 +1961,8 @@ static void kv_forward(struct exec_model *m, const int *tokens, int B, int T, in
 static const float *kv_logits_host(struct exec_model *m, int B)
 {
     struct exec_model_impl *im = m->impl;
+    if (im->no_host_logits)
+        return NULL;
     if (m->be->host_memory)
         return im->logits;
     if (!im->host_logits)
@@ -2004,4 +2007,17 @@ int exec_model_decode(struct exec_model *m, const int *tokens, int B, const floa
     m->kv_len++;
     *logits = kv_logits_host(m, B);
     return 0;
+}
+
+int exec_model_argmax(struct exec_model *m, int *out, struct sw_err *err)
+{
+    if (m->opts.kv_batch <= 0 || m->kv_len == 0)
+        return sw_errf(err, SW_EINVAL, "argmax needs a prefill or decode first");
+    m->be->argmax_rows(out, m->impl->logits, m->impl->kv_B, m->V, m->Vp);
+    return 0;
+}
+
+void exec_model_set_logits_to_host(struct exec_model *m, bool on)
+{
+    m->impl->no_host_logits = !on;
 }

@@ -221,6 +221,11 @@ void kcpu_attention_decode(float *out, const float *qkv, const float *k_cache,
 float kcpu_softmax_ce(float *logits, float *losses, int *n_valid, const int *targets, int N, int V,
                       int Vp, bool want_grad, float grad_scale);
 
+/* Greedy decoding's choice per row: out[r] = the index of the largest of x[r·ld + 0 .. V), the
+ * lowest index on ties; NaN is never chosen (a row of NaN gives 0). out is host memory on every
+ * backend (the CUDA entry copies its rows' results back), so only the indices cross. */
+void kcpu_argmax_rows(int *out, const float *x, int rows, int V, int ld);
+
 /* ---------------------------------------------------------------- optimizers (optim.c) */
 
 /* Optimizer state buffers are caller-owned, zeroed before the first step. step is 1-based.

@@ -2,7 +2,8 @@
  * each row's maximum and logsumexp, the loss is logsumexp - logit[target], and the gradient
  * (softmax - onehot)·scale is written over the logits in place, so the executor holds one
  * N×Vp fp32 buffer for logits and their gradient (strategy reference 3.6, c_V = 4). Rows with
- * target -1 are ignored (loss 0, gradient 0), as PyTorch's ignore_index. */
+ * target -1 are ignored (loss 0, gradient 0), as PyTorch's ignore_index. Also the rows'
+ * argmax for greedy decoding (kcpu_argmax_rows). */
 #include "kernels/cpu/kernels_cpu.h"
 
 #include <math.h>
@@ -57,4 +58,17 @@ float kcpu_softmax_ce(float *logits, float *losses, int *n_valid, const int *tar
     if (n_valid)
         *n_valid = valid;
     return valid > 0 ? (float)(total / valid) : 0.0f;
+}
+
+void kcpu_argmax_rows(int *out, const float *x, int rows, int V, int ld)
+{
+    SW_ASSERT(rows >= 0 && V > 0 && ld >= V);
+    for (int r = 0; r < rows; r++) {
+        const float *row = x + (size_t)r * ld;
+        int best = -1;
+        for (int i = 0; i < V; i++)
+            if (!isnan(row[i]) && (best < 0 || row[i] > row[best]))
+                best = i;
+        out[r] = best < 0 ? 0 : best;
+    }
 }

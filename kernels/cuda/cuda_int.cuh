@@ -309,6 +309,8 @@ KCUDA_API void kcuda_flash_attention_backward_a16(float *dqkv, const float *dout
 /* k_*.cu: fused classifier */
 KCUDA_API float kcuda_softmax_ce(float *logits, float *losses, int *n_valid, const int *targets,
                                  int N, int V, int Vp, bool want_grad, float grad_scale);
+/* Greedy decoding's argmax per row (kcpu_argmax_rows' rule); out is HOST memory. */
+KCUDA_API void kcuda_argmax_rows(int *out, const float *x, int rows, int V, int ld);
 
 /* k_*.cu: optimizers and gradient utilities */
 KCUDA_API void kcuda_adamw_step(float *param, const float *grad, float *m, float *v, size_t n,

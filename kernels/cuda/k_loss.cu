@@ -153,3 +153,63 @@ KCUDA_API float kcuda_softmax_ce(float *logits, float *losses, int *n_valid, con
         *n_valid = h.valid;
     return h.valid > 0 ? (float)(h.total / h.valid) : 0.0f;
 }
+
+/* ---------------------------------------------------------------- greedy argmax */
+
+/* A candidate (value, index); index -1: none yet. b replaces a when it is larger, or equal at a
+ * lower index: the lowest index of the maximum, in any combining order. NaN never enters. */
+static __device__ __forceinline__ void am_take(float &av, int &ai, float bv, int bi)
+{
+    if (bi >= 0 && (ai < 0 || bv > av || (bv == av && bi < ai))) {
+        av = bv;
+        ai = bi;
+    }
+}
+
+/* One block per row r0 + blockIdx.x: out[blockIdx.x] = argmax of x[row·ld + 0 .. V). */
+__global__ void __launch_bounds__(256)
+    argmax_rows_kernel(int *out, const float *x, int r0, int V, int ld)
+{
+    __shared__ float sv[256];
+    __shared__ int si[256];
+    const float *row = x + (size_t)(r0 + blockIdx.x) * ld;
+    float bv = 0.0f;
+    int bi = -1;
+    for (int i = threadIdx.x; i < V; i += blockDim.x) {
+        float v = row[i];
+        if (!isnan(v))
+            am_take(bv, bi, v, i);
+    }
+    sv[threadIdx.x] = bv;
+    si[threadIdx.x] = bi;
+    __syncthreads();
+    for (int s = blockDim.x / 2; s > 0; s >>= 1) {
+        if ((int)threadIdx.x < s) {
+            float v = sv[threadIdx.x];
+            int i = si[threadIdx.x];
+            am_take(v, i, sv[threadIdx.x + s], si[threadIdx.x + s]);
+            sv[threadIdx.x] = v;
+            si[threadIdx.x] = i;
+        }
+        __syncthreads();
+    }
+    if (threadIdx.x == 0)
+        out[blockIdx.x] = si[0] < 0 ? 0 : si[0];
+}
+
+/* The rows' indices go through the plugin's reduction buffer, CUDA_REDUCE_FLOATS rows at a time,
+ * and come back to the host: greedy decoding then copies B ints instead of B·Vp logits. */
+KCUDA_API void kcuda_argmax_rows(int *out, const float *x, int rows, int V, int ld)
+{
+    cudaStream_t st = cuda_stream();
+    int *buf = (int *)cuda_reduce_buf();
+    for (int r0 = 0; r0 < rows; r0 += CUDA_REDUCE_FLOATS) {
+        int n = rows - r0 < CUDA_REDUCE_FLOATS ? rows - r0 : CUDA_REDUCE_FLOATS;
+        argmax_rows_kernel<<<n, 256, 0, st>>>(buf, x, r0, V, ld);
+        CUDA_LAUNCH_CHECK();
+        CUDA_CHECK(cudaMemcpyAsync(out + r0, buf, (size_t)n * sizeof(int), cudaMemcpyDeviceToHost,
+                                   st));
+        CUDA_CHECK(cudaStreamSynchronize(st));
+    }
+}
+

@@ -276,6 +276,7 @@ static void fill_table(struct backend *b)
     b->flash_attention_backward = kcuda_flash_attention_backward;
     b->kv_cache_append = kcuda_kv_cache_append;
     b->attention_decode = kcuda_attention_decode;
+    b->argmax_rows = kcuda_argmax_rows;
     b->softmax_ce = kcuda_softmax_ce;
     b->adamw_step = kcuda_adamw_step;
     b->sgd_step = kcuda_sgd_step;

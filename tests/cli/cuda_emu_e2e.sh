@@ -113,8 +113,9 @@ for dev in cpu cuda; do
   plan gf16  tiny-gpt2  fp16-mixed adamw     none      flash 2 $dev
   plan gnv   tiny-gpt2  fp32       lion      full      naive 2 $dev
   plan lbf   tiny-llama bf16-mixed adafactor none      flash 1 $dev
+  plan lbff  tiny-llama bf16-mixed sgd       full      flash 2 $dev
 done
-for n in g32 gbf gf16 gnv lbf; do versus "$n"; done
+for n in g32 gbf gf16 gnv lbf lbff; do versus "$n"; done
 # The tensor-core attention (bf16 mma.sync, head size 64 or 128: the default of 16-bit plans)
 # inside a whole run: a GPT-2 with head size 64, bf16-mixed, against the CPU; and the same plan
 # with SCALEWISE_CUDA_ATTENTION=fma (the FMA kernels), whose weights must differ from it, and
@@ -135,6 +136,17 @@ versus gwmma
 GPU=("${GPU_PLAIN[@]}")
 cmp -s "$TMP/gtc.cuda/ckpt_4.safetensors" "$TMP/gfma.cuda/ckpt_4.safetensors" &&
   fail "gtc: the default attention gave the FMA kernels' weights (were the tensor cores used?)" || ok
+# bf16 activations (docs/cuda.md): gtc again with SCALEWISE_CUDA_ACT16=0 (fp32 activations, the
+# layout before them): other weights, and more activation bytes than gtc's bf16 ones.
+expect_rc 0 "gtc with fp32 activations" -- "${GPU[@]}" SCALEWISE_CUDA_ACT16=0 "$REL" run \
+  "$TMP/gtc.cuda.yaml" --quiet --out "$TMP/ga32.cuda"
+cmp -s "$TMP/gtc.cuda/ckpt_4.safetensors" "$TMP/ga32.cuda/ckpt_4.safetensors" &&
+  fail "gtc: fp32 activations gave the bf16 activations' weights (were they bf16?)" || ok
+a16=$(bytes_of "$TMP/gtc.cuda/report.yaml" measured | awk '$1 == "activations" { print $2 }')
+a32=$(bytes_of "$TMP/ga32.cuda/report.yaml" measured | awk '$1 == "activations" { print $2 }')
+awk -v a="${a16:-0}" -v b="${a32:-0}" 'BEGIN { exit !(a > 0 && b > a) }' && ok ||
+  fail "gtc: activations measured ${a16:-none} bytes in bf16, ${a32:-none} in fp32"
+echo "gtc: activation bytes, bf16 $a16, fp32 $a32"
 # A Turing GPU (SCALEWISE_EMU_CUDA_CC=75: no bf16 or TF32 tensor cores, 64 KiB of shared memory):
 # fp16-mixed, its fast path, and fp32 (plain fp32 GEMMs), against the CPU; 7.0 is refused.
 for dev in cpu cuda; do

@@ -1213,6 +1213,7 @@ int main(void)
     RUN_TIMED(test_kv_cache_decode);
     RUN_TIMED(test_decode_partial_emu);
     RUN_TIMED(test_softmax_ce);
+    RUN_TIMED(test_argmax_rows);
     RUN_TIMED(test_optimizers);
     RUN_TIMED(test_adafactor);
     RUN_TIMED(test_adamw8bit);

@@ -1159,6 +1159,44 @@ static void test_softmax_ce(void)
     dfree_all();
 }
 
+/* Greedy decoding's argmax: the CPU rule (lowest index of the maximum, NaN never chosen, an
+ * all-NaN row gives 0) on rows with planted ties at both ends of the block's strided scan, NaN,
+ * -inf and +inf, V not a multiple of the block, ld > V (the padded columns hold the largest
+ * values and must be ignored). */
+static void test_argmax_rows(void)
+{
+    const int rows = 9, V = 50257, ld = 50304;
+    vec x = rnd((size_t)rows * ld, 5.0f);
+    for (int r = 0; r < rows; r++)
+        for (int i = V; i < ld; i++)
+            x[(size_t)r * ld + i] = 100.0f; /* padding: never read */
+    float *r1 = &x[1 * (size_t)ld], *r2 = &x[2 * (size_t)ld], *r3 = &x[3 * (size_t)ld];
+    float *r4 = &x[4 * (size_t)ld], *r5 = &x[5 * (size_t)ld], *r6 = &x[6 * (size_t)ld];
+    r1[7] = r1[300] = r1[V - 1] = 9.0f;        /* a tie: the lowest index, 7 */
+    r2[0] = NAN, r2[4095] = 8.5f, r2[4096] = NAN; /* NaN around the maximum */
+    for (int i = 0; i < V; i++)
+        r3[i] = NAN;                            /* all NaN: 0 */
+    r4[123] = INFINITY, r4[124] = INFINITY;     /* +inf ties */
+    for (int i = 0; i < V; i++)
+        r5[i] = -INFINITY;                      /* all -inf: the first, 0 */
+    r6[V - 1] = 20.0f;                          /* the last column */
+    std::vector<int> want(rows), got(rows, -7);
+    kcpu_argmax_rows(want.data(), x.data(), rows, V, ld);
+    CHECK_INT(want[1], 7);
+    CHECK_INT(want[3], 0);
+    CHECK_INT(want[4], 123);
+    CHECK_INT(want[6], V - 1);
+    float *d_x = up(x);
+    kcuda_argmax_rows(got.data(), d_x, rows, V, ld);
+    int same = 0;
+    for (int r = 0; r < rows; r++) {
+        same += got[r] == want[r];
+        CHECK_MSG(got[r] == want[r], "argmax row %d: %d, cpu %d", r, got[r], want[r]);
+    }
+    printf("  %-44s %d of %d rows equal\n", "argmax_rows (ties, NaN, inf, padding)", same, rows);
+    dfree_all();
+}
+
 /* ---------------------------------------------------------------- optimizers */
 
 static void test_optimizers(void)
@@ -1585,6 +1623,7 @@ int main(void)
     RUN(test_attention_materialised);
     RUN(test_kv_cache_decode);
     RUN(test_softmax_ce);
+    RUN(test_argmax_rows);
     RUN(test_optimizers);
     RUN(test_adafactor);
     RUN(test_adamw8bit);

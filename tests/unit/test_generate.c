@@ -112,6 +112,14 @@ static void test_greedy(void)
         logits[i] = (i == 7 || i == 30) ? 2.0f : 0.0f;
     CHECK_INT(gen_argmax(logits, V), 7);
     CHECK_INT(gen_sample(&greedy, logits, &rng), 7);
+    /* NaN is never chosen, wherever it stands; a row of NaN gives 0 (kcpu_argmax_rows, the
+     * rule the devices' argmax follows). */
+    logits[0] = NAN;
+    logits[31] = NAN;
+    CHECK_INT(gen_argmax(logits, V), 7);
+    for (int i = 0; i < V; i++)
+        logits[i] = NAN;
+    CHECK_INT(gen_argmax(logits, V), 0);
     gen_sampler_release(&greedy);
     gen_sampler_release(&k1);
     gen_sampler_release(&cold);
@@ -439,6 +447,54 @@ static void test_ragged_batch(void)
         gen_result_release(&s2);
         gen_result_release(&all);
         exec_model_release(&m);
+    }
+}
+
+/* Greedy generation on a device backend (the simulator) takes the argmax where the logits are
+ * (exec_model_argmax) and copies no logits: the same tokens as on the CPU, a ragged batch. */
+static void test_device_greedy(void)
+{
+    for (int a = 0; a < 2; a++) {
+        enum model_arch arch = a ? MODEL_ARCH_LLAMA : MODEL_ARCH_GPT2;
+        struct exec_model mc, md;
+        if (tiny_model(&mc, arch, 3, 1, false) < 0)
+            return;
+        struct sw_err err;
+        int rc = exec_model_init(&md, &mc.desc, &mc.opts, backend_devsim(), &err);
+        CHECK_OK(rc, &err);
+        if (rc < 0) {
+            exec_model_release(&mc);
+            return;
+        }
+        for (int i = 0; i < mc.n_tensors; i++)
+            exec_model_write_weights(&md, mc.tensors[i].region_off, mc.tensors[i].data,
+                                     mc.tensors[i].numel);
+        exec_model_weights_changed(&md);
+        int lens[3] = {4, 7, 4}, buf[32];
+        const int *ptrs[3];
+        make_prompts(3, lens, buf, ptrs, 29);
+        struct gen_opts o;
+        gen_opts_init(&o);
+        o.sampling.temperature = 0;
+        o.max_new_tokens = 10;
+        struct gen_result rc_, rd;
+        TRY(exec_generate(&mc, ptrs, lens, 3, &o, &rc_, &err), &err);
+        TRY(exec_generate(&md, ptrs, lens, 3, &o, &rd, &err), &err);
+        CHECK(memcmp(rc_.tokens, rd.tokens, 3 * 10 * sizeof(int)) == 0);
+        /* The model copies logits to the host again afterwards. */
+        const float *lg = NULL;
+        TRY(exec_model_prefill(&md, ptrs[0], 1, lens[0], &lg, &err), &err);
+        CHECK(lg != NULL);
+        int am = -1;
+        TRY(exec_model_argmax(&md, &am, &err), &err);
+        CHECK_INT(am, gen_argmax(lg, md.V));
+        printf("  %-6s device greedy (argmax on the simulator) = CPU greedy: %s\n",
+               model_arch_name(arch),
+               memcmp(rc_.tokens, rd.tokens, 3 * 10 * sizeof(int)) == 0 ? "yes" : "NO");
+        gen_result_release(&rc_);
+        gen_result_release(&rd);
+        exec_model_release(&md);
+        exec_model_release(&mc);
     }
 }
 
@@ -825,6 +881,7 @@ int main(void)
     RUN(test_seed_determinism);
     RUN(test_frequencies);
     RUN(test_ragged_batch);
+    RUN(test_device_greedy);
     RUN(test_eos);
     RUN(test_kv_vs_full);
     RUN(test_int8);
