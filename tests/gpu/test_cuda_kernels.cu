@@ -776,6 +776,8 @@ static void tc_vs_fma(const tc_impl &im, int B, int T, int NH, int NKV, int HS, 
     dfree_all();
 }
 
+static void a16_attention_timing(void); /* below, with the a16 tests */
+
 static void test_flash_attention_tc(void)
 {
     const cudaDeviceProp *prop = cuda_props();
@@ -821,6 +823,57 @@ static void test_flash_attention_tc(void)
         printf("  mma attention: skipped: unsupported here (%zu bytes of opt-in shared memory "
                "per block)\n",
                (size_t)prop->sharedMemPerBlockOptin);
+    a16_attention_timing();
+}
+
+/* The time of the bf16-activation attention entries (the default dispatch: mma.sync where
+ * supported) against the fp32-input 16-bit ones at GPT-2 124M's shape, micro-batch 8: what
+ * reading bf16 q, k, v and O saves. Printed only (a benchmark, not a check). */
+static void a16_attention_timing(void)
+{
+    const int B = 8, T = 1024, NH = 12, HS = 64, reps = 5;
+    const size_t R = (size_t)3 * NH * HS, O = (size_t)NH * HS, N = (size_t)B * T;
+    vec qkv = rnd(N * R), dout = rnd(N * O);
+    std::vector<uint16_t> q16(qkv.size());
+    kcpu_f32_to_bf16(q16.data(), qkv.data(), qkv.size());
+    float *d_qkv = up(qkv), *d_dout = up(dout), *o32 = (float *)dalloc(N * O * 4);
+    float *lse = (float *)dalloc((size_t)B * NH * T * 4), *g = (float *)dalloc(N * R * 4);
+    uint16_t *d_q16 = up(q16), *o16 = (uint16_t *)dalloc(N * O * 2);
+    cudaEvent_t ev[3];
+    for (int i = 0; i < 3; i++)
+        CUDA_CHECK(cudaEventCreate(&ev[i]));
+    double ms[2][2];
+    for (int a16 = 0; a16 < 2; a16++) {
+        for (int pass = 0; pass < 2; pass++) { /* pass 0 warms up */
+            CUDA_CHECK(cudaEventRecord(ev[0], cuda_stream()));
+            for (int i = 0; i < reps; i++)
+                if (a16)
+                    kcuda_flash_attention_forward_a16(o16, lse, d_q16, B, T, NH, NH, HS);
+                else
+                    kcuda_flash_attention_forward_16(o32, lse, d_qkv, B, T, NH, NH, HS);
+            CUDA_CHECK(cudaEventRecord(ev[1], cuda_stream()));
+            for (int i = 0; i < reps; i++)
+                if (a16)
+                    kcuda_flash_attention_backward_a16(g, d_dout, d_q16, o16, lse, B, T, NH, NH,
+                                                       HS);
+                else
+                    kcuda_flash_attention_backward_16(g, d_dout, d_qkv, o32, lse, B, T, NH, NH,
+                                                      HS);
+            CUDA_CHECK(cudaEventRecord(ev[2], cuda_stream()));
+            CUDA_CHECK(cudaEventSynchronize(ev[2]));
+            float f = 0.0f, b = 0.0f;
+            CUDA_CHECK(cudaEventElapsedTime(&f, ev[0], ev[1]));
+            CUDA_CHECK(cudaEventElapsedTime(&b, ev[1], ev[2]));
+            ms[a16][0] = f / reps;
+            ms[a16][1] = b / reps;
+        }
+    }
+    for (int i = 0; i < 3; i++)
+        CUDA_CHECK(cudaEventDestroy(ev[i]));
+    printf("attention a16 B%d T%d NH%d HS%d: forward %.3f ms (fp32 input %.3f), backward %.3f ms "
+           "(fp32 input %.3f)\n",
+           B, T, NH, HS, ms[1][0], ms[0][0], ms[1][1], ms[0][1]);
+    dfree_all();
 }
 
 /* ---------------------------------------------------------------- flash attention, a16 */
