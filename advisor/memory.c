@@ -860,9 +860,11 @@ static void cpu_exec_stage(const struct est_geom *g, const struct model_desc *m,
                      o->logits + a64(4 * rows) + a64(4 * N);
     o->layer_act = fresh + core;
 
-    /* KV cache: fp32 K and V of every layer, kv_batch x kv_seq x NKV*HS each (4.2, e_kv = 4). */
+    /* KV cache: K and V of every layer, kv_batch x kv_seq x NKV*HS each (4.2): fp32 (e_kv = 4),
+     * bf16 with bf16 weights on the CUDA backend (e_kv = 2; executor/model.c kv16). */
+    bool kv16 = be == EXEC_BE_CUDA && !train && bf16 && !fp16;
     if (kvB > 0)
-        o->kv = 2 * a64(4 * kvB * kvT * KVW * L);
+        o->kv = 2 * a64((kv16 ? 2 : 4) * kvB * kvT * KVW * L);
 
     /* workspace: the matmul output before a residual add; training adds one layer's backward
      * temporaries (two C-wide, MLP, attention output, QKV) and the naive attention's score

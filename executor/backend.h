@@ -148,6 +148,15 @@ struct backend {
     void (*attention_decode)(float *out, const float *qkv, const float *k_cache,
                              const float *v_cache, int B, int T_new, int pos, int NH, int NKV,
                              int HS, int cache_T);
+    /* A bf16 KV cache (generation with bf16 weights on the CUDA plugin; NULL elsewhere: the model
+     * then keeps an fp32 cache): kv_cache_append and attention_decode with the cache in bf16,
+     * rounded to nearest even as it is written and widened as it is read; qkv, out and the
+     * arithmetic stay fp32. Half the cache's bytes, as PyTorch keeps it with bf16 weights. */
+    void (*kv_cache_append_c16)(uint16_t *k_cache, uint16_t *v_cache, const float *qkv, int B,
+                                int T_new, int pos, int NH, int NKV, int HS, int cache_T);
+    void (*attention_decode_c16)(float *out, const float *qkv, const uint16_t *k_cache,
+                                 const uint16_t *v_cache, int B, int T_new, int pos, int NH,
+                                 int NKV, int HS, int cache_T);
     /* kcpu_argmax_rows: x device memory, out HOST memory (rows ints). */
     void (*argmax_rows)(int *out, const float *x, int rows, int V, int ld);
     float (*softmax_ce)(float *logits, float *losses, int *n_valid, const int *targets, int N,

@@ -260,7 +260,15 @@ static const char *const class_names[PC_COUNT] = {
        const float *lse, int B, int T, int NH, int NKV, int HS),                                   \
       (dqkv, dout, qkv, out, lse, B, T, NH, NKV, HS))                                              \
     X(argmax_rows, PC_EMBED_LOSS, (int *out, const float *x, int rows, int V, int ld),            \
-      (out, x, rows, V, ld))
+      (out, x, rows, V, ld))                                                                       \
+    X(kv_cache_append_c16, PC_ATTENTION,                                                           \
+      (uint16_t * k_cache, uint16_t *v_cache, const float *qkv, int B, int T_new, int pos,        \
+       int NH, int NKV, int HS, int cache_T),                                                      \
+      (k_cache, v_cache, qkv, B, T_new, pos, NH, NKV, HS, cache_T))                                \
+    X(attention_decode_c16, PC_ATTENTION,                                                          \
+      (float *out, const float *qkv, const uint16_t *k_cache, const uint16_t *v_cache, int B,     \
+       int T_new, int pos, int NH, int NKV, int HS, int cache_T),                                  \
+      (out, qkv, k_cache, v_cache, B, T_new, pos, NH, NKV, HS, cache_T))
 
 /* The timed entries returning a value: R(type, entry, class, parameters, arguments). */
 #define PROF_VALUE_ENTRIES(R)                                                                      \

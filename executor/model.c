@@ -15,7 +15,8 @@
  *               LoRA), contiguous so one optimizer call covers them
  *    activations = what forward keeps for backward (per recompute mode, below; bf16 where
  *               act16, below), the (N,Vp) logits, the token and target ids
- *    kv_cache = K and V of every layer, (kv_batch, kv_seq, NKV·HS) each
+ *    kv_cache = K and V of every layer, (kv_batch, kv_seq, NKV·HS) each; fp32, or bf16 with bf16
+ *               weights on a backend with kv_cache_append_c16 (the CUDA plugin)
  *    workspace = the matmul output before a residual add, the backward temporaries (one layer),
  *               the naive attention backward scratch, bf16 mode's matmul buffer (native: the
  *               bf16 kernel's scratch; emulated: the fp32 weight buffer), LoRA temporaries,
@@ -127,6 +128,7 @@ struct exec_model_impl {
     bool fp16;        /* fp16-mixed: the 16-bit mirror (w16, "bf16" above) is IEEE fp16 */
     bool f16_native;  /* fp16 mode on the backend's matmul_f16_* (else emulated) */
     bool act16;       /* bf16 activations (act16_available) */
+    bool kv16;        /* a bf16 KV cache (kc16/vc16 instead of kc/vc) */
     float *f16x;      /* emulated fp16: the rounded operands of EXEC_F16_EMU_ROWS rows */
     float eps, lora_scale;
     /* parameter layout */
@@ -152,6 +154,7 @@ struct exec_model_impl {
                          * (kv_batch × Vp floats, host malloc) */
     int *tokens, *targets;
     float *kc, *vc; /* [L] × (kv_batch, kv_seq, KVW) */
+    uint16_t *kc16, *vc16; /* kv16: the same in bf16 */
     float *tmp, *dres, *dln, *dfcact, *dfch, *datty, *dqkv, *att_scratch, *wbuf;
     void *mm16_scratch; /* bf16_native: the bf16 matmul's scratch */
     float *lora_u, *lora_t, *lora_du;
@@ -352,6 +355,10 @@ static void layout_params(struct exec_model *m, struct exec_model_impl *im)
     im->int8 = m->opts.int8_weights;
     im->lora = m->opts.lora_rank > 0;
     im->act16 = act16_available(m, im);
+    /* A bf16 KV cache where the weights are bf16 and the backend has one (the CUDA plugin): half
+     * the cache, as PyTorch keeps it; the CPU keeps fp32 (its decode reads fp32 rows). */
+    im->kv16 = m->opts.kv_batch > 0 && im->bf16 && !im->fp16 && m->be->kv_cache_append_c16 &&
+               m->be->attention_decode_c16;
     im->ropeT = m->opts.seq > m->opts.kv_seq ? m->opts.seq : m->opts.kv_seq;
 
     int C = m->C;
@@ -661,7 +668,12 @@ static void carve_all(struct exec_model *m, struct exec_model_impl *im, struct c
 
     /* KV cache */
     im->kc = im->vc = NULL;
-    if (o->kv_batch > 0) {
+    im->kc16 = im->vc16 = NULL;
+    if (o->kv_batch > 0 && im->kv16) {
+        size_t per = NKVrows * im->KVW;
+        im->kc16 = take16(cv, K, per * L);
+        im->vc16 = take16(cv, K, per * L);
+    } else if (o->kv_batch > 0) {
         size_t per = NKVrows * im->KVW;
         im->kc = takef(cv, K, per * L);
         im->vc = takef(cv, K, per * L);
@@ -1640,16 +1652,24 @@ static void layer_forward(struct exec_model *m, int l, const float *inp, float *
                          im->ropeT, pos);
     if (kv) {
         size_t per = (size_t)m->opts.kv_batch * m->opts.kv_seq * im->KVW;
-        float *kc = im->kc + per * l, *vc = im->vc + per * l;
-        be->kv_cache_append(kc, vc, a->qkv, B, T, pos, m->NH, m->NKV, m->HS, m->opts.kv_seq);
+        int NH = m->NH, NKV = m->NKV, HS = m->HS, cT = m->opts.kv_seq;
+        if (im->kv16)
+            be->kv_cache_append_c16(im->kc16 + per * l, im->vc16 + per * l, a->qkv, B, T, pos, NH,
+                                    NKV, HS, cT);
+        else
+            be->kv_cache_append(im->kc + per * l, im->vc + per * l, a->qkv, B, T, pos, NH, NKV,
+                                HS, cT);
         /* A prefill into an empty cache is the training forward's causal attention over the
          * new tokens: the flash kernels tile it (queries share their key tiles), where the
          * decode kernel walks the cache once per query. */
         if (pos == 0 && m->opts.attention == ATTN_FLASH)
             attn_core_forward(m, a, NULL, B, T);
+        else if (im->kv16)
+            be->attention_decode_c16(a->atty, a->qkv, im->kc16 + per * l, im->vc16 + per * l, B,
+                                     T, pos, NH, NKV, HS, cT);
         else
-            be->attention_decode(a->atty, a->qkv, kc, vc, B, T, pos, m->NH, m->NKV, m->HS,
-                                 m->opts.kv_seq);
+            be->attention_decode(a->atty, a->qkv, im->kc + per * l, im->vc + per * l, B, T, pos,
+                                 NH, NKV, HS, cT);
     } else {
         attn_core_forward(m, a, a->lse, B, T);
     }

@@ -271,6 +271,13 @@ KCUDA_API void kcuda_kv_cache_append(float *k_cache, float *v_cache, const float
 KCUDA_API void kcuda_attention_decode(float *out, const float *qkv, const float *k_cache,
                                       const float *v_cache, int B, int T_new, int pos, int NH,
                                       int NKV, int HS, int cache_T);
+/* The two above with a bf16 cache (K, V rounded on append, widened on read; q, out fp32). */
+KCUDA_API void kcuda_kv_cache_append_c16(uint16_t *k_cache, uint16_t *v_cache, const float *qkv,
+                                         int B, int T_new, int pos, int NH, int NKV, int HS,
+                                         int cache_T);
+KCUDA_API void kcuda_attention_decode_c16(float *out, const float *qkv, const uint16_t *k_cache,
+                                          const uint16_t *v_cache, int B, int T_new, int pos,
+                                          int NH, int NKV, int HS, int cache_T);
 
 /* bf16 activations (struct backend's _a16 group; the contracts are backend.h's). matmul.cu: */
 KCUDA_API void kcuda_matmul_a16_forward(void *out, bool out_bf16, const uint16_t *inp,

@@ -19,7 +19,8 @@
  * on load; all arithmetic and the accumulators are fp32) and on the head size padded to 32, 64
  * or 128 (HS <= KCUDA_FLASH_MAX_HS); the flash backward takes the activations' type (q, k, v,
  * O) and the gradients' (dO, dqkv) apart, so bf16 activations can meet fp32 gradients (the _a16
- * entries). They use scalar fp32 FMAs with warp shuffles, not tensor cores: correct, and the
+ * entries), and the KV-cache kernels take qkv's type and the cache's apart, so fp32 activations
+ * can keep a bf16 cache (the _c16 entries). They use scalar fp32 FMAs with warp shuffles, not tensor cores: correct, and the
  * fp32 plans' attention. The 16-bit plans' entries (_16, and _a16 with bf16 activations) hand
  * over to the tensor-core kernels of k_attention_tc.cu (mma.sync, else WMMA) where the head
  * size (64, 128) and device allow, unless SCALEWISE_CUDA_ATTENTION=fma (2.2× faster for GPT-2
@@ -670,18 +671,31 @@ KCUDA_API void kcuda_attention_backward(float *dqkv, const float *dout, const fl
 
 /* ---------------------------------------------------------------- KV cache */
 
+/* A cache element from a qkv element: a copy where the types agree (bits kept, NaN payloads
+ * included), rounded to nearest even where a bf16 cache takes fp32 K and V (the _c16 entries). */
 template <typename T>
-__global__ void kv_cache_append_kernel(T *k_cache, T *v_cache, const T *qkv, int T_new, int pos,
-                                       int NH, int NKV, int HS, int cache_T, size_t n)
+static __device__ __forceinline__ void kv_put(T *dst, const T *src)
+{
+    *dst = *src;
+}
+static __device__ __forceinline__ void kv_put(__nv_bfloat16 *dst, const float *src)
+{
+    kc_st(dst, *src);
+}
+
+/* TQ: qkv's element type; TC: the cache's (fp32 and fp32, bf16 and bf16, or fp32 and bf16). */
+template <typename TQ, typename TC>
+__global__ void kv_cache_append_kernel(TC *k_cache, TC *v_cache, const TQ *qkv, int T_new,
+                                       int pos, int NH, int NKV, int HS, int cache_T, size_t n)
 {
     size_t R = (size_t)(NH + 2 * NKV) * HS, KV = (size_t)NKV * HS;
     for (size_t e = kc_gtid(); e < n; e += kc_gstride()) {
         size_t c = e % KV, bi = e / KV; /* bi = b·T_new + i */
         size_t b = bi / T_new, i = bi % T_new;
-        const T *row = qkv + bi * R;
+        const TQ *row = qkv + bi * R;
         size_t dst = (b * cache_T + pos + i) * KV + c;
-        k_cache[dst] = row[(size_t)NH * HS + c];
-        v_cache[dst] = row[(size_t)(NH + NKV) * HS + c];
+        kv_put(k_cache + dst, row + (size_t)NH * HS + c);
+        kv_put(v_cache + dst, row + (size_t)(NH + NKV) * HS + c);
     }
 }
 
@@ -700,10 +714,10 @@ __global__ void kv_cache_append_kernel(T *k_cache, T *v_cache, const T *qkv, int
 #define DEC_BK 32 /* keys per tile, one per lane; also the dims staged per pass */
 #define DEC_THREADS (DEC_WARPS * 32)
 
-template <typename T, int HP>
+template <typename TQ, typename TC, int HP>
 __global__ void __launch_bounds__(DEC_THREADS)
-    attention_decode_kernel(T *out, const T *qkv, const T *k_cache, const T *v_cache, int T_new,
-                            int pos, int NH, int NKV, int HS, int cache_T, float scale)
+    attention_decode_kernel(TQ *out, const TQ *qkv, const TC *k_cache, const TC *v_cache,
+                            int T_new, int pos, int NH, int NKV, int HS, int cache_T, float scale)
 {
     /* Per warp: a DEC_BK × DEC_BK K tile (+1 pad per row), later its (acc, m, l) for the merge
      * (HP + 2 <= DEC_BK · (DEC_BK + 1) floats); the tile's probabilities. */
@@ -716,12 +730,12 @@ __global__ void __launch_bounds__(DEC_THREADS)
     int h = blockIdx.x, i = blockIdx.y, b = blockIdx.z;
     int g = h / (NH / NKV), n_keys = pos + i + 1;
     size_t R = (size_t)(NH + 2 * NKV) * HS, KV = (size_t)NKV * HS;
-    const T *q = qkv + ((size_t)b * T_new + i) * R + (size_t)h * HS;
+    const TQ *q = qkv + ((size_t)b * T_new + i) * R + (size_t)h * HS;
     for (int d = threadIdx.x; d < HP; d += DEC_THREADS)
         q_s[d] = d < HS ? kc_ld(q + d) : 0.0f;
     __syncthreads();
-    const T *kb = k_cache + (size_t)b * cache_T * KV + (size_t)g * HS;
-    const T *vb = v_cache + (size_t)b * cache_T * KV + (size_t)g * HS;
+    const TC *kb = k_cache + (size_t)b * cache_T * KV + (size_t)g * HS;
+    const TC *vb = v_cache + (size_t)b * cache_T * KV + (size_t)g * HS;
     float *kt = ks[warp];
     float m = -INFINITY, l = 0.0f, acc[NI];
 #pragma unroll
@@ -735,7 +749,7 @@ __global__ void __launch_bounds__(DEC_THREADS)
             if (c0 >= HS) /* padding only (HS 80 of 128: the last pass) */
                 break;
             int d = c0 + lane;
-            const T *kr = kb + (size_t)j0 * KV + d;
+            const TC *kr = kb + (size_t)j0 * KV + d;
 #pragma unroll 8
             for (int r = 0; r < DEC_BK; r++)
                 kt[r * (DEC_BK + 1) + lane] = r < jn && d < HS ? kc_ld(kr + (size_t)r * KV) : 0.0f;
@@ -756,7 +770,7 @@ __global__ void __launch_bounds__(DEC_THREADS)
             acc[k] *= corr;
         p_s[warp][lane] = p;
         __syncwarp();
-        const T *vr = vb + (size_t)j0 * KV;
+        const TC *vr = vb + (size_t)j0 * KV;
 #pragma unroll 4
         for (int jj = 0; jj < jn; jj++) {
             float pj = p_s[warp][jj];
@@ -798,21 +812,21 @@ __global__ void __launch_bounds__(DEC_THREADS)
     }
 }
 
-template <typename T>
-static void kv_cache_append(T *k_cache, T *v_cache, const T *qkv, int B, int T_new, int pos,
+template <typename TQ, typename TC>
+static void kv_cache_append(TC *k_cache, TC *v_cache, const TQ *qkv, int B, int T_new, int pos,
                             int NH, int NKV, int HS, int cache_T)
 {
     size_t n = (size_t)B * T_new * NKV * HS;
     if (n == 0)
         return;
     unsigned fill = cuda_fill_blocks(256, 8), need = cuda_blocks(n, 256);
-    kv_cache_append_kernel<T><<<need < fill ? need : fill, 256, 0, cuda_stream()>>>(
+    kv_cache_append_kernel<TQ, TC><<<need < fill ? need : fill, 256, 0, cuda_stream()>>>(
         k_cache, v_cache, qkv, T_new, pos, NH, NKV, HS, cache_T, n);
     CUDA_LAUNCH_CHECK();
 }
 
-template <typename T>
-static void attention_decode(T *out, const T *qkv, const T *k_cache, const T *v_cache, int B,
+template <typename TQ, typename TC>
+static void attention_decode(TQ *out, const TQ *qkv, const TC *k_cache, const TC *v_cache, int B,
                              int T_new, int pos, int NH, int NKV, int HS, int cache_T)
 {
     if (B <= 0 || T_new <= 0)
@@ -822,15 +836,15 @@ static void attention_decode(T *out, const T *qkv, const T *k_cache, const T *v_
     cudaStream_t s = cuda_stream();
     switch (flash_hp(HS)) {
     case 32:
-        attention_decode_kernel<T, 32><<<grid, DEC_THREADS, 0, s>>>(
+        attention_decode_kernel<TQ, TC, 32><<<grid, DEC_THREADS, 0, s>>>(
             out, qkv, k_cache, v_cache, T_new, pos, NH, NKV, HS, cache_T, scale);
         break;
     case 64:
-        attention_decode_kernel<T, 64><<<grid, DEC_THREADS, 0, s>>>(
+        attention_decode_kernel<TQ, TC, 64><<<grid, DEC_THREADS, 0, s>>>(
             out, qkv, k_cache, v_cache, T_new, pos, NH, NKV, HS, cache_T, scale);
         break;
     default:
-        attention_decode_kernel<T, 128><<<grid, DEC_THREADS, 0, s>>>(
+        attention_decode_kernel<TQ, TC, 128><<<grid, DEC_THREADS, 0, s>>>(
             out, qkv, k_cache, v_cache, T_new, pos, NH, NKV, HS, cache_T, scale);
         break;
     }
@@ -840,27 +854,51 @@ static void attention_decode(T *out, const T *qkv, const T *k_cache, const T *v_
 KCUDA_API void kcuda_kv_cache_append(float *k_cache, float *v_cache, const float *qkv, int B,
                                      int T_new, int pos, int NH, int NKV, int HS, int cache_T)
 {
-    kv_cache_append<float>(k_cache, v_cache, qkv, B, T_new, pos, NH, NKV, HS, cache_T);
+    kv_cache_append<float, float>(k_cache, v_cache, qkv, B, T_new, pos, NH, NKV, HS, cache_T);
 }
 
 KCUDA_API void kcuda_attention_decode(float *out, const float *qkv, const float *k_cache,
                                       const float *v_cache, int B, int T_new, int pos, int NH,
                                       int NKV, int HS, int cache_T)
 {
-    attention_decode<float>(out, qkv, k_cache, v_cache, B, T_new, pos, NH, NKV, HS, cache_T);
+    attention_decode<float, float>(out, qkv, k_cache, v_cache, B, T_new, pos, NH, NKV, HS, cache_T);
 }
 
 void kcuda_kv_cache_append_bf16(__nv_bfloat16 *k_cache, __nv_bfloat16 *v_cache,
                                 const __nv_bfloat16 *qkv, int B, int T_new, int pos, int NH,
                                 int NKV, int HS, int cache_T)
 {
-    kv_cache_append<__nv_bfloat16>(k_cache, v_cache, qkv, B, T_new, pos, NH, NKV, HS, cache_T);
+    kv_cache_append<__nv_bfloat16, __nv_bfloat16>(k_cache, v_cache, qkv, B, T_new, pos, NH, NKV,
+                                                  HS, cache_T);
 }
 
 void kcuda_attention_decode_bf16(__nv_bfloat16 *out, const __nv_bfloat16 *qkv,
                                  const __nv_bfloat16 *k_cache, const __nv_bfloat16 *v_cache,
                                  int B, int T_new, int pos, int NH, int NKV, int HS, int cache_T)
 {
-    attention_decode<__nv_bfloat16>(out, qkv, k_cache, v_cache, B, T_new, pos, NH, NKV, HS,
-                                    cache_T);
+    attention_decode<__nv_bfloat16, __nv_bfloat16>(out, qkv, k_cache, v_cache, B, T_new, pos, NH,
+                                                   NKV, HS, cache_T);
+}
+
+/* A bf16 KV cache under fp32 activations (half the cache memory and bandwidth of generation):
+ * the fp32 entries' contracts with K and V rounded to bf16 (nearest even) as they are appended
+ * and widened back as decode reads them; q, out and all arithmetic stay fp32. On the same
+ * (widened) cache values decode computes exactly what kcuda_attention_decode computes. */
+KCUDA_API void kcuda_kv_cache_append_c16(uint16_t *k_cache, uint16_t *v_cache, const float *qkv,
+                                         int B, int T_new, int pos, int NH, int NKV, int HS,
+                                         int cache_T)
+{
+    kv_cache_append<float, __nv_bfloat16>(reinterpret_cast<__nv_bfloat16 *>(k_cache),
+                                          reinterpret_cast<__nv_bfloat16 *>(v_cache), qkv, B,
+                                          T_new, pos, NH, NKV, HS, cache_T);
+}
+
+KCUDA_API void kcuda_attention_decode_c16(float *out, const float *qkv, const uint16_t *k_cache,
+                                          const uint16_t *v_cache, int B, int T_new, int pos,
+                                          int NH, int NKV, int HS, int cache_T)
+{
+    attention_decode<float, __nv_bfloat16>(out, qkv,
+                                           reinterpret_cast<const __nv_bfloat16 *>(k_cache),
+                                           reinterpret_cast<const __nv_bfloat16 *>(v_cache), B,
+                                           T_new, pos, NH, NKV, HS, cache_T);
 }

@@ -277,6 +277,8 @@ static void fill_table(struct backend *b)
     b->kv_cache_append = kcuda_kv_cache_append;
     b->attention_decode = kcuda_attention_decode;
     b->argmax_rows = kcuda_argmax_rows;
+    b->kv_cache_append_c16 = kcuda_kv_cache_append_c16;
+    b->attention_decode_c16 = kcuda_attention_decode_c16;
     b->softmax_ce = kcuda_softmax_ce;
     b->adamw_step = kcuda_adamw_step;
     b->sgd_step = kcuda_sgd_step;

@@ -1212,6 +1212,7 @@ int main(void)
     RUN_TIMED(test_attention_materialised);
     RUN_TIMED(test_kv_cache_decode);
     RUN_TIMED(test_decode_partial_emu);
+    RUN_TIMED(test_decode_c16);
     RUN_TIMED(test_softmax_ce);
     RUN_TIMED(test_argmax_rows);
     RUN_TIMED(test_optimizers);

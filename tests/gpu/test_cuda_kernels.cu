@@ -1173,6 +1173,65 @@ static void test_kv_cache_decode(void)
     decode_case(2, 2, 1, 16, 33, 4);
 }
 
+/* The bf16 KV cache under fp32 activations (_c16). Append: the cache's bits are exactly
+ * kcpu_f32_to_bf16 of qkv's K and V columns at rows pos..pos+Tn-1 (qkv is raw fp32, with
+ * rounding ties planted: 1 + 2^-8 rounds down to even, 1 + 3·2^-8 up), and every other row
+ * keeps its (random) bits. Decode: bit for bit the fp32 kernel on an fp32 cache holding the
+ * widened values (the same fp32 operations on the same values), 1e-5 against the CPU on that
+ * cache, and a second call gives the same bits. */
+static void decode_c16_case(int B, int NH, int NKV, int HS, int pos, int Tn)
+{
+    const int cache_T = pos + Tn + 5, R = (NH + 2 * NKV) * HS, KV = NKV * HS;
+    const size_t nc = (size_t)B * cache_T * KV, no = (size_t)B * Tn * NH * HS;
+    std::vector<uint16_t> kb = a16_bits(rnd(nc)), vb = a16_bits(rnd(nc));
+    vec qkv = rnd((size_t)B * Tn * R);
+    for (int r = 0; r < B * Tn; r++) {
+        qkv[(size_t)r * R + (size_t)NH * HS] = 1.00390625f;          /* 1 + 2^-8 -> 1 */
+        qkv[(size_t)r * R + (size_t)(NH + NKV) * HS] = -1.01171875f; /* -(1 + 3·2^-8) */
+    }
+    uint16_t *d_kb = up(kb), *d_vb = up(vb);
+    float *d_qkv = up(qkv);
+    kcuda_kv_cache_append_c16(d_kb, d_vb, d_qkv, B, Tn, pos, NH, NKV, HS, cache_T);
+    for (int b = 0; b < B; b++) /* the expected cache: kb, vb with the new rows rounded in */
+        for (int i = 0; i < Tn; i++) {
+            const float *row = &qkv[((size_t)b * Tn + i) * R];
+            size_t dst = ((size_t)b * cache_T + pos + i) * KV;
+            kcpu_f32_to_bf16(&kb[dst], row + (size_t)NH * HS, (size_t)KV);
+            kcpu_f32_to_bf16(&vb[dst], row + (size_t)(NH + NKV) * HS, (size_t)KV);
+        }
+    std::vector<uint16_t> gk = down(d_kb, nc), gv = down(d_vb, nc);
+    size_t bad = 0;
+    for (size_t e = 0; e < nc; e++)
+        bad += (gk[e] != kb[e]) + (gv[e] != vb[e]);
+    char what[80];
+    snprintf(what, sizeof what, "append_c16 B%d NH%d/%d HS%d pos %d +%d", B, NH, NKV,
+             HS, pos, Tn);
+    printf("  %-44s %zu of %zu differ (tol 0)\n", what, bad, 2 * nc);
+    CHECK_MSG(bad == 0, "%s: %zu of %zu bf16 values differ", what, bad, 2 * nc);
+    vec kw = a16_widen(kb), vw = a16_widen(vb), out(no);
+    float *d_kw = up(kw), *d_vw = up(vw);
+    float *d_ref = (float *)dalloc(no * 4), *d_out = (float *)dalloc(no * 4);
+    float *d_out2 = (float *)dalloc(no * 4);
+    kcpu_attention_decode(out.data(), qkv.data(), kw.data(), vw.data(), B, Tn, pos, NH, NKV, HS,
+                          cache_T);
+    kcuda_attention_decode(d_ref, d_qkv, d_kw, d_vw, B, Tn, pos, NH, NKV, HS, cache_T);
+    kcuda_attention_decode_c16(d_out, d_qkv, d_kb, d_vb, B, Tn, pos, NH, NKV, HS, cache_T);
+    kcuda_attention_decode_c16(d_out2, d_qkv, d_kb, d_vb, B, Tn, pos, NH, NKV, HS, cache_T);
+    expect_f32_same("  decode_c16 = fp32 decode on widened cache", d_out, d_ref, no);
+    expect_close("  decode_c16 vs CPU on widened cache", d_out, out, 1e-5);
+    expect_f32_same("  decode_c16 second call, same bits", d_out2, d_out, no);
+    dfree_all();
+}
+
+/* Shapes: batch 1 over 532 keys (17 tiles: every warp gets 2-3), MQA at HS 128; GQA with the
+ * padded head size 48 (of 64), batch 2 and 3 new tokens at pos 37; HS 64 with NH = NKV. */
+static void test_decode_c16(void)
+{
+    decode_c16_case(1, 2, 1, 128, 530, 2);
+    decode_c16_case(2, 4, 2, 48, 37, 3);
+    decode_c16_case(1, 2, 2, 64, 100, 1);
+}
+
 /* ---------------------------------------------------------------- loss */
 
 static void test_softmax_ce(void)
@@ -1675,6 +1734,7 @@ int main(void)
     RUN(test_flash_attention_a16);
     RUN(test_attention_materialised);
     RUN(test_kv_cache_decode);
+    RUN(test_decode_c16);
     RUN(test_softmax_ce);
     RUN(test_argmax_rows);
     RUN(test_optimizers);

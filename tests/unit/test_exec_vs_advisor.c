@@ -212,6 +212,21 @@ static void no_flash_bwd_a16(float *dqkv, const float *dy, const uint16_t *qkv, 
     abort();
 }
 
+static void no_kv_append_c16(uint16_t *kc, uint16_t *vc, const float *qkv, int B, int T, int pos,
+                             int NH, int NKV, int HS, int cT)
+{
+    (void)kc, (void)vc, (void)qkv, (void)B, (void)T, (void)pos, (void)NH, (void)NKV, (void)HS,
+        (void)cT;
+    abort();
+}
+static void no_decode_c16(float *o, const float *qkv, const uint16_t *kc, const uint16_t *vc,
+                          int B, int T, int pos, int NH, int NKV, int HS, int cT)
+{
+    (void)o, (void)qkv, (void)kc, (void)vc, (void)B, (void)T, (void)pos, (void)NH, (void)NKV,
+        (void)HS, (void)cT;
+    abort();
+}
+
 static const struct backend *test_backend(void)
 {
     static struct backend be;
@@ -238,6 +253,8 @@ static const struct backend *test_backend(void)
         be.rope_forward_a16 = no_rope_a16;
         be.flash_attention_forward_a16 = no_flash_a16;
         be.flash_attention_backward_a16 = no_flash_bwd_a16;
+        be.kv_cache_append_c16 = no_kv_append_c16; /* a bf16 KV cache with bf16 weights */
+        be.attention_decode_c16 = no_decode_c16;
     }
     return &be;
 }
