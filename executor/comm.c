@@ -770,21 +770,25 @@ static void impl_abandon(struct comm_impl *im)
     free(im);
 }
 
-/* SCALEWISE_COMM: "" or "auto" (the launcher decides) or "nccl" (the GPU engine even for one
- * process, to check NCCL on a one-GPU machine). */
-static int forced_nccl(bool cuda, bool *force, struct sw_err *err)
+/* SCALEWISE_COMM: "" or "auto" (the launcher decides: NCCL for a CUDA plan of several
+ * processes), "nccl" (the GPU engine even for one process, to check NCCL on a one-GPU machine)
+ * or "mpi" (a CUDA plan's collectives over MPI, through the host staging buffer: where NCCL
+ * cannot run, and to test the GPU executor's data parallelism without one). *force: 1 nccl,
+ * -1 mpi, 0 auto. */
+static int forced_engine(bool cuda, int *force, struct sw_err *err)
 {
-    *force = false;
+    *force = 0;
     const char *v = getenv("SCALEWISE_COMM");
     if (!v || !*v || strcmp(v, "auto") == 0)
         return 0;
-    if (strcmp(v, "nccl") != 0)
-        return sw_errf(err, SW_EINVAL, "SCALEWISE_COMM='%s': expected auto or nccl", v);
-    if (!cuda)
+    bool nccl = strcmp(v, "nccl") == 0;
+    if (!nccl && strcmp(v, "mpi") != 0)
+        return sw_errf(err, SW_EINVAL, "SCALEWISE_COMM='%s': expected auto, nccl or mpi", v);
+    if (nccl && !cuda)
         return sw_errf(err, SW_EINVAL,
                        "SCALEWISE_COMM=nccl needs a CUDA plan (strategy.device: cuda); NCCL "
                        "moves device buffers only");
-    *force = true;
+    *force = nccl ? 1 : -1;
     return 0;
 }
 
@@ -834,10 +838,10 @@ int comm_init(struct comm *c, const struct comm_opts *o, struct sw_err *err)
     int rc = comm_launch_env_detect(o, &env, err);
     if (rc < 0)
         return rc;
-    bool force_nccl;
-    if ((rc = forced_nccl(o->cuda, &force_nccl, err)) < 0)
+    int force;
+    if ((rc = forced_engine(o->cuda, &force, err)) < 0)
         return rc;
-    bool nccl = o->cuda && (env.world > 1 || force_nccl);
+    bool nccl = o->cuda && force >= 0 && (env.world > 1 || force > 0);
 
     struct comm_impl *im = sw_xcalloc(1, sizeof *im);
     im->timeout_s = comm_timeout_s(o);

@@ -147,6 +147,36 @@ a32=$(bytes_of "$TMP/ga32.cuda/report.yaml" measured | awk '$1 == "activations" 
 awk -v a="${a16:-0}" -v b="${a32:-0}" 'BEGIN { exit !(a > 0 && b > a) }' && ok ||
   fail "gtc: activations measured ${a16:-none} bytes in bf16, ${a32:-none} in fp32"
 echo "gtc: activation bytes, bf16 $a16, fp32 $a32"
+# Data parallelism on the emulated GPU: ZeRO-2 and ZeRO-3 of a bf16-mixed plan (bf16
+# activations; ZeRO-3 gathers each layer's bf16 weights and biases) on 2 processes, their
+# collectives over MPI through the host staging buffer (SCALEWISE_COMM=mpi: the emulation has no
+# NCCL), against the same plan's 2 CPU processes: losses within 2e-3, counters = prediction.
+if command -v mpirun >/dev/null 2>&1 && [ -f "$B/libscalewise-mpi.so" ]; then
+  for z in 2 3; do
+    for dev in cpu cuda; do
+      plan dz$z tiny-gpt2 bf16-mixed adamw none flash 1 $dev
+      sed -i "s/grad_accum: 1,/grad_accum: 1, dp: 2, zero: $z,/; s/profile: a100-40gb-pcie}/profile: a100-40gb-pcie, gpus_per_node: 2}/" \
+        "$TMP/dz$z.$dev.yaml"
+    done
+    expect_rc 0 "dz$z on 2 CPU processes" -- env ASAN_OPTIONS=detect_leaks=0 "$REL" run \
+      --nproc 2 "$TMP/dz$z.cpu.yaml" --quiet --out "$TMP/dz$z.cpu"
+    expect_rc 0 "dz$z on 2 emulated GPUs over MPI" -- "${GPU[@]}" SCALEWISE_COMM=mpi \
+      ASAN_OPTIONS=detect_leaks=0 "$REL" run --nproc 2 "$TMP/dz$z.cuda.yaml" --quiet \
+      --out "$TMP/dz$z.cuda"
+    if paste <(jq -r '[.step, .loss] | @tsv' "$TMP/dz$z.cpu/metrics.jsonl") \
+             <(jq -r '[.step, .loss] | @tsv' "$TMP/dz$z.cuda/metrics.jsonl") |
+       awk '{ d = ($4 > $2 ? $4 - $2 : $2 - $4) / $2; if ($1 != $3 || d > 2e-3) bad = 1 }
+            END { exit bad || NR != 4 }'
+    then ok; else fail "dz$z: 2-GPU losses differ from the CPU's: $(paste -d'|' "$TMP/dz$z.cpu/metrics.jsonl" "$TMP/dz$z.cuda/metrics.jsonl" | cut -c1-160 | head -n 4)"; fi
+    if join <(bytes_of "$TMP/dz$z.cuda/report.yaml" measured | sort) \
+            <(bytes_of "$TMP/dz$z.cuda/report.yaml" predicted | sort) |
+       awk '$1 != "total" { n++; if ($2 != $3) bad = 1 } END { exit bad || n != 6 }'
+    then ok; else fail "dz$z: measured per_device_bytes differ from predicted: $(bytes_of "$TMP/dz$z.cuda/report.yaml" measured | tr '\n' ' ') / $(bytes_of "$TMP/dz$z.cuda/report.yaml" predicted | tr '\n' ' ')"; fi
+  done
+else
+  echo "cuda_emu_e2e.sh: data-parallel part skipped: mpirun or $B/libscalewise-mpi.so missing"
+fi
+
 # A Turing GPU (SCALEWISE_EMU_CUDA_CC=75: no bf16 or TF32 tensor cores, 64 KiB of shared memory):
 # fp16-mixed, its fast path, and fp32 (plain fp32 GEMMs), against the CPU; 7.0 is refused.
 for dev in cpu cuda; do

@@ -590,7 +590,15 @@ static void test_nccl_engine(void)
 
     set("SCALEWISE_COMM", "gloo");
     CHECK_INT(comm_init(&c, &o, &err), SW_EINVAL);
-    CHECK_MSG(strstr(err.msg, "SCALEWISE_COMM='gloo'") != NULL, "%s", err.msg);
+    CHECK_MSG(strstr(err.msg, "SCALEWISE_COMM='gloo'") != NULL &&
+                  strstr(err.msg, "auto, nccl or mpi") != NULL,
+              "%s", err.msg);
+    /* mpi keeps a CUDA plan off NCCL: world 1 is then the single engine, host buffers */
+    set("SCALEWISE_COMM", "mpi");
+    CHECK_OK(comm_init(&c, &o, &err), &err);
+    CHECK_INT(c.engine, COMM_SINGLE);
+    CHECK(!c.device_buffers);
+    c.finalize(&c);
     set("SCALEWISE_COMM", "nccl");
     o.cuda = false;
     CHECK_INT(comm_init(&c, &o, &err), SW_EINVAL); /* NCCL for a CPU plan */
