@@ -845,8 +845,8 @@ static void cpu_exec_stage(const struct est_geom *g, const struct model_desc *m,
      * logits (gradient written in place) and the token and target ids (int32). */
     /* bf16 activations (executor/model.c act16_available): bf16-mixed training on the CUDA
      * backend without LoRA or naive attention stores the norm outputs, QKV, the attention
-     * output and the MLP pre-activation and activation in bf16 (e = 2); the residual after
-     * attention, the statistics and lse stay fp32. */
+     * output, the MLP pre-activation and activation and the logits in bf16 (e = 2); the
+     * residual after attention, the statistics and lse stay fp32. */
     bool act16 = be == EXEC_BE_CUDA && train && bf16 && !fp16 && !g->lora && !naive;
     double e = act16 ? 2 : 4;
     double stat = a64(4 * rows) * (ln ? 2 : 1);
@@ -855,7 +855,7 @@ static void cpu_exec_stage(const struct est_geom *g, const struct model_desc *m,
     double core = (naive ? a64(4 * B * NH * T * T) : a64(4 * B * NH * T)) + a64(e * rows * Q);
     double n_fresh = rc == RECOMPUTE_FULL ? 1 : L, n_core = rc == RECOMPUTE_NONE ? L : 1;
     double inputs = (train ? L + 1 : 2) * a64(4 * rows * C);
-    o->logits = a64(4 * lrows * Vp);
+    o->logits = a64(e * lrows * Vp); /* bf16 activations: the logits too (model.c lg16) */
     o->activations = inputs + n_fresh * fresh + n_core * core + a64(e * rows * C) + stat +
                      o->logits + a64(4 * rows) + a64(4 * N);
     o->layer_act = fresh + core;

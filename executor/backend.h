@@ -319,6 +319,16 @@ struct backend {
     void (*flash_attention_backward_a16)(float *dqkv, const float *dout, const uint16_t *qkv,
                                          const uint16_t *out, const float *lse, int B, int T,
                                          int NH, int NKV, int HS);
+    /* The logits in bf16 too (the head writes them with matmul_a16_forward's bf16 output):
+     * softmax_ce on bf16 logits (widened; the loss in fp32 as softmax_ce's; with want_grad the
+     * gradient written in place rounded to bf16), and the head's backward from that bf16
+     * gradient: dinp = dout·W WRITTEN, dweight += doutᵀ·inp, either may be NULL, no bias, no
+     * rounding pass. Optional within the group: NULL keeps fp32 logits. */
+    float (*softmax_ce_a16)(uint16_t *logits, float *losses, int *n_valid, const int *targets,
+                            int N, int V, int Vp, bool want_grad, float grad_scale);
+    void (*matmul_a16_backward_d16)(float *dinp, float *dweight, const uint16_t *dout,
+                                    const uint16_t *inp, const uint16_t *weight, int N, int C,
+                                    int OC);
 };
 
 /* The CPU backend (kernels/cpu). Static, never freed. */

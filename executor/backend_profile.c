@@ -261,6 +261,10 @@ static const char *const class_names[PC_COUNT] = {
       (dqkv, dout, qkv, out, lse, B, T, NH, NKV, HS))                                              \
     X(argmax_rows, PC_EMBED_LOSS, (int *out, const float *x, int rows, int V, int ld),            \
       (out, x, rows, V, ld))                                                                       \
+    X(matmul_a16_backward_d16, PC_MATMUL,                                                          \
+      (float *dinp, float *dweight, const uint16_t *dout, const uint16_t *inp,                    \
+       const uint16_t *weight, int N, int C, int OC),                                              \
+      (dinp, dweight, dout, inp, weight, N, C, OC))                                                \
     X(kv_cache_append_c16, PC_ATTENTION,                                                           \
       (uint16_t * k_cache, uint16_t *v_cache, const float *qkv, int B, int T_new, int pos,        \
        int NH, int NKV, int HS, int cache_T),                                                      \
@@ -274,6 +278,10 @@ static const char *const class_names[PC_COUNT] = {
 #define PROF_VALUE_ENTRIES(R)                                                                      \
     R(float, softmax_ce, PC_EMBED_LOSS,                                                            \
       (float *logits, float *losses, int *n_valid, const int *targets, int N, int V, int Vp,       \
+       bool want_grad, float grad_scale),                                                          \
+      (logits, losses, n_valid, targets, N, V, Vp, want_grad, grad_scale))                         \
+    R(float, softmax_ce_a16, PC_EMBED_LOSS,                                                        \
+      (uint16_t * logits, float *losses, int *n_valid, const int *targets, int N, int V, int Vp,   \
        bool want_grad, float grad_scale),                                                          \
       (logits, losses, n_valid, targets, N, V, Vp, want_grad, grad_scale))                         \
     R(double, grad_norm, PC_OPTIMIZER, (const float *grad, size_t n), (grad, n))                   \

@@ -458,8 +458,8 @@ struct exec_model {
     size_t layer_n;          /* weights per layer: layer l is [layer0_off + l·layer_n, +layer_n) */
     /* bf16-mixed training on a backend with the bf16-activation entries (backend.h, the CUDA
      * plugin): the activations kept for the backward (norm outputs, qkv, attention output, MLP
-     * pre-activation and activation) are stored as bf16; the residual stream, statistics,
-     * logits and gradients stay fp32. */
+     * pre-activation and activation) are stored as bf16, and on the CUDA plugin the logits too
+     * (exec_model_logits_bf16); the residual stream, statistics and gradients stay fp32. */
     bool act_bf16;
     struct exec_model_impl *impl;
 };
@@ -506,6 +506,9 @@ int exec_model_forward(struct exec_model *m, const int *tokens, const int *targe
 /* (B·T, Vp) logits of the last forward, row-major; columns >= V are meaningless. Borrowed, in
  * the backend's memory (read it with be->memcpy(..., BACKEND_D2H) unless be->host_memory). */
 const float *exec_model_logits(const struct exec_model *m);
+/* The same logits where the model keeps them in bf16 (m->act_bf16 on a backend with bf16
+ * logits, the CUDA plugin: exec_model_logits is then NULL); NULL otherwise. */
+const uint16_t *exec_model_logits_bf16(const struct exec_model *m);
 
 /* Gradients of grad_scale · (mean loss of the last forward) ADDED to the gradients (use
  * grad_scale = 1/accum for accumulation). Needs a training model and a forward with targets

@@ -42,8 +42,9 @@
  *  - bf16 activations (act16_available: bf16-mixed training on a backend with backend.h's a16
  *    group, the CUDA plugin): the activations kept for the backward — both norms' outputs, QKV
  *    (RoPE applied in place), the attention output, the MLP pre-activation and activation, the
- *    final norm's output — are bf16, as under PyTorch's autocast; the residual stream, norm
- *    statistics, lse, logits and all gradients stay fp32. The producing kernels write bf16
+ *    final norm's output — are bf16, as under PyTorch's autocast; so are the logits (lg16),
+ *    whose gradient the loss writes over them in bf16 for the head's backward to read. The
+ *    residual stream, norm statistics, lse and all other gradients stay fp32. The producing kernels write bf16
  *    directly and the matmuls read it without rounding their input first (QKV and MLP-up
  *    write bf16 outputs, with the bf16 mirror's bias); the values are the ones the
  *    fp32-activation path rounds on the fly anyway, except QKV and the pre-activation, which
@@ -129,6 +130,7 @@ struct exec_model_impl {
     bool f16_native;  /* fp16 mode on the backend's matmul_f16_* (else emulated) */
     bool act16;       /* bf16 activations (act16_available) */
     bool kv16;        /* a bf16 KV cache (kc16/vc16 instead of kc/vc) */
+    bool lg16;        /* act16 with bf16 logits (logits16 instead of logits) */
     float *f16x;      /* emulated fp16: the rounded operands of EXEC_F16_EMU_ROWS rows */
     float eps, lora_scale;
     /* parameter layout */
@@ -149,7 +151,8 @@ struct exec_model_impl {
     float **inp;          /* [L+1] layer inputs; inp[L] is the last layer's output */
     struct layer_act *la; /* [L] */
     float *lnf, *lnf_mean, *lnf_rstd, *logits;
-    uint16_t *lnf_16; /* act16: the final norm's output (lnf NULL) */
+    uint16_t *lnf_16;   /* act16: the final norm's output (lnf NULL) */
+    uint16_t *logits16; /* lg16: the logits, then their gradient, in bf16 (logits NULL) */
     float *host_logits; /* backend without host memory: prefill/decode logits copied here
                          * (kv_batch × Vp floats, host malloc) */
     int *tokens, *targets;
@@ -355,6 +358,9 @@ static void layout_params(struct exec_model *m, struct exec_model_impl *im)
     im->int8 = m->opts.int8_weights;
     im->lora = m->opts.lora_rank > 0;
     im->act16 = act16_available(m, im);
+    /* The logits are activations too: bf16 where the backend's loss and head backward take
+     * them (autocast's lm_head output is bf16; the loss is computed in fp32 from it). */
+    im->lg16 = im->act16 && m->be->softmax_ce_a16 && m->be->matmul_a16_backward_d16;
     /* A bf16 KV cache where the weights are bf16 and the backend has one (the CUDA plugin): half
      * the cache, as PyTorch keeps it; the CPU keeps fp32 (its decode reads fp32 rows). */
     im->kv16 = m->opts.kv_batch > 0 && im->bf16 && !im->fp16 && m->be->kv_cache_append_c16 &&
@@ -662,7 +668,8 @@ static void carve_all(struct exec_model *m, struct exec_model_impl *im, struct c
     im->lnf_16 = im->act16 ? take16(cv, A, rows * C) : NULL;
     im->lnf_mean = im->layernorm ? takef(cv, A, rows) : NULL;
     im->lnf_rstd = takef(cv, A, rows);
-    im->logits = takef(cv, A, lrows * m->Vp);
+    im->logits = im->lg16 ? NULL : takef(cv, A, lrows * m->Vp);
+    im->logits16 = im->lg16 ? take16(cv, A, lrows * m->Vp) : NULL;
     im->tokens = take(cv, A, rows * sizeof(int));
     im->targets = take(cv, A, N * sizeof(int));
 
@@ -1727,7 +1734,10 @@ int exec_model_forward(struct exec_model *m, const int *tokens, const int *targe
     if (im->act16) {
         norm_forward(m, NULL, im->lnf_16, im->lnf_mean, im->lnf_rstd, im->inp[m->L], im->lnf_w,
                      im->lnf_b, (int)N);
-        mm_forward_a16(m, m->L, MM_HEAD, im->logits, false, im->lnf_16, (int)N);
+        if (im->lg16)
+            mm_forward_a16(m, m->L, MM_HEAD, im->logits16, true, im->lnf_16, (int)N);
+        else
+            mm_forward_a16(m, m->L, MM_HEAD, im->logits, false, im->lnf_16, (int)N);
     } else {
         norm_forward(m, im->lnf, NULL, im->lnf_mean, im->lnf_rstd, im->inp[m->L], im->lnf_w,
                      im->lnf_b, (int)N);
@@ -1740,8 +1750,12 @@ int exec_model_forward(struct exec_model *m, const int *tokens, const int *targe
     if (targets) {
         be->memcpy(im->targets, targets, N * sizeof(int), BACKEND_H2D);
         /* losses go to the workspace's tmp (N <= rows·C floats); logits stay intact. */
-        mean_loss = be->softmax_ce(im->logits, im->tmp, NULL, im->targets, (int)N, m->V, m->Vp,
-                                   false, 1.0f);
+        if (im->lg16)
+            mean_loss = be->softmax_ce_a16(im->logits16, im->tmp, NULL, im->targets, (int)N, m->V,
+                                           m->Vp, false, 1.0f);
+        else
+            mean_loss = be->softmax_ce(im->logits, im->tmp, NULL, im->targets, (int)N, m->V,
+                                       m->Vp, false, 1.0f);
         im->have_fwd = m->opts.training;
     }
     if (loss)
@@ -1752,6 +1766,11 @@ int exec_model_forward(struct exec_model *m, const int *tokens, const int *targe
 const float *exec_model_logits(const struct exec_model *m)
 {
     return m->impl->logits;
+}
+
+const uint16_t *exec_model_logits_bf16(const struct exec_model *m)
+{
+    return m->impl->logits16;
 }
 
 /* ---------------------------------------------------------------- backward */
@@ -1876,11 +1895,18 @@ int exec_model_backward(struct exec_model *m, float grad_scale, struct sw_err *e
                        "backward needs a forward with targets since the last backward");
     im->have_fwd = false;
     int B = im->fwd_B, T = im->fwd_T, N = B * T;
-    /* logits -> grad_scale · d(mean loss)/d(logits), in place. */
-    be->softmax_ce(im->logits, NULL, NULL, im->targets, N, m->V, m->Vp, true, grad_scale);
-    if (im->act16) {
+    /* logits -> grad_scale · d(mean loss)/d(logits), in place; then the head's backward. With
+     * bf16 logits the gradient is bf16 and the head reads it as it is. */
+    if (im->lg16) {
+        be->softmax_ce_a16(im->logits16, NULL, NULL, im->targets, N, m->V, m->Vp, true,
+                           grad_scale);
+        be->matmul_a16_backward_d16(im->dln, gp(im, im->head), im->logits16, im->lnf_16,
+                                    w16p(im, im->head), N, m->C, m->Vp);
+    } else if (im->act16) {
+        be->softmax_ce(im->logits, NULL, NULL, im->targets, N, m->V, m->Vp, true, grad_scale);
         mm_backward_a16(m, m->L, MM_HEAD, im->dln, im->logits, im->lnf_16, NULL, N);
     } else {
+        be->softmax_ce(im->logits, NULL, NULL, im->targets, N, m->V, m->Vp, true, grad_scale);
         be->memset(im->dln, 0, (size_t)N * m->C * sizeof(float));
         mm_backward(m, m->L, MM_HEAD, im->dln, im->logits, im->lnf, N);
     }

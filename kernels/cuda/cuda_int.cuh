@@ -290,6 +290,11 @@ KCUDA_API void kcuda_matmul_16_backward_a16(float *dinp, float *dweight, float *
                                             const float *dout, const uint16_t *inp,
                                             const uint16_t *weight, const uint16_t *pre, int N,
                                             int C, int OC, void *scratch);
+/* The head's backward from a bf16 dout (the bf16 logits' gradient): dinp = dout·W, WRITTEN;
+ * dweight += doutᵀ·inp; either may be NULL; bf16 operands, fp32 accumulation and outputs. */
+KCUDA_API void kcuda_matmul_a16_backward_d16(float *dinp, float *dweight, const uint16_t *dout,
+                                             const uint16_t *inp, const uint16_t *weight, int N,
+                                             int C, int OC);
 /* k_norm.cu, k_act.cu, k_rope.cu: */
 KCUDA_API void kcuda_layernorm_forward_a16(uint16_t *out, float *mean, float *rstd,
                                            const float *inp, const float *weight,
@@ -316,6 +321,10 @@ KCUDA_API void kcuda_flash_attention_backward_a16(float *dqkv, const float *dout
 /* k_*.cu: fused classifier */
 KCUDA_API float kcuda_softmax_ce(float *logits, float *losses, int *n_valid, const int *targets,
                                  int N, int V, int Vp, bool want_grad, float grad_scale);
+/* kcuda_softmax_ce on bf16 logits (widened to fp32); the gradient is rounded to bf16 in place. */
+KCUDA_API float kcuda_softmax_ce_a16(uint16_t *logits, float *losses, int *n_valid,
+                                     const int *targets, int N, int V, int Vp, bool want_grad,
+                                     float grad_scale);
 /* Greedy decoding's argmax per row (kcpu_argmax_rows' rule); out is HOST memory. */
 KCUDA_API void kcuda_argmax_rows(int *out, const float *x, int rows, int V, int ld);
 

@@ -9,7 +9,11 @@
  * kernel 2's blocks each add their rows' losses in row order (double) into a partial, kernel 3
  * adds the partials in a fixed tree; the grid size depends only on N, never on the device.
  * Partials live in the plugin's reduction buffer (cuda_reduce_buf). n_valid is a HOST pointer;
- * losses and targets are device pointers. */
+ * losses and targets are device pointers.
+ * bf16 logits (kcuda_softmax_ce_a16, bf16 activations: the head matmul writes them bf16, as
+ * PyTorch's autocast does): the same kernel templated on the element type, each value widened
+ * to fp32 as it is read, so the loss is the fp32 kernel's on the widened values bit for bit;
+ * the gradient is computed in fp32 and rounded to bf16 (nearest even) as it is stored. */
 #include "kernels/cuda/cuda_int.cuh"
 #include "kernels/cuda/k_common.cuh"
 
@@ -44,8 +48,9 @@ static __device__ __forceinline__ void ce_merge(float &m, float &s, float m2, fl
     m = mn;
 }
 
+template <typename T>
 __global__ void __launch_bounds__(CE_THREADS)
-    ce_rows_kernel(float *logits, float *losses, double *partial,
+    ce_rows_kernel(T *logits, float *losses, double *partial,
                    const struct ce_result *res, const int *targets, int N, int V, int Vp,
                    bool want_grad, float grad_scale)
 {
@@ -56,19 +61,19 @@ __global__ void __launch_bounds__(CE_THREADS)
     float gscale = valid > 0 ? grad_scale / (float)valid : 0.0f;
     double block_total = 0.0;
     for (int row = blockIdx.x; row < N; row += gridDim.x) {
-        float *x = logits + (size_t)row * Vp;
+        T *x = logits + (size_t)row * Vp;
         int tgt = targets[row];
         if (tgt < 0) { /* block-uniform */
             if (threadIdx.x == 0 && losses)
                 losses[row] = 0.0f;
             if (want_grad)
                 for (int i = threadIdx.x; i < Vp; i += blockDim.x)
-                    x[i] = 0.0f;
+                    kc_st(x + i, 0.0f);
             continue;
         }
         float m = -INFINITY, s = 0.0f;
         for (int i = threadIdx.x; i < V; i += blockDim.x) {
-            float xi = x[i];
+            float xi = kc_ld(x + i);
             if (xi > m) {
                 s = s * expf(m - xi) + 1.0f; /* m = -inf: 0·0 + 1 */
                 m = xi;
@@ -86,7 +91,7 @@ __global__ void __launch_bounds__(CE_THREADS)
             sm_s[warp] = s;
         }
         if (threadIdx.x == 0)
-            s_target_logit = x[tgt];
+            s_target_logit = kc_ld(x + tgt);
         __syncthreads();
         m = sm_m[0];
         s = sm_s[0];
@@ -105,8 +110,8 @@ __global__ void __launch_bounds__(CE_THREADS)
             for (int i = threadIdx.x; i < Vp; i += blockDim.x) {
                 float gi = 0.0f;
                 if (i < V)
-                    gi = expf(x[i] - m) * inv * gscale - (i == tgt ? gscale : 0.0f);
-                x[i] = gi;
+                    gi = expf(kc_ld(x + i) - m) * inv * gscale - (i == tgt ? gscale : 0.0f);
+                kc_st(x + i, gi);
             }
         }
     }
@@ -126,8 +131,9 @@ __global__ void ce_total_kernel(struct ce_result *res, const double *partial, in
         res->total = s;
 }
 
-KCUDA_API float kcuda_softmax_ce(float *logits, float *losses, int *n_valid, const int *targets,
-                                 int N, int V, int Vp, bool want_grad, float grad_scale)
+template <typename T>
+static float softmax_ce(T *logits, float *losses, int *n_valid, const int *targets, int N, int V,
+                        int Vp, bool want_grad, float grad_scale)
 {
     if (N <= 0) {
         if (n_valid)
@@ -141,8 +147,8 @@ KCUDA_API float kcuda_softmax_ce(float *logits, float *losses, int *n_valid, con
     int blocks = N < CE_MAX_BLOCKS ? N : CE_MAX_BLOCKS;
     ce_count_kernel<<<1, 1024, 0, st>>>(res, targets, N);
     CUDA_LAUNCH_CHECK();
-    ce_rows_kernel<<<blocks, CE_THREADS, 0, st>>>(logits, losses, partial, res, targets, N, V, Vp,
-                                                  want_grad, grad_scale);
+    ce_rows_kernel<T><<<blocks, CE_THREADS, 0, st>>>(logits, losses, partial, res, targets, N, V,
+                                                     Vp, want_grad, grad_scale);
     CUDA_LAUNCH_CHECK();
     ce_total_kernel<<<1, 1024, 0, st>>>(res, partial, blocks);
     CUDA_LAUNCH_CHECK();
@@ -152,6 +158,20 @@ KCUDA_API float kcuda_softmax_ce(float *logits, float *losses, int *n_valid, con
     if (n_valid)
         *n_valid = h.valid;
     return h.valid > 0 ? (float)(h.total / h.valid) : 0.0f;
+}
+
+KCUDA_API float kcuda_softmax_ce(float *logits, float *losses, int *n_valid, const int *targets,
+                                 int N, int V, int Vp, bool want_grad, float grad_scale)
+{
+    return softmax_ce(logits, losses, n_valid, targets, N, V, Vp, want_grad, grad_scale);
+}
+
+KCUDA_API float kcuda_softmax_ce_a16(uint16_t *logits, float *losses, int *n_valid,
+                                     const int *targets, int N, int V, int Vp, bool want_grad,
+                                     float grad_scale)
+{
+    return softmax_ce(kc_bf16(logits), losses, n_valid, targets, N, V, Vp, want_grad,
+                      grad_scale);
 }
 
 /* ---------------------------------------------------------------- greedy argmax */

@@ -798,3 +798,23 @@ extern "C" void kcuda_matmul_16_backward_a16(float *dinp, float *dweight, float 
     if (dbias)
         bias_grad(dbias, dout, N, OC);
 }
+
+/* The head's backward from the bf16 logits' gradient (softmax_ce_a16 leaves it in place): every
+ * operand is bf16 already, so both GEMMs read them as they are — no scratch, no rounding pass,
+ * no chunks. dinp is written (beta 0), dweight accumulated (beta 1); either may be NULL. */
+extern "C" void kcuda_matmul_a16_backward_d16(float *dinp, float *dweight, const uint16_t *dout,
+                                              const uint16_t *inp, const uint16_t *weight, int N,
+                                              int C, int OC)
+{
+    if (N <= 0 || C <= 0)
+        return;
+    if (OC <= 0) { /* an empty product: the written input gradient is 0 */
+        if (dinp)
+            CUDA_CHECK(cudaMemsetAsync(dinp, 0, (size_t)N * C * sizeof(float), cuda_stream()));
+        return;
+    }
+    if (dinp)
+        gemm_dinp(dinp, dout, weight, N, C, OC, CUDA_R_16BF, CUBLAS_COMPUTE_32F, NULL, true);
+    if (dweight)
+        gemm_dweight(dweight, dout, inp, N, C, OC, CUDA_R_16BF, CUBLAS_COMPUTE_32F);
+}

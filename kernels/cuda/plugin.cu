@@ -336,6 +336,8 @@ static void fill_table(struct backend *b)
     b->rope_forward_a16 = kcuda_rope_forward_a16;
     b->flash_attention_forward_a16 = kcuda_flash_attention_forward_a16;
     b->flash_attention_backward_a16 = kcuda_flash_attention_backward_a16;
+    b->softmax_ce_a16 = kcuda_softmax_ce_a16;
+    b->matmul_a16_backward_d16 = kcuda_matmul_a16_backward_d16;
 }
 
 /* ---------------------------------------------------------------- device selection */

@@ -43,6 +43,13 @@ void emu_backend_matmul_cases(const struct backend *b, int *passed, int *failed)
     setenv("SCALEWISE_EMU_CUBLASLT_NO_ALGO", "epilogue", 1);
     a16_case(21, 40, 24, 1);
     unsetenv("SCALEWISE_EMU_CUBLASLT_NO_ALGO");
+    /* The head's backward from a bf16 dout: small odd shapes, unaligned and aligned, and the
+     * empty ones. */
+    harness_current = "d16_case (tests/gpu/test_cuda_backend.c)";
+    d16_case(5, 33, 17, 1);
+    d16_case(16, 64, 96, 0);
+    d16_case(3, 7, 1, 1);
+    d16_empty();
     harness_current = "test_f16_overflow (tests/gpu/test_cuda_backend.c)";
     test_f16_overflow();
     harness_current = "test_optim_segments (tests/gpu/test_cuda_backend.c)";

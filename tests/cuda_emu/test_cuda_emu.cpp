@@ -338,6 +338,7 @@ static const struct backend *emu_matmul_backend(void)
     b.matmul_a16_forward = kcuda_matmul_a16_forward;
     b.matmul_gelu_forward_a16 = kcuda_matmul_gelu_forward_a16;
     b.matmul_16_backward_a16 = kcuda_matmul_16_backward_a16;
+    b.matmul_a16_backward_d16 = kcuda_matmul_a16_backward_d16;
     b.memset = be_memset;
     b.adamw_step = kcuda_adamw_step;
     b.sgd_step = kcuda_sgd_step;
@@ -1214,6 +1215,7 @@ int main(void)
     RUN_TIMED(test_decode_partial_emu);
     RUN_TIMED(test_decode_c16);
     RUN_TIMED(test_softmax_ce);
+    RUN_TIMED(test_softmax_ce_a16);
     RUN_TIMED(test_argmax_rows);
     RUN_TIMED(test_optimizers);
     RUN_TIMED(test_adafactor);

@@ -269,16 +269,19 @@ static void test_optim_segments(void)
 
 static bool compare_quiet; /* compare prints only failures */
 
-/* max |got - want| / bound over n elements; counts elements beyond tol·bound + abs_tol. */
+/* max |got - want| / bound over n elements; counts elements beyond tol·bound + abs_tol, and
+ * NaN where want is not (a gradient written over NaN that was accumulated into instead). */
 static int compare(const char *what, const float *got, const float *want, const double *bound,
                    size_t n, double tol, double abs_tol)
 {
     double worst = 0, worst_abs = 0;
     int bad = 0;
     for (size_t i = 0; i < n; i++) {
-        double d = fabs((double)got[i] - (double)want[i]);
-        if (d > tol * bound[i] + abs_tol)
+        double d = isnan(got[i]) && isnan(want[i]) ? 0 : fabs((double)got[i] - (double)want[i]);
+        if (!(d <= tol * bound[i] + abs_tol))
             bad++;
+        if (d != d) /* NaN: shown as infinite */
+            d = INFINITY;
         if (bound[i] > 0 && d / bound[i] > worst)
             worst = d / bound[i];
         if (d > worst_abs)
@@ -833,6 +836,130 @@ static void a16_case(int N, int C, int OC, int pad)
     free(x), free(w), free(bias), free(dout), free(dx0), free(dw0), free(db0), free(rdb), free(bb);
 }
 
+/* matmul_a16_backward_d16 (the head's backward from the bf16 logits' gradient) on random bf16
+ * x, W and dout against kcpu_matmul_backward on the widened values, for every non-empty subset
+ * of dinp and dweight: dinp written over NaN (bound Σ|dout·W|), dweight accumulated into random
+ * values (bound |dw0| + Σ|dout·x|), both within 1e-4 of the bound (only the fp32 summation
+ * order differs: the operands are the same bf16 values). The bounds are themselves fp32
+ * matmuls of the absolute values (kcpu_matmul_backward), accurate far beyond what they scale.
+ * Pointers are offset by `pad` fp32 words as in matmul_case. */
+static void d16_case(int N, int C, int OC, int pad)
+{
+    if (!be->matmul_a16_backward_d16) {
+        const char *off = getenv("SCALEWISE_CUDA_ACT16");
+        CHECK_MSG(off && strcmp(off, "0") == 0, "matmul_a16_backward_d16 missing");
+        printf("test_cuda_backend: no matmul_a16_backward_d16 (SCALEWISE_CUDA_ACT16=0)\n");
+        return;
+    }
+    const size_t nx = (size_t)N * C, nw = (size_t)OC * C, no = (size_t)N * OC;
+    const int p16 = 2 * pad;
+    float *xf = host_rand(nx), *wf = host_rand(nw), *dof = host_rand(no), *dw0 = host_rand(nw);
+    uint16_t *x16 = malloc(nx * 2 + 2), *w16 = malloc(nw * 2 + 2), *do16 = malloc(no * 2 + 2);
+    kcpu_f32_to_bf16(x16, xf, nx);
+    kcpu_bf16_to_f32(xf, x16, nx);
+    kcpu_f32_to_bf16(w16, wf, nw);
+    kcpu_bf16_to_f32(wf, w16, nw);
+    kcpu_f32_to_bf16(do16, dof, no);
+    kcpu_bf16_to_f32(dof, do16, no);
+    float *rdx = calloc(nx + 1, 4), *rdw = malloc(nw * 4 + 4);
+    float *got = malloc((nx > nw ? nx : nw) * 4 + 4);
+    memcpy(rdw, dw0, nw * 4);
+    kcpu_matmul_backward(rdx, rdw, NULL, dof, xf, wf, N, C, OC);
+    /* Bounds: the same products of absolute values. */
+    float *ax = malloc(nx * 4 + 4), *aw = malloc(nw * 4 + 4), *ado = malloc(no * 4 + 4);
+    float *fbx = calloc(nx + 1, 4), *fbw = malloc(nw * 4 + 4);
+    for (size_t i = 0; i < nx; i++)
+        ax[i] = fabsf(xf[i]);
+    for (size_t i = 0; i < nw; i++) {
+        aw[i] = fabsf(wf[i]);
+        fbw[i] = fabsf(dw0[i]);
+    }
+    for (size_t i = 0; i < no; i++)
+        ado[i] = fabsf(dof[i]);
+    kcpu_matmul_backward(fbx, fbw, NULL, ado, ax, aw, N, C, OC);
+    double *bx_ = malloc(nx * sizeof(double) + 8), *bw_ = malloc(nw * sizeof(double) + 8);
+    for (size_t i = 0; i < nx; i++)
+        bx_[i] = fbx[i];
+    for (size_t i = 0; i < nw; i++)
+        bw_[i] = fbw[i];
+    float *nans = malloc(nx * 4 + 4);
+    for (size_t i = 0; i < nx; i++)
+        nans[i] = NAN;
+    void *bx, *bw, *bdo, *bdx, *bdw;
+    uint16_t *dX = dev16_from(x16, nx, BACKEND_MEM_ACTIVATIONS, &bx, p16);
+    uint16_t *dW = dev16_from(w16, nw, BACKEND_MEM_WEIGHTS, &bw, p16);
+    uint16_t *dDO = dev16_from(do16, no, BACKEND_MEM_ACTIVATIONS, &bdo, p16);
+    float *dDX = dev_from(nans, nx, BACKEND_MEM_GRADIENTS, &bdx, pad);
+    float *dDW = dev_from(dw0, nw, BACKEND_MEM_GRADIENTS, &bdw, pad);
+    char what[96];
+    for (int mask = 1; mask < 4; mask++) {
+        bool gx = mask & 1, gw = mask & 2;
+        be->memcpy(dDX, nans, nx * 4, BACKEND_H2D);
+        be->memcpy(dDW, dw0, nw * 4, BACKEND_H2D);
+        be->matmul_a16_backward_d16(gx ? dDX : NULL, gw ? dDW : NULL, dDO, dX, dW, N, C, OC);
+        int bad = 0;
+        to_host(got, dDX, nx);
+        snprintf(what, sizeof what, "d16 bwd dinp %dx%dx%d %s%s", N, C, OC, gx ? "x" : "",
+                 gw ? "w" : "");
+        if (gx)
+            bad += compare(what, got, rdx, bx_, nx, 1e-4, 1e-6);
+        else /* untouched: still NaN */
+            for (size_t i = 0; i < nx; i++)
+                bad += !isnan(got[i]);
+        to_host(got, dDW, nw);
+        snprintf(what, sizeof what, "d16 bwd dweight %dx%dx%d %s%s", N, C, OC, gx ? "x" : "",
+                 gw ? "w" : "");
+        if (gw)
+            bad += compare(what, got, rdw, bw_, nw, 1e-4, 1e-6);
+        else
+            bad += memcmp(got, dw0, nw * 4) != 0;
+        CHECK_MSG(bad == 0, "matmul_a16_backward_d16 %dx%dx%d mask %d", N, C, OC, mask);
+    }
+    void *bases[] = {bx, bw, bdo, bdx, bdw};
+    for (size_t i = 0; i < sizeof bases / sizeof bases[0]; i++)
+        be->free(bases[i]);
+    free(xf), free(wf), free(dof), free(dw0), free(x16), free(w16), free(do16), free(rdx);
+    free(rdw), free(got), free(ax), free(aw), free(ado), free(fbx), free(fbw), free(bx_);
+    free(bw_), free(nans);
+}
+
+/* matmul_a16_backward_d16's empty shapes: OC 0 writes dinp to zeros and leaves dweight alone;
+ * N 0 and C 0 change nothing (the buffers start as NaN / 7 and must stay so). */
+static void d16_empty(void)
+{
+    if (!be->matmul_a16_backward_d16)
+        return; /* d16_case reports it */
+    const int N = 5, C = 6, OC = 4;
+    float host[32], got[32], zeros[32];
+    void *b1, *b2;
+    for (int i = 0; i < 32; i++) {
+        host[i] = 7.0f;
+        zeros[i] = 0.0f;
+    }
+    float *dx = dev_from(host, 32, BACKEND_MEM_GRADIENTS, &b1, 0);
+    float *dw = dev_from(host, 32, BACKEND_MEM_GRADIENTS, &b2, 0);
+    uint16_t ones[32];
+    for (int i = 0; i < 32; i++)
+        ones[i] = 0x3f80; /* 1.0 */
+    void *b3;
+    uint16_t *d1 = dev16_from(ones, 32, BACKEND_MEM_ACTIVATIONS, &b3, 0);
+    be->matmul_a16_backward_d16(dx, dw, d1, d1, d1, N, C, 0);
+    to_host(got, dx, 32);
+    CHECK_MSG(memcmp(got, zeros, (size_t)N * C * 4) == 0 && got[N * C] == 7.0f,
+              "d16 OC 0: dinp not written to zeros (or written past N·C)");
+    to_host(got, dw, 32);
+    CHECK_MSG(memcmp(got, host, sizeof host) == 0, "d16 OC 0: dweight changed");
+    be->memcpy(dx, host, sizeof host, BACKEND_H2D);
+    be->matmul_a16_backward_d16(dx, dw, d1, d1, d1, 0, C, OC);
+    be->matmul_a16_backward_d16(dx, dw, d1, d1, d1, N, 0, OC);
+    to_host(got, dx, 32);
+    CHECK_MSG(memcmp(got, host, sizeof host) == 0, "d16 N or C 0: dinp changed");
+    to_host(got, dw, 32);
+    CHECK_MSG(memcmp(got, host, sizeof host) == 0, "d16 N or C 0: dweight changed");
+    printf("test_cuda_backend: d16 empty shapes (OC, N, C = 0) checked\n");
+    be->free(b1), be->free(b2), be->free(b3);
+}
+
 static void matmul_case(int N, int C, int OC, int pad)
 {
     char what[96];
@@ -939,6 +1066,9 @@ static void test_matmul(void)
     matmul_case(256, 768, 2304, 0); /* GPT-2 small's QKV projection, 256 rows */
     matmul_case(64, 64, 50304, 0);  /* a head as wide as GPT-2's (one chunk at 64 rows) */
     a16_case(128, 768, 3072, 0);    /* GPT-2 small's first MLP matmul, bf16 activations */
+    d16_case(32, 768, 50304, 0);    /* GPT-2's head from bf16 logits' gradient */
+    d16_case(37, 75, 51, 1);        /* odd sizes, 4-byte aligned pointers */
+    d16_empty();
 }
 
 /* Elements where got and want disagree: a different infinity (or a finite value where want is

@@ -1271,6 +1271,73 @@ static void test_softmax_ce(void)
     dfree_all();
 }
 
+/* softmax_ce on bf16 logits (bf16 activations): the fp32 kernel's body reading widened values,
+ * so its loss and per-row losses are kcuda_softmax_ce's on the widened logits bit for bit, and
+ * its in-place gradient is that kernel's fp32 gradient rounded to bf16 (nearest even) bit for
+ * bit; against the CPU on the widened logits the loss is within the fp32 test's tolerance and
+ * the gradient at most 1 bf16 ulp from the CPU's fp32 gradient rounded (a different summation
+ * order can put the two on either side of a rounding boundary). Padding (random here) and
+ * ignored rows must come back +0 exactly. */
+static void test_softmax_ce_a16(void)
+{
+    const int N = 19, V = 1000, Vp = 1024;
+    std::vector<uint16_t> lb = a16_bits(rnd((size_t)N * Vp, 5.0f));
+    vec lw = a16_widen(lb), logits = lw;
+    std::vector<int> tgt(N);
+    for (int i = 0; i < N; i++)
+        tgt[i] = i % 5 == 3 ? -1 : (i * 97) % V;
+    uint16_t *d_lb = up(lb);
+    float *d_lw = up(lw);
+    int *d_tgt = up(tgt);
+    float *d_losses = (float *)dalloc(N * 4), *d_losses32 = (float *)dalloc(N * 4);
+    vec losses(N);
+    int nv_cpu = -1, nv_gpu = -2, nv32 = -3;
+    /* Loss only: the bf16 logits untouched. */
+    float l_cpu = kcpu_softmax_ce(logits.data(), losses.data(), &nv_cpu, tgt.data(), N, V, Vp,
+                                  false, 1.0f);
+    float l_gpu = kcuda_softmax_ce_a16(d_lb, d_losses, &nv_gpu, d_tgt, N, V, Vp, false, 1.0f);
+    float l32 = kcuda_softmax_ce(d_lw, d_losses32, &nv32, d_tgt, N, V, Vp, false, 1.0f);
+    printf("  %-44s cpu %.7g gpu %.7g fp32 %.7g\n", "softmax_ce_a16 mean loss (no grad)", l_cpu,
+           l_gpu, l32);
+    CHECK_REL(l_gpu, l_cpu, 1e-5);
+    CHECK(memcmp(&l_gpu, &l32, sizeof l32) == 0);
+    CHECK_INT(nv_gpu, nv_cpu);
+    CHECK_INT(nv32, nv_cpu);
+    expect_close("softmax_ce_a16 losses vs CPU", d_losses, losses, 2e-5);
+    expect_f32_same("softmax_ce_a16 losses = fp32's", d_losses, d_losses32, N);
+    std::vector<uint16_t> after = down(d_lb, lb.size());
+    CHECK_MSG(after == lb, "softmax_ce_a16 (no grad) changed the logits");
+    /* With the gradient written over the logits, rounded to bf16. */
+    l_cpu = kcpu_softmax_ce(logits.data(), NULL, NULL, tgt.data(), N, V, Vp, true, 0.5f);
+    l_gpu = kcuda_softmax_ce_a16(d_lb, NULL, &nv_gpu, d_tgt, N, V, Vp, true, 0.5f);
+    l32 = kcuda_softmax_ce(d_lw, NULL, NULL, d_tgt, N, V, Vp, true, 0.5f);
+    CHECK_REL(l_gpu, l_cpu, 1e-5);
+    CHECK(memcmp(&l_gpu, &l32, sizeof l32) == 0);
+    CHECK_INT(nv_gpu, nv_cpu);
+    expect_a16_same("softmax_ce_a16 gradient = r(fp32's)", d_lb, d_lw, lb.size());
+    expect_a16_ulps("softmax_ce_a16 gradient vs r(CPU's)", d_lb, logits, 1e-7);
+    after = down(d_lb, lb.size());
+    size_t nonzero = 0;
+    for (int r = 0; r < N; r++)
+        for (int i = tgt[r] < 0 ? 0 : V; i < Vp; i++)
+            nonzero += after[(size_t)r * Vp + i] != 0;
+    printf("  %-44s %zu nonzero (tol 0)\n", "softmax_ce_a16 padding, ignored rows = +0", nonzero);
+    CHECK_MSG(nonzero == 0, "softmax_ce_a16: %zu padded or ignored values not +0", nonzero);
+    /* Every row ignored: loss 0, gradient 0; no rows: loss 0, nothing read. */
+    std::vector<int> none(N, -1);
+    int *d_none = up(none);
+    CUDA_CHECK(cudaMemcpy(d_lb, lb.data(), lb.size() * 2, cudaMemcpyHostToDevice));
+    l_gpu = kcuda_softmax_ce_a16(d_lb, NULL, &nv_gpu, d_none, N, V, Vp, true, 1.0f);
+    CHECK(l_gpu == 0.0f);
+    CHECK_INT(nv_gpu, 0);
+    after = down(d_lb, lb.size());
+    CHECK_MSG(after == std::vector<uint16_t>(lb.size(), 0), "softmax_ce_a16: all ignored != +0");
+    nv_gpu = -1;
+    CHECK(kcuda_softmax_ce_a16(NULL, NULL, &nv_gpu, NULL, 0, V, Vp, true, 1.0f) == 0.0f);
+    CHECK_INT(nv_gpu, 0);
+    dfree_all();
+}
+
 /* Greedy decoding's argmax: the CPU rule (lowest index of the maximum, NaN never chosen, an
  * all-NaN row gives 0) on rows with planted ties at both ends of the block's strided scan, NaN,
  * -inf and +inf, V not a multiple of the block, ld > V (the padded columns hold the largest
@@ -1736,6 +1803,7 @@ int main(void)
     RUN(test_kv_cache_decode);
     RUN(test_decode_c16);
     RUN(test_softmax_ce);
+    RUN(test_softmax_ce_a16);
     RUN(test_argmax_rows);
     RUN(test_optimizers);
     RUN(test_adafactor);

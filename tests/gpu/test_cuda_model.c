@@ -441,7 +441,15 @@ static void test_loss_and_grads(void)
         CHECK_OK(exec_model_forward(&md, tokens, targets, B, T, &ld, &err), &err);
         size_t nl = (size_t)B * T * mc.Vp;
         float *lg = malloc(nl * sizeof(float));
-        read_back(dev_be, lg, exec_model_logits(&md), nl);
+        const uint16_t *l16 = exec_model_logits_bf16(&md); /* bf16 activations: bf16 logits */
+        if (l16) {
+            uint16_t *h16 = malloc(nl * sizeof(uint16_t));
+            dev_be->memcpy(h16, l16, nl * sizeof(uint16_t), BACKEND_D2H);
+            kcpu_bf16_to_f32(lg, h16, nl);
+            free(h16);
+        } else {
+            read_back(dev_be, lg, exec_model_logits(&md), nl);
+        }
         double lerr = 0, lref = 0;
         const float *lcpu = exec_model_logits(&mc);
         for (int r = 0; r < B * T; r++) /* the V real columns */

@@ -227,6 +227,19 @@ static void no_decode_c16(float *o, const float *qkv, const uint16_t *kc, const 
     abort();
 }
 
+static float no_ce_a16(uint16_t *lg, float *losses, int *nv, const int *tg, int N, int V, int Vp,
+                       bool grad, float scale)
+{
+    (void)lg, (void)losses, (void)nv, (void)tg, (void)N, (void)V, (void)Vp, (void)grad, (void)scale;
+    abort();
+}
+static void no_mm_bwd_d16(float *dx, float *dw, const uint16_t *dy, const uint16_t *x,
+                          const uint16_t *w, int N, int C, int OC)
+{
+    (void)dx, (void)dw, (void)dy, (void)x, (void)w, (void)N, (void)C, (void)OC;
+    abort();
+}
+
 static const struct backend *test_backend(void)
 {
     static struct backend be;
@@ -253,6 +266,8 @@ static const struct backend *test_backend(void)
         be.rope_forward_a16 = no_rope_a16;
         be.flash_attention_forward_a16 = no_flash_a16;
         be.flash_attention_backward_a16 = no_flash_bwd_a16;
+        be.softmax_ce_a16 = no_ce_a16; /* bf16 logits with bf16 activations */
+        be.matmul_a16_backward_d16 = no_mm_bwd_d16;
         be.kv_cache_append_c16 = no_kv_append_c16; /* a bf16 KV cache with bf16 weights */
         be.attention_decode_c16 = no_decode_c16;
     }
