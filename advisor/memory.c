@@ -729,6 +729,20 @@ static enum exec_backend exec_backend_of(const struct est_geom *g, const struct 
     return (hw->cpu.isa & HW_ISA_AVX512_BF16) ? EXEC_BE_CPU_NATIVE : EXEC_BE_CPU_EMULATED;
 }
 
+/* Where the executor on the CUDA backend keeps 16-bit buffers (executor/model.c): bf16
+ * activations and logits for bf16-mixed training without LoRA or naive attention (act16), a
+ * bf16 KV cache for generation with bf16 weights (kv16). */
+static bool exec_act16(enum exec_backend be, const struct est_geom *g, const struct strategy *s)
+{
+    return be == EXEC_BE_CUDA && g->train && s->precision == PREC_BF16_MIXED && !g->lora &&
+           s->attention != ATTN_NAIVE;
+}
+
+static bool exec_kv16(enum exec_backend be, const struct est_geom *g, const struct strategy *s)
+{
+    return be == EXEC_BE_CUDA && !g->train && s->weights == WFMT_BF16;
+}
+
 /* ZeRO on the executor (executor/train.c, docs/distributed.md), on the heaviest rank: the
  * optimizer state of the rank's shard only; gradients a full fp32 region under ZeRO-1, and
  * under ZeRO-2/3 (exec_model_opts.shard_grads) only the non-layer gradients and one layer
@@ -847,8 +861,7 @@ static void cpu_exec_stage(const struct est_geom *g, const struct model_desc *m,
      * backend without LoRA or naive attention stores the norm outputs, QKV, the attention
      * output, the MLP pre-activation and activation and the logits in bf16 (e = 2); the
      * residual after attention, the statistics and lse stay fp32. */
-    bool act16 = be == EXEC_BE_CUDA && train && bf16 && !fp16 && !g->lora && !naive;
-    double e = act16 ? 2 : 4;
+    double e = exec_act16(be, g, s) ? 2 : 4;
     double stat = a64(4 * rows) * (ln ? 2 : 1);
     double fresh = a64(e * rows * C) * 2 + a64(4 * rows * C) + 2 * stat + a64(e * rows * QKV) +
                    a64(e * rows * F2) + a64(e * rows * F);
@@ -862,9 +875,8 @@ static void cpu_exec_stage(const struct est_geom *g, const struct model_desc *m,
 
     /* KV cache: K and V of every layer, kv_batch x kv_seq x NKV*HS each (4.2): fp32 (e_kv = 4),
      * bf16 with bf16 weights on the CUDA backend (e_kv = 2; executor/model.c kv16). */
-    bool kv16 = be == EXEC_BE_CUDA && !train && bf16 && !fp16;
     if (kvB > 0)
-        o->kv = 2 * a64((kv16 ? 2 : 4) * kvB * kvT * KVW * L);
+        o->kv = 2 * a64((exec_kv16(be, g, s) ? 2 : 4) * kvB * kvT * KVW * L);
 
     /* workspace: the matmul output before a residual add; training adds one layer's backward
      * temporaries (two C-wide, MLP, attention output, QKV) and the naive attention's score
@@ -1087,13 +1099,19 @@ int est_memory(const struct model_desc *m, const struct hardware *hw, const stru
                                 (s->precision == PREC_FP32 ? 8.0 : 10.0) + bo);
         else
             estimate_add_reason(out,
-                                "built-in %s executor: fp32 master weights%s, fp32 KV cache "
+                                "built-in %s executor: fp32 master weights%s, %s KV cache "
                                 "%.2f GiB for batch %d x %.0f tokens",
                                 be_name, s->weights == WFMT_BF16   ? " + bf16 copy"
                                 : s->weights == WFMT_FP16 ? " + fp16 copy"
                                 : s->weights == WFMT_INT8 ? " + int8 copy"
                                                           : "",
-                                x->kv / GIB, g.b, (double)w->prompt_len + w->gen_len - 1);
+                                exec_kv16(exec_be, &g, s) ? "bf16" : "fp32", x->kv / GIB, g.b,
+                                (double)w->prompt_len + w->gen_len - 1);
+        if (exec_act16(exec_be, &g, s))
+            estimate_add_reason(out,
+                                "built-in CUDA executor: activations and logits kept in bf16 "
+                                "(%.1f GiB; the residual stream and statistics fp32)",
+                                x->activations / GIB);
         if (g.train && s->zero > 0 && g.n_dp > 1)
             estimate_add_reason(out,
                                 "ZeRO-%d on the %s executor, %d processes: optimizer state of "

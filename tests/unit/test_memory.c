@@ -773,6 +773,8 @@ static void test_builtin_cuda(void)
     s.precision = PREC_BF16_MIXED;
     CHECK(bi.dev.activations < bi32.dev.activations &&
           bi.dev.activations > 0.5 * bi32.dev.activations);
+    CHECK(has_reason(&bi, "activations and logits kept in bf16"));
+    CHECK(!has_reason(&bi32, "kept in bf16"));
     CHECK(bi.dev.workspace > 33816576.0);
     /* The generic overhead: 1 GiB of CUDA context + 5% of the GPU for fragmentation; the
      * executor's: its measured runtime, nothing to fragment (every buffer allocated once). */
