@@ -31,10 +31,11 @@
  *  - GPU plans the same executor runs on its CUDA backend (strategy.device cuda, the same
  *    conditions), when asked for (advisor_estimate_builtin; advisor_estimate keeps the generic
  *    formulas, which the published figures test): the same layout with the CUDA plugin's
- *    scratch sizes and its own 33,816,576 bytes of workspace, and bf16-mixed training's
- *    activations kept in bf16 where the executor keeps them so (act16 below). The overhead, outside the
- *    categories the executor counts, is its measured runtime (EST_CUDA_EXEC_RUNTIME_BYTES) with
- *    no fragmentation margin: it allocates every buffer once, with plain cudaMalloc.
+ *    scratch sizes and its own 33,816,576 bytes of workspace, bf16-mixed training's activations
+ *    and logits kept in bf16 and generation's bf16 KV cache where the executor keeps them so
+ *    (exec_act16, exec_kv16). The overhead, outside the categories the executor counts, is its
+ *    measured runtime (EST_CUDA_EXEC_RUNTIME_BYTES) with no fragmentation margin: it allocates
+ *    every buffer once, with plain cudaMalloc.
  *  - Pipeline: the first and last stages are both computed and the heavier one is reported
  *    (normally the first: the most micro-batches in flight).
  *  - Host: ZeRO-Offload terms of 3.3 with k_pin, plus per rank a 64 MiB process baseline and
@@ -730,11 +731,12 @@ static enum exec_backend exec_backend_of(const struct est_geom *g, const struct 
 }
 
 /* Where the executor on the CUDA backend keeps 16-bit buffers (executor/model.c): bf16
- * activations and logits for bf16-mixed training without LoRA or naive attention (act16), a
- * bf16 KV cache for generation with bf16 weights (kv16). */
+ * activations and logits for bf16-mixed training without naive attention, LoRA or not (act16;
+ * the adapters' fp32 inputs are widened into the backward's temporaries), a bf16 KV cache for
+ * generation with bf16 weights (kv16). */
 static bool exec_act16(enum exec_backend be, const struct est_geom *g, const struct strategy *s)
 {
-    return be == EXEC_BE_CUDA && g->train && s->precision == PREC_BF16_MIXED && !g->lora &&
+    return be == EXEC_BE_CUDA && g->train && s->precision == PREC_BF16_MIXED &&
            s->attention != ATTN_NAIVE;
 }
 
@@ -858,7 +860,7 @@ static void cpu_exec_stage(const struct est_geom *g, const struct model_desc *m,
      * sets but one shared core; full (and generation) one shared set. Then the final norm, the
      * logits (gradient written in place) and the token and target ids (int32). */
     /* bf16 activations (executor/model.c act16_available): bf16-mixed training on the CUDA
-     * backend without LoRA or naive attention stores the norm outputs, QKV, the attention
+     * backend without naive attention (LoRA or not) stores the norm outputs, QKV, the attention
      * output, the MLP pre-activation and activation and the logits in bf16 (e = 2); the
      * residual after attention, the statistics and lse stay fp32. */
     double e = exec_act16(be, g, s) ? 2 : 4;

@@ -297,7 +297,7 @@ struct backend {
                                     const uint16_t *weight, const uint16_t *bias, int N, int C,
                                     int OC);
     /* matmul_16_backward (bf16 weight) with bf16 inp and pre, except that dinp is WRITTEN, not
-     * accumulated (nothing else adds to it with bf16 activations, which exclude LoRA):
+     * accumulated (the model adds a LoRA adapter's share afterwards):
      * dinp = r(dout)·W, or with pre dinp = (r(dout)·W) ⊙ gelu'(pre); dweight += r(dout)ᵀ·inp;
      * dbias += Σ dout in fp32. dinp, dweight, dbias may be NULL. Scratch:
      * matmul_bf16_scratch_bytes(N). */

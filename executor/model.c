@@ -44,9 +44,10 @@
  *    (RoPE applied in place), the attention output, the MLP pre-activation and activation, the
  *    final norm's output — are bf16, as under PyTorch's autocast; so are the logits (lg16),
  *    whose gradient the loss writes over them in bf16 for the head's backward to read. The
- *    residual stream, norm statistics, lse and all other gradients stay fp32. The producing kernels write bf16
- *    directly and the matmuls read it without rounding their input first (QKV and MLP-up
- *    write bf16 outputs, with the bf16 mirror's bias); the values are the ones the
+ *    residual stream, norm statistics, lse and all other gradients stay fp32. The producing
+ *    kernels write bf16 directly and the matmuls read it without rounding their input first
+ *    (QKV and MLP-up write bf16 outputs, with the bf16 mirror's bias; with a LoRA adapter the
+ *    output is formed in fp32 and rounded after the adapter's share); the values are the ones the
  *    fp32-activation path rounds on the fly anyway, except QKV and the pre-activation, which
  *    are rounded once more before RoPE/attention and GELU read them.
  *  - fp16 mode (fp16-mixed): the 16-bit mirror is IEEE fp16 (11-bit mantissa, range ±65504)
@@ -306,14 +307,14 @@ static int validate(const struct model_desc *d, const struct exec_model_opts *o,
 
 /* Whether a model stores the activations its backward keeps in bf16 (backend.h's a16 group):
  * bf16-mixed training on native bf16 matmuls, on a backend with every entry of the group but
- * the optional fused GELU. Not with LoRA (its adapters' fp32 matmuls read the layer inputs),
- * naive attention (its probabilities are the fp32 kernel's) or fp16-mixed (whose loss scaling
- * watches fp16 operands for overflow, and fp16 activations would overflow first); generation
- * keeps fp32 activations (one layer's worth: nothing to save). */
+ * the optional fused GELU. LoRA adapters stay fp32 and read their input widened (mm_forward_a16).
+ * Not with naive attention (its probabilities are the fp32 kernel's) or fp16-mixed (whose loss
+ * scaling watches fp16 operands for overflow, and fp16 activations would overflow first);
+ * generation keeps fp32 activations (one layer's worth: nothing to save). */
 static bool act16_available(const struct exec_model *m, const struct exec_model_impl *im)
 {
     const struct backend *be = m->be;
-    if (!m->opts.training || !im->bf16_native || im->fp16 || im->lora || im->int8 ||
+    if (!m->opts.training || !im->bf16_native || im->fp16 || im->int8 ||
         m->opts.attention == ATTN_NAIVE)
         return false;
     return be->layernorm_forward_a16 && be->rmsnorm_forward_a16 && be->matmul_a16_forward &&
@@ -1345,6 +1346,55 @@ static float *lora_g(struct exec_model *m, int l, size_t off)
     return g ? g + m->n_lora_params / (size_t)m->L * l + off : NULL;
 }
 
+/* Whether matmul k of a layer has a LoRA adapter. */
+static bool has_adapter(const struct exec_model_impl *im, int k)
+{
+    for (int i = 0; im->lora && i < im->n_ad; i++)
+        if (im->ad[i].mm == k)
+            return true;
+    return false;
+}
+
+/* out(N,OC) += scale · (inp·Aᵀ)·Bᵀ on each adapter's columns of matmul k (inp fp32). */
+static void lora_forward(struct exec_model *m, int l, int k, float *out, const float *inp, int N)
+{
+    struct exec_model_impl *im = m->impl;
+    const struct backend *be = m->be;
+    int r = m->opts.lora_rank, OC = im->mm[k].OC;
+    for (int i = 0; i < im->n_ad; i++) {
+        const struct adapter *a = &im->ad[i];
+        if (a->mm != k)
+            continue;
+        be->matmul_forward(im->lora_u, inp, lora_p(m, l, a->a_off), NULL, N, a->in, r);
+        be->matmul_forward(im->lora_t, im->lora_u, lora_p(m, l, a->b_off), NULL, N, r, a->cols);
+        be->axpy_2d(out + a->col0, OC, im->lora_t, a->cols, N, a->cols, im->lora_scale);
+    }
+}
+
+/* The adapters' backward of matmul k: their gradients +=, and dinp += their input gradient
+ * (inp fp32, dout the matmul's output gradient). */
+static void lora_backward(struct exec_model *m, int l, int k, float *dinp, const float *dout,
+                          const float *inp, int N)
+{
+    struct exec_model_impl *im = m->impl;
+    const struct backend *be = m->be;
+    int r = m->opts.lora_rank, OC = im->mm[k].OC;
+    for (int i = 0; i < im->n_ad; i++) {
+        const struct adapter *a = &im->ad[i];
+        if (a->mm != k)
+            continue;
+        /* Recompute u = x·Aᵀ (N·r·in FLOPs, cheaper than keeping it per layer). */
+        be->matmul_forward(im->lora_u, inp, lora_p(m, l, a->a_off), NULL, N, a->in, r);
+        /* dt = scale · dout[:, cols] */
+        be->copy_2d(im->lora_t, a->cols, dout + a->col0, OC, N, a->cols, im->lora_scale);
+        be->memset(im->lora_du, 0, (size_t)N * r * sizeof(float));
+        be->matmul_backward(im->lora_du, lora_g(m, l, a->b_off), NULL, im->lora_t, im->lora_u,
+                            lora_p(m, l, a->b_off), N, r, a->cols);
+        be->matmul_backward(dinp, lora_g(m, l, a->a_off), NULL, im->lora_du, inp,
+                            lora_p(m, l, a->a_off), N, a->in, r);
+    }
+}
+
 /* out(N,OC) = inp · Wᵀ + b (+ LoRA) for matmul k of layer l (l == L: the head). */
 static void mm_forward(struct exec_model *m, int l, int k, float *out, const float *inp, int N)
 {
@@ -1372,17 +1422,8 @@ static void mm_forward(struct exec_model *m, int l, int k, float *out, const flo
         const float *w = mm_weight(m, woff, (size_t)s->OC * s->C);
         be->matmul_forward(out, inp, w, bias, N, s->C, s->OC);
     }
-    if (!im->lora || head)
-        return;
-    int r = m->opts.lora_rank;
-    for (int i = 0; i < im->n_ad; i++) {
-        const struct adapter *a = &im->ad[i];
-        if (a->mm != k)
-            continue;
-        be->matmul_forward(im->lora_u, inp, lora_p(m, l, a->a_off), NULL, N, a->in, r);
-        be->matmul_forward(im->lora_t, im->lora_u, lora_p(m, l, a->b_off), NULL, N, r, a->cols);
-        be->axpy_2d(out + a->col0, s->OC, im->lora_t, a->cols, N, a->cols, im->lora_scale);
-    }
+    if (im->lora && !head)
+        lora_forward(m, l, k, out, inp, N);
 }
 
 /* Whether the GELU MLP fuses GELU into a GEMM: the backend has the entry (`entry`:
@@ -1397,10 +1438,7 @@ static bool gelu_fusable(const struct exec_model *m, bool entry, enum mm_id mm)
         return false;
     if (im->bf16 && !im->bf16_native && !im->f16_native)
         return false;
-    for (int i = 0; im->lora && i < im->n_ad; i++)
-        if (im->ad[i].mm == (int)mm)
-            return false;
-    return true;
+    return !has_adapter(im, (int)mm);
 }
 
 /* The weight a fused GELU matmul reads at base offset woff: the fp32 master or the 16-bit
@@ -1412,8 +1450,8 @@ static const void *fused_weight(const struct exec_model_impl *im, size_t woff, i
 }
 
 /* fch = ln2·W_fcᵀ + b and fcact = gelu(fch) in one GEMM. */
-static void mm_forward_gelu(struct exec_model *m, int l, float *fcact, float *fch,
-                            const float *inp, int N)
+static void mm_forward_gelu(struct exec_model *m, int l, float *fcact, float *fch, const float *inp,
+                            int N)
 {
     struct exec_model_impl *im = m->impl;
     const struct mm_shape *s = &im->mm[MM_FC];
@@ -1431,8 +1469,8 @@ static void mm_forward_gelu(struct exec_model *m, int l, float *fcact, float *fc
 static bool whole_16_backward(const struct exec_model *m)
 {
     const struct exec_model_impl *im = m->impl;
-    return m->be->matmul_16_backward && (im->f16_native ||
-                                         (im->bf16_native && m->be->matmul_bf16_backward_weight));
+    return m->be->matmul_16_backward &&
+           (im->f16_native || (im->bf16_native && m->be->matmul_bf16_backward_weight));
 }
 
 /* dfch(N,F) = (dout(N,C)·W_proj) ⊙ gelu'(fch), written (W_proj is (C, F) as stored). With
@@ -1448,8 +1486,8 @@ static bool mm_backward_dgelu(struct exec_model *m, int l, float *dfch, const fl
     const void *w = fused_weight(im, woff, &fmt);
     SW_ASSERT(N <= im->rows);
     if (whole_16_backward(m)) {
-        m->be->matmul_16_backward(dfch, gp(im, woff), boff != OFF_NONE ? gp(im, boff) : NULL,
-                                  dout, fcact, w16p(im, woff), fmt, fch, N, s->C, s->OC,
+        m->be->matmul_16_backward(dfch, gp(im, woff), boff != OFF_NONE ? gp(im, boff) : NULL, dout,
+                                  fcact, w16p(im, woff), fmt, fch, N, s->C, s->OC,
                                   im->mm16_scratch);
         return true;
     }
@@ -1500,47 +1538,48 @@ static void mm_backward(struct exec_model *m, int l, int k, float *dinp, const f
         const float *w = mm_weight(m, woff, (size_t)s->OC * s->C);
         be->matmul_backward(dinp, dw, db, dout, inp, w, N, s->C, s->OC);
     }
-    if (!im->lora || head)
-        return;
-    int r = m->opts.lora_rank;
-    for (int i = 0; i < im->n_ad; i++) {
-        const struct adapter *a = &im->ad[i];
-        if (a->mm != k)
-            continue;
-        /* Recompute u = x·Aᵀ (N·r·in FLOPs, cheaper than keeping it per layer). */
-        be->matmul_forward(im->lora_u, inp, lora_p(m, l, a->a_off), NULL, N, a->in, r);
-        /* dt = scale · dout[:, cols] */
-        be->copy_2d(im->lora_t, a->cols, dout + a->col0, s->OC, N, a->cols, im->lora_scale);
-        be->memset(im->lora_du, 0, (size_t)N * r * sizeof(float));
-        be->matmul_backward(im->lora_du, lora_g(m, l, a->b_off), NULL, im->lora_t, im->lora_u,
-                            lora_p(m, l, a->b_off), N, r, a->cols);
-        be->matmul_backward(dinp, lora_g(m, l, a->a_off), NULL, im->lora_du, inp,
-                            lora_p(m, l, a->a_off), N, a->in, r);
-    }
+    if (im->lora && !head)
+        lora_backward(m, l, k, dinp, dout, inp, N);
 }
 
-/* bf16 activations (act16): out(N,OC) = inp · Wᵀ + b for matmul k of layer l (l == L: the
- * head) on bf16 inp, into fp32 out or, with out_bf16, bf16 out (then the bias is read from the
- * bf16 mirror: cuBLASLt adds a bias of the output's type). */
+/* bf16 activations (act16): out(N,OC) = inp · Wᵀ + b (+ LoRA) for matmul k of layer l
+ * (l == L: the head) on bf16 inp, into fp32 out or, with out_bf16, bf16 out (then the bias is
+ * read from the bf16 mirror: cuBLASLt adds a bias of the output's type). With adapters on
+ * matmul k the sum is formed in fp32 — the adapters read inp widened into x32 (N·C floats) —
+ * and, for a bf16 out, in y32 (N·OC floats) before it is rounded into out; the callers lend
+ * the backward's temporaries, idle during the forward. */
 static void mm_forward_a16(struct exec_model *m, int l, int k, void *out, bool out_bf16,
-                           const uint16_t *inp, int N)
+                           const uint16_t *inp, int N, float *x32, float *y32)
 {
     struct exec_model_impl *im = m->impl;
+    const struct backend *be = m->be;
     const struct mm_shape *s = &im->mm[k];
     bool head = k == MM_HEAD;
     size_t woff = head ? im->head : im->lo[l].w[k];
     size_t boff = head ? OFF_NONE : im->lo[l].b[k];
-    const void *bias = boff == OFF_NONE ? NULL
-                       : out_bf16       ? (const void *)w16p(im, boff)
-                                        : (const void *)wp(im, boff);
+    bool lora = !head && has_adapter(im, k);
+    const void *bias = boff == OFF_NONE    ? NULL
+                       : out_bf16 && !lora ? (const void *)w16p(im, boff)
+                                           : (const void *)wp(im, boff);
     SW_ASSERT(N <= im->rows);
-    m->be->matmul_a16_forward(out, out_bf16, inp, w16p(im, woff), bias, N, s->C, s->OC);
+    if (!lora) {
+        be->matmul_a16_forward(out, out_bf16, inp, w16p(im, woff), bias, N, s->C, s->OC);
+        return;
+    }
+    SW_ASSERT(x32 && (y32 || !out_bf16));
+    float *y = out_bf16 ? y32 : (float *)out;
+    be->matmul_a16_forward(y, false, inp, w16p(im, woff), bias, N, s->C, s->OC);
+    be->bf16_to_f32(x32, inp, (size_t)N * s->C);
+    lora_forward(m, l, k, y, x32, N);
+    if (out_bf16)
+        be->f32_to_bf16((uint16_t *)out, y, (size_t)N * s->OC);
 }
 
 /* act16: matmul k's backward on bf16 inp: dinp = dout·W, written (with pre: (dout·W) ⊙
- * gelu'(pre)), dW and db +=. */
+ * gelu'(pre)), dW and db +=; then the adapters' (no pre then), from inp widened into x32
+ * (N·C floats, lent by the caller), adding their input gradient. */
 static void mm_backward_a16(struct exec_model *m, int l, int k, float *dinp, const float *dout,
-                            const uint16_t *inp, const uint16_t *pre, int N)
+                            const uint16_t *inp, const uint16_t *pre, int N, float *x32)
 {
     struct exec_model_impl *im = m->impl;
     const struct mm_shape *s = &im->mm[k];
@@ -1551,6 +1590,11 @@ static void mm_backward_a16(struct exec_model *m, int l, int k, float *dinp, con
     m->be->matmul_16_backward_a16(dinp, gp(im, woff), boff != OFF_NONE ? gp(im, boff) : NULL,
                                   dout, inp, w16p(im, woff), pre, N, s->C, s->OC,
                                   im->mm16_scratch);
+    if (head || !has_adapter(im, k))
+        return;
+    SW_ASSERT(x32 && !pre);
+    m->be->bf16_to_f32(x32, inp, (size_t)N * s->C);
+    lora_backward(m, l, k, dinp, dout, x32, N);
 }
 
 /* ---------------------------------------------------------------- forward */
@@ -1612,27 +1656,28 @@ static void layer_forward_a16(struct exec_model *m, int l, const float *inp, flo
     size_t NC = (size_t)N * m->C;
 
     norm_forward(m, NULL, a->ln1_16, a->ln1_mean, a->ln1_rstd, inp, lo->ln1_w, lo->ln1_b, N);
-    mm_forward_a16(m, l, MM_QKV, a->qkv_16, true, a->ln1_16, N);
+    /* Adapters' fp32 room: the backward's temporaries, idle now. */
+    mm_forward_a16(m, l, MM_QKV, a->qkv_16, true, a->ln1_16, N, im->dln, im->dqkv);
     if (im->rope)
         be->rope_forward_a16(a->qkv_16, im->rope_cos, im->rope_sin, B, T, im->QKV, m->NH + m->NKV,
                              m->HS, im->ropeT, 0);
     attn_core_forward(m, a, a->lse, B, T);
-    mm_forward_a16(m, l, MM_O, im->tmp, false, a->atty_16, N);
+    mm_forward_a16(m, l, MM_O, im->tmp, false, a->atty_16, N, im->datty, NULL);
     be->residual_forward(a->res2, inp, im->tmp, NC);
     norm_forward(m, NULL, a->ln2_16, a->ln2_mean, a->ln2_rstd, a->res2, lo->ln2_w, lo->ln2_b, N);
-    if (!m->desc.swiglu && be->matmul_gelu_forward_a16) {
+    if (!m->desc.swiglu && be->matmul_gelu_forward_a16 && !has_adapter(im, MM_FC)) {
         const struct mm_shape *s = &im->mm[MM_FC];
         size_t boff = lo->b[MM_FC];
         be->matmul_gelu_forward_a16(a->fcact_16, a->fch_16, a->ln2_16, w16p(im, lo->w[MM_FC]),
                                     boff == OFF_NONE ? NULL : w16p(im, boff), N, s->C, s->OC);
     } else {
-        mm_forward_a16(m, l, MM_FC, a->fch_16, true, a->ln2_16, N);
+        mm_forward_a16(m, l, MM_FC, a->fch_16, true, a->ln2_16, N, im->dln, im->dfch);
         if (m->desc.swiglu)
             be->swiglu_forward_a16(a->fcact_16, a->fch_16, N, m->F);
         else
             be->gelu_forward_a16(a->fcact_16, a->fch_16, (size_t)N * m->F);
     }
-    mm_forward_a16(m, l, MM_PROJ, im->tmp, false, a->fcact_16, N);
+    mm_forward_a16(m, l, MM_PROJ, im->tmp, false, a->fcact_16, N, im->dfcact, NULL);
     be->residual_forward(out, a->res2, im->tmp, NC);
 }
 
@@ -1735,9 +1780,9 @@ int exec_model_forward(struct exec_model *m, const int *tokens, const int *targe
         norm_forward(m, NULL, im->lnf_16, im->lnf_mean, im->lnf_rstd, im->inp[m->L], im->lnf_w,
                      im->lnf_b, (int)N);
         if (im->lg16)
-            mm_forward_a16(m, m->L, MM_HEAD, im->logits16, true, im->lnf_16, (int)N);
+            mm_forward_a16(m, m->L, MM_HEAD, im->logits16, true, im->lnf_16, (int)N, NULL, NULL);
         else
-            mm_forward_a16(m, m->L, MM_HEAD, im->logits, false, im->lnf_16, (int)N);
+            mm_forward_a16(m, m->L, MM_HEAD, im->logits, false, im->lnf_16, (int)N, NULL, NULL);
     } else {
         norm_forward(m, im->lnf, NULL, im->lnf_mean, im->lnf_rstd, im->inp[m->L], im->lnf_w,
                      im->lnf_b, (int)N);
@@ -1800,27 +1845,28 @@ static void layer_backward_a16(struct exec_model *m, int l, int B, int T)
 
     /* The matmuls write their input gradients (no memsets); the GELU/SwiGLU and attention
      * backward entries accumulate into zeroed buffers. */
-    if (!m->desc.swiglu && be->matmul_gelu_forward_a16) {
-        mm_backward_a16(m, l, MM_PROJ, im->dfch, dres, a->fcact_16, a->fch_16, N);
+    /* Adapters' fp32 copies of a matmul's input go to a temporary idle at that point. */
+    if (!m->desc.swiglu && be->matmul_gelu_forward_a16 && !has_adapter(im, MM_PROJ)) {
+        mm_backward_a16(m, l, MM_PROJ, im->dfch, dres, a->fcact_16, a->fch_16, N, NULL);
     } else {
-        mm_backward_a16(m, l, MM_PROJ, im->dfcact, dres, a->fcact_16, NULL, N);
+        mm_backward_a16(m, l, MM_PROJ, im->dfcact, dres, a->fcact_16, NULL, N, im->dfch);
         be->memset(im->dfch, 0, (size_t)N * im->F2 * sizeof(float));
         if (m->desc.swiglu)
             be->swiglu_backward_a16(im->dfch, im->dfcact, a->fch_16, N, m->F);
         else
             be->gelu_backward_a16(im->dfch, a->fch_16, im->dfcact, (size_t)N * m->F);
     }
-    mm_backward_a16(m, l, MM_FC, im->dln, im->dfch, a->ln2_16, NULL, N);
+    mm_backward_a16(m, l, MM_FC, im->dln, im->dfch, a->ln2_16, NULL, N, im->tmp);
     norm_backward(m, dres, im->dln, a->res2, lo->ln2_w, lo->ln2_b, a->ln2_mean, a->ln2_rstd, N);
 
-    mm_backward_a16(m, l, MM_O, im->datty, dres, a->atty_16, NULL, N);
+    mm_backward_a16(m, l, MM_O, im->datty, dres, a->atty_16, NULL, N, im->dqkv);
     be->memset(im->dqkv, 0, (size_t)N * im->QKV * sizeof(float));
     be->flash_attention_backward_a16(im->dqkv, im->datty, a->qkv_16, a->atty_16, a->lse, B, T,
                                      m->NH, m->NKV, m->HS);
     if (im->rope)
         be->rope_backward(im->dqkv, im->rope_cos, im->rope_sin, B, T, im->QKV, m->NH + m->NKV,
                           m->HS, im->ropeT, 0);
-    mm_backward_a16(m, l, MM_QKV, im->dln, im->dqkv, a->ln1_16, NULL, N);
+    mm_backward_a16(m, l, MM_QKV, im->dln, im->dqkv, a->ln1_16, NULL, N, im->tmp);
     norm_backward(m, dres, im->dln, im->inp[l], lo->ln1_w, lo->ln1_b, a->ln1_mean, a->ln1_rstd,
                   N);
 }
@@ -1904,7 +1950,7 @@ int exec_model_backward(struct exec_model *m, float grad_scale, struct sw_err *e
                                     w16p(im, im->head), N, m->C, m->Vp);
     } else if (im->act16) {
         be->softmax_ce(im->logits, NULL, NULL, im->targets, N, m->V, m->Vp, true, grad_scale);
-        mm_backward_a16(m, m->L, MM_HEAD, im->dln, im->logits, im->lnf_16, NULL, N);
+        mm_backward_a16(m, m->L, MM_HEAD, im->dln, im->logits, im->lnf_16, NULL, N, NULL);
     } else {
         be->softmax_ce(im->logits, NULL, NULL, im->targets, N, m->V, m->Vp, true, grad_scale);
         be->memset(im->dln, 0, (size_t)N * m->C * sizeof(float));

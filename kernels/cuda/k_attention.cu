@@ -20,8 +20,8 @@
  * or 128 (HS <= KCUDA_FLASH_MAX_HS); the flash backward takes the activations' type (q, k, v,
  * O) and the gradients' (dO, dqkv) apart, so bf16 activations can meet fp32 gradients (the _a16
  * entries), and the KV-cache kernels take qkv's type and the cache's apart, so fp32 activations
- * can keep a bf16 cache (the _c16 entries). They use scalar fp32 FMAs with warp shuffles, not tensor cores: correct, and the
- * fp32 plans' attention. The 16-bit plans' entries (_16, and _a16 with bf16 activations) hand
+ * can keep a bf16 cache (the _c16 entries). They use scalar fp32 FMAs with warp shuffles, not
+ * tensor cores: correct, and the fp32 plans' attention. The 16-bit plans' entries (_16, and _a16 with bf16 activations) hand
  * over to the tensor-core kernels of k_attention_tc.cu (mma.sync, else WMMA) where the head
  * size (64, 128) and device allow, unless SCALEWISE_CUDA_ATTENTION=fma (2.2× faster for GPT-2
  * 124M training on an H200). */

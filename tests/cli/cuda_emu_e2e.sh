@@ -114,8 +114,13 @@ for dev in cpu cuda; do
   plan gnv   tiny-gpt2  fp32       lion      full      naive 2 $dev
   plan lbf   tiny-llama bf16-mixed adafactor none      flash 1 $dev
   plan lbff  tiny-llama bf16-mixed sgd       full      flash 2 $dev
+  # LoRA on every linear layer with bf16 activations: the adapters read their inputs widened
+  plan glora tiny-gpt2  bf16-mixed adamw     selective flash 1 $dev
+  sed -i 's/grad_accum: 1,/grad_accum: 1, lora_rank: 4,/' "$TMP/glora.$dev.yaml"
+  plan llora tiny-llama bf16-mixed adamw     none      flash 2 $dev
+  sed -i 's/grad_accum: 2,/grad_accum: 2, lora_rank: 4,/' "$TMP/llora.$dev.yaml"
 done
-for n in g32 gbf gf16 gnv lbf lbff; do versus "$n"; done
+for n in g32 gbf gf16 gnv lbf lbff glora llora; do versus "$n"; done
 # The tensor-core attention (bf16 mma.sync, head size 64 or 128: the default of 16-bit plans)
 # inside a whole run: a GPT-2 with head size 64, bf16-mixed, against the CPU; and the same plan
 # with SCALEWISE_CUDA_ATTENTION=fma (the FMA kernels), whose weights must differ from it, and

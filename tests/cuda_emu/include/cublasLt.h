@@ -5,8 +5,8 @@
  * and GELU_AUX_BIAS, fp32 / bf16 / fp16 operands converted exactly (TF32 compute rounds each fp32
  * operand to 10 mantissa bits, nearest, ties away from zero, as cvt.rna.tf32.f32), products
  * summed in double, written as fp32 or, with 16-bit operands, in their type (rounded to
- * nearest even; the bias and the GELU aux then take that type too). It checks the arguments real cuBLASLt checks where that is cheap
- * (attribute sizes, leading dimensions, shapes, types, alignment the algorithm was chosen for,
+ * nearest even; the bias and the GELU aux then take that type too). It checks the arguments
+ * real cuBLASLt checks where that is cheap (attribute sizes, leading dimensions, shapes, types, alignment the algorithm was chosen for,
  * workspace, in-place C == D, overlapping output) and reports each refusal on stderr; docs/cuda.md
  * ("Kernel logic without a GPU") says what it does not model.
  * The emu_cublaslt_* functions at the end are test hooks, not cuBLASLt API. */
