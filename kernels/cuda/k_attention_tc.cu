@@ -1176,68 +1176,47 @@ static void mm_backward(float *dqkv, const float *dout, const E *qkv, const E *o
 }
 
 /* An unsupported head size or device is a caller bug (the _supported queries say which are
- * supported): abort loudly. */
-static void mma_require(int HS)
+ * supported): abort loudly. mma: the mma.sync kernels, else the WMMA ones. */
+static void entry_require(bool mma, int HS)
 {
-    if (!kcuda_flash_attention_mma_supported(HS))
-        cuda_fail(cudaErrorInvalidValue, "mma attention: head size or device unsupported",
-                  __FILE__, __LINE__);
-}
-static void tc_require(int HS)
-{
-    if (!kcuda_flash_attention_tc_supported(HS))
-        cuda_fail(cudaErrorInvalidValue, "tensor-core attention: head size or device unsupported",
+    if (mma ? !kcuda_flash_attention_mma_supported(HS) : !kcuda_flash_attention_tc_supported(HS))
+        cuda_fail(cudaErrorInvalidValue,
+                  mma ? "mma attention: head size or device unsupported"
+                      : "tensor-core attention: head size or device unsupported",
                   __FILE__, __LINE__);
 }
 
-/* The entries for either element type of qkv and out: fp32 (the _16 paths) or bf16 (_a16). */
+/* The entries of either kernel family (mma: mma.sync, else WMMA) for either element type of qkv
+ * and out: fp32 (the _16 paths) or bf16 (_a16). */
 template <typename E>
-static void mma_entry_forward(E *out, float *lse, const E *qkv, int B, int T, int NH, int NKV,
-                              int HS)
+static void entry_forward(bool mma, E *out, float *lse, const E *qkv, int B, int T, int NH, int NKV,
+                          int HS)
 {
     if (B <= 0 || T <= 0)
         return;
-    mma_require(HS);
-    if (HS == 64)
+    entry_require(mma, HS);
+    if (mma && HS == 64)
         mm_forward<64>(out, lse, qkv, B, T, NH, NKV);
-    else
+    else if (mma)
         mm_forward<128>(out, lse, qkv, B, T, NH, NKV);
-}
-
-template <typename E>
-static void mma_entry_backward(float *dqkv, const float *dout, const E *qkv, const E *out,
-                               const float *lse, int B, int T, int NH, int NKV, int HS)
-{
-    if (B <= 0 || T <= 0)
-        return;
-    mma_require(HS);
-    if (HS == 64)
-        mm_backward<64>(dqkv, dout, qkv, out, lse, B, T, NH, NKV);
-    else
-        mm_backward<128>(dqkv, dout, qkv, out, lse, B, T, NH, NKV);
-}
-
-template <typename E>
-static void tc_entry_forward(E *out, float *lse, const E *qkv, int B, int T, int NH, int NKV,
-                             int HS)
-{
-    if (B <= 0 || T <= 0)
-        return;
-    tc_require(HS);
-    if (HS == 64)
+    else if (HS == 64)
         tc_forward<64>(out, lse, qkv, B, T, NH, NKV);
     else
         tc_forward<128>(out, lse, qkv, B, T, NH, NKV);
 }
 
 template <typename E>
-static void tc_entry_backward(float *dqkv, const float *dout, const E *qkv, const E *out,
-                              const float *lse, int B, int T, int NH, int NKV, int HS)
+static void entry_backward(bool mma, float *dqkv, const float *dout, const E *qkv, const E *out,
+                           const float *lse, int B, int T, int NH, int NKV, int HS)
 {
     if (B <= 0 || T <= 0)
         return;
-    tc_require(HS);
-    if (HS == 64)
+    entry_require(mma, HS);
+    if (mma && HS == 64)
+        mm_backward<64>(dqkv, dout, qkv, out, lse, B, T, NH, NKV);
+    else if (mma)
+        mm_backward<128>(dqkv, dout, qkv, out, lse, B, T, NH, NKV);
+    else if (HS == 64)
         tc_backward<64>(dqkv, dout, qkv, out, lse, B, T, NH, NKV);
     else
         tc_backward<128>(dqkv, dout, qkv, out, lse, B, T, NH, NKV);
@@ -1246,28 +1225,27 @@ static void tc_entry_backward(float *dqkv, const float *dout, const E *qkv, cons
 KCUDA_API void kcuda_flash_attention_forward_mma(float *out, float *lse, const float *qkv, int B,
                                                  int T, int NH, int NKV, int HS)
 {
-    mma_entry_forward(out, lse, qkv, B, T, NH, NKV, HS);
+    entry_forward(true, out, lse, qkv, B, T, NH, NKV, HS);
 }
 
-KCUDA_API void kcuda_flash_attention_backward_mma(float *dqkv, const float *dout,
-                                                  const float *qkv, const float *out,
-                                                  const float *lse, int B, int T, int NH,
-                                                  int NKV, int HS)
+KCUDA_API void kcuda_flash_attention_backward_mma(float *dqkv, const float *dout, const float *qkv,
+                                                  const float *out, const float *lse, int B, int T,
+                                                  int NH, int NKV, int HS)
 {
-    mma_entry_backward(dqkv, dout, qkv, out, lse, B, T, NH, NKV, HS);
+    entry_backward(true, dqkv, dout, qkv, out, lse, B, T, NH, NKV, HS);
 }
 
 KCUDA_API void kcuda_flash_attention_forward_tc(float *out, float *lse, const float *qkv, int B,
                                                 int T, int NH, int NKV, int HS)
 {
-    tc_entry_forward(out, lse, qkv, B, T, NH, NKV, HS);
+    entry_forward(false, out, lse, qkv, B, T, NH, NKV, HS);
 }
 
 KCUDA_API void kcuda_flash_attention_backward_tc(float *dqkv, const float *dout, const float *qkv,
                                                  const float *out, const float *lse, int B, int T,
                                                  int NH, int NKV, int HS)
 {
-    tc_entry_backward(dqkv, dout, qkv, out, lse, B, T, NH, NKV, HS);
+    entry_backward(false, dqkv, dout, qkv, out, lse, B, T, NH, NKV, HS);
 }
 
 /* bf16 q, k, v and O (uint16_t in the C interface: the bits of __nv_bfloat16). */
@@ -1280,11 +1258,10 @@ static const bf16 *as_bf16(const uint16_t *p)
     return reinterpret_cast<const bf16 *>(p);
 }
 
-KCUDA_API void kcuda_flash_attention_forward_mma_a16(uint16_t *out, float *lse,
-                                                     const uint16_t *qkv, int B, int T, int NH,
-                                                     int NKV, int HS)
+KCUDA_API void kcuda_flash_attention_forward_mma_a16(uint16_t *out, float *lse, const uint16_t *qkv,
+                                                     int B, int T, int NH, int NKV, int HS)
 {
-    mma_entry_forward(as_bf16(out), lse, as_bf16(qkv), B, T, NH, NKV, HS);
+    entry_forward(true, as_bf16(out), lse, as_bf16(qkv), B, T, NH, NKV, HS);
 }
 
 KCUDA_API void kcuda_flash_attention_backward_mma_a16(float *dqkv, const float *dout,
@@ -1292,14 +1269,13 @@ KCUDA_API void kcuda_flash_attention_backward_mma_a16(float *dqkv, const float *
                                                       const float *lse, int B, int T, int NH,
                                                       int NKV, int HS)
 {
-    mma_entry_backward(dqkv, dout, as_bf16(qkv), as_bf16(out), lse, B, T, NH, NKV, HS);
+    entry_backward(true, dqkv, dout, as_bf16(qkv), as_bf16(out), lse, B, T, NH, NKV, HS);
 }
 
-KCUDA_API void kcuda_flash_attention_forward_tc_a16(uint16_t *out, float *lse,
-                                                    const uint16_t *qkv, int B, int T, int NH,
-                                                    int NKV, int HS)
+KCUDA_API void kcuda_flash_attention_forward_tc_a16(uint16_t *out, float *lse, const uint16_t *qkv,
+                                                    int B, int T, int NH, int NKV, int HS)
 {
-    tc_entry_forward(as_bf16(out), lse, as_bf16(qkv), B, T, NH, NKV, HS);
+    entry_forward(false, as_bf16(out), lse, as_bf16(qkv), B, T, NH, NKV, HS);
 }
 
 KCUDA_API void kcuda_flash_attention_backward_tc_a16(float *dqkv, const float *dout,
@@ -1307,5 +1283,5 @@ KCUDA_API void kcuda_flash_attention_backward_tc_a16(float *dqkv, const float *d
                                                      const float *lse, int B, int T, int NH,
                                                      int NKV, int HS)
 {
-    tc_entry_backward(dqkv, dout, as_bf16(qkv), as_bf16(out), lse, B, T, NH, NKV, HS);
+    entry_backward(false, dqkv, dout, as_bf16(qkv), as_bf16(out), lse, B, T, NH, NKV, HS);
 }
