@@ -562,7 +562,8 @@ float *exec_model_resident(struct exec_model *m, size_t off);
 /* KV-cache generation (needs opts.kv_batch > 0). prefill resets the cache and runs B prompts
  * of the same length T (B <= kv_batch, T <= kv_seq, T <= opts.seq is NOT required); decode
  * appends one token per sequence at position kv_len. Both give the (B, Vp) logits of the last
- * position in *logits (borrowed, host memory on every backend, valid until the next call).
+ * position in *logits (borrowed, host memory on every backend, valid until the next call);
+ * logits NULL skips that copy, for a caller that reads only exec_model_argmax.
  * SW_EINVAL for bad ids or sizes, SW_ERANGE when the cache is full. */
 int exec_model_prefill(struct exec_model *m, const int *tokens, int B, int T,
                        const float **logits, struct sw_err *err);
@@ -572,9 +573,6 @@ int exec_model_decode(struct exec_model *m, const int *tokens, int B, const floa
  * last prefill or decode's logits (gen_argmax's rule, through the backend's argmax_rows), so a
  * device backend copies B ints instead of B·Vp logits. SW_EINVAL before any prefill. */
 int exec_model_argmax(struct exec_model *m, int *out, struct sw_err *err);
-/* Whether prefill and decode copy their logits to the host (the default): false leaves
- * *logits NULL and skips the copy, for a caller that reads only exec_model_argmax. */
-void exec_model_set_logits_to_host(struct exec_model *m, bool on);
 
 /* ================================================================ end of model */
 

@@ -380,7 +380,6 @@ int exec_generate(struct exec_model *m, const int *const *prompts, const int *pr
     const struct gen_sampling *sc = &o->sampling;
     bool dev_greedy = !m->be->host_memory && (sc->temperature == 0 || sc->top_k == 1);
     int *greedy = dev_greedy ? sw_xcalloc((size_t)B, sizeof(int)) : NULL;
-    exec_model_set_logits_to_host(m, !dev_greedy);
     r->B = B;
     r->max_new = o->max_new_tokens;
     r->n_new = sw_xcalloc((size_t)B, sizeof(int));
@@ -399,14 +398,15 @@ int exec_generate(struct exec_model *m, const int *const *prompts, const int *pr
     for (int b = 0; b < B; b++)
         memcpy(step + (size_t)b * T0, prompts[b], (size_t)T0 * sizeof(int));
     const float *logits = NULL;
+    const float **host_logits = dev_greedy ? NULL : &logits; /* NULL: no copy to the host */
     /* A device backend's first calls load its kernels and pick its GEMM algorithms: about
      * 0.1 s on an H200, more than the whole prefill of GPT-2 124M. One untimed prefill and
      * decode step of the same shapes first, so that the figures are the steady state's (the
      * prefill below starts the cache afresh); its time is reported as warmup_s. */
     if (!m->be->host_memory) {
         double w0 = sw_now_s();
-        if ((rc = exec_model_prefill(m, step, B, T0, &logits, err)) < 0 ||
-            (rc = exec_model_decode(m, step, B, &logits, err)) < 0 ||
+        if ((rc = exec_model_prefill(m, step, B, T0, host_logits, err)) < 0 ||
+            (rc = exec_model_decode(m, step, B, host_logits, err)) < 0 ||
             (dev_greedy && (rc = exec_model_argmax(m, greedy, err)) < 0))
             goto out;
         r->warmup_s = sw_now_s() - w0;
@@ -415,7 +415,7 @@ int exec_generate(struct exec_model *m, const int *const *prompts, const int *pr
     }
     double t0 = sw_now_s();
     int n_started = 0, n_done = 0;
-    if ((rc = exec_model_prefill(m, step, B, T0, &logits, err)) < 0 ||
+    if ((rc = exec_model_prefill(m, step, B, T0, host_logits, err)) < 0 ||
         (dev_greedy && (rc = exec_model_argmax(m, greedy, err)) < 0))
         goto out;
     r->prefill_tokens = (int64_t)B * T0;
@@ -445,7 +445,7 @@ int exec_generate(struct exec_model *m, const int *const *prompts, const int *pr
                 step[b] = r->tokens[(size_t)b * r->max_new + r->n_new[b] - 1];
             }
         }
-        if ((rc = exec_model_decode(m, step, B, &logits, err)) < 0 ||
+        if ((rc = exec_model_decode(m, step, B, host_logits, err)) < 0 ||
             (dev_greedy && (rc = exec_model_argmax(m, greedy, err)) < 0))
             goto out;
         r->decode_steps++;
@@ -473,7 +473,6 @@ int exec_generate(struct exec_model *m, const int *const *prompts, const int *pr
     }
     rc = 0;
 out:
-    exec_model_set_logits_to_host(m, true);
     free(greedy);
     free(rng);
     free(done);

@@ -192,7 +192,6 @@ struct exec_model_impl {
     bool have_fwd; /* a forward with targets waits for backward */
     int fwd_B, fwd_T;
     int kv_B;
-    bool no_host_logits; /* exec_model_set_logits_to_host(false) */
 };
 
 /* ---------------------------------------------------------------- options and validation */
@@ -2053,8 +2052,6 @@ static void kv_forward(struct exec_model *m, const int *tokens, int B, int T, in
 static const float *kv_logits_host(struct exec_model *m, int B)
 {
     struct exec_model_impl *im = m->impl;
-    if (im->no_host_logits)
-        return NULL;
     if (m->be->host_memory)
         return im->logits;
     if (!im->host_logits)
@@ -2078,7 +2075,8 @@ int exec_model_prefill(struct exec_model *m, const int *tokens, int B, int T, co
     kv_forward(m, tokens, B, T, 0);
     im->kv_B = B;
     m->kv_len = T;
-    *logits = kv_logits_host(m, B);
+    if (logits) /* NULL: the caller reads only exec_model_argmax */
+        *logits = kv_logits_host(m, B);
     return 0;
 }
 
@@ -2097,7 +2095,8 @@ int exec_model_decode(struct exec_model *m, const int *tokens, int B, const floa
         return rc;
     kv_forward(m, tokens, B, 1, m->kv_len);
     m->kv_len++;
-    *logits = kv_logits_host(m, B);
+    if (logits) /* NULL: the caller reads only exec_model_argmax */
+        *logits = kv_logits_host(m, B);
     return 0;
 }
 
@@ -2107,9 +2106,4 @@ int exec_model_argmax(struct exec_model *m, int *out, struct sw_err *err)
         return sw_errf(err, SW_EINVAL, "argmax needs a prefill or decode first");
     m->be->argmax_rows(out, m->impl->logits, m->impl->kv_B, m->V, m->Vp);
     return 0;
-}
-
-void exec_model_set_logits_to_host(struct exec_model *m, bool on)
-{
-    m->impl->no_host_logits = !on;
 }
