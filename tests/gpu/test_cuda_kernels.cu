@@ -264,14 +264,31 @@ static void test_activations(void)
     dfree_all();
 }
 
+/* RoPE tables (theta 500000) of maxT positions for head size HS, made by the CPU (cs, sn) and
+ * by the device (d_cs, d_sn, freed by dfree_all). */
+struct rope_tabs {
+    vec cs, sn;
+    float *d_cs, *d_sn;
+};
+static rope_tabs rope_tables_both(int maxT, int HS)
+{
+    rope_tabs t;
+    t.cs.resize((size_t)maxT * HS / 2);
+    t.sn.resize(t.cs.size());
+    t.d_cs = (float *)dalloc(t.cs.size() * 4);
+    t.d_sn = (float *)dalloc(t.sn.size() * 4);
+    kcpu_rope_tables(t.cs.data(), t.sn.data(), maxT, HS, 500000.0);
+    kcuda_rope_tables(t.d_cs, t.d_sn, maxT, HS, 500000.0);
+    return t;
+}
+
 static void test_rope(void)
 {
     const int B = 2, T = 11, NH = 4, NKV = 2, HS = 48, maxT = 40, pos = 7;
     const int R = (NH + 2 * NKV) * HS;
-    vec cs((size_t)maxT * HS / 2), sn((size_t)maxT * HS / 2);
-    float *d_cs = (float *)dalloc(cs.size() * 4), *d_sn = (float *)dalloc(sn.size() * 4);
-    kcpu_rope_tables(cs.data(), sn.data(), maxT, HS, 500000.0);
-    kcuda_rope_tables(d_cs, d_sn, maxT, HS, 500000.0);
+    rope_tabs rt = rope_tables_both(maxT, HS);
+    const vec &cs = rt.cs, &sn = rt.sn;
+    float *d_cs = rt.d_cs, *d_sn = rt.d_sn;
     expect_close("rope_tables cos", d_cs, cs, 1e-7);
     expect_close("rope_tables sin", d_sn, sn, 1e-7);
     vec x = rnd((size_t)B * T * R);
@@ -440,10 +457,9 @@ static void a16_rope(void)
 {
     const int B = 2, T = 11, NH = 4, NKV = 2, HS = 48, maxT = 40, pos = 7;
     const int R = (NH + 2 * NKV) * HS;
-    vec cs((size_t)maxT * HS / 2), sn((size_t)maxT * HS / 2);
-    float *d_cs = (float *)dalloc(cs.size() * 4), *d_sn = (float *)dalloc(sn.size() * 4);
-    kcpu_rope_tables(cs.data(), sn.data(), maxT, HS, 500000.0);
-    kcuda_rope_tables(d_cs, d_sn, maxT, HS, 500000.0);
+    rope_tabs rt = rope_tables_both(maxT, HS);
+    const vec &cs = rt.cs, &sn = rt.sn;
+    float *d_cs = rt.d_cs, *d_sn = rt.d_sn;
     std::vector<uint16_t> qb = a16_bits(rnd((size_t)B * T * R));
     vec qw = a16_widen(qb);
     uint16_t *d_qb = up(qb);

@@ -400,6 +400,24 @@ static void make_prompts(int B, const int *lens, int *buf, const int **ptrs, uin
     }
 }
 
+/* Whether models a and b generate the same tokens for the B prompts under o (false, with the
+ * error checked, when either fails). */
+static bool same_generation(struct exec_model *a, struct exec_model *b, const int **ptrs,
+                            const int *lens, int B, const struct gen_opts *o)
+{
+    struct gen_result ra, rb;
+    struct sw_err err;
+    int rc1 = exec_generate(a, ptrs, lens, B, o, &ra, &err);
+    CHECK_OK(rc1, &err);
+    int rc2 = exec_generate(b, ptrs, lens, B, o, &rb, &err);
+    CHECK_OK(rc2, &err);
+    bool same = rc1 == 0 && rc2 == 0 && ra.tokens && rb.tokens &&
+                memcmp(ra.tokens, rb.tokens, (size_t)B * o->max_new_tokens * sizeof(int)) == 0;
+    gen_result_release(&ra);
+    gen_result_release(&rb);
+    return same;
+}
+
 static void test_ragged_batch(void)
 {
     for (int a = 0; a < 2; a++) {
@@ -477,10 +495,8 @@ static void test_device_greedy(void)
         gen_opts_init(&o);
         o.sampling.temperature = 0;
         o.max_new_tokens = 10;
-        struct gen_result rc_, rd;
-        TRY(exec_generate(&mc, ptrs, lens, 3, &o, &rc_, &err), &err);
-        TRY(exec_generate(&md, ptrs, lens, 3, &o, &rd, &err), &err);
-        CHECK(memcmp(rc_.tokens, rd.tokens, 3 * 10 * sizeof(int)) == 0);
+        bool same = same_generation(&mc, &md, ptrs, lens, 3, &o);
+        CHECK(same);
         /* The model copies logits to the host again afterwards. */
         const float *lg = NULL;
         TRY(exec_model_prefill(&md, ptrs[0], 1, lens[0], &lg, &err), &err);
@@ -489,10 +505,7 @@ static void test_device_greedy(void)
         TRY(exec_model_argmax(&md, &am, &err), &err);
         CHECK_INT(am, gen_argmax(lg, md.V));
         printf("  %-6s device greedy (argmax on the simulator) = CPU greedy: %s\n",
-               model_arch_name(arch),
-               memcmp(rc_.tokens, rd.tokens, 3 * 10 * sizeof(int)) == 0 ? "yes" : "NO");
-        gen_result_release(&rc_);
-        gen_result_release(&rd);
+               model_arch_name(arch), same ? "yes" : "NO");
         exec_model_release(&md);
         exec_model_release(&mc);
     }
@@ -736,12 +749,7 @@ static void test_checkpoint_roundtrip(void)
             gen_opts_init(&go);
             go.sampling.top_k = 10;
             go.max_new_tokens = 10;
-            struct gen_result r1, r2;
-            TRY(exec_generate(&m, ptrs, lens, 2, &go, &r1, &err), &err);
-            TRY(exec_generate(&m2, ptrs, lens, 2, &go, &r2, &err), &err);
-            CHECK(r1.tokens && r2.tokens && memcmp(r1.tokens, r2.tokens, 20 * sizeof(int)) == 0);
-            gen_result_release(&r1);
-            gen_result_release(&r2);
+            CHECK(same_generation(&m, &m2, ptrs, lens, 2, &go));
         }
         exec_model_release(&m2);
         exec_model_release(&m);
