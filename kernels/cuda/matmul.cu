@@ -604,15 +604,21 @@ static void lp_forward(const struct lp_fmt *f, float *out, const float *inp,
  * fp32; any of the three may be NULL. A chunk's 16-bit copies sit in the scratch: dout's rows
  * (rows × OC), then, for dW, inp's rows starting 16-byte aligned (cuBLASLt's alignment): R·OC
  * rounded up to 8, then R·C, within the scratch's elements — R·(OC + C) + 7 at most. Without
- * dW the chunk is as many rows of dout as fit (chunk_rows). */
-static void lp_backward(const struct lp_fmt *f, float *dinp, float *dweight, float *dbias,
-                        const float *dout, const float *inp, const uint16_t *weight, int N,
-                        int C, int OC, void *scratch, const float *pre)
+ * dW the chunk is as many rows of dout as fit (chunk_rows).
+ * The bf16-activation form (kcuda_matmul_16_backward_a16): inp16, a bf16 inp, is read as it is
+ * (inp unused; only dout takes scratch, so chunks are chunk_rows as without dW); write: dinp is
+ * written (beta 0), not accumulated; pre16, a bf16 pre-activation, scales the written product by
+ * gelu'(pre16) in a pass of its own afterwards (cuBLASLt's DGELU epilogue reads its aux in D's
+ * type, fp32 here, and a bf16 aux beside an fp32 D is not documented to work). */
+static void lp_backward_ex(const struct lp_fmt *f, float *dinp, float *dweight, float *dbias,
+                           const float *dout, const float *inp, const uint16_t *inp16,
+                           const uint16_t *weight, int N, int C, int OC, void *scratch,
+                           const float *pre, const uint16_t *pre16, bool write)
 {
     if (N <= 0)
         return;
-    if (OC <= 0) { /* an empty product: only a written (DGELU) input gradient changes: to 0 */
-        if (pre && dinp && C > 0)
+    if (OC <= 0) { /* an empty product: only a written input gradient changes: to 0 */
+        if ((pre || pre16 || write) && dinp && C > 0)
             CUDA_CHECK(cudaMemsetAsync(dinp, 0, (size_t)N * C * sizeof(float), cuda_stream()));
         return;
     }
@@ -620,7 +626,7 @@ static void lp_backward(const struct lp_fmt *f, float *dinp, float *dweight, flo
         need_scratch(scratch, f, dweight ? "backward_weight" : "backward_input");
         int R;
         size_t g_elems = 0;
-        if (dweight) {
+        if (dweight && !inp16) {
             size_t elems = kcuda_matmul_bf16_scratch_bytes(N) / 2, width = (size_t)OC + C;
             if (elems < width + 7) {
                 fprintf(stderr, "matmul_%s: width %zu exceeds the scratch of %zu elements\n",
@@ -639,15 +645,29 @@ static void lp_backward(const struct lp_fmt *f, float *dinp, float *dweight, flo
             to_16(f, g16, dout + (size_t)r0 * OC, (size_t)rows * OC);
             if (dinp)
                 gemm_dinp(dinp + (size_t)r0 * C, g16, weight, rows, C, OC, f->type,
-                          CUBLAS_COMPUTE_32F, pre ? pre + (size_t)r0 * C : NULL, false);
-            if (dweight) {
+                          CUBLAS_COMPUTE_32F, pre ? pre + (size_t)r0 * C : NULL, write);
+            if (dweight && inp16) {
+                gemm_dweight(dweight, g16, inp16 + (size_t)r0 * C, rows, C, OC, f->type,
+                             CUBLAS_COMPUTE_32F);
+            } else if (dweight) {
                 to_16(f, x16, inp + (size_t)r0 * C, (size_t)rows * C);
                 gemm_dweight(dweight, g16, x16, rows, C, OC, f->type, CUBLAS_COMPUTE_32F);
             }
         }
+        if (pre16 && dinp)
+            dgelu_inplace(dinp, kc_bf16(pre16), (size_t)N * C);
     }
     if (dbias)
         bias_grad(dbias, dout, N, OC);
+}
+
+/* lp_backward_ex for fp32 activations. */
+static void lp_backward(const struct lp_fmt *f, float *dinp, float *dweight, float *dbias,
+                        const float *dout, const float *inp, const uint16_t *weight, int N,
+                        int C, int OC, void *scratch, const float *pre)
+{
+    lp_backward_ex(f, dinp, dweight, dbias, dout, inp, NULL, weight, N, C, OC, scratch, pre, NULL,
+                   false);
 }
 
 extern "C" void kcuda_matmul_bf16_forward(float *out, const float *inp, const uint16_t *weight,
@@ -759,44 +779,15 @@ extern "C" void kcuda_matmul_gelu_forward_a16(uint16_t *out, uint16_t *pre, cons
                  pre);
 }
 
-/* matmul_16_backward with bf16 inp and pre: each chunk of dout rows is rounded to bf16 once into
- * the scratch (rows × OC, chunk_rows) for both GEMMs; the weight gradient reads inp's rows
- * directly. The input gradient GEMMs write their rows (beta 0: the contract's dinp is written,
- * which spares the model a memset per matmul); with pre one pass scales the product by
- * gelu'(pre) afterwards: cuBLASLt's DGELU epilogue reads its aux in D's type (fp32 here), and
- * a bf16 aux beside an fp32 D is not documented to work. */
+/* matmul_16_backward with bf16 inp and pre, dinp written (which spares the model a memset per
+ * matmul): lp_backward_ex's bf16-activation form. */
 extern "C" void kcuda_matmul_16_backward_a16(float *dinp, float *dweight, float *dbias,
                                              const float *dout, const uint16_t *inp,
                                              const uint16_t *weight, const uint16_t *pre, int N,
                                              int C, int OC, void *scratch)
 {
-    const struct lp_fmt *f = &LP_BF16;
-    if (N <= 0)
-        return;
-    if (OC <= 0) { /* an empty product: the written input gradient is 0 */
-        if (dinp && C > 0)
-            CUDA_CHECK(cudaMemsetAsync(dinp, 0, (size_t)N * C * sizeof(float), cuda_stream()));
-        return;
-    }
-    if (C > 0 && (dinp || dweight)) {
-        need_scratch(scratch, f, "16_backward_a16");
-        int R = chunk_rows(f, N, OC);
-        uint16_t *g16 = (uint16_t *)scratch;
-        for (int r0 = 0; r0 < N; r0 += R) {
-            int rows = N - r0 < R ? N - r0 : R;
-            to_16(f, g16, dout + (size_t)r0 * OC, (size_t)rows * OC);
-            if (dinp)
-                gemm_dinp(dinp + (size_t)r0 * C, g16, weight, rows, C, OC, f->type,
-                          CUBLAS_COMPUTE_32F, NULL, true);
-            if (dweight)
-                gemm_dweight(dweight, g16, inp + (size_t)r0 * C, rows, C, OC, f->type,
-                             CUBLAS_COMPUTE_32F);
-        }
-        if (pre && dinp)
-            dgelu_inplace(dinp, kc_bf16(pre), (size_t)N * C);
-    }
-    if (dbias)
-        bias_grad(dbias, dout, N, OC);
+    lp_backward_ex(&LP_BF16, dinp, dweight, dbias, dout, NULL, inp, weight, N, C, OC, scratch,
+                   NULL, pre, true);
 }
 
 /* The head's backward from the bf16 logits' gradient (softmax_ce_a16 leaves it in place): every
