@@ -501,24 +501,21 @@ KCUDA_API void kcuda_flash_attention_forward_a16(uint16_t *out, float *lse, cons
     else if (kcuda_flash_attention_tc_enabled(HS))
         kcuda_flash_attention_forward_tc_a16(out, lse, qkv, B, T, NH, NKV, HS);
     else
-        flash_forward<__nv_bfloat16>(reinterpret_cast<__nv_bfloat16 *>(out), lse,
-                                     reinterpret_cast<const __nv_bfloat16 *>(qkv), B, T, NH, NKV,
-                                     HS);
+        flash_forward<__nv_bfloat16>(kc_bf16(out), lse, kc_bf16(qkv), B, T, NH, NKV, HS);
 }
 
 KCUDA_API void kcuda_flash_attention_backward_a16(float *dqkv, const float *dout,
                                                   const uint16_t *qkv, const uint16_t *out,
-                                                  const float *lse, int B, int T, int NH,
-                                                  int NKV, int HS)
+                                                  const float *lse, int B, int T, int NH, int NKV,
+                                                  int HS)
 {
     if (kcuda_flash_attention_mma_enabled(HS))
         kcuda_flash_attention_backward_mma_a16(dqkv, dout, qkv, out, lse, B, T, NH, NKV, HS);
     else if (kcuda_flash_attention_tc_enabled(HS))
         kcuda_flash_attention_backward_tc_a16(dqkv, dout, qkv, out, lse, B, T, NH, NKV, HS);
     else
-        flash_backward<__nv_bfloat16, float>(
-            dqkv, dout, reinterpret_cast<const __nv_bfloat16 *>(qkv),
-            reinterpret_cast<const __nv_bfloat16 *>(out), lse, B, T, NH, NKV, HS);
+        flash_backward<__nv_bfloat16, float>(dqkv, dout, kc_bf16(qkv), kc_bf16(out), lse, B, T, NH,
+                                             NKV, HS);
 }
 
 /* ---------------------------------------------------------------- materialised attention */
@@ -888,17 +885,14 @@ KCUDA_API void kcuda_kv_cache_append_c16(uint16_t *k_cache, uint16_t *v_cache, c
                                          int B, int T_new, int pos, int NH, int NKV, int HS,
                                          int cache_T)
 {
-    kv_cache_append<float, __nv_bfloat16>(reinterpret_cast<__nv_bfloat16 *>(k_cache),
-                                          reinterpret_cast<__nv_bfloat16 *>(v_cache), qkv, B,
-                                          T_new, pos, NH, NKV, HS, cache_T);
+    kv_cache_append<float, __nv_bfloat16>(kc_bf16(k_cache), kc_bf16(v_cache), qkv, B, T_new, pos,
+                                          NH, NKV, HS, cache_T);
 }
 
 KCUDA_API void kcuda_attention_decode_c16(float *out, const float *qkv, const uint16_t *k_cache,
                                           const uint16_t *v_cache, int B, int T_new, int pos,
                                           int NH, int NKV, int HS, int cache_T)
 {
-    attention_decode<float, __nv_bfloat16>(out, qkv,
-                                           reinterpret_cast<const __nv_bfloat16 *>(k_cache),
-                                           reinterpret_cast<const __nv_bfloat16 *>(v_cache), B,
-                                           T_new, pos, NH, NKV, HS, cache_T);
+    attention_decode<float, __nv_bfloat16>(out, qkv, kc_bf16(k_cache), kc_bf16(v_cache), B, T_new,
+                                           pos, NH, NKV, HS, cache_T);
 }

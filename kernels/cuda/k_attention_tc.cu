@@ -1248,20 +1248,12 @@ KCUDA_API void kcuda_flash_attention_backward_tc(float *dqkv, const float *dout,
     entry_backward(false, dqkv, dout, qkv, out, lse, B, T, NH, NKV, HS);
 }
 
-/* bf16 q, k, v and O (uint16_t in the C interface: the bits of __nv_bfloat16). */
-static bf16 *as_bf16(uint16_t *p)
-{
-    return reinterpret_cast<bf16 *>(p);
-}
-static const bf16 *as_bf16(const uint16_t *p)
-{
-    return reinterpret_cast<const bf16 *>(p);
-}
+/* bf16 q, k, v and O (uint16_t in the C interface: the bits of __nv_bfloat16, kc_bf16). */
 
 KCUDA_API void kcuda_flash_attention_forward_mma_a16(uint16_t *out, float *lse, const uint16_t *qkv,
                                                      int B, int T, int NH, int NKV, int HS)
 {
-    entry_forward(true, as_bf16(out), lse, as_bf16(qkv), B, T, NH, NKV, HS);
+    entry_forward(true, kc_bf16(out), lse, kc_bf16(qkv), B, T, NH, NKV, HS);
 }
 
 KCUDA_API void kcuda_flash_attention_backward_mma_a16(float *dqkv, const float *dout,
@@ -1269,13 +1261,13 @@ KCUDA_API void kcuda_flash_attention_backward_mma_a16(float *dqkv, const float *
                                                       const float *lse, int B, int T, int NH,
                                                       int NKV, int HS)
 {
-    entry_backward(true, dqkv, dout, as_bf16(qkv), as_bf16(out), lse, B, T, NH, NKV, HS);
+    entry_backward(true, dqkv, dout, kc_bf16(qkv), kc_bf16(out), lse, B, T, NH, NKV, HS);
 }
 
 KCUDA_API void kcuda_flash_attention_forward_tc_a16(uint16_t *out, float *lse, const uint16_t *qkv,
                                                     int B, int T, int NH, int NKV, int HS)
 {
-    entry_forward(false, as_bf16(out), lse, as_bf16(qkv), B, T, NH, NKV, HS);
+    entry_forward(false, kc_bf16(out), lse, kc_bf16(qkv), B, T, NH, NKV, HS);
 }
 
 KCUDA_API void kcuda_flash_attention_backward_tc_a16(float *dqkv, const float *dout,
@@ -1283,5 +1275,5 @@ KCUDA_API void kcuda_flash_attention_backward_tc_a16(float *dqkv, const float *d
                                                      const float *lse, int B, int T, int NH,
                                                      int NKV, int HS)
 {
-    entry_backward(false, dqkv, dout, as_bf16(qkv), as_bf16(out), lse, B, T, NH, NKV, HS);
+    entry_backward(false, dqkv, dout, kc_bf16(qkv), kc_bf16(out), lse, B, T, NH, NKV, HS);
 }
