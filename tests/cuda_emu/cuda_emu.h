@@ -559,6 +559,46 @@ static inline void mma_sync(fragment<accumulator, 16, 16, 16, T, void> &d,
 } // namespace wmma
 } // namespace nvcuda
 
+/* ---------------------------------------------------------------- cp.async and ldmatrix */
+
+/* What the kernels' PTX helpers (kernels/cuda/k_attention_tc.cuh) call where there is no PTX.
+ *  - cp.async (16 bytes, global to shared): the copy is queued by the issuing thread and carried
+ *    out only when its cp.async.wait_group lets it complete (a group of copies is closed by
+ *    commit_group; wait_group n completes all but the n newest closed groups), so a read of the
+ *    destination before that wait, or by another thread before the barrier after it, sees the
+ *    poisoned or the previous bytes. The source must be device memory and the destination
+ *    shared memory, both 16-byte aligned; copies still queued when the thread exits abort the
+ *    launch (the kernel forgot a wait).
+ *  - ldmatrix.sync.aligned.m8n8.x4[.trans].shared.b16: lane l names row l%8 of 8×8 matrix l/8
+ *    (16-byte aligned shared memory); register m of lane l gets matrix m's elements (l/4,
+ *    2·(l%4)) and (l/4, 2·(l%4)+1), or with .trans (2·(l%4), l/4) and (2·(l%4)+1, l/4), the
+ *    first in the low 16 bits (PTX ISA, "Warp-level matrix load instruction: ldmatrix"). The
+ *    row addresses travel between lanes through shuffles, a warp barrier as on the hardware. */
+void emu_cp_async16(void *dst, const void *src);
+void emu_cp_async_commit(void);
+void emu_cp_async_wait(int newest_pending);
+void emu_ldmatrix_check(const void *row);
+
+static inline void emu_ldmatrix_x4(uint32_t (&r)[4], const void *row, bool trans)
+{
+    emu_ldmatrix_check(row);
+    const unsigned char *mine = static_cast<const unsigned char *>(row);
+    int lane = emu_lane(), i = lane >> 2, j = lane & 3;
+    for (int m = 0; m < 4; m++) {
+        if (!trans) {
+            const unsigned char *p = __shfl_sync(0xffffffffu, mine, 8 * m + i);
+            memcpy(&r[m], p + 4 * j, 4);
+        } else {
+            const unsigned char *p0 = __shfl_sync(0xffffffffu, mine, 8 * m + 2 * j);
+            const unsigned char *p1 = __shfl_sync(0xffffffffu, mine, 8 * m + 2 * j + 1);
+            uint16_t lo, hi;
+            memcpy(&lo, p0 + 2 * i, 2);
+            memcpy(&hi, p1 + 2 * i, 2);
+            r[m] = (uint32_t)lo | (uint32_t)hi << 16;
+        }
+    }
+}
+
 /* ---------------------------------------------------------------- launches */
 
 /* The dynamic shared memory of the running launch (cu2cpp.pl rewrites `extern __shared__`). */

@@ -552,6 +552,14 @@ struct fiber {
     uint3 tid;
     int lane, warp;
     unsigned exchanges; /* warp exchanges so far: their parity picks the slot buffer */
+    /* cp.async copies not carried out yet: group -1 until a commit closes it */
+    struct copy {
+        void *dst;
+        const void *src;
+        long group;
+    };
+    std::vector<copy> copies;
+    long groups; /* groups closed so far */
     void *asan_fake;    /* ASan's fake-stack handle while the fiber is switched out */
 };
 
@@ -617,6 +625,56 @@ int emu_lane(void)
 void *emu_dyn_smem(void)
 {
     return g_dyn_smem;
+}
+
+/* Whether [p, p+bytes) lies in the block's shared memory (dynamic or static). */
+static bool shared_span(const void *p, size_t bytes)
+{
+    const unsigned char *c = static_cast<const unsigned char *>(p);
+    unsigned char *s0 = __start_emu_shared, *s1 = __stop_emu_shared;
+    if (g_dyn_smem && c >= g_dyn_smem && c + bytes <= g_dyn_smem + g_dyn_bytes)
+        return true;
+    return s0 && c >= s0 && c + bytes <= s1;
+}
+
+void emu_cp_async16(void *dst, const void *src)
+{
+    fiber &f = cur("cp.async");
+    if (((uintptr_t)dst & 15) || ((uintptr_t)src & 15) || !shared_span(dst, 16) ||
+        !emu_device_span(src, 16))
+        emu_die("cp.async: the source must be 16-byte aligned device memory and the "
+                "destination 16-byte aligned shared memory");
+    f.copies.push_back({dst, src, -1});
+}
+
+void emu_cp_async_commit(void)
+{
+    fiber &f = cur("cp.async.commit_group");
+    for (fiber::copy &c : f.copies)
+        if (c.group < 0)
+            c.group = f.groups;
+    f.groups++;
+}
+
+void emu_cp_async_wait(int newest_pending)
+{
+    fiber &f = cur("cp.async.wait_group");
+    long done_below = f.groups - newest_pending; /* groups older than this complete */
+    std::vector<fiber::copy> keep;
+    for (const fiber::copy &c : f.copies) {
+        if (c.group >= 0 && c.group < done_below)
+            memcpy(c.dst, c.src, 16);
+        else
+            keep.push_back(c);
+    }
+    f.copies.swap(keep);
+}
+
+void emu_ldmatrix_check(const void *row)
+{
+    (void)cur("ldmatrix");
+    if (((uintptr_t)row & 15) || !shared_span(row, 16))
+        emu_die("ldmatrix: a row address is not 16-byte aligned shared memory");
 }
 
 /* Back to the scheduler; returns when the scheduler resumes this fiber. */
@@ -771,6 +829,8 @@ void emu_wmma_check(const void *p, unsigned ldm, size_t elem_bytes, const char *
  * scheduler re-arms it for another block or launch. */
 static void fiber_exit(fiber &f)
 {
+    if (!f.copies.empty())
+        emu_die("cp.async copies still pending at thread exit (no cp.async.wait_group for them)");
     f.state = F_DONE;
     g_done++;
     warp_state &w = g_warps[(size_t)f.warp];
@@ -888,6 +948,8 @@ static void run_block(bool reverse)
         f.state = F_READY;
         f.wait = W_NONE;
         f.exchanges = 0;
+        f.copies.clear();
+        f.groups = 0;
     }
     while (g_done < g_nthreads) {
         bool ran = false;

@@ -10,7 +10,8 @@
  * case; tensor-core attention without the T = 1024 and GPT-2-sized timing runs; the gradient
  * norm on 300 K elements instead of 1 M). Added here: the one-launch SGD updates the GPU test
  * does not cover, and a self-test of the emulation (barriers, shuffles, ballot, per-block
- * shared memory, launch checks, deadlock detection, and that a missing __syncthreads shows).
+ * shared memory, cp.async and ldmatrix, launch checks, deadlock detection, and that a missing
+ * __syncthreads shows).
  * The matmuls: tests/gpu/test_cuda_backend.c's cases (through tests/cuda_emu/backend_cases.c and
  * a backend table of the kcuda_matmul_* entries), a self-test of the cuBLASLt fake (against a
  * double-precision GEMM, and its refusals of misuse), and matmul.cu's own logic: GEMMs per
@@ -90,6 +91,42 @@ static void emu_k_dyn(float *out)
     out[threadIdx.x] = sm[blockDim.x - 1 - threadIdx.x];
 }
 
+/* cp.async (one warp, 32 × 16 bytes of src into shared memory): before[t] is the first word
+ * of thread t's destination read after commit but before the wait (still the poison), after[t]
+ * the same word after wait_group 0 and a barrier, read by another thread's slot. */
+static void emu_k_cp_async(const uint32_t *src, uint32_t *before, uint32_t *after)
+{
+    __shared__ __attribute__((aligned(16))) uint32_t s[32 * 4];
+    int t = (int)threadIdx.x;
+    emu_cp_async16(s + 4 * t, src + 4 * t);
+    emu_cp_async_commit();
+    before[t] = s[4 * t];
+    emu_cp_async_wait(0);
+    __syncthreads();
+    after[t] = s[4 * ((t + 1) & 31) + 1];
+}
+
+/* ldmatrix.x4 on four 8×8 b16 matrices whose element (m, r, c) is 256·m + 16·r + c, each row at
+ * its own 16-byte aligned slot (row pitch 24 elements: rows need not be adjacent); every lane
+ * names its row. out[32·m + lane] plain, out[128 + 32·m + lane] transposed. */
+static void emu_k_ldmatrix(uint32_t *out)
+{
+    __shared__ __attribute__((aligned(16))) uint16_t s[4 * 8 * 24];
+    int l = (int)threadIdx.x;
+    for (int e = l; e < 4 * 8 * 8; e += 32) {
+        int m = e / 64, r = e / 8 % 8, c = e % 8;
+        s[(m * 8 + r) * 24 + c] = (uint16_t)(256 * m + 16 * r + c);
+    }
+    __syncwarp();
+    uint32_t r[4], rt[4];
+    emu_ldmatrix_x4(r, s + ((l / 8) * 8 + l % 8) * 24, false);
+    emu_ldmatrix_x4(rt, s + ((l / 8) * 8 + l % 8) * 24, true);
+    for (int m = 0; m < 4; m++) {
+        out[32 * m + l] = r[m];
+        out[128 + 32 * m + l] = rt[m];
+    }
+}
+
 /* Half of each warp waits at __syncthreads, the other half at __syncwarp: no thread can go on. */
 static void emu_k_deadlock(void)
 {
@@ -140,6 +177,37 @@ static void test_emulation(void)
     }
     CHECK_INT(bad, 0);
     printf("  %-44s %s\n", "emulation: shuffles, ballot", bad ? "WRONG" : "ok");
+
+    /* cp.async lands at its wait, not before; ldmatrix's register layout (PTX ISA: register m
+     * of lane l holds matrix m's elements (l/4, 2(l%4)) and (l/4, 2(l%4)+1), the first in the
+     * low half; .trans: (2(l%4), l/4) and (2(l%4)+1, l/4)). */
+    std::vector<uint32_t> src(128), before(32), after(32);
+    for (int i = 0; i < 128; i++)
+        src[(size_t)i] = 0xabc00000u + (uint32_t)i;
+    uint32_t *d_src = nullptr;
+    CHECK_INT(cudaMalloc((void **)&d_src, 128 * 4), cudaSuccess);
+    CHECK_INT(cudaMemcpy(d_src, src.data(), 128 * 4, cudaMemcpyHostToDevice), cudaSuccess);
+    emu_launch(emu_cfg(1, 32), emu_k_cp_async, (const uint32_t *)d_src, before.data(),
+               after.data());
+    CHECK_INT(cudaFree(d_src), cudaSuccess);
+    bad = 0;
+    for (int t = 0; t < 32; t++)
+        bad += before[(size_t)t] != 0xffffffffu ||
+               after[(size_t)t] != src[(size_t)(4 * ((t + 1) & 31) + 1)];
+    CHECK_INT(bad, 0);
+    printf("  %-44s %s\n", "emulation: cp.async lands at its wait", bad ? "WRONG" : "ok");
+    std::vector<uint32_t> lm(256);
+    emu_launch(emu_cfg(1, 32), emu_k_ldmatrix, lm.data());
+    bad = 0;
+    for (int m = 0; m < 4; m++)
+        for (int l = 0; l < 32; l++) {
+            uint32_t e0 = 256u * m + 16u * (l / 4) + 2u * (l % 4);
+            uint32_t t0 = 256u * m + 16u * (2u * (l % 4)) + (uint32_t)(l / 4);
+            bad += lm[(size_t)(32 * m + l)] != (e0 | (e0 + 1) << 16);
+            bad += lm[(size_t)(128 + 32 * m + l)] != (t0 | (t0 + 16) << 16);
+        }
+    CHECK_INT(bad, 0);
+    printf("  %-44s %s\n", "emulation: ldmatrix.x4 (.trans) layouts", bad ? "WRONG" : "ok");
 
     /* Launch checks: too many threads; > 48 KiB of dynamic shared memory without opt-in. */
     emu_launch(emu_cfg(1, 2048), emu_k_dyn, w.data());
