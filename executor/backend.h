@@ -313,12 +313,16 @@ struct backend {
     void (*rope_forward_a16)(uint16_t *x, const float *cos_tab, const float *sin_tab, int B, int T,
                              int row_stride, int n_heads, int HS, int maxT, int pos_offset);
     /* flash_attention_forward_16 / _backward_16 reading bf16 q, k, v (and the bf16 output O in
-     * the backward's rowsum(dO ⊙ O)), writing a bf16 O; lse, dO and dqkv fp32. */
+     * the backward's rowsum(dO ⊙ O)), writing a bf16 O; lse, dO and dqkv fp32. The backward
+     * may use `scratch` (scratch_bytes, any contents, clobbered; NULL for none): the CUDA
+     * plugin's fastest kernels need B·T·NH·HS·2 + B·NH·T·4 bytes, 16-byte aligned, for dO in
+     * bf16 and rowsum(dO ⊙ O), and use slower ones without. */
     void (*flash_attention_forward_a16)(uint16_t *out, float *lse, const uint16_t *qkv, int B,
                                         int T, int NH, int NKV, int HS);
     void (*flash_attention_backward_a16)(float *dqkv, const float *dout, const uint16_t *qkv,
-                                         const uint16_t *out, const float *lse, int B, int T,
-                                         int NH, int NKV, int HS);
+                                         const uint16_t *out, const float *lse, void *scratch,
+                                         size_t scratch_bytes, int B, int T, int NH, int NKV,
+                                         int HS);
     /* The logits in bf16 too (the head writes them with matmul_a16_forward's bf16 output):
      * softmax_ce on bf16 logits (widened; the loss in fp32 as softmax_ce's; with want_grad the
      * gradient written in place rounded to bf16), and the head's backward from that bf16
@@ -405,7 +409,7 @@ const struct backend *backend_for_device(bool cuda, struct sw_err *err);
 
 /* Layout version of struct backend, checked by the CUDA plugin (with sizeof(struct backend)):
  * bump it when an entry is added, removed or changes its signature. */
-#define BACKEND_API_VERSION 11
+#define BACKEND_API_VERSION 12
 
 /* matmul_gelu_forward's weight formats. */
 enum backend_wfmt { BACKEND_WFMT_FP32, BACKEND_WFMT_BF16, BACKEND_WFMT_FP16 };

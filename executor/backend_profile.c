@@ -257,8 +257,9 @@ static const char *const class_names[PC_COUNT] = {
       (out, lse, qkv, B, T, NH, NKV, HS))                                                          \
     X(flash_attention_backward_a16, PC_ATTENTION,                                                  \
       (float *dqkv, const float *dout, const uint16_t *qkv, const uint16_t *out,                  \
-       const float *lse, int B, int T, int NH, int NKV, int HS),                                   \
-      (dqkv, dout, qkv, out, lse, B, T, NH, NKV, HS))                                              \
+       const float *lse, void *scratch, size_t scratch_bytes, int B, int T, int NH, int NKV,      \
+       int HS),                                                                                    \
+      (dqkv, dout, qkv, out, lse, scratch, scratch_bytes, B, T, NH, NKV, HS))                      \
     X(argmax_rows, PC_EMBED_LOSS, (int *out, const float *x, int rows, int V, int ld),            \
       (out, x, rows, V, ld))                                                                       \
     X(matmul_a16_backward_d16, PC_MATMUL,                                                          \

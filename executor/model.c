@@ -1860,8 +1860,10 @@ static void layer_backward_a16(struct exec_model *m, int l, int B, int T)
 
     mm_backward_a16(m, l, MM_O, im->datty, dres, a->atty_16, NULL, N, im->dqkv);
     be->memset(im->dqkv, 0, (size_t)N * im->QKV * sizeof(float));
-    be->flash_attention_backward_a16(im->dqkv, im->datty, a->qkv_16, a->atty_16, a->lse, B, T,
-                                     m->NH, m->NKV, m->HS);
+    /* The MLP's d(fch) is idle from here to the next layer: the attention backward's scratch. */
+    be->flash_attention_backward_a16(im->dqkv, im->datty, a->qkv_16, a->atty_16, a->lse, im->dfch,
+                                     (size_t)N * im->F2 * sizeof(float), B, T, m->NH, m->NKV,
+                                     m->HS);
     if (im->rope)
         be->rope_backward(im->dqkv, im->rope_cos, im->rope_sin, B, T, im->QKV, m->NH + m->NKV,
                           m->HS, im->ropeT, 0);

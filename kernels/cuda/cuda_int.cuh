@@ -266,6 +266,24 @@ KCUDA_API void kcuda_flash_attention_backward_tc_a16(float *dqkv, const float *d
                                                      const uint16_t *qkv, const uint16_t *out,
                                                      const float *lse, int B, int T, int NH,
                                                      int NKV, int HS);
+/* The pipelined mma.sync kernels (k_attention_tc.cu: cp.async double buffering, ldmatrix,
+ * a preparation pass for the backward), bf16 activations only, the mma.sync kernels' results
+ * bit for bit. _supported: HS 64 or 128 on sm_80+ with enough opt-in shared memory; _enabled:
+ * that, unless SCALEWISE_CUDA_ATTENTION names another family. They need 16-byte aligned qkv
+ * (_aligned), and the backward scratch of _scratch_bytes (dO in bf16 and D), 16-byte aligned;
+ * calling them otherwise aborts. */
+KCUDA_API bool kcuda_flash_attention_pipe_supported(int HS);
+KCUDA_API bool kcuda_flash_attention_pipe_enabled(int HS);
+KCUDA_API bool kcuda_flash_attention_pipe_aligned(const void *p);
+KCUDA_API size_t kcuda_flash_attention_pipe_scratch_bytes(int B, int T, int NH, int HS);
+KCUDA_API void kcuda_flash_attention_forward_pipe_a16(uint16_t *out, float *lse,
+                                                      const uint16_t *qkv, int B, int T, int NH,
+                                                      int NKV, int HS);
+KCUDA_API void kcuda_flash_attention_backward_pipe_a16(float *dqkv, const float *dout,
+                                                       const uint16_t *qkv, const uint16_t *out,
+                                                       const float *lse, void *scratch,
+                                                       size_t scratch_bytes, int B, int T, int NH,
+                                                       int NKV, int HS);
 KCUDA_API void kcuda_kv_cache_append(float *k_cache, float *v_cache, const float *qkv, int B,
                                      int T_new, int pos, int NH, int NKV, int HS, int cache_T);
 KCUDA_API void kcuda_attention_decode(float *out, const float *qkv, const float *k_cache,
@@ -315,7 +333,8 @@ KCUDA_API void kcuda_flash_attention_forward_a16(uint16_t *out, float *lse, cons
                                                  int B, int T, int NH, int NKV, int HS);
 KCUDA_API void kcuda_flash_attention_backward_a16(float *dqkv, const float *dout,
                                                   const uint16_t *qkv, const uint16_t *out,
-                                                  const float *lse, int B, int T, int NH,
+                                                  const float *lse, void *scratch,
+                                                  size_t scratch_bytes, int B, int T, int NH,
                                                   int NKV, int HS);
 
 /* k_*.cu: fused classifier */

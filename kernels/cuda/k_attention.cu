@@ -21,10 +21,11 @@
  * O) and the gradients' (dO, dqkv) apart, so bf16 activations can meet fp32 gradients (the _a16
  * entries), and the KV-cache kernels take qkv's type and the cache's apart, so fp32 activations
  * can keep a bf16 cache (the _c16 entries). They use scalar fp32 FMAs with warp shuffles, not
- * tensor cores: correct, and the fp32 plans' attention. The 16-bit plans' entries (_16, and _a16 with bf16 activations) hand
- * over to the tensor-core kernels of k_attention_tc.cu (mma.sync, else WMMA) where the head
- * size (64, 128) and device allow, unless SCALEWISE_CUDA_ATTENTION=fma (2.2× faster for GPT-2
- * 124M training on an H200). */
+ * tensor cores: correct, and the fp32 plans' attention. The 16-bit plans' entries (_16, and
+ * _a16 with bf16 activations) hand over to the tensor-core kernels of k_attention_tc.cu
+ * (pipelined mma.sync for _a16 where qkv is aligned and the backward has scratch, else mma.sync,
+ * else WMMA) where the head size (64, 128) and device allow, unless SCALEWISE_CUDA_ATTENTION=fma
+ * (2.2× faster for GPT-2 124M training on an H200). */
 #include "kernels/cuda/cuda_int.cuh"
 #include "kernels/cuda/k_common.cuh"
 
@@ -496,7 +497,9 @@ void kcuda_flash_attention_backward_bf16(__nv_bfloat16 *dqkv, const __nv_bfloat1
 KCUDA_API void kcuda_flash_attention_forward_a16(uint16_t *out, float *lse, const uint16_t *qkv,
                                                  int B, int T, int NH, int NKV, int HS)
 {
-    if (kcuda_flash_attention_mma_enabled(HS))
+    if (kcuda_flash_attention_pipe_enabled(HS) && kcuda_flash_attention_pipe_aligned(qkv))
+        kcuda_flash_attention_forward_pipe_a16(out, lse, qkv, B, T, NH, NKV, HS);
+    else if (kcuda_flash_attention_mma_enabled(HS))
         kcuda_flash_attention_forward_mma_a16(out, lse, qkv, B, T, NH, NKV, HS);
     else if (kcuda_flash_attention_tc_enabled(HS))
         kcuda_flash_attention_forward_tc_a16(out, lse, qkv, B, T, NH, NKV, HS);
@@ -506,10 +509,16 @@ KCUDA_API void kcuda_flash_attention_forward_a16(uint16_t *out, float *lse, cons
 
 KCUDA_API void kcuda_flash_attention_backward_a16(float *dqkv, const float *dout,
                                                   const uint16_t *qkv, const uint16_t *out,
-                                                  const float *lse, int B, int T, int NH, int NKV,
-                                                  int HS)
+                                                  const float *lse, void *scratch,
+                                                  size_t scratch_bytes, int B, int T, int NH,
+                                                  int NKV, int HS)
 {
-    if (kcuda_flash_attention_mma_enabled(HS))
+    if (kcuda_flash_attention_pipe_enabled(HS) && kcuda_flash_attention_pipe_aligned(qkv) &&
+        kcuda_flash_attention_pipe_aligned(scratch) &&
+        scratch_bytes >= kcuda_flash_attention_pipe_scratch_bytes(B, T, NH, HS))
+        kcuda_flash_attention_backward_pipe_a16(dqkv, dout, qkv, out, lse, scratch, scratch_bytes,
+                                                B, T, NH, NKV, HS);
+    else if (kcuda_flash_attention_mma_enabled(HS))
         kcuda_flash_attention_backward_mma_a16(dqkv, dout, qkv, out, lse, B, T, NH, NKV, HS);
     else if (kcuda_flash_attention_tc_enabled(HS))
         kcuda_flash_attention_backward_tc_a16(dqkv, dout, qkv, out, lse, B, T, NH, NKV, HS);

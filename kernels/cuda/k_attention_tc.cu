@@ -1046,6 +1046,592 @@ __global__ void __launch_bounds__(TC_THREADS)
 #endif
 }
 
+/* ---------------------------------------------------------------- pipelined mma.sync kernels
+ *
+ * The mma.sync kernels' arithmetic for bf16 q, k, v (the _a16 entries), with FlashAttention-2's
+ * data movement. The same products in the same order and the same softmax, so on the same
+ * inputs they give the mma.sync kernels' results bit for bit (tests/gpu/test_cuda_kernels.cu
+ * checks it); what changes is how operands reach the tensor cores:
+ *  - q, k, v (and the backward's dO) tiles are copied into shared memory by cp.async, 16 bytes
+ *    a thread, without passing through registers, and double-buffered: the next key tile
+ *    (forward, dq) or query tile (dk/dv) is in flight while the current one is multiplied;
+ *  - every operand fragment is one ldmatrix.x4 from a row-major tile (one 16×16 A fragment, or
+ *    the B fragments of two 8-column tiles); .trans serves the operands whose k is a row index
+ *    (V in P·V, K in dS·K, dO in dV, Q in dK), so there are no transposed tiles and none of
+ *    their bank-conflicted element stores;
+ *  - the backward runs a preparation pass first (pp_prep_kernel): dO rounded to bf16 and
+ *    D_t = dO_t·O_t computed once per row into the caller's scratch, where the mma.sync dk/dv
+ *    kernel recomputed D for every (key tile, query tile) pair with 16 serial warp
+ *    reductions and converted the fp32 dO tile each time. Without scratch the entries use the
+ *    mma.sync kernels.
+ * Rows >= T of a tile are zeros, stored directly (no copy issued for them).
+ * Shared memory (PP tile: 64 × (HS + 8) bf16, 9,216 or 17,408 bytes; 16-byte rows, so every
+ * ldmatrix row address is aligned, and a 144- or 272-byte row pitch puts the 8 rows of one
+ * 8×8 matrix in distinct bank groups):
+ *              HS = 64   HS = 128
+ *    forward    46,080     87,040   q; k, v double-buffered
+ *    dq         55,808    104,960   q, dO; k, v double-buffered; lse, D of 64 rows
+ *    dk/dv      55,808    104,960   k, v; q, dO double-buffered; lse, D
+ * sm_86 and sm_89 (99 KiB opt-in) take HS 64 only; A100, H100 and H200 both.
+ * Not yet run on a GPU (written without one, 2026-11-28): tested in the CUDA emulation, where a
+ * cp.async copy lands only at its wait_group and ldmatrix follows the documented layouts
+ * (tests/cuda_emu/cuda_emu.h). SCALEWISE_CUDA_ATTENTION=mma selects the mma.sync kernels. */
+
+#if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 800
+/* 16 bytes global -> shared, asynchronous (cp.async.cg: cached in L2 only). */
+static __device__ __forceinline__ void pp_cp16(void *smem, const void *gmem)
+{
+#if defined(__CUDA_ARCH__)
+    unsigned s = (unsigned)__cvta_generic_to_shared(smem);
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(s), "l"(gmem) : "memory");
+#elif defined(SW_CUDA_EMU_H)
+    emu_cp_async16(smem, gmem);
+#else
+    (void)smem;
+    (void)gmem;
+#endif
+}
+
+/* Closes the group of this thread's copies issued since the last commit. */
+static __device__ __forceinline__ void pp_commit(void)
+{
+#if defined(__CUDA_ARCH__)
+    asm volatile("cp.async.commit_group;\n" ::: "memory");
+#elif defined(SW_CUDA_EMU_H)
+    emu_cp_async_commit();
+#endif
+}
+
+/* Waits until at most N of this thread's closed groups are still in flight (the newest N);
+ * other threads' copies are visible only after a barrier that follows their waits. */
+template <int N> static __device__ __forceinline__ void pp_wait(void)
+{
+#if defined(__CUDA_ARCH__)
+    asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
+#elif defined(SW_CUDA_EMU_H)
+    emu_cp_async_wait(N);
+#endif
+}
+
+/* ldmatrix.x4: lane l names row l%8 of 8×8 matrix l/8; r[m] gets this lane's pair of matrix m
+ * (the mma fragment layout; with TRANS, of the matrix transposed). */
+template <bool TRANS>
+static __device__ __forceinline__ void pp_ldsm4(uint32_t (&r)[4], const bf16 *row)
+{
+#if defined(__CUDA_ARCH__)
+    unsigned s = (unsigned)__cvta_generic_to_shared(row);
+    if constexpr (TRANS)
+        asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+                     : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                     : "r"(s));
+    else
+        asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+                     : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                     : "r"(s));
+#elif defined(SW_CUDA_EMU_H)
+    emu_ldmatrix_x4(r, row, TRANS);
+#else
+    (void)row;
+    r[0] = r[1] = r[2] = r[3] = 0;
+#endif
+}
+
+/* The A fragment of rows r0..r0+15, columns k0..k0+15 of a row-major tile (row stride ld):
+ * matrices (rows +0, cols +0), (+8, +0), (+0, +8), (+8, +8) = a0..a3. */
+static __device__ __forceinline__ void pp_frag_a(uint32_t (&a)[4], const bf16 *tile, int ld,
+                                                 int r0, int k0)
+{
+    int lane = threadIdx.x & 31, m = lane >> 3, i = lane & 7;
+    pp_ldsm4<false>(a, tile + (size_t)(r0 + i + 8 * (m & 1)) * ld + k0 + 8 * (m >> 1));
+}
+
+/* The B fragments of the k-step k0..k0+15 for the 8-column tiles n0 (b[0], b[1]) and n0 + 8
+ * (b[2], b[3]) from a tile stored n-major (element (k, n) at tile[n·ld + k]: a row-major X for
+ * B = Xᵀ). */
+static __device__ __forceinline__ void pp_frag_b2(uint32_t (&b)[4], const bf16 *tile, int ld,
+                                                  int n0, int k0)
+{
+    int lane = threadIdx.x & 31, m = lane >> 3, i = lane & 7;
+    pp_ldsm4<false>(b, tile + (size_t)(n0 + i + 8 * (m >> 1)) * ld + k0 + 8 * (m & 1));
+}
+
+/* The same from a tile stored k-major (element (k, n) at tile[k·ld + n]: a row-major X for
+ * B = X), through the transposing load. */
+static __device__ __forceinline__ void pp_frag_b2t(uint32_t (&b)[4], const bf16 *tile, int ld,
+                                                   int n0, int k0)
+{
+    int lane = threadIdx.x & 31, m = lane >> 3, i = lane & 7;
+    pp_ldsm4<true>(b, tile + (size_t)(k0 + i + 8 * (m & 1)) * ld + n0 + 8 * (m >> 1));
+}
+
+/* d0 += a·(b[0], b[1]) and d1 += a·(b[2], b[3]): two 8-column tiles from one pp_frag_b2(t). */
+static __device__ __forceinline__ void pp_mma2(float (&d0)[4], float (&d1)[4],
+                                               const uint32_t (&a)[4], const uint32_t (&b)[4])
+{
+    const uint32_t b0[2] = {b[0], b[1]}, b1[2] = {b[2], b[3]};
+    mm_mma(d0, a, b0);
+    mm_mma(d1, a, b1);
+}
+
+/* Rows [r0, r0+64) of a bf16 head slice (row r at src + r·stride, 16-byte aligned: pp_usable)
+ * into a 64 × (HS + 8) tile by cp.async (not committed); rows >= T are zeroed directly. */
+template <int HS>
+static __device__ __forceinline__ void pp_load_tile(bf16 *dst, const bf16 *src, size_t stride,
+                                                    int r0, int Tlen)
+{
+    constexpr int HLD = HS + 8, C8 = HS / 8;
+    for (int e = threadIdx.x; e < TC_TILE * C8; e += TC_THREADS) {
+        int r = e / C8, c = (e % C8) * 8;
+        bf16 *d = dst + r * HLD + c;
+        if (r0 + r < Tlen) {
+            pp_cp16(d, src + (size_t)(r0 + r) * stride + c);
+        } else {
+            uint32_t *z = reinterpret_cast<uint32_t *>(d);
+            z[0] = z[1] = z[2] = z[3] = 0u;
+        }
+    }
+}
+
+/* lse·log2(e) and D of query rows t0..t0+63 (0 past T) into lse2_s, D_s: threads 0..63 and
+ * 64..127, one value each. */
+static __device__ __forceinline__ void pp_load_stats(float *lse2_s, float *D_s,
+                                                     const float *lse_row, const float *D_row,
+                                                     int t0, int Tlen)
+{
+    int i = threadIdx.x & (TC_TILE - 1), t = t0 + i;
+    if (threadIdx.x < TC_TILE)
+        lse2_s[i] = t < Tlen ? lse_row[t] * TC_LOG2E : 0.0f;
+    else if (threadIdx.x < 2 * TC_TILE)
+        D_s[i] = t < Tlen ? D_row[t] : 0.0f;
+}
+#endif
+
+/* Shared memory (bytes) of the pipelined kernels for head size HS. */
+template <int HS> struct pp_dims {
+    static constexpr int HLD = HS + 8;
+    static constexpr int TE = TC_TILE * HLD; /* elements of one tile */
+    static constexpr size_t TILE = (size_t)TE * sizeof(bf16);
+    static constexpr size_t STATS = (size_t)2 * TC_TILE * sizeof(float);
+    static constexpr size_t FWD = 5 * TILE;         /* q; k ×2; v ×2 */
+    static constexpr size_t DQ = 6 * TILE + STATS;  /* q, dO; k ×2; v ×2; lse, D */
+    static constexpr size_t DKV = 6 * TILE + STATS; /* k, v; q ×2; dO ×2; lse, D */
+};
+static_assert(pp_dims<64>::HLD == tc_dims<64>::HLD && pp_dims<128>::HLD == tc_dims<128>::HLD,
+              "tile layouts shared with tc_load_tile");
+static_assert(pp_dims<64>::FWD == 46080 && pp_dims<128>::FWD == 87040, "documented sizes");
+static_assert(pp_dims<64>::DQ == 55808 && pp_dims<128>::DQ == 104960, "documented sizes");
+static_assert(pp_dims<64>::TILE % 128 == 0 && pp_dims<128>::TILE % 128 == 0, "alignment");
+
+/* The backward's scratch for B, T, NH, HS: dO in bf16 (B, T, NH·HS), then D (B, NH, T) fp32. */
+static size_t pp_scratch_bytes(int B, int T, int NH, int HS)
+{
+    return (size_t)B * T * NH * HS * sizeof(bf16) + (size_t)B * NH * T * sizeof(float);
+}
+
+/* grid ceil(B·T·NH / TC_WARPS), TC_THREADS threads: one warp per (b, t, h) row: D = dO·O in
+ * fp32 (the same sum, in the same order, as tc_row_stats) into Dg (B, NH, T), and dO rounded to
+ * bf16 (nearest, as tc_load_tile rounds it) into do16 (dout's layout). */
+template <int HS>
+__global__ void __launch_bounds__(TC_THREADS)
+    pp_prep_kernel(bf16 *do16, float *Dg, const float *dout, const bf16 *out, int Tlen, int NH,
+                   size_t rows)
+{
+    size_t row = (size_t)blockIdx.x * TC_WARPS + (threadIdx.x >> 5); /* ((b·T + t)·NH + h) */
+    if (row >= rows)
+        return; /* warp-uniform */
+    int lane = threadIdx.x & 31;
+    const float *go = dout + row * HS;
+    const bf16 *o = out + row * HS;
+    float part = 0.0f;
+#pragma unroll
+    for (int d = lane; d < HS; d += 32)
+        part += go[d] * kc_ld(o + d);
+    part = kc_warp_sum(part);
+#pragma unroll
+    for (int d = lane; d < HS; d += 32)
+        do16[row * HS + d] = __float2bfloat16_rn(go[d]);
+    if (lane == 0) {
+        size_t bt = row / (size_t)NH, b = bt / (size_t)Tlen, t = bt % (size_t)Tlen;
+        Dg[(b * NH + row % (size_t)NH) * Tlen + t] = part;
+    }
+}
+
+/* grid (ceil(T/64), NH, B), TC_THREADS threads, pp_dims<HS>::FWD bytes: mm_forward_kernel with
+ * q in a tile (then in registers), k and v tiles double-buffered by cp.async, ldmatrix
+ * fragments (V's through .trans). */
+template <int HS>
+__global__ void __launch_bounds__(TC_THREADS)
+    pp_forward_kernel(bf16 *out, float *lse, const bf16 *qkv, int Tlen, int NH, int NKV,
+                      float scale_log2)
+{
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 800
+    __trap();
+#else
+    constexpr int HLD = pp_dims<HS>::HLD, TE = pp_dims<HS>::TE, NK = HS / 16, ND = HS / 8;
+    extern __shared__ __align__(128) unsigned char tc_smem[];
+    bf16 *Qs = reinterpret_cast<bf16 *>(tc_smem), *Ks = Qs + TE, *Vs = Ks + 2 * TE;
+    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
+    int qb = gridDim.x - 1 - blockIdx.x; /* heaviest (latest) tiles first */
+    int h = blockIdx.y, b = blockIdx.z, kvh = h / (NH / NKV);
+    size_t R = (size_t)(NH + 2 * NKV) * HS;
+    const bf16 *base = qkv + (size_t)b * Tlen * R;
+    const bf16 *kbase = base + (size_t)(NH + kvh) * HS;
+    const bf16 *vbase = base + (size_t)(NH + NKV + kvh) * HS;
+    int t0 = qb * TC_TILE, tw0 = t0 + 16 * warp;
+    int row[2] = {tw0 + g, tw0 + g + 8};
+    int kend = t0 + TC_TILE < Tlen ? t0 + TC_TILE : Tlen;
+    int ntiles = (kend + TC_TILE - 1) / TC_TILE;
+
+    pp_load_tile<HS>(Qs, base + (size_t)h * HS, R, t0, Tlen);
+    pp_load_tile<HS>(Ks, kbase, R, 0, Tlen);
+    pp_load_tile<HS>(Vs, vbase, R, 0, Tlen);
+    pp_commit();
+    uint32_t qa[NK][4];
+    float o[ND][4], m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
+#pragma unroll
+    for (int n = 0; n < ND; n++)
+        o[n][0] = o[n][1] = o[n][2] = o[n][3] = 0.0f;
+    for (int it = 0; it < ntiles; it++) {
+        int j0 = it * TC_TILE;
+        __syncthreads(); /* every warp is done with the buffers the next tile goes into */
+        if (it + 1 < ntiles) {
+            int nb = (it + 1) & 1;
+            pp_load_tile<HS>(Ks + nb * TE, kbase, R, j0 + TC_TILE, Tlen);
+            pp_load_tile<HS>(Vs + nb * TE, vbase, R, j0 + TC_TILE, Tlen);
+            pp_commit();
+            pp_wait<1>();
+        } else {
+            pp_wait<0>();
+        }
+        __syncthreads(); /* this tile's copies (and q's) have landed, from every thread */
+        if (it == 0) {
+#pragma unroll
+            for (int k = 0; k < NK; k++)
+                pp_frag_a(qa[k], Qs, HLD, 16 * warp, 16 * k);
+        }
+        if (j0 > tw0 + 15)
+            continue; /* warp-uniform: no key of this tile is visible to these rows */
+        const bf16 *Kb = Ks + (it & 1) * TE, *Vb = Vs + (it & 1) * TE;
+        float s[8][4];
+#pragma unroll
+        for (int n = 0; n < 8; n++)
+            s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0.0f;
+#pragma unroll
+        for (int k = 0; k < NK; k++)
+#pragma unroll
+            for (int np = 0; np < 4; np++) {
+                uint32_t kb[4];
+                pp_frag_b2(kb, Kb, HLD, 16 * np, 16 * k);
+                pp_mma2(s[2 * np], s[2 * np + 1], qa[k], kb);
+            }
+        float mx[2] = {-INFINITY, -INFINITY};
+#pragma unroll
+        for (int n = 0; n < 8; n++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                int j = j0 + 8 * n + 2 * t + (e & 1), r = e >> 1;
+                float v = j <= row[r] && j < Tlen ? s[n][e] * scale_log2 : -INFINITY;
+                s[n][e] = v;
+                mx[r] = fmaxf(mx[r], v);
+            }
+        float corr[2];
+#pragma unroll
+        for (int r = 0; r < 2; r++) {
+            mx[r] = fmaxf(mx[r], __shfl_xor_sync(KC_FULL_MASK, mx[r], 1));
+            mx[r] = fmaxf(mx[r], __shfl_xor_sync(KC_FULL_MASK, mx[r], 2));
+            float mn = fmaxf(m[r], mx[r]);
+            corr[r] = mn == -INFINITY ? 1.0f : exp2f(m[r] - mn);
+            m[r] = mn;
+            l[r] *= corr[r];
+        }
+        uint32_t pa[4][4];
+#pragma unroll
+        for (int n = 0; n < 8; n++) {
+            float p[4];
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                int r = e >> 1;
+                p[e] = s[n][e] == -INFINITY ? 0.0f : exp2f(s[n][e] - m[r]);
+                l[r] += p[e];
+            }
+            pa[n >> 1][(n & 1) * 2] = mm_pack(p[0], p[1]);
+            pa[n >> 1][(n & 1) * 2 + 1] = mm_pack(p[2], p[3]);
+        }
+#pragma unroll
+        for (int n = 0; n < ND; n++) {
+            o[n][0] *= corr[0];
+            o[n][1] *= corr[0];
+            o[n][2] *= corr[1];
+            o[n][3] *= corr[1];
+        }
+#pragma unroll
+        for (int k = 0; k < 4; k++)
+#pragma unroll
+            for (int np = 0; np < ND / 2; np++) {
+                uint32_t vb[4];
+                pp_frag_b2t(vb, Vb, HLD, 16 * np, 16 * k);
+                pp_mma2(o[2 * np], o[2 * np + 1], pa[k], vb);
+            }
+    }
+#pragma unroll
+    for (int r = 0; r < 2; r++) {
+        l[r] += __shfl_xor_sync(KC_FULL_MASK, l[r], 1);
+        l[r] += __shfl_xor_sync(KC_FULL_MASK, l[r], 2);
+    }
+#pragma unroll
+    for (int r = 0; r < 2; r++) {
+        if (row[r] >= Tlen)
+            continue;
+        float inv = 1.0f / l[r];
+        bf16 *op = out + ((size_t)b * Tlen + row[r]) * NH * HS + (size_t)h * HS;
+#pragma unroll
+        for (int n = 0; n < ND; n++) {
+            kc_st(op + 8 * n + 2 * t, o[n][2 * r] * inv);
+            kc_st(op + 8 * n + 2 * t + 1, o[n][2 * r + 1] * inv);
+        }
+        if (t == 0 && lse)
+            lse[((size_t)b * NH + h) * Tlen + row[r]] = m[r] * TC_LN2 + logf(l[r]);
+    }
+#endif
+}
+
+/* grid (ceil(T/64), NH, B), pp_dims<HS>::DQ bytes: mm_backward_dq_kernel with q and dO (bf16,
+ * from the preparation pass) copied once, k and v tiles double-buffered by cp.async, D read
+ * from the preparation pass's Dg. */
+template <int HS>
+__global__ void __launch_bounds__(TC_THREADS)
+    pp_backward_dq_kernel(float *dqkv, const bf16 *do16, const float *Dg, const bf16 *qkv,
+                          const float *lse, int Tlen, int NH, int NKV, float scale,
+                          float scale_log2)
+{
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 800
+    __trap();
+#else
+    constexpr int HLD = pp_dims<HS>::HLD, TE = pp_dims<HS>::TE, NK = HS / 16, ND = HS / 8;
+    extern __shared__ __align__(128) unsigned char tc_smem[];
+    bf16 *Qs = reinterpret_cast<bf16 *>(tc_smem), *dOs = Qs + TE, *Ks = dOs + TE;
+    bf16 *Vs = Ks + 2 * TE;
+    float *lse2_s = reinterpret_cast<float *>(Vs + 2 * TE), *D_s = lse2_s + TC_TILE;
+    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
+    int qb = gridDim.x - 1 - blockIdx.x;
+    int h = blockIdx.y, b = blockIdx.z, kvh = h / (NH / NKV);
+    size_t R = (size_t)(NH + 2 * NKV) * HS, O = (size_t)NH * HS;
+    const bf16 *base = qkv + (size_t)b * Tlen * R;
+    const bf16 *kbase = base + (size_t)(NH + kvh) * HS;
+    const bf16 *vbase = base + (size_t)(NH + NKV + kvh) * HS;
+    int t0 = qb * TC_TILE, tw0 = t0 + 16 * warp;
+    int row[2] = {tw0 + g, tw0 + g + 8};
+    int kend = t0 + TC_TILE < Tlen ? t0 + TC_TILE : Tlen;
+    int ntiles = (kend + TC_TILE - 1) / TC_TILE;
+
+    pp_load_tile<HS>(Qs, base + (size_t)h * HS, R, t0, Tlen);
+    pp_load_tile<HS>(dOs, do16 + (size_t)b * Tlen * O + (size_t)h * HS, O, t0, Tlen);
+    pp_load_tile<HS>(Ks, kbase, R, 0, Tlen);
+    pp_load_tile<HS>(Vs, vbase, R, 0, Tlen);
+    pp_commit();
+    size_t srow = ((size_t)b * NH + h) * Tlen;
+    pp_load_stats(lse2_s, D_s, lse + srow, Dg + srow, t0, Tlen);
+    float L2[2] = {0.0f, 0.0f}, Dt[2] = {0.0f, 0.0f};
+    float dq[ND][4];
+#pragma unroll
+    for (int n = 0; n < ND; n++)
+        dq[n][0] = dq[n][1] = dq[n][2] = dq[n][3] = 0.0f;
+    for (int it = 0; it < ntiles; it++) {
+        int j0 = it * TC_TILE;
+        __syncthreads();
+        if (it + 1 < ntiles) {
+            int nb = (it + 1) & 1;
+            pp_load_tile<HS>(Ks + nb * TE, kbase, R, j0 + TC_TILE, Tlen);
+            pp_load_tile<HS>(Vs + nb * TE, vbase, R, j0 + TC_TILE, Tlen);
+            pp_commit();
+            pp_wait<1>();
+        } else {
+            pp_wait<0>();
+        }
+        __syncthreads();
+        if (it == 0) {
+#pragma unroll
+            for (int r = 0; r < 2; r++) {
+                L2[r] = lse2_s[16 * warp + g + 8 * r];
+                Dt[r] = D_s[16 * warp + g + 8 * r];
+            }
+        }
+        if (j0 > tw0 + 15)
+            continue;
+        const bf16 *Kb = Ks + (it & 1) * TE, *Vb = Vs + (it & 1) * TE;
+        uint32_t da[4][4]; /* dS as the A operand of 4 k-steps of 16 keys */
+#pragma unroll
+        for (int np = 0; np < 4; np++) {
+            float s[2][4] = {}, dp[2][4] = {};
+#pragma unroll
+            for (int k = 0; k < NK; k++) {
+                uint32_t a[4], kb[4], vb[4];
+                pp_frag_a(a, Qs, HLD, 16 * warp, 16 * k);
+                pp_frag_b2(kb, Kb, HLD, 16 * np, 16 * k);
+                pp_mma2(s[0], s[1], a, kb);
+                pp_frag_a(a, dOs, HLD, 16 * warp, 16 * k);
+                pp_frag_b2(vb, Vb, HLD, 16 * np, 16 * k);
+                pp_mma2(dp[0], dp[1], a, vb);
+            }
+#pragma unroll
+            for (int hh = 0; hh < 2; hh++) {
+                int n = 2 * np + hh;
+                float ds[4];
+#pragma unroll
+                for (int e = 0; e < 4; e++) {
+                    int j = j0 + 8 * n + 2 * t + (e & 1), r = e >> 1;
+                    bool ok = j <= row[r] && j < Tlen && row[r] < Tlen;
+                    float p = ok ? exp2f(s[hh][e] * scale_log2 - L2[r]) : 0.0f;
+                    ds[e] = scale * p * (dp[hh][e] - Dt[r]);
+                }
+                da[np][hh * 2] = mm_pack(ds[0], ds[1]);
+                da[np][hh * 2 + 1] = mm_pack(ds[2], ds[3]);
+            }
+        }
+#pragma unroll
+        for (int k = 0; k < 4; k++)
+#pragma unroll
+            for (int np = 0; np < ND / 2; np++) {
+                uint32_t kb[4];
+                pp_frag_b2t(kb, Kb, HLD, 16 * np, 16 * k);
+                pp_mma2(dq[2 * np], dq[2 * np + 1], da[k], kb);
+            }
+    }
+#pragma unroll
+    for (int r = 0; r < 2; r++) {
+        if (row[r] >= Tlen)
+            continue;
+        float *dst = dqkv + ((size_t)b * Tlen + row[r]) * R + (size_t)h * HS;
+#pragma unroll
+        for (int n = 0; n < ND; n++) {
+            dst[8 * n + 2 * t] += dq[n][2 * r];
+            dst[8 * n + 2 * t + 1] += dq[n][2 * r + 1];
+        }
+    }
+#endif
+}
+
+/* grid (ceil(T/64), NKV, B), pp_dims<HS>::DKV bytes: mm_backward_dkv_kernel over the same
+ * (query head, query tile) items in the same order, with k and v copied once and each item's q
+ * and dO tiles double-buffered by cp.async (the next item's in flight during this one's
+ * products), lse and D read per item. */
+template <int HS>
+__global__ void __launch_bounds__(TC_THREADS)
+    pp_backward_dkv_kernel(float *dqkv, const bf16 *do16, const float *Dg, const bf16 *qkv,
+                           const float *lse, int Tlen, int NH, int NKV, float scale,
+                           float scale_log2)
+{
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 800
+    __trap();
+#else
+    constexpr int HLD = pp_dims<HS>::HLD, TE = pp_dims<HS>::TE, NK = HS / 16, ND = HS / 8;
+    extern __shared__ __align__(128) unsigned char tc_smem[];
+    bf16 *Ks = reinterpret_cast<bf16 *>(tc_smem), *Vs = Ks + TE, *Qs = Vs + TE;
+    bf16 *dOs = Qs + 2 * TE;
+    float *lse2_s = reinterpret_cast<float *>(dOs + 2 * TE), *D_s = lse2_s + TC_TILE;
+    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
+    int kb0 = gridDim.x - 1 - blockIdx.x; /* heaviest (earliest) key tiles first */
+    int kvh = blockIdx.y, b = blockIdx.z, rep = NH / NKV;
+    size_t R = (size_t)(NH + 2 * NKV) * HS, O = (size_t)NH * HS;
+    const bf16 *base = qkv + (size_t)b * Tlen * R;
+    const bf16 *gob = do16 + (size_t)b * Tlen * O;
+    int j0 = kb0 * TC_TILE, jw0 = j0 + 16 * warp;
+    int key[2] = {jw0 + g, jw0 + g + 8};
+    int nq = (Tlen - j0 + TC_TILE - 1) / TC_TILE, items = rep * nq; /* (head, query tile) */
+
+    pp_load_tile<HS>(Ks, base + (size_t)(NH + kvh) * HS, R, j0, Tlen);
+    pp_load_tile<HS>(Vs, base + (size_t)(NH + NKV + kvh) * HS, R, j0, Tlen);
+    int h = kvh * rep;
+    pp_load_tile<HS>(Qs, base + (size_t)h * HS, R, j0, Tlen);
+    pp_load_tile<HS>(dOs, gob + (size_t)h * HS, O, j0, Tlen);
+    pp_commit();
+    float dk[ND][4], dv[ND][4];
+#pragma unroll
+    for (int n = 0; n < ND; n++)
+#pragma unroll
+        for (int e = 0; e < 4; e++)
+            dk[n][e] = dv[n][e] = 0.0f;
+    bool active = jw0 < Tlen;
+    for (int it = 0; it < items; it++) {
+        int t0 = j0 + (it % nq) * TC_TILE;
+        h = kvh * rep + it / nq;
+        __syncthreads(); /* the previous item's q, dO buffer and statistics are read */
+        if (it + 1 < items) {
+            int nh = kvh * rep + (it + 1) / nq, nt0 = j0 + ((it + 1) % nq) * TC_TILE;
+            int nb = (it + 1) & 1;
+            pp_load_tile<HS>(Qs + nb * TE, base + (size_t)nh * HS, R, nt0, Tlen);
+            pp_load_tile<HS>(dOs + nb * TE, gob + (size_t)nh * HS, O, nt0, Tlen);
+            pp_commit();
+        }
+        size_t srow = ((size_t)b * NH + h) * Tlen;
+        pp_load_stats(lse2_s, D_s, lse + srow, Dg + srow, t0, Tlen);
+        if (it + 1 < items)
+            pp_wait<1>();
+        else
+            pp_wait<0>();
+        __syncthreads();
+        if (!active)
+            continue; /* warp-uniform; every later query tile sees these keys (t0 >= j0) */
+        const bf16 *Qb = Qs + (it & 1) * TE, *dOb = dOs + (it & 1) * TE;
+        uint32_t pa[4][4], da[4][4]; /* Pᵀ and dSᵀ as A operands, 4 k-steps of 16 queries */
+#pragma unroll
+        for (int np = 0; np < 4; np++) {
+            float s[2][4] = {}, dp[2][4] = {};
+#pragma unroll
+            for (int k = 0; k < NK; k++) {
+                uint32_t a[4], qb[4], ob[4];
+                pp_frag_a(a, Ks, HLD, 16 * warp, 16 * k);
+                pp_frag_b2(qb, Qb, HLD, 16 * np, 16 * k);
+                pp_mma2(s[0], s[1], a, qb);
+                pp_frag_a(a, Vs, HLD, 16 * warp, 16 * k);
+                pp_frag_b2(ob, dOb, HLD, 16 * np, 16 * k);
+                pp_mma2(dp[0], dp[1], a, ob);
+            }
+#pragma unroll
+            for (int hh = 0; hh < 2; hh++) {
+                int n = 2 * np + hh;
+                float p[4], ds[4];
+#pragma unroll
+                for (int e = 0; e < 4; e++) {
+                    int c = 8 * n + 2 * t + (e & 1), q = t0 + c, r = e >> 1;
+                    bool ok = key[r] <= q && q < Tlen && key[r] < Tlen;
+                    p[e] = ok ? exp2f(s[hh][e] * scale_log2 - lse2_s[c]) : 0.0f;
+                    ds[e] = scale * p[e] * (dp[hh][e] - D_s[c]);
+                }
+                pa[np][hh * 2] = mm_pack(p[0], p[1]);
+                pa[np][hh * 2 + 1] = mm_pack(p[2], p[3]);
+                da[np][hh * 2] = mm_pack(ds[0], ds[1]);
+                da[np][hh * 2 + 1] = mm_pack(ds[2], ds[3]);
+            }
+        }
+#pragma unroll
+        for (int k = 0; k < 4; k++)
+#pragma unroll
+            for (int np = 0; np < ND / 2; np++) {
+                uint32_t ob[4], qb[4];
+                pp_frag_b2t(ob, dOb, HLD, 16 * np, 16 * k);
+                pp_mma2(dv[2 * np], dv[2 * np + 1], pa[k], ob);
+                pp_frag_b2t(qb, Qb, HLD, 16 * np, 16 * k);
+                pp_mma2(dk[2 * np], dk[2 * np + 1], da[k], qb);
+            }
+    }
+#pragma unroll
+    for (int r = 0; r < 2; r++) {
+        if (key[r] >= Tlen)
+            continue;
+        float *dkp = dqkv + ((size_t)b * Tlen + key[r]) * R + (size_t)(NH + kvh) * HS;
+        float *dvp = dkp + (size_t)NKV * HS;
+#pragma unroll
+        for (int n = 0; n < ND; n++) {
+            dkp[8 * n + 2 * t] += dk[n][2 * r];
+            dkp[8 * n + 2 * t + 1] += dk[n][2 * r + 1];
+            dvp[8 * n + 2 * t] += dv[n][2 * r];
+            dvp[8 * n + 2 * t + 1] += dv[n][2 * r + 1];
+        }
+    }
+#endif
+}
+
 /* ---------------------------------------------------------------- launchers */
 
 /* Opting a kernel into more than 48 KiB of dynamic shared memory, once per kernel (one host
@@ -1119,8 +1705,10 @@ KCUDA_API bool kcuda_flash_attention_tc_supported(int HS)
     return p->major >= 8 && p->sharedMemPerBlockOptin >= need;
 }
 
-/* SCALEWISE_CUDA_ATTENTION, read once: 'fma', 'wmma', else the default (mma.sync). */
-enum tc_choice { TC_CHOICE_MMA, TC_CHOICE_WMMA, TC_CHOICE_FMA };
+/* SCALEWISE_CUDA_ATTENTION, read once: 'fma', 'wmma', 'mma' (the mma.sync kernels for bf16
+ * activations too), else the default: the pipelined kernels for bf16 activations, mma.sync for
+ * fp32 ones. */
+enum tc_choice { TC_CHOICE_PIPE, TC_CHOICE_MMA, TC_CHOICE_WMMA, TC_CHOICE_FMA };
 static enum tc_choice tc_choice(void)
 {
     static int choice = -1;
@@ -1128,9 +1716,16 @@ static enum tc_choice tc_choice(void)
         const char *s = getenv("SCALEWISE_CUDA_ATTENTION");
         choice = s && strcmp(s, "fma") == 0    ? TC_CHOICE_FMA
                  : s && strcmp(s, "wmma") == 0 ? TC_CHOICE_WMMA
-                                               : TC_CHOICE_MMA;
+                 : s && strcmp(s, "mma") == 0  ? TC_CHOICE_MMA
+                                               : TC_CHOICE_PIPE;
     }
     return (enum tc_choice)choice;
+}
+
+/* The mma.sync family is wanted: asked for, or the default. */
+static bool tc_choice_mma(void)
+{
+    return tc_choice() == TC_CHOICE_MMA || tc_choice() == TC_CHOICE_PIPE;
 }
 
 /* The WMMA kernels: asked for, or the default where the mma.sync ones do not fit (sm_86 and
@@ -1139,7 +1734,7 @@ KCUDA_API bool kcuda_flash_attention_tc_enabled(int HS)
 {
     enum tc_choice c = tc_choice();
     bool wanted = c == TC_CHOICE_WMMA ||
-                  (c == TC_CHOICE_MMA && !kcuda_flash_attention_mma_supported(HS));
+                  (tc_choice_mma() && !kcuda_flash_attention_mma_supported(HS));
     return wanted && kcuda_flash_attention_tc_supported(HS);
 }
 
@@ -1154,7 +1749,7 @@ KCUDA_API bool kcuda_flash_attention_mma_supported(int HS)
 
 KCUDA_API bool kcuda_flash_attention_mma_enabled(int HS)
 {
-    return tc_choice() == TC_CHOICE_MMA && kcuda_flash_attention_mma_supported(HS);
+    return tc_choice_mma() && kcuda_flash_attention_mma_supported(HS);
 }
 
 template <int HS, typename E>
@@ -1276,4 +1871,108 @@ KCUDA_API void kcuda_flash_attention_backward_tc_a16(float *dqkv, const float *d
                                                      int NKV, int HS)
 {
     entry_backward(false, dqkv, dout, kc_bf16(qkv), kc_bf16(out), lse, B, T, NH, NKV, HS);
+}
+
+/* ---------------------------------------------------------------- pipelined entries */
+
+KCUDA_API bool kcuda_flash_attention_pipe_supported(int HS)
+{
+    if (HS != 64 && HS != 128)
+        return false;
+    const cudaDeviceProp *p = cuda_props();
+    size_t need = HS == 64 ? pp_dims<64>::DQ : pp_dims<128>::DQ; /* DQ == DKV >= FWD */
+    return p->major >= 8 && p->sharedMemPerBlockOptin >= need;
+}
+
+KCUDA_API bool kcuda_flash_attention_pipe_enabled(int HS)
+{
+    return tc_choice() == TC_CHOICE_PIPE && kcuda_flash_attention_pipe_supported(HS);
+}
+
+KCUDA_API size_t kcuda_flash_attention_pipe_scratch_bytes(int B, int T, int NH, int HS)
+{
+    return pp_scratch_bytes(B, T, NH, HS);
+}
+
+/* cp.async moves 16-byte pieces: a base address the kernels can copy from. The row pitches
+ * (multiples of HS = 64 or 128 elements) keep every row aligned once the base is. */
+KCUDA_API bool kcuda_flash_attention_pipe_aligned(const void *p)
+{
+    return p && ((uintptr_t)p & 15) == 0;
+}
+
+template <int HS>
+static void pp_forward(bf16 *out, float *lse, const bf16 *qkv, int B, int T, int NH, int NKV)
+{
+    static bool opted;
+    launch_forward(pp_forward_kernel<HS>, pp_dims<HS>::FWD, &opted, out, lse, qkv, B, T, NH, NKV,
+                   HS);
+}
+
+/* The preparation pass, then dq over query tiles and dk, dv over key tiles. */
+template <int HS>
+static void pp_backward(float *dqkv, const float *dout, const bf16 *qkv, const bf16 *out,
+                        const float *lse, void *scratch, int B, int T, int NH, int NKV)
+{
+    static bool opted_dq, opted_dkv;
+    bf16 *do16 = static_cast<bf16 *>(scratch);
+    float *Dg = reinterpret_cast<float *>(do16 + (size_t)B * T * NH * HS);
+    size_t rows = (size_t)B * T * NH;
+    pp_prep_kernel<HS><<<(unsigned)((rows + TC_WARPS - 1) / TC_WARPS), TC_THREADS, 0,
+                         cuda_stream()>>>(do16, Dg, dout, out, T, NH, rows);
+    CUDA_LAUNCH_CHECK();
+    tc_opt_in(pp_backward_dq_kernel<HS>, pp_dims<HS>::DQ, &opted_dq);
+    tc_opt_in(pp_backward_dkv_kernel<HS>, pp_dims<HS>::DKV, &opted_dkv);
+    float scale = 1.0f / sqrtf((float)HS), scale_log2 = TC_LOG2E * scale;
+    unsigned tiles = (unsigned)((T + TC_TILE - 1) / TC_TILE);
+    pp_backward_dq_kernel<HS><<<dim3(tiles, (unsigned)NH, (unsigned)B), TC_THREADS,
+                                pp_dims<HS>::DQ, cuda_stream()>>>(dqkv, do16, Dg, qkv, lse, T, NH,
+                                                                  NKV, scale, scale_log2);
+    CUDA_LAUNCH_CHECK();
+    pp_backward_dkv_kernel<HS><<<dim3(tiles, (unsigned)NKV, (unsigned)B), TC_THREADS,
+                                 pp_dims<HS>::DKV, cuda_stream()>>>(dqkv, do16, Dg, qkv, lse, T,
+                                                                    NH, NKV, scale, scale_log2);
+    CUDA_LAUNCH_CHECK();
+}
+
+/* Unsupported shapes, unaligned operands or missing scratch are caller bugs (the dispatch in
+ * k_attention.cu asks first): abort loudly. */
+static void pp_require(bool ok, const char *what)
+{
+    if (!ok)
+        cuda_fail(cudaErrorInvalidValue, what, __FILE__, __LINE__);
+}
+
+KCUDA_API void kcuda_flash_attention_forward_pipe_a16(uint16_t *out, float *lse,
+                                                      const uint16_t *qkv, int B, int T, int NH,
+                                                      int NKV, int HS)
+{
+    if (B <= 0 || T <= 0)
+        return;
+    pp_require(kcuda_flash_attention_pipe_supported(HS) && kcuda_flash_attention_pipe_aligned(qkv),
+               "pipelined attention: head size or device unsupported, or qkv not 16-byte aligned");
+    if (HS == 64)
+        pp_forward<64>(kc_bf16(out), lse, kc_bf16(qkv), B, T, NH, NKV);
+    else
+        pp_forward<128>(kc_bf16(out), lse, kc_bf16(qkv), B, T, NH, NKV);
+}
+
+KCUDA_API void kcuda_flash_attention_backward_pipe_a16(float *dqkv, const float *dout,
+                                                       const uint16_t *qkv, const uint16_t *out,
+                                                       const float *lse, void *scratch,
+                                                       size_t scratch_bytes, int B, int T, int NH,
+                                                       int NKV, int HS)
+{
+    if (B <= 0 || T <= 0)
+        return;
+    pp_require(kcuda_flash_attention_pipe_supported(HS) &&
+                   kcuda_flash_attention_pipe_aligned(qkv) &&
+                   kcuda_flash_attention_pipe_aligned(scratch) &&
+                   scratch_bytes >= pp_scratch_bytes(B, T, NH, HS),
+               "pipelined attention backward: head size or device unsupported, qkv or scratch "
+               "not 16-byte aligned, or scratch too small");
+    if (HS == 64)
+        pp_backward<64>(dqkv, dout, kc_bf16(qkv), kc_bf16(out), lse, scratch, B, T, NH, NKV);
+    else
+        pp_backward<128>(dqkv, dout, kc_bf16(qkv), kc_bf16(out), lse, scratch, B, T, NH, NKV);
 }

@@ -842,9 +842,10 @@ static void test_flash_attention_tc(void)
     a16_attention_timing();
 }
 
-/* The time of the bf16-activation attention entries (the default dispatch: mma.sync where
- * supported) against the fp32-input 16-bit ones at GPT-2 124M's shape, micro-batch 8: what
- * reading bf16 q, k, v and O saves. Printed only (a benchmark, not a check). */
+/* The time of the bf16-activation attention entries (the default dispatch: the pipelined
+ * kernels where supported) against the mma.sync kernels on the same bf16 inputs and the
+ * fp32-input 16-bit entries, at GPT-2 124M's shape, micro-batch 8. Printed only (a benchmark,
+ * not a check). */
 static void a16_attention_timing(void)
 {
     const int B = 8, T = 1024, NH = 12, HS = 64, reps = 5;
@@ -855,23 +856,33 @@ static void a16_attention_timing(void)
     float *d_qkv = up(qkv), *d_dout = up(dout), *o32 = (float *)dalloc(N * O * 4);
     float *lse = (float *)dalloc((size_t)B * NH * T * 4), *g = (float *)dalloc(N * R * 4);
     uint16_t *d_q16 = up(q16), *o16 = (uint16_t *)dalloc(N * O * 2);
+    size_t sb = kcuda_flash_attention_pipe_scratch_bytes(B, T, NH, HS);
+    void *scr = dalloc(sb);
+    bool mma = kcuda_flash_attention_mma_supported(HS);
     cudaEvent_t ev[3];
     for (int i = 0; i < 3; i++)
         CUDA_CHECK(cudaEventCreate(&ev[i]));
-    double ms[2][2];
-    for (int a16 = 0; a16 < 2; a16++) {
+    double ms[3][2] = {{0.0, 0.0}, {0.0, 0.0}, {0.0, 0.0}};
+    for (int v = 0; v < 3; v++) { /* 0: fp32 input, 1: a16 entry, 2: mma.sync a16 */
+        if (v == 2 && !mma)
+            break;
         for (int pass = 0; pass < 2; pass++) { /* pass 0 warms up */
             CUDA_CHECK(cudaEventRecord(ev[0], cuda_stream()));
             for (int i = 0; i < reps; i++)
-                if (a16)
+                if (v == 1)
                     kcuda_flash_attention_forward_a16(o16, lse, d_q16, B, T, NH, NH, HS);
+                else if (v == 2)
+                    kcuda_flash_attention_forward_mma_a16(o16, lse, d_q16, B, T, NH, NH, HS);
                 else
                     kcuda_flash_attention_forward_16(o32, lse, d_qkv, B, T, NH, NH, HS);
             CUDA_CHECK(cudaEventRecord(ev[1], cuda_stream()));
             for (int i = 0; i < reps; i++)
-                if (a16)
-                    kcuda_flash_attention_backward_a16(g, d_dout, d_q16, o16, lse, B, T, NH, NH,
-                                                       HS);
+                if (v == 1)
+                    kcuda_flash_attention_backward_a16(g, d_dout, d_q16, o16, lse, scr, sb, B, T,
+                                                       NH, NH, HS);
+                else if (v == 2)
+                    kcuda_flash_attention_backward_mma_a16(g, d_dout, d_q16, o16, lse, B, T, NH,
+                                                           NH, HS);
                 else
                     kcuda_flash_attention_backward_16(g, d_dout, d_qkv, o32, lse, B, T, NH, NH,
                                                       HS);
@@ -880,15 +891,20 @@ static void a16_attention_timing(void)
             float f = 0.0f, b = 0.0f;
             CUDA_CHECK(cudaEventElapsedTime(&f, ev[0], ev[1]));
             CUDA_CHECK(cudaEventElapsedTime(&b, ev[1], ev[2]));
-            ms[a16][0] = f / reps;
-            ms[a16][1] = b / reps;
+            ms[v][0] = f / reps;
+            ms[v][1] = b / reps;
         }
     }
     for (int i = 0; i < 3; i++)
         CUDA_CHECK(cudaEventDestroy(ev[i]));
-    printf("attention a16 B%d T%d NH%d HS%d: forward %.3f ms (fp32 input %.3f), backward %.3f ms "
-           "(fp32 input %.3f)\n",
-           B, T, NH, HS, ms[1][0], ms[0][0], ms[1][1], ms[0][1]);
+    /* Causal FLOPs: forward 4·B·NH·HS·T(T+1)/2, backward 2.5 times that. */
+    double fl = 4.0 * B * NH * HS * (double)T * (T + 1) / 2.0;
+    printf("attention a16 B%d T%d NH%d HS%d (%s): forward %.3f ms (%.0f TFLOP/s; mma.sync a16 "
+           "%.3f, fp32 input %.3f), backward %.3f ms (%.0f TFLOP/s; mma.sync a16 %.3f, fp32 "
+           "input %.3f)\n",
+           B, T, NH, HS, kcuda_flash_attention_pipe_enabled(HS) ? "pipelined" : "default",
+           ms[1][0], fl / (ms[1][0] * 1e9), ms[2][0], ms[0][0], ms[1][1],
+           2.5 * fl / (ms[1][1] * 1e9), ms[2][1], ms[0][1]);
     dfree_all();
 }
 
@@ -921,16 +937,31 @@ struct a16_impl {
     void (*fwd_a16)(uint16_t *out, float *lse, const uint16_t *qkv, int B, int T, int NH, int NKV,
                     int HS);
     void (*bwd_a16)(float *dqkv, const float *dout, const uint16_t *qkv, const uint16_t *out,
-                    const float *lse, int B, int T, int NH, int NKV, int HS);
+                    const float *lse, void *scratch, size_t scratch_bytes, int B, int T, int NH,
+                    int NKV, int HS);
 };
+/* The mma.sync and WMMA a16 backward entries take no scratch. */
+static void mma_bwd_a16(float *dqkv, const float *dout, const uint16_t *qkv, const uint16_t *out,
+                        const float *lse, void *, size_t, int B, int T, int NH, int NKV, int HS)
+{
+    kcuda_flash_attention_backward_mma_a16(dqkv, dout, qkv, out, lse, B, T, NH, NKV, HS);
+}
+static void tc_bwd_a16(float *dqkv, const float *dout, const uint16_t *qkv, const uint16_t *out,
+                       const float *lse, void *, size_t, int B, int T, int NH, int NKV, int HS)
+{
+    kcuda_flash_attention_backward_tc_a16(dqkv, dout, qkv, out, lse, B, T, NH, NKV, HS);
+}
 static const a16_impl A16_MMA = {"mma", kcuda_flash_attention_forward_mma,
                                  kcuda_flash_attention_backward_mma,
-                                 kcuda_flash_attention_forward_mma_a16,
-                                 kcuda_flash_attention_backward_mma_a16};
+                                 kcuda_flash_attention_forward_mma_a16, mma_bwd_a16};
 static const a16_impl A16_WMMA = {"tc", kcuda_flash_attention_forward_tc,
                                   kcuda_flash_attention_backward_tc,
-                                  kcuda_flash_attention_forward_tc_a16,
-                                  kcuda_flash_attention_backward_tc_a16};
+                                  kcuda_flash_attention_forward_tc_a16, tc_bwd_a16};
+/* The pipelined kernels against the mma.sync ones with fp32 inputs: the same bits. */
+static const a16_impl A16_PIPE = {"pipe", kcuda_flash_attention_forward_mma,
+                                  kcuda_flash_attention_backward_mma,
+                                  kcuda_flash_attention_forward_pipe_a16,
+                                  kcuda_flash_attention_backward_pipe_a16};
 static const a16_impl A16_ENTRY = {"entry", kcuda_flash_attention_forward_16,
                                    kcuda_flash_attention_backward_16,
                                    kcuda_flash_attention_forward_a16,
@@ -988,9 +1019,17 @@ static void a16_case(const a16_impl &im, int B, int T, int NH, int NKV, int HS)
     float *g16 = up(g0), *g16r = up(g0), *ga = up(g0), *d_o16r = up(o16r);
     im.bwd(g16, d_dout, d_qkv, o16, l16, B, T, NH, NKV, HS);
     im.bwd(g16r, d_dout, d_qkv, d_o16r, l16, B, T, NH, NKV, HS);
-    im.bwd_a16(ga, d_dout, a_qkv, oa, la, B, T, NH, NKV, HS);
+    size_t sb = kcuda_flash_attention_pipe_scratch_bytes(B, T, NH, HS);
+    void *scr = dalloc(sb);
+    im.bwd_a16(ga, d_dout, a_qkv, oa, la, scr, sb, B, T, NH, NKV, HS);
     vec gah = down(ga, nq);
     const double exact[3] = {0.0, 0.0, 0.0};
+    if (&im == &A16_ENTRY) { /* without scratch: the mma.sync kernels' (or FMA's) bits too */
+        float *gn = up(g0);
+        im.bwd_a16(gn, d_dout, a_qkv, oa, la, NULL, 0, B, T, NH, NKV, HS);
+        snprintf(what, sizeof what, "%s a16 bwd without scratch = with %s", im.name, shape);
+        expect_dqkv(what, down(gn, nq), gah, NH, NKV, HS, exact);
+    }
     snprintf(what, sizeof what, "%s a16 bwd = _16's given bf16(O) %s", im.name, shape);
     expect_dqkv(what, gah, down(g16r, nq), NH, NKV, HS, exact);
     double dD = 0.0; /* max_t u·Σ_d |dO_td·O_td| */
@@ -1018,7 +1057,7 @@ static void a16_case(const a16_impl &im, int B, int T, int NH, int NKV, int HS)
                                   B, T, NH, NKV, HS);
     float *gc = up(g0), *c_lse = up(lse);
     const uint16_t *c_out = (const uint16_t *)up(to_bf16(out));
-    im.bwd_a16(gc, d_dout, a_qkv, c_out, c_lse, B, T, NH, NKV, HS);
+    im.bwd_a16(gc, d_dout, a_qkv, c_out, c_lse, scr, sb, B, T, NH, NKV, HS);
     double mdo = max_abs_cols(dout, O, 0, O);
     const double cpu_tc[3] = {2.0 * TC_U * mk * sq + 1e-5, 2.0 * TC_U * mq * sk + 1e-5,
                               2.0 * TC_U * mdo * sv + 1e-5};
@@ -1029,7 +1068,9 @@ static void a16_case(const a16_impl &im, int B, int T, int NH, int NKV, int HS)
 }
 
 /* The tile loads' scalar path (bf16 rows not 4-byte aligned: qkv and out one element past an
- * aligned start) gives the same tiles, so the same results bit for bit. */
+ * aligned start) gives the same tiles, so the same results bit for bit. Through the entries
+ * (A16_ENTRY), unaligned qkv takes the mma.sync kernels instead of the pipelined ones: the
+ * same bits again. */
 static void a16_unaligned(const a16_impl &im)
 {
     const int B = 1, T = 20, NH = 2, NKV = 1, HS = 64;
@@ -1045,8 +1086,10 @@ static void a16_unaligned(const a16_impl &im)
     float *g_a = up(vec(nq, 0.0f)), *g_u = up(vec(nq, 0.0f));
     im.fwd_a16(o_a, l_a, a_qkv, B, T, NH, NKV, HS);
     im.fwd_a16(o_u, l_u, u_qkv, B, T, NH, NKV, HS);
-    im.bwd_a16(g_a, d_dout, a_qkv, o_a, l_a, B, T, NH, NKV, HS);
-    im.bwd_a16(g_u, d_dout, u_qkv, o_u, l_a, B, T, NH, NKV, HS);
+    size_t sb = kcuda_flash_attention_pipe_scratch_bytes(B, T, NH, HS);
+    void *scr = dalloc(sb);
+    im.bwd_a16(g_a, d_dout, a_qkv, o_a, l_a, scr, sb, B, T, NH, NKV, HS);
+    im.bwd_a16(g_u, d_dout, u_qkv, o_u, l_a, scr, sb, B, T, NH, NKV, HS);
     char what[96];
     vec oa = from_bf16(down((const __nv_bfloat16 *)o_a, no));
     vec ou = from_bf16(down((const __nv_bfloat16 *)o_u, no));
@@ -1083,6 +1126,19 @@ static void test_flash_attention_a16(void)
     a16_case(A16_ENTRY, 1, 33, 2, 1, 16);
     a16_case(A16_ENTRY, 1, 20, 2, 2, 96);
     a16_case(A16_ENTRY, 1, 40, 2, 1, 64);
+    if (kcuda_flash_attention_mma_supported(64))
+        a16_unaligned(A16_ENTRY);
+    /* The pipelined kernels (HS 64, 128): several key and query tiles with a partial last,
+     * grouped heads (the dk/dv kernel's items cross query heads), one token. */
+    for (int HS : {64, 128}) {
+        if (!kcuda_flash_attention_pipe_supported(HS) || !kcuda_flash_attention_mma_supported(HS)) {
+            printf("  pipe a16 attention HS %d: skipped: unsupported here\n", HS);
+            continue;
+        }
+        a16_case(A16_PIPE, 2, 130, 4, 2, HS);
+        a16_case(A16_PIPE, 1, 64, 2, 2, HS);
+        a16_case(A16_PIPE, 1, 1, 3, 1, HS);
+    }
 }
 
 static void test_attention_materialised(void)

@@ -205,10 +205,11 @@ static void no_flash_a16(uint16_t *o, float *lse, const uint16_t *qkv, int B, in
     abort();
 }
 static void no_flash_bwd_a16(float *dqkv, const float *dy, const uint16_t *qkv, const uint16_t *o,
-                             const float *lse, int B, int T, int NH, int NKV, int HS)
+                             const float *lse, void *scratch, size_t scratch_bytes, int B, int T,
+                             int NH, int NKV, int HS)
 {
-    (void)dqkv, (void)dy, (void)qkv, (void)o, (void)lse, (void)B, (void)T, (void)NH, (void)NKV,
-        (void)HS;
+    (void)dqkv, (void)dy, (void)qkv, (void)o, (void)lse, (void)scratch, (void)scratch_bytes,
+        (void)B, (void)T, (void)NH, (void)NKV, (void)HS;
     abort();
 }
 
