@@ -119,18 +119,25 @@ __global__ static void fill_rows_kernel(uint16_t *out, const uint16_t *bias, siz
 
 /* Pass 1 of dbias: block (32, 8) sums column bx·32+tx over rows by·8+ty, by·8+ty+gy·8, ...;
  * the 8 row-lanes are combined in shared memory in a fixed order. With one row-block
- * (gridDim.y == 1) it adds straight into dbias; otherwise it writes partial[by·OC + c]. */
+ * (gridDim.y == 1) it adds straight into dbias; otherwise it writes partial[by·OC + c]. With
+ * dst, it also stores the 16-bit rounding of every element it reads there (dst has dout's
+ * layout): the backward's rounding pass and the bias gradient's read of dout in one. */
 #define BG_TX 32
 #define BG_TY 8
-__global__ static void bias_grad_pass1(float *dbias, float *partial, const float *dout, int N,
-                                       int OC)
+template <typename T>
+__global__ static void bias_grad_pass1(T *dst, float *dbias, float *partial, const float *dout,
+                                       int N, int OC)
 {
     __shared__ float s[BG_TY][BG_TX + 1];
     int c = blockIdx.x * BG_TX + threadIdx.x;
     float acc = 0.0f;
     if (c < OC)
-        for (int r = blockIdx.y * BG_TY + threadIdx.y; r < N; r += gridDim.y * BG_TY)
-            acc += dout[(size_t)r * OC + c];
+        for (int r = blockIdx.y * BG_TY + threadIdx.y; r < N; r += gridDim.y * BG_TY) {
+            float v = dout[(size_t)r * OC + c];
+            acc += v;
+            if (dst)
+                store_16(&dst[(size_t)r * OC + c], v);
+        }
     s[threadIdx.y][threadIdx.x] = acc;
     __syncthreads();
     if (threadIdx.y != 0 || c >= OC)
@@ -156,8 +163,10 @@ __global__ static void bias_grad_pass2(float *dbias, const float *partial, int O
     dbias[c] += sum;
 }
 
-/* dbias(OC) += Σ_rows dout(N,OC). */
-static void bias_grad(float *dbias, const float *dout, int N, int OC)
+/* dbias(OC) += Σ_rows dout(N,OC); with dst16, also dst16 = the 16-bit rounding of dout (T:
+ * __nv_bfloat16 or __half). */
+template <typename T>
+static void bias_grad_ex(T *dst16, float *dbias, const float *dout, int N, int OC)
 {
     int gy = CUDA_REDUCE_FLOATS / OC;
     if (gy > 64)
@@ -169,13 +178,19 @@ static void bias_grad(float *dbias, const float *dout, int N, int OC)
         gy = 1;
     dim3 grid((unsigned)((OC + BG_TX - 1) / BG_TX), (unsigned)gy);
     dim3 block(BG_TX, BG_TY);
-    bias_grad_pass1<<<grid, block, 0, cuda_stream()>>>(dbias, cuda_reduce_buf(), dout, N, OC);
+    bias_grad_pass1<<<grid, block, 0, cuda_stream()>>>(dst16, dbias, cuda_reduce_buf(), dout, N,
+                                                       OC);
     CUDA_LAUNCH_CHECK();
     if (gy > 1) {
         bias_grad_pass2<<<cuda_blocks((size_t)OC, 256), 256, 0, cuda_stream()>>>(
             dbias, cuda_reduce_buf(), OC, gy);
         CUDA_LAUNCH_CHECK();
     }
+}
+
+static void bias_grad(float *dbias, const float *dout, int N, int OC)
+{
+    bias_grad_ex<__nv_bfloat16>(NULL, dbias, dout, N, OC);
 }
 
 /* The 16-bit operand format of a reduced-precision matmul entry. */
@@ -197,6 +212,17 @@ static void to_16(const struct lp_fmt *f, void *dst, const float *src, size_t n)
     else
         f32_to_16_kernel<<<blocks, 256, 0, cuda_stream()>>>((__nv_bfloat16 *)dst, src, n);
     CUDA_LAUNCH_CHECK();
+}
+
+/* dst[0..rows·OC) = the format's rounding of dout's rows and dbias(OC) += their column sums, in
+ * one pass over dout (bias_grad_ex). */
+static void to_16_bias(const struct lp_fmt *f, void *dst, float *dbias, const float *dout,
+                       int rows, int OC)
+{
+    if (f->type == CUDA_R_16F)
+        bias_grad_ex((__half *)dst, dbias, dout, rows, OC);
+    else
+        bias_grad_ex((__nv_bfloat16 *)dst, dbias, dout, rows, OC);
 }
 
 /* ---------------------------------------------------------------- cuBLASLt wrapper */
@@ -601,7 +627,8 @@ static void lp_forward(const struct lp_fmt *f, float *out, const float *inp,
 /* The 16-bit backward, chunk by chunk of rows, rounding each chunk of dout once for both
  * gradients: dinp(N,C) += f(dout)·W (with pre: dinp = that ⊙ gelu'(pre), written: the DGELU
  * partner), dweight += f(dout)ᵀ·f(inp) (the chunks add up in dW, beta = 1), dbias += Σ dout in
- * fp32; any of the three may be NULL. A chunk's 16-bit copies sit in the scratch: dout's rows
+ * fp32 (each chunk's column sums, taken by the pass that rounds the chunk: dout is read once);
+ * any of the three may be NULL. A chunk's 16-bit copies sit in the scratch: dout's rows
  * (rows × OC), then, for dW, inp's rows starting 16-byte aligned (cuBLASLt's alignment): R·OC
  * rounded up to 8, then R·C, within the scratch's elements — R·(OC + C) + 7 at most. Without
  * dW the chunk is as many rows of dout as fit (chunk_rows).
@@ -642,7 +669,10 @@ static void lp_backward_ex(const struct lp_fmt *f, float *dinp, float *dweight, 
         uint16_t *g16 = (uint16_t *)scratch, *x16 = g16 + g_elems;
         for (int r0 = 0; r0 < N; r0 += R) {
             int rows = N - r0 < R ? N - r0 : R;
-            to_16(f, g16, dout + (size_t)r0 * OC, (size_t)rows * OC);
+            if (dbias) /* the chunk's bias gradient from the same read of dout */
+                to_16_bias(f, g16, dbias, dout + (size_t)r0 * OC, rows, OC);
+            else
+                to_16(f, g16, dout + (size_t)r0 * OC, (size_t)rows * OC);
             if (dinp)
                 gemm_dinp(dinp + (size_t)r0 * C, g16, weight, rows, C, OC, f->type,
                           CUBLAS_COMPUTE_32F, pre ? pre + (size_t)r0 * C : NULL, write);
@@ -656,9 +686,9 @@ static void lp_backward_ex(const struct lp_fmt *f, float *dinp, float *dweight, 
         }
         if (pre16 && dinp)
             dgelu_inplace(dinp, kc_bf16(pre16), (size_t)N * C);
-    }
-    if (dbias)
+    } else if (dbias) {
         bias_grad(dbias, dout, N, OC);
+    }
 }
 
 /* lp_backward_ex for fp32 activations. */

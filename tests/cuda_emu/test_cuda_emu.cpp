@@ -1062,7 +1062,8 @@ static void test_matmul_fallback(void)
 
 /* How many GEMMs each entry runs: the 16-bit entries cut rows into chunks when the 16-bit
  * operand is wider than the scratch allows (see backend_cases.c for the arithmetic). The values
- * are checked by the backend cases on the same shapes; here the chunk counts. */
+ * are checked by the backend cases on the same shapes; here the chunk counts, and the weight
+ * gradient's bias gradient, summed chunk by chunk by the rounding passes. */
 static void test_matmul_chunks(void)
 {
     struct {
@@ -1081,7 +1082,7 @@ static void test_matmul_chunks(void)
     for (auto &c : cases) {
         size_t nx = (size_t)c.N * c.C, nw = (size_t)c.OC * c.C, no = (size_t)c.N * c.OC;
         float *d_x = up(vec(nx, 0.25f)), *d_g = up(vec(no, 0.5f)), *d_o = (float *)dalloc(no * 4);
-        float *d_dx = up(vec(nx, 0.0f)), *d_dw = up(vec(nw, 0.0f));
+        float *d_dx = up(vec(nx, 0.0f)), *d_dw = up(vec(nw, 0.0f)), *d_db = up(vec(c.OC, 1.0f));
         uint16_t *d_w = up(std::vector<uint16_t>(nw, 0x3f80)); /* bf16 1.0 */
         void *scratch = dalloc(kcuda_matmul_bf16_scratch_bytes(c.N));
         emu_lt_stats s;
@@ -1091,7 +1092,7 @@ static void test_matmul_chunks(void)
         else if (c.which == 1)
             kcuda_matmul_bf16_backward_input(d_dx, d_g, d_w, c.N, c.C, c.OC, scratch);
         else
-            kcuda_matmul_bf16_backward_weight(d_dw, nullptr, d_g, d_x, c.N, c.C, c.OC, scratch);
+            kcuda_matmul_bf16_backward_weight(d_dw, d_db, d_g, d_x, c.N, c.C, c.OC, scratch);
         long n = lt_delta(&emu_lt_stats::matmuls, s);
         /* Constant operands: every output is a known multiple (all exact in bf16 and fp32). */
         vec out = c.which == 0 ? down(d_o, no) : c.which == 1 ? down(d_dx, nx) : down(d_dw, nw);
@@ -1099,6 +1100,9 @@ static void test_matmul_chunks(void)
         int bad = 0;
         for (float v : out)
             bad += v != want;
+        if (c.which == 2) /* dbias += 0.5 per row, added to 1 (exact) */
+            for (float v : down(d_db, (size_t)c.OC))
+                bad += v != 1.0f + 0.5f * c.N;
         char what[96];
         snprintf(what, sizeof what, "bf16 %s %dx%dx%d",
                  c.which == 0 ? "fwd" : c.which == 1 ? "dinp" : "dweight", c.N, c.C, c.OC);
