@@ -314,7 +314,7 @@ struct backend {
                              int row_stride, int n_heads, int HS, int maxT, int pos_offset);
     /* flash_attention_forward_16 / _backward_16 reading bf16 q, k, v (and the bf16 output O in
      * the backward's rowsum(dO ⊙ O)), writing a bf16 O; lse, dO and dqkv fp32. The backward
-     * may use `scratch` (scratch_bytes, any contents, clobbered; NULL for none): the CUDA
+     * WRITES dqkv (the fp32 entries add into it): no memset before. It may use `scratch` (scratch_bytes, any contents, clobbered; NULL for none): the CUDA
      * plugin's fastest kernels need B·T·NH·HS·2 + B·NH·T·4 bytes, 16-byte aligned, for dO in
      * bf16 and rowsum(dO ⊙ O), and use slower ones without. */
     void (*flash_attention_forward_a16)(uint16_t *out, float *lse, const uint16_t *qkv, int B,

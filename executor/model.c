@@ -1842,8 +1842,8 @@ static void layer_backward_a16(struct exec_model *m, int l, int B, int T)
     int N = B * T;
     float *dres = im->dres;
 
-    /* The matmuls write their input gradients (no memsets); the GELU/SwiGLU and attention
-     * backward entries accumulate into zeroed buffers. */
+    /* The matmuls and the attention backward write their input gradients (no memsets); the
+     * GELU/SwiGLU backward entries accumulate into zeroed buffers. */
     /* Adapters' fp32 copies of a matmul's input go to a temporary idle at that point. */
     if (!m->desc.swiglu && be->matmul_gelu_forward_a16 && !has_adapter(im, MM_PROJ)) {
         mm_backward_a16(m, l, MM_PROJ, im->dfch, dres, a->fcact_16, a->fch_16, N, NULL);
@@ -1859,8 +1859,8 @@ static void layer_backward_a16(struct exec_model *m, int l, int B, int T)
     norm_backward(m, dres, im->dln, a->res2, lo->ln2_w, lo->ln2_b, a->ln2_mean, a->ln2_rstd, N);
 
     mm_backward_a16(m, l, MM_O, im->datty, dres, a->atty_16, NULL, N, im->dqkv);
-    be->memset(im->dqkv, 0, (size_t)N * im->QKV * sizeof(float));
-    /* The MLP's d(fch) is idle from here to the next layer: the attention backward's scratch. */
+    /* The MLP's d(fch) is idle from here to the next layer: the attention backward's scratch.
+     * The entry writes dqkv (no memset). */
     be->flash_attention_backward_a16(im->dqkv, im->datty, a->qkv_16, a->atty_16, a->lse, im->dfch,
                                      (size_t)N * im->F2 * sizeof(float), B, T, m->NH, m->NKV,
                                      m->HS);

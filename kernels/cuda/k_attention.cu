@@ -515,10 +515,16 @@ KCUDA_API void kcuda_flash_attention_backward_a16(float *dqkv, const float *dout
 {
     if (kcuda_flash_attention_pipe_enabled(HS) && kcuda_flash_attention_pipe_aligned(qkv) &&
         kcuda_flash_attention_pipe_aligned(scratch) &&
-        scratch_bytes >= kcuda_flash_attention_pipe_scratch_bytes(B, T, NH, HS))
+        scratch_bytes >= kcuda_flash_attention_pipe_scratch_bytes(B, T, NH, HS)) {
         kcuda_flash_attention_backward_pipe_a16(dqkv, dout, qkv, out, lse, scratch, scratch_bytes,
                                                 B, T, NH, NKV, HS);
-    else if (kcuda_flash_attention_mma_enabled(HS))
+        return;
+    }
+    /* The other kernels add their gradient: the entry writes it, so they start from zeros. */
+    if (B > 0 && T > 0)
+        CUDA_CHECK(cudaMemsetAsync(dqkv, 0, (size_t)B * T * (NH + 2 * NKV) * HS * sizeof(float),
+                                   cuda_stream()));
+    if (kcuda_flash_attention_mma_enabled(HS))
         kcuda_flash_attention_backward_mma_a16(dqkv, dout, qkv, out, lse, B, T, NH, NKV, HS);
     else if (kcuda_flash_attention_tc_enabled(HS))
         kcuda_flash_attention_backward_tc_a16(dqkv, dout, qkv, out, lse, B, T, NH, NKV, HS);

@@ -1059,6 +1059,8 @@ __global__ void __launch_bounds__(TC_THREADS)
  *    the B fragments of two 8-column tiles); .trans serves the operands whose k is a row index
  *    (V in P·V, K in dS·K, dO in dV, Q in dK), so there are no transposed tiles and none of
  *    their bank-conflicted element stores;
+ *  - the backward WRITES dqkv (every element of it has exactly one writer), so the caller
+ *    needs no memset; the other kernels add into it (the entry clears it for them);
  *  - the backward runs a preparation pass first (pp_prep_kernel): dO rounded to bf16 and
  *    D_t = dO_t·O_t computed once per row into the caller's scratch, where the mma.sync dk/dv
  *    kernel recomputed D for every (key tile, query tile) pair with 16 serial warp
@@ -1397,7 +1399,7 @@ __global__ void __launch_bounds__(TC_THREADS)
 
 /* grid (ceil(T/64), NH, B), pp_dims<HS>::DQ bytes: mm_backward_dq_kernel with q and dO (bf16,
  * from the preparation pass) copied once, k and v tiles double-buffered by cp.async, D read
- * from the preparation pass's Dg. */
+ * from the preparation pass's Dg; dq is written into dqkv, not added (no memset before). */
 template <int HS>
 __global__ void __launch_bounds__(TC_THREADS)
     pp_backward_dq_kernel(float *dqkv, const bf16 *do16, const float *Dg, const bf16 *qkv,
@@ -1504,8 +1506,8 @@ __global__ void __launch_bounds__(TC_THREADS)
         float *dst = dqkv + ((size_t)b * Tlen + row[r]) * R + (size_t)h * HS;
 #pragma unroll
         for (int n = 0; n < ND; n++) {
-            dst[8 * n + 2 * t] += dq[n][2 * r];
-            dst[8 * n + 2 * t + 1] += dq[n][2 * r + 1];
+            dst[8 * n + 2 * t] = dq[n][2 * r];
+            dst[8 * n + 2 * t + 1] = dq[n][2 * r + 1];
         }
     }
 #endif
@@ -1514,7 +1516,7 @@ __global__ void __launch_bounds__(TC_THREADS)
 /* grid (ceil(T/64), NKV, B), pp_dims<HS>::DKV bytes: mm_backward_dkv_kernel over the same
  * (query head, query tile) items in the same order, with k and v copied once and each item's q
  * and dO tiles double-buffered by cp.async (the next item's in flight during this one's
- * products), lse and D read per item. */
+ * products), lse and D read per item; dk and dv are written into dqkv, not added. */
 template <int HS>
 __global__ void __launch_bounds__(TC_THREADS)
     pp_backward_dkv_kernel(float *dqkv, const bf16 *do16, const float *Dg, const bf16 *qkv,
@@ -1623,10 +1625,10 @@ __global__ void __launch_bounds__(TC_THREADS)
         float *dvp = dkp + (size_t)NKV * HS;
 #pragma unroll
         for (int n = 0; n < ND; n++) {
-            dkp[8 * n + 2 * t] += dk[n][2 * r];
-            dkp[8 * n + 2 * t + 1] += dk[n][2 * r + 1];
-            dvp[8 * n + 2 * t] += dv[n][2 * r];
-            dvp[8 * n + 2 * t + 1] += dv[n][2 * r + 1];
+            dkp[8 * n + 2 * t] = dk[n][2 * r];
+            dkp[8 * n + 2 * t + 1] = dk[n][2 * r + 1];
+            dvp[8 * n + 2 * t] = dv[n][2 * r];
+            dvp[8 * n + 2 * t + 1] = dv[n][2 * r + 1];
         }
     }
 #endif

@@ -990,7 +990,12 @@ static void a16_case(const a16_impl &im, int B, int T, int NH, int NKV, int HS)
     /* Tensor-core numerics (P, dS rounded to bf16) or the FMA kernels' fp32 ones. */
     bool tc = &im != &A16_ENTRY || kcuda_flash_attention_mma_enabled(HS) ||
               kcuda_flash_attention_tc_enabled(HS);
-    vec qkv = bf16_round(rnd(nq)), dout = bf16_round(rnd(no)), g0 = rnd(nq, 0.1f);
+    /* The entries (the backend's _a16 contract) and the pipelined kernels WRITE dqkv: they start
+     * from NaN (every element must be written) and the references, which add, from zeros. The
+     * mma.sync and WMMA kernels add into random gradients. */
+    bool writes = &im == &A16_PIPE || &im == &A16_ENTRY;
+    vec qkv = bf16_round(rnd(nq)), dout = bf16_round(rnd(no));
+    vec g0 = writes ? vec(nq, 0.0f) : rnd(nq, 0.1f), gw = writes ? vec(nq, NAN) : g0;
     float *d_qkv = up(qkv), *d_dout = up(dout);
     const uint16_t *a_qkv = (const uint16_t *)up(to_bf16(qkv));
     float *o16 = (float *)dalloc(no * 4), *l16 = (float *)dalloc(nl * 4);
@@ -1016,7 +1021,7 @@ static void a16_case(const a16_impl &im, int B, int T, int NH, int NKV, int HS)
 
     /* Backward against the fp32-input kernel given bf16(O_16) (exact) and O_16 (close). */
     vec o16r = bf16_round(o16h);
-    float *g16 = up(g0), *g16r = up(g0), *ga = up(g0), *d_o16r = up(o16r);
+    float *g16 = up(g0), *g16r = up(g0), *ga = up(gw), *d_o16r = up(o16r);
     im.bwd(g16, d_dout, d_qkv, o16, l16, B, T, NH, NKV, HS);
     im.bwd(g16r, d_dout, d_qkv, d_o16r, l16, B, T, NH, NKV, HS);
     size_t sb = kcuda_flash_attention_pipe_scratch_bytes(B, T, NH, HS);
@@ -1025,7 +1030,7 @@ static void a16_case(const a16_impl &im, int B, int T, int NH, int NKV, int HS)
     vec gah = down(ga, nq);
     const double exact[3] = {0.0, 0.0, 0.0};
     if (&im == &A16_ENTRY) { /* without scratch: the mma.sync kernels' (or FMA's) bits too */
-        float *gn = up(g0);
+        float *gn = up(gw);
         im.bwd_a16(gn, d_dout, a_qkv, oa, la, NULL, 0, B, T, NH, NKV, HS);
         snprintf(what, sizeof what, "%s a16 bwd without scratch = with %s", im.name, shape);
         expect_dqkv(what, down(gn, nq), gah, NH, NKV, HS, exact);
@@ -1055,7 +1060,7 @@ static void a16_case(const a16_impl &im, int B, int T, int NH, int NKV, int HS)
     vec out_r = bf16_round(out), dqkv = g0;
     kcpu_flash_attention_backward(dqkv.data(), dout.data(), qkv.data(), out_r.data(), lse.data(),
                                   B, T, NH, NKV, HS);
-    float *gc = up(g0), *c_lse = up(lse);
+    float *gc = up(gw), *c_lse = up(lse);
     const uint16_t *c_out = (const uint16_t *)up(to_bf16(out));
     im.bwd_a16(gc, d_dout, a_qkv, c_out, c_lse, scr, sb, B, T, NH, NKV, HS);
     double mdo = max_abs_cols(dout, O, 0, O);
@@ -1083,7 +1088,8 @@ static void a16_unaligned(const a16_impl &im)
     const uint16_t *u_qkv = (const uint16_t *)up(to_bf16(qkv1)) + 1;
     float *d_dout = up(dout), *l_a = (float *)dalloc(nl * 4), *l_u = (float *)dalloc(nl * 4);
     uint16_t *o_a = (uint16_t *)dalloc(no * 2), *o_u = (uint16_t *)dalloc((no + 1) * 2) + 1;
-    float *g_a = up(vec(nq, 0.0f)), *g_u = up(vec(nq, 0.0f));
+    float g_init = &im == &A16_ENTRY ? NAN : 0.0f; /* the entry writes dqkv; the kernels add */
+    float *g_a = up(vec(nq, g_init)), *g_u = up(vec(nq, g_init));
     im.fwd_a16(o_a, l_a, a_qkv, B, T, NH, NKV, HS);
     im.fwd_a16(o_u, l_u, u_qkv, B, T, NH, NKV, HS);
     size_t sb = kcuda_flash_attention_pipe_scratch_bytes(B, T, NH, HS);
