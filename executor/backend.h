@@ -298,12 +298,15 @@ struct backend {
                                     int OC);
     /* matmul_16_backward (bf16 weight) with bf16 inp and pre, except that dinp is WRITTEN, not
      * accumulated (the model adds a LoRA adapter's share afterwards):
-     * dinp = r(dout)·W, or with pre dinp = (r(dout)·W) ⊙ gelu'(pre); dweight += r(dout)ᵀ·inp;
-     * dbias += Σ dout in fp32. dinp, dweight, dbias may be NULL. Scratch:
-     * matmul_bf16_scratch_bytes(N). */
+     * dinp = r(g)·W, or with pre dinp = (r(g)·W) ⊙ gelu'(pre); dweight += r(g)ᵀ·inp;
+     * dbias += Σ g in fp32, where g = dout, or with dout_pre (bf16, dout's shape: the
+     * pre-activation of a GELU whose output gradient dout is) g = gelu'(dout_pre) ⊙ dout in
+     * fp32: the GELU's backward folded into the pass that rounds dout. dinp, dweight, dbias,
+     * dout_pre, pre may be NULL. Scratch: matmul_bf16_scratch_bytes(N). */
     void (*matmul_16_backward_a16)(float *dinp, float *dweight, float *dbias, const float *dout,
-                                   const uint16_t *inp, const uint16_t *weight,
-                                   const uint16_t *pre, int N, int C, int OC, void *scratch);
+                                   const uint16_t *dout_pre, const uint16_t *inp,
+                                   const uint16_t *weight, const uint16_t *pre, int N, int C,
+                                   int OC, void *scratch);
     void (*gelu_forward_a16)(uint16_t *out, const uint16_t *inp, size_t n);
     void (*gelu_backward_a16)(float *dinp, const uint16_t *inp, const float *dout, size_t n);
     void (*swiglu_forward_a16)(uint16_t *out, const uint16_t *gate_up, int N, int H);

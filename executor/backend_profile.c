@@ -236,9 +236,10 @@ static const char *const class_names[PC_COUNT] = {
        const uint16_t *bias, int N, int C, int OC),                                                \
       (out, pre, inp, weight, bias, N, C, OC))                                                     \
     X(matmul_16_backward_a16, PC_MATMUL,                                                           \
-      (float *dinp, float *dweight, float *dbias, const float *dout, const uint16_t *inp,         \
-       const uint16_t *weight, const uint16_t *pre, int N, int C, int OC, void *scratch),          \
-      (dinp, dweight, dbias, dout, inp, weight, pre, N, C, OC, scratch))                           \
+      (float *dinp, float *dweight, float *dbias, const float *dout, const uint16_t *dout_pre,   \
+       const uint16_t *inp, const uint16_t *weight, const uint16_t *pre, int N, int C, int OC,    \
+       void *scratch),                                                                             \
+      (dinp, dweight, dbias, dout, dout_pre, inp, weight, pre, N, C, OC, scratch))                 \
     X(gelu_forward_a16, PC_ACTIVATION, (uint16_t * out, const uint16_t *inp, size_t n),           \
       (out, inp, n))                                                                               \
     X(gelu_backward_a16, PC_ACTIVATION,                                                            \

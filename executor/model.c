@@ -1578,7 +1578,8 @@ static void mm_forward_a16(struct exec_model *m, int l, int k, void *out, bool o
  * gelu'(pre)), dW and db +=; then the adapters' (no pre then), from inp widened into x32
  * (N·C floats, lent by the caller), adding their input gradient. */
 static void mm_backward_a16(struct exec_model *m, int l, int k, float *dinp, const float *dout,
-                            const uint16_t *inp, const uint16_t *pre, int N, float *x32)
+                            const uint16_t *dout_pre, const uint16_t *inp, const uint16_t *pre,
+                            int N, float *x32)
 {
     struct exec_model_impl *im = m->impl;
     const struct mm_shape *s = &im->mm[k];
@@ -1587,11 +1588,11 @@ static void mm_backward_a16(struct exec_model *m, int l, int k, float *dinp, con
     size_t boff = head ? OFF_NONE : im->lo[l].b[k];
     SW_ASSERT(N <= im->rows);
     m->be->matmul_16_backward_a16(dinp, gp(im, woff), boff != OFF_NONE ? gp(im, boff) : NULL,
-                                  dout, inp, w16p(im, woff), pre, N, s->C, s->OC,
+                                  dout, dout_pre, inp, w16p(im, woff), pre, N, s->C, s->OC,
                                   im->mm16_scratch);
     if (head || !has_adapter(im, k))
         return;
-    SW_ASSERT(x32 && !pre);
+    SW_ASSERT(x32 && !pre && !dout_pre);
     m->be->bf16_to_f32(x32, inp, (size_t)N * s->C);
     lora_backward(m, l, k, dinp, dout, x32, N);
 }
@@ -1830,9 +1831,11 @@ static size_t layer_train_start(const struct exec_model *m, int l)
 }
 
 /* The backward of one layer from bf16 activations (act16), after any recompute: the steps of
- * layer_backward on the _16 buffers. The GELU MLP's d(fch) comes out of the projection's
- * backward (its DGELU form) unless the backend runs GELU unfused
- * (matmul_gelu_forward_a16 NULL). */
+ * layer_backward on the _16 buffers. The GELU MLP's d(fch) is never formed: the FC matmul's
+ * backward takes d(fcact) through the GELU as it rounds it. With a LoRA adapter on either MLP
+ * matmul (whose adapter needs the fp32 gradients), d(fch) comes out of the projection's
+ * backward (its DGELU form) unless the backend runs GELU unfused (matmul_gelu_forward_a16
+ * NULL), and SwiGLU's from its own backward. */
 static void layer_backward_a16(struct exec_model *m, int l, int B, int T)
 {
     struct exec_model_impl *im = m->impl;
@@ -1845,20 +1848,28 @@ static void layer_backward_a16(struct exec_model *m, int l, int B, int T)
     /* The matmuls and the attention backward write their input gradients (no memsets); the
      * GELU/SwiGLU backward entries accumulate into zeroed buffers. */
     /* Adapters' fp32 copies of a matmul's input go to a temporary idle at that point. */
-    if (!m->desc.swiglu && be->matmul_gelu_forward_a16 && !has_adapter(im, MM_PROJ)) {
-        mm_backward_a16(m, l, MM_PROJ, im->dfch, dres, a->fcact_16, a->fch_16, N, NULL);
+    if (!m->desc.swiglu && !has_adapter(im, MM_PROJ) && !has_adapter(im, MM_FC)) {
+        /* d(fcact) into dfch; the FC matmul's backward takes it through the GELU as it rounds
+         * it (dout_pre: fch is the pre-activation either way): no GELU pass, no memset. */
+        mm_backward_a16(m, l, MM_PROJ, im->dfch, dres, NULL, a->fcact_16, NULL, N, NULL);
+        mm_backward_a16(m, l, MM_FC, im->dln, im->dfch, a->fch_16, a->ln2_16, NULL, N, im->tmp);
     } else {
-        mm_backward_a16(m, l, MM_PROJ, im->dfcact, dres, a->fcact_16, NULL, N, im->dfch);
-        be->memset(im->dfch, 0, (size_t)N * im->F2 * sizeof(float));
-        if (m->desc.swiglu)
-            be->swiglu_backward_a16(im->dfch, im->dfcact, a->fch_16, N, m->F);
-        else
-            be->gelu_backward_a16(im->dfch, a->fch_16, im->dfcact, (size_t)N * m->F);
+        if (!m->desc.swiglu && be->matmul_gelu_forward_a16 && !has_adapter(im, MM_PROJ)) {
+            mm_backward_a16(m, l, MM_PROJ, im->dfch, dres, NULL, a->fcact_16, a->fch_16, N, NULL);
+        } else {
+            mm_backward_a16(m, l, MM_PROJ, im->dfcact, dres, NULL, a->fcact_16, NULL, N,
+                            im->dfch);
+            be->memset(im->dfch, 0, (size_t)N * im->F2 * sizeof(float));
+            if (m->desc.swiglu)
+                be->swiglu_backward_a16(im->dfch, im->dfcact, a->fch_16, N, m->F);
+            else
+                be->gelu_backward_a16(im->dfch, a->fch_16, im->dfcact, (size_t)N * m->F);
+        }
+        mm_backward_a16(m, l, MM_FC, im->dln, im->dfch, NULL, a->ln2_16, NULL, N, im->tmp);
     }
-    mm_backward_a16(m, l, MM_FC, im->dln, im->dfch, a->ln2_16, NULL, N, im->tmp);
     norm_backward(m, dres, im->dln, a->res2, lo->ln2_w, lo->ln2_b, a->ln2_mean, a->ln2_rstd, N);
 
-    mm_backward_a16(m, l, MM_O, im->datty, dres, a->atty_16, NULL, N, im->dqkv);
+    mm_backward_a16(m, l, MM_O, im->datty, dres, NULL, a->atty_16, NULL, N, im->dqkv);
     /* The MLP's d(fch) is idle from here to the next layer: the attention backward's scratch.
      * The entry writes dqkv (no memset). */
     be->flash_attention_backward_a16(im->dqkv, im->datty, a->qkv_16, a->atty_16, a->lse, im->dfch,
@@ -1867,7 +1878,7 @@ static void layer_backward_a16(struct exec_model *m, int l, int B, int T)
     if (im->rope)
         be->rope_backward(im->dqkv, im->rope_cos, im->rope_sin, B, T, im->QKV, m->NH + m->NKV,
                           m->HS, im->ropeT, 0);
-    mm_backward_a16(m, l, MM_QKV, im->dln, im->dqkv, a->ln1_16, NULL, N, im->tmp);
+    mm_backward_a16(m, l, MM_QKV, im->dln, im->dqkv, NULL, a->ln1_16, NULL, N, im->tmp);
     norm_backward(m, dres, im->dln, im->inp[l], lo->ln1_w, lo->ln1_b, a->ln1_mean, a->ln1_rstd,
                   N);
 }
@@ -1951,7 +1962,7 @@ int exec_model_backward(struct exec_model *m, float grad_scale, struct sw_err *e
                                     w16p(im, im->head), N, m->C, m->Vp);
     } else if (im->act16) {
         be->softmax_ce(im->logits, NULL, NULL, im->targets, N, m->V, m->Vp, true, grad_scale);
-        mm_backward_a16(m, m->L, MM_HEAD, im->dln, im->logits, im->lnf_16, NULL, N, NULL);
+        mm_backward_a16(m, m->L, MM_HEAD, im->dln, im->logits, NULL, im->lnf_16, NULL, N, NULL);
     } else {
         be->softmax_ce(im->logits, NULL, NULL, im->targets, N, m->V, m->Vp, true, grad_scale);
         be->memset(im->dln, 0, (size_t)N * m->C * sizeof(float));

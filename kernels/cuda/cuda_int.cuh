@@ -306,9 +306,10 @@ KCUDA_API void kcuda_matmul_gelu_forward_a16(uint16_t *out, uint16_t *pre, const
                                              const uint16_t *weight, const uint16_t *bias, int N,
                                              int C, int OC);
 KCUDA_API void kcuda_matmul_16_backward_a16(float *dinp, float *dweight, float *dbias,
-                                            const float *dout, const uint16_t *inp,
-                                            const uint16_t *weight, const uint16_t *pre, int N,
-                                            int C, int OC, void *scratch);
+                                            const float *dout, const uint16_t *dout_pre,
+                                            const uint16_t *inp, const uint16_t *weight,
+                                            const uint16_t *pre, int N, int C, int OC,
+                                            void *scratch);
 /* The head's backward from a bf16 dout (the bf16 logits' gradient): dinp = dout·W, WRITTEN;
  * dweight += doutᵀ·inp; either may be NULL; bf16 operands, fp32 accumulation and outputs. */
 KCUDA_API void kcuda_matmul_a16_backward_d16(float *dinp, float *dweight, const uint16_t *dout,

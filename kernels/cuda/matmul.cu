@@ -72,12 +72,22 @@ static __device__ __forceinline__ void store_16(__half *p, float x)
     *p = __float2half_rn(x);
 }
 
-/* dst[i] = T(src[i]) for T = __nv_bfloat16 or __half. */
-template <typename T> __global__ static void f32_to_16_kernel(T *dst, const float *src, size_t n)
+/* src[i], or with a GELU pre-activation gelu'(pre[i])·src[i] (the gradient through the GELU, as
+ * dgelu_inplace_kernel computes it). */
+static __device__ __forceinline__ float grad_in(const float *src, const __nv_bfloat16 *pre,
+                                                size_t i)
+{
+    return pre ? kc_gelu_grad(kc_ld(&pre[i])) * src[i] : src[i];
+}
+
+/* dst[i] = T(grad_in(src, pre, i)) for T = __nv_bfloat16 or __half; pre may be NULL. */
+template <typename T>
+__global__ static void f32_to_16_kernel(T *dst, const float *src, const __nv_bfloat16 *pre,
+                                        size_t n)
 {
     size_t stride = (size_t)gridDim.x * blockDim.x;
     for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride)
-        store_16(&dst[i], src[i]);
+        store_16(&dst[i], grad_in(src, pre, i));
 }
 
 /* d[i] *= gelu'(pre[i]) for fp32 or bf16 pre (widened): the DGELU epilogue's fallback, and the
@@ -121,19 +131,20 @@ __global__ static void fill_rows_kernel(uint16_t *out, const uint16_t *bias, siz
  * the 8 row-lanes are combined in shared memory in a fixed order. With one row-block
  * (gridDim.y == 1) it adds straight into dbias; otherwise it writes partial[by·OC + c]. With
  * dst, it also stores the 16-bit rounding of every element it reads there (dst has dout's
- * layout): the backward's rounding pass and the bias gradient's read of dout in one. */
+ * layout): the backward's rounding pass and the bias gradient's read of dout in one. With pre,
+ * every element is taken through the GELU first (grad_in). */
 #define BG_TX 32
 #define BG_TY 8
 template <typename T>
 __global__ static void bias_grad_pass1(T *dst, float *dbias, float *partial, const float *dout,
-                                       int N, int OC)
+                                       const __nv_bfloat16 *pre, int N, int OC)
 {
     __shared__ float s[BG_TY][BG_TX + 1];
     int c = blockIdx.x * BG_TX + threadIdx.x;
     float acc = 0.0f;
     if (c < OC)
         for (int r = blockIdx.y * BG_TY + threadIdx.y; r < N; r += gridDim.y * BG_TY) {
-            float v = dout[(size_t)r * OC + c];
+            float v = grad_in(dout, pre, (size_t)r * OC + c);
             acc += v;
             if (dst)
                 store_16(&dst[(size_t)r * OC + c], v);
@@ -164,9 +175,10 @@ __global__ static void bias_grad_pass2(float *dbias, const float *partial, int O
 }
 
 /* dbias(OC) += Σ_rows dout(N,OC); with dst16, also dst16 = the 16-bit rounding of dout (T:
- * __nv_bfloat16 or __half). */
+ * __nv_bfloat16 or __half); with pre, of dout taken through the GELU (grad_in) for both. */
 template <typename T>
-static void bias_grad_ex(T *dst16, float *dbias, const float *dout, int N, int OC)
+static void bias_grad_ex(T *dst16, float *dbias, const float *dout, const __nv_bfloat16 *pre,
+                         int N, int OC)
 {
     int gy = CUDA_REDUCE_FLOATS / OC;
     if (gy > 64)
@@ -178,8 +190,8 @@ static void bias_grad_ex(T *dst16, float *dbias, const float *dout, int N, int O
         gy = 1;
     dim3 grid((unsigned)((OC + BG_TX - 1) / BG_TX), (unsigned)gy);
     dim3 block(BG_TX, BG_TY);
-    bias_grad_pass1<<<grid, block, 0, cuda_stream()>>>(dst16, dbias, cuda_reduce_buf(), dout, N,
-                                                       OC);
+    bias_grad_pass1<<<grid, block, 0, cuda_stream()>>>(dst16, dbias, cuda_reduce_buf(), dout,
+                                                       pre, N, OC);
     CUDA_LAUNCH_CHECK();
     if (gy > 1) {
         bias_grad_pass2<<<cuda_blocks((size_t)OC, 256), 256, 0, cuda_stream()>>>(
@@ -190,7 +202,7 @@ static void bias_grad_ex(T *dst16, float *dbias, const float *dout, int N, int O
 
 static void bias_grad(float *dbias, const float *dout, int N, int OC)
 {
-    bias_grad_ex<__nv_bfloat16>(NULL, dbias, dout, N, OC);
+    bias_grad_ex<__nv_bfloat16>(NULL, dbias, dout, NULL, N, OC);
 }
 
 /* The 16-bit operand format of a reduced-precision matmul entry. */
@@ -202,27 +214,28 @@ static const struct lp_fmt LP_BF16 = {CUDA_R_16BF, "bf16"};
 static const struct lp_fmt LP_F16 = {CUDA_R_16F, "f16"};
 
 /* dst[0..n) = the format's rounding of src[0..n) (dst: 2-byte elements). */
-static void to_16(const struct lp_fmt *f, void *dst, const float *src, size_t n)
+static void to_16(const struct lp_fmt *f, void *dst, const float *src, size_t n,
+                  const __nv_bfloat16 *pre = NULL)
 {
     unsigned blocks = cuda_blocks(n, 256);
     unsigned cap = cuda_fill_blocks(256, 8);
     blocks = blocks < cap ? blocks : cap;
     if (f->type == CUDA_R_16F)
-        f32_to_16_kernel<<<blocks, 256, 0, cuda_stream()>>>((__half *)dst, src, n);
+        f32_to_16_kernel<<<blocks, 256, 0, cuda_stream()>>>((__half *)dst, src, pre, n);
     else
-        f32_to_16_kernel<<<blocks, 256, 0, cuda_stream()>>>((__nv_bfloat16 *)dst, src, n);
+        f32_to_16_kernel<<<blocks, 256, 0, cuda_stream()>>>((__nv_bfloat16 *)dst, src, pre, n);
     CUDA_LAUNCH_CHECK();
 }
 
 /* dst[0..rows·OC) = the format's rounding of dout's rows and dbias(OC) += their column sums, in
  * one pass over dout (bias_grad_ex). */
 static void to_16_bias(const struct lp_fmt *f, void *dst, float *dbias, const float *dout,
-                       int rows, int OC)
+                       const __nv_bfloat16 *pre, int rows, int OC)
 {
     if (f->type == CUDA_R_16F)
-        bias_grad_ex((__half *)dst, dbias, dout, rows, OC);
+        bias_grad_ex((__half *)dst, dbias, dout, pre, rows, OC);
     else
-        bias_grad_ex((__nv_bfloat16 *)dst, dbias, dout, rows, OC);
+        bias_grad_ex((__nv_bfloat16 *)dst, dbias, dout, pre, rows, OC);
 }
 
 /* ---------------------------------------------------------------- cuBLASLt wrapper */
@@ -636,12 +649,17 @@ static void lp_forward(const struct lp_fmt *f, float *out, const float *inp,
  * (inp unused; only dout takes scratch, so chunks are chunk_rows as without dW); write: dinp is
  * written (beta 0), not accumulated; pre16, a bf16 pre-activation, scales the written product by
  * gelu'(pre16) in a pass of its own afterwards (cuBLASLt's DGELU epilogue reads its aux in D's
- * type, fp32 here, and a bf16 aux beside an fp32 D is not documented to work). */
+ * type, fp32 here, and a bf16 aux beside an fp32 D is not documented to work); dout_pre16, the
+ * bf16 pre-activation of a GELU whose output gradient dout is, takes dout through the GELU as
+ * it is read (grad_in: the rounding pass and the bias sums see gelu'(dout_pre16) ⊙ dout), which
+ * spares the model a pass over the GELU's gradient. */
 static void lp_backward_ex(const struct lp_fmt *f, float *dinp, float *dweight, float *dbias,
                            const float *dout, const float *inp, const uint16_t *inp16,
                            const uint16_t *weight, int N, int C, int OC, void *scratch,
-                           const float *pre, const uint16_t *pre16, bool write)
+                           const float *pre, const uint16_t *pre16, bool write,
+                           const uint16_t *dout_pre16 = NULL)
 {
+    const __nv_bfloat16 *gp16 = dout_pre16 ? kc_bf16(dout_pre16) : NULL;
     if (N <= 0)
         return;
     if (OC <= 0) { /* an empty product: only a written input gradient changes: to 0 */
@@ -669,10 +687,11 @@ static void lp_backward_ex(const struct lp_fmt *f, float *dinp, float *dweight, 
         uint16_t *g16 = (uint16_t *)scratch, *x16 = g16 + g_elems;
         for (int r0 = 0; r0 < N; r0 += R) {
             int rows = N - r0 < R ? N - r0 : R;
+            const __nv_bfloat16 *gpc = gp16 ? gp16 + (size_t)r0 * OC : NULL;
             if (dbias) /* the chunk's bias gradient from the same read of dout */
-                to_16_bias(f, g16, dbias, dout + (size_t)r0 * OC, rows, OC);
+                to_16_bias(f, g16, dbias, dout + (size_t)r0 * OC, gpc, rows, OC);
             else
-                to_16(f, g16, dout + (size_t)r0 * OC, (size_t)rows * OC);
+                to_16(f, g16, dout + (size_t)r0 * OC, (size_t)rows * OC, gpc);
             if (dinp)
                 gemm_dinp(dinp + (size_t)r0 * C, g16, weight, rows, C, OC, f->type,
                           CUBLAS_COMPUTE_32F, pre ? pre + (size_t)r0 * C : NULL, write);
@@ -687,7 +706,7 @@ static void lp_backward_ex(const struct lp_fmt *f, float *dinp, float *dweight, 
         if (pre16 && dinp)
             dgelu_inplace(dinp, kc_bf16(pre16), (size_t)N * C);
     } else if (dbias) {
-        bias_grad(dbias, dout, N, OC);
+        bias_grad_ex<__nv_bfloat16>(NULL, dbias, dout, gp16, N, OC);
     }
 }
 
@@ -810,14 +829,16 @@ extern "C" void kcuda_matmul_gelu_forward_a16(uint16_t *out, uint16_t *pre, cons
 }
 
 /* matmul_16_backward with bf16 inp and pre, dinp written (which spares the model a memset per
- * matmul): lp_backward_ex's bf16-activation form. */
+ * matmul), dout optionally taken through a GELU (dout_pre): lp_backward_ex's bf16-activation
+ * form. */
 extern "C" void kcuda_matmul_16_backward_a16(float *dinp, float *dweight, float *dbias,
-                                             const float *dout, const uint16_t *inp,
-                                             const uint16_t *weight, const uint16_t *pre, int N,
-                                             int C, int OC, void *scratch)
+                                             const float *dout, const uint16_t *dout_pre,
+                                             const uint16_t *inp, const uint16_t *weight,
+                                             const uint16_t *pre, int N, int C, int OC,
+                                             void *scratch)
 {
     lp_backward_ex(&LP_BF16, dinp, dweight, dbias, dout, NULL, inp, weight, N, C, OC, scratch,
-                   NULL, pre, true);
+                   NULL, pre, true, dout_pre);
 }
 
 /* The head's backward from the bf16 logits' gradient (softmax_ce_a16 leaves it in place): every

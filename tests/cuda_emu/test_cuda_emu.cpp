@@ -407,6 +407,7 @@ static const struct backend *emu_matmul_backend(void)
     b.matmul_gelu_forward_a16 = kcuda_matmul_gelu_forward_a16;
     b.matmul_16_backward_a16 = kcuda_matmul_16_backward_a16;
     b.matmul_a16_backward_d16 = kcuda_matmul_a16_backward_d16;
+    b.gelu_backward_a16 = kcuda_gelu_backward_a16; /* the a16 backward's dout_pre check */
     b.memset = be_memset;
     b.adamw_step = kcuda_adamw_step;
     b.sgd_step = kcuda_sgd_step;

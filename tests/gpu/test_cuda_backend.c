@@ -776,7 +776,7 @@ static void a16_checks(int N, int C, int OC, const float *x, const float *w, con
             be->memcpy(dDW, dw0, nw * 4, BACKEND_H2D);
             be->memcpy(dDB, db0, (size_t)OC * 4, BACKEND_H2D);
             be->matmul_16_backward_a16(gx ? dDX : NULL, gw ? dDW : NULL, gb ? dDB : NULL, dDO,
-                                       dX, dW, with_pre ? dPre : NULL, N, C, OC, scratch);
+                                       NULL, dX, dW, with_pre ? dPre : NULL, N, C, OC, scratch);
             int bad = 0;
             char tag[48];
             compare_quiet = mask != 7; /* print the full runs; the others when they fail */
@@ -805,6 +805,60 @@ static void a16_checks(int N, int C, int OC, const float *x, const float *w, con
         }
     printf("test_cuda_backend: a16 bwd %dx%dx%d: %d output subsets, %d wrong\n", N, C, OC, runs,
            bad_runs);
+
+    /* dout_pre (dout a GELU's output gradient, taken through it as it is rounded): bit for bit
+     * the backend's gelu_backward_a16 into a zeroed buffer, then the plain call. */
+    if (be->gelu_backward_a16) {
+        float *gpf = host_rand(no);
+        uint16_t *gp16 = malloc(no * 2 + 2);
+        for (size_t i = 0; i < no; i++)
+            gpf[i] *= 3.0f;
+        kcpu_f32_to_bf16(gp16, gpf, no);
+        void *bgp, *bg, *bx2, *bw2, *bb2;
+        uint16_t *dGP = dev16_from(gp16, no, BACKEND_MEM_ACTIVATIONS, &bgp, p16);
+        float *dG = dev_from(dout, no, BACKEND_MEM_ACTIVATIONS, &bg, pad);
+        float *dX2 = dev_from(dx0, nx, BACKEND_MEM_GRADIENTS, &bx2, pad);
+        float *dW2 = dev_from(dw0, nw, BACKEND_MEM_GRADIENTS, &bw2, pad);
+        float *dB2 = dev_from(db0, (size_t)OC, BACKEND_MEM_GRADIENTS, &bb2, pad);
+        be->memset(dG, 0, no * 4);
+        be->gelu_backward_a16(dG, dGP, dDO, no);
+        float *got2 = malloc(most * 4 + 4);
+        int differ = 0;
+        for (int mask = 1; mask < 8; mask++) {
+            bool gx = mask & 1, gw = mask & 2, gb = mask & 4;
+            be->memcpy(dDX, nans, nx * 4, BACKEND_H2D);
+            be->memcpy(dX2, nans, nx * 4, BACKEND_H2D);
+            be->memcpy(dDW, dw0, nw * 4, BACKEND_H2D);
+            be->memcpy(dW2, dw0, nw * 4, BACKEND_H2D);
+            be->memcpy(dDB, db0, (size_t)OC * 4, BACKEND_H2D);
+            be->memcpy(dB2, db0, (size_t)OC * 4, BACKEND_H2D);
+            be->matmul_16_backward_a16(gx ? dDX : NULL, gw ? dDW : NULL, gb ? dDB : NULL, dDO,
+                                       dGP, dX, dW, NULL, N, C, OC, scratch);
+            be->matmul_16_backward_a16(gx ? dX2 : NULL, gw ? dW2 : NULL, gb ? dB2 : NULL, dG,
+                                       NULL, dX, dW, NULL, N, C, OC, scratch);
+            const float *pairs[3][2] = {{dDX, dX2}, {dDW, dW2}, {dDB, dB2}};
+            const size_t len[3] = {nx, nw, (size_t)OC};
+            for (int k = 0; k < 3; k++) {
+                if (!(mask & (1 << k)))
+                    continue;
+                to_host(got, pairs[k][0], len[k]);
+                to_host(got2, pairs[k][1], len[k]);
+                for (size_t i = 0; i < len[k]; i++)
+                    differ += !(got[i] == got2[i]); /* NaN (an unwritten dinp) differs */
+            }
+        }
+        printf("test_cuda_backend: a16 bwd %dx%dx%d with dout_pre = gelu_backward_a16 then "
+               "plain: %d values differ over 7 output subsets\n",
+               N, C, OC, differ);
+        CHECK_MSG(differ == 0, "matmul_16_backward_a16 dout_pre %dx%dx%d: %d values differ", N,
+                  C, OC, differ);
+        free(got2);
+        free(gpf);
+        free(gp16);
+        void *more[] = {bgp, bg, bx2, bw2, bb2};
+        for (size_t i = 0; i < sizeof more / sizeof more[0]; i++)
+            be->free(more[i]);
+    }
 
     be->free(scratch);
     void *bases[] = {bx, bw, bb16, bb32, bpre, bo32, bo16, bo16b, bxf, bdo, bdx, bdw, bdb};

@@ -164,11 +164,12 @@ static void no_mm_a16(void *o, bool o16, const uint16_t *x, const uint16_t *w, c
     (void)o, (void)o16, (void)x, (void)w, (void)b, (void)N, (void)C, (void)OC;
     abort();
 }
-static void no_mm_bwd_a16(float *dx, float *dw, float *db, const float *dy, const uint16_t *x,
-                          const uint16_t *w, const uint16_t *pre, int N, int C, int OC, void *s)
+static void no_mm_bwd_a16(float *dx, float *dw, float *db, const float *dy, const uint16_t *dp,
+                          const uint16_t *x, const uint16_t *w, const uint16_t *pre, int N, int C,
+                          int OC, void *s)
 {
-    (void)dx, (void)dw, (void)db, (void)dy, (void)x, (void)w, (void)pre, (void)N, (void)C,
-        (void)OC, (void)s;
+    (void)dx, (void)dw, (void)db, (void)dy, (void)dp, (void)x, (void)w, (void)pre, (void)N,
+        (void)C, (void)OC, (void)s;
     abort();
 }
 static void no_gelu_a16(uint16_t *o, const uint16_t *x, size_t n)
