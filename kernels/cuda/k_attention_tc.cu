@@ -1194,6 +1194,33 @@ static __device__ __forceinline__ void pp_load_tile(bf16 *dst, const bf16 *src, 
     }
 }
 
+/* The backward's two score products for rows r0..r0+15 of A1, A2 and the 8-column tiles n0 and
+ * n0 + 8: s = A1·B1ᵀ and dp = A2·B2ᵀ over the head dimension (k-steps in order), all four
+ * operands 64 × (HS + 8) tiles (dq: Q·Kᵀ, dO·Vᵀ; dk/dv: K·Qᵀ, V·dOᵀ). */
+template <int HS>
+static __device__ __forceinline__ void pp_two_products(float (&s)[2][4], float (&dp)[2][4],
+                                                       const bf16 *A1, const bf16 *B1,
+                                                       const bf16 *A2, const bf16 *B2, int r0,
+                                                       int n0)
+{
+    constexpr int HLD = HS + 8;
+#pragma unroll
+    for (int h = 0; h < 2; h++)
+#pragma unroll
+        for (int e = 0; e < 4; e++)
+            s[h][e] = dp[h][e] = 0.0f;
+#pragma unroll
+    for (int k = 0; k < HS / 16; k++) {
+        uint32_t a[4], b[4];
+        pp_frag_a(a, A1, HLD, r0, 16 * k);
+        pp_frag_b2(b, B1, HLD, n0, 16 * k);
+        pp_mma2(s[0], s[1], a, b);
+        pp_frag_a(a, A2, HLD, r0, 16 * k);
+        pp_frag_b2(b, B2, HLD, n0, 16 * k);
+        pp_mma2(dp[0], dp[1], a, b);
+    }
+}
+
 /* lse·log2(e) and D of query rows t0..t0+63 (0 past T) into lse2_s, D_s: threads 0..63 and
  * 64..127, one value each. */
 static __device__ __forceinline__ void pp_load_stats(float *lse2_s, float *D_s,
@@ -1409,7 +1436,7 @@ __global__ void __launch_bounds__(TC_THREADS)
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 800
     __trap();
 #else
-    constexpr int HLD = pp_dims<HS>::HLD, TE = pp_dims<HS>::TE, NK = HS / 16, ND = HS / 8;
+    constexpr int HLD = pp_dims<HS>::HLD, TE = pp_dims<HS>::TE, ND = HS / 8;
     extern __shared__ __align__(128) unsigned char tc_smem[];
     bf16 *Qs = reinterpret_cast<bf16 *>(tc_smem), *dOs = Qs + TE, *Ks = dOs + TE;
     bf16 *Vs = Ks + 2 * TE;
@@ -1464,17 +1491,8 @@ __global__ void __launch_bounds__(TC_THREADS)
         uint32_t da[4][4]; /* dS as the A operand of 4 k-steps of 16 keys */
 #pragma unroll
         for (int np = 0; np < 4; np++) {
-            float s[2][4] = {}, dp[2][4] = {};
-#pragma unroll
-            for (int k = 0; k < NK; k++) {
-                uint32_t a[4], kb[4], vb[4];
-                pp_frag_a(a, Qs, HLD, 16 * warp, 16 * k);
-                pp_frag_b2(kb, Kb, HLD, 16 * np, 16 * k);
-                pp_mma2(s[0], s[1], a, kb);
-                pp_frag_a(a, dOs, HLD, 16 * warp, 16 * k);
-                pp_frag_b2(vb, Vb, HLD, 16 * np, 16 * k);
-                pp_mma2(dp[0], dp[1], a, vb);
-            }
+            float s[2][4], dp[2][4];
+            pp_two_products<HS>(s, dp, Qs, Kb, dOs, Vb, 16 * warp, 16 * np);
 #pragma unroll
             for (int hh = 0; hh < 2; hh++) {
                 int n = 2 * np + hh;
@@ -1526,7 +1544,7 @@ __global__ void __launch_bounds__(TC_THREADS)
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 800
     __trap();
 #else
-    constexpr int HLD = pp_dims<HS>::HLD, TE = pp_dims<HS>::TE, NK = HS / 16, ND = HS / 8;
+    constexpr int HLD = pp_dims<HS>::HLD, TE = pp_dims<HS>::TE, ND = HS / 8;
     extern __shared__ __align__(128) unsigned char tc_smem[];
     bf16 *Ks = reinterpret_cast<bf16 *>(tc_smem), *Vs = Ks + TE, *Qs = Vs + TE;
     bf16 *dOs = Qs + 2 * TE;
@@ -1578,17 +1596,8 @@ __global__ void __launch_bounds__(TC_THREADS)
         uint32_t pa[4][4], da[4][4]; /* Pᵀ and dSᵀ as A operands, 4 k-steps of 16 queries */
 #pragma unroll
         for (int np = 0; np < 4; np++) {
-            float s[2][4] = {}, dp[2][4] = {};
-#pragma unroll
-            for (int k = 0; k < NK; k++) {
-                uint32_t a[4], qb[4], ob[4];
-                pp_frag_a(a, Ks, HLD, 16 * warp, 16 * k);
-                pp_frag_b2(qb, Qb, HLD, 16 * np, 16 * k);
-                pp_mma2(s[0], s[1], a, qb);
-                pp_frag_a(a, Vs, HLD, 16 * warp, 16 * k);
-                pp_frag_b2(ob, dOb, HLD, 16 * np, 16 * k);
-                pp_mma2(dp[0], dp[1], a, ob);
-            }
+            float s[2][4], dp[2][4];
+            pp_two_products<HS>(s, dp, Ks, Qb, Vs, dOb, 16 * warp, 16 * np);
 #pragma unroll
             for (int hh = 0; hh < 2; hh++) {
                 int n = 2 * np + hh;
