@@ -285,11 +285,14 @@ struct backend {
                                   const float *weight, const float *bias, int N, int C, float eps);
     void (*rmsnorm_forward_a16)(uint16_t *out, float *rstd, const float *inp, const float *weight,
                                 int N, int C, float eps);
-    /* out(N,OC) = inp(N,C)·W(OC,C)ᵀ + bias with bf16 inp and W, fp32 accumulation: out and bias
-     * fp32 when out_bf16 is false, both bf16 when it is true (cuBLASLt's bias takes the output's
-     * type; the model passes the bias's bf16 mirror); bias may be NULL. */
+    /* out(N,OC) = inp(N,C)·W(OC,C)ᵀ + bias (+ res) with bf16 inp and W, fp32 accumulation: out
+     * and bias fp32 when out_bf16 is false, both bf16 when it is true (cuBLASLt's bias takes the
+     * output's type; the model passes the bias's bf16 mirror); bias may be NULL. res (N,OC),
+     * fp32 out only, may be NULL: a residual added to the product (the residual stream's sum
+     * without a pass of its own); it must not overlap out. */
     void (*matmul_a16_forward)(void *out, bool out_bf16, const uint16_t *inp,
-                               const uint16_t *weight, const void *bias, int N, int C, int OC);
+                               const uint16_t *weight, const void *bias, const float *res, int N,
+                               int C, int OC);
     /* pre = inp·Wᵀ + bias and out = gelu(pre) (gelu_forward's tanh form), all bf16 (bias the
      * bf16 mirror, may be NULL), in one GEMM where the epilogue allows. NULL: the model runs
      * matmul_a16_forward into pre, then gelu_forward_a16. */

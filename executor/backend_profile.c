@@ -229,8 +229,8 @@ static const char *const class_names[PC_COUNT] = {
       (out, rstd, inp, weight, N, C, eps))                                                         \
     X(matmul_a16_forward, PC_MATMUL,                                                               \
       (void *out, bool out_bf16, const uint16_t *inp, const uint16_t *weight, const void *bias,   \
-       int N, int C, int OC),                                                                      \
-      (out, out_bf16, inp, weight, bias, N, C, OC))                                                \
+       const float *res, int N, int C, int OC),                                                    \
+      (out, out_bf16, inp, weight, bias, res, N, C, OC))                                           \
     X(matmul_gelu_forward_a16, PC_MATMUL,                                                          \
       (uint16_t * out, uint16_t *pre, const uint16_t *inp, const uint16_t *weight,                \
        const uint16_t *bias, int N, int C, int OC),                                                \

@@ -1546,9 +1546,10 @@ static void mm_backward(struct exec_model *m, int l, int k, float *dinp, const f
  * read from the bf16 mirror: cuBLASLt adds a bias of the output's type). With adapters on
  * matmul k the sum is formed in fp32 — the adapters read inp widened into x32 (N·C floats) —
  * and, for a bf16 out, in y32 (N·OC floats) before it is rounded into out; the callers lend
- * the backward's temporaries, idle during the forward. */
+ * the backward's temporaries, idle during the forward. res (fp32 out only, may be NULL): the
+ * residual stream added to the product by the matmul itself. */
 static void mm_forward_a16(struct exec_model *m, int l, int k, void *out, bool out_bf16,
-                           const uint16_t *inp, int N, float *x32, float *y32)
+                           const uint16_t *inp, const float *res, int N, float *x32, float *y32)
 {
     struct exec_model_impl *im = m->impl;
     const struct backend *be = m->be;
@@ -1562,12 +1563,12 @@ static void mm_forward_a16(struct exec_model *m, int l, int k, void *out, bool o
                                            : (const void *)wp(im, boff);
     SW_ASSERT(N <= im->rows);
     if (!lora) {
-        be->matmul_a16_forward(out, out_bf16, inp, w16p(im, woff), bias, N, s->C, s->OC);
+        be->matmul_a16_forward(out, out_bf16, inp, w16p(im, woff), bias, res, N, s->C, s->OC);
         return;
     }
-    SW_ASSERT(x32 && (y32 || !out_bf16));
+    SW_ASSERT(x32 && (y32 || !out_bf16) && !(res && out_bf16));
     float *y = out_bf16 ? y32 : (float *)out;
-    be->matmul_a16_forward(y, false, inp, w16p(im, woff), bias, N, s->C, s->OC);
+    be->matmul_a16_forward(y, false, inp, w16p(im, woff), bias, res, N, s->C, s->OC);
     be->bf16_to_f32(x32, inp, (size_t)N * s->C);
     lora_forward(m, l, k, y, x32, N);
     if (out_bf16)
@@ -1653,17 +1654,16 @@ static void layer_forward_a16(struct exec_model *m, int l, const float *inp, flo
     const struct layer_off *lo = &im->lo[l];
     struct layer_act *a = &im->la[l];
     int N = B * T;
-    size_t NC = (size_t)N * m->C;
 
     norm_forward(m, NULL, a->ln1_16, a->ln1_mean, a->ln1_rstd, inp, lo->ln1_w, lo->ln1_b, N);
     /* Adapters' fp32 room: the backward's temporaries, idle now. */
-    mm_forward_a16(m, l, MM_QKV, a->qkv_16, true, a->ln1_16, N, im->dln, im->dqkv);
+    mm_forward_a16(m, l, MM_QKV, a->qkv_16, true, a->ln1_16, NULL, N, im->dln, im->dqkv);
     if (im->rope)
         be->rope_forward_a16(a->qkv_16, im->rope_cos, im->rope_sin, B, T, im->QKV, m->NH + m->NKV,
                              m->HS, im->ropeT, 0);
     attn_core_forward(m, a, a->lse, B, T);
-    mm_forward_a16(m, l, MM_O, im->tmp, false, a->atty_16, N, im->datty, NULL);
-    be->residual_forward(a->res2, inp, im->tmp, NC);
+    /* The residual sums come out of the projections' epilogues (res2 = inp + attention's). */
+    mm_forward_a16(m, l, MM_O, a->res2, false, a->atty_16, inp, N, im->datty, NULL);
     norm_forward(m, NULL, a->ln2_16, a->ln2_mean, a->ln2_rstd, a->res2, lo->ln2_w, lo->ln2_b, N);
     if (!m->desc.swiglu && be->matmul_gelu_forward_a16 && !has_adapter(im, MM_FC)) {
         const struct mm_shape *s = &im->mm[MM_FC];
@@ -1671,14 +1671,13 @@ static void layer_forward_a16(struct exec_model *m, int l, const float *inp, flo
         be->matmul_gelu_forward_a16(a->fcact_16, a->fch_16, a->ln2_16, w16p(im, lo->w[MM_FC]),
                                     boff == OFF_NONE ? NULL : w16p(im, boff), N, s->C, s->OC);
     } else {
-        mm_forward_a16(m, l, MM_FC, a->fch_16, true, a->ln2_16, N, im->dln, im->dfch);
+        mm_forward_a16(m, l, MM_FC, a->fch_16, true, a->ln2_16, NULL, N, im->dln, im->dfch);
         if (m->desc.swiglu)
             be->swiglu_forward_a16(a->fcact_16, a->fch_16, N, m->F);
         else
             be->gelu_forward_a16(a->fcact_16, a->fch_16, (size_t)N * m->F);
     }
-    mm_forward_a16(m, l, MM_PROJ, im->tmp, false, a->fcact_16, N, im->dfcact, NULL);
-    be->residual_forward(out, a->res2, im->tmp, NC);
+    mm_forward_a16(m, l, MM_PROJ, out, false, a->fcact_16, a->res2, N, im->dfcact, NULL);
 }
 
 /* One layer: inp -> out. kv: use the KV cache at position pos (prefill/decode). */
@@ -1780,9 +1779,11 @@ int exec_model_forward(struct exec_model *m, const int *tokens, const int *targe
         norm_forward(m, NULL, im->lnf_16, im->lnf_mean, im->lnf_rstd, im->inp[m->L], im->lnf_w,
                      im->lnf_b, (int)N);
         if (im->lg16)
-            mm_forward_a16(m, m->L, MM_HEAD, im->logits16, true, im->lnf_16, (int)N, NULL, NULL);
+            mm_forward_a16(m, m->L, MM_HEAD, im->logits16, true, im->lnf_16, NULL, (int)N, NULL,
+                           NULL);
         else
-            mm_forward_a16(m, m->L, MM_HEAD, im->logits, false, im->lnf_16, (int)N, NULL, NULL);
+            mm_forward_a16(m, m->L, MM_HEAD, im->logits, false, im->lnf_16, NULL, (int)N, NULL,
+                           NULL);
     } else {
         norm_forward(m, im->lnf, NULL, im->lnf_mean, im->lnf_rstd, im->inp[m->L], im->lnf_w,
                      im->lnf_b, (int)N);

@@ -300,8 +300,8 @@ KCUDA_API void kcuda_attention_decode_c16(float *out, const float *qkv, const ui
 
 /* bf16 activations (struct backend's _a16 group; the contracts are backend.h's). matmul.cu: */
 KCUDA_API void kcuda_matmul_a16_forward(void *out, bool out_bf16, const uint16_t *inp,
-                                        const uint16_t *weight, const void *bias, int N, int C,
-                                        int OC);
+                                        const uint16_t *weight, const void *bias,
+                                        const float *res, int N, int C, int OC);
 KCUDA_API void kcuda_matmul_gelu_forward_a16(uint16_t *out, uint16_t *pre, const uint16_t *inp,
                                              const uint16_t *weight, const uint16_t *bias, int N,
                                              int C, int OC);

@@ -258,6 +258,9 @@ struct lt_gemm {
      * gelu'(aux). */
     void *aux;
     bool dgelu;
+    /* With beta != 0, the C it scales when that is not D (same layout as D, fp32 D only; the
+     * residual-fused forward); NULL: C is D (in place). */
+    const void *C;
 };
 
 struct lt_key {
@@ -350,7 +353,8 @@ static bool plan_build(struct lt_plan *p, const struct lt_gemm *g, bool with_bia
     cublasLtMatmulPreferenceAttributes_t al[] = {
         CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES,
         CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES};
-    /* A, B, C (= D), D; the bias's and aux's alignment the heuristic reads from their pointers. */
+    /* A, B, C, D (C and D together: C is D, or the residual-fused forward's input of D's
+     * layout); the bias's and aux's alignment the heuristic reads from their pointers. */
     const uint32_t *al_val[] = {&align[0], &align[1], &align[2], &align[2]};
     for (size_t i = 0; i < sizeof al / sizeof al[0]; i++)
         CUBLAS_CHECK(
@@ -392,7 +396,7 @@ static const struct lt_plan *plan_get(const struct lt_gemm *g, struct lt_plan *t
     key.gelu = g->aux == NULL ? 0 : g->dgelu ? 2 : 1;
     key.align[0] = ptr_align(g->A);
     key.align[1] = ptr_align(g->B);
-    key.align[2] = ptr_align(g->D);
+    key.align[2] = ptr_align(g->D, g->C);
     key.align[3] = ptr_align(g->bias, g->aux);
     for (int i = 0; i < g_cache_n; i++)
         if (memcmp(&g_cache[i].key, &key, sizeof key) == 0)
@@ -436,6 +440,10 @@ static void lt_run(const struct lt_gemm *g)
             p->op, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, &g->aux, sizeof g->aux));
     float alpha = 1.0f, beta = g->beta;
     const bool d16 = g->d_type != CUDA_R_32F;
+    const void *C = g->C ? g->C : g->D;
+    if (g->C && (d16 || g->aux || g->beta == 0.0f)) /* this file never asks for it */
+        cuda_fail(cudaErrorInvalidValue, "lt_run: a separate C needs an fp32 D, no aux, beta 1",
+                  __FILE__, __LINE__);
     if (g->bias && !p->use_epilogue && d16) {
         /* Unfused bias, bf16 D (written, beta 0, ld m): D = bias, then the GEMM adds to it. */
         size_t total = (size_t)g->n * g->m;
@@ -451,9 +459,12 @@ static void lt_run(const struct lt_gemm *g)
                                        (size_t)g->ldd * g->n *
                                            (g->d_type == CUDA_R_32F ? 4 : 2),
                                        cuda_stream()));
+        else if (C != g->D) /* D = C */
+            CUDA_CHECK(cudaMemcpyAsync(g->D, C, (size_t)g->ldd * g->n * sizeof(float),
+                                       cudaMemcpyDeviceToDevice, cuda_stream()));
     } else {
-        CUBLAS_CHECK(cublasLtMatmul(g_lt, p->op, &alpha, g->A, p->a, g->B, p->b, &beta, g->D,
-                                    p->d, g->D, p->d, &p->algo, g_lt_ws, LT_WORKSPACE_BYTES,
+        CUBLAS_CHECK(cublasLtMatmul(g_lt, p->op, &alpha, g->A, p->a, g->B, p->b, &beta, C, p->d,
+                                    g->D, p->d, &p->algo, g_lt_ws, LT_WORKSPACE_BYTES,
                                     cuda_stream()));
     }
     if (g->bias && !p->use_epilogue && !d16) {
@@ -481,16 +492,18 @@ static void lt_run(const struct lt_gemm *g)
         plan_release(&tmp);
 }
 
-/* out(N,OC) (+)= inp(N,C)·W(OC,C)ᵀ [+ bias], row-major, as outᵀ = op_T(W)·inpᵀ; with aux,
- * out = gelu(that) and aux(N,OC) = that (the fused MLP forward). */
+/* out(N,OC) = inp(N,C)·W(OC,C)ᵀ [+ bias] [+ res(N,OC)], row-major, as outᵀ = op_T(W)·inpᵀ;
+ * with aux, out = gelu(that) and aux(N,OC) = that (the fused MLP forward); res (fp32 out, no
+ * aux): the residual added in the GEMM's epilogue (beta 1 on C = res). */
 static void gemm_forward(void *out, cudaDataType_t out_type, const void *inp, const void *w,
                          const void *bias, int N, int C, int OC, cudaDataType_t ab_type,
-                         cublasComputeType_t compute, void *aux)
+                         cublasComputeType_t compute, void *aux, const float *res = NULL)
 {
     /* struct lt_gemm order: transposes; m, n, k; lda, ldb, ldd; types; A, B, D; bias; beta;
-     * aux */
-    struct lt_gemm g = {CUBLAS_OP_T, CUBLAS_OP_N, OC, N, C, C, C, OC,
-                        ab_type, out_type, compute, w, inp, out, bias, 0.0f, aux, false};
+     * aux, dgelu; C */
+    struct lt_gemm g = {CUBLAS_OP_T, CUBLAS_OP_N, OC,  N,    C,   C, C, OC, ab_type, out_type,
+                        compute,     w,           inp, out, bias, res ? 1.0f : 0.0f,
+                        aux,         false,       res};
     lt_run(&g);
 }
 
@@ -503,7 +516,7 @@ static void gemm_dinp(float *dinp, const void *dout, const void *w, int N, int C
 {
     struct lt_gemm g = {CUBLAS_OP_N, CUBLAS_OP_N, C, N, OC, C, OC, C,
                         ab_type, CUDA_R_32F, compute, w, dout, dinp, NULL,
-                        pre || write ? 0.0f : 1.0f, (float *)pre, pre != NULL};
+                        pre || write ? 0.0f : 1.0f, (float *)pre, pre != NULL, NULL};
     lt_run(&g);
 }
 
@@ -514,7 +527,7 @@ static void gemm_dweight(float *dw, const void *dout, const void *inp, int N, in
                          cudaDataType_t ab_type, cublasComputeType_t compute)
 {
     struct lt_gemm g = {CUBLAS_OP_N, CUBLAS_OP_T, C, OC, N, C, OC, C,
-                        ab_type, CUDA_R_32F, compute, inp, dout, dw, NULL, 1.0f, NULL, false};
+                        ab_type, CUDA_R_32F, compute, inp, dout, dw, NULL, 1.0f, NULL, false, NULL};
     lt_run(&g);
 }
 
@@ -806,15 +819,19 @@ extern "C" void kcuda_matmul_16_backward(float *dinp, float *dweight, float *dbi
 
 /* ---------------------------------------------------------------- bf16 activations */
 
-/* out(N,OC) = inp·Wᵀ + bias with bf16 inp and W read as they are (no rounding pass, one GEMM
- * over all rows), fp32 accumulation, fp32 or bf16 out (bias of out's type; cuBLASLt rounds the
- * fp32 result to bf16 once, nearest even). */
+/* out(N,OC) = inp·Wᵀ + bias (+ res) with bf16 inp and W read as they are (no rounding pass, one
+ * GEMM over all rows), fp32 accumulation, fp32 or bf16 out (bias of out's type; cuBLASLt rounds
+ * the fp32 result to bf16 once, nearest even); res, with fp32 out only: the residual stream,
+ * added by the epilogue (C = res, beta 1), so the sum needs no pass of its own. */
 extern "C" void kcuda_matmul_a16_forward(void *out, bool out_bf16, const uint16_t *inp,
-                                         const uint16_t *weight, const void *bias, int N, int C,
-                                         int OC)
+                                         const uint16_t *weight, const void *bias,
+                                         const float *res, int N, int C, int OC)
 {
+    if (res && out_bf16)
+        cuda_fail(cudaErrorInvalidValue, "matmul_a16_forward: a residual needs an fp32 output",
+                  __FILE__, __LINE__);
     gemm_forward(out, out_bf16 ? CUDA_R_16BF : CUDA_R_32F, inp, weight, bias, N, C, OC,
-                 CUDA_R_16BF, CUBLAS_COMPUTE_32F, NULL);
+                 CUDA_R_16BF, CUBLAS_COMPUTE_32F, NULL, res);
 }
 
 /* pre = inp·Wᵀ + bias, out = gelu(pre), all bf16: the GELU_AUX_BIAS epilogue with a bf16 D

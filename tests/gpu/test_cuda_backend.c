@@ -693,7 +693,7 @@ static void a16_checks(int N, int C, int OC, const float *x, const float *w, con
         const char *tag = with_bias ? "" : " no bias";
         double *bnd = bound_fwd(xf, wf, with_bias ? bias : NULL, N, C, OC);
         kcpu_matmul_forward(ref, xf, wf, with_bias ? bias : NULL, N, C, OC);
-        be->matmul_a16_forward(dO, false, dX, dW, with_bias ? dB : NULL, N, C, OC);
+        be->matmul_a16_forward(dO, false, dX, dW, with_bias ? dB : NULL, NULL, N, C, OC);
         to_host(got, dO, no);
         snprintf(what, sizeof what, "a16 fwd %dx%dx%d%s", N, C, OC, tag);
         CHECK(compare(what, got, ref, bnd, no, 1e-4, 1e-6) == 0);
@@ -703,10 +703,26 @@ static void a16_checks(int N, int C, int OC, const float *x, const float *w, con
         snprintf(what, sizeof what, "a16 fwd vs bf16 fwd %dx%dx%d%s", N, C, OC, tag);
         CHECK(compare(what, got, lp, bnd, no, 1e-4, 0) == 0);
         free(lp);
+        { /* with a residual added by the epilogue: ref + res, bound + |res| */
+            float *rr = host_rand(no), *ref2 = malloc(no * 4 + 4);
+            double *bnd2 = malloc(no * sizeof(double));
+            void *brr;
+            float *dR = dev_from(rr, no, BACKEND_MEM_ACTIVATIONS, &brr, pad);
+            for (size_t i = 0; i < no; i++) {
+                ref2[i] = ref[i] + rr[i];
+                bnd2[i] = bnd[i] + fabs(rr[i]);
+            }
+            be->matmul_a16_forward(dO, false, dX, dW, with_bias ? dB : NULL, dR, N, C, OC);
+            to_host(got, dO, no);
+            snprintf(what, sizeof what, "a16 fwd + residual %dx%dx%d%s", N, C, OC, tag);
+            CHECK(compare(what, got, ref2, bnd2, no, 1e-4, 1e-6) == 0);
+            be->free(brr);
+            free(rr), free(ref2), free(bnd2);
+        }
         free(bnd);
         bnd = bound_fwd(xf, wf, with_bias ? bf : NULL, N, C, OC);
         kcpu_matmul_forward(ref, xf, wf, with_bias ? bf : NULL, N, C, OC);
-        be->matmul_a16_forward(dO16, true, dX, dW, with_bias ? dB16 : NULL, N, C, OC);
+        be->matmul_a16_forward(dO16, true, dX, dW, with_bias ? dB16 : NULL, NULL, N, C, OC);
         be->memcpy(got16, dO16, no * 2, BACKEND_D2H);
         snprintf(what, sizeof what, "a16 fwd bf16-out %dx%dx%d%s", N, C, OC, tag);
         CHECK(compare16(what, got16, ref, bnd, no, 1e-4) == 0);

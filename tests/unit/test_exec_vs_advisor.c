@@ -159,9 +159,9 @@ static void no_rms_a16(uint16_t *o, float *rs, const float *x, const float *w, i
     abort();
 }
 static void no_mm_a16(void *o, bool o16, const uint16_t *x, const uint16_t *w, const void *b,
-                      int N, int C, int OC)
+                      const float *r, int N, int C, int OC)
 {
-    (void)o, (void)o16, (void)x, (void)w, (void)b, (void)N, (void)C, (void)OC;
+    (void)o, (void)o16, (void)x, (void)w, (void)b, (void)r, (void)N, (void)C, (void)OC;
     abort();
 }
 static void no_mm_bwd_a16(float *dx, float *dw, float *db, const float *dy, const uint16_t *dp,
