@@ -372,6 +372,8 @@ struct advisor_calib {
     double eta_flops_train;   /* 0.5 */
     double eta_flops_prefill; /* 0.7 */
     double eta_mem;           /* 0.9 */
+    double eta_mem_decode;    /* 0.9 (= eta_mem until calibrated): decode's weight and cache
+                               * reads, a 1-token GEMM's rate rather than a stream's */
     double eta_comm_intra;    /* 0.65 */
     double eta_comm_inter;    /* 0.9 */
     double comm_latency_s;    /* 8e-6 per collective */
@@ -409,9 +411,9 @@ struct calib_cpu {
     struct calib_gemm fp32[CALIB_MAX_SHAPES], bf16[CALIB_MAX_SHAPES];
     struct calib_gemm train;                 /* forward + backward, dtype, 6·N·C·OC FLOP */
     double optim_state_bytes, optim_bytes_per_s, optim_spread; /* AdamW step, 28 B/param */
-    double decode_weight_bytes, decode_bytes_per_s, decode_spread; /* 1-token GEMM; recorded */
+    double decode_weight_bytes, decode_bytes_per_s, decode_spread; /* 1-token GEMM */
     double m_sat_tokens;                     /* derived; the speed model's CPU M_sat when applied */
-    double eta_flops_train, eta_flops_prefill, eta_mem; /* derived */
+    double eta_flops_train, eta_flops_prefill, eta_mem, eta_mem_decode; /* derived */
 };
 struct calib_gpu {
     bool present;
@@ -419,7 +421,8 @@ struct calib_gpu {
     double peak_bf16_flops, mem_bw_bytes_per_s; /* the probe's */
     struct calib_gemm gemm;                     /* the plugin's bf16 GEMM */
     double d2d_bytes, d2d_bytes_per_s, d2d_spread; /* memcpy, read + write counted */
-    double eta_flops_train, eta_flops_prefill, eta_mem; /* derived */
+    double decode_weight_bytes, decode_bytes_per_s, decode_spread; /* 1-token bf16 GEMM */
+    double eta_flops_train, eta_flops_prefill, eta_mem, eta_mem_decode; /* derived */
 };
 struct calib_file {
     int version;

@@ -14,17 +14,21 @@
  *  - eta_mem = the executor's fp32 AdamW step over state larger than the last-level cache, in
  *    bytes/s counted as speed.c counts them (28 B/param: master and both moments read and
  *    written, the gradient read) / the probe's triad, the bandwidth the speed model assumes for
- *    a CPU. Again a ratio of two measurements, not capped. The 1-token GEMM of decoding is
- *    recorded beside it but not applied: the speed model has one eta_mem, and on CPUs whose
- *    1-token GEMM is bound by the kernel rather than by memory (the bf16 one here) that figure
- *    would slow every optimizer step it also times.
+ *    a CPU. Again a ratio of two measurements, not capped.
+ *  - eta_mem_decode = the executor's 1-token GEMM (decoding: every weight read once per token)
+ *    in bytes of weights per second / the same bandwidth. Decode gets its own efficiency
+ *    because the two differ several-fold where the 1-token GEMM is bound by the kernel rather
+ *    than by memory (the bf16 one on the development VM: 0.12 of the triad, AdamW 0.4): one
+ *    figure for both would make either the optimizer step or decode wrong. A file without it
+ *    (written before it existed) decodes at eta_mem, as the speed model did then.
  *  - m_sat (6.4's eta_max·min(1, M/M_sat)): with f_i = rate(N_i) / rate(N_max) for the sizes
  *    below the largest, the points with f_i < 0.95 are in the falloff; M_sat is the least-
  *    squares slope through the origin of f = N/M_sat over them, M_sat = sum N_i^2 / sum N_i
  *    f_i, clamped to [N_min, N_max]; N_min when no point falls below 0.95. Applied as the
  *    speed model's CPU M_sat (advisor_calib.m_sat_tokens) in place of EST_M_SAT_CPU.
  *  - GPU: eta_flops_train = eta_flops_prefill = the plugin's large bf16 GEMM / the probe's bf16
- *    peak; eta_mem = device-to-device memcpy (read + write) / the probe's memory bandwidth.
+ *    peak; eta_mem = device-to-device memcpy (read + write) / the probe's memory bandwidth;
+ *    eta_mem_decode = the plugin's 1-token bf16 GEMM (weight bytes/s) / that bandwidth.
  * Applying a file keeps every other constant at its default; for a CPU it also keeps the
  * process baseline (memory.c reads runtime_overhead_bytes once a calibration is loaded). */
 #include "advisor/advisor.h"
@@ -88,6 +92,8 @@ int calib_derive_cpu(struct calib_cpu *c, struct sw_err *err)
     c->eta_flops_prefill = g[n - 1].flops_per_s / peak;
     c->eta_flops_train = c->train.flops_per_s / peak;
     c->eta_mem = c->optim_bytes_per_s / c->triad_bytes_per_s;
+    c->eta_mem_decode = c->decode_bytes_per_s > 0 ? c->decode_bytes_per_s / c->triad_bytes_per_s
+                                                  : c->eta_mem;
     c->m_sat_tokens = calib_fit_m_sat(g, n);
     return 0;
 }
@@ -103,6 +109,8 @@ int calib_derive_gpu(struct calib_gpu *g, struct sw_err *err)
                        "unknown");
     g->eta_flops_train = g->eta_flops_prefill = g->gemm.flops_per_s / g->peak_bf16_flops;
     g->eta_mem = g->d2d_bytes_per_s / g->mem_bw_bytes_per_s;
+    g->eta_mem_decode = g->decode_bytes_per_s > 0 ? g->decode_bytes_per_s / g->mem_bw_bytes_per_s
+                                                  : g->eta_mem;
     return 0;
 }
 
@@ -115,6 +123,7 @@ bool calib_apply(const struct calib_file *c, const struct hardware *hw, struct a
         cal->eta_flops_train = c->cpu.eta_flops_train;
         cal->eta_flops_prefill = c->cpu.eta_flops_prefill;
         cal->eta_mem = c->cpu.eta_mem;
+        cal->eta_mem_decode = c->cpu.eta_mem_decode > 0 ? c->cpu.eta_mem_decode : c->cpu.eta_mem;
         if (c->cpu.m_sat_tokens > 0)
             cal->m_sat_tokens = c->cpu.m_sat_tokens;
         /* memory.c reads this once calibrated: keep the default CPU process baseline (3.7). */
@@ -123,6 +132,7 @@ bool calib_apply(const struct calib_file *c, const struct hardware *hw, struct a
         cal->eta_flops_train = c->gpu.eta_flops_train;
         cal->eta_flops_prefill = c->gpu.eta_flops_prefill;
         cal->eta_mem = c->gpu.eta_mem;
+        cal->eta_mem_decode = c->gpu.eta_mem_decode > 0 ? c->gpu.eta_mem_decode : c->gpu.eta_mem;
     } else {
         return false;
     }
@@ -199,6 +209,7 @@ static void emit_cpu(struct sw_emit *e, const struct calib_cpu *c)
     sw_emit_num(e, "eta_flops_train", c->eta_flops_train);
     sw_emit_num(e, "eta_flops_prefill", c->eta_flops_prefill);
     sw_emit_num(e, "eta_mem", c->eta_mem);
+    sw_emit_num(e, "eta_mem_decode", c->eta_mem_decode);
     sw_emit_map_end(e);
 }
 
@@ -214,9 +225,15 @@ static void emit_gpu(struct sw_emit *e, const struct calib_gpu *g)
     sw_emit_num(e, "bytes_per_s", g->d2d_bytes_per_s);
     sw_emit_num(e, "spread", g->d2d_spread);
     sw_emit_map_end(e);
+    sw_emit_map_begin(e, "decode_gemm");
+    sw_emit_num(e, "weight_bytes", g->decode_weight_bytes);
+    sw_emit_num(e, "bytes_per_s", g->decode_bytes_per_s);
+    sw_emit_num(e, "spread", g->decode_spread);
+    sw_emit_map_end(e);
     sw_emit_num(e, "eta_flops_train", g->eta_flops_train);
     sw_emit_num(e, "eta_flops_prefill", g->eta_flops_prefill);
     sw_emit_num(e, "eta_mem", g->eta_mem);
+    sw_emit_num(e, "eta_mem_decode", g->eta_mem_decode);
     sw_emit_map_end(e);
 }
 
@@ -274,10 +291,11 @@ static const char *const cpu_keys[] = {"dtype",           "gemm_c",
                                        "train_gemm",      "optimizer_step",
                                        "decode_gemm",     "m_sat_tokens",
                                        "eta_flops_train", "eta_flops_prefill",
-                                       "eta_mem",         NULL};
+                                       "eta_mem",         "eta_mem_decode",
+                                       NULL};
 static const char *const gpu_keys[] = {
-    "name",     "peak_bf16_flops", "mem_bw_bytes_per_s", "gemm_bf16",
-    "d2d_copy", "eta_flops_train", "eta_flops_prefill",  "eta_mem",
+    "name",     "peak_bf16_flops", "mem_bw_bytes_per_s", "gemm_bf16",      "d2d_copy",
+    "decode_gemm", "eta_flops_train", "eta_flops_prefill", "eta_mem", "eta_mem_decode",
     NULL};
 static const char *const gemm_keys[] = {"tokens", "flops_per_s", "spread", "reps", NULL};
 static const char *const decode_keys[] = {"weight_bytes", "bytes_per_s", "spread", NULL};
@@ -378,14 +396,19 @@ static int load_rate_section(struct ydoc *d, yaml_node_t *n, const char *path,
     return 0;
 }
 
-/* The three efficiencies every device section carries. */
+/* The three efficiencies every device section carries, and decode's (optional: a file written
+ * before it existed decodes at eta_mem). */
 static int load_etas(struct ydoc *d, yaml_node_t *m, const char *s, double *train,
-                     double *prefill, double *mem, struct sw_err *err)
+                     double *prefill, double *mem, double *mem_decode, struct sw_err *err)
 {
     int rc;
     if ((rc = req_eta(d, m, "eta_flops_train", s, train, err)) < 0 ||
         (rc = req_eta(d, m, "eta_flops_prefill", s, prefill, err)) < 0 ||
         (rc = req_eta(d, m, "eta_mem", s, mem, err)) < 0)
+        return rc;
+    *mem_decode = *mem;
+    if (ydoc_get(d, m, "eta_mem_decode") &&
+        (rc = req_eta(d, m, "eta_mem_decode", s, mem_decode, err)) < 0)
         return rc;
     return 0;
 }
@@ -427,8 +450,8 @@ static int load_cpu(struct ydoc *d, yaml_node_t *m, struct calib_cpu *c, struct 
                                 &c->decode_weight_bytes, &c->decode_bytes_per_s,
                                 &c->decode_spread, err)) < 0)
         return rc;
-    if ((rc = load_etas(d, m, s, &c->eta_flops_train, &c->eta_flops_prefill, &c->eta_mem, err)) <
-        0)
+    if ((rc = load_etas(d, m, s, &c->eta_flops_train, &c->eta_flops_prefill, &c->eta_mem,
+                        &c->eta_mem_decode, err)) < 0)
         return rc;
     c->present = true;
     return 0;
@@ -452,8 +475,13 @@ static int load_gpu(struct ydoc *d, yaml_node_t *m, struct calib_gpu *g, struct 
         (rc = load_rate_section(d, n, "gpu.d2d_copy", d2d_keys, "bytes", &g->d2d_bytes,
                                 &g->d2d_bytes_per_s, &g->d2d_spread, err)) < 0)
         return rc;
-    if ((rc = load_etas(d, m, s, &g->eta_flops_train, &g->eta_flops_prefill, &g->eta_mem, err)) <
-        0)
+    if ((n = ydoc_get(d, m, "decode_gemm")) &&
+        (rc = load_rate_section(d, n, "gpu.decode_gemm", decode_keys, "weight_bytes",
+                                &g->decode_weight_bytes, &g->decode_bytes_per_s,
+                                &g->decode_spread, err)) < 0)
+        return rc;
+    if ((rc = load_etas(d, m, s, &g->eta_flops_train, &g->eta_flops_prefill, &g->eta_mem,
+                        &g->eta_mem_decode, err)) < 0)
         return rc;
     g->present = true;
     return 0;

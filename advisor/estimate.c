@@ -126,6 +126,7 @@ void estimate_emit(struct sw_emit *e, const char *key, const struct estimate *es
     emit_cal(e, "eta_flops_train", c->eta_flops_train, k);
     emit_cal(e, "eta_flops_prefill", c->eta_flops_prefill, k);
     emit_cal(e, "eta_mem", c->eta_mem, k);
+    emit_cal(e, "eta_mem_decode", c->eta_mem_decode, k);
     emit_cal(e, "eta_comm_intra", c->eta_comm_intra, k);
     emit_cal(e, "eta_comm_inter", c->eta_comm_inter, k);
     emit_cal(e, "comm_latency_s", c->comm_latency_s, k);

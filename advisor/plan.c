@@ -1194,6 +1194,7 @@ static const struct est_key est_keys[] = {
     EK("calibration", "eta_flops_train", EK_DBL, calib.eta_flops_train),
     EK("calibration", "eta_flops_prefill", EK_DBL, calib.eta_flops_prefill),
     EK("calibration", "eta_mem", EK_DBL, calib.eta_mem),
+    EK("calibration", "eta_mem_decode", EK_DBL, calib.eta_mem_decode),
     EK("calibration", "eta_comm_intra", EK_DBL, calib.eta_comm_intra),
     EK("calibration", "eta_comm_inter", EK_DBL, calib.eta_comm_inter),
     EK("calibration", "comm_latency_s", EK_DBL, calib.comm_latency_s),

@@ -458,6 +458,7 @@ static int speed_infer(const struct est_geom *g, const struct model_desc *m,
      * bandwidth term already charges them (the falloff would count them twice). */
     struct rates rd;
     rates_init(&rd, g, hw, s, cal, cal->eta_flops_prefill, HUGE_VAL, mem_bw);
+    rd.bytes_per_s = mem_bw * cal->eta_mem_decode; /* a 1-token GEMM's rate (calibrate.c) */
     double w_all = L * layer_w + g->vocab_rank * g->e_kept;
     double kv_all = L * kv_tok_layer * T * b;
     double fl_dec = b * (2.0 * (L * g->layer.matrix + g->vocab_rank) + 4.0 * L * (q / t) * T);
@@ -483,7 +484,7 @@ static int speed_infer(const struct est_geom *g, const struct model_desc *m,
         estimate_add_reason(out,
                             "decode bandwidth-bound: %.3g GB weights + %.3g GB KV per "
                             "token per device at %.3g GB/s x %.2f -> %.3g ms",
-                            w_all / 1e9, kv_all / 1e9, mem_bw / 1e9, cal->eta_mem,
+                            w_all / 1e9, kv_all / 1e9, mem_bw / 1e9, cal->eta_mem_decode,
                             1e3 * out->decode_s_per_token);
     else
         estimate_add_reason(out, "decode compute-bound at batch %d: %.3g ms per token", w->batch,

@@ -127,6 +127,7 @@ void advisor_calib_default(struct advisor_calib *c)
     c->eta_flops_train = 0.5;   /* llm-analysis default (strategy reference 6.4) */
     c->eta_flops_prefill = 0.7; /* llm-analysis default */
     c->eta_mem = 0.9;           /* llm-analysis default */
+    c->eta_mem_decode = 0.9;    /* eta_mem's default: decode reads weights as a stream would */
     c->eta_comm_intra = 0.65;   /* Calculon system files (7.1) */
     c->eta_comm_inter = 0.9;
     c->comm_latency_s = 8e-6;   /* llm-analysis all-reduce floor */

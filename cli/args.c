@@ -667,9 +667,10 @@ int cli_calib_load(struct cli_calib *c, const struct hardware *hw, struct adviso
     }
     bool cpu = hw_is_cpu_only(hw);
     calib_note(c,
-               "efficiencies eta_f train %.3g, prefill %.3g, eta_mem %.3g from calibration %s "
-               "(%s %s, %s)",
-               cal->eta_flops_train, cal->eta_flops_prefill, cal->eta_mem, c->path,
+               "efficiencies eta_f train %.3g, prefill %.3g, eta_mem %.3g, decode %.3g from "
+               "calibration %s (%s %s, %s)",
+               cal->eta_flops_train, cal->eta_flops_prefill, cal->eta_mem, cal->eta_mem_decode,
+               c->path,
                cpu ? "cpu" : "gpu", cpu ? hw_dtype_name(f->cpu.dtype) : f->gpu.name,
                f->date[0] ? f->date : "undated");
     if (calib_other_machine(f, hw, why, sizeof(why)))

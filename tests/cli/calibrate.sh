@@ -60,7 +60,7 @@ else fail "default estimate mentions a calibration"; fi
 # A file from another CPU (the profile is a Zen 3 VM): accepted, with a warning reason.
 expect_rc 0 "estimate other machine" -- "$SW" estimate --model gpt2-124m --gpu cpu-avx2-2c \
   --seq 256 --calibration tests/data/calib/good_cpu.yaml
-expect_grep "eta_f train 0.25, prefill 0.4, eta_mem 0.5 from calibration" "$TMP/out" \
+expect_grep "eta_f train 0.25, prefill 0.4, eta_mem 0.5, decode 0.5 from calibration" "$TMP/out" \
   "hand-written file applied"
 cp tests/data/calib/good_cpu.yaml "$TMP/other.yaml"
 sed -i 's/cpu_family: 25/cpu_family: 23/' "$TMP/other.yaml"

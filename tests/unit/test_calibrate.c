@@ -1,5 +1,7 @@
 /* Tests of advisor/calibrate.c: the derivations of `scalewise calibrate` from fixed (synthetic)
- * measurements are exact (eta_f = rate / peak, eta_mem = decode / triad, the M_sat least-squares
+ * measurements are exact (eta_f = rate / peak, eta_mem = AdamW / triad, eta_mem_decode = the
+ * 1-token GEMM / triad (eta_mem where it was not measured or a file predates it), the M_sat
+ * least-squares
  * rule with its clamps); derivation refuses missing measurements; save -> load gives the same
  * struct and save -> load -> save the same bytes; applying a file sets the efficiencies for the
  * matching device only and leaves memory estimates unchanged; a file from another CPU is
@@ -55,7 +57,7 @@ static void synthetic_cpu(struct calib_cpu *c)
     c->optim_bytes_per_s = 10e9;
     c->optim_spread = 0.5;
     c->decode_weight_bytes = 64.0 * 1024 * 1024;
-    c->decode_bytes_per_s = 3e9; /* recorded, not applied */
+    c->decode_bytes_per_s = 3e9; /* decode's own efficiency, eta_mem_decode */
     c->decode_spread = 0.25;
 }
 
@@ -68,7 +70,8 @@ static void test_derive_cpu(void)
     CHECK_OK(calib_derive_cpu(&c, &err), &err);
     CHECK(c.eta_flops_prefill == 0.5); /* 100 / 200 */
     CHECK(c.eta_flops_train == 0.25);  /* 50 / 200 */
-    CHECK(c.eta_mem == 0.5);           /* AdamW 10 / triad 20; decode's 3 is not used */
+    CHECK(c.eta_mem == 0.5);           /* AdamW 10 / triad 20 */
+    CHECK(c.eta_mem_decode == 0.15);   /* the 1-token GEMM 3 / triad 20 */
     /* f = 0.16 at 16 and 0.64 at 64: (16^2 + 64^2) / (16*0.16 + 64*0.64) = 100 */
     CHECK_NEAR(c.m_sat_tokens, 100.0, 1e-9);
 
@@ -91,8 +94,9 @@ static void test_derive_cpu(void)
     CHECK_INT(calib_derive_cpu(&c, &err), SW_EINVAL);
     CHECK(strstr(err.msg, "eta_mem") != NULL);
     synthetic_cpu(&c);
-    c.decode_bytes_per_s = 0; /* informational: derivation does not need it */
+    c.decode_bytes_per_s = 0; /* not measured: decode falls back to eta_mem */
     CHECK_OK(calib_derive_cpu(&c, &err), &err);
+    CHECK(c.eta_mem_decode == c.eta_mem);
     synthetic_cpu(&c);
     c.n_fp32 = 0;
     CHECK_INT(calib_derive_cpu(&c, &err), SW_EINVAL);
@@ -137,6 +141,10 @@ static void test_derive_gpu(void)
     CHECK(g.eta_flops_train == 0.75);
     CHECK(g.eta_flops_prefill == 0.75);
     CHECK(g.eta_mem == 0.75);
+    CHECK(g.eta_mem_decode == 0.75); /* no 1-token GEMM measured: eta_mem */
+    g.decode_bytes_per_s = 2e12;
+    CHECK_OK(calib_derive_gpu(&g, &err), &err);
+    CHECK(g.eta_mem_decode == 0.5);
     g.peak_bf16_flops = 0; /* a GPU the probe has no peak for */
     CHECK_INT(calib_derive_gpu(&g, &err), SW_EINVAL);
 }
@@ -167,6 +175,9 @@ static void sample_file(struct calib_file *f, bool with_gpu)
         f->gpu.d2d_bytes = 1073741824.0;
         f->gpu.d2d_bytes_per_s = 2.71e12;
         f->gpu.d2d_spread = 0.02;
+        f->gpu.decode_weight_bytes = 134217728.0;
+        f->gpu.decode_bytes_per_s = 1.9e12;
+        f->gpu.decode_spread = 0.03;
         calib_derive_gpu(&f->gpu, &err);
         f->gpu.present = true;
     }
@@ -212,6 +223,7 @@ static void check_same(const struct calib_file *a, const struct calib_file *b)
     CHECK(x->eta_flops_train == y->eta_flops_train);
     CHECK(x->eta_flops_prefill == y->eta_flops_prefill);
     CHECK(x->eta_mem == y->eta_mem);
+    CHECK(x->eta_mem_decode == y->eta_mem_decode);
     const struct calib_gpu *g = &a->gpu, *h = &b->gpu;
     CHECK(g->present == h->present);
     if (g->present && h->present) {
@@ -222,6 +234,9 @@ static void check_same(const struct calib_file *a, const struct calib_file *b)
         CHECK(g->d2d_bytes == h->d2d_bytes && g->d2d_bytes_per_s == h->d2d_bytes_per_s);
         CHECK(g->d2d_spread == h->d2d_spread);
         CHECK(g->eta_flops_train == h->eta_flops_train && g->eta_mem == h->eta_mem);
+        CHECK(g->decode_weight_bytes == h->decode_weight_bytes);
+        CHECK(g->decode_bytes_per_s == h->decode_bytes_per_s);
+        CHECK(g->decode_spread == h->decode_spread && g->eta_mem_decode == h->eta_mem_decode);
     }
 }
 
@@ -283,6 +298,7 @@ static void test_apply(void)
     CHECK(calib_apply(f, cpu, &cal));
     CHECK(cal.calibrated);
     CHECK(cal.eta_flops_train == 0.25 && cal.eta_flops_prefill == 0.5 && cal.eta_mem == 0.5);
+    CHECK(cal.eta_mem_decode == 0.15);
     CHECK(cal.eta_comm_intra == def.eta_comm_intra && cal.frag_margin == def.frag_margin);
     /* The fitted M_sat becomes the speed model's CPU falloff. */
     CHECK(f->cpu.m_sat_tokens > 0 && cal.m_sat_tokens == f->cpu.m_sat_tokens);
@@ -314,6 +330,7 @@ static void test_apply(void)
     sample_file(f, true);
     CHECK(calib_apply(f, gpu, &cal));
     CHECK(cal.eta_flops_train == f->gpu.eta_flops_train && cal.eta_mem == f->gpu.eta_mem);
+    CHECK(cal.eta_mem_decode == f->gpu.eta_mem_decode && f->gpu.eta_mem_decode < f->gpu.eta_mem);
     CHECK(cal.runtime_overhead_bytes == def.runtime_overhead_bytes);
 
     /* Another machine: the profile's Zen 3 (family 25) against the file's family 26. */
@@ -382,6 +399,8 @@ static void test_bad_files(void)
     repo_path(good, sizeof(good), "tests/data/calib/good_cpu.yaml");
     CHECK_OK(calib_load_file(good, c, &err), &err);
     CHECK(c->cpu.present && !c->gpu.present && c->cpu.eta_mem == 0.5);
+    /* It predates eta_mem_decode: decode then reads at eta_mem, as before. */
+    CHECK(c->cpu.eta_mem_decode == 0.5);
     free(c);
 }
 

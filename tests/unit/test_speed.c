@@ -191,7 +191,7 @@ static void test_decode_worked_example(void)
     gpu_node(&hw, 1, 1, 2e12);
     struct advisor_calib cal;
     advisor_calib_default(&cal);
-    cal.eta_mem = 0.8;
+    cal.eta_mem = cal.eta_mem_decode = 0.8;
     workload_init(&w);
     w.task = TASK_INFER, w.batch = 1, w.prompt_len = 3000, w.gen_len = 300;
     strategy_init(&s);
@@ -206,6 +206,19 @@ static void test_decode_worked_example(void)
     CHECK_NEAR(e.infer_tokens_per_s, 73, 1);
     CHECK_REL(e.tokens_per_s, 1.0 / e.decode_s_per_token, 1e-12);
     CHECK(has_reason(&e, "bandwidth-bound"));
+    /* Decode reads at eta_mem_decode alone (a calibrated 1-token GEMM rate); eta_mem is the
+     * optimizer's and the other rooflines'. */
+    {
+        struct advisor_calib c2 = cal;
+        struct estimate e3;
+        c2.eta_mem = 0.3;
+        est(&m, &hw, &w, &s, &c2, &e3);
+        CHECK_REL(e3.decode_s_per_token, e.decode_s_per_token, 1e-12);
+        c2.eta_mem = 0.8, c2.eta_mem_decode = 0.2;
+        est(&m, &hw, &w, &s, &c2, &e3);
+        CHECK_REL(e3.decode_s_per_token, (weights + kv) / (2e12 * 0.2), 1e-9);
+        CHECK(has_reason(&e3, "x 0.20 ->"));
+    }
     /* TTFT: prefill is compute-bound here; at least the matmul FLOPs at peak x 0.7. */
     double prefill = 2.0 * 31 * (layer - 2 * 5120) * 3000 + 4.0 * 31 * 5120 * 3000.0 * 3000 * 0.5;
     CHECK(e.ttft_s >= prefill / (1e15 * 0.7));
