@@ -382,6 +382,10 @@ struct advisor_calib {
     double pin_factor;        /* k_pin = 1.5 */
     double host_reserve_frac; /* 0.10 of host memory kept free */
     double launch_overhead_s; /* per decode step, 0 until calibrated */
+    /* One backend call of the built-in executor, issued back to back (kernel launch and host
+     * work; 0 until calibrated): a 1-token matmul, and any other kernel. The speed model counts
+     * the calls of a decode step (and of a prefill) and charges them (speed.c). */
+    double call_matmul_s, call_kernel_s;
     double achieved_flops;    /* > 0 overrides peak*eta for compute (--achieved-tflops) */
     double m_sat_tokens;      /* > 0: the small-GEMM falloff's M_sat (6.4); 0: the built-in
                                * 64 tokens on a CPU, 2048 on a GPU */
@@ -412,6 +416,7 @@ struct calib_cpu {
     struct calib_gemm train;                 /* forward + backward, dtype, 6·N·C·OC FLOP */
     double optim_state_bytes, optim_bytes_per_s, optim_spread; /* AdamW step, 28 B/param */
     double decode_weight_bytes, decode_bytes_per_s, decode_spread; /* 1-token GEMM */
+    double call_matmul_s, call_kernel_s;     /* one tiny call, back to back: applied as is */
     double m_sat_tokens;                     /* derived; the speed model's CPU M_sat when applied */
     double eta_flops_train, eta_flops_prefill, eta_mem, eta_mem_decode; /* derived */
 };
@@ -422,6 +427,7 @@ struct calib_gpu {
     struct calib_gemm gemm;                     /* the plugin's bf16 GEMM */
     double d2d_bytes, d2d_bytes_per_s, d2d_spread; /* memcpy, read + write counted */
     double decode_weight_bytes, decode_bytes_per_s, decode_spread; /* 1-token bf16 GEMM */
+    double call_matmul_s, call_kernel_s; /* one tiny call, back to back: applied as is */
     double eta_flops_train, eta_flops_prefill, eta_mem, eta_mem_decode; /* derived */
 };
 struct calib_file {

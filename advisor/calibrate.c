@@ -29,6 +29,10 @@
  *  - GPU: eta_flops_train = eta_flops_prefill = the plugin's large bf16 GEMM / the probe's bf16
  *    peak; eta_mem = device-to-device memcpy (read + write) / the probe's memory bandwidth;
  *    eta_mem_decode = the plugin's 1-token bf16 GEMM (weight bytes/s) / that bandwidth.
+ *  - call_matmul_s, call_kernel_s (CPU and GPU): the time of one tiny backend call of the
+ *    executor (a 1 x 64 x 64 matmul in the matmul dtype, a 64-element residual add), issued
+ *    back to back and averaged: what a decode step pays per call beyond its reads. Measured,
+ *    applied as they are; absent (0) in files written before them.
  * Applying a file keeps every other constant at its default; for a CPU it also keeps the
  * process baseline (memory.c reads runtime_overhead_bytes once a calibration is loaded). */
 #include "advisor/advisor.h"
@@ -124,6 +128,8 @@ bool calib_apply(const struct calib_file *c, const struct hardware *hw, struct a
         cal->eta_flops_prefill = c->cpu.eta_flops_prefill;
         cal->eta_mem = c->cpu.eta_mem;
         cal->eta_mem_decode = c->cpu.eta_mem_decode > 0 ? c->cpu.eta_mem_decode : c->cpu.eta_mem;
+        cal->call_matmul_s = c->cpu.call_matmul_s;
+        cal->call_kernel_s = c->cpu.call_kernel_s;
         if (c->cpu.m_sat_tokens > 0)
             cal->m_sat_tokens = c->cpu.m_sat_tokens;
         /* memory.c reads this once calibrated: keep the default CPU process baseline (3.7). */
@@ -133,6 +139,8 @@ bool calib_apply(const struct calib_file *c, const struct hardware *hw, struct a
         cal->eta_flops_prefill = c->gpu.eta_flops_prefill;
         cal->eta_mem = c->gpu.eta_mem;
         cal->eta_mem_decode = c->gpu.eta_mem_decode > 0 ? c->gpu.eta_mem_decode : c->gpu.eta_mem;
+        cal->call_matmul_s = c->gpu.call_matmul_s;
+        cal->call_kernel_s = c->gpu.call_kernel_s;
     } else {
         return false;
     }
@@ -182,6 +190,14 @@ static void emit_gemms(struct sw_emit *e, const char *key, const struct calib_ge
     sw_emit_list_end(e);
 }
 
+static void emit_calls(struct sw_emit *e, double matmul_s, double kernel_s)
+{
+    sw_emit_map_begin(e, "calls");
+    sw_emit_num(e, "matmul_s", matmul_s);
+    sw_emit_num(e, "kernel_s", kernel_s);
+    sw_emit_map_end(e);
+}
+
 static void emit_cpu(struct sw_emit *e, const struct calib_cpu *c)
 {
     sw_emit_map_begin(e, "cpu");
@@ -205,6 +221,7 @@ static void emit_cpu(struct sw_emit *e, const struct calib_cpu *c)
     sw_emit_num(e, "bytes_per_s", c->decode_bytes_per_s);
     sw_emit_num(e, "spread", c->decode_spread);
     sw_emit_map_end(e);
+    emit_calls(e, c->call_matmul_s, c->call_kernel_s);
     sw_emit_num(e, "m_sat_tokens", c->m_sat_tokens);
     sw_emit_num(e, "eta_flops_train", c->eta_flops_train);
     sw_emit_num(e, "eta_flops_prefill", c->eta_flops_prefill);
@@ -230,6 +247,7 @@ static void emit_gpu(struct sw_emit *e, const struct calib_gpu *g)
     sw_emit_num(e, "bytes_per_s", g->decode_bytes_per_s);
     sw_emit_num(e, "spread", g->decode_spread);
     sw_emit_map_end(e);
+    emit_calls(e, g->call_matmul_s, g->call_kernel_s);
     sw_emit_num(e, "eta_flops_train", g->eta_flops_train);
     sw_emit_num(e, "eta_flops_prefill", g->eta_flops_prefill);
     sw_emit_num(e, "eta_mem", g->eta_mem);
@@ -289,14 +307,16 @@ static const char *const cpu_keys[] = {"dtype",           "gemm_c",
                                        "peak_bf16_flops", "triad_bytes_per_s",
                                        "gemm_fp32",       "gemm_bf16",
                                        "train_gemm",      "optimizer_step",
-                                       "decode_gemm",     "m_sat_tokens",
+                                       "decode_gemm",     "calls",
+                                       "m_sat_tokens",
                                        "eta_flops_train", "eta_flops_prefill",
                                        "eta_mem",         "eta_mem_decode",
                                        NULL};
 static const char *const gpu_keys[] = {
     "name",     "peak_bf16_flops", "mem_bw_bytes_per_s", "gemm_bf16",      "d2d_copy",
-    "decode_gemm", "eta_flops_train", "eta_flops_prefill", "eta_mem", "eta_mem_decode",
+    "decode_gemm", "calls", "eta_flops_train", "eta_flops_prefill", "eta_mem", "eta_mem_decode",
     NULL};
+static const char *const calls_keys[] = {"matmul_s", "kernel_s", NULL};
 static const char *const gemm_keys[] = {"tokens", "flops_per_s", "spread", "reps", NULL};
 static const char *const decode_keys[] = {"weight_bytes", "bytes_per_s", "spread", NULL};
 static const char *const optim_keys[] = {"state_bytes", "bytes_per_s", "spread", NULL};
@@ -396,6 +416,23 @@ static int load_rate_section(struct ydoc *d, yaml_node_t *n, const char *path,
     return 0;
 }
 
+/* The per-call times (`calls`, optional: 0 when absent), in [0, 1] s. */
+static int load_calls(struct ydoc *d, yaml_node_t *m, const char *what, double *matmul_s,
+                      double *kernel_s, struct sw_err *err)
+{
+    yaml_node_t *n = ydoc_get(d, m, "calls");
+    int rc;
+    *matmul_s = *kernel_s = 0.0;
+    if (!n)
+        return 0;
+    if ((rc = ydoc_expect_map(d, n, what, err)) < 0 ||
+        (rc = ydoc_check_keys(d, n, calls_keys, what, err)) < 0 ||
+        (rc = ydoc_opt_double(d, n, "matmul_s", 0.0, 1.0, what, matmul_s, err)) < 0 ||
+        (rc = ydoc_opt_double(d, n, "kernel_s", 0.0, 1.0, what, kernel_s, err)) < 0)
+        return rc;
+    return 0;
+}
+
 /* The three efficiencies every device section carries, and decode's (optional: a file written
  * before it existed decodes at eta_mem). */
 static int load_etas(struct ydoc *d, yaml_node_t *m, const char *s, double *train,
@@ -450,6 +487,8 @@ static int load_cpu(struct ydoc *d, yaml_node_t *m, struct calib_cpu *c, struct 
                                 &c->decode_weight_bytes, &c->decode_bytes_per_s,
                                 &c->decode_spread, err)) < 0)
         return rc;
+    if ((rc = load_calls(d, m, "cpu.calls", &c->call_matmul_s, &c->call_kernel_s, err)) < 0)
+        return rc;
     if ((rc = load_etas(d, m, s, &c->eta_flops_train, &c->eta_flops_prefill, &c->eta_mem,
                         &c->eta_mem_decode, err)) < 0)
         return rc;
@@ -479,6 +518,8 @@ static int load_gpu(struct ydoc *d, yaml_node_t *m, struct calib_gpu *g, struct 
         (rc = load_rate_section(d, n, "gpu.decode_gemm", decode_keys, "weight_bytes",
                                 &g->decode_weight_bytes, &g->decode_bytes_per_s,
                                 &g->decode_spread, err)) < 0)
+        return rc;
+    if ((rc = load_calls(d, m, "gpu.calls", &g->call_matmul_s, &g->call_kernel_s, err)) < 0)
         return rc;
     if ((rc = load_etas(d, m, s, &g->eta_flops_train, &g->eta_flops_prefill, &g->eta_mem,
                         &g->eta_mem_decode, err)) < 0)

@@ -1203,6 +1203,8 @@ static const struct est_key est_keys[] = {
     EK("calibration", "pin_factor", EK_DBL, calib.pin_factor),
     EK("calibration", "host_reserve_frac", EK_DBL, calib.host_reserve_frac),
     EK("calibration", "launch_overhead_s", EK_DBL, calib.launch_overhead_s),
+    EK("calibration", "call_matmul_s", EK_DBL, calib.call_matmul_s),
+    EK("calibration", "call_kernel_s", EK_DBL, calib.call_kernel_s),
     EK("calibration", "achieved_flops", EK_DBL, calib.achieved_flops),
 };
 

@@ -418,6 +418,30 @@ static int speed_train(const struct est_geom *g, const struct model_desc *m,
 }
 
 /* Inference (6.2, 6.4, 6.5, 8). */
+/* Backend calls of one forward step of the built-in executor with its KV cache (model.c's
+ * layer_forward): per layer the 4 matmuls (QKV, attention output, FC, projection) and the other
+ * kernels (2 norms, the cache append, the attention, 2 residual adds, RoPE for Llama, and the
+ * activation where it is not fused into the FC matmul: SwiGLU always, GELU on a CPU); per step
+ * the token copy, the embedding, the final norm, the head matmul, and the argmax or the logits'
+ * copy. */
+static void forward_calls(const struct model_desc *m, bool cpu, double *mm, double *other)
+{
+    double per_layer = 6.0 + (m->arch == MODEL_ARCH_LLAMA ? 1.0 : 0.0) +
+                       (m->swiglu || cpu ? 1.0 : 0.0);
+    *mm = 4.0 * m->n_layers + 1.0;
+    *other = per_layer * m->n_layers + 4.0;
+}
+
+/* A step's time given its device time t and the host time of its calls: a GPU runs its kernels
+ * while the host issues the next ones (the slower of the two bounds the step), a CPU's calls are
+ * the work itself (their overheads add). */
+static double with_calls(double t, double t_calls, bool cpu)
+{
+    if (t_calls <= 0)
+        return t;
+    return cpu ? t + t_calls : (t > t_calls ? t : t_calls);
+}
+
 static int speed_infer(const struct est_geom *g, const struct model_desc *m,
                        const struct hardware *hw, const struct workload *w,
                        const struct strategy *s, const struct advisor_calib *cal,
@@ -446,6 +470,11 @@ static int speed_infer(const struct est_geom *g, const struct model_desc *m,
     double layer_bytes = layer_w + kv_tok_layer * M + 2.0 * M * (2.0 * h + k_f * f / t) * g->e_act;
     double t_pre = L * roof(layer_fl, layer_bytes, &r);
     t_pre += roof(2.0 * b * h * V / t, g->vocab_rank * g->e_kept, &r); /* last position only */
+    /* The executor's calls per forward step, at their calibrated host cost (0 until then). */
+    double mm_calls, k_calls;
+    forward_calls(m, g->cpu, &mm_calls, &k_calls);
+    double t_calls = mm_calls * cal->call_matmul_s + k_calls * cal->call_kernel_s;
+    t_pre = with_calls(t_pre, t_calls, g->cpu);
     double t_tp_pre = 2.0 * L * est_allreduce_s(M * h * g->e_act, g->t, k.intra_bw, eta_in, lat);
     double t_pp_pre = (g->p - 1) * (lat + (pp_bw > 0 ? M * h * g->e_act / (pp_bw * pp_eta) : 0));
     out->ttft_s = t_pre + nan_to_zero(t_tp_pre) + t_pp_pre;
@@ -462,7 +491,8 @@ static int speed_infer(const struct est_geom *g, const struct model_desc *m,
     double w_all = L * layer_w + g->vocab_rank * g->e_kept;
     double kv_all = L * kv_tok_layer * T * b;
     double fl_dec = b * (2.0 * (L * g->layer.matrix + g->vocab_rank) + 4.0 * L * (q / t) * T);
-    double t_tok = roof(fl_dec, w_all + kv_all, &rd);
+    double t_reads = roof(fl_dec, w_all + kv_all, &rd);
+    double t_tok = with_calls(t_reads, t_calls, g->cpu);
     double t_tp_dec = 2.0 * L * est_allreduce_s(b * h * g->e_act, g->t, k.intra_bw, eta_in, lat);
     double t_pp_dec = (g->p - 1) * (lat + (pp_bw > 0 ? b * h * g->e_act / (pp_bw * pp_eta) : 0));
     out->decode_s_per_token = t_tok + nan_to_zero(t_tp_dec) + t_pp_dec + cal->launch_overhead_s;
@@ -480,7 +510,14 @@ static int speed_infer(const struct est_geom *g, const struct model_desc *m,
     double t_mem = rd.bytes_per_s > 0 ? (w_all + kv_all) / rd.bytes_per_s : NAN;
     if (isnan(out->decode_s_per_token))
         estimate_add_reason(out, "peak FLOP/s and memory bandwidth both unknown: latency n/a");
-    else if (!isnan(t_mem) && t_mem >= t_tok * 0.999)
+    else if (!g->cpu && t_calls > t_reads)
+        estimate_add_reason(out,
+                            "decode launch-bound: %.0f executor calls per token (%.0f matmuls) "
+                            "at %.3g and %.3g us each (calibrated) take %.3g ms, more than the "
+                            "%.3g ms of reads and FLOPs",
+                            mm_calls + k_calls, mm_calls, 1e6 * cal->call_matmul_s,
+                            1e6 * cal->call_kernel_s, 1e3 * t_calls, 1e3 * t_reads);
+    else if (!isnan(t_mem) && t_mem >= t_reads * 0.999)
         estimate_add_reason(out,
                             "decode bandwidth-bound: %.3g GB weights + %.3g GB KV per "
                             "token per device at %.3g GB/s x %.2f -> %.3g ms",
@@ -489,6 +526,12 @@ static int speed_infer(const struct est_geom *g, const struct model_desc *m,
     else
         estimate_add_reason(out, "decode compute-bound at batch %d: %.3g ms per token", w->batch,
                             1e3 * out->decode_s_per_token);
+    if (g->cpu && t_calls > 0)
+        estimate_add_reason(out,
+                            "decode: %.0f executor calls per token (%.0f matmuls) add %.3g ms "
+                            "(calibrated: %.3g and %.3g us each)",
+                            mm_calls + k_calls, mm_calls, 1e3 * t_calls,
+                            1e6 * cal->call_matmul_s, 1e6 * cal->call_kernel_s);
     if (!isnan(out->ttft_s))
         estimate_add_reason(out,
                             "time to first token %.3g ms for %d x %d prompt tokens; "

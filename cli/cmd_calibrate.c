@@ -3,7 +3,8 @@
  * peak and the triad, which the advisor divides by), times backend_cpu()'s fp32 GEMM at
  * tokens x 768 x 3072 for tokens 16..1024 (2 warm-ups, best of 5, time-bounded; --quick: 16..256,
  * 1 warm-up, best of 3), the bf16 GEMM where the CPU has native bf16, forward + backward at the
- * largest size, and a 1-token GEMM over weights larger than the last-level cache (decode).
+ * largest size, a 1-token GEMM over weights larger than the last-level cache (decode), and the
+ * cost of one tiny call issued back to back (a 1 x 64 x 64 matmul, a 64-element add).
  * With a GPU and the CUDA plugin it also times the plugin's bf16 GEMM, a device-to-device
  * copy and the plugin's 1-token bf16 GEMM over 128 MiB of weights. The derivation and the file format are the advisor's (advisor/calibrate.c); this file
  * runs the kernels, prints, and saves. */
@@ -47,7 +48,9 @@ enum bench_op {
     OP_TRAIN_BF16,
     OP_ADAMW,
     OP_DECODE,
-    OP_D2D
+    OP_D2D,
+    OP_CALLS_MM, /* `calls` 1 x 64 x 64 matmuls back to back (decode_bf16: the bf16 entry) */
+    OP_CALLS_K   /* `calls` 64-element residual adds back to back */
 };
 
 /* Buffers of one backend and the shape of the call to time. */
@@ -63,7 +66,10 @@ struct bench {
     size_t n_elems;
     size_t copy_bytes;
     bool decode_bf16;
+    int calls; /* OP_CALLS_* */
 };
+
+#define CALL_DIM 64
 
 static void bench_call(const struct bench *x)
 {
@@ -97,6 +103,19 @@ static void bench_call(const struct bench *x)
     case OP_D2D:
         b->memcpy(x->dst, x->src, x->copy_bytes, BACKEND_D2D);
         break;
+    case OP_CALLS_MM:
+        for (int i = 0; i < x->calls; i++) {
+            if (x->decode_bf16)
+                b->matmul_bf16_forward(x->out, x->in, x->wb, NULL, 1, CALL_DIM, CALL_DIM,
+                                       x->scratch);
+            else
+                b->matmul_forward(x->out, x->in, x->w, NULL, 1, CALL_DIM, CALL_DIM);
+        }
+        break;
+    case OP_CALLS_K:
+        for (int i = 0; i < x->calls; i++)
+            b->residual_forward(x->out, x->in, x->in, CALL_DIM);
+        break;
     }
 }
 
@@ -127,6 +146,22 @@ static struct calib_gemm time_op(const struct bench *x, const struct rep_policy 
         g.spread = (worst - best) / best;
     }
     return g;
+}
+
+/* The time of one tiny backend call issued back to back (a matmul and another kernel: see
+ * OP_CALLS_*), from x's buffers (in, out: >= CALL_DIM floats; w or wb: >= CALL_DIM^2; scratch):
+ * the fastest batch of `calls` over the policy's repetitions, divided by `calls`. */
+static void time_calls(const struct bench *x, const struct rep_policy *p, int calls,
+                       double *matmul_s, double *kernel_s)
+{
+    struct bench c = *x;
+    c.calls = calls;
+    c.op = OP_CALLS_MM;
+    struct calib_gemm m = time_op(&c, p, (double)calls); /* "flops_per_s": calls per second */
+    c.op = OP_CALLS_K;
+    struct calib_gemm k = time_op(&c, p, (double)calls);
+    *matmul_s = m.flops_per_s > 0 ? 1.0 / m.flops_per_s : 0.0;
+    *kernel_s = k.flops_per_s > 0 ? 1.0 / k.flops_per_s : 0.0;
 }
 
 static void fill_pattern(float *p, size_t n, int salt)
@@ -254,6 +289,8 @@ static int measure_cpu(const struct hardware *hw, const struct cal_opts *o, stru
     c->decode_weight_bytes = wbytes;
     c->decode_bytes_per_s = dg.flops_per_s; /* `work` was bytes: a rate in bytes/s */
     c->decode_spread = dg.spread;
+    x.decode_bf16 = bf16;
+    time_calls(&x, &pol, o->quick ? 100 : 400, &c->call_matmul_s, &c->call_kernel_s);
 out:
     b->free(x.w);
     b->free(x.dw);
@@ -335,6 +372,8 @@ static void measure_gpu(const struct hardware *hw, const struct cal_opts *o, str
     g->decode_weight_bytes = 2.0 * (double)dnn;
     g->decode_bytes_per_s = dg.flops_per_s;
     g->decode_spread = dg.spread;
+    x.decode_bf16 = true;
+    time_calls(&x, &pol, 256, &g->call_matmul_s, &g->call_kernel_s);
     if (hw->n_gpus > 0) {
         sw_strlcpy(g->name, hw->gpus[0].name, sizeof(g->name));
         g->peak_bf16_flops = hw->gpus[0].peak_flops[HW_DT_BF16];
@@ -389,6 +428,8 @@ static void print_text(const struct calib_file *f, const struct hardware *hw, co
     printf("  decode (1 token, %s weights %.0f MiB): %.2f GB/s, spread %.0f%%\n",
            hw_dtype_name(c->dtype), c->decode_weight_bytes / MIB, c->decode_bytes_per_s / 1e9,
            100.0 * c->decode_spread);
+    printf("  calls (back to back): 1 x %d x %d matmul %.2f us, residual add %.2f us\n", CALL_DIM,
+           CALL_DIM, 1e6 * c->call_matmul_s, 1e6 * c->call_kernel_s);
     double peak = c->dtype == HW_DT_BF16 ? c->peak_bf16_flops : c->peak_fp32_flops;
     const struct calib_gemm *top =
         c->dtype == HW_DT_BF16 ? &c->bf16[c->n_bf16 - 1] : &c->fp32[c->n_fp32 - 1];
@@ -412,9 +453,11 @@ static void print_text(const struct calib_file *f, const struct hardware *hw, co
                "(spread %.0f%%)\n",
                g->name, g->gemm.tokens, g->gemm.flops_per_s / 1e12, 100.0 * g->gemm.spread,
                g->d2d_bytes_per_s / 1e9, 100.0 * g->d2d_spread);
-        printf("  decode (1 token, bf16 weights %.0f MiB): %.0f GB/s (spread %.0f%%)\n",
+        printf("  decode (1 token, bf16 weights %.0f MiB): %.0f GB/s (spread %.0f%%); calls back to "
+               "back: 1 x %d x %d matmul %.2f us, residual add %.2f us\n",
                g->decode_weight_bytes / MIB, g->decode_bytes_per_s / 1e9,
-               100.0 * g->decode_spread);
+               100.0 * g->decode_spread, CALL_DIM, CALL_DIM, 1e6 * g->call_matmul_s,
+               1e6 * g->call_kernel_s);
         printf("  eta_flops_train = eta_flops_prefill %.3f (of %.1f TFLOP/s), eta_mem %.3f, "
                "eta_mem_decode %.3f (of %.0f GB/s)\n",
                g->eta_flops_train, g->peak_bf16_flops / 1e12, g->eta_mem, g->eta_mem_decode,

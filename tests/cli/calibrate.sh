@@ -30,8 +30,11 @@ assert c["dtype"] in ("fp32", "bf16")
 assert [g["tokens"] for g in c["gemm_fp32"]] == [16, 64, 256], c["gemm_fp32"]
 assert all(g["flops_per_s"] > 1e8 and g["reps"] >= 2 for g in c["gemm_fp32"])
 assert c["decode_gemm"]["bytes_per_s"] > 1e7 and c["optimizer_step"]["bytes_per_s"] > 1e7
-for k in ("eta_flops_train", "eta_flops_prefill", "eta_mem"):
+for k in ("eta_flops_train", "eta_flops_prefill", "eta_mem", "eta_mem_decode"):
     assert 0.0005 < c[k] < 10, (k, c[k])
+# decode's efficiency is its 1-token GEMM's; one tiny call costs between 10 ns and 10 ms
+assert abs(c["eta_mem_decode"] - c["decode_gemm"]["bytes_per_s"] / c["triad_bytes_per_s"]) < 1e-9
+assert all(1e-8 < c["calls"][k] < 1e-2 for k in ("matmul_s", "kernel_s")), c["calls"]
 assert 16 <= c["m_sat_tokens"] <= 256
 EOF
 then ok; else fail "calibration sanity: $(cat "$TMP/py")"; fi

@@ -254,6 +254,14 @@ CKPT=$WORK/gpt2-124m-random.safetensors
 "$PY" "$TORCH" write-checkpoint "$CKPT" >"$LOGS/checkpoint.json" 2>&1 ||
   say "generation: could not write the random GPT-2 checkpoint: $(tail -n 2 "$LOGS/checkpoint.json")"
 PROMPT=$(head -c 4000 data/tinyshakespeare.txt | tr -c 'A-Za-z ,.' ' ' | tr -s ' ' | head -c 128)
+# A quick calibration of this machine (its GPU section: GEMM, copy, 1-token GEMM, per-call
+# costs), for the advisor's calibrated generation figures beside the measured ones below.
+CAL=$WORK/calibration.yaml
+if ! over_budget && timeout 60 ./scalewise calibrate --quick --save "$CAL" >"$LOGS/calibrate.txt" 2>&1; then
+  say "calibrate --quick: $(grep -E '^gpu|calls back to back|eta_mem_decode' "$LOGS/calibrate.txt" | tr '\n' ' ' | tr -s ' ' | head -c 600)"
+else
+  CAL=""
+fi
 for GB in $GEN_BATCHES; do
   if over_budget; then say "generate batch $GB: skipped (time budget of $BUDGET_S s spent)"; continue; fi
   cat >"$WORK/gen-b$GB.yaml" <<EOF
@@ -277,6 +285,10 @@ EOF
     rep=$WORK/gen-b$GB/report.yaml
     cp "$rep" "$LOGS/sw-gen-b$GB-report.yaml" 2>/dev/null
     say "scalewise generate batch $GB (128+128): $("$PY" tests/gpu/summarize.py generate "$rep" 2>&1) ($((SECONDS - t0)) s)"
+    if [ -n "$CAL" ] && ./scalewise estimate --model gpt2-124m --task infer --batch "$GB" --prompt-len 128 \
+        --gen-len 128 --weights bf16 --device "$DEVICE" --calibration "$CAL" --format json >"$WORK/est-cal-b$GB.json" 2>"$LOGS/est-cal-b$GB.err"; then
+      say "  advisor with that calibration: decode $("$PY" -c 'import json,sys; d=json.load(open(sys.argv[1])); print("%.3f ms per step, TTFT %.2f ms" % (1e3*d["decode_s_per_token"], 1e3*d["ttft_s"]))' "$WORK/est-cal-b$GB.json" 2>&1)"
+    fi
   fi
   # At the largest batch, once more with SCALEWISE_PROFILE=1: where a decode step's time goes.
   if [ "$GB" = "$(printf '%s\n' $GEN_BATCHES | sort -n | tail -n 1)" ] && ! over_budget &&

@@ -59,6 +59,8 @@ static void synthetic_cpu(struct calib_cpu *c)
     c->decode_weight_bytes = 64.0 * 1024 * 1024;
     c->decode_bytes_per_s = 3e9; /* decode's own efficiency, eta_mem_decode */
     c->decode_spread = 0.25;
+    c->call_matmul_s = 2e-6; /* applied as measured */
+    c->call_kernel_s = 5e-7;
 }
 
 static void test_derive_cpu(void)
@@ -178,6 +180,8 @@ static void sample_file(struct calib_file *f, bool with_gpu)
         f->gpu.decode_weight_bytes = 134217728.0;
         f->gpu.decode_bytes_per_s = 1.9e12;
         f->gpu.decode_spread = 0.03;
+        f->gpu.call_matmul_s = 1.5e-5;
+        f->gpu.call_kernel_s = 4e-6;
         calib_derive_gpu(&f->gpu, &err);
         f->gpu.present = true;
     }
@@ -224,6 +228,7 @@ static void check_same(const struct calib_file *a, const struct calib_file *b)
     CHECK(x->eta_flops_prefill == y->eta_flops_prefill);
     CHECK(x->eta_mem == y->eta_mem);
     CHECK(x->eta_mem_decode == y->eta_mem_decode);
+    CHECK(x->call_matmul_s == y->call_matmul_s && x->call_kernel_s == y->call_kernel_s);
     const struct calib_gpu *g = &a->gpu, *h = &b->gpu;
     CHECK(g->present == h->present);
     if (g->present && h->present) {
@@ -237,6 +242,7 @@ static void check_same(const struct calib_file *a, const struct calib_file *b)
         CHECK(g->decode_weight_bytes == h->decode_weight_bytes);
         CHECK(g->decode_bytes_per_s == h->decode_bytes_per_s);
         CHECK(g->decode_spread == h->decode_spread && g->eta_mem_decode == h->eta_mem_decode);
+        CHECK(g->call_matmul_s == h->call_matmul_s && g->call_kernel_s == h->call_kernel_s);
     }
 }
 
@@ -299,6 +305,7 @@ static void test_apply(void)
     CHECK(cal.calibrated);
     CHECK(cal.eta_flops_train == 0.25 && cal.eta_flops_prefill == 0.5 && cal.eta_mem == 0.5);
     CHECK(cal.eta_mem_decode == 0.15);
+    CHECK(cal.call_matmul_s == 2e-6 && cal.call_kernel_s == 5e-7 && def.call_matmul_s == 0.0);
     CHECK(cal.eta_comm_intra == def.eta_comm_intra && cal.frag_margin == def.frag_margin);
     /* The fitted M_sat becomes the speed model's CPU falloff. */
     CHECK(f->cpu.m_sat_tokens > 0 && cal.m_sat_tokens == f->cpu.m_sat_tokens);
@@ -331,6 +338,7 @@ static void test_apply(void)
     CHECK(calib_apply(f, gpu, &cal));
     CHECK(cal.eta_flops_train == f->gpu.eta_flops_train && cal.eta_mem == f->gpu.eta_mem);
     CHECK(cal.eta_mem_decode == f->gpu.eta_mem_decode && f->gpu.eta_mem_decode < f->gpu.eta_mem);
+    CHECK(cal.call_matmul_s == 1.5e-5 && cal.call_kernel_s == 4e-6);
     CHECK(cal.runtime_overhead_bytes == def.runtime_overhead_bytes);
 
     /* Another machine: the profile's Zen 3 (family 25) against the file's family 26. */
@@ -401,6 +409,7 @@ static void test_bad_files(void)
     CHECK(c->cpu.present && !c->gpu.present && c->cpu.eta_mem == 0.5);
     /* It predates eta_mem_decode: decode then reads at eta_mem, as before. */
     CHECK(c->cpu.eta_mem_decode == 0.5);
+    CHECK(c->cpu.call_matmul_s == 0.0 && c->cpu.call_kernel_s == 0.0); /* and no per-call costs */
     free(c);
 }
 

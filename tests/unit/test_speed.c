@@ -547,6 +547,51 @@ static void test_fast(void)
     CHECK_MSG(per_call_s < 100e-6, "%.2f us per estimate", per_call_s * 1e6);
 }
 
+/* Calibrated per-call costs of the executor (calibrate's calls): a GPU's decode step is the
+ * slower of its reads and its calls' host time (launches overlap the kernels), a CPU's adds
+ * them; the call count is the built-in executor's (speed.c forward_calls): GPT-2 124M has
+ * 4 x 12 + 1 = 49 matmuls and 6 x 12 + 4 = 76 other calls a step on a GPU (GELU fused), 88 on
+ * a CPU. TTFT follows the same rule. */
+static void test_decode_calls(void)
+{
+    struct model_desc m;
+    struct hardware hw;
+    struct workload w;
+    struct strategy s;
+    struct advisor_calib cal;
+    struct estimate e0, e1;
+    gpt2_124m(&m);
+    gpu_node(&hw, 1, 1, 2e12);
+    workload_init(&w);
+    w.task = TASK_INFER, w.batch = 1, w.prompt_len = 128, w.gen_len = 128;
+    strategy_init(&s);
+    advisor_calib_default(&cal);
+    est(&m, &hw, &w, &s, &cal, &e0);
+    CHECK(!has_reason(&e0, "launch-bound"));
+    cal.call_matmul_s = 20e-6, cal.call_kernel_s = 5e-6;
+    est(&m, &hw, &w, &s, &cal, &e1);
+    double t_calls = 49 * 20e-6 + 76 * 5e-6; /* 1.36 ms: far above 0.25 GB / 1.8 TB/s */
+    CHECK(e0.decode_s_per_token < t_calls / 5);
+    CHECK_REL(e1.decode_s_per_token, t_calls, 1e-9);
+    CHECK(has_reason(&e1, "decode launch-bound: 125 executor calls per token (49 matmuls)"));
+    CHECK(e1.ttft_s >= t_calls && e1.ttft_s >= e0.ttft_s);
+    /* Calls cheaper than the reads: the reads bound the step. */
+    cal.call_matmul_s = cal.call_kernel_s = 1e-9;
+    est(&m, &hw, &w, &s, &cal, &e1);
+    CHECK_REL(e1.decode_s_per_token, e0.decode_s_per_token, 1e-12);
+
+    /* A CPU: the calls' time adds. */
+    cpu_node(&hw, 40e9);
+    strategy_init(&s);
+    s.device = DEVICE_CPU;
+    advisor_calib_default(&cal);
+    est(&m, &hw, &w, &s, &cal, &e0);
+    cal.call_matmul_s = 2e-6, cal.call_kernel_s = 0.5e-6;
+    est(&m, &hw, &w, &s, &cal, &e1);
+    CHECK_REL(e1.decode_s_per_token - e0.decode_s_per_token, 49 * 2e-6 + 88 * 0.5e-6, 1e-6);
+    CHECK(has_reason(&e1, "decode: 137 executor calls per token (49 matmuls) add"));
+}
+
 int main(void)
 {
     RUN(test_ftok_worked_example);
@@ -554,6 +599,7 @@ int main(void)
     RUN(test_collectives);
     RUN(test_bubble);
     RUN(test_decode_worked_example);
+    RUN(test_decode_calls);
     RUN(test_eta_falloff);
     RUN(test_unknown_peak_and_override);
     RUN(test_optimizer_and_offload);
