@@ -386,6 +386,11 @@ struct advisor_calib {
      * work; 0 until calibrated): a 1-token matmul, and any other kernel. The speed model counts
      * the calls of a decode step (and of a prefill) and charges them (speed.c). */
     double call_matmul_s, call_kernel_s;
+    /* > 0: the executor's flash attention, forward + backward, in FLOP/s counted as the speed
+     * model counts attention (the full s x s scores: 4·b·s²·q forward, twice that backward);
+     * it then times a flash plan's attention apart from the matmuls' peak·eta_f (0 until
+     * calibrated). */
+    double attn_flops_per_s;
     double achieved_flops;    /* > 0 overrides peak*eta for compute (--achieved-tflops) */
     double m_sat_tokens;      /* > 0: the small-GEMM falloff's M_sat (6.4); 0: the built-in
                                * 64 tokens on a CPU, 2048 on a GPU */
@@ -417,6 +422,7 @@ struct calib_cpu {
     double optim_state_bytes, optim_bytes_per_s, optim_spread; /* AdamW step, 28 B/param */
     double decode_weight_bytes, decode_bytes_per_s, decode_spread; /* 1-token GEMM */
     double call_matmul_s, call_kernel_s;     /* one tiny call, back to back: applied as is */
+    struct calib_gemm attn;                  /* flash attention fwd + bwd; tokens = its seq */
     double m_sat_tokens;                     /* derived; the speed model's CPU M_sat when applied */
     double eta_flops_train, eta_flops_prefill, eta_mem, eta_mem_decode; /* derived */
 };
@@ -428,6 +434,8 @@ struct calib_gpu {
     double d2d_bytes, d2d_bytes_per_s, d2d_spread; /* memcpy, read + write counted */
     double decode_weight_bytes, decode_bytes_per_s, decode_spread; /* 1-token bf16 GEMM */
     double call_matmul_s, call_kernel_s; /* one tiny call, back to back: applied as is */
+    struct calib_gemm attn;              /* flash attention fwd + bwd (bf16); tokens = its seq */
+    struct calib_gemm train;             /* the training path's GEMMs at tokens x 768 x 3072 */
     double eta_flops_train, eta_flops_prefill, eta_mem, eta_mem_decode; /* derived */
 };
 struct calib_file {

@@ -29,6 +29,14 @@
  *  - GPU: eta_flops_train = eta_flops_prefill = the plugin's large bf16 GEMM / the probe's bf16
  *    peak; eta_mem = device-to-device memcpy (read + write) / the probe's memory bandwidth;
  *    eta_mem_decode = the plugin's 1-token bf16 GEMM (weight bytes/s) / that bandwidth.
+ *  - attention (CPU and GPU): the executor's flash attention, forward + backward, at one
+ *    shape, in FLOP/s as speed.c counts attention (the full s x s score matrix: 12·b·s²·q for
+ *    both), applied as advisor_calib.attn_flops_per_s: the speed model then times attention
+ *    at that rate instead of at peak·eta_f, which on the built-in GPU executor is several
+ *    times slower than its GEMMs. Absent in older files (then attention runs at eta_f).
+ *  - GPU eta_flops_train, when the training GEMMs were timed (train_gemm: the executor's
+ *    training path, forward + input and weight gradients, at tokens x 768 x 3072 as on the
+ *    CPU): their rate / the bf16 peak, in place of the large GEMM's.
  *  - call_matmul_s, call_kernel_s (CPU and GPU): the time of one tiny backend call of the
  *    executor (a 1 x 64 x 64 matmul in the matmul dtype, a 64-element residual add), issued
  *    back to back and averaged: what a decode step pays per call beyond its reads. Measured,
@@ -112,6 +120,8 @@ int calib_derive_gpu(struct calib_gpu *g, struct sw_err *err)
                        "cannot derive the GPU eta_mem: the memory bandwidth or the copy rate is "
                        "unknown");
     g->eta_flops_train = g->eta_flops_prefill = g->gemm.flops_per_s / g->peak_bf16_flops;
+    if (g->train.flops_per_s > 0)
+        g->eta_flops_train = g->train.flops_per_s / g->peak_bf16_flops;
     g->eta_mem = g->d2d_bytes_per_s / g->mem_bw_bytes_per_s;
     g->eta_mem_decode = g->decode_bytes_per_s > 0 ? g->decode_bytes_per_s / g->mem_bw_bytes_per_s
                                                   : g->eta_mem;
@@ -130,6 +140,7 @@ bool calib_apply(const struct calib_file *c, const struct hardware *hw, struct a
         cal->eta_mem_decode = c->cpu.eta_mem_decode > 0 ? c->cpu.eta_mem_decode : c->cpu.eta_mem;
         cal->call_matmul_s = c->cpu.call_matmul_s;
         cal->call_kernel_s = c->cpu.call_kernel_s;
+        cal->attn_flops_per_s = c->cpu.attn.flops_per_s;
         if (c->cpu.m_sat_tokens > 0)
             cal->m_sat_tokens = c->cpu.m_sat_tokens;
         /* memory.c reads this once calibrated: keep the default CPU process baseline (3.7). */
@@ -141,6 +152,7 @@ bool calib_apply(const struct calib_file *c, const struct hardware *hw, struct a
         cal->eta_mem_decode = c->gpu.eta_mem_decode > 0 ? c->gpu.eta_mem_decode : c->gpu.eta_mem;
         cal->call_matmul_s = c->gpu.call_matmul_s;
         cal->call_kernel_s = c->gpu.call_kernel_s;
+        cal->attn_flops_per_s = c->gpu.attn.flops_per_s;
     } else {
         return false;
     }
@@ -222,6 +234,8 @@ static void emit_cpu(struct sw_emit *e, const struct calib_cpu *c)
     sw_emit_num(e, "spread", c->decode_spread);
     sw_emit_map_end(e);
     emit_calls(e, c->call_matmul_s, c->call_kernel_s);
+    if (c->attn.flops_per_s > 0)
+        emit_gemm(e, "attention", &c->attn);
     sw_emit_num(e, "m_sat_tokens", c->m_sat_tokens);
     sw_emit_num(e, "eta_flops_train", c->eta_flops_train);
     sw_emit_num(e, "eta_flops_prefill", c->eta_flops_prefill);
@@ -248,6 +262,10 @@ static void emit_gpu(struct sw_emit *e, const struct calib_gpu *g)
     sw_emit_num(e, "spread", g->decode_spread);
     sw_emit_map_end(e);
     emit_calls(e, g->call_matmul_s, g->call_kernel_s);
+    if (g->attn.flops_per_s > 0)
+        emit_gemm(e, "attention", &g->attn);
+    if (g->train.flops_per_s > 0)
+        emit_gemm(e, "train_gemm", &g->train);
     sw_emit_num(e, "eta_flops_train", g->eta_flops_train);
     sw_emit_num(e, "eta_flops_prefill", g->eta_flops_prefill);
     sw_emit_num(e, "eta_mem", g->eta_mem);
@@ -308,14 +326,14 @@ static const char *const cpu_keys[] = {"dtype",           "gemm_c",
                                        "gemm_fp32",       "gemm_bf16",
                                        "train_gemm",      "optimizer_step",
                                        "decode_gemm",     "calls",
-                                       "m_sat_tokens",
+                                       "attention",       "m_sat_tokens",
                                        "eta_flops_train", "eta_flops_prefill",
                                        "eta_mem",         "eta_mem_decode",
                                        NULL};
 static const char *const gpu_keys[] = {
     "name",     "peak_bf16_flops", "mem_bw_bytes_per_s", "gemm_bf16",      "d2d_copy",
-    "decode_gemm", "calls", "eta_flops_train", "eta_flops_prefill", "eta_mem", "eta_mem_decode",
-    NULL};
+    "decode_gemm", "calls", "attention", "train_gemm", "eta_flops_train", "eta_flops_prefill",
+    "eta_mem", "eta_mem_decode", NULL};
 static const char *const calls_keys[] = {"matmul_s", "kernel_s", NULL};
 static const char *const gemm_keys[] = {"tokens", "flops_per_s", "spread", "reps", NULL};
 static const char *const decode_keys[] = {"weight_bytes", "bytes_per_s", "spread", NULL};
@@ -489,6 +507,9 @@ static int load_cpu(struct ydoc *d, yaml_node_t *m, struct calib_cpu *c, struct 
         return rc;
     if ((rc = load_calls(d, m, "cpu.calls", &c->call_matmul_s, &c->call_kernel_s, err)) < 0)
         return rc;
+    if ((n = ydoc_get(d, m, "attention")) &&
+        (rc = load_gemm(d, n, "cpu.attention", &c->attn, err)) < 0)
+        return rc;
     if ((rc = load_etas(d, m, s, &c->eta_flops_train, &c->eta_flops_prefill, &c->eta_mem,
                         &c->eta_mem_decode, err)) < 0)
         return rc;
@@ -520,6 +541,12 @@ static int load_gpu(struct ydoc *d, yaml_node_t *m, struct calib_gpu *g, struct 
                                 &g->decode_spread, err)) < 0)
         return rc;
     if ((rc = load_calls(d, m, "gpu.calls", &g->call_matmul_s, &g->call_kernel_s, err)) < 0)
+        return rc;
+    if ((n = ydoc_get(d, m, "attention")) &&
+        (rc = load_gemm(d, n, "gpu.attention", &g->attn, err)) < 0)
+        return rc;
+    if ((n = ydoc_get(d, m, "train_gemm")) &&
+        (rc = load_gemm(d, n, "gpu.train_gemm", &g->train, err)) < 0)
         return rc;
     if ((rc = load_etas(d, m, s, &g->eta_flops_train, &g->eta_flops_prefill, &g->eta_mem,
                         &g->eta_mem_decode, err)) < 0)

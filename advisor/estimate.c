@@ -137,6 +137,7 @@ void estimate_emit(struct sw_emit *e, const char *key, const struct estimate *es
     emit_cal(e, "launch_overhead_s", c->launch_overhead_s, k);
     emit_cal(e, "call_matmul_s", c->call_matmul_s, k);
     emit_cal(e, "call_kernel_s", c->call_kernel_s, k);
+    emit_cal(e, "attn_flops_per_s", c->attn_flops_per_s, k);
     if (c->achieved_flops > 0)
         emit_cal(e, "achieved_flops", c->achieved_flops, true);
     /* Model constants that no calibration replaces yet (memory.c, speed.c). */

@@ -1205,6 +1205,7 @@ static const struct est_key est_keys[] = {
     EK("calibration", "launch_overhead_s", EK_DBL, calib.launch_overhead_s),
     EK("calibration", "call_matmul_s", EK_DBL, calib.call_matmul_s),
     EK("calibration", "call_kernel_s", EK_DBL, calib.call_kernel_s),
+    EK("calibration", "attn_flops_per_s", EK_DBL, calib.attn_flops_per_s),
     EK("calibration", "achieved_flops", EK_DBL, calib.achieved_flops),
 };
 

@@ -243,7 +243,13 @@ static int speed_train(const struct est_geom *g, const struct model_desc *m,
     double w_bytes = g->lora ? 2.0 * (g->layer.matrix * g->e_mat + g->layer.vector * g->e_kept)
                              : (2.0 * g->bw + 2.0 * g->bg) * layer_params;
     double layer_bytes = w_bytes + 3.0 * a_layer;
-    double t_layer = roof(layer_fl, layer_bytes, &r);
+    /* A calibrated attention rate (the executor's flash kernels, forward + backward) times the
+     * attention FLOPs of a flash plan apart from the matmuls' roofline. */
+    double attn_fl = (3.0 + (full || sel ? 1.0 : 0.0)) * attn_fwd;
+    bool attn_cal = cal->attn_flops_per_s > 0 && s->attention == ATTN_FLASH;
+    double t_attn = attn_cal ? attn_fl / cal->attn_flops_per_s : 0.0;
+    double t_layer = t_attn > 0 ? roof(layer_fl - attn_fl, layer_bytes, &r) + t_attn
+                                : roof(layer_fl, layer_bytes, &r);
     double head_fl = (g->lora ? 4.0 : 6.0) * M * h * V / t;
     double head_bytes =
         3.0 * g->vocab_rank * (g->lora ? g->e_kept : g->bw) + 2.0 * M * (V / t) * 4.0;
@@ -270,6 +276,12 @@ static int speed_train(const struct est_geom *g, const struct model_desc *m,
     double t_micro = t_stage + nan_to_zero(t_tp) + nan_to_zero(t_pp);
     double bubble = est_bubble_ratio(g->p, g->m, g->v);
     out->compute_s = g->m * t_stage;
+    if (t_attn > 0)
+        estimate_add_reason(out,
+                            "attention timed at the executor's calibrated flash-attention rate, "
+                            "%.3g TFLOP/s (forward + backward, full-score count): %.3g ms of each "
+                            "layer's %.3g ms",
+                            cal->attn_flops_per_s / 1e12, 1e3 * t_attn, 1e3 * t_layer);
     out->bubble_s = bubble * g->m * t_micro;
 
     /* 7.2 data parallel / ZeRO, with the overlap rule of 8. */
@@ -466,9 +478,15 @@ static int speed_infer(const struct est_geom *g, const struct model_desc *m,
     double layer_w = g->layer.matrix * g->e_mat + g->layer.vector * g->e_kept;
     double kv_tok_layer = 2.0 * g->kv_heads_rank * (double)d * g->e_kv;
     double k_f = m->swiglu ? 3.0 : 2.0, f = m->ffn > 0 ? m->ffn : 4.0 * h;
-    double layer_fl = 2.0 * M * g->layer.matrix + 4.0 * (q / t) * b * sp * sp * kappa;
+    double attn_pre = 4.0 * (q / t) * b * sp * sp * kappa;
+    double layer_fl = 2.0 * M * g->layer.matrix + attn_pre;
     double layer_bytes = layer_w + kv_tok_layer * M + 2.0 * M * (2.0 * h + k_f * f / t) * g->e_act;
-    double t_pre = L * roof(layer_fl, layer_bytes, &r);
+    /* A calibrated attention rate is in the full-score count (4·b·s²·q, kappa 1). */
+    double t_layer_pre = cal->attn_flops_per_s > 0 && s->attention == ATTN_FLASH
+                             ? roof(layer_fl - attn_pre, layer_bytes, &r) +
+                                   4.0 * (q / t) * b * sp * sp / cal->attn_flops_per_s
+                             : roof(layer_fl, layer_bytes, &r);
+    double t_pre = L * t_layer_pre;
     t_pre += roof(2.0 * b * h * V / t, g->vocab_rank * g->e_kept, &r); /* last position only */
     /* The executor's calls per forward step, at their calibrated host cost (0 until then). */
     double mm_calls, k_calls;

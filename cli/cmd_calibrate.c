@@ -4,9 +4,11 @@
  * tokens x 768 x 3072 for tokens 16..1024 (2 warm-ups, best of 5, time-bounded; --quick: 16..256,
  * 1 warm-up, best of 3), the bf16 GEMM where the CPU has native bf16, forward + backward at the
  * largest size, a 1-token GEMM over weights larger than the last-level cache (decode), and the
- * cost of one tiny call issued back to back (a 1 x 64 x 64 matmul, a 64-element add).
+ * cost of one tiny call issued back to back (a 1 x 64 x 64 matmul, a 64-element add), and
+ * flash attention forward + backward.
  * With a GPU and the CUDA plugin it also times the plugin's bf16 GEMM, a device-to-device
- * copy and the plugin's 1-token bf16 GEMM over 128 MiB of weights. The derivation and the file format are the advisor's (advisor/calibrate.c); this file
+ * copy, the plugin's 1-token bf16 GEMM over 128 MiB of weights, the same calls, the training
+ * path's attention and its GEMMs at tokens x 768 x 3072. The derivation and the file format are the advisor's (advisor/calibrate.c); this file
  * runs the kernels, prints, and saves. */
 #include "cli/cli_int.h"
 
@@ -50,7 +52,19 @@ enum bench_op {
     OP_DECODE,
     OP_D2D,
     OP_CALLS_MM, /* `calls` 1 x 64 x 64 matmuls back to back (decode_bf16: the bf16 entry) */
-    OP_CALLS_K   /* `calls` 64-element residual adds back to back */
+    OP_CALLS_K,  /* `calls` 64-element residual adds back to back */
+    OP_ATTN,     /* flash attention forward + backward (struct attn_bufs) */
+    OP_TRAIN_A16 /* bf16-activation training GEMMs: forward, input and weight gradients */
+};
+
+/* Flash attention's buffers and shape (B, T, NH heads of HS, MHA): kind 2 the bf16-activation
+ * entries (q16, o16, with scratch), 1 the 16-bit plans' (fp32 qkv, bf16 products), 0 fp32. */
+struct attn_bufs {
+    int kind, B, T, NH, HS;
+    float *qkv, *out, *lse, *dout, *dqkv;
+    uint16_t *q16, *o16;
+    void *scratch;
+    size_t scratch_bytes;
 };
 
 /* Buffers of one backend and the shape of the call to time. */
@@ -66,7 +80,9 @@ struct bench {
     size_t n_elems;
     size_t copy_bytes;
     bool decode_bf16;
-    int calls; /* OP_CALLS_* */
+    int calls;              /* OP_CALLS_* */
+    struct attn_bufs *attn; /* OP_ATTN */
+    uint16_t *in16;         /* OP_TRAIN_A16: the bf16 input */
 };
 
 #define CALL_DIM 64
@@ -115,6 +131,29 @@ static void bench_call(const struct bench *x)
     case OP_CALLS_K:
         for (int i = 0; i < x->calls; i++)
             b->residual_forward(x->out, x->in, x->in, CALL_DIM);
+        break;
+    case OP_ATTN: {
+        const struct attn_bufs *a = x->attn;
+        int B = a->B, T = a->T, NH = a->NH, HS = a->HS;
+        if (a->kind == 2) {
+            b->flash_attention_forward_a16(a->o16, a->lse, a->q16, B, T, NH, NH, HS);
+            b->flash_attention_backward_a16(a->dqkv, a->dout, a->q16, a->o16, a->lse, a->scratch,
+                                            a->scratch_bytes, B, T, NH, NH, HS);
+        } else if (a->kind == 1) {
+            b->flash_attention_forward_16(a->out, a->lse, a->qkv, B, T, NH, NH, HS);
+            b->flash_attention_backward_16(a->dqkv, a->dout, a->qkv, a->out, a->lse, B, T, NH, NH,
+                                           HS);
+        } else {
+            b->flash_attention_forward(a->out, a->lse, a->qkv, B, T, NH, NH, HS);
+            b->flash_attention_backward(a->dqkv, a->dout, a->qkv, a->out, a->lse, B, T, NH, NH,
+                                        HS);
+        }
+        break;
+    }
+    case OP_TRAIN_A16:
+        b->matmul_a16_forward(x->out, false, x->in16, x->wb, NULL, NULL, x->n, x->c, x->oc);
+        b->matmul_16_backward_a16(x->dinp, x->dw, NULL, x->out, NULL, x->in16, x->wb, NULL, x->n,
+                                  x->c, x->oc, x->scratch);
         break;
     }
 }
@@ -196,6 +235,52 @@ static void *take(const struct backend *b, size_t bytes, enum backend_mem cat, i
     if (!p)
         *rc = err->code ? err->code : SW_ENOMEM;
     return p;
+}
+
+/* The backend's flash attention, forward + backward, at B x T with NH heads of 64 (kind: see
+ * struct attn_bufs), in FLOP/s counted as the speed model counts attention: 4·B·T²·NH·64
+ * forward (the full score matrix) and twice that backward. Inputs are the 0x3c byte pattern
+ * (about 0.0115 in fp32 and bf16: finite, uniform softmax). A zero rate when a buffer could not
+ * be allocated (err says why). */
+static struct calib_gemm time_attention(const struct backend *b, int kind, int B, int T, int NH,
+                                        const struct rep_policy *p, struct sw_err *err)
+{
+    struct attn_bufs a = {.kind = kind, .B = B, .T = T, .NH = NH, .HS = 64};
+    size_t nq = (size_t)B * T * 3 * NH * 64, no = (size_t)B * T * NH * 64, nl = (size_t)B * NH * T;
+    int rc = 0;
+    struct calib_gemm g = {T, 0.0, 0.0, 0};
+    if (kind == 2) {
+        a.q16 = take(b, nq * 2, BACKEND_MEM_ACTIVATIONS, &rc, err);
+        a.o16 = take(b, no * 2, BACKEND_MEM_ACTIVATIONS, &rc, err);
+        a.scratch_bytes = no * 2 + nl * 4; /* dO in bf16 and D (backend.h) */
+        a.scratch = take(b, a.scratch_bytes, BACKEND_MEM_WORKSPACE, &rc, err);
+    } else {
+        a.qkv = take(b, nq * 4, BACKEND_MEM_ACTIVATIONS, &rc, err);
+        a.out = take(b, no * 4, BACKEND_MEM_ACTIVATIONS, &rc, err);
+    }
+    a.lse = take(b, nl * 4, BACKEND_MEM_ACTIVATIONS, &rc, err);
+    a.dout = take(b, no * 4, BACKEND_MEM_ACTIVATIONS, &rc, err);
+    a.dqkv = take(b, nq * 4, BACKEND_MEM_GRADIENTS, &rc, err);
+    if (rc == 0) {
+        if (kind == 2)
+            b->memset(a.q16, 0x3c, nq * 2);
+        else
+            b->memset(a.qkv, 0x3c, nq * 4);
+        b->memset(a.dout, 0x3c, no * 4);
+        b->memset(a.dqkv, 0, nq * 4);
+        struct bench x = {.b = b, .op = OP_ATTN, .attn = &a};
+        g = time_op(&x, p, 12.0 * B * (double)T * T * NH * 64);
+        g.tokens = T;
+    }
+    b->free(a.q16);
+    b->free(a.o16);
+    b->free(a.scratch);
+    b->free(a.qkv);
+    b->free(a.out);
+    b->free(a.lse);
+    b->free(a.dout);
+    b->free(a.dqkv);
+    return g;
 }
 
 static int measure_cpu(const struct hardware *hw, const struct cal_opts *o, struct calib_cpu *c,
@@ -291,6 +376,11 @@ static int measure_cpu(const struct hardware *hw, const struct cal_opts *o, stru
     c->decode_spread = dg.spread;
     x.decode_bf16 = bf16;
     time_calls(&x, &pol, o->quick ? 100 : 400, &c->call_matmul_s, &c->call_kernel_s);
+    /* Training attention: the executor's fp32 flash kernels (the CPU computes attention in
+     * fp32 under every precision). */
+    c->attn = time_attention(b, 0, 1, o->quick ? 128 : 256, 4, &pol, err);
+    if (c->attn.flops_per_s <= 0)
+        rc = err->code ? err->code : SW_ENOMEM;
 out:
     b->free(x.w);
     b->free(x.dw);
@@ -374,6 +464,31 @@ static void measure_gpu(const struct hardware *hw, const struct cal_opts *o, str
     g->decode_spread = dg.spread;
     x.decode_bf16 = true;
     time_calls(&x, &pol, 256, &g->call_matmul_s, &g->call_kernel_s);
+    /* The training path's attention (bf16 activations where the plugin has them) at GPT-2's
+     * shape, and its GEMMs at tokens x 768 x 3072 (the CPU's shape). */
+    int akind = b->flash_attention_forward_a16 && b->flash_attention_backward_a16 ? 2
+                : b->flash_attention_forward_16 && b->flash_attention_backward_16   ? 1
+                                                                                    : 0;
+    g->attn = time_attention(b, akind, 4, 1024, 12, &pol, &err);
+    if (b->matmul_a16_forward && b->matmul_16_backward_a16) {
+        const int tn = o->quick ? 4096 : 8192, tc = 768, toc = 3072;
+        struct bench t = {.b = b, .op = OP_TRAIN_A16, .n = tn, .c = tc, .oc = toc, .wb = x.wb,
+                          .out = x.out, .scratch = NULL};
+        int trc = 0;
+        t.in16 = take(b, (size_t)tn * tc * 2, BACKEND_MEM_ACTIVATIONS, &trc, &err);
+        t.dinp = take(b, (size_t)tn * tc * 4, BACKEND_MEM_GRADIENTS, &trc, &err);
+        t.dw = take(b, (size_t)toc * tc * 4, BACKEND_MEM_GRADIENTS, &trc, &err);
+        t.scratch = take(b, b->matmul_bf16_scratch_bytes(tn), BACKEND_MEM_WORKSPACE, &trc, &err);
+        if (trc == 0) { /* out (n^2 >= tn x toc floats) and wb (>= toc x tc) are x's */
+            b->memset(t.in16, 0x3c, (size_t)tn * tc * 2);
+            b->memset(t.dw, 0, (size_t)toc * tc * 4);
+            g->train = time_op(&t, &pol, 6.0 * tn * (double)tc * toc);
+        }
+        b->free(t.in16);
+        b->free(t.dinp);
+        b->free(t.dw);
+        b->free(t.scratch);
+    }
     if (hw->n_gpus > 0) {
         sw_strlcpy(g->name, hw->gpus[0].name, sizeof(g->name));
         g->peak_bf16_flops = hw->gpus[0].peak_flops[HW_DT_BF16];
@@ -430,6 +545,9 @@ static void print_text(const struct calib_file *f, const struct hardware *hw, co
            100.0 * c->decode_spread);
     printf("  calls (back to back): 1 x %d x %d matmul %.2f us, residual add %.2f us\n", CALL_DIM,
            CALL_DIM, 1e6 * c->call_matmul_s, 1e6 * c->call_kernel_s);
+    printf("  attention (flash, fp32, forward + backward, 1 x %d tokens, 4 heads of 64): %.1f "
+           "GFLOP/s (full-score count), spread %.0f%%\n",
+           c->attn.tokens, c->attn.flops_per_s / 1e9, 100.0 * c->attn.spread);
     double peak = c->dtype == HW_DT_BF16 ? c->peak_bf16_flops : c->peak_fp32_flops;
     const struct calib_gemm *top =
         c->dtype == HW_DT_BF16 ? &c->bf16[c->n_bf16 - 1] : &c->fp32[c->n_fp32 - 1];
@@ -458,6 +576,11 @@ static void print_text(const struct calib_file *f, const struct hardware *hw, co
                g->decode_weight_bytes / MIB, g->decode_bytes_per_s / 1e9,
                100.0 * g->decode_spread, CALL_DIM, CALL_DIM, 1e6 * g->call_matmul_s,
                1e6 * g->call_kernel_s);
+        printf("  attention (flash, forward + backward, 4 x %d tokens, 12 heads of 64): %.1f "
+               "TFLOP/s (full-score count); training GEMMs (%d x 768 x 3072, bf16 activations): "
+               "%.1f TFLOP/s\n",
+               g->attn.tokens, g->attn.flops_per_s / 1e12, g->train.tokens,
+               g->train.flops_per_s / 1e12);
         printf("  eta_flops_train = eta_flops_prefill %.3f (of %.1f TFLOP/s), eta_mem %.3f, "
                "eta_mem_decode %.3f (of %.0f GB/s)\n",
                g->eta_flops_train, g->peak_bf16_flops / 1e12, g->eta_mem, g->eta_mem_decode,

@@ -35,6 +35,7 @@ for k in ("eta_flops_train", "eta_flops_prefill", "eta_mem", "eta_mem_decode"):
 # decode's efficiency is its 1-token GEMM's; one tiny call costs between 10 ns and 10 ms
 assert abs(c["eta_mem_decode"] - c["decode_gemm"]["bytes_per_s"] / c["triad_bytes_per_s"]) < 1e-9
 assert all(1e-8 < c["calls"][k] < 1e-2 for k in ("matmul_s", "kernel_s")), c["calls"]
+assert c["attention"]["tokens"] == 128 and c["attention"]["flops_per_s"] > 1e8, c["attention"]
 assert 16 <= c["m_sat_tokens"] <= 256
 EOF
 then ok; else fail "calibration sanity: $(cat "$TMP/py")"; fi

@@ -61,6 +61,7 @@ static void synthetic_cpu(struct calib_cpu *c)
     c->decode_spread = 0.25;
     c->call_matmul_s = 2e-6; /* applied as measured */
     c->call_kernel_s = 5e-7;
+    c->attn = gemm(256, 3e10); /* applied as measured: attn_flops_per_s */
 }
 
 static void test_derive_cpu(void)
@@ -147,6 +148,10 @@ static void test_derive_gpu(void)
     g.decode_bytes_per_s = 2e12;
     CHECK_OK(calib_derive_gpu(&g, &err), &err);
     CHECK(g.eta_mem_decode == 0.5);
+    /* The training path's GEMMs, when timed, set eta_flops_train (prefill keeps the large one). */
+    g.train = gemm(8192, 250e12);
+    CHECK_OK(calib_derive_gpu(&g, &err), &err);
+    CHECK(g.eta_flops_train == 0.25 && g.eta_flops_prefill == 0.75);
     g.peak_bf16_flops = 0; /* a GPU the probe has no peak for */
     CHECK_INT(calib_derive_gpu(&g, &err), SW_EINVAL);
 }
@@ -182,6 +187,8 @@ static void sample_file(struct calib_file *f, bool with_gpu)
         f->gpu.decode_spread = 0.03;
         f->gpu.call_matmul_s = 1.5e-5;
         f->gpu.call_kernel_s = 4e-6;
+        f->gpu.attn = gemm(1024, 9.5e13);
+        f->gpu.train = gemm(8192, 3.1e14);
         calib_derive_gpu(&f->gpu, &err);
         f->gpu.present = true;
     }
@@ -229,6 +236,7 @@ static void check_same(const struct calib_file *a, const struct calib_file *b)
     CHECK(x->eta_mem == y->eta_mem);
     CHECK(x->eta_mem_decode == y->eta_mem_decode);
     CHECK(x->call_matmul_s == y->call_matmul_s && x->call_kernel_s == y->call_kernel_s);
+    CHECK(same_gemm(&x->attn, &y->attn));
     const struct calib_gpu *g = &a->gpu, *h = &b->gpu;
     CHECK(g->present == h->present);
     if (g->present && h->present) {
@@ -243,6 +251,7 @@ static void check_same(const struct calib_file *a, const struct calib_file *b)
         CHECK(g->decode_bytes_per_s == h->decode_bytes_per_s);
         CHECK(g->decode_spread == h->decode_spread && g->eta_mem_decode == h->eta_mem_decode);
         CHECK(g->call_matmul_s == h->call_matmul_s && g->call_kernel_s == h->call_kernel_s);
+        CHECK(same_gemm(&g->attn, &h->attn) && same_gemm(&g->train, &h->train));
     }
 }
 
@@ -306,6 +315,7 @@ static void test_apply(void)
     CHECK(cal.eta_flops_train == 0.25 && cal.eta_flops_prefill == 0.5 && cal.eta_mem == 0.5);
     CHECK(cal.eta_mem_decode == 0.15);
     CHECK(cal.call_matmul_s == 2e-6 && cal.call_kernel_s == 5e-7 && def.call_matmul_s == 0.0);
+    CHECK(cal.attn_flops_per_s == 3e10 && def.attn_flops_per_s == 0.0);
     CHECK(cal.eta_comm_intra == def.eta_comm_intra && cal.frag_margin == def.frag_margin);
     /* The fitted M_sat becomes the speed model's CPU falloff. */
     CHECK(f->cpu.m_sat_tokens > 0 && cal.m_sat_tokens == f->cpu.m_sat_tokens);
@@ -339,6 +349,8 @@ static void test_apply(void)
     CHECK(cal.eta_flops_train == f->gpu.eta_flops_train && cal.eta_mem == f->gpu.eta_mem);
     CHECK(cal.eta_mem_decode == f->gpu.eta_mem_decode && f->gpu.eta_mem_decode < f->gpu.eta_mem);
     CHECK(cal.call_matmul_s == 1.5e-5 && cal.call_kernel_s == 4e-6);
+    CHECK(cal.attn_flops_per_s == 9.5e13);
+    CHECK(f->gpu.eta_flops_train == 3.1e14 / 989.4e12); /* the training GEMMs' rate */
     CHECK(cal.runtime_overhead_bytes == def.runtime_overhead_bytes);
 
     /* Another machine: the profile's Zen 3 (family 25) against the file's family 26. */
@@ -410,6 +422,7 @@ static void test_bad_files(void)
     /* It predates eta_mem_decode: decode then reads at eta_mem, as before. */
     CHECK(c->cpu.eta_mem_decode == 0.5);
     CHECK(c->cpu.call_matmul_s == 0.0 && c->cpu.call_kernel_s == 0.0); /* and no per-call costs */
+    CHECK(c->cpu.attn.flops_per_s == 0.0); /* nor an attention rate */
     free(c);
 }
 

@@ -592,6 +592,47 @@ static void test_decode_calls(void)
     CHECK(has_reason(&e1, "decode: 137 executor calls per token (49 matmuls) add"));
 }
 
+/* A calibrated attention rate (calibrate's flash-attention timing) times attention apart from
+ * the matmuls: GPT-2 124M, micro-batch 4 x 1024 on a compute-bound GPU node. Per layer the
+ * attention FLOPs are 3 x 4·M·s·q = 3 x 4 x 4096 x 1024 x 768; they move from peak x eta_f
+ * (1e15 x 0.5) to the calibrated 30 TFLOP/s, so compute grows by L x that x (1/30e12 -
+ * 1/5e14). Prefill likewise (the full-score count at the calibrated rate). */
+static void test_attention_rate(void)
+{
+    struct model_desc m;
+    struct hardware hw;
+    struct workload w;
+    struct strategy s;
+    struct advisor_calib cal;
+    struct estimate e0, e1;
+    gpt2_124m(&m);
+    gpu_node(&hw, 1, 1, 8e12);
+    workload_init(&w);
+    w.seq = 1024;
+    strategy_init(&s);
+    s.micro_batch = 4;
+    s.precision = PREC_BF16_MIXED;
+    s.attention = ATTN_FLASH;
+    advisor_calib_default(&cal);
+    est(&m, &hw, &w, &s, &cal, &e0);
+    cal.attn_flops_per_s = 30e12;
+    est(&m, &hw, &w, &s, &cal, &e1);
+    double attn_fl = 3.0 * 4.0 * 4096.0 * 1024.0 * 768.0;
+    CHECK_REL(e1.compute_s - e0.compute_s, 12.0 * attn_fl * (1.0 / 30e12 - 1.0 / 5e14), 1e-6);
+    CHECK(has_reason(&e1, "calibrated flash-attention rate, 30 TFLOP/s"));
+    CHECK(!has_reason(&e0, "flash-attention rate"));
+
+    /* Inference: prefill's attention at the rate in the full-score count. */
+    workload_init(&w);
+    w.task = TASK_INFER, w.batch = 8, w.prompt_len = 1000, w.gen_len = 16;
+    cal.attn_flops_per_s = 0;
+    est(&m, &hw, &w, &s, &cal, &e0);
+    cal.attn_flops_per_s = 30e12;
+    est(&m, &hw, &w, &s, &cal, &e1);
+    CHECK(e1.ttft_s > e0.ttft_s + 12.0 * 4.0 * 8 * 1000.0 * 1000.0 * 768.0 / 30e12 * 0.9);
+    CHECK_REL(e1.decode_s_per_token, e0.decode_s_per_token, 1e-12); /* decode: reads */
+}
+
 int main(void)
 {
     RUN(test_ftok_worked_example);
@@ -600,6 +641,7 @@ int main(void)
     RUN(test_bubble);
     RUN(test_decode_worked_example);
     RUN(test_decode_calls);
+    RUN(test_attention_rate);
     RUN(test_eta_falloff);
     RUN(test_unknown_peak_and_override);
     RUN(test_optimizer_and_offload);
