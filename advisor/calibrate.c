@@ -371,6 +371,14 @@ static int load_gemm(struct ydoc *d, yaml_node_t *n, const char *sec, struct cal
     return 0;
 }
 
+/* load_gemm of map's `key` where present. */
+static int opt_gemm(struct ydoc *d, yaml_node_t *map, const char *key, const char *what,
+                    struct calib_gemm *g, struct sw_err *err)
+{
+    yaml_node_t *n = ydoc_get(d, map, key);
+    return n ? load_gemm(d, n, what, g, err) : 0;
+}
+
 static int load_gemms(struct ydoc *d, yaml_node_t *map, const char *key, const char *what,
                       struct calib_gemm *g, int *n, struct sw_err *err)
 {
@@ -492,8 +500,7 @@ static int load_cpu(struct ydoc *d, yaml_node_t *m, struct calib_cpu *c, struct 
         (rc = load_gemms(d, m, "gemm_bf16", "cpu.gemm_bf16", c->bf16, &c->n_bf16, err)) < 0 ||
         (rc = opt_rate(d, m, "m_sat_tokens", s, &c->m_sat_tokens, err)) < 0)
         return rc;
-    if ((n = ydoc_get(d, m, "train_gemm")) &&
-        (rc = load_gemm(d, n, "cpu.train_gemm", &c->train, err)) < 0)
+    if ((rc = opt_gemm(d, m, "train_gemm", "cpu.train_gemm", &c->train, err)) < 0)
         return rc;
     if ((n = ydoc_get(d, m, "optimizer_step")) &&
         (rc = load_rate_section(d, n, "cpu.optimizer_step", optim_keys, "state_bytes",
@@ -502,13 +509,12 @@ static int load_cpu(struct ydoc *d, yaml_node_t *m, struct calib_cpu *c, struct 
         return rc;
     if ((n = ydoc_get(d, m, "decode_gemm")) &&
         (rc = load_rate_section(d, n, "cpu.decode_gemm", decode_keys, "weight_bytes",
-                                &c->decode_weight_bytes, &c->decode_bytes_per_s,
-                                &c->decode_spread, err)) < 0)
+                                &c->decode_weight_bytes, &c->decode_bytes_per_s, &c->decode_spread,
+                                err)) < 0)
         return rc;
     if ((rc = load_calls(d, m, "cpu.calls", &c->call_matmul_s, &c->call_kernel_s, err)) < 0)
         return rc;
-    if ((n = ydoc_get(d, m, "attention")) &&
-        (rc = load_gemm(d, n, "cpu.attention", &c->attn, err)) < 0)
+    if ((rc = opt_gemm(d, m, "attention", "cpu.attention", &c->attn, err)) < 0)
         return rc;
     if ((rc = load_etas(d, m, s, &c->eta_flops_train, &c->eta_flops_prefill, &c->eta_mem,
                         &c->eta_mem_decode, err)) < 0)
@@ -528,8 +534,7 @@ static int load_gpu(struct ydoc *d, yaml_node_t *m, struct calib_gpu *g, struct 
         (rc = opt_rate(d, m, "peak_bf16_flops", s, &g->peak_bf16_flops, err)) < 0 ||
         (rc = opt_rate(d, m, "mem_bw_bytes_per_s", s, &g->mem_bw_bytes_per_s, err)) < 0)
         return rc;
-    if ((n = ydoc_get(d, m, "gemm_bf16")) &&
-        (rc = load_gemm(d, n, "gpu.gemm_bf16", &g->gemm, err)) < 0)
+    if ((rc = opt_gemm(d, m, "gemm_bf16", "gpu.gemm_bf16", &g->gemm, err)) < 0)
         return rc;
     if ((n = ydoc_get(d, m, "d2d_copy")) &&
         (rc = load_rate_section(d, n, "gpu.d2d_copy", d2d_keys, "bytes", &g->d2d_bytes,
@@ -537,16 +542,14 @@ static int load_gpu(struct ydoc *d, yaml_node_t *m, struct calib_gpu *g, struct 
         return rc;
     if ((n = ydoc_get(d, m, "decode_gemm")) &&
         (rc = load_rate_section(d, n, "gpu.decode_gemm", decode_keys, "weight_bytes",
-                                &g->decode_weight_bytes, &g->decode_bytes_per_s,
-                                &g->decode_spread, err)) < 0)
+                                &g->decode_weight_bytes, &g->decode_bytes_per_s, &g->decode_spread,
+                                err)) < 0)
         return rc;
     if ((rc = load_calls(d, m, "gpu.calls", &g->call_matmul_s, &g->call_kernel_s, err)) < 0)
         return rc;
-    if ((n = ydoc_get(d, m, "attention")) &&
-        (rc = load_gemm(d, n, "gpu.attention", &g->attn, err)) < 0)
+    if ((rc = opt_gemm(d, m, "attention", "gpu.attention", &g->attn, err)) < 0)
         return rc;
-    if ((n = ydoc_get(d, m, "train_gemm")) &&
-        (rc = load_gemm(d, n, "gpu.train_gemm", &g->train, err)) < 0)
+    if ((rc = opt_gemm(d, m, "train_gemm", "gpu.train_gemm", &g->train, err)) < 0)
         return rc;
     if ((rc = load_etas(d, m, s, &g->eta_flops_train, &g->eta_flops_prefill, &g->eta_mem,
                         &g->eta_mem_decode, err)) < 0)
