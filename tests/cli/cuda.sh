@@ -33,6 +33,8 @@ fi
 if [ "$have_nvcc" = 1 ]; then
   [ -f "$B/libscalewise-cuda.so" ] && ok || fail "nvcc found but $B/libscalewise-cuda.so missing"
   [ -x "$B/gpu/test_cuda_backend" ] && ok || fail "$B/gpu/test_cuda_backend not built"
+  expect_rc 0 "GPU benchmark program" -- "$B/gpu/bench_matmul"
+  expect_grep '^bench_matmul: [0-9]+ passed, 0 failed' "$TMP/out" "bench_matmul count line"
   expect_rc 0 "GPU test program" -- "$B/gpu/test_cuda_backend"
   expect_grep '[0-9]+ passed, 0 failed' "$TMP/out" "GPU test count line"
   if grep -q 'skipped: no GPU' "$TMP/out"; then

@@ -54,6 +54,15 @@ else
   model_pid=
 fi
 
+# ------------------------------------------------------------------ bench_matmul's code path
+# tests/gpu/bench_matmul (built with nvcc) at 4 rows: every entry it times runs, outputs finite.
+if [ -x "$B/gpu/bench_matmul" ]; then
+  expect_rc 0 "bench_matmul on the emulated plugin" -- "${GPU[@]}" SW_BENCH_MATMUL_ROWS=4 \
+    "$B/gpu/bench_matmul"
+  expect_grep '^bench_matmul: 5 passed, 0 failed$' "$TMP/out" "bench_matmul count line"
+  expect_grep '^matmul per step \(12 layers \+ head, 4 rows\)' "$TMP/out" "bench_matmul totals"
+fi
+
 # ------------------------------------------------------------------ b. training plans
 expect_rc 0 "data prepare" -- "$REL" data prepare --input data/tinyshakespeare.txt --out "$TMP/data"
 
