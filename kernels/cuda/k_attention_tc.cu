@@ -667,6 +667,60 @@ static __device__ __forceinline__ uint32_t mm_pack(float lo, float hi)
     return *reinterpret_cast<uint32_t *>(&v);
 }
 
+/* One key tile's online-softmax step of the forward kernels (mm_forward_kernel,
+ * pp_forward_kernel), on this lane's scores s of 8 column tiles of 8 keys from j0 (raw
+ * products): the causal mask and the scale to log2 units; each row's running max m (over its
+ * quad) and sum l (this lane's share, of the unrounded probabilities); the output accumulators
+ * o rescaled by 2^(m_old - m_new); P rounded to bf16 into pa, the A operand of 4 k-steps of 16
+ * keys. row: this lane's two query rows. */
+template <int ND>
+static __device__ __forceinline__ void mm_softmax_step(float (&s)[8][4], float (&m)[2],
+                                                       float (&l)[2], float (&o)[ND][4],
+                                                       uint32_t (&pa)[4][4], const int (&row)[2],
+                                                       int j0, int Tlen, float scale_log2)
+{
+    int t = threadIdx.x & 3;
+    float mx[2] = {-INFINITY, -INFINITY};
+#pragma unroll
+    for (int n = 0; n < 8; n++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) {
+            int j = j0 + 8 * n + 2 * t + (e & 1), r = e >> 1;
+            float v = j <= row[r] && j < Tlen ? s[n][e] * scale_log2 : -INFINITY;
+            s[n][e] = v;
+            mx[r] = fmaxf(mx[r], v);
+        }
+    float corr[2];
+#pragma unroll
+    for (int r = 0; r < 2; r++) {
+        mx[r] = fmaxf(mx[r], __shfl_xor_sync(KC_FULL_MASK, mx[r], 1));
+        mx[r] = fmaxf(mx[r], __shfl_xor_sync(KC_FULL_MASK, mx[r], 2));
+        float mn = fmaxf(m[r], mx[r]); /* -inf only for a row that sees no key yet */
+        corr[r] = mn == -INFINITY ? 1.0f : exp2f(m[r] - mn);
+        m[r] = mn;
+        l[r] *= corr[r];
+    }
+#pragma unroll
+    for (int n = 0; n < 8; n++) {
+        float p[4];
+#pragma unroll
+        for (int e = 0; e < 4; e++) {
+            int r = e >> 1;
+            p[e] = s[n][e] == -INFINITY ? 0.0f : exp2f(s[n][e] - m[r]);
+            l[r] += p[e];
+        }
+        pa[n >> 1][(n & 1) * 2] = mm_pack(p[0], p[1]);
+        pa[n >> 1][(n & 1) * 2 + 1] = mm_pack(p[2], p[3]);
+    }
+#pragma unroll
+    for (int n = 0; n < ND; n++) {
+        o[n][0] *= corr[0];
+        o[n][1] *= corr[0];
+        o[n][2] *= corr[1];
+        o[n][3] *= corr[1];
+    }
+}
+
 /* Two consecutive bf16 of shared memory (an even element index) as one 32-bit register. */
 static __device__ __forceinline__ uint32_t mm_ld2(const bf16 *p)
 {
@@ -773,45 +827,10 @@ __global__ void __launch_bounds__(TC_THREADS)
                 mm_mma(s[n], qa[k], kb);
             }
         }
-        float mx[2] = {-INFINITY, -INFINITY};
-#pragma unroll
-        for (int n = 0; n < 8; n++)
-#pragma unroll
-            for (int e = 0; e < 4; e++) {
-                int j = j0 + 8 * n + 2 * t + (e & 1), r = e >> 1;
-                float v = j <= row[r] && j < Tlen ? s[n][e] * scale_log2 : -INFINITY;
-                s[n][e] = v;
-                mx[r] = fmaxf(mx[r], v);
-            }
-        float corr[2];
-#pragma unroll
-        for (int r = 0; r < 2; r++) {
-            mx[r] = fmaxf(mx[r], __shfl_xor_sync(KC_FULL_MASK, mx[r], 1));
-            mx[r] = fmaxf(mx[r], __shfl_xor_sync(KC_FULL_MASK, mx[r], 2));
-            float mn = fmaxf(m[r], mx[r]); /* -inf only for a row that sees no key yet */
-            corr[r] = mn == -INFINITY ? 1.0f : exp2f(m[r] - mn);
-            m[r] = mn;
-            l[r] *= corr[r];
-        }
         uint32_t pa[4][4]; /* P as the A operand of 4 k-steps of 16 keys */
-#pragma unroll
-        for (int n = 0; n < 8; n++) {
-            float p[4];
-#pragma unroll
-            for (int e = 0; e < 4; e++) {
-                int r = e >> 1;
-                p[e] = s[n][e] == -INFINITY ? 0.0f : exp2f(s[n][e] - m[r]);
-                l[r] += p[e]; /* this lane's share of the row sum, unrounded */
-            }
-            pa[n >> 1][(n & 1) * 2] = mm_pack(p[0], p[1]);
-            pa[n >> 1][(n & 1) * 2 + 1] = mm_pack(p[2], p[3]);
-        }
+        mm_softmax_step(s, m, l, o, pa, row, j0, Tlen, scale_log2);
 #pragma unroll
         for (int n = 0; n < ND; n++) {
-            o[n][0] *= corr[0];
-            o[n][1] *= corr[0];
-            o[n][2] *= corr[1];
-            o[n][3] *= corr[1];
 #pragma unroll
             for (int k = 0; k < 4; k++) {
                 uint32_t vb[2];
@@ -1353,46 +1372,8 @@ __global__ void __launch_bounds__(TC_THREADS)
                 pp_frag_b2(kb, Kb, HLD, 16 * np, 16 * k);
                 pp_mma2(s[2 * np], s[2 * np + 1], qa[k], kb);
             }
-        float mx[2] = {-INFINITY, -INFINITY};
-#pragma unroll
-        for (int n = 0; n < 8; n++)
-#pragma unroll
-            for (int e = 0; e < 4; e++) {
-                int j = j0 + 8 * n + 2 * t + (e & 1), r = e >> 1;
-                float v = j <= row[r] && j < Tlen ? s[n][e] * scale_log2 : -INFINITY;
-                s[n][e] = v;
-                mx[r] = fmaxf(mx[r], v);
-            }
-        float corr[2];
-#pragma unroll
-        for (int r = 0; r < 2; r++) {
-            mx[r] = fmaxf(mx[r], __shfl_xor_sync(KC_FULL_MASK, mx[r], 1));
-            mx[r] = fmaxf(mx[r], __shfl_xor_sync(KC_FULL_MASK, mx[r], 2));
-            float mn = fmaxf(m[r], mx[r]);
-            corr[r] = mn == -INFINITY ? 1.0f : exp2f(m[r] - mn);
-            m[r] = mn;
-            l[r] *= corr[r];
-        }
         uint32_t pa[4][4];
-#pragma unroll
-        for (int n = 0; n < 8; n++) {
-            float p[4];
-#pragma unroll
-            for (int e = 0; e < 4; e++) {
-                int r = e >> 1;
-                p[e] = s[n][e] == -INFINITY ? 0.0f : exp2f(s[n][e] - m[r]);
-                l[r] += p[e];
-            }
-            pa[n >> 1][(n & 1) * 2] = mm_pack(p[0], p[1]);
-            pa[n >> 1][(n & 1) * 2 + 1] = mm_pack(p[2], p[3]);
-        }
-#pragma unroll
-        for (int n = 0; n < ND; n++) {
-            o[n][0] *= corr[0];
-            o[n][1] *= corr[0];
-            o[n][2] *= corr[1];
-            o[n][3] *= corr[1];
-        }
+        mm_softmax_step(s, m, l, o, pa, row, j0, Tlen, scale_log2);
 #pragma unroll
         for (int k = 0; k < 4; k++)
 #pragma unroll
