@@ -1849,25 +1849,23 @@ static void layer_backward_a16(struct exec_model *m, int l, int B, int T)
     /* The matmuls and the attention backward write their input gradients (no memsets); the
      * GELU/SwiGLU backward entries accumulate into zeroed buffers. */
     /* Adapters' fp32 copies of a matmul's input go to a temporary idle at that point. */
+    const uint16_t *fc_dout_pre = NULL; /* set: dfch holds d(fcact), taken through the GELU */
     if (!m->desc.swiglu && !has_adapter(im, MM_PROJ) && !has_adapter(im, MM_FC)) {
         /* d(fcact) into dfch; the FC matmul's backward takes it through the GELU as it rounds
          * it (dout_pre: fch is the pre-activation either way): no GELU pass, no memset. */
         mm_backward_a16(m, l, MM_PROJ, im->dfch, dres, NULL, a->fcact_16, NULL, N, NULL);
-        mm_backward_a16(m, l, MM_FC, im->dln, im->dfch, a->fch_16, a->ln2_16, NULL, N, im->tmp);
+        fc_dout_pre = a->fch_16;
+    } else if (!m->desc.swiglu && be->matmul_gelu_forward_a16 && !has_adapter(im, MM_PROJ)) {
+        mm_backward_a16(m, l, MM_PROJ, im->dfch, dres, NULL, a->fcact_16, a->fch_16, N, NULL);
     } else {
-        if (!m->desc.swiglu && be->matmul_gelu_forward_a16 && !has_adapter(im, MM_PROJ)) {
-            mm_backward_a16(m, l, MM_PROJ, im->dfch, dres, NULL, a->fcact_16, a->fch_16, N, NULL);
-        } else {
-            mm_backward_a16(m, l, MM_PROJ, im->dfcact, dres, NULL, a->fcact_16, NULL, N,
-                            im->dfch);
-            be->memset(im->dfch, 0, (size_t)N * im->F2 * sizeof(float));
-            if (m->desc.swiglu)
-                be->swiglu_backward_a16(im->dfch, im->dfcact, a->fch_16, N, m->F);
-            else
-                be->gelu_backward_a16(im->dfch, a->fch_16, im->dfcact, (size_t)N * m->F);
-        }
-        mm_backward_a16(m, l, MM_FC, im->dln, im->dfch, NULL, a->ln2_16, NULL, N, im->tmp);
+        mm_backward_a16(m, l, MM_PROJ, im->dfcact, dres, NULL, a->fcact_16, NULL, N, im->dfch);
+        be->memset(im->dfch, 0, (size_t)N * im->F2 * sizeof(float));
+        if (m->desc.swiglu)
+            be->swiglu_backward_a16(im->dfch, im->dfcact, a->fch_16, N, m->F);
+        else
+            be->gelu_backward_a16(im->dfch, a->fch_16, im->dfcact, (size_t)N * m->F);
     }
+    mm_backward_a16(m, l, MM_FC, im->dln, im->dfch, fc_dout_pre, a->ln2_16, NULL, N, im->tmp);
     norm_backward(m, dres, im->dln, a->res2, lo->ln2_w, lo->ln2_b, a->ln2_mean, a->ln2_rstd, N);
 
     mm_backward_a16(m, l, MM_O, im->datty, dres, NULL, a->atty_16, NULL, N, im->dqkv);
