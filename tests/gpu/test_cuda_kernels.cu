@@ -554,6 +554,35 @@ static void test_flash_attention_bf16(void)
     dfree_all();
 }
 
+/* The mean time (ms) of one fwd() and of one bwd() call over `reps` each, timed with events on
+ * the plugin's stream after `warmups` untimed rounds of both. */
+template <typename F, typename G>
+static void time_fwd_bwd(F fwd, G bwd, int reps, int warmups, double *fwd_ms, double *bwd_ms)
+{
+    for (int w = 0; w < warmups; w++) {
+        fwd();
+        bwd();
+    }
+    cudaEvent_t ev[3];
+    for (int i = 0; i < 3; i++)
+        CUDA_CHECK(cudaEventCreate(&ev[i]));
+    CUDA_CHECK(cudaEventRecord(ev[0], cuda_stream()));
+    for (int i = 0; i < reps; i++)
+        fwd();
+    CUDA_CHECK(cudaEventRecord(ev[1], cuda_stream()));
+    for (int i = 0; i < reps; i++)
+        bwd();
+    CUDA_CHECK(cudaEventRecord(ev[2], cuda_stream()));
+    CUDA_CHECK(cudaEventSynchronize(ev[2]));
+    float f = 0.0f, b = 0.0f;
+    CUDA_CHECK(cudaEventElapsedTime(&f, ev[0], ev[1]));
+    CUDA_CHECK(cudaEventElapsedTime(&b, ev[1], ev[2]));
+    *fwd_ms = f / reps;
+    *bwd_ms = b / reps;
+    for (int i = 0; i < 3; i++)
+        CUDA_CHECK(cudaEventDestroy(ev[i]));
+}
+
 /* ---------------------------------------------------------------- tensor-core attention */
 
 /* kcuda_flash_attention_*_tc (k_attention_tc.cu) round q, k, v and dO to bf16 on load and the
@@ -759,35 +788,15 @@ static void tc_vs_fma(const tc_impl &im, int B, int T, int NH, int NKV, int HS, 
         CHECK_MSG(e <= 1.0 / 32.0, "%s: rel err %.3g > 2^-5", what, e);
     }
     if (reps > 0 && fwd_ms && bwd_ms) {
-        cudaEvent_t ev[3];
-        for (int i = 0; i < 3; i++)
-            CUDA_CHECK(cudaEventCreate(&ev[i]));
-        for (int tc = 1; tc >= 0; tc--) {
-            CUDA_CHECK(cudaEventRecord(ev[0], cuda_stream()));
-            for (int i = 0; i < reps; i++) {
-                if (tc)
-                    im.fwd(o_t, l_t, d_qkv, B, T, NH, NKV, HS);
-                else
-                    kcuda_flash_attention_forward(o_f, l_f, d_qkv, B, T, NH, NKV, HS);
-            }
-            CUDA_CHECK(cudaEventRecord(ev[1], cuda_stream()));
-            for (int i = 0; i < reps; i++) {
-                if (tc)
-                    im.bwd(g_t, d_dout, d_qkv, o_f, l_f, B, T, NH, NKV, HS);
-                else
-                    kcuda_flash_attention_backward(g_f, d_dout, d_qkv, o_f, l_f, B, T, NH, NKV,
-                                                   HS);
-            }
-            CUDA_CHECK(cudaEventRecord(ev[2], cuda_stream()));
-            CUDA_CHECK(cudaEventSynchronize(ev[2]));
-            float f_ms = 0.0f, b_ms = 0.0f;
-            CUDA_CHECK(cudaEventElapsedTime(&f_ms, ev[0], ev[1]));
-            CUDA_CHECK(cudaEventElapsedTime(&b_ms, ev[1], ev[2]));
-            fwd_ms[tc ? 0 : 1] = f_ms / reps;
-            bwd_ms[tc ? 0 : 1] = b_ms / reps;
-        }
-        for (int i = 0; i < 3; i++)
-            CUDA_CHECK(cudaEventDestroy(ev[i]));
+        time_fwd_bwd([&] { im.fwd(o_t, l_t, d_qkv, B, T, NH, NKV, HS); },
+                     [&] { im.bwd(g_t, d_dout, d_qkv, o_f, l_f, B, T, NH, NKV, HS); }, reps, 0,
+                     &fwd_ms[0], &bwd_ms[0]);
+        time_fwd_bwd([&] { kcuda_flash_attention_forward(o_f, l_f, d_qkv, B, T, NH, NKV, HS); },
+                     [&] {
+                         kcuda_flash_attention_backward(g_f, d_dout, d_qkv, o_f, l_f, B, T, NH,
+                                                        NKV, HS);
+                     },
+                     reps, 0, &fwd_ms[1], &bwd_ms[1]);
     }
     dfree_all();
 }
@@ -859,44 +868,27 @@ static void a16_attention_timing(void)
     size_t sb = kcuda_flash_attention_pipe_scratch_bytes(B, T, NH, HS);
     void *scr = dalloc(sb);
     bool mma = kcuda_flash_attention_mma_supported(HS);
-    cudaEvent_t ev[3];
-    for (int i = 0; i < 3; i++)
-        CUDA_CHECK(cudaEventCreate(&ev[i]));
-    double ms[3][2] = {{0.0, 0.0}, {0.0, 0.0}, {0.0, 0.0}};
-    for (int v = 0; v < 3; v++) { /* 0: fp32 input, 1: a16 entry, 2: mma.sync a16 */
-        if (v == 2 && !mma)
-            break;
-        for (int pass = 0; pass < 2; pass++) { /* pass 0 warms up */
-            CUDA_CHECK(cudaEventRecord(ev[0], cuda_stream()));
-            for (int i = 0; i < reps; i++)
-                if (v == 1)
-                    kcuda_flash_attention_forward_a16(o16, lse, d_q16, B, T, NH, NH, HS);
-                else if (v == 2)
-                    kcuda_flash_attention_forward_mma_a16(o16, lse, d_q16, B, T, NH, NH, HS);
-                else
-                    kcuda_flash_attention_forward_16(o32, lse, d_qkv, B, T, NH, NH, HS);
-            CUDA_CHECK(cudaEventRecord(ev[1], cuda_stream()));
-            for (int i = 0; i < reps; i++)
-                if (v == 1)
-                    kcuda_flash_attention_backward_a16(g, d_dout, d_q16, o16, lse, scr, sb, B, T,
-                                                       NH, NH, HS);
-                else if (v == 2)
-                    kcuda_flash_attention_backward_mma_a16(g, d_dout, d_q16, o16, lse, B, T, NH,
-                                                           NH, HS);
-                else
-                    kcuda_flash_attention_backward_16(g, d_dout, d_qkv, o32, lse, B, T, NH, NH,
-                                                      HS);
-            CUDA_CHECK(cudaEventRecord(ev[2], cuda_stream()));
-            CUDA_CHECK(cudaEventSynchronize(ev[2]));
-            float f = 0.0f, b = 0.0f;
-            CUDA_CHECK(cudaEventElapsedTime(&f, ev[0], ev[1]));
-            CUDA_CHECK(cudaEventElapsedTime(&b, ev[1], ev[2]));
-            ms[v][0] = f / reps;
-            ms[v][1] = b / reps;
-        }
-    }
-    for (int i = 0; i < 3; i++)
-        CUDA_CHECK(cudaEventDestroy(ev[i]));
+    double ms[3][2] = {{0.0, 0.0}, {0.0, 0.0}, {0.0, 0.0}}; /* fp32 input, a16 entry, mma a16 */
+    time_fwd_bwd([&] { kcuda_flash_attention_forward_16(o32, lse, d_qkv, B, T, NH, NH, HS); },
+                 [&] {
+                     kcuda_flash_attention_backward_16(g, d_dout, d_qkv, o32, lse, B, T, NH, NH,
+                                                       HS);
+                 },
+                 reps, 1, &ms[0][0], &ms[0][1]);
+    time_fwd_bwd([&] { kcuda_flash_attention_forward_a16(o16, lse, d_q16, B, T, NH, NH, HS); },
+                 [&] {
+                     kcuda_flash_attention_backward_a16(g, d_dout, d_q16, o16, lse, scr, sb, B, T,
+                                                        NH, NH, HS);
+                 },
+                 reps, 1, &ms[1][0], &ms[1][1]);
+    if (mma)
+        time_fwd_bwd(
+            [&] { kcuda_flash_attention_forward_mma_a16(o16, lse, d_q16, B, T, NH, NH, HS); },
+            [&] {
+                kcuda_flash_attention_backward_mma_a16(g, d_dout, d_q16, o16, lse, B, T, NH, NH,
+                                                       HS);
+            },
+            reps, 1, &ms[2][0], &ms[2][1]);
     /* Causal FLOPs: forward 4·B·NH·HS·T(T+1)/2, backward 2.5 times that. */
     double fl = 4.0 * B * NH * HS * (double)T * (T + 1) / 2.0;
     printf("attention a16 B%d T%d NH%d HS%d (%s): forward %.3f ms (%.0f TFLOP/s; mma.sync a16 "
