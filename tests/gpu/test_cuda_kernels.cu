@@ -874,13 +874,13 @@ static void a16_attention_timing(void)
                      kcuda_flash_attention_backward_16(g, d_dout, d_qkv, o32, lse, B, T, NH, NH,
                                                        HS);
                  },
-                 reps, 1, &ms[0][0], &ms[0][1]);
+                 reps, reps, &ms[0][0], &ms[0][1]);
     time_fwd_bwd([&] { kcuda_flash_attention_forward_a16(o16, lse, d_q16, B, T, NH, NH, HS); },
                  [&] {
                      kcuda_flash_attention_backward_a16(g, d_dout, d_q16, o16, lse, scr, sb, B, T,
                                                         NH, NH, HS);
                  },
-                 reps, 1, &ms[1][0], &ms[1][1]);
+                 reps, reps, &ms[1][0], &ms[1][1]);
     if (mma)
         time_fwd_bwd(
             [&] { kcuda_flash_attention_forward_mma_a16(o16, lse, d_q16, B, T, NH, NH, HS); },
@@ -888,7 +888,7 @@ static void a16_attention_timing(void)
                 kcuda_flash_attention_backward_mma_a16(g, d_dout, d_q16, o16, lse, B, T, NH, NH,
                                                        HS);
             },
-            reps, 1, &ms[2][0], &ms[2][1]);
+            reps, reps, &ms[2][0], &ms[2][1]);
     /* Causal FLOPs: forward 4·B·NH·HS·T(T+1)/2, backward 2.5 times that. */
     double fl = 4.0 * B * NH * HS * (double)T * (T + 1) / 2.0;
     printf("attention a16 B%d T%d NH%d HS%d (%s): forward %.3f ms (%.0f TFLOP/s; mma.sync a16 "
