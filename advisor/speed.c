@@ -189,6 +189,12 @@ static void rates_init(struct rates *r, const struct est_geom *g, const struct h
     r->bytes_per_s = mem_bw * cal->eta_mem;
 }
 
+/* The executor's calibrated flash-attention rate where it applies (a flash plan), else 0. */
+static double calibrated_attn_rate(const struct advisor_calib *cal, const struct strategy *s)
+{
+    return s->attention == ATTN_FLASH && cal->attn_flops_per_s > 0 ? cal->attn_flops_per_s : 0.0;
+}
+
 static double nan_to_zero(double x)
 {
     return isnan(x) ? 0.0 : x;
@@ -246,8 +252,8 @@ static int speed_train(const struct est_geom *g, const struct model_desc *m,
     /* A calibrated attention rate (the executor's flash kernels, forward + backward) times the
      * attention FLOPs of a flash plan apart from the matmuls' roofline. */
     double attn_fl = (3.0 + (full || sel ? 1.0 : 0.0)) * attn_fwd;
-    bool attn_cal = cal->attn_flops_per_s > 0 && s->attention == ATTN_FLASH;
-    double t_attn = attn_cal ? attn_fl / cal->attn_flops_per_s : 0.0;
+    double attn_rate = calibrated_attn_rate(cal, s);
+    double t_attn = attn_rate > 0 ? attn_fl / attn_rate : 0.0;
     double t_layer = t_attn > 0 ? roof(layer_fl - attn_fl, layer_bytes, &r) + t_attn
                                 : roof(layer_fl, layer_bytes, &r);
     double head_fl = (g->lora ? 4.0 : 6.0) * M * h * V / t;
@@ -281,7 +287,7 @@ static int speed_train(const struct est_geom *g, const struct model_desc *m,
                             "attention timed at the executor's calibrated flash-attention rate, "
                             "%.3g TFLOP/s (forward + backward, full-score count): %.3g ms of each "
                             "layer's %.3g ms",
-                            cal->attn_flops_per_s / 1e12, 1e3 * t_attn, 1e3 * t_layer);
+                            attn_rate / 1e12, 1e3 * t_attn, 1e3 * t_layer);
     out->bubble_s = bubble * g->m * t_micro;
 
     /* 7.2 data parallel / ZeRO, with the overlap rule of 8. */
@@ -482,10 +488,10 @@ static int speed_infer(const struct est_geom *g, const struct model_desc *m,
     double layer_fl = 2.0 * M * g->layer.matrix + attn_pre;
     double layer_bytes = layer_w + kv_tok_layer * M + 2.0 * M * (2.0 * h + k_f * f / t) * g->e_act;
     /* A calibrated attention rate is in the full-score count (4·b·s²·q, kappa 1). */
-    double t_layer_pre = cal->attn_flops_per_s > 0 && s->attention == ATTN_FLASH
-                             ? roof(layer_fl - attn_pre, layer_bytes, &r) +
-                                   4.0 * (q / t) * b * sp * sp / cal->attn_flops_per_s
-                             : roof(layer_fl, layer_bytes, &r);
+    double attn_rate = calibrated_attn_rate(cal, s);
+    double t_layer_pre = attn_rate > 0 ? roof(layer_fl - attn_pre, layer_bytes, &r) +
+                                             4.0 * (q / t) * b * sp * sp / attn_rate
+                                       : roof(layer_fl, layer_bytes, &r);
     double t_pre = L * t_layer_pre;
     t_pre += roof(2.0 * b * h * V / t, g->vocab_rank * g->e_kept, &r); /* last position only */
     /* The executor's calls per forward step, at their calibrated host cost (0 until then). */
