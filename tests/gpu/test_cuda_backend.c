@@ -59,6 +59,13 @@ static float *dev_from(const float *host, size_t n, enum backend_mem cat, void *
     return d;
 }
 
+/* be->free of each of n device buffers. */
+static void dev_free_all(void *const *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        be->free(p[i]);
+}
+
 static void to_host(float *host, const float *dev, size_t n)
 {
     be->memcpy(host, dev, n * sizeof(float), BACKEND_D2H);
@@ -872,14 +879,12 @@ static void a16_checks(int N, int C, int OC, const float *x, const float *w, con
         free(gpf);
         free(gp16);
         void *more[] = {bgp, bg, bx2, bw2, bb2};
-        for (size_t i = 0; i < sizeof more / sizeof more[0]; i++)
-            be->free(more[i]);
+        dev_free_all(more, sizeof more / sizeof more[0]);
     }
 
     be->free(scratch);
     void *bases[] = {bx, bw, bb16, bb32, bpre, bo32, bo16, bo16b, bxf, bdo, bdx, bdw, bdb};
-    for (size_t i = 0; i < sizeof bases / sizeof bases[0]; i++)
-        be->free(bases[i]);
+    dev_free_all(bases, sizeof bases / sizeof bases[0]);
     free(x16), free(w16), free(b16), free(pre16), free(got16), free(xf), free(wf), free(bf);
     free(pref), free(dof), free(ref), free(got), free(rdx), free(prod), free(rdxg), free(rdw);
     free(bx_), free(bxg), free(bw_), free(nans);
@@ -986,8 +991,7 @@ static void d16_case(int N, int C, int OC, int pad)
         CHECK_MSG(bad == 0, "matmul_a16_backward_d16 %dx%dx%d mask %d", N, C, OC, mask);
     }
     void *bases[] = {bx, bw, bdo, bdx, bdw};
-    for (size_t i = 0; i < sizeof bases / sizeof bases[0]; i++)
-        be->free(bases[i]);
+    dev_free_all(bases, sizeof bases / sizeof bases[0]);
     free(xf), free(wf), free(dof), free(dw0), free(x16), free(w16), free(do16), free(rdx);
     free(rdw), free(got), free(ax), free(aw), free(ado), free(fbx), free(fbw), free(bx_);
     free(bw_), free(nans);
@@ -1122,8 +1126,7 @@ static void matmul_case(int N, int C, int OC, int pad)
     a16_checks(N, C, OC, x, w, bias, dout, dx0, dw0, db0, rdb, bb_, pad);
 
     void *bases[] = {bx, bw, bb, bo, bdo, bdx, bdw, bdb};
-    for (size_t i = 0; i < sizeof bases / sizeof bases[0]; i++)
-        be->free(bases[i]);
+    dev_free_all(bases, sizeof bases / sizeof bases[0]);
     free(x), free(w), free(bias), free(dout), free(dx0), free(dw0), free(db0), free(ref);
     free(got), free(bf), free(rdx), free(rdw), free(rdb), free(bx_), free(bw_), free(bb_);
     free(db1), free(db2);
@@ -1252,8 +1255,7 @@ static void test_f16_overflow(void)
     be->free(scratch);
     be->free(dW16);
     void *bases[] = {bx, bb, bo, bdo, bdx, bdw, bdb};
-    for (size_t i = 0; i < sizeof bases / sizeof bases[0]; i++)
-        be->free(bases[i]);
+    dev_free_all(bases, sizeof bases / sizeof bases[0]);
 }
 
 int main(void)
