@@ -41,9 +41,11 @@
  *    (CUDA_R_16BF: cuBLASLt rounds the fp32 result once, nearest even), the bias and the GELU
  *    aux take D's type as cuBLASLt requires. Where no algorithm takes the BIAS epilogue with a
  *    bf16 D, D is filled with the bias and the GEMM adds to it (beta 1), so the sum is still
- *    rounded once. The backward rounds dout chunk by chunk as the 16-bit backward does; with a
+ *    rounded once. The backward rounds dout chunk by chunk as the 16-bit backward does (the
+ *    same pass sums the bias gradient, and with dout_pre takes dout through a GELU); with a
  *    bf16 pre-activation it scales the written input gradient by gelu'(pre) in a pass of its own
- *    rather than hand cuBLASLt's DGELU a bf16 aux beside an fp32 D.
+ *    rather than hand cuBLASLt's DGELU a bf16 aux beside an fp32 D. The forward may add a
+ *    residual in its epilogue (C = the residual, beta 1).
  * Not here: the int8 weight-only matmul. */
 #include "kernels/cuda/cuda_int.cuh"
 #include "kernels/cuda/k_common.cuh"
