@@ -431,5 +431,8 @@ const struct backend *backend_cuda_load(struct sw_err *err);
 /* Another exported entry of the loaded CUDA plugin (e.g. the NCCL engine's), by name; NULL
  * before a successful backend_cuda_load() or when the plugin lacks it. */
 void *backend_cuda_symbol(const char *name);
+/* The loaded plugin's attention tuning lines (scalewise_cuda_attention_tuning) into buf
+ * (NUL-terminated; "" when no plugin is loaded, it has no such entry, or nothing was tuned). */
+void backend_cuda_attention_tuning(char *buf, size_t n);
 
 #endif

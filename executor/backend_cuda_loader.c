@@ -129,3 +129,16 @@ void *backend_cuda_symbol(const char *name)
     dlerror();
     return dlsym(g_handle, name);
 }
+
+void backend_cuda_attention_tuning(char *buf, size_t n)
+{
+    if (n == 0)
+        return;
+    buf[0] = '\0';
+    int (*tuning)(char *, size_t) = NULL;
+    void *sym = backend_cuda_symbol("scalewise_cuda_attention_tuning");
+    /* dlsym's object pointer to a function pointer: POSIX guarantees it works */
+    memcpy(&tuning, &sym, sizeof tuning);
+    if (tuning)
+        tuning(buf, n);
+}

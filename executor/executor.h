@@ -937,6 +937,9 @@ struct exec_report {
     double loss_scale;
     bool dynamic_loss_scale;
     int64_t skipped_steps;
+    /* The CUDA plugin's tuned attention choices (scalewise_cuda_attention_tuning: one line
+     * per shape and direction), listed as measured.attention_tuning; "" elsewhere. */
+    char attention_tuning[1024];
 };
 
 /* Write report.yaml atomically: the plan's name and model, `measured` (per_device_bytes with

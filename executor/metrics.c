@@ -200,6 +200,20 @@ int exec_report_write(const char *path, const struct plan *p, const struct exec_
     emit_num_or_null(&e, "wall_s", r->wall_s, 5);
     emit_num_or_null(&e, "final_loss", r->final_loss, 6);
     emit_num_or_null(&e, "final_val_loss", r->final_val_loss, 6);
+    if (r->attention_tuning[0]) { /* a GPU's tuned attention kernels, one line each */
+        sw_emit_list_begin(&e, "attention_tuning");
+        char lines[sizeof r->attention_tuning];
+        sw_strlcpy(lines, r->attention_tuning, sizeof lines);
+        for (char *l = lines, *end; *l; l = end + 1) {
+            end = strchr(l, '\n');
+            if (end)
+                *end = '\0';
+            sw_emit_str(&e, NULL, l);
+            if (!end)
+                break;
+        }
+        sw_emit_list_end(&e);
+    }
     sw_emit_map_end(&e);
     if (r->world > 1) {
         sw_emit_map_begin(&e, "distributed");

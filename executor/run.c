@@ -1035,6 +1035,8 @@ int exec_run_train(const struct plan *p, const struct exec_run_opts *o_in,
     memset(&rep, 0, sizeof(rep));
     s->be->mem_stats(&rep.mem);
     sw_strlcpy(rep.backend, s->be->name, sizeof(rep.backend));
+    if (p->strategy.device == DEVICE_CUDA)
+        backend_cuda_attention_tuning(rep.attention_tuning, sizeof(rep.attention_tuning));
     rep.peak_rss_bytes = exec_peak_rss_bytes();
     rep.steps_done = done_here;
     rep.final_step = r->final_step;

@@ -285,6 +285,35 @@ KCUDA_API void kcuda_flash_attention_backward_pipe_a16(float *dqkv, const float 
                                                        const float *lse, void *scratch,
                                                        size_t scratch_bytes, int B, int T, int NH,
                                                        int NKV, int HS);
+/* The wide pipelined kernels (128-row forward blocks; the backward's A fragments held in
+ * registers): the pipelined kernels' bits, HS 64 only (_supported), the same requirements. */
+KCUDA_API bool kcuda_flash_attention_wide_supported(int HS);
+KCUDA_API void kcuda_flash_attention_forward_wide_a16(uint16_t *out, float *lse,
+                                                      const uint16_t *qkv, int B, int T, int NH,
+                                                      int NKV, int HS);
+KCUDA_API void kcuda_flash_attention_backward_wide_a16(float *dqkv, const float *dout,
+                                                       const uint16_t *qkv, const uint16_t *out,
+                                                       const float *lse, void *scratch,
+                                                       size_t scratch_bytes, int B, int T, int NH,
+                                                       int NKV, int HS);
+/* The _a16 entries' dispatch among the bit-identical mma.sync family (wide, pipe, mma): the one
+ * SCALEWISE_CUDA_ATTENTION pins, or by default the fastest for the shape, every applicable one
+ * timed on the first call of each shape (B, T, NH, NKV, HS, direction) and remembered. false
+ * (nothing run) when none applies (the variable names wmma or fma, or the head size or device
+ * rules them out). The backward writes dqkv. */
+KCUDA_API bool kcuda_flash_attention_forward_tuned_a16(uint16_t *out, float *lse,
+                                                       const uint16_t *qkv, int B, int T, int NH,
+                                                       int NKV, int HS);
+KCUDA_API bool kcuda_flash_attention_backward_tuned_a16(float *dqkv, const float *dout,
+                                                        const uint16_t *qkv, const uint16_t *out,
+                                                        const float *lse, void *scratch,
+                                                        size_t scratch_bytes, int B, int T,
+                                                        int NH, int NKV, int HS);
+/* The tuned shapes so far, one line each ("forward B16 T1024 NH12 NKV12 HS64: wide (wide
+ * 0.412 ms, pipe 0.533 ms, mma 0.901 ms)"), as much as fits in buf (NUL-terminated when size
+ * > 0); returns the number of shapes. _reset forgets them (the next call of each tunes again). */
+KCUDA_API int kcuda_flash_attention_tuning(char *buf, size_t size);
+KCUDA_API void kcuda_flash_attention_tuning_reset(void);
 KCUDA_API void kcuda_kv_cache_append(float *k_cache, float *v_cache, const float *qkv, int B,
                                      int T_new, int pos, int NH, int NKV, int HS, int cache_T);
 KCUDA_API void kcuda_attention_decode(float *out, const float *qkv, const float *k_cache,

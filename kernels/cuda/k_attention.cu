@@ -23,9 +23,10 @@
  * can keep a bf16 cache (the _c16 entries). They use scalar fp32 FMAs with warp shuffles, not
  * tensor cores: correct, and the fp32 plans' attention. The 16-bit plans' entries (_16, and
  * _a16 with bf16 activations) hand over to the tensor-core kernels of k_attention_tc.cu
- * (pipelined mma.sync for _a16 where qkv is aligned and the backward has scratch, else mma.sync,
- * else WMMA) where the head size (64, 128) and device allow, unless SCALEWISE_CUDA_ATTENTION=fma
- * (2.2× faster for GPT-2 124M training on an H200). */
+ * (for _a16 the fastest of the bit-identical wide, pipelined and mma.sync kernels, timed on the
+ * first call of each shape, the pipelined ones where qkv is aligned and the backward has
+ * scratch; else mma.sync, else WMMA) where the head size (64, 128) and device allow, unless
+ * SCALEWISE_CUDA_ATTENTION names one (fma: 2.2× slower for GPT-2 124M training on an H200). */
 #include "kernels/cuda/cuda_int.cuh"
 #include "kernels/cuda/k_common.cuh"
 
@@ -497,11 +498,9 @@ void kcuda_flash_attention_backward_bf16(__nv_bfloat16 *dqkv, const __nv_bfloat1
 KCUDA_API void kcuda_flash_attention_forward_a16(uint16_t *out, float *lse, const uint16_t *qkv,
                                                  int B, int T, int NH, int NKV, int HS)
 {
-    if (kcuda_flash_attention_pipe_enabled(HS) && kcuda_flash_attention_pipe_aligned(qkv))
-        kcuda_flash_attention_forward_pipe_a16(out, lse, qkv, B, T, NH, NKV, HS);
-    else if (kcuda_flash_attention_mma_enabled(HS))
-        kcuda_flash_attention_forward_mma_a16(out, lse, qkv, B, T, NH, NKV, HS);
-    else if (kcuda_flash_attention_tc_enabled(HS))
+    if (kcuda_flash_attention_forward_tuned_a16(out, lse, qkv, B, T, NH, NKV, HS))
+        return; /* the mma.sync family: wide, pipe or mma */
+    if (kcuda_flash_attention_tc_enabled(HS))
         kcuda_flash_attention_forward_tc_a16(out, lse, qkv, B, T, NH, NKV, HS);
     else
         flash_forward<__nv_bfloat16>(kc_bf16(out), lse, kc_bf16(qkv), B, T, NH, NKV, HS);
@@ -513,20 +512,14 @@ KCUDA_API void kcuda_flash_attention_backward_a16(float *dqkv, const float *dout
                                                   size_t scratch_bytes, int B, int T, int NH,
                                                   int NKV, int HS)
 {
-    if (kcuda_flash_attention_pipe_enabled(HS) && kcuda_flash_attention_pipe_aligned(qkv) &&
-        kcuda_flash_attention_pipe_aligned(scratch) &&
-        scratch_bytes >= kcuda_flash_attention_pipe_scratch_bytes(B, T, NH, HS)) {
-        kcuda_flash_attention_backward_pipe_a16(dqkv, dout, qkv, out, lse, scratch, scratch_bytes,
-                                                B, T, NH, NKV, HS);
-        return;
-    }
+    if (kcuda_flash_attention_backward_tuned_a16(dqkv, dout, qkv, out, lse, scratch,
+                                                 scratch_bytes, B, T, NH, NKV, HS))
+        return; /* the mma.sync family: wide, pipe or mma */
     /* The other kernels add their gradient: the entry writes it, so they start from zeros. */
     if (B > 0 && T > 0)
         CUDA_CHECK(cudaMemsetAsync(dqkv, 0, (size_t)B * T * (NH + 2 * NKV) * HS * sizeof(float),
                                    cuda_stream()));
-    if (kcuda_flash_attention_mma_enabled(HS))
-        kcuda_flash_attention_backward_mma_a16(dqkv, dout, qkv, out, lse, B, T, NH, NKV, HS);
-    else if (kcuda_flash_attention_tc_enabled(HS))
+    if (kcuda_flash_attention_tc_enabled(HS))
         kcuda_flash_attention_backward_tc_a16(dqkv, dout, qkv, out, lse, B, T, NH, NKV, HS);
     else
         flash_backward<__nv_bfloat16, float>(dqkv, dout, kc_bf16(qkv), kc_bf16(out), lse, B, T, NH,

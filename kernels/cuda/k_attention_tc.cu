@@ -53,6 +53,7 @@
  * the forward's output accumulator go through shared memory, WMMA fragments being opaque). */
 #include <mma.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -1091,9 +1092,13 @@ __global__ void __launch_bounds__(TC_THREADS)
  * 8×8 matrix in distinct bank groups):
  *              HS = 64   HS = 128
  *    forward    46,080     87,040   q; k, v double-buffered
+ *    wide fwd   55,296          -   q of 128 rows; k, v double-buffered
  *    dq         55,808    104,960   q, dO; k, v double-buffered; lse, D of 64 rows
  *    dk/dv      55,808    104,960   k, v; q, dO double-buffered; lse, D
- * sm_86 and sm_89 (99 KiB opt-in) take HS 64 only; A100, H100 and H200 both.
+ * sm_86 and sm_89 (99 KiB opt-in) take HS 64 only; A100, H100 and H200 both. The "wide"
+ * variants (HS 64: two m-tiles per warp in the forward, the backward's A fragments held in
+ * registers) trade registers for shared-memory traffic; which is faster is left to the tuned
+ * dispatch at the end of this file, since all of them give the same bits.
  * Not yet run on a GPU (written without one, 2026-11-28): tested in the CUDA emulation, where a
  * cp.async copy lands only at its wait_group and ldmatrix follows the documented layouts
  * (tests/cuda_emu/cuda_emu.h). SCALEWISE_CUDA_ATTENTION=mma selects the mma.sync kernels. */
@@ -1215,9 +1220,13 @@ static __device__ __forceinline__ void pp_load_tile(bf16 *dst, const bf16 *src, 
 
 /* The backward's two score products for rows r0..r0+15 of A1, A2 and the 8-column tiles n0 and
  * n0 + 8: s = A1·B1ᵀ and dp = A2·B2ᵀ over the head dimension (k-steps in order), all four
- * operands 64 × (HS + 8) tiles (dq: Q·Kᵀ, dO·Vᵀ; dk/dv: K·Qᵀ, V·dOᵀ). */
-template <int HS>
+ * operands 64 × (HS + 8) tiles (dq: Q·Kᵀ, dO·Vᵀ; dk/dv: K·Qᵀ, V·dOᵀ). RA: A1's and A2's
+ * fragments of those rows are already in a1, a2 (the same values pp_frag_a would load; A1 and
+ * A2 unread), else a1, a2 are unused and each k-step loads them. */
+template <int HS, bool RA>
 static __device__ __forceinline__ void pp_two_products(float (&s)[2][4], float (&dp)[2][4],
+                                                       const uint32_t (&a1)[HS / 16][4],
+                                                       const uint32_t (&a2)[HS / 16][4],
                                                        const bf16 *A1, const bf16 *B1,
                                                        const bf16 *A2, const bf16 *B2, int r0,
                                                        int n0)
@@ -1231,13 +1240,31 @@ static __device__ __forceinline__ void pp_two_products(float (&s)[2][4], float (
 #pragma unroll
     for (int k = 0; k < HS / 16; k++) {
         uint32_t a[4], b[4];
-        pp_frag_a(a, A1, HLD, r0, 16 * k);
         pp_frag_b2(b, B1, HLD, n0, 16 * k);
-        pp_mma2(s[0], s[1], a, b);
-        pp_frag_a(a, A2, HLD, r0, 16 * k);
+        if constexpr (RA) {
+            pp_mma2(s[0], s[1], a1[k], b);
+        } else {
+            pp_frag_a(a, A1, HLD, r0, 16 * k);
+            pp_mma2(s[0], s[1], a, b);
+        }
         pp_frag_b2(b, B2, HLD, n0, 16 * k);
-        pp_mma2(dp[0], dp[1], a, b);
+        if constexpr (RA) {
+            pp_mma2(dp[0], dp[1], a2[k], b);
+        } else {
+            pp_frag_a(a, A2, HLD, r0, 16 * k);
+            pp_mma2(dp[0], dp[1], a, b);
+        }
     }
+}
+
+/* Rows r0..r0+15 of a 64 × (HS + 8) tile as the A fragments of its HS / 16 k-steps. */
+template <int HS>
+static __device__ __forceinline__ void pp_frags_a(uint32_t (&a)[HS / 16][4], const bf16 *tile,
+                                                  int r0)
+{
+#pragma unroll
+    for (int k = 0; k < HS / 16; k++)
+        pp_frag_a(a[k], tile, HS + 8, r0, 16 * k);
 }
 
 /* lse·log2(e) and D of query rows t0..t0+63 (0 past T) into lse2_s, D_s: threads 0..63 and
@@ -1261,6 +1288,7 @@ template <int HS> struct pp_dims {
     static constexpr size_t TILE = (size_t)TE * sizeof(bf16);
     static constexpr size_t STATS = (size_t)2 * TC_TILE * sizeof(float);
     static constexpr size_t FWD = 5 * TILE;         /* q; k ×2; v ×2 */
+    static constexpr size_t FWD2 = 6 * TILE;        /* the wide forward: q ×2; k ×2; v ×2 */
     static constexpr size_t DQ = 6 * TILE + STATS;  /* q, dO; k ×2; v ×2; lse, D */
     static constexpr size_t DKV = 6 * TILE + STATS; /* k, v; q ×2; dO ×2; lse, D */
 };
@@ -1268,6 +1296,7 @@ static_assert(pp_dims<64>::HLD == tc_dims<64>::HLD && pp_dims<128>::HLD == tc_di
               "tile layouts shared with tc_load_tile");
 static_assert(pp_dims<64>::FWD == 46080 && pp_dims<128>::FWD == 87040, "documented sizes");
 static_assert(pp_dims<64>::DQ == 55808 && pp_dims<128>::DQ == 104960, "documented sizes");
+static_assert(pp_dims<64>::FWD2 == 55296, "documented sizes");
 static_assert(pp_dims<64>::TILE % 128 == 0 && pp_dims<128>::TILE % 128 == 0, "alignment");
 
 /* The backward's scratch for B, T, NH, HS: dO in bf16 (B, T, NH·HS), then D (B, NH, T) fp32. */
@@ -1304,10 +1333,15 @@ __global__ void __launch_bounds__(TC_THREADS)
     }
 }
 
-/* grid (ceil(T/64), NH, B), TC_THREADS threads, pp_dims<HS>::FWD bytes: mm_forward_kernel with
- * q in a tile (then in registers), k and v tiles double-buffered by cp.async, ldmatrix
- * fragments (V's through .trans). */
-template <int HS>
+/* grid (ceil(T/(64·MT)), NH, B), TC_THREADS threads, pp_dims<HS>::fwd(MT) bytes:
+ * mm_forward_kernel with q in a tile (then in registers), k and v tiles double-buffered by
+ * cp.async, ldmatrix fragments (V's through .trans). MT: 16-row query m-tiles per warp. With
+ * MT = 2 ("wide") a block takes 128 query rows, warp w the m-tiles w and w + 4 (so on the
+ * diagonal key tiles every warp has a live m-tile), and each K and V fragment read from shared
+ * memory feeds two mma.sync instead of one: half the ldmatrix traffic per product. Each row
+ * still meets the key tiles of 64 in order, skipped per 16-row m-tile exactly as with MT = 1,
+ * so both give the same bits. */
+template <int HS, int MT>
 __global__ void __launch_bounds__(TC_THREADS)
     pp_forward_kernel(bf16 *out, float *lse, const bf16 *qkv, int Tlen, int NH, int NKV,
                       float scale_log2)
@@ -1316,8 +1350,9 @@ __global__ void __launch_bounds__(TC_THREADS)
     __trap();
 #else
     constexpr int HLD = pp_dims<HS>::HLD, TE = pp_dims<HS>::TE, NK = HS / 16, ND = HS / 8;
+    constexpr int QR = TC_TILE * MT; /* query rows of a block */
     extern __shared__ __align__(128) unsigned char tc_smem[];
-    bf16 *Qs = reinterpret_cast<bf16 *>(tc_smem), *Ks = Qs + TE, *Vs = Ks + 2 * TE;
+    bf16 *Qs = reinterpret_cast<bf16 *>(tc_smem), *Ks = Qs + MT * TE, *Vs = Ks + 2 * TE;
     int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
     int qb = gridDim.x - 1 - blockIdx.x; /* heaviest (latest) tiles first */
     int h = blockIdx.y, b = blockIdx.z, kvh = h / (NH / NKV);
@@ -1325,20 +1360,32 @@ __global__ void __launch_bounds__(TC_THREADS)
     const bf16 *base = qkv + (size_t)b * Tlen * R;
     const bf16 *kbase = base + (size_t)(NH + kvh) * HS;
     const bf16 *vbase = base + (size_t)(NH + NKV + kvh) * HS;
-    int t0 = qb * TC_TILE, tw0 = t0 + 16 * warp;
-    int row[2] = {tw0 + g, tw0 + g + 8};
-    int kend = t0 + TC_TILE < Tlen ? t0 + TC_TILE : Tlen;
+    int t0 = qb * QR, tw0[MT], row[MT][2];
+#pragma unroll
+    for (int i = 0; i < MT; i++) {
+        tw0[i] = t0 + 16 * (warp + TC_WARPS * i);
+        row[i][0] = tw0[i] + g;
+        row[i][1] = tw0[i] + g + 8;
+    }
+    int kend = t0 + QR < Tlen ? t0 + QR : Tlen;
     int ntiles = (kend + TC_TILE - 1) / TC_TILE;
 
-    pp_load_tile<HS>(Qs, base + (size_t)h * HS, R, t0, Tlen);
+#pragma unroll
+    for (int i = 0; i < MT; i++)
+        pp_load_tile<HS>(Qs + i * TE, base + (size_t)h * HS, R, t0 + TC_TILE * i, Tlen);
     pp_load_tile<HS>(Ks, kbase, R, 0, Tlen);
     pp_load_tile<HS>(Vs, vbase, R, 0, Tlen);
     pp_commit();
-    uint32_t qa[NK][4];
-    float o[ND][4], m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
+    uint32_t qa[MT][NK][4];
+    float o[MT][ND][4], m[MT][2], l[MT][2];
 #pragma unroll
-    for (int n = 0; n < ND; n++)
-        o[n][0] = o[n][1] = o[n][2] = o[n][3] = 0.0f;
+    for (int i = 0; i < MT; i++) {
+        m[i][0] = m[i][1] = -INFINITY;
+        l[i][0] = l[i][1] = 0.0f;
+#pragma unroll
+        for (int n = 0; n < ND; n++)
+            o[i][n][0] = o[i][n][1] = o[i][n][2] = o[i][n][3] = 0.0f;
+    }
     for (int it = 0; it < ntiles; it++) {
         int j0 = it * TC_TILE;
         __syncthreads(); /* every warp is done with the buffers the next tile goes into */
@@ -1354,61 +1401,85 @@ __global__ void __launch_bounds__(TC_THREADS)
         __syncthreads(); /* this tile's copies (and q's) have landed, from every thread */
         if (it == 0) {
 #pragma unroll
-            for (int k = 0; k < NK; k++)
-                pp_frag_a(qa[k], Qs, HLD, 16 * warp, 16 * k);
-        }
-        if (j0 > tw0 + 15)
-            continue; /* warp-uniform: no key of this tile is visible to these rows */
-        const bf16 *Kb = Ks + (it & 1) * TE, *Vb = Vs + (it & 1) * TE;
-        float s[8][4];
+            for (int i = 0; i < MT; i++)
 #pragma unroll
-        for (int n = 0; n < 8; n++)
-            s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0.0f;
+                for (int k = 0; k < NK; k++)
+                    pp_frag_a(qa[i][k], Qs + i * TE, HLD, 16 * warp, 16 * k);
+        }
+        bool live[MT]; /* warp-uniform: some key of this tile is visible to the m-tile's rows */
+#pragma unroll
+        for (int i = 0; i < MT; i++)
+            live[i] = j0 <= tw0[i] + 15;
+        if (!live[MT - 1])
+            continue; /* the last m-tile has the latest rows: none is live */
+        const bf16 *Kb = Ks + (it & 1) * TE, *Vb = Vs + (it & 1) * TE;
+        float s[MT][8][4];
+#pragma unroll
+        for (int i = 0; i < MT; i++)
+#pragma unroll
+            for (int n = 0; n < 8; n++)
+                s[i][n][0] = s[i][n][1] = s[i][n][2] = s[i][n][3] = 0.0f;
 #pragma unroll
         for (int k = 0; k < NK; k++)
 #pragma unroll
             for (int np = 0; np < 4; np++) {
                 uint32_t kb[4];
                 pp_frag_b2(kb, Kb, HLD, 16 * np, 16 * k);
-                pp_mma2(s[2 * np], s[2 * np + 1], qa[k], kb);
+#pragma unroll
+                for (int i = 0; i < MT; i++)
+                    if (live[i])
+                        pp_mma2(s[i][2 * np], s[i][2 * np + 1], qa[i][k], kb);
             }
-        uint32_t pa[4][4];
-        mm_softmax_step(s, m, l, o, pa, row, j0, Tlen, scale_log2);
+        uint32_t pa[MT][4][4];
+#pragma unroll
+        for (int i = 0; i < MT; i++)
+            if (live[i])
+                mm_softmax_step(s[i], m[i], l[i], o[i], pa[i], row[i], j0, Tlen, scale_log2);
 #pragma unroll
         for (int k = 0; k < 4; k++)
 #pragma unroll
             for (int np = 0; np < ND / 2; np++) {
                 uint32_t vb[4];
                 pp_frag_b2t(vb, Vb, HLD, 16 * np, 16 * k);
-                pp_mma2(o[2 * np], o[2 * np + 1], pa[k], vb);
+#pragma unroll
+                for (int i = 0; i < MT; i++)
+                    if (live[i])
+                        pp_mma2(o[i][2 * np], o[i][2 * np + 1], pa[i][k], vb);
             }
     }
 #pragma unroll
-    for (int r = 0; r < 2; r++) {
-        l[r] += __shfl_xor_sync(KC_FULL_MASK, l[r], 1);
-        l[r] += __shfl_xor_sync(KC_FULL_MASK, l[r], 2);
-    }
+    for (int i = 0; i < MT; i++)
 #pragma unroll
-    for (int r = 0; r < 2; r++) {
-        if (row[r] >= Tlen)
-            continue;
-        float inv = 1.0f / l[r];
-        bf16 *op = out + ((size_t)b * Tlen + row[r]) * NH * HS + (size_t)h * HS;
-#pragma unroll
-        for (int n = 0; n < ND; n++) {
-            kc_st(op + 8 * n + 2 * t, o[n][2 * r] * inv);
-            kc_st(op + 8 * n + 2 * t + 1, o[n][2 * r + 1] * inv);
+        for (int r = 0; r < 2; r++) {
+            l[i][r] += __shfl_xor_sync(KC_FULL_MASK, l[i][r], 1);
+            l[i][r] += __shfl_xor_sync(KC_FULL_MASK, l[i][r], 2);
         }
-        if (t == 0 && lse)
-            lse[((size_t)b * NH + h) * Tlen + row[r]] = m[r] * TC_LN2 + logf(l[r]);
-    }
+#pragma unroll
+    for (int i = 0; i < MT; i++)
+#pragma unroll
+        for (int r = 0; r < 2; r++) {
+            if (row[i][r] >= Tlen)
+                continue;
+            float inv = 1.0f / l[i][r];
+            bf16 *op = out + ((size_t)b * Tlen + row[i][r]) * NH * HS + (size_t)h * HS;
+#pragma unroll
+            for (int n = 0; n < ND; n++) {
+                kc_st(op + 8 * n + 2 * t, o[i][n][2 * r] * inv);
+                kc_st(op + 8 * n + 2 * t + 1, o[i][n][2 * r + 1] * inv);
+            }
+            if (t == 0 && lse)
+                lse[((size_t)b * NH + h) * Tlen + row[i][r]] = m[i][r] * TC_LN2 + logf(l[i][r]);
+        }
 #endif
 }
 
 /* grid (ceil(T/64), NH, B), pp_dims<HS>::DQ bytes: mm_backward_dq_kernel with q and dO (bf16,
  * from the preparation pass) copied once, k and v tiles double-buffered by cp.async, D read
- * from the preparation pass's Dg; dq is written into dqkv, not added (no memset before). */
-template <int HS>
+ * from the preparation pass's Dg; dq is written into dqkv, not added (no memset before).
+ * RA ("wide"): the warp's q and dO fragments stay in registers for the whole loop, where
+ * without it every score product reads them from shared memory again (a third of its
+ * ldmatrix traffic); the same values, so the same bits. */
+template <int HS, bool RA>
 __global__ void __launch_bounds__(TC_THREADS)
     pp_backward_dq_kernel(float *dqkv, const bf16 *do16, const float *Dg, const bf16 *qkv,
                           const float *lse, int Tlen, int NH, int NKV, float scale,
@@ -1442,6 +1513,7 @@ __global__ void __launch_bounds__(TC_THREADS)
     size_t srow = ((size_t)b * NH + h) * Tlen;
     pp_load_stats(lse2_s, D_s, lse + srow, Dg + srow, t0, Tlen);
     float L2[2] = {0.0f, 0.0f}, Dt[2] = {0.0f, 0.0f};
+    uint32_t qa[HS / 16][4] = {}, oa[HS / 16][4] = {}; /* RA: this warp's q, dO fragments */
     float dq[ND][4];
 #pragma unroll
     for (int n = 0; n < ND; n++)
@@ -1465,6 +1537,10 @@ __global__ void __launch_bounds__(TC_THREADS)
                 L2[r] = lse2_s[16 * warp + g + 8 * r];
                 Dt[r] = D_s[16 * warp + g + 8 * r];
             }
+            if constexpr (RA) {
+                pp_frags_a<HS>(qa, Qs, 16 * warp);
+                pp_frags_a<HS>(oa, dOs, 16 * warp);
+            }
         }
         if (j0 > tw0 + 15)
             continue;
@@ -1473,7 +1549,7 @@ __global__ void __launch_bounds__(TC_THREADS)
 #pragma unroll
         for (int np = 0; np < 4; np++) {
             float s[2][4], dp[2][4];
-            pp_two_products<HS>(s, dp, Qs, Kb, dOs, Vb, 16 * warp, 16 * np);
+            pp_two_products<HS, RA>(s, dp, qa, oa, Qs, Kb, dOs, Vb, 16 * warp, 16 * np);
 #pragma unroll
             for (int hh = 0; hh < 2; hh++) {
                 int n = 2 * np + hh;
@@ -1515,8 +1591,11 @@ __global__ void __launch_bounds__(TC_THREADS)
 /* grid (ceil(T/64), NKV, B), pp_dims<HS>::DKV bytes: mm_backward_dkv_kernel over the same
  * (query head, query tile) items in the same order, with k and v copied once and each item's q
  * and dO tiles double-buffered by cp.async (the next item's in flight during this one's
- * products), lse and D read per item; dk and dv are written into dqkv, not added. */
-template <int HS>
+ * products), lse and D read per item; dk and dv are written into dqkv, not added. RA
+ * ("wide"): the warp's k and v fragments are read from shared memory once and stay in
+ * registers for every item (without it, every item's score products read them again: a third
+ * of the kernel's ldmatrix traffic); the same values, so the same bits. */
+template <int HS, bool RA>
 __global__ void __launch_bounds__(TC_THREADS)
     pp_backward_dkv_kernel(float *dqkv, const bf16 *do16, const float *Dg, const bf16 *qkv,
                            const float *lse, int Tlen, int NH, int NKV, float scale,
@@ -1553,6 +1632,7 @@ __global__ void __launch_bounds__(TC_THREADS)
         for (int e = 0; e < 4; e++)
             dk[n][e] = dv[n][e] = 0.0f;
     bool active = jw0 < Tlen;
+    uint32_t ka[HS / 16][4] = {}, va[HS / 16][4] = {}; /* RA: this warp's k, v fragments */
     for (int it = 0; it < items; it++) {
         int t0 = j0 + (it % nq) * TC_TILE;
         h = kvh * rep + it / nq;
@@ -1573,12 +1653,16 @@ __global__ void __launch_bounds__(TC_THREADS)
         __syncthreads();
         if (!active)
             continue; /* warp-uniform; every later query tile sees these keys (t0 >= j0) */
+        if (RA && it == 0) { /* k and v landed with item 0's copies */
+            pp_frags_a<HS>(ka, Ks, 16 * warp);
+            pp_frags_a<HS>(va, Vs, 16 * warp);
+        }
         const bf16 *Qb = Qs + (it & 1) * TE, *dOb = dOs + (it & 1) * TE;
         uint32_t pa[4][4], da[4][4]; /* Pᵀ and dSᵀ as A operands, 4 k-steps of 16 queries */
 #pragma unroll
         for (int np = 0; np < 4; np++) {
             float s[2][4], dp[2][4];
-            pp_two_products<HS>(s, dp, Ks, Qb, Vs, dOb, 16 * warp, 16 * np);
+            pp_two_products<HS, RA>(s, dp, ka, va, Ks, Qb, Vs, dOb, 16 * warp, 16 * np);
 #pragma unroll
             for (int hh = 0; hh < 2; hh++) {
                 int n = 2 * np + hh;
@@ -1698,9 +1782,18 @@ KCUDA_API bool kcuda_flash_attention_tc_supported(int HS)
 }
 
 /* SCALEWISE_CUDA_ATTENTION, read once: 'fma', 'wmma', 'mma' (the mma.sync kernels for bf16
- * activations too), else the default: the pipelined kernels for bf16 activations, mma.sync for
- * fp32 ones. */
-enum tc_choice { TC_CHOICE_PIPE, TC_CHOICE_MMA, TC_CHOICE_WMMA, TC_CHOICE_FMA };
+ * activations too), 'pipe' or 'wide' (those pipelined kernels for bf16 activations), else the
+ * default, 'auto': for bf16 activations the fastest of the bit-identical wide, pipe and mma
+ * kernels, timed on the first call of each shape (kcuda_flash_attention_*_tuned_a16); mma.sync
+ * for fp32 activations. */
+enum tc_choice {
+    TC_CHOICE_AUTO,
+    TC_CHOICE_WIDE,
+    TC_CHOICE_PIPE,
+    TC_CHOICE_MMA,
+    TC_CHOICE_WMMA,
+    TC_CHOICE_FMA
+};
 static enum tc_choice tc_choice(void)
 {
     static int choice = -1;
@@ -1709,7 +1802,9 @@ static enum tc_choice tc_choice(void)
         choice = s && strcmp(s, "fma") == 0    ? TC_CHOICE_FMA
                  : s && strcmp(s, "wmma") == 0 ? TC_CHOICE_WMMA
                  : s && strcmp(s, "mma") == 0  ? TC_CHOICE_MMA
-                                               : TC_CHOICE_PIPE;
+                 : s && strcmp(s, "pipe") == 0 ? TC_CHOICE_PIPE
+                 : s && strcmp(s, "wide") == 0 ? TC_CHOICE_WIDE
+                                               : TC_CHOICE_AUTO;
     }
     return (enum tc_choice)choice;
 }
@@ -1717,7 +1812,8 @@ static enum tc_choice tc_choice(void)
 /* The mma.sync family is wanted: asked for, or the default. */
 static bool tc_choice_mma(void)
 {
-    return tc_choice() == TC_CHOICE_MMA || tc_choice() == TC_CHOICE_PIPE;
+    enum tc_choice c = tc_choice();
+    return c != TC_CHOICE_WMMA && c != TC_CHOICE_FMA;
 }
 
 /* The WMMA kernels: asked for, or the default where the mma.sync ones do not fit (sm_86 and
@@ -1878,7 +1974,9 @@ KCUDA_API bool kcuda_flash_attention_pipe_supported(int HS)
 
 KCUDA_API bool kcuda_flash_attention_pipe_enabled(int HS)
 {
-    return tc_choice() == TC_CHOICE_PIPE && kcuda_flash_attention_pipe_supported(HS);
+    enum tc_choice c = tc_choice();
+    return (c == TC_CHOICE_AUTO || c == TC_CHOICE_PIPE || c == TC_CHOICE_WIDE) &&
+           kcuda_flash_attention_pipe_supported(HS);
 }
 
 KCUDA_API size_t kcuda_flash_attention_pipe_scratch_bytes(int B, int T, int NH, int HS)
@@ -1893,16 +1991,21 @@ KCUDA_API bool kcuda_flash_attention_pipe_aligned(const void *p)
     return p && ((uintptr_t)p & 15) == 0;
 }
 
-template <int HS>
+template <int HS, int MT>
 static void pp_forward(bf16 *out, float *lse, const bf16 *qkv, int B, int T, int NH, int NKV)
 {
     static bool opted;
-    launch_forward(pp_forward_kernel<HS>, pp_dims<HS>::FWD, &opted, out, lse, qkv, B, T, NH, NKV,
-                   HS);
+    constexpr size_t smem = MT == 1 ? pp_dims<HS>::FWD : pp_dims<HS>::FWD2;
+    tc_opt_in(pp_forward_kernel<HS, MT>, smem, &opted);
+    dim3 grid((unsigned)((T + TC_TILE * MT - 1) / (TC_TILE * MT)), (unsigned)NH, (unsigned)B);
+    float scale_log2 = TC_LOG2E / sqrtf((float)HS);
+    pp_forward_kernel<HS, MT><<<grid, TC_THREADS, smem, cuda_stream()>>>(out, lse, qkv, T, NH,
+                                                                        NKV, scale_log2);
+    CUDA_LAUNCH_CHECK();
 }
 
 /* The preparation pass, then dq over query tiles and dk, dv over key tiles. */
-template <int HS>
+template <int HS, bool RA>
 static void pp_backward(float *dqkv, const float *dout, const bf16 *qkv, const bf16 *out,
                         const float *lse, void *scratch, int B, int T, int NH, int NKV)
 {
@@ -1913,17 +2016,17 @@ static void pp_backward(float *dqkv, const float *dout, const bf16 *qkv, const b
     pp_prep_kernel<HS><<<(unsigned)((rows + TC_WARPS - 1) / TC_WARPS), TC_THREADS, 0,
                          cuda_stream()>>>(do16, Dg, dout, out, T, NH, rows);
     CUDA_LAUNCH_CHECK();
-    tc_opt_in(pp_backward_dq_kernel<HS>, pp_dims<HS>::DQ, &opted_dq);
-    tc_opt_in(pp_backward_dkv_kernel<HS>, pp_dims<HS>::DKV, &opted_dkv);
+    tc_opt_in(pp_backward_dq_kernel<HS, RA>, pp_dims<HS>::DQ, &opted_dq);
+    tc_opt_in(pp_backward_dkv_kernel<HS, RA>, pp_dims<HS>::DKV, &opted_dkv);
     float scale = 1.0f / sqrtf((float)HS), scale_log2 = TC_LOG2E * scale;
     unsigned tiles = (unsigned)((T + TC_TILE - 1) / TC_TILE);
-    pp_backward_dq_kernel<HS><<<dim3(tiles, (unsigned)NH, (unsigned)B), TC_THREADS,
-                                pp_dims<HS>::DQ, cuda_stream()>>>(dqkv, do16, Dg, qkv, lse, T, NH,
-                                                                  NKV, scale, scale_log2);
+    pp_backward_dq_kernel<HS, RA><<<dim3(tiles, (unsigned)NH, (unsigned)B), TC_THREADS,
+                                    pp_dims<HS>::DQ, cuda_stream()>>>(dqkv, do16, Dg, qkv, lse, T,
+                                                                      NH, NKV, scale, scale_log2);
     CUDA_LAUNCH_CHECK();
-    pp_backward_dkv_kernel<HS><<<dim3(tiles, (unsigned)NKV, (unsigned)B), TC_THREADS,
-                                 pp_dims<HS>::DKV, cuda_stream()>>>(dqkv, do16, Dg, qkv, lse, T,
-                                                                    NH, NKV, scale, scale_log2);
+    pp_backward_dkv_kernel<HS, RA><<<dim3(tiles, (unsigned)NKV, (unsigned)B), TC_THREADS,
+                                     pp_dims<HS>::DKV, cuda_stream()>>>(
+        dqkv, do16, Dg, qkv, lse, T, NH, NKV, scale, scale_log2);
     CUDA_LAUNCH_CHECK();
 }
 
@@ -1935,18 +2038,58 @@ static void pp_require(bool ok, const char *what)
         cuda_fail(cudaErrorInvalidValue, what, __FILE__, __LINE__);
 }
 
+/* The wide variants hold more in registers: at HS 128 they would spill (ptxas, sm_80 and
+ * sm_90: 500 bytes in the forward, 24 to 40 in dk/dv), so they exist for HS 64 only. */
+KCUDA_API bool kcuda_flash_attention_wide_supported(int HS)
+{
+    return HS == 64 && kcuda_flash_attention_pipe_supported(HS);
+}
+
+/* Either pipelined family (wide: MT = 2 forward, RA backward; HS 64 only). */
+static void pp_forward_entry(bool wide, uint16_t *out, float *lse, const uint16_t *qkv, int B,
+                             int T, int NH, int NKV, int HS)
+{
+    if (B <= 0 || T <= 0)
+        return;
+    pp_require((wide ? kcuda_flash_attention_wide_supported(HS)
+                     : kcuda_flash_attention_pipe_supported(HS)) &&
+                   kcuda_flash_attention_pipe_aligned(qkv),
+               "pipelined attention: head size or device unsupported, or qkv not 16-byte aligned");
+    if (wide)
+        pp_forward<64, 2>(kc_bf16(out), lse, kc_bf16(qkv), B, T, NH, NKV);
+    else if (HS == 64)
+        pp_forward<64, 1>(kc_bf16(out), lse, kc_bf16(qkv), B, T, NH, NKV);
+    else
+        pp_forward<128, 1>(kc_bf16(out), lse, kc_bf16(qkv), B, T, NH, NKV);
+}
+
+static void pp_backward_entry(bool wide, float *dqkv, const float *dout, const uint16_t *qkv,
+                              const uint16_t *out, const float *lse, void *scratch,
+                              size_t scratch_bytes, int B, int T, int NH, int NKV, int HS)
+{
+    if (B <= 0 || T <= 0)
+        return;
+    pp_require((wide ? kcuda_flash_attention_wide_supported(HS)
+                     : kcuda_flash_attention_pipe_supported(HS)) &&
+                   kcuda_flash_attention_pipe_aligned(qkv) &&
+                   kcuda_flash_attention_pipe_aligned(scratch) &&
+                   scratch_bytes >= pp_scratch_bytes(B, T, NH, HS),
+               "pipelined attention backward: head size or device unsupported, qkv or scratch "
+               "not 16-byte aligned, or scratch too small");
+    const bf16 *q16 = kc_bf16(qkv), *o16 = kc_bf16(out);
+    if (wide)
+        pp_backward<64, true>(dqkv, dout, q16, o16, lse, scratch, B, T, NH, NKV);
+    else if (HS == 64)
+        pp_backward<64, false>(dqkv, dout, q16, o16, lse, scratch, B, T, NH, NKV);
+    else
+        pp_backward<128, false>(dqkv, dout, q16, o16, lse, scratch, B, T, NH, NKV);
+}
+
 KCUDA_API void kcuda_flash_attention_forward_pipe_a16(uint16_t *out, float *lse,
                                                       const uint16_t *qkv, int B, int T, int NH,
                                                       int NKV, int HS)
 {
-    if (B <= 0 || T <= 0)
-        return;
-    pp_require(kcuda_flash_attention_pipe_supported(HS) && kcuda_flash_attention_pipe_aligned(qkv),
-               "pipelined attention: head size or device unsupported, or qkv not 16-byte aligned");
-    if (HS == 64)
-        pp_forward<64>(kc_bf16(out), lse, kc_bf16(qkv), B, T, NH, NKV);
-    else
-        pp_forward<128>(kc_bf16(out), lse, kc_bf16(qkv), B, T, NH, NKV);
+    pp_forward_entry(false, out, lse, qkv, B, T, NH, NKV, HS);
 }
 
 KCUDA_API void kcuda_flash_attention_backward_pipe_a16(float *dqkv, const float *dout,
@@ -1955,16 +2098,200 @@ KCUDA_API void kcuda_flash_attention_backward_pipe_a16(float *dqkv, const float 
                                                        size_t scratch_bytes, int B, int T, int NH,
                                                        int NKV, int HS)
 {
+    pp_backward_entry(false, dqkv, dout, qkv, out, lse, scratch, scratch_bytes, B, T, NH, NKV, HS);
+}
+
+KCUDA_API void kcuda_flash_attention_forward_wide_a16(uint16_t *out, float *lse,
+                                                      const uint16_t *qkv, int B, int T, int NH,
+                                                      int NKV, int HS)
+{
+    pp_forward_entry(true, out, lse, qkv, B, T, NH, NKV, HS);
+}
+
+KCUDA_API void kcuda_flash_attention_backward_wide_a16(float *dqkv, const float *dout,
+                                                       const uint16_t *qkv, const uint16_t *out,
+                                                       const float *lse, void *scratch,
+                                                       size_t scratch_bytes, int B, int T, int NH,
+                                                       int NKV, int HS)
+{
+    pp_backward_entry(true, dqkv, dout, qkv, out, lse, scratch, scratch_bytes, B, T, NH, NKV, HS);
+}
+
+/* ---------------------------------------------------------------- tuned dispatch (bf16)
+ *
+ * The wide, pipe and mma.sync kernels give the same bits on bf16 activations (the tests check
+ * it at tolerance 0), so which one runs is only a question of speed, and the answer depends on
+ * the GPU (occupancy against shared-memory traffic: the wide kernels use 174 to 235 registers
+ * where the others use 135 to 167) and on the shape. With the default SCALEWISE_CUDA_ATTENTION
+ * (auto), the first call of each shape and direction times every applicable candidate on the
+ * caller's own data (one untimed run, then the best of two timed by events on the stream) and
+ * keeps the fastest for the shape; every run writes the same outputs, so the call's results are
+ * what any one of them gives. This blocks the host once per shape (a few ms at GPT-2's sizes).
+ * 'pipe', 'wide' and 'mma' pin one (wide and pipe fall back as their kernels allow). */
+
+enum pp_family { PP_WIDE, PP_PIPE, PP_MMA, PP_NFAMILIES };
+static const char *const pp_family_name[PP_NFAMILIES] = {"wide", "pipe", "mma"};
+
+/* A tuned shape: direction (0 forward, 1 backward), the candidates' mask, B, T, NH, NKV, HS;
+ * the chosen family and every candidate's time (ms; 0 for one not applicable). */
+struct pp_tuned {
+    int dir, mask, B, T, NH, NKV, HS;
+    int family;
+    float ms[PP_NFAMILIES];
+};
+#define PP_TUNED_MAX 32
+static struct pp_tuned g_tuned[PP_TUNED_MAX];
+static int g_ntuned, g_tuned_next; /* entries in use; the one to replace when full */
+
+/* The candidates a call may use (bit f: family f): what SCALEWISE_CUDA_ATTENTION allows, the
+ * device and head size support, and qkv's (and the backward's scratch's) alignment permit. */
+static int pp_candidates(int HS, bool aligned)
+{
+    enum tc_choice c = tc_choice();
+    int all = (kcuda_flash_attention_wide_supported(HS) && aligned ? 1 << PP_WIDE : 0) |
+              (kcuda_flash_attention_pipe_supported(HS) && aligned ? 1 << PP_PIPE : 0) |
+              (kcuda_flash_attention_mma_supported(HS) ? 1 << PP_MMA : 0);
+    if (c == TC_CHOICE_AUTO)
+        return all;
+    if (c == TC_CHOICE_WMMA || c == TC_CHOICE_FMA)
+        return 0;
+    int want = c == TC_CHOICE_WIDE ? PP_WIDE : c == TC_CHOICE_PIPE ? PP_PIPE : PP_MMA;
+    for (int f = want; f < PP_NFAMILIES; f++) /* the first allowed one from the pinned one on */
+        if (all & (1 << f))
+            return 1 << f;
+    return 0;
+}
+
+/* The elapsed time (ms) of the best of two runs of `run` after an untimed one. */
+template <typename F> static float pp_time_ms(F &&run)
+{
+    cudaEvent_t a, b;
+    CUDA_CHECK(cudaEventCreate(&a));
+    CUDA_CHECK(cudaEventCreate(&b));
+    run(); /* the first launch loads the kernels and opts them into their shared memory */
+    float best = 0.0f;
+    for (int rep = 0; rep < 2; rep++) {
+        CUDA_CHECK(cudaEventRecord(a, cuda_stream()));
+        run();
+        CUDA_CHECK(cudaEventRecord(b, cuda_stream()));
+        CUDA_CHECK(cudaEventSynchronize(b));
+        float ms = 0.0f;
+        CUDA_CHECK(cudaEventElapsedTime(&ms, a, b));
+        if (rep == 0 || ms < best)
+            best = ms;
+    }
+    CUDA_CHECK(cudaEventDestroy(a));
+    CUDA_CHECK(cudaEventDestroy(b));
+    return best;
+}
+
+/* The family for this call: the only candidate, the tuned one, or (first call of the shape)
+ * every candidate timed through run(f) and the fastest kept. -1 when there is no candidate. */
+template <typename F>
+static int pp_pick(int dir, int mask, int B, int T, int NH, int NKV, int HS, F &&run)
+{
+    if (mask == 0)
+        return -1;
+    if ((mask & (mask - 1)) == 0) /* one candidate */
+        return __builtin_ctz((unsigned)mask);
+    for (int i = 0; i < g_ntuned; i++) {
+        const struct pp_tuned *e = &g_tuned[i];
+        if (e->dir == dir && e->mask == mask && e->B == B && e->T == T && e->NH == NH &&
+            e->NKV == NKV && e->HS == HS)
+            return e->family;
+    }
+    struct pp_tuned e = {dir, mask, B, T, NH, NKV, HS, -1, {0.0f, 0.0f, 0.0f}};
+    for (int f = 0; f < PP_NFAMILIES; f++) {
+        if (!(mask & (1 << f)))
+            continue;
+        e.ms[f] = pp_time_ms([&] { run(f); });
+        if (e.family < 0 || e.ms[f] < e.ms[e.family])
+            e.family = f;
+    }
+    int slot = g_ntuned < PP_TUNED_MAX ? g_ntuned++ : (g_tuned_next++ % PP_TUNED_MAX);
+    g_tuned[slot] = e;
+    return -2; /* tuned: the outputs are already written */
+}
+
+KCUDA_API bool kcuda_flash_attention_forward_tuned_a16(uint16_t *out, float *lse,
+                                                       const uint16_t *qkv, int B, int T, int NH,
+                                                       int NKV, int HS)
+{
+    int mask = pp_candidates(HS, kcuda_flash_attention_pipe_aligned(qkv));
+    if (mask == 0)
+        return false;
     if (B <= 0 || T <= 0)
-        return;
-    pp_require(kcuda_flash_attention_pipe_supported(HS) &&
-                   kcuda_flash_attention_pipe_aligned(qkv) &&
+        return true;
+    auto run = [&](int f) {
+        if (f == PP_MMA)
+            entry_forward(true, kc_bf16(out), lse, kc_bf16(qkv), B, T, NH, NKV, HS);
+        else
+            pp_forward_entry(f == PP_WIDE, out, lse, qkv, B, T, NH, NKV, HS);
+    };
+    int f = pp_pick(0, mask, B, T, NH, NKV, HS, run);
+    if (f >= 0)
+        run(f);
+    return true;
+}
+
+KCUDA_API bool kcuda_flash_attention_backward_tuned_a16(float *dqkv, const float *dout,
+                                                        const uint16_t *qkv, const uint16_t *out,
+                                                        const float *lse, void *scratch,
+                                                        size_t scratch_bytes, int B, int T,
+                                                        int NH, int NKV, int HS)
+{
+    bool aligned = kcuda_flash_attention_pipe_aligned(qkv) &&
                    kcuda_flash_attention_pipe_aligned(scratch) &&
-                   scratch_bytes >= pp_scratch_bytes(B, T, NH, HS),
-               "pipelined attention backward: head size or device unsupported, qkv or scratch "
-               "not 16-byte aligned, or scratch too small");
-    if (HS == 64)
-        pp_backward<64>(dqkv, dout, kc_bf16(qkv), kc_bf16(out), lse, scratch, B, T, NH, NKV);
-    else
-        pp_backward<128>(dqkv, dout, kc_bf16(qkv), kc_bf16(out), lse, scratch, B, T, NH, NKV);
+                   scratch_bytes >= pp_scratch_bytes(B, T, NH, HS);
+    int mask = pp_candidates(HS, aligned);
+    if (mask == 0)
+        return false;
+    if (B <= 0 || T <= 0)
+        return true;
+    auto run = [&](int f) {
+        if (f == PP_MMA) { /* these kernels add their gradient: the entry writes it */
+            CUDA_CHECK(cudaMemsetAsync(
+                dqkv, 0, (size_t)B * T * (NH + 2 * NKV) * HS * sizeof(float), cuda_stream()));
+            entry_backward(true, dqkv, dout, kc_bf16(qkv), kc_bf16(out), lse, B, T, NH, NKV, HS);
+        } else {
+            pp_backward_entry(f == PP_WIDE, dqkv, dout, qkv, out, lse, scratch, scratch_bytes, B,
+                              T, NH, NKV, HS);
+        }
+    };
+    int f = pp_pick(1, mask, B, T, NH, NKV, HS, run);
+    if (f >= 0)
+        run(f);
+    return true;
+}
+
+KCUDA_API int kcuda_flash_attention_tuning(char *buf, size_t size)
+{
+    size_t used = 0;
+    if (size > 0)
+        buf[0] = '\0';
+    for (int i = 0; i < g_ntuned; i++) {
+        const struct pp_tuned *e = &g_tuned[i];
+        char line[512], part[3][64] = {"", "", ""};
+        for (int f = 0, k = 0; f < PP_NFAMILIES; f++)
+            if (e->mask & (1 << f)) {
+                snprintf(part[k], sizeof part[0], "%s%s %.3f ms", k ? ", " : "",
+                         pp_family_name[f], (double)e->ms[f]);
+                k++;
+            }
+        snprintf(line, sizeof line, "%s B%d T%d NH%d NKV%d HS%d: %s (%s%s%s)\n",
+                 e->dir ? "backward" : "forward", e->B, e->T, e->NH, e->NKV, e->HS,
+                 pp_family_name[e->family], part[0], part[1], part[2]);
+        size_t len = strlen(line);
+        if (used + len < size) {
+            memcpy(buf + used, line, len + 1);
+            used += len;
+        }
+    }
+    return g_ntuned;
+}
+
+KCUDA_API void kcuda_flash_attention_tuning_reset(void)
+{
+    g_ntuned = 0;
+    g_tuned_next = 0;
 }

@@ -401,7 +401,15 @@ static int select_device(int count, char *err, size_t n)
     return d;
 }
 
-/* ---------------------------------------------------------------- exported entry */
+/* ---------------------------------------------------------------- exported entries */
+
+/* What the bf16-activation attention's tuned dispatch chose so far, one line per shape and
+ * direction with every candidate's time (kcuda_flash_attention_tuning: NUL-terminated, as
+ * much as fits); returns the number of tuned shapes. The executor's report lists them. */
+EXPORT int scalewise_cuda_attention_tuning(char *buf, size_t n)
+{
+    return kcuda_flash_attention_tuning(buf, n);
+}
 
 /* sizeof(struct backend) this plugin was built with: the loader compares it with its own, so
  * a plugin left over from before an entry was added is refused instead of misread. */

@@ -150,6 +150,14 @@ versus gwmma
 GPU=("${GPU_PLAIN[@]}")
 cmp -s "$TMP/gtc.cuda/ckpt_4.safetensors" "$TMP/gfma.cuda/ckpt_4.safetensors" &&
   fail "gtc: the default attention gave the FMA kernels' weights (were the tensor cores used?)" || ok
+# The default attention dispatch tuned the run's shape among the wide, pipe and mma.sync kernels
+# (forward and backward) and the report lists what it chose; the FMA run tuned nothing.
+tuned=$(grep -A3 '^  attention_tuning:' "$TMP/gtc.cuda/report.yaml")
+if grep -qE '^    - "?forward B2 T32 NH2 NKV2 HS64: (wide|pipe|mma) \(wide [0-9.]+ ms, pipe [0-9.]+ ms, mma [0-9.]+ ms\)' <<<"$tuned" &&
+   grep -qE '^    - "?backward B2 T32 NH2 NKV2 HS64: (wide|pipe|mma) ' <<<"$tuned"; then ok
+else fail "gtc: report.yaml lists no attention tuning of B2 T32 NH2 HS64: $(grep -A3 attention_tuning "$TMP/gtc.cuda/report.yaml" | tr '\n' '|')"; fi
+grep -q 'attention_tuning' "$TMP/gfma.cuda/report.yaml" &&
+  fail "gfma: the FMA attention run reports attention tuning" || ok
 # bf16 activations (docs/cuda.md): gtc again with SCALEWISE_CUDA_ACT16=0 (fp32 activations, the
 # layout before them): other weights, and more activation bytes than gtc's bf16 ones.
 expect_rc 0 "gtc with fp32 activations" -- "${GPU[@]}" SCALEWISE_CUDA_ACT16=0 "$REL" run \

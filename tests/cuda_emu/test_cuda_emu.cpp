@@ -1283,6 +1283,7 @@ int main(void)
     RUN_TIMED(test_flash_attention_tc_emu);
     RUN_TIMED(test_flash_attention_tc_unaligned);
     RUN_TIMED(test_flash_attention_a16);
+    RUN_TIMED(test_attention_tuning);
     RUN_TIMED(test_attention_materialised);
     RUN_TIMED(test_kv_cache_decode);
     RUN_TIMED(test_decode_partial_emu);

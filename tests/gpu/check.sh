@@ -17,8 +17,9 @@
 #   4. generation (a `task: infer` plan on cuda), batch 1 and 32, 128 prompt tokens + 128 new
 #      tokens: prefill and decode tokens/s and memory against the estimate, scalewise and PyTorch;
 #   5. the scalewise training runs of step 3 again with the (unpipelined) mma.sync attention
-#      kernels (SCALEWISE_CUDA_ATTENTION=mma) instead of the default pipelined ones: tokens/s,
-#      MFU, and the ratio to the default (SW_CHECK_ATT_VARIANTS="mma wmma fma" adds the others);
+#      kernels (SCALEWISE_CUDA_ATTENTION=mma) instead of the default (the fastest of wide, pipe
+#      and mma, tuned per shape; step 3 prints what it chose): tokens/s, MFU, and the ratio to
+#      the default (SW_CHECK_ATT_VARIANTS="mma pipe wide wmma fma" adds the others);
 #   6. at one batch: fp16-mixed (with its loss scaler's skipped steps), bf16-mixed with the
 #      GELU epilogue fusion off, and bf16-mixed with fp32 activations (SCALEWISE_CUDA_ACT16=0:
 #      the advisor's prediction then assumes the bf16 ones), each against step 3's run.
@@ -205,14 +206,18 @@ train_run() {
     line=$("$PY" tests/gpu/summarize.py train "$WORK/run-b$B" "$FPT" "${PEAK:-0}" 2>"$WORK/tps")
     sw_tps=$(sed -n 's/^TPS //p' "$WORK/tps")
     say "scalewise train B=$B T=$SEQ${SCALEWISE_CUDA_ATTENTION:+ ($SCALEWISE_CUDA_ATTENTION attention)}: ${line:-no metrics: $(tail -n 2 "$WORK/tps")} ($((SECONDS - t0)) s)"
+    # What the default attention dispatch chose for this shape (report.yaml's list).
+    awk '/^  attention_tuning:/ { on = 1; next }
+         on && /^    - / { sub(/^    - "?/, ""); sub(/"$/, ""); print "  attention tuned: " $0; next }
+         { on = 0 }' "$WORK/run-b$B/report.yaml" 2>/dev/null | tee -a "$SUMMARY"
   fi
 }
 for B in $BATCHES; do
   if over_budget; then say "train B=$B: skipped (time budget of $BUDGET_S s spent)"; continue; fi
   train_plan "$B" "$STEPS"
   train_run "$B"
-  # The default attention kernels for bf16 activations (pipelined mma.sync) were written
-  # without a GPU: when a default run fails, the rest of the script runs the mma.sync kernels
+  # The default attention kernels for bf16 activations (pipelined mma.sync, wide or not, tuned
+  # against the mma.sync ones) were written without a GPU: when a default run fails, the rest of the script runs the mma.sync kernels
   # measured before (SCALEWISE_CUDA_ATTENTION=mma), so one broken kernel does not cost the
   # session's figures.
   if [ "$rc" -ne 0 ] && [ -z "${SCALEWISE_CUDA_ATTENTION:-}" ] && [ "$DEVICE" = cuda ]; then
@@ -314,8 +319,8 @@ done
 # ---------------------------------------------------------------- 5. other attention kernels
 # The training plans of step 3 with SCALEWISE_CUDA_ATTENTION=<v> for each v of
 # SW_CHECK_ATT_VARIANTS (default "mma": the mma.sync kernels without cp.async and ldmatrix;
-# also "wmma", "fma"), instead of the default pipelined ones (kernels/cuda/k_attention_tc.cu):
-# each one's ratio to the default.
+# also "pipe", "wide", "wmma", "fma"), instead of the default tuned choice
+# (kernels/cuda/k_attention_tc.cu): each one's ratio to the default.
 for v in ${SW_CHECK_ATT_VARIANTS-mma}; do
   for B in $TC_BATCHES; do
     if over_budget; then say "scalewise train B=$B ($v attention): skipped (time budget of $BUDGET_S s spent)"; continue; fi
@@ -339,7 +344,7 @@ for v in ${SW_CHECK_ATT_VARIANTS-mma}; do
     "$PY" tests/gpu/summarize.py train "$WORK/run-b$B" "$FPT" "${PEAK:-0}" >/dev/null 2>"$WORK/tps-def"
     def_tps=$(sed -n 's/^TPS //p' "$WORK/tps-def")
     if [ -n "$def_tps" ]; then
-      say "ratio B=$B: scalewise $v attention / default (pipelined) attention = $(awk -v a="$v_tps" -v b="$def_tps" 'BEGIN{printf "%.2f", a/b}')"
+      say "ratio B=$B: scalewise $v attention / default (tuned) attention = $(awk -v a="$v_tps" -v b="$def_tps" 'BEGIN{printf "%.2f", a/b}')"
     fi
   done
 done

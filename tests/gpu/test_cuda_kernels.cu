@@ -851,10 +851,10 @@ static void test_flash_attention_tc(void)
     a16_attention_timing();
 }
 
-/* The time of the bf16-activation attention entries (the default dispatch: the pipelined
- * kernels where supported) against the mma.sync kernels on the same bf16 inputs and the
- * fp32-input 16-bit entries, at GPT-2 124M's shape, micro-batch 8. Printed only (a benchmark,
- * not a check). */
+/* The time of the bf16-activation attention entry (the default dispatch: the fastest of the
+ * wide, pipe and mma.sync kernels, tuned on its first call) beside each of those families pinned
+ * and the fp32-input 16-bit entry, at GPT-2 124M's shape, micro-batch 8; then what the entry's
+ * tuning measured. Printed only (a benchmark, not a check). */
 static void a16_attention_timing(void)
 {
     const int B = 8, T = 1024, NH = 12, HS = 64, reps = 5;
@@ -867,8 +867,9 @@ static void a16_attention_timing(void)
     uint16_t *d_q16 = up(q16), *o16 = (uint16_t *)dalloc(N * O * 2);
     size_t sb = kcuda_flash_attention_pipe_scratch_bytes(B, T, NH, HS);
     void *scr = dalloc(sb);
-    bool mma = kcuda_flash_attention_mma_supported(HS);
-    double ms[3][2] = {{0.0, 0.0}, {0.0, 0.0}, {0.0, 0.0}}; /* fp32 input, a16 entry, mma a16 */
+    /* fp32 input, the a16 entry, then wide, pipe, mma.sync (0: unsupported here) */
+    double ms[5][2] = {{0.0, 0.0}, {0.0, 0.0}, {0.0, 0.0}, {0.0, 0.0}, {0.0, 0.0}};
+    kcuda_flash_attention_tuning_reset(); /* the entry tunes this shape in its warm-up */
     time_fwd_bwd([&] { kcuda_flash_attention_forward_16(o32, lse, d_qkv, B, T, NH, NH, HS); },
                  [&] {
                      kcuda_flash_attention_backward_16(g, d_dout, d_qkv, o32, lse, B, T, NH, NH,
@@ -881,22 +882,48 @@ static void a16_attention_timing(void)
                                                         NH, NH, HS);
                  },
                  reps, reps, &ms[1][0], &ms[1][1]);
-    if (mma)
+    if (kcuda_flash_attention_wide_supported(HS))
+        time_fwd_bwd(
+            [&] { kcuda_flash_attention_forward_wide_a16(o16, lse, d_q16, B, T, NH, NH, HS); },
+            [&] {
+                kcuda_flash_attention_backward_wide_a16(g, d_dout, d_q16, o16, lse, scr, sb, B, T,
+                                                        NH, NH, HS);
+            },
+            reps, reps, &ms[2][0], &ms[2][1]);
+    if (kcuda_flash_attention_pipe_supported(HS))
+        time_fwd_bwd(
+            [&] { kcuda_flash_attention_forward_pipe_a16(o16, lse, d_q16, B, T, NH, NH, HS); },
+            [&] {
+                kcuda_flash_attention_backward_pipe_a16(g, d_dout, d_q16, o16, lse, scr, sb, B, T,
+                                                        NH, NH, HS);
+            },
+            reps, reps, &ms[3][0], &ms[3][1]);
+    if (kcuda_flash_attention_mma_supported(HS))
         time_fwd_bwd(
             [&] { kcuda_flash_attention_forward_mma_a16(o16, lse, d_q16, B, T, NH, NH, HS); },
             [&] {
                 kcuda_flash_attention_backward_mma_a16(g, d_dout, d_q16, o16, lse, B, T, NH, NH,
                                                        HS);
             },
-            reps, reps, &ms[2][0], &ms[2][1]);
-    /* Causal FLOPs: forward 4·B·NH·HS·T(T+1)/2, backward 2.5 times that. */
+            reps, reps, &ms[4][0], &ms[4][1]);
+    /* Causal FLOPs: forward 4·B·NH·HS·T(T+1)/2, backward 2.5 times that (the backward's own
+     * count; the kernels recompute the scores in both of their passes). */
     double fl = 4.0 * B * NH * HS * (double)T * (T + 1) / 2.0;
-    printf("attention a16 B%d T%d NH%d HS%d (%s): forward %.3f ms (%.0f TFLOP/s; mma.sync a16 "
-           "%.3f, fp32 input %.3f), backward %.3f ms (%.0f TFLOP/s; mma.sync a16 %.3f, fp32 "
-           "input %.3f)\n",
-           B, T, NH, HS, kcuda_flash_attention_pipe_enabled(HS) ? "pipelined" : "default",
-           ms[1][0], fl / (ms[1][0] * 1e9), ms[2][0], ms[0][0], ms[1][1],
-           2.5 * fl / (ms[1][1] * 1e9), ms[2][1], ms[0][1]);
+    auto tf = [&](double f, double m) { return m > 0.0 ? f / (m * 1e9) : 0.0; };
+    printf("attention a16 B%d T%d NH%d HS%d: entry forward %.3f ms (%.0f TFLOP/s), backward %.3f "
+           "ms (%.0f TFLOP/s); wide %.3f / %.3f (%.0f / %.0f TFLOP/s), pipe %.3f / %.3f, mma.sync "
+           "%.3f / %.3f, fp32 input %.3f / %.3f\n",
+           B, T, NH, HS, ms[1][0], tf(fl, ms[1][0]), ms[1][1], tf(2.5 * fl, ms[1][1]), ms[2][0],
+           ms[2][1], tf(fl, ms[2][0]), tf(2.5 * fl, ms[2][1]), ms[3][0], ms[3][1], ms[4][0],
+           ms[4][1], ms[0][0], ms[0][1]);
+    char buf[1024];
+    kcuda_flash_attention_tuning(buf, sizeof buf);
+    for (char *line = buf, *end; *line; line = end + 1) {
+        end = strchr(line, '\n');
+        if (!end)
+            break;
+        printf("attention a16 tuned %.*s\n", (int)(end - line), line);
+    }
     dfree_all();
 }
 
@@ -954,6 +981,11 @@ static const a16_impl A16_PIPE = {"pipe", kcuda_flash_attention_forward_mma,
                                   kcuda_flash_attention_backward_mma,
                                   kcuda_flash_attention_forward_pipe_a16,
                                   kcuda_flash_attention_backward_pipe_a16};
+/* The wide pipelined kernels (HS 64): the same bits again. */
+static const a16_impl A16_WIDE = {"wide", kcuda_flash_attention_forward_mma,
+                                  kcuda_flash_attention_backward_mma,
+                                  kcuda_flash_attention_forward_wide_a16,
+                                  kcuda_flash_attention_backward_wide_a16};
 static const a16_impl A16_ENTRY = {"entry", kcuda_flash_attention_forward_16,
                                    kcuda_flash_attention_backward_16,
                                    kcuda_flash_attention_forward_a16,
@@ -985,7 +1017,7 @@ static void a16_case(const a16_impl &im, int B, int T, int NH, int NKV, int HS)
     /* The entries (the backend's _a16 contract) and the pipelined kernels WRITE dqkv: they start
      * from NaN (every element must be written) and the references, which add, from zeros. The
      * mma.sync and WMMA kernels add into random gradients. */
-    bool writes = &im == &A16_PIPE || &im == &A16_ENTRY;
+    bool writes = &im == &A16_PIPE || &im == &A16_WIDE || &im == &A16_ENTRY;
     vec qkv = bf16_round(rnd(nq)), dout = bf16_round(rnd(no));
     vec g0 = writes ? vec(nq, 0.0f) : rnd(nq, 0.1f), gw = writes ? vec(nq, NAN) : g0;
     float *d_qkv = up(qkv), *d_dout = up(dout);
@@ -1137,6 +1169,80 @@ static void test_flash_attention_a16(void)
         a16_case(A16_PIPE, 1, 64, 2, 2, HS);
         a16_case(A16_PIPE, 1, 1, 3, 1, HS);
     }
+    /* The wide ones (HS 64): 128-row forward blocks, so T 130 has a block whose second m-tiles
+     * alone meet the diagonal key tile and a block of two rows; T 200 a partial block whose
+     * second m-tiles hold rows past T; grouped heads; one token. */
+    if (!kcuda_flash_attention_wide_supported(64) || !kcuda_flash_attention_mma_supported(64)) {
+        printf("  wide a16 attention HS 64: skipped: unsupported here\n");
+        return;
+    }
+    a16_case(A16_WIDE, 2, 130, 4, 2, 64);
+    a16_case(A16_WIDE, 1, 200, 3, 1, 64);
+    a16_case(A16_WIDE, 1, 1, 3, 1, 64);
+}
+
+/* The default dispatch of the _a16 entries (SCALEWISE_CUDA_ATTENTION unset: auto) among the
+ * bit-identical wide, pipe and mma.sync kernels: the first call of a shape times every
+ * applicable one and records the shape with the choice; a second call runs the choice alone,
+ * records nothing and gives the same bits; the results equal each family's own; unaligned qkv
+ * (the mma.sync kernels only) is not tuned. */
+static void test_attention_tuning(void)
+{
+    const int B = 1, T = 150, NH = 2, NKV = 1, HS = 64;
+    if (!kcuda_flash_attention_wide_supported(HS) || !kcuda_flash_attention_mma_supported(HS)) {
+        printf("  attention tuning: skipped: the pipelined kernels are unsupported here\n");
+        return;
+    }
+    const size_t R = (size_t)(NH + 2 * NKV) * HS, O = (size_t)NH * HS;
+    const size_t nq = (size_t)B * T * R, no = (size_t)B * T * O, nl = (size_t)B * NH * T;
+    vec qkv = rnd(nq), dout = rnd(no);
+    const uint16_t *a_qkv = (const uint16_t *)up(to_bf16(qkv));
+    float *d_dout = up(dout), *lse = (float *)dalloc(nl * 4), *lse2 = (float *)dalloc(nl * 4);
+    uint16_t *o1 = (uint16_t *)dalloc(no * 2), *o2 = (uint16_t *)dalloc(no * 2);
+    float *g1 = up(vec(nq, NAN)), *g2 = up(vec(nq, NAN));
+    size_t sb = kcuda_flash_attention_pipe_scratch_bytes(B, T, NH, HS);
+    void *scr = dalloc(sb);
+    kcuda_flash_attention_tuning_reset();
+    CHECK(kcuda_flash_attention_forward_tuned_a16(o1, lse, a_qkv, B, T, NH, NKV, HS));
+    CHECK(kcuda_flash_attention_backward_tuned_a16(g1, d_dout, a_qkv, o1, lse, scr, sb, B, T, NH,
+                                                   NKV, HS));
+    char buf[1024];
+    CHECK(kcuda_flash_attention_tuning(buf, sizeof buf) == 2);
+    printf("  tuned: %s", buf);
+    CHECK(strstr(buf, "forward B1 T150 NH2 NKV1 HS64: ") == buf);
+    CHECK(strstr(buf, "\nbackward B1 T150 NH2 NKV1 HS64: ") != NULL);
+    for (const char *f : {"wide ", "pipe ", "mma "}) /* every candidate timed, in both */
+        CHECK(strstr(buf, f) && strstr(strstr(buf, "\nbackward"), f));
+    char small[8];
+    CHECK(kcuda_flash_attention_tuning(small, sizeof small) == 2 && small[0] == '\0');
+    kcuda_flash_attention_forward_a16(o2, lse2, a_qkv, B, T, NH, NKV, HS);
+    kcuda_flash_attention_backward_a16(g2, d_dout, a_qkv, o2, lse2, scr, sb, B, T, NH, NKV, HS);
+    CHECK(kcuda_flash_attention_tuning(buf, sizeof buf) == 2);
+    vec h1 = from_bf16(down((const __nv_bfloat16 *)o1, no));
+    expect_cols("tuned a16 fwd out, second call = first", from_bf16(down((const __nv_bfloat16 *)o2,
+                no)), h1, no, 0, no, 0.0);
+    expect_close("tuned a16 fwd lse, second call = first", lse2, down(lse, nl), 0.0);
+    expect_close("tuned a16 bwd dqkv, second call = first", g2, down(g1, nq), 0.0);
+    /* Each family pinned by its own entry: the same bits. */
+    kcuda_flash_attention_forward_mma_a16(o2, lse2, a_qkv, B, T, NH, NKV, HS);
+    expect_cols("tuned a16 fwd out = mma's", from_bf16(down((const __nv_bfloat16 *)o2, no)), h1,
+                no, 0, no, 0.0);
+    kcuda_flash_attention_backward_wide_a16(g2, d_dout, a_qkv, o1, lse, scr, sb, B, T, NH, NKV, HS);
+    expect_close("tuned a16 bwd dqkv = wide's", g2, down(g1, nq), 0.0);
+    kcuda_flash_attention_backward_pipe_a16(g2, d_dout, a_qkv, o1, lse, scr, sb, B, T, NH, NKV, HS);
+    expect_close("tuned a16 bwd dqkv = pipe's", g2, down(g1, nq), 0.0);
+    /* Unaligned qkv: one candidate, nothing tuned. */
+    vec qkv1(nq + 1, 0.0f);
+    for (size_t i = 0; i < nq; i++)
+        qkv1[i + 1] = qkv[i];
+    const uint16_t *u_qkv = (const uint16_t *)up(to_bf16(qkv1)) + 1;
+    CHECK(kcuda_flash_attention_forward_tuned_a16(o2, lse2, u_qkv, B, T, NH, NKV, HS));
+    CHECK(kcuda_flash_attention_tuning(buf, sizeof buf) == 2);
+    expect_cols("tuned a16 fwd out, unaligned (mma only) = aligned",
+                from_bf16(down((const __nv_bfloat16 *)o2, no)), h1, no, 0, no, 0.0);
+    kcuda_flash_attention_tuning_reset();
+    CHECK(kcuda_flash_attention_tuning(buf, sizeof buf) == 0 && buf[0] == '\0');
+    dfree_all();
 }
 
 static void test_attention_materialised(void)
@@ -1869,6 +1975,7 @@ int main(void)
     RUN(test_flash_attention_bf16);
     RUN(test_flash_attention_tc);
     RUN(test_flash_attention_a16);
+    RUN(test_attention_tuning);
     RUN(test_attention_materialised);
     RUN(test_kv_cache_decode);
     RUN(test_decode_c16);
