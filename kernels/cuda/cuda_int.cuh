@@ -125,6 +125,13 @@ int cuda_set_err(struct sw_err *err, int code, const char *fmt, ...)
 
 /* matmul.cu (cuBLASLt) */
 KCUDA_API bool kcuda_matmul_uses_blas(void);
+/* An algorithm survey for benchmarks (tests/gpu/bench_matmul.c, through plugin.cu's
+ * scalewise_cuda_gemm_algo): drops every cached plan; index >= 0 makes the plans built from now
+ * on take the heuristic's index-th algorithm of up to 8 (its last when it offers fewer), -1
+ * restores the default (its first). Returns the fewest algorithms any plan built since the
+ * previous call was offered (0: none built, or no survey then). Results may differ in the last
+ * bits from algorithm to algorithm; the executor never calls it. */
+KCUDA_API int kcuda_matmul_algo_select(int index);
 KCUDA_API void kcuda_matmul_forward(float *out, const float *inp, const float *weight,
                                     const float *bias, int N, int C, int OC);
 KCUDA_API void kcuda_matmul_backward(float *dinp, float *dweight, float *dbias,

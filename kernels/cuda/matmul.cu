@@ -287,6 +287,14 @@ struct lt_plan {
 static struct lt_plan g_cache[LT_CACHE_MAX];
 static int g_cache_n;
 
+/* The algorithm survey (kcuda_matmul_algo_select: bench_matmul only). Outside it (the default,
+ * g_algo_survey false) a plan takes the heuristic's first algorithm, asking for that one alone.
+ * In it, new plans ask for up to LT_ALGO_SURVEY_MAX and take the g_algo_index-th (the last
+ * when fewer exist); g_algo_fewest is the fewest any plan built since the selection got. */
+#define LT_ALGO_SURVEY_MAX 8
+static bool g_algo_survey;
+static int g_algo_index, g_algo_fewest;
+
 /* Largest power of two (<= 256) dividing the non-NULL pointers: the alignment the heuristic may
  * assume. */
 static uint32_t ptr_align(const void *x, const void *y = NULL)
@@ -361,16 +369,23 @@ static bool plan_build(struct lt_plan *p, const struct lt_gemm *g, bool with_bia
     for (size_t i = 0; i < sizeof al / sizeof al[0]; i++)
         CUBLAS_CHECK(
             cublasLtMatmulPreferenceSetAttribute(pref, al[i], al_val[i], sizeof(uint32_t)));
-    cublasLtMatmulHeuristicResult_t res;
+    cublasLtMatmulHeuristicResult_t res[LT_ALGO_SURVEY_MAX];
     int nres = 0;
     cublasStatus_t st = cublasLtMatmulAlgoGetHeuristic(g_lt, p->op, p->a, p->b, p->d, p->d, pref,
-                                                       1, &res, &nres);
+                                                       g_algo_survey ? LT_ALGO_SURVEY_MAX : 1,
+                                                       res, &nres);
     cublasLtMatmulPreferenceDestroy(pref);
     if (st != CUBLAS_STATUS_SUCCESS || nres < 1) {
         plan_release(p);
         return false;
     }
-    p->algo = res.algo;
+    int pick = 0;
+    if (g_algo_survey) {
+        pick = g_algo_index < nres ? g_algo_index : nres - 1;
+        if (g_algo_fewest == 0 || nres < g_algo_fewest)
+            g_algo_fewest = nres;
+    }
+    p->algo = res[pick].algo;
     p->use_epilogue = with_bias;
     p->gelu_fused = with_gelu;
     return true;
@@ -531,6 +546,20 @@ static void gemm_dweight(float *dw, const void *dout, const void *inp, int N, in
     struct lt_gemm g = {CUBLAS_OP_N, CUBLAS_OP_T, C, OC, N, C, OC, C,
                         ab_type, CUDA_R_32F, compute, inp, dout, dw, NULL, 1.0f, NULL, false, NULL};
     lt_run(&g);
+}
+
+/* ---------------------------------------------------------------- algorithm survey */
+
+extern "C" int kcuda_matmul_algo_select(int index)
+{
+    int fewest = g_algo_survey ? g_algo_fewest : 0;
+    for (int i = 0; i < g_cache_n; i++)
+        plan_release(&g_cache[i]);
+    g_cache_n = 0;
+    g_algo_survey = index >= 0;
+    g_algo_index = index >= 0 ? index : 0;
+    g_algo_fewest = 0;
+    return fewest;
 }
 
 /* ---------------------------------------------------------------- start */

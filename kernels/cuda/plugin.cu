@@ -411,6 +411,12 @@ EXPORT int scalewise_cuda_attention_tuning(char *buf, size_t n)
     return kcuda_flash_attention_tuning(buf, n);
 }
 
+/* kcuda_matmul_algo_select, for bench_matmul's survey of cuBLASLt's algorithms. */
+EXPORT int scalewise_cuda_gemm_algo(int index)
+{
+    return kcuda_matmul_algo_select(index);
+}
+
 /* sizeof(struct backend) this plugin was built with: the loader compares it with its own, so
  * a plugin left over from before an entry was added is refused instead of misread. */
 EXPORT const size_t scalewise_cuda_backend_table_bytes = sizeof(struct backend);

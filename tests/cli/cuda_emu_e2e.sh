@@ -61,6 +61,10 @@ if [ -x "$B/gpu/bench_matmul" ]; then
     "$B/gpu/bench_matmul"
   expect_grep '^bench_matmul: 5 passed, 0 failed$' "$TMP/out" "bench_matmul count line"
   expect_grep '^matmul per step \(12 layers \+ head, 4 rows\)' "$TMP/out" "bench_matmul totals"
+  # The algorithm survey through the plugin's scalewise_cuda_gemm_algo: a line per shape (the
+  # emulated heuristic offers one algorithm).
+  n=$(grep -cE '^matmul [a-z-]+ +algorithms \(heuristic order, 1 offered\): forward ms #0 [0-9.]+; backward ms #0 [0-9.]+$' "$TMP/out")
+  [ "$n" = 5 ] && ok || fail "bench_matmul: $n algorithm survey lines of 5: $(grep algorithms "$TMP/out" | head -n 2)"
 fi
 
 # ------------------------------------------------------------------ b. training plans

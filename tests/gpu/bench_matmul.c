@@ -11,6 +11,10 @@
  * printed with its rate ("matmul <name> ..." lines, which tests/gpu/check.sh puts in its
  * summary), then the totals of a step (12 layers and the head). A benchmark, not a test of
  * values (test_cuda_backend checks those): its checks only say that every output is finite.
+ * Then, per shape, a survey of cuBLASLt's algorithms: the same calls with each of the
+ * heuristic's first 8 algorithms in turn (the plugin's scalewise_cuda_gemm_algo; the executor
+ * always takes the first), one "matmul <name> algorithms ..." line each, so a slow shape shows
+ * whether another algorithm would be faster (SW_BENCH_MATMUL_SURVEY=0 leaves it out).
  * Without a GPU it prints "skipped: no GPU (<reason>)". SW_BENCH_MATMUL_ROWS replaces the
  * 16,384 rows (tests/cli/cuda_emu_e2e.sh runs 4 on the emulated plugin: the code path only). */
 #include <math.h>
@@ -27,6 +31,8 @@
 
 static const struct backend *be;
 static int ROWS = 16384; /* micro-batch 16 x T 1024 */
+/* The plugin's scalewise_cuda_gemm_algo (kcuda_matmul_algo_select); NULL: no survey. */
+static int (*gemm_algo)(int index);
 
 static void *dev(size_t bytes, enum backend_mem cat)
 {
@@ -111,6 +117,28 @@ static double timed(void (*f)(const struct shape *, const struct bufs *), const 
     return (sw_now_s() - t0) / REPS;
 }
 
+/* Shape s's forward and backward with the heuristic's algorithm #0, #1, ... (as many as every
+ * plan involved was offered, at most 8), then the default again. */
+static void survey(const struct shape *s, const struct bufs *b)
+{
+    char fwd[256] = "", bwd[256] = "";
+    size_t nf = 0, nb = 0;
+    int offered = 0;
+    for (int i = 0; i < 8 && (i == 0 || i < offered); i++) {
+        gemm_algo(i);
+        double tf = timed(forward, s, b), tb = timed(backward, s, b);
+        offered = gemm_algo(i); /* the fewest algorithms the plans just built were offered */
+        nf += (size_t)snprintf(fwd + nf, sizeof fwd - nf, "%s#%d %.3f", i ? ", " : "", i,
+                               1e3 * tf);
+        nb += (size_t)snprintf(bwd + nb, sizeof bwd - nb, "%s#%d %.3f", i ? ", " : "", i,
+                               1e3 * tb);
+    }
+    gemm_algo(-1);
+    printf("matmul %-8s algorithms (heuristic order, %d offered): forward ms %s; backward ms "
+           "%s\n",
+           s->name, offered, fwd, bwd);
+}
+
 static void bench(void)
 {
     const struct shape shapes[] = {
@@ -152,6 +180,8 @@ static void bench(void)
         CHECK_MSG(finite_f32(b.dinp, nx) && finite_f32(b.dw, nw) &&
                       (s->kind != MM_RESIDUAL || finite_f32(b.out32, no)),
                   "%s", what);
+        if (gemm_algo)
+            survey(s, &b);
         step_f += s->per_step * tf;
         step_b += s->per_step * tb;
         step_flop += s->per_step * 3.0 * fl;
@@ -189,6 +219,11 @@ int main(void)
         printf("bench_matmul: %d passed, %d failed, 1 skipped\n", harness_passed,
                harness_failed);
         return 0;
+    }
+    const char *sv = getenv("SW_BENCH_MATMUL_SURVEY");
+    if (!sv || strcmp(sv, "0") != 0) {
+        void *sym = backend_cuda_symbol("scalewise_cuda_gemm_algo");
+        memcpy(&gemm_algo, &sym, sizeof gemm_algo); /* object pointer to function, POSIX */
     }
     RUN(bench);
     return harness_finish("bench_matmul");
