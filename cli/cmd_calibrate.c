@@ -404,10 +404,14 @@ out:
 /* ------------------------------------------------------------------ GPU */
 
 /* The plugin's bf16 GEMM (N x N x N) and a device-to-device copy; fills `note` with why it was
- * skipped, or leaves g->present false with the reason when the peak is unknown. */
+ * skipped, or leaves g->present false with the reason when the peak is unknown.
+ * SW_CALIBRATE_GPU_TINY=1 (tests only: tests/cli/cuda_emu_e2e.sh runs this path on the CPU
+ * emulation of the plugin) shrinks every size to a few KiB; the figures then mean nothing. */
 static void measure_gpu(const struct hardware *hw, const struct cal_opts *o, struct calib_gpu *g,
                         char *note, size_t note_n)
 {
+    const char *tiny_env = getenv("SW_CALIBRATE_GPU_TINY");
+    const bool tiny = tiny_env && strcmp(tiny_env, "1") == 0;
     struct sw_err err;
     sw_err_init(&err);
     const struct backend *b = backend_cuda_load(&err);
@@ -419,9 +423,9 @@ static void measure_gpu(const struct hardware *hw, const struct cal_opts *o, str
         snprintf(note, note_n, "gpu: skipped: the CUDA plugin lacks the bf16 GEMM or memcpy");
         return;
     }
-    int n = o->quick ? 4096 : 8192;
+    int n = tiny ? 256 : o->quick ? 4096 : 8192;
     size_t nn = (size_t)n * n;
-    size_t copy = o->quick ? (size_t)256 << 20 : (size_t)1 << 30;
+    size_t copy = tiny ? (size_t)1 << 20 : o->quick ? (size_t)256 << 20 : (size_t)1 << 30;
     int rc = 0;
     struct bench x = {.b = b, .op = OP_FWD_BF16, .n = n, .c = n, .oc = n};
     x.in = take(b, nn * sizeof(float), BACKEND_MEM_ACTIVATIONS, &rc, &err);
@@ -435,7 +439,7 @@ static void measure_gpu(const struct hardware *hw, const struct cal_opts *o, str
     y.dst = take(b, copy, BACKEND_MEM_WORKSPACE, &rc, &err);
     /* Decode: the 1-token bf16 GEMM over 128 MiB of weights (8192 x 8192, above any GPU's L2),
      * reading the GEMM's input and output buffers (n >= 4096: n^2 floats >= 8192). */
-    const int dn = 8192;
+    const int dn = tiny ? 256 : 8192;
     const size_t dnn = (size_t)dn * dn;
     struct bench z = {.b = b, .op = OP_DECODE, .n = 1, .c = dn, .oc = dn, .decode_bf16 = true};
     z.in = x.in;
@@ -469,9 +473,11 @@ static void measure_gpu(const struct hardware *hw, const struct cal_opts *o, str
     int akind = b->flash_attention_forward_a16 && b->flash_attention_backward_a16 ? 2
                 : b->flash_attention_forward_16 && b->flash_attention_backward_16   ? 1
                                                                                     : 0;
-    g->attn = time_attention(b, akind, 4, 1024, 12, &pol, &err);
+    g->attn = tiny ? time_attention(b, akind, 1, 128, 2, &pol, &err)
+                   : time_attention(b, akind, 4, 1024, 12, &pol, &err);
     if (b->matmul_a16_forward && b->matmul_16_backward_a16) {
-        const int tn = o->quick ? 4096 : 8192, tc = 768, toc = 3072;
+        const int tn = tiny ? 64 : o->quick ? 4096 : 8192, tc = tiny ? 64 : 768;
+        const int toc = tiny ? 256 : 3072;
         struct bench t = {.b = b, .op = OP_TRAIN_A16, .n = tn, .c = tc, .oc = toc, .wb = x.wb,
                           .out = x.out, .scratch = NULL};
         int trc = 0;

@@ -274,6 +274,31 @@ expect_grep 'cannot allocate 32.0 MiB \(33554432 bytes\) for workspace on GPU 0'
 expect_grep 'cannot allocate .* for activations on GPU 0 .*out of memory\); already allocated by scalewise: weights 471.0 KiB, gradients 471.0 KiB, .*device free .* of 33.4 MiB' \
   "$TMP/err" "out-of-memory message names the request and the holdings"
 
+# ------------------------------------------------------------------ e. calibrate's GPU half
+# `scalewise calibrate` measures the GPU through the plugin (docs/calibrate.md): here the emulated
+# plugin, with the fake NVML/driver of tests/fake_gpu standing for an H100 in the probe and
+# SW_CALIBRATE_GPU_TINY=1 shrinking the sizes. The figures mean nothing; the path runs, writes a
+# gpu section with every measurement, and an estimate for an H100 applies it.
+FAKE=$PWD/$B/fake_gpu
+if [ -f "$FAKE/libfake_nvml.so" ] && [ -f "$FAKE/libfake_cuda.so" ]; then
+  expect_rc 0 "calibrate --quick on the emulated plugin" -- "${GPU[@]}" SW_CALIBRATE_GPU_TINY=1 \
+    SCALEWISE_NVML_LIBRARY="$FAKE/libfake_nvml.so" SCALEWISE_CUDA_LIBRARY="$FAKE/libfake_cuda.so" \
+    SW_FAKE_GPU_MACHINE=h100 "$REL" calibrate --quick --threads 1 --save "$TMP/cal.yaml"
+  expect_grep '^gpu NVIDIA H100 80GB HBM3: bf16 GEMM 256\^3 ' "$TMP/out" "calibrate's gpu line"
+  for k in gemm_bf16 d2d_copy decode_gemm calls attention train_gemm eta_flops_train \
+           eta_mem_decode; do
+    grep -q "^  $k:" "$TMP/cal.yaml" && ok || fail "calibrate: gpu.$k missing from $TMP/cal.yaml"
+  done
+  expect_rc 0 "estimate with the emulated GPU's calibration" -- "$REL" estimate \
+    --model gpt2-124m --gpu h100-sxm --calibration "$TMP/cal.yaml"
+  expect_grep 'from calibration .*gpu NVIDIA H100 80GB HBM3' "$TMP/out" \
+    "the estimate applies the gpu section"
+  expect_grep "attention timed at the executor's calibrated flash-attention rate" "$TMP/out" \
+    "the calibrated attention rate reaches the estimate"
+else
+  fail "$FAKE/libfake_nvml.so or libfake_cuda.so is missing (make builds them)"
+fi
+
 # ------------------------------------------------------------------ a. (collect)
 if [ -n "$model_pid" ]; then
   wait "$model_pid"; rc=$?
