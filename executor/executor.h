@@ -490,6 +490,10 @@ void exec_model_init_weights(struct exec_model *m, uint64_t seed);
 /* Call after changing weights (optimizer step, checkpoint load): the bf16 or int8 copies are
  * refreshed from the fp32 master at the next forward. */
 void exec_model_weights_changed(struct exec_model *m);
+/* Refresh those copies now if they are stale, instead of in the next forward (generation does
+ * it before its timer starts: a one-time load cost, 20 ms for GPT-2 124M on a 2-core CPU, is no
+ * part of the first token's latency). */
+void exec_model_refresh_derived(struct exec_model *m);
 
 /* Index of the tensor named `name` (the "transformer." prefix of GPT-2 names is accepted),
  * or -1. */

@@ -399,6 +399,9 @@ int exec_generate(struct exec_model *m, const int *const *prompts, const int *pr
         memcpy(step + (size_t)b * T0, prompts[b], (size_t)T0 * sizeof(int));
     const float *logits = NULL;
     const float **host_logits = dev_greedy ? NULL : &logits; /* NULL: no copy to the host */
+    exec_model_refresh_derived(m); /* the bf16 mirror or int8 codes: load work, not TTFT */
+    if (backend_profile_requested())
+        backend_profile_reset(); /* SCALEWISE_PROFILE=1: the generation, not that */
     /* A device backend's first calls load its kernels and pick its GEMM algorithms: about
      * 0.1 s on an H200, more than the whole prefill of GPT-2 124M. One untimed prefill and
      * decode step of the same shapes first, so that the figures are the steady state's (the

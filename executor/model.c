@@ -1278,6 +1278,11 @@ static void refresh_derived(struct exec_model *m)
     im->derived_stale = false;
 }
 
+void exec_model_refresh_derived(struct exec_model *m)
+{
+    refresh_derived(m);
+}
+
 /* ---------------------------------------------------------------- matmuls */
 
 /* The fp32 weight a matmul reads: the master, or in bf16 mode its bf16 copy widened into the

@@ -13,6 +13,15 @@
  * over the block's depth. The output tile is fp32 and every VDPBF16PS accumulates in fp32.
  * Scratch is the caller's (kcpu_matmul_bf16_scratch_bytes), so the hot path never allocates.
  *
+ * A forward of at most MMB_GEMV_MAX_N rows (decode: one token per sequence) skips the packing:
+ * the tile above would compute MR rows for one, after copying the whole weight matrix into
+ * panels, so decode read GPT-2's weights at 11 GB/s of a 75 GB/s machine. mmb_gemv instead
+ * reads each weight row once, 64 bytes at a time from 16 rows, and transposes the 16 × 16
+ * block of 32-bit pairs in registers into exactly the words the packed panel holds. Each
+ * output column then gets the same VDPBF16PS steps on the same pairs in the same order as in
+ * the tile, with the same depth blocks and the same bias and block additions, so both paths
+ * give the same bits (tests/unit/test_kernels_bf16.c checks it).
+ *
  * The AVX512-BF16 code is compiled per function with a target attribute, so this file builds with
  * any x86-64 GCC and the instructions run only when kcpu_has_native_bf16() says the CPU has them.
  * Elsewhere (no AVX512-BF16, not x86-64, not GCC) the public functions run a scalar reference
@@ -46,6 +55,13 @@
 
 /* Below this many multiply-adds the call stays on one thread. */
 #define MMB_PARALLEL_MIN_FLOPS 262144L
+/* Forwards of at most this many rows take mmb_gemv (at most MR: one tile's rows). */
+#define MMB_GEMV_MAX_N 8
+/* mmb_gemv's software prefetch distance along each weight row (elements: 192 bytes, three
+ * cache lines ahead). Without it, 16 rows read 64 bytes at a time defeated the hardware
+ * prefetcher: GPT-2's 77 MB head read at 9 GB/s; with 64 to 128 elements, at 20 to 21 (2-core
+ * EPYC VM, tests/bench/bench_bf16 shapes). */
+#define MMB_GEMV_PREFETCH 96
 
 _Static_assert(MMB_KC % 32 == 0, "KC must be a multiple of 32 (conversion chunk)");
 _Static_assert(MMB_NC % MMB_NR == 0, "NC must be a multiple of NR");
@@ -113,7 +129,9 @@ void kcpu_matmul_bf16_backward_input_ref(float *dinp, const float *dout, const u
 
 #ifdef MMB_NATIVE
 
-#define MMB_TARGET __attribute__((target("avx512f,avx512bf16")))
+/* avx512bw: the 16-bit masked loads of mmb_gemv (every AVX512-BF16 CPU has it;
+ * kcpu_has_native_bf16 requires both). */
+#define MMB_TARGET __attribute__((target("avx512f,avx512bw,avx512bf16")))
 
 /* One GEMM's operands, shared by the helpers below. */
 struct mmb_gemm {
@@ -261,6 +279,92 @@ static void mmb_task(const struct mmb_gemm *g, int ic0, int jr, int jc, int pc, 
     }
 }
 
+/* The 16 x 16 block of 32-bit words r[i][j] transposed in place (r[j][i]): pairs of rows
+ * interleaved by 32 then 64 bits, which leaves u[4i + c] holding column 4L + c of rows
+ * 4i..4i+3 in its 128-bit lane L; then the lanes regrouped by two rounds of shuffle_i32x4. */
+MMB_TARGET static void mmb_transpose16(__m512i r[16])
+{
+    __m512i t[16], u[16];
+    for (int i = 0; i < 8; i++) {
+        t[2 * i] = _mm512_unpacklo_epi32(r[2 * i], r[2 * i + 1]);
+        t[2 * i + 1] = _mm512_unpackhi_epi32(r[2 * i], r[2 * i + 1]);
+    }
+    for (int i = 0; i < 4; i++) {
+        u[4 * i + 0] = _mm512_unpacklo_epi64(t[4 * i], t[4 * i + 2]);
+        u[4 * i + 1] = _mm512_unpackhi_epi64(t[4 * i], t[4 * i + 2]);
+        u[4 * i + 2] = _mm512_unpacklo_epi64(t[4 * i + 1], t[4 * i + 3]);
+        u[4 * i + 3] = _mm512_unpackhi_epi64(t[4 * i + 1], t[4 * i + 3]);
+    }
+    for (int c = 0; c < 4; c++) {
+        __m512i x0 = _mm512_shuffle_i32x4(u[c], u[4 + c], 0x44);  /* A0 A1 B0 B1 */
+        __m512i x1 = _mm512_shuffle_i32x4(u[c], u[4 + c], 0xEE);  /* A2 A3 B2 B3 */
+        __m512i y0 = _mm512_shuffle_i32x4(u[8 + c], u[12 + c], 0x44);
+        __m512i y1 = _mm512_shuffle_i32x4(u[8 + c], u[12 + c], 0xEE);
+        r[c] = _mm512_shuffle_i32x4(x0, y0, 0x88);      /* column c: A0 B0 C0 D0 */
+        r[4 + c] = _mm512_shuffle_i32x4(x0, y0, 0xDD);  /* column 4 + c */
+        r[8 + c] = _mm512_shuffle_i32x4(x1, y1, 0x88);  /* column 8 + c */
+        r[12 + c] = _mm512_shuffle_i32x4(x1, y1, 0xDD); /* column 12 + c */
+    }
+}
+
+/* Columns j0..j0+15 (fewer at the end) of the forward out(M, Nc) = A·W(Nc, K)ᵀ + bias for
+ * M <= MMB_GEMV_MAX_N rows, A already converted into g->ab (rows of KC, per depth block pc:
+ * the caller converts each block before calling this for it). first: pc == 0 (out = acc +
+ * bias, or + 0 as the tile adds, which turns -0 into +0); else out += acc. */
+MMB_TARGET static void mmb_gemv_block(const struct mmb_gemm *g, int j0, int pc, int kc)
+{
+    int nj = g->Nc - j0 < 16 ? g->Nc - j0 : 16, kp = (kc + 1) / 2, M = g->M;
+    __m512 acc[MMB_GEMV_MAX_N];
+    for (int n = 0; n < M; n++)
+        acc[n] = _mm512_setzero_ps();
+    const int32_t *ap = (const int32_t *)g->ab;
+    for (int kk0 = 0; kk0 < kp; kk0 += 16) {
+        int ne = kc - 2 * kk0 < 32 ? kc - 2 * kk0 : 32; /* bf16 elements of this chunk */
+        __mmask32 em = ne >= 32 ? (__mmask32)0xFFFFFFFFu : (__mmask32)((1u << ne) - 1u);
+        __m512i r[16];
+        for (int i = 0; i < 16; i++) {
+            const uint16_t *src = g->b + (size_t)(j0 + i) * g->sj + pc + 2 * kk0;
+            r[i] = i < nj ? _mm512_maskz_loadu_epi16(em, src) : _mm512_setzero_si512();
+            if (i < nj)
+                _mm_prefetch((const char *)(src + MMB_GEMV_PREFETCH), _MM_HINT_T0);
+        }
+        mmb_transpose16(r); /* r[p]: pair kk0 + p of the 16 columns, as the panel holds it */
+        int np = kp - kk0 < 16 ? kp - kk0 : 16;
+        for (int p = 0; p < np; p++)
+            for (int n = 0; n < M; n++)
+                acc[n] = _mm512_dpbf16_ps(
+                    acc[n], (__m512bh)_mm512_set1_epi32(ap[n * (MMB_KC / 2) + kk0 + p]),
+                    (__m512bh)r[p]);
+    }
+    __mmask16 mk = nj >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << nj) - 1u);
+    bool first = pc == 0;
+    for (int n = 0; n < M; n++) {
+        float *row = g->out + (size_t)n * g->ldo + j0;
+        __m512 add = first ? (g->bias ? _mm512_maskz_loadu_ps(mk, g->bias + j0)
+                                      : _mm512_setzero_ps())
+                           : _mm512_maskz_loadu_ps(mk, row);
+        _mm512_mask_storeu_ps(row, mk, _mm512_add_ps(acc[n], add));
+    }
+}
+
+/* The forward for M <= MMB_GEMV_MAX_N rows (g->sk == 1: W's rows contiguous): per depth block,
+ * the rows converted, then blocks of 16 output columns shared by the threads. */
+static void mmb_gemv_run(struct mmb_gemm *g)
+{
+    int nb = (g->Nc + 15) / 16;
+    bool par = (long)g->M * g->K * g->Nc > MMB_PARALLEL_MIN_FLOPS;
+#pragma omp parallel if (par)
+    for (int pc = 0; pc < g->K; pc += MMB_KC) {
+        int kc = g->K - pc < MMB_KC ? g->K - pc : MMB_KC;
+#pragma omp single
+        for (int n = 0; n < g->M; n++)
+            mmb_convert_row(g, n, pc, kc);
+#pragma omp for schedule(static)
+        for (int b = 0; b < nb; b++)
+            mmb_gemv_block(g, 16 * b, pc, kc);
+    }
+}
+
 static void mmb_gemm_run(struct mmb_gemm *g)
 {
     int Mp = (g->M + MMB_MR - 1) / MMB_MR * MMB_MR;
@@ -315,7 +419,10 @@ void kcpu_matmul_bf16_forward(float *out, const float *inp, const uint16_t *weig
                              .Nc = OC,
                              .ab = ab,
                              .bp = ab + rows * MMB_KC};
-        mmb_gemm_run(&g);
+        if (N <= MMB_GEMV_MAX_N)
+            mmb_gemv_run(&g);
+        else
+            mmb_gemm_run(&g);
         return;
     }
 #endif

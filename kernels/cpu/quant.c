@@ -117,7 +117,7 @@ bool kcpu_has_native_bf16(void)
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
     /* GCC's check also confirms the OS saves the AVX-512 state (XCR0). */
     __builtin_cpu_init();
-    return __builtin_cpu_supports("avx512bf16") != 0;
+    return __builtin_cpu_supports("avx512bf16") != 0 && __builtin_cpu_supports("avx512bw") != 0;
 #else
     /* TODO: clang lacks the "avx512bf16" name in older releases and ARM's BF16 extension needs
      * a getauxval check; until then other compilers and architectures report emulation. */

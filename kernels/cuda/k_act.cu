@@ -1,7 +1,8 @@
-/* Element-wise activations of the CUDA backend, kernels/cpu/activation.c's formulas: GELU with
+/* Element-wise activations of the CUDA backend, kernels/cpu/activation.c's functions: GELU with
  * the tanh approximation (GPT-2) and SwiGLU over a fused gate|up row (Llama), forward and
  * backward (backward accumulates). Grid-stride loops, one element per thread per step; they are
- * memory-bound, so tanhf/expf cost nothing extra. Each kernel is templated on its activation
+ * memory-bound, so tanhf/expf cost nothing extra (GELU is written with tanhf here, as cuBLASLt's
+ * epilogue computes it; the CPU uses the equal 1/(1 + e^(-2u)), faster there). Each kernel is templated on its activation
  * element types: float (the fp32 entries) or __nv_bfloat16 (the _a16 entries), widened to fp32
  * by kc_ld and rounded once by kc_st, so an _a16 result is the fp32 entry's on the widened
  * inputs, rounded where the output is bf16. Gradients are fp32 either way. */

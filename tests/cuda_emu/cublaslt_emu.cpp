@@ -6,11 +6,12 @@
  * leading dimensions (C is not read when beta == 0, as in BLAS), then the epilogue:
  *  - DEFAULT: nothing; BIAS: + bias[i] on row i of D;
  *  - GELU_AUX_BIAS: pre = ... + bias[i] is stored in the aux matrix (column-major, its own
- *    leading dimension), D = gelu(pre) with the tanh form of kernels/cpu/activation.c
- *    (0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))), the same float operations, on the fp32 pre
- *    before it is stored); GELU_AUX: the same without the bias;
- *  - DGELU: the aux matrix is read instead: D = (product + beta·C) · gelu'(aux), the derivative
- *    as kernels/cpu/activation.c computes it.
+ *    leading dimension), D = gelu(pre) in cuBLASLt's tanh form
+ *    (0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))), as kernels/cuda/k_act.cu computes it, in
+ *    float, on the fp32 pre before it is stored; kernels/cpu/activation.c reaches the same
+ *    function through 1/(1 + e^(-2u)), a few ulps away); GELU_AUX: the same without the bias;
+ *  - DGELU: the aux matrix is read instead: D = (product + beta·C) · gelu'(aux), the tanh
+ *    form's derivative.
  * Types, as cublasLt.h documents them (its fp8 and integer exceptions are not emulated): C and D
  * CUDA_R_32F, or the 16-bit type of A and B (CUDA_R_16BF with bf16 operands, CUDA_R_16F with
  * fp16); the bias and the aux matrix have D's type — BIAS_DATA_TYPE and EPILOGUE_AUX_DATA_TYPE
@@ -680,7 +681,7 @@ static float load(int32_t type, const void *base, int64_t idx)
     return __half2float(__ushort_as_half(h));
 }
 
-/* The GPT-2 tanh GELU and its derivative, the float operations of kernels/cpu/activation.c. */
+/* The GPT-2 tanh GELU and its derivative in the tanh form (kernels/cuda/k_act.cu's). */
 static float gelu_tanh(float x)
 {
     return 0.5f * x * (1.0f + tanhf(0.7978845608028654f * (x + 0.044715f * x * x * x)));

@@ -183,6 +183,53 @@ static void test_native(void)
     run_impl("avx512bf16", kcpu_matmul_bf16_forward, kcpu_matmul_bf16_backward_input);
 }
 
+/* A forward of at most 8 rows (mmb_gemv: weight rows read directly, transposed in registers)
+ * gives, row for row, the bits the packed GEMM gives for the same rows inside a 12-row call
+ * (each output element's arithmetic is the same): depths with tails, odd, and past one depth
+ * block; column counts with tails of the 16-column blocks; bias and none; a zero row (whose
+ * outputs are +0 either way: the tile adds 0 to -0). */
+static void test_gemv_equals_gemm(void)
+{
+    if (!kcpu_has_native_bf16()) {
+        printf("  gemv = gemm: skipped, this CPU has no avx512bf16\n");
+        return;
+    }
+    static const int cs[][2] = {{1, 1},     {5, 7},     {33, 50},   {255, 97},
+                                {768, 768}, {1601, 40}, {3072, 17}, {64, 1537}};
+    const int NB = 12;
+    int diffs = 0, cases = 0;
+    for (size_t s = 0; s < sizeof cs / sizeof cs[0]; s++) {
+        int C = cs[s][0], OC = cs[s][1];
+        float *x = kc_floats((size_t)NB * C, -2, 2), *wf = kc_floats((size_t)OC * C, -0.5, 0.5);
+        float *bias = kc_floats((size_t)OC, -1, 1);
+        for (int c = 0; c < C; c++)
+            x[(size_t)2 * C + c] = 0.0f; /* row 2: zeros */
+        uint16_t *w = round_bf16(wf, (size_t)OC * C);
+        float *big = malloc(sizeof(float) * (size_t)NB * OC);
+        float *small = malloc(sizeof(float) * (size_t)NB * OC);
+        for (int with_bias = 0; with_bias < 2; with_bias++) {
+            void *sb = scratch_for(NB);
+            kcpu_matmul_bf16_forward(big, x, w, with_bias ? bias : NULL, NB, C, OC, sb);
+            free(sb);
+            static const int ns[] = {1, 2, 3, 8};
+            for (size_t k = 0; k < sizeof ns / sizeof ns[0]; k++) {
+                int n = ns[k];
+                void *ss = scratch_for(n);
+                kcpu_matmul_bf16_forward(small, x, w, with_bias ? bias : NULL, n, C, OC, ss);
+                free(ss);
+                cases++;
+                if (memcmp(small, big, sizeof(float) * (size_t)n * OC) != 0) {
+                    diffs++;
+                    printf("  gemv != gemm: N=%d C=%d OC=%d bias %d\n", n, C, OC, with_bias);
+                }
+            }
+        }
+        free(x), free(wf), free(bias), free(w), free(big), free(small);
+    }
+    printf("  gemv (N <= 8) = gemm rows, bit for bit: %d of %d cases differ\n", diffs, cases);
+    CHECK_INT(diffs, 0);
+}
+
 /* The scratch size is the documented formula, depends on N only, and N = 0 touches nothing. */
 static void test_scratch_and_empty(void)
 {
@@ -315,6 +362,7 @@ int main(void)
     RUN(test_scratch_and_empty);
     RUN(test_reference);
     RUN(test_native);
+    RUN(test_gemv_equals_gemm);
     RUN(test_model_paths);
     return harness_finish("test_kernels_bf16");
 }

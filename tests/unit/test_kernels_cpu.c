@@ -6,6 +6,8 @@
  * so that accumulation (+=) is checked too. Attention and optimizers have their own programs. */
 #include "kernels_check.h"
 
+#include <float.h>
+
 #include "kernels/cpu/kernels_cpu.h"
 
 /* Forward tolerance for fp32 kernels against a double reference at O(1) values. */
@@ -350,6 +352,61 @@ static double act_loss(const void *vctx, const double *th)
     return l;
 }
 
+/* GELU and its derivative in double through the sigmoid form, s = 0.5(1 + tanh u) =
+ * 1 / (1 + e^(-2u)): the tanh form cancels in double too once u < -18 (at x = -7 it is 0.7%
+ * off). sech²u / 4 = s(1 - s) = 1 / (2 + e + 1/e), which stays finite when e overflows. */
+static double gelu_ref_sig(double x)
+{
+    double u = sqrt(2 / M_PI) * (x + 0.044715 * x * x * x);
+    return x / (1 + exp(-2 * u));
+}
+
+static double gelu_grad_ref(double x)
+{
+    double k = sqrt(2 / M_PI), a = 0.044715, u = k * (x + a * x * x * x), e = exp(-2 * u);
+    return 1 / (1 + e) + 2 * x * k * (1 + 3 * a * x * x) / (2 + e + 1 / e);
+}
+
+/* The kernels (the sigmoid form of tanh) against double references over [-30, 30], past where
+ * e^(-2u) overflows in float and where the backward clamps u: the forward within 8 + 4|u|
+ * float epsilons relative (1e-30 absolute near its vanishing tail; on the negative tail the
+ * value is about x·e^(2u), so u's own float rounding, a few epsilons of |u|, moves it by
+ * 2|u| times that), the derivative (of order 1, and 0 near x = -0.75) within 16 epsilons of
+ * (|derivative| + 1); NaN in, NaN out; GELU(+inf) = inf; at 0, 0 and 1/2. */
+static void test_gelu_tails(void)
+{
+    enum { n = 6001 };
+    static float x[n], y[n], dx[n], ones[n];
+    double worst_f = 0.0, worst_b = 0.0;
+    for (int i = 0; i < n; i++) {
+        x[i] = -30.0f + 0.01f * (float)i;
+        dx[i] = 0.0f;
+        ones[i] = 1.0f;
+    }
+    kcpu_gelu_forward(y, x, n);
+    kcpu_gelu_backward(dx, x, ones, n);
+    for (int i = 0; i < n; i++) {
+        double rf = gelu_ref_sig(x[i]), rb = gelu_grad_ref(x[i]);
+        double u = sqrt(2 / M_PI) * (x[i] + 0.044715 * x[i] * x[i] * x[i]);
+        double ef = fabs(y[i] - rf) / (fabs(rf) * FLT_EPSILON + 1e-30) / (8.0 + 4.0 * fabs(u));
+        double eb = fabs(dx[i] - rb) / ((fabs(rb) + 1.0) * FLT_EPSILON);
+        worst_f = fmax(worst_f, ef);
+        worst_b = fmax(worst_b, eb);
+    }
+    printf("  gelu over [-30, 30]: forward %.2f of its bound, backward %.1f epsilons\n", worst_f,
+           worst_b);
+    CHECK_MSG(worst_f <= 1.0, "gelu forward %.2f of its bound (8 + 4|u| float epsilons)",
+              worst_f);
+    CHECK_MSG(worst_b <= 16.0, "gelu backward %.1f float epsilons from the double reference",
+              worst_b);
+    float special[3] = {NAN, INFINITY, 0.0f}, ys[3], ds[3] = {0, 0, 0}, one3[3] = {1, 1, 1};
+    kcpu_gelu_forward(ys, special, 3);
+    kcpu_gelu_backward(ds, special, one3, 3);
+    CHECK(isnan(ys[0]) && isnan(ds[0]));
+    CHECK(ys[1] == INFINITY);
+    CHECK(ys[2] == 0.0f && ds[2] == 0.5f);
+}
+
 static void test_activations(void)
 {
     int n = 101;
@@ -365,6 +422,7 @@ static void test_activations(void)
     kc_fd_grad(act_loss, &gctx, xd, n, FD_H, g);
     KC_CLOSE_DELTA("gelu bwd vs FD", dx, pre, g, n, BWD_ATOL, BWD_RTOL);
     free(x), free(y), free(dout), free(xd), free(ref), free(g), free(pre), free(dx);
+    test_gelu_tails();
 
     int N = 4, H = 9;
     size_t ngu = (size_t)N * 2 * H, no = (size_t)N * H;
