@@ -191,6 +191,10 @@ static void test_flash_vs_materialised(void)
     check_flash_vs_materialised((struct att_cfg){2, 77, 4, 2, 16});
     check_flash_vs_materialised((struct att_cfg){1, 130, 2, 1, 8});
     check_flash_vs_materialised((struct att_cfg){1, 33, 2, 2, 64});
+    /* Past one key block with the backward's second row block (T 150), and head sizes that
+     * leave a scalar tail after the 64-wide register blocks (96: 64 + 32; 136: 128 + 8). */
+    check_flash_vs_materialised((struct att_cfg){1, 150, 3, 1, 96});
+    check_flash_vs_materialised((struct att_cfg){1, 70, 2, 2, 136});
 }
 
 /* Decode with a KV cache equals the full forward at the last positions. */
