@@ -26,10 +26,14 @@
 #define FL_BK 64 /* keys per block: 64 × HS keys and values stay in L1/L2 across the rows */
 #define FL_PARALLEL_MIN 16384
 
+/* (-DFL_CLONES= builds one version, for whatever -march says: how the clones' agreement was
+ * checked.) */
+#ifndef FL_CLONES
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
 #define FL_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
 #else
 #define FL_CLONES
+#endif
 #endif
 
 /* Σ_d a[d]·b[d] in order of d (no lane split: the same bits in every clone). */

@@ -1,9 +1,11 @@
 /* Fused softmax + cross-entropy over the vocabulary (llm.c's fused classifier): one pass finds
  * each row's maximum and logsumexp, the loss is logsumexp - logit[target], and the gradient
  * (softmax - onehot)·scale is written over the logits in place, so the executor holds one
- * N×Vp fp32 buffer for logits and their gradient (strategy reference 3.6, c_V = 4). Rows with
- * target -1 are ignored (loss 0, gradient 0), as PyTorch's ignore_index. Also the rows'
- * argmax for greedy decoding (kcpu_argmax_rows). */
+ * N×Vp fp32 buffer for logits and their gradient (strategy reference 3.6, c_V = 4); with the
+ * gradient wanted, the first pass leaves each e^(x - max) in place, so one expf per element
+ * serves both the sum and the gradient (the same values, so the same bits, as computing it
+ * twice). Rows with target -1 are ignored (loss 0, gradient 0), as PyTorch's ignore_index.
+ * Also the rows' argmax for greedy decoding (kcpu_argmax_rows). */
 #include "kernels/cpu/kernels_cpu.h"
 
 #include <math.h>
@@ -38,18 +40,25 @@ float kcpu_softmax_ce(float *logits, float *losses, int *n_valid, const int *tar
         float mx = -INFINITY;
         for (int i = 0; i < V; i++)
             mx = x[i] > mx ? x[i] : mx;
-        float sum = 0.0f;
-        for (int i = 0; i < V; i++)
-            sum += expf(x[i] - mx);
+        float sum = 0.0f, xt = x[tgt];
+        if (want_grad) { /* keep each e^(x - max) in place: the gradient pass reuses it */
+            for (int i = 0; i < V; i++) {
+                x[i] = expf(x[i] - mx);
+                sum += x[i];
+            }
+        } else {
+            for (int i = 0; i < V; i++)
+                sum += expf(x[i] - mx);
+        }
         float lse = mx + logf(sum);
-        float loss = lse - x[tgt];
+        float loss = lse - xt;
         if (losses)
             losses[n] = loss;
         total += loss;
         if (want_grad) {
             float inv = 1.0f / sum;
             for (int i = 0; i < V; i++)
-                x[i] = expf(x[i] - mx) * inv * gscale;
+                x[i] = x[i] * inv * gscale;
             x[tgt] -= gscale;
             for (int i = V; i < Vp; i++)
                 x[i] = 0.0f;
