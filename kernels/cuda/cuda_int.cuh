@@ -303,7 +303,15 @@ KCUDA_API void kcuda_flash_attention_backward_wide_a16(float *dqkv, const float 
                                                        const float *lse, void *scratch,
                                                        size_t scratch_bytes, int B, int T, int NH,
                                                        int NKV, int HS);
-/* The _a16 entries' dispatch among the bit-identical mma.sync family (wide, pipe, mma): the one
+/* The pipelined backward with each kernel's register-held variant chosen apart (ra_dq, ra_dkv;
+ * either needs HS 64): both is the wide backward, neither the pipelined one. */
+KCUDA_API void kcuda_flash_attention_backward_pp_a16(bool ra_dq, bool ra_dkv, float *dqkv,
+                                                     const float *dout, const uint16_t *qkv,
+                                                     const uint16_t *out, const float *lse,
+                                                     void *scratch, size_t scratch_bytes, int B,
+                                                     int T, int NH, int NKV, int HS);
+/* The _a16 entries' dispatch among the bit-identical mma.sync family (wide, pipe, mma; for the
+ * backward also wide-dq and wide-dkv, one of its two kernels register-held): the one
  * SCALEWISE_CUDA_ATTENTION pins, or by default the fastest for the shape, every applicable one
  * timed on the first call of each shape (B, T, NH, NKV, HS, direction) and remembered. false
  * (nothing run) when none applies (the variable names wmma or fma, or the head size or device

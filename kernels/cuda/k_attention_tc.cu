@@ -2004,8 +2004,9 @@ static void pp_forward(bf16 *out, float *lse, const bf16 *qkv, int B, int T, int
     CUDA_LAUNCH_CHECK();
 }
 
-/* The preparation pass, then dq over query tiles and dk, dv over key tiles. */
-template <int HS, bool RA>
+/* The preparation pass, then dq over query tiles and dk, dv over key tiles; RAQ, RAKV: each
+ * kernel's register-held variant. */
+template <int HS, bool RAQ, bool RAKV>
 static void pp_backward(float *dqkv, const float *dout, const bf16 *qkv, const bf16 *out,
                         const float *lse, void *scratch, int B, int T, int NH, int NKV)
 {
@@ -2016,16 +2017,16 @@ static void pp_backward(float *dqkv, const float *dout, const bf16 *qkv, const b
     pp_prep_kernel<HS><<<(unsigned)((rows + TC_WARPS - 1) / TC_WARPS), TC_THREADS, 0,
                          cuda_stream()>>>(do16, Dg, dout, out, T, NH, rows);
     CUDA_LAUNCH_CHECK();
-    tc_opt_in(pp_backward_dq_kernel<HS, RA>, pp_dims<HS>::DQ, &opted_dq);
-    tc_opt_in(pp_backward_dkv_kernel<HS, RA>, pp_dims<HS>::DKV, &opted_dkv);
+    tc_opt_in(pp_backward_dq_kernel<HS, RAQ>, pp_dims<HS>::DQ, &opted_dq);
+    tc_opt_in(pp_backward_dkv_kernel<HS, RAKV>, pp_dims<HS>::DKV, &opted_dkv);
     float scale = 1.0f / sqrtf((float)HS), scale_log2 = TC_LOG2E * scale;
     unsigned tiles = (unsigned)((T + TC_TILE - 1) / TC_TILE);
-    pp_backward_dq_kernel<HS, RA><<<dim3(tiles, (unsigned)NH, (unsigned)B), TC_THREADS,
-                                    pp_dims<HS>::DQ, cuda_stream()>>>(dqkv, do16, Dg, qkv, lse, T,
-                                                                      NH, NKV, scale, scale_log2);
+    pp_backward_dq_kernel<HS, RAQ><<<dim3(tiles, (unsigned)NH, (unsigned)B), TC_THREADS,
+                                     pp_dims<HS>::DQ, cuda_stream()>>>(
+        dqkv, do16, Dg, qkv, lse, T, NH, NKV, scale, scale_log2);
     CUDA_LAUNCH_CHECK();
-    pp_backward_dkv_kernel<HS, RA><<<dim3(tiles, (unsigned)NKV, (unsigned)B), TC_THREADS,
-                                     pp_dims<HS>::DKV, cuda_stream()>>>(
+    pp_backward_dkv_kernel<HS, RAKV><<<dim3(tiles, (unsigned)NKV, (unsigned)B), TC_THREADS,
+                                       pp_dims<HS>::DKV, cuda_stream()>>>(
         dqkv, do16, Dg, qkv, lse, T, NH, NKV, scale, scale_log2);
     CUDA_LAUNCH_CHECK();
 }
@@ -2063,26 +2064,34 @@ static void pp_forward_entry(bool wide, uint16_t *out, float *lse, const uint16_
         pp_forward<128, 1>(kc_bf16(out), lse, kc_bf16(qkv), B, T, NH, NKV);
 }
 
-static void pp_backward_entry(bool wide, float *dqkv, const float *dout, const uint16_t *qkv,
-                              const uint16_t *out, const float *lse, void *scratch,
-                              size_t scratch_bytes, int B, int T, int NH, int NKV, int HS)
+/* ra_dq, ra_dkv: the dq and dk/dv kernels' register-held variants (HS 64 only); both: the wide
+ * backward, neither: the pipelined one. */
+KCUDA_API void kcuda_flash_attention_backward_pp_a16(bool ra_dq, bool ra_dkv, float *dqkv,
+                                                     const float *dout, const uint16_t *qkv,
+                                                     const uint16_t *out, const float *lse,
+                                                     void *scratch, size_t scratch_bytes, int B,
+                                                     int T, int NH, int NKV, int HS)
 {
     if (B <= 0 || T <= 0)
         return;
-    pp_require((wide ? kcuda_flash_attention_wide_supported(HS)
-                     : kcuda_flash_attention_pipe_supported(HS)) &&
+    pp_require((ra_dq || ra_dkv ? kcuda_flash_attention_wide_supported(HS)
+                                : kcuda_flash_attention_pipe_supported(HS)) &&
                    kcuda_flash_attention_pipe_aligned(qkv) &&
                    kcuda_flash_attention_pipe_aligned(scratch) &&
                    scratch_bytes >= pp_scratch_bytes(B, T, NH, HS),
                "pipelined attention backward: head size or device unsupported, qkv or scratch "
                "not 16-byte aligned, or scratch too small");
     const bf16 *q16 = kc_bf16(qkv), *o16 = kc_bf16(out);
-    if (wide)
-        pp_backward<64, true>(dqkv, dout, q16, o16, lse, scratch, B, T, NH, NKV);
+    if (ra_dq && ra_dkv)
+        pp_backward<64, true, true>(dqkv, dout, q16, o16, lse, scratch, B, T, NH, NKV);
+    else if (ra_dq)
+        pp_backward<64, true, false>(dqkv, dout, q16, o16, lse, scratch, B, T, NH, NKV);
+    else if (ra_dkv)
+        pp_backward<64, false, true>(dqkv, dout, q16, o16, lse, scratch, B, T, NH, NKV);
     else if (HS == 64)
-        pp_backward<64, false>(dqkv, dout, q16, o16, lse, scratch, B, T, NH, NKV);
+        pp_backward<64, false, false>(dqkv, dout, q16, o16, lse, scratch, B, T, NH, NKV);
     else
-        pp_backward<128, false>(dqkv, dout, q16, o16, lse, scratch, B, T, NH, NKV);
+        pp_backward<128, false, false>(dqkv, dout, q16, o16, lse, scratch, B, T, NH, NKV);
 }
 
 KCUDA_API void kcuda_flash_attention_forward_pipe_a16(uint16_t *out, float *lse,
@@ -2098,7 +2107,8 @@ KCUDA_API void kcuda_flash_attention_backward_pipe_a16(float *dqkv, const float 
                                                        size_t scratch_bytes, int B, int T, int NH,
                                                        int NKV, int HS)
 {
-    pp_backward_entry(false, dqkv, dout, qkv, out, lse, scratch, scratch_bytes, B, T, NH, NKV, HS);
+    kcuda_flash_attention_backward_pp_a16(false, false, dqkv, dout, qkv, out, lse, scratch,
+                                          scratch_bytes, B, T, NH, NKV, HS);
 }
 
 KCUDA_API void kcuda_flash_attention_forward_wide_a16(uint16_t *out, float *lse,
@@ -2114,13 +2124,15 @@ KCUDA_API void kcuda_flash_attention_backward_wide_a16(float *dqkv, const float 
                                                        size_t scratch_bytes, int B, int T, int NH,
                                                        int NKV, int HS)
 {
-    pp_backward_entry(true, dqkv, dout, qkv, out, lse, scratch, scratch_bytes, B, T, NH, NKV, HS);
+    kcuda_flash_attention_backward_pp_a16(true, true, dqkv, dout, qkv, out, lse, scratch,
+                                          scratch_bytes, B, T, NH, NKV, HS);
 }
 
 /* ---------------------------------------------------------------- tuned dispatch (bf16)
  *
  * The wide, pipe and mma.sync kernels give the same bits on bf16 activations (the tests check
- * it at tolerance 0), so which one runs is only a question of speed, and the answer depends on
+ * it at tolerance 0), and so do the backward's mixed wide-dq and wide-dkv (one of its two
+ * kernels register-held), so which one runs is only a question of speed, and the answer depends on
  * the GPU (occupancy against shared-memory traffic: the wide kernels use 174 to 235 registers
  * where the others use 135 to 167) and on the shape. With the default SCALEWISE_CUDA_ATTENTION
  * (auto), the first call of each shape and direction times every applicable candidate on the
@@ -2129,8 +2141,12 @@ KCUDA_API void kcuda_flash_attention_backward_wide_a16(float *dqkv, const float 
  * what any one of them gives. This blocks the host once per shape (a few ms at GPT-2's sizes).
  * 'pipe', 'wide' and 'mma' pin one (wide and pipe fall back as their kernels allow). */
 
-enum pp_family { PP_WIDE, PP_PIPE, PP_MMA, PP_NFAMILIES };
-static const char *const pp_family_name[PP_NFAMILIES] = {"wide", "pipe", "mma"};
+/* wide-dq and wide-dkv (backward only): one of the two backward kernels register-held, the
+ * other not, since each costs a block per SM of occupancy on its own. The pinned choices fall
+ * back in the order wide, pipe, mma. */
+enum pp_family { PP_WIDE, PP_PIPE, PP_MMA, PP_WIDE_DQ, PP_WIDE_DKV, PP_NFAMILIES };
+static const char *const pp_family_name[PP_NFAMILIES] = {"wide", "pipe", "mma", "wide-dq",
+                                                         "wide-dkv"};
 
 /* A tuned shape: direction (0 forward, 1 backward), the candidates' mask, B, T, NH, NKV, HS;
  * the chosen family and every candidate's time (ms; 0 for one not applicable). */
@@ -2144,19 +2160,21 @@ static struct pp_tuned g_tuned[PP_TUNED_MAX];
 static int g_ntuned, g_tuned_next; /* entries in use; the one to replace when full */
 
 /* The candidates a call may use (bit f: family f): what SCALEWISE_CUDA_ATTENTION allows, the
- * device and head size support, and qkv's (and the backward's scratch's) alignment permit. */
-static int pp_candidates(int HS, bool aligned)
+ * device and head size support, and qkv's (and the backward's scratch's) alignment permit.
+ * backward: the mixed wide-dq and wide-dkv exist there only. */
+static int pp_candidates(int HS, bool aligned, bool backward)
 {
     enum tc_choice c = tc_choice();
-    int all = (kcuda_flash_attention_wide_supported(HS) && aligned ? 1 << PP_WIDE : 0) |
+    bool wide = kcuda_flash_attention_wide_supported(HS) && aligned;
+    int all = (wide ? 1 << PP_WIDE : 0) |
               (kcuda_flash_attention_pipe_supported(HS) && aligned ? 1 << PP_PIPE : 0) |
               (kcuda_flash_attention_mma_supported(HS) ? 1 << PP_MMA : 0);
     if (c == TC_CHOICE_AUTO)
-        return all;
+        return all | (wide && backward ? 1 << PP_WIDE_DQ | 1 << PP_WIDE_DKV : 0);
     if (c == TC_CHOICE_WMMA || c == TC_CHOICE_FMA)
         return 0;
     int want = c == TC_CHOICE_WIDE ? PP_WIDE : c == TC_CHOICE_PIPE ? PP_PIPE : PP_MMA;
-    for (int f = want; f < PP_NFAMILIES; f++) /* the first allowed one from the pinned one on */
+    for (int f = want; f <= PP_MMA; f++) /* the first allowed one from the pinned one on */
         if (all & (1 << f))
             return 1 << f;
     return 0;
@@ -2200,7 +2218,7 @@ static int pp_pick(int dir, int mask, int B, int T, int NH, int NKV, int HS, F &
             e->NKV == NKV && e->HS == HS)
             return e->family;
     }
-    struct pp_tuned e = {dir, mask, B, T, NH, NKV, HS, -1, {0.0f, 0.0f, 0.0f}};
+    struct pp_tuned e = {dir, mask, B, T, NH, NKV, HS, -1, {0.0f, 0.0f, 0.0f, 0.0f, 0.0f}};
     for (int f = 0; f < PP_NFAMILIES; f++) {
         if (!(mask & (1 << f)))
             continue;
@@ -2217,7 +2235,7 @@ KCUDA_API bool kcuda_flash_attention_forward_tuned_a16(uint16_t *out, float *lse
                                                        const uint16_t *qkv, int B, int T, int NH,
                                                        int NKV, int HS)
 {
-    int mask = pp_candidates(HS, kcuda_flash_attention_pipe_aligned(qkv));
+    int mask = pp_candidates(HS, kcuda_flash_attention_pipe_aligned(qkv), false);
     if (mask == 0)
         return false;
     if (B <= 0 || T <= 0)
@@ -2243,7 +2261,7 @@ KCUDA_API bool kcuda_flash_attention_backward_tuned_a16(float *dqkv, const float
     bool aligned = kcuda_flash_attention_pipe_aligned(qkv) &&
                    kcuda_flash_attention_pipe_aligned(scratch) &&
                    scratch_bytes >= pp_scratch_bytes(B, T, NH, HS);
-    int mask = pp_candidates(HS, aligned);
+    int mask = pp_candidates(HS, aligned, true);
     if (mask == 0)
         return false;
     if (B <= 0 || T <= 0)
@@ -2254,8 +2272,10 @@ KCUDA_API bool kcuda_flash_attention_backward_tuned_a16(float *dqkv, const float
                 dqkv, 0, (size_t)B * T * (NH + 2 * NKV) * HS * sizeof(float), cuda_stream()));
             entry_backward(true, dqkv, dout, kc_bf16(qkv), kc_bf16(out), lse, B, T, NH, NKV, HS);
         } else {
-            pp_backward_entry(f == PP_WIDE, dqkv, dout, qkv, out, lse, scratch, scratch_bytes, B,
-                              T, NH, NKV, HS);
+            kcuda_flash_attention_backward_pp_a16(f == PP_WIDE || f == PP_WIDE_DQ,
+                                                  f == PP_WIDE || f == PP_WIDE_DKV, dqkv, dout,
+                                                  qkv, out, lse, scratch, scratch_bytes, B, T, NH,
+                                                  NKV, HS);
         }
     };
     int f = pp_pick(1, mask, B, T, NH, NKV, HS, run);
@@ -2271,16 +2291,16 @@ KCUDA_API int kcuda_flash_attention_tuning(char *buf, size_t size)
         buf[0] = '\0';
     for (int i = 0; i < g_ntuned; i++) {
         const struct pp_tuned *e = &g_tuned[i];
-        char line[512], part[3][64] = {"", "", ""};
+        char line[512], part[PP_NFAMILIES][64] = {"", "", "", "", ""};
         for (int f = 0, k = 0; f < PP_NFAMILIES; f++)
             if (e->mask & (1 << f)) {
                 snprintf(part[k], sizeof part[0], "%s%s %.3f ms", k ? ", " : "",
                          pp_family_name[f], (double)e->ms[f]);
                 k++;
             }
-        snprintf(line, sizeof line, "%s B%d T%d NH%d NKV%d HS%d: %s (%s%s%s)\n",
+        snprintf(line, sizeof line, "%s B%d T%d NH%d NKV%d HS%d: %s (%s%s%s%s%s)\n",
                  e->dir ? "backward" : "forward", e->B, e->T, e->NH, e->NKV, e->HS,
-                 pp_family_name[e->family], part[0], part[1], part[2]);
+                 pp_family_name[e->family], part[0], part[1], part[2], part[3], part[4]);
         size_t len = strlen(line);
         if (used + len < size) {
             memcpy(buf + used, line, len + 1);

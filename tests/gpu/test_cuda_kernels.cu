@@ -986,6 +986,28 @@ static const a16_impl A16_WIDE = {"wide", kcuda_flash_attention_forward_mma,
                                   kcuda_flash_attention_backward_mma,
                                   kcuda_flash_attention_forward_wide_a16,
                                   kcuda_flash_attention_backward_wide_a16};
+/* The backward with one of its two kernels register-held (the tuned dispatch's wide-dq and
+ * wide-dkv), the wide forward before it: the same bits again. */
+static void wide_dq_bwd_a16(float *dqkv, const float *dout, const uint16_t *qkv,
+                            const uint16_t *out, const float *lse, void *scratch, size_t sb,
+                            int B, int T, int NH, int NKV, int HS)
+{
+    kcuda_flash_attention_backward_pp_a16(true, false, dqkv, dout, qkv, out, lse, scratch, sb, B,
+                                          T, NH, NKV, HS);
+}
+static void wide_dkv_bwd_a16(float *dqkv, const float *dout, const uint16_t *qkv,
+                             const uint16_t *out, const float *lse, void *scratch, size_t sb,
+                             int B, int T, int NH, int NKV, int HS)
+{
+    kcuda_flash_attention_backward_pp_a16(false, true, dqkv, dout, qkv, out, lse, scratch, sb, B,
+                                          T, NH, NKV, HS);
+}
+static const a16_impl A16_WIDE_DQ = {"wide-dq", kcuda_flash_attention_forward_mma,
+                                     kcuda_flash_attention_backward_mma,
+                                     kcuda_flash_attention_forward_wide_a16, wide_dq_bwd_a16};
+static const a16_impl A16_WIDE_DKV = {"wide-dkv", kcuda_flash_attention_forward_mma,
+                                      kcuda_flash_attention_backward_mma,
+                                      kcuda_flash_attention_forward_wide_a16, wide_dkv_bwd_a16};
 static const a16_impl A16_ENTRY = {"entry", kcuda_flash_attention_forward_16,
                                    kcuda_flash_attention_backward_16,
                                    kcuda_flash_attention_forward_a16,
@@ -1017,7 +1039,8 @@ static void a16_case(const a16_impl &im, int B, int T, int NH, int NKV, int HS)
     /* The entries (the backend's _a16 contract) and the pipelined kernels WRITE dqkv: they start
      * from NaN (every element must be written) and the references, which add, from zeros. The
      * mma.sync and WMMA kernels add into random gradients. */
-    bool writes = &im == &A16_PIPE || &im == &A16_WIDE || &im == &A16_ENTRY;
+    bool writes = &im == &A16_PIPE || &im == &A16_WIDE || &im == &A16_WIDE_DQ ||
+                  &im == &A16_WIDE_DKV || &im == &A16_ENTRY;
     vec qkv = bf16_round(rnd(nq)), dout = bf16_round(rnd(no));
     vec g0 = writes ? vec(nq, 0.0f) : rnd(nq, 0.1f), gw = writes ? vec(nq, NAN) : g0;
     float *d_qkv = up(qkv), *d_dout = up(dout);
@@ -1179,6 +1202,8 @@ static void test_flash_attention_a16(void)
     a16_case(A16_WIDE, 2, 130, 4, 2, 64);
     a16_case(A16_WIDE, 1, 200, 3, 1, 64);
     a16_case(A16_WIDE, 1, 1, 3, 1, 64);
+    a16_case(A16_WIDE_DQ, 2, 130, 4, 2, 64);
+    a16_case(A16_WIDE_DKV, 2, 130, 4, 2, 64);
 }
 
 /* The default dispatch of the _a16 entries (SCALEWISE_CUDA_ATTENTION unset: auto) among the
@@ -1213,6 +1238,9 @@ static void test_attention_tuning(void)
     CHECK(strstr(buf, "\nbackward B1 T150 NH2 NKV1 HS64: ") != NULL);
     for (const char *f : {"wide ", "pipe ", "mma "}) /* every candidate timed, in both */
         CHECK(strstr(buf, f) && strstr(strstr(buf, "\nbackward"), f));
+    const char *bw = strstr(buf, "\nbackward"); /* the mixed ones in the backward only */
+    CHECK(bw && strstr(bw, "wide-dq ") && strstr(bw, "wide-dkv "));
+    CHECK(!strstr(buf, "wide-dq ") || strstr(buf, "wide-dq ") > bw);
     char small[8];
     CHECK(kcuda_flash_attention_tuning(small, sizeof small) == 2 && small[0] == '\0');
     kcuda_flash_attention_forward_a16(o2, lse2, a_qkv, B, T, NH, NKV, HS);
