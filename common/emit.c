@@ -318,8 +318,15 @@ static void num(struct sw_emit *e, const char *key, double val, int prec)
     } else {
         fmt_double(val, prec, b, sizeof(b));
         /* keep a float looking like a float in YAML/JSON readers that care */
-        if (!strpbrk(b, ".eEn"))
+        char *ex = strpbrk(b, "eE");
+        if (!strpbrk(b, ".n") && !ex) {
             strncat(b, ".0", sizeof(b) - strlen(b) - 1);
+        } else if (ex && !memchr(b, '.', (size_t)(ex - b)) && strlen(b) + 2 < sizeof(b)) {
+            /* "1e-05" is a string to YAML 1.1 readers (PyYAML): its floats need a '.' */
+            memmove(ex + 2, ex, strlen(ex) + 1);
+            ex[0] = '.';
+            ex[1] = '0';
+        }
     }
     scalar(e, key, b, false);
 }

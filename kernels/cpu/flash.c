@@ -14,13 +14,15 @@
  * keys), never split across vector lanes, so the results are the same whatever the vector
  * width: the task functions are compiled for AVX-512, AVX2 and the baseline (GCC's
  * target_clones, picked once at load time) and agree to the bit (-ffp-contract=off: no FMA
- * contraction in any of them). */
+ * contraction in any of them). The probabilities' exponentials go 16 at a time through
+ * kc_exp16 (vexp.h), the same function in every clone. */
 #include "kernels/cpu/kernels_cpu.h"
 
 #include <math.h>
 #include <string.h>
 
 #include "common/common.h"
+#include "kernels/cpu/vexp.h"
 
 #define FL_BQ 16 /* query rows per task: the accumulators are FL_BQ × HS floats (≤ 32 KiB) */
 #define FL_BK 64 /* keys per block: 64 × HS keys and values stay in L1/L2 across the rows */
@@ -184,10 +186,12 @@ FL_CLONES static void fwd_task(float *out, float *lse, const float *base, int b,
 #pragma omp simd
             for (int d = 0; d < HS; d++)
                 a[d] *= corr;
-            for (int j = j0; j < je; j++) {
-                p[j - j0] = expf(s[j - j0] - mn);
-                lsum += p[j - j0];
-            }
+            int nj = je - j0;
+            for (int jj = 0; jj < nj; jj++)
+                p[jj] = s[jj] - mn;
+            kc_exp_n(p, p, nj);
+            for (int jj = 0; jj < nj; jj++)
+                lsum += p[jj];
             accumulate_rows(a, p, base + (size_t)j0 * R + (size_t)(NH + NKV + g) * HS, R,
                             je - j0, HS);
             l[r] = lsum;
@@ -232,10 +236,11 @@ FL_CLONES static void bwd_dq_task(float *dqkv, const float *dout, const float *q
             float ls = lse[((size_t)b * NH + h) * T + t];
             row_scores(s, base + (size_t)t * R + (size_t)h * HS, kt, HS);
             row_scores(dp, go, vt, HS);
-            for (int j = j0; j < je; j++) {
-                float p = expf(scale * s[j - j0] - ls);
-                c[j - j0] = scale * p * (dp[j - j0] - D[t - t0]);
-            }
+            for (int jj = 0; jj < je - j0; jj++)
+                c[jj] = scale * s[jj] - ls;
+            kc_exp_n(c, c, je - j0); /* P */
+            for (int jj = 0; jj < je - j0; jj++)
+                c[jj] = scale * c[jj] * (dp[jj] - D[t - t0]);
             accumulate_rows(dq, c, base + (size_t)j0 * R + (size_t)(NH + g) * HS, R, je - j0,
                             HS);
         }
@@ -269,8 +274,11 @@ FL_CLONES static void bwd_dkv_task(float *dqkv, const float *dout, const float *
                 float ls = lse[((size_t)b * NH + h) * T + t];
                 row_scores(s, base + (size_t)t * R + (size_t)h * HS, kt, HS);
                 row_scores(dp, go, vt, HS);
+                for (int jj = 0; jj < je - j0; jj++)
+                    s[jj] = scale * s[jj] - ls;
+                kc_exp_n(s, s, je - j0); /* P */
                 for (int j = j0; j < je; j++) {
-                    float p = expf(scale * s[j - j0] - ls);
+                    float p = s[j - j0];
                     pt[(j - j0) * FL_BK + (t - t0)] = p;
                     ct[(j - j0) * FL_BK + (t - t0)] = scale * p * (dp[j - j0] - Dt);
                 }

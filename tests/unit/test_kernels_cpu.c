@@ -9,6 +9,7 @@
 #include <float.h>
 
 #include "kernels/cpu/kernels_cpu.h"
+#include "kernels/cpu/vexp.h"
 
 /* Forward tolerance for fp32 kernels against a double reference at O(1) values. */
 #define FWD_ATOL 2e-5
@@ -352,6 +353,57 @@ static double act_loss(const void *vctx, const double *th)
     return l;
 }
 
+/* kc_exp16 (kernels/cpu/vexp.h, the GELU's, softmax-CE's and flash attention's exponential)
+ * against double exp from -110 to 90, in steps that are not a multiple of anything: within one
+ * float epsilon relative for normal results, one denormal step absolute below FLT_MIN (where
+ * the result is a denormal, or 0 below e^-104); the edges exactly: e^0 = 1, e^88.72 finite,
+ * +inf at 88.73 (past ln FLT_MAX) and at +inf, 0 at -inf and -200, NaN for NaN, a denormal at
+ * -103.5; and kc_exp_n's padded tail equal to the full groups on the same values. */
+static void test_vexp(void)
+{
+    double worst = 0.0, at = 0.0;
+    float in[16], out[16];
+    for (double x0 = -110.0; x0 <= 90.0; x0 += 0.01171875 * 16) {
+        for (int k = 0; k < 16; k++)
+            in[k] = (float)(x0 + 0.000733 * k);
+        kc_exp16(out, in);
+        for (int k = 0; k < 16; k++) {
+            double r = exp((double)in[k]), err;
+            if (r < FLT_MIN)
+                err = fabs(out[k] - r) / (double)FLT_TRUE_MIN;
+            else if (r > FLT_MAX)
+                err = isinf(out[k]) ? 0.0 : INFINITY;
+            else
+                err = fabs(out[k] - r) / (r * FLT_EPSILON);
+            if (err > worst) {
+                worst = err;
+                at = in[k];
+            }
+        }
+    }
+    printf("  kc_exp16 over [-110, 90]: within %.3f float epsilons (worst at x = %g)\n", worst,
+           at);
+    CHECK_MSG(worst <= 1.0, "kc_exp16 %.3f epsilons from exp at x = %g", worst, at);
+    float sp[16] = {0.0f, -0.0f, INFINITY, -INFINITY, NAN, 88.72f, 88.73f, -200.0f,
+                    1.0f, -1.0f, 1e-30f, -104.0f, -103.5f, 50.0f, -50.0f, 2.0f};
+    kc_exp16(out, sp);
+    CHECK(out[0] == 1.0f && out[1] == 1.0f);
+    CHECK(out[2] == INFINITY && out[3] == 0.0f && isnan(out[4]));
+    CHECK(isfinite(out[5]) && out[6] == INFINITY && out[7] == 0.0f);
+    CHECK(out[12] > 0.0f && out[12] < FLT_MIN); /* a denormal */
+    float big[40], ref[48], got[40];
+    for (int i = 0; i < 40; i++)
+        big[i] = -3.0f + 0.17f * (float)i;
+    kc_exp_n(got, big, 40); /* two groups of 16, then 8 through the padded copy */
+    for (int g = 0; g < 48; g += 16) {
+        float t[16] = {0};
+        for (int k = 0; k < 16 && g + k < 40; k++)
+            t[k] = big[g + k];
+        kc_exp16(ref + g, t);
+    }
+    CHECK(memcmp(got, ref, sizeof got) == 0);
+}
+
 /* GELU and its derivative in double through the sigmoid form, s = 0.5(1 + tanh u) =
  * 1 / (1 + e^(-2u)): the tanh form cancels in double too once u < -18 (at x = -7 it is 0.7%
  * off). sech²u / 4 = s(1 - s) = 1 / (2 + e + 1/e), which stays finite when e overflows. */
@@ -423,6 +475,7 @@ static void test_activations(void)
     KC_CLOSE_DELTA("gelu bwd vs FD", dx, pre, g, n, BWD_ATOL, BWD_RTOL);
     free(x), free(y), free(dout), free(xd), free(ref), free(g), free(pre), free(dx);
     test_gelu_tails();
+    test_vexp();
 
     int N = 4, H = 9;
     size_t ngu = (size_t)N * 2 * H, no = (size_t)N * H;
