@@ -10,7 +10,6 @@
 #include "kernels/cpu/kernels_cpu.h"
 
 #include <math.h>
-#include <omp.h>
 
 #include "common/common.h"
 #include "kernels/cpu/vexp.h"
@@ -18,28 +17,32 @@
 #define ACT_PARALLEL_MIN 16384
 #define GELU_K 0.7978845608028654f /* sqrt(2/π) */
 #define GELU_A 0.044715f
-
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define ACT_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define ACT_CLONES
-#endif
 #define ACT_CHUNK 256 /* elements per pass through the exponential */
+
+/* e[k] = e^(-2u) for the m inputs x, u = k(x + a·x³), u clamped to ±20 when clamp (the
+ * backward's); -2·(k·p) is the value (-2k)·p, as scaling by 2 does not round. Inlined into the
+ * cloned ranges below, like kc_exp_n itself. */
+KC_VEXP_INLINE void gelu_exp_neg2u(float *e, const float *inp, int m, bool clamp)
+{
+    KC_SIMD
+    for (int k = 0; k < m; k++) {
+        float x = inp[k], u = GELU_K * (x + GELU_A * x * x * x);
+        if (clamp)
+            u = fminf(fmaxf(u, -20.0f), 20.0f);
+        e[k] = -2.0f * u;
+    }
+    kc_exp_n(e, e, m);
+}
 
 /* out[i0..i1) = GELU(inp): 0.5·x·(1 + tanh u) = x·s, s = 1 / (1 + e^(-2u)), u = k(x + a·x³);
  * e^(-2u) overflows to inf for very negative x, and s to exactly 0, where tanh u is -1 in float
  * as well. The exponentials go 16 at a time through kc_exp16 (vexp.h). */
-ACT_CLONES static void gelu_forward_range(float *out, const float *inp, size_t i0, size_t i1)
+KC_CLONES static void gelu_forward_range(float *out, const float *inp, size_t i0, size_t i1)
 {
     float e[ACT_CHUNK];
     for (size_t c0 = i0; c0 < i1; c0 += ACT_CHUNK) {
         int m = i1 - c0 < ACT_CHUNK ? (int)(i1 - c0) : ACT_CHUNK;
-        KC_SIMD
-        for (int k = 0; k < m; k++) {
-            float x = inp[c0 + k];
-            e[k] = -2.0f * GELU_K * (x + GELU_A * x * x * x);
-        }
-        kc_exp_n(e, e, m);
+        gelu_exp_neg2u(e, inp + c0, m, false);
         KC_SIMD
         for (int k = 0; k < m; k++)
             out[c0 + k] = inp[c0 + k] / (1.0f + e[k]);
@@ -51,19 +54,13 @@ ACT_CLONES static void gelu_forward_range(float *out, const float *inp, size_t i
  * cancellation near s = 1). u is clamped to ±20 so that e stays finite (e·s² would be inf·0
  * past it); beyond |u| = 10, s(1 - s) is below float's resolution of s anyway. NaN passes
  * through x. */
-ACT_CLONES static void gelu_backward_range(float *dinp, const float *inp, const float *dout,
+KC_CLONES static void gelu_backward_range(float *dinp, const float *inp, const float *dout,
                                            size_t i0, size_t i1)
 {
     float e[ACT_CHUNK];
     for (size_t c0 = i0; c0 < i1; c0 += ACT_CHUNK) {
         int m = i1 - c0 < ACT_CHUNK ? (int)(i1 - c0) : ACT_CHUNK;
-        KC_SIMD
-        for (int k = 0; k < m; k++) {
-            float x = inp[c0 + k];
-            float u = fminf(fmaxf(GELU_K * (x + GELU_A * x * x * x), -20.0f), 20.0f);
-            e[k] = -2.0f * u;
-        }
-        kc_exp_n(e, e, m);
+        gelu_exp_neg2u(e, inp + c0, m, true);
         KC_SIMD
         for (int k = 0; k < m; k++) {
             float x = inp[c0 + k], s = 1.0f / (1.0f + e[k]);
@@ -73,30 +70,14 @@ ACT_CLONES static void gelu_backward_range(float *dinp, const float *inp, const 
     }
 }
 
-/* The parallel split: one range per thread (the ranges' results do not depend on it). */
-#define ACT_SPLIT(n, call)                                                                        \
-    do {                                                                                          \
-        if ((n) <= ACT_PARALLEL_MIN) {                                                            \
-            size_t i0 = 0, i1 = (n);                                                              \
-            call;                                                                                 \
-        } else {                                                                                  \
-            _Pragma("omp parallel")                                                               \
-            {                                                                                     \
-                size_t nt_ = (size_t)omp_get_num_threads(), t_ = (size_t)omp_get_thread_num();  \
-                size_t i0 = (n) * t_ / nt_, i1 = (n) * (t_ + 1) / nt_;                            \
-                call;                                                                             \
-            }                                                                                     \
-        }                                                                                         \
-    } while (0)
-
 void kcpu_gelu_forward(float *out, const float *inp, size_t n)
 {
-    ACT_SPLIT(n, gelu_forward_range(out, inp, i0, i1));
+    KC_RANGES(n, ACT_PARALLEL_MIN, gelu_forward_range(out, inp, i0, i1));
 }
 
 void kcpu_gelu_backward(float *dinp, const float *inp, const float *dout, size_t n)
 {
-    ACT_SPLIT(n, gelu_backward_range(dinp, inp, dout, i0, i1));
+    KC_RANGES(n, ACT_PARALLEL_MIN, gelu_backward_range(dinp, inp, dout, i0, i1));
 }
 
 void kcpu_swiglu_forward(float *out, const float *gate_up, int N, int H)

@@ -28,16 +28,6 @@
 #define FL_BK 64 /* keys per block: 64 × HS keys and values stay in L1/L2 across the rows */
 #define FL_PARALLEL_MIN 16384
 
-/* (-DFL_CLONES= builds one version, for whatever -march says: how the clones' agreement was
- * checked.) */
-#ifndef FL_CLONES
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define FL_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define FL_CLONES
-#endif
-#endif
-
 /* Σ_d a[d]·b[d] in order of d (no lane split: the same bits in every clone). */
 static inline float dot_seq(const float *a, const float *b, int n)
 {
@@ -153,7 +143,7 @@ static inline void accumulate_rows(float *restrict acc, const float *restrict w,
 }
 
 /* One forward task: query rows t0..t1-1 of head h (kv head g) of one sequence (base: its qkv). */
-FL_CLONES static void fwd_task(float *out, float *lse, const float *base, int b, int h, int g,
+KC_CLONES static void fwd_task(float *out, float *lse, const float *base, int b, int h, int g,
                                int t0, int t1, int T, int NH, int NKV, int HS, float scale)
 {
     size_t R = (size_t)(NH + 2 * NKV) * HS;
@@ -212,7 +202,7 @@ FL_CLONES static void fwd_task(float *out, float *lse, const float *base, int b,
 /* Backward pass 1, one task: dq of query rows t0..t1-1 of head h (kv head g) of sequence b:
  * dq_t += scale·Σ_j P_tj(dP_tj - D_t)·k_j, with P_tj = exp(scale·q_t·k_j - lse_t),
  * dP_tj = dO_t·v_j and D_t = dO_t·O_t (= Σ_j P_tj dP_tj). */
-FL_CLONES static void bwd_dq_task(float *dqkv, const float *dout, const float *qkv,
+KC_CLONES static void bwd_dq_task(float *dqkv, const float *dout, const float *qkv,
                                   const float *out, const float *lse, int b, int h, int g, int t0,
                                   int t1, int T, int NH, int NKV, int HS, float scale)
 {
@@ -253,7 +243,7 @@ FL_CLONES static void bwd_dq_task(float *dqkv, const float *dout, const float *q
  * go in blocks of FL_BK whose P and dS are kept transposed (pt[jj][t], ct[jj][t]), so that each
  * key's dk and dv then take the block's rows with their accumulators in registers
  * (accumulate_rows), in the same order of t as one row at a time. */
-FL_CLONES static void bwd_dkv_task(float *dqkv, const float *dout, const float *qkv,
+KC_CLONES static void bwd_dkv_task(float *dqkv, const float *dout, const float *qkv,
                                    const float *out, const float *lse, int b, int g, int j0,
                                    int j1, int T, int NH, int NKV, int HS, float scale)
 {

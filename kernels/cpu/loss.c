@@ -5,8 +5,8 @@
  * gradient wanted, the first pass leaves each e^(x - max) in place, so one exponential per
  * element serves both the sum and the gradient. The exponentials go 16 at a time through
  * kc_exp16 (vexp.h), in a row function cloned per instruction set; the row's sum stays in
- * order, so every clone gives the same bits. Rows with target -1 are ignored (loss 0, gradient 0), as PyTorch's ignore_index.
- * Also the rows' argmax for greedy decoding (kcpu_argmax_rows). */
+ * order, so every clone gives the same bits. Rows with target -1 are ignored (loss 0, gradient
+ * 0), as PyTorch's ignore_index. Also the rows' argmax for greedy decoding (kcpu_argmax_rows). */
 #include "kernels/cpu/kernels_cpu.h"
 
 #include <math.h>
@@ -15,15 +15,10 @@
 #include "common/common.h"
 #include "kernels/cpu/vexp.h"
 
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define CE_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define CE_CLONES
-#endif
 #define CE_CHUNK 256 /* logits per pass through the exponential */
 
 /* One valid row (target tgt): its loss; with want_grad its gradient over the row. */
-CE_CLONES static float ce_row(float *x, int tgt, int V, int Vp, bool want_grad, float gscale)
+KC_CLONES static float ce_row(float *x, int tgt, int V, int Vp, bool want_grad, float gscale)
 {
     float mx = -INFINITY;
     for (int i = 0; i < V; i++)

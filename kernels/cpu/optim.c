@@ -6,9 +6,9 @@
 #include "kernels/cpu/kernels_cpu.h"
 
 #include <math.h>
-#include <omp.h>
 
 #include "common/common.h"
+#include "kernels/cpu/simd.h"
 
 #define OPT_PARALLEL_MIN 32768
 
@@ -18,22 +18,14 @@
  * without errno semantics for sqrtf (the Makefile builds this file with -fno-math-errno;
  * nothing here reads errno) and, at -O2, when asked (omp simd); the range function is cloned
  * for AVX-512, AVX2 and the baseline. Division and square root are correctly rounded in every
- * width, and nothing is summed across lanes, so the results are the bits of the scalar loop. */
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define OPT_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#define OPT_SIMD _Pragma("omp simd")
-#else
-#define OPT_CLONES
-#define OPT_SIMD
-#endif
-
-/* Elements [i0, i1) of an AdamW step (bias corrections bc1, bc2 and decay precomputed). */
-OPT_CLONES static void adamw_range(float *restrict param, const float *restrict grad,
+ * width, and nothing is summed across lanes, so the results are the bits of the scalar loop.
+ * Elements [i0, i1) of an AdamW step (bias corrections bc1, bc2 and decay precomputed). */
+KC_CLONES static void adamw_range(float *restrict param, const float *restrict grad,
                                    float *restrict m, float *restrict v, size_t i0, size_t i1,
                                    float lr, float beta1, float beta2, float eps, float bc1,
                                    float bc2, float decay)
 {
-    OPT_SIMD
+    KC_SIMD
     for (size_t i = i0; i < i1; i++) {
         float g = grad[i];
         float mi = beta1 * m[i] + (1.0f - beta1) * g;
@@ -53,16 +45,8 @@ void kcpu_adamw_step(float *param, const float *grad, float *m, float *v, size_t
      * digits for small step. */
     float bc1 = (float)(1.0 - pow(beta1, step)), bc2 = (float)(1.0 - pow(beta2, step));
     float decay = 1.0f - lr * weight_decay;
-    if (n <= OPT_PARALLEL_MIN) {
-        adamw_range(param, grad, m, v, 0, n, lr, beta1, beta2, eps, bc1, bc2, decay);
-        return;
-    }
-#pragma omp parallel
-    {
-        size_t nt = (size_t)omp_get_num_threads(), t = (size_t)omp_get_thread_num();
-        adamw_range(param, grad, m, v, n * t / nt, n * (t + 1) / nt, lr, beta1, beta2, eps, bc1,
-                    bc2, decay);
-    }
+    KC_RANGES(n, OPT_PARALLEL_MIN,
+              adamw_range(param, grad, m, v, i0, i1, lr, beta1, beta2, eps, bc1, bc2, decay));
 }
 
 void kcpu_sgd_step(float *param, const float *grad, size_t n, float lr, float weight_decay)

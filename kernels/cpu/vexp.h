@@ -17,14 +17,7 @@
 #include <stdint.h>
 #include <string.h>
 
-/* KC_SIMD before the element loops around kc_exp16: GCC 12 at -O2 vectorises a loop only when
- * its trip count is a multiple of the vector width, unless asked (omp simd, honoured with
- * -fopenmp). Not for clang, which turns a refused request into an error under -Werror. */
-#if defined(__GNUC__) && !defined(__clang__)
-#define KC_SIMD _Pragma("omp simd")
-#else
-#define KC_SIMD
-#endif
+#include "kernels/cpu/simd.h"
 
 #if defined(__GNUC__)
 #define KC_VEXP_INLINE static inline __attribute__((always_inline))

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # kernels/cpu/flash.c compiles its task functions for AVX-512, AVX2 and the baseline (GCC's
 # target_clones) and promises the same bits from each. Here it is built once per instruction set
-# with -DFL_CLONES= (one version, for what -march says), linked with tests/tools/flash_hash.c
+# with -DKC_CLONES= (one version, for what -march says), linked with tests/tools/flash_hash.c
 # against build/libsw.a, and every build this CPU can run must print the same hashes as the
 # library's own cloned build. Needs gcc (skips without it).
 . "$(dirname "$0")/lib.sh"
@@ -34,7 +34,7 @@ for isa in "baseline x86-64" "avx2 x86-64-v3 avx2" "avx512 x86-64-v4 avx512f"; d
     echo "flash_clones.sh: $1 not checked: this CPU has no $3"
     continue
   fi
-  if build "$1" -march="$2" -DFL_CLONES=; then ok; else fail "flash.c with -march=$2: $(tail -n 3 "$TMP/err")"; continue; fi
+  if build "$1" -march="$2" -DKC_CLONES=; then ok; else fail "flash.c with -march=$2: $(tail -n 3 "$TMP/err")"; continue; fi
   "$TMP/$1" >"$TMP/$1.out" 2>&1
   if cmp -s "$TMP/lib.out" "$TMP/$1.out"; then ok; ran=$((ran + 1))
   else fail "flash.c built for $1 (-march=$2) gives other bits than the library's: $(diff "$TMP/lib.out" "$TMP/$1.out" | head -n 4 | tr '\n' '|')"; fi
