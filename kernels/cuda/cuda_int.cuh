@@ -276,12 +276,11 @@ KCUDA_API void kcuda_flash_attention_backward_tc_a16(float *dqkv, const float *d
 /* The pipelined mma.sync kernels (k_attention_tc.cu: cp.async double buffering, ldmatrix,
  * a preparation pass for the backward), bf16 activations only, the mma.sync kernels' results
  * bit for bit, except that the backward WRITES dqkv (as the backend's _a16 entry does) where
- * the others add. _supported: HS 64 or 128 on sm_80+ with enough opt-in shared memory; _enabled:
- * that, unless SCALEWISE_CUDA_ATTENTION names another family. They need 16-byte aligned qkv
+ * the others add. _supported: HS 64 or 128 on sm_80+ with enough opt-in shared memory (whether
+ * they run is the tuned dispatch's choice, below). They need 16-byte aligned qkv
  * (_aligned), and the backward scratch of _scratch_bytes (dO in bf16 and D), 16-byte aligned;
  * calling them otherwise aborts. */
 KCUDA_API bool kcuda_flash_attention_pipe_supported(int HS);
-KCUDA_API bool kcuda_flash_attention_pipe_enabled(int HS);
 KCUDA_API bool kcuda_flash_attention_pipe_aligned(const void *p);
 KCUDA_API size_t kcuda_flash_attention_pipe_scratch_bytes(int B, int T, int NH, int HS);
 KCUDA_API void kcuda_flash_attention_forward_pipe_a16(uint16_t *out, float *lse,

@@ -1972,13 +1972,6 @@ KCUDA_API bool kcuda_flash_attention_pipe_supported(int HS)
     return p->major >= 8 && p->sharedMemPerBlockOptin >= need;
 }
 
-KCUDA_API bool kcuda_flash_attention_pipe_enabled(int HS)
-{
-    enum tc_choice c = tc_choice();
-    return (c == TC_CHOICE_AUTO || c == TC_CHOICE_PIPE || c == TC_CHOICE_WIDE) &&
-           kcuda_flash_attention_pipe_supported(HS);
-}
-
 KCUDA_API size_t kcuda_flash_attention_pipe_scratch_bytes(int B, int T, int NH, int HS)
 {
     return pp_scratch_bytes(B, T, NH, HS);
@@ -2203,20 +2196,23 @@ template <typename F> static float pp_time_ms(F &&run)
     return best;
 }
 
-/* The family for this call: the only candidate, the tuned one, or (first call of the shape)
- * every candidate timed through run(f) and the fastest kept. -1 when there is no candidate. */
+/* Runs this call through run(f) with f the only candidate (mask != 0), or the one tuned for the
+ * shape, or, on the shape's first call, every candidate timed (its outputs are then the last
+ * one's, the same bits) and the fastest kept for the next calls. */
 template <typename F>
-static int pp_pick(int dir, int mask, int B, int T, int NH, int NKV, int HS, F &&run)
+static void pp_run_tuned(int dir, int mask, int B, int T, int NH, int NKV, int HS, F &&run)
 {
-    if (mask == 0)
-        return -1;
-    if ((mask & (mask - 1)) == 0) /* one candidate */
-        return __builtin_ctz((unsigned)mask);
+    if ((mask & (mask - 1)) == 0) { /* one candidate */
+        run(__builtin_ctz((unsigned)mask));
+        return;
+    }
     for (int i = 0; i < g_ntuned; i++) {
         const struct pp_tuned *e = &g_tuned[i];
         if (e->dir == dir && e->mask == mask && e->B == B && e->T == T && e->NH == NH &&
-            e->NKV == NKV && e->HS == HS)
-            return e->family;
+            e->NKV == NKV && e->HS == HS) {
+            run(e->family);
+            return;
+        }
     }
     struct pp_tuned e = {dir, mask, B, T, NH, NKV, HS, -1, {0.0f, 0.0f, 0.0f, 0.0f, 0.0f}};
     for (int f = 0; f < PP_NFAMILIES; f++) {
@@ -2228,7 +2224,6 @@ static int pp_pick(int dir, int mask, int B, int T, int NH, int NKV, int HS, F &
     }
     int slot = g_ntuned < PP_TUNED_MAX ? g_ntuned++ : (g_tuned_next++ % PP_TUNED_MAX);
     g_tuned[slot] = e;
-    return -2; /* tuned: the outputs are already written */
 }
 
 KCUDA_API bool kcuda_flash_attention_forward_tuned_a16(uint16_t *out, float *lse,
@@ -2246,9 +2241,7 @@ KCUDA_API bool kcuda_flash_attention_forward_tuned_a16(uint16_t *out, float *lse
         else
             pp_forward_entry(f == PP_WIDE, out, lse, qkv, B, T, NH, NKV, HS);
     };
-    int f = pp_pick(0, mask, B, T, NH, NKV, HS, run);
-    if (f >= 0)
-        run(f);
+    pp_run_tuned(0, mask, B, T, NH, NKV, HS, run);
     return true;
 }
 
@@ -2278,9 +2271,7 @@ KCUDA_API bool kcuda_flash_attention_backward_tuned_a16(float *dqkv, const float
                                                   NKV, HS);
         }
     };
-    int f = pp_pick(1, mask, B, T, NH, NKV, HS, run);
-    if (f >= 0)
-        run(f);
+    pp_run_tuned(1, mask, B, T, NH, NKV, HS, run);
     return true;
 }
 
