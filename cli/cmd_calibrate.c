@@ -101,10 +101,15 @@ static void bench_call(const struct bench *x)
         b->matmul_forward(x->out, x->in, x->w, NULL, x->n, x->c, x->oc);
         b->matmul_backward(x->dinp, x->dw, NULL, x->out, x->in, x->w, x->n, x->c, x->oc);
         break;
-    case OP_TRAIN_BF16: /* bf16-mixed: bf16 forward and input gradient, fp32 weight gradient */
+    case OP_TRAIN_BF16: /* bf16-mixed: bf16 forward and gradients (the executor's mm_backward:
+                           the weight gradient in fp32 where the backend has no bf16 one) */
         b->matmul_bf16_forward(x->out, x->in, x->wb, NULL, x->n, x->c, x->oc, x->scratch);
         b->matmul_bf16_backward_input(x->dinp, x->out, x->wb, x->n, x->c, x->oc, x->scratch);
-        b->matmul_backward(NULL, x->dw, NULL, x->out, x->in, x->w, x->n, x->c, x->oc);
+        if (b->matmul_bf16_backward_weight)
+            b->matmul_bf16_backward_weight(x->dw, NULL, x->out, x->in, x->n, x->c, x->oc,
+                                           x->scratch);
+        else
+            b->matmul_backward(NULL, x->dw, NULL, x->out, x->in, x->w, x->n, x->c, x->oc);
         break;
     case OP_ADAMW: /* the executor's fp32 AdamW (lr 1e-3, betas 0.9/0.95, wd 0.1) */
         b->adamw_step(x->param, x->grad, x->m, x->v, x->n_elems, 1, 1e-3f, 0.9f, 0.95f, 1e-8f,

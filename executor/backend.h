@@ -207,8 +207,7 @@ struct backend {
     /* The weight (and bias) gradient with bf16 operands: dweight(OC, C) += dout(N, OC)ᵀ·inp(N, C)
      * with both rounded to bf16 (nearest even), fp32 accumulation; dbias += column sums of
      * dout in fp32 (either output may be NULL). Same scratch as the entries above. NULL on
-     * backends that keep weight gradients in fp32 (the CPU); the model then uses
-     * matmul_backward. */
+     * backends that keep weight gradients in fp32; the model then uses matmul_backward. */
     void (*matmul_bf16_backward_weight)(float *dweight, float *dbias, const float *dout,
                                         const float *inp, int N, int C, int OC, void *scratch);
     /* IEEE fp16 (fp16-mixed): fp32 -> binary16 rounded to nearest even (subnormals kept,

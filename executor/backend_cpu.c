@@ -189,6 +189,7 @@ static const struct backend cpu_backend = {
     .matmul_bf16_scratch_bytes = kcpu_matmul_bf16_scratch_bytes,
     .matmul_bf16_forward = kcpu_matmul_bf16_forward,
     .matmul_bf16_backward_input = kcpu_matmul_bf16_backward_input,
+    .matmul_bf16_backward_weight = kcpu_matmul_bf16_backward_weight,
     .quantize_int8_rows = kcpu_quantize_int8_rows,
     .matmul_int8_forward = kcpu_matmul_int8_forward,
 };

@@ -442,6 +442,12 @@ static void ds_matmul_bf16_backward_input(float *dinp, const float *dout, const 
     kcpu_matmul_bf16_backward_input(D(dinp), D(dout), D(weight), N, C, OC, D(scratch));
 }
 
+static void ds_matmul_bf16_backward_weight(float *dweight, float *dbias, const float *dout,
+                                           const float *inp, int N, int C, int OC, void *scratch)
+{
+    kcpu_matmul_bf16_backward_weight(D(dweight), D(dbias), D(dout), D(inp), N, C, OC, D(scratch));
+}
+
 static void ds_quantize_int8_rows(int8_t *wq, float *scale, const float *w, int OC, int C)
 {
     kcpu_quantize_int8_rows(D(wq), D(scale), D(w), OC, C);
@@ -519,6 +525,7 @@ static const struct backend devsim_backend = {
     .matmul_gelu_forward = ds_matmul_gelu_forward,
     .matmul_backward_input_dgelu = ds_matmul_backward_input_dgelu,
     .matmul_bf16_backward_input = ds_matmul_bf16_backward_input,
+    .matmul_bf16_backward_weight = ds_matmul_bf16_backward_weight,
     /* The 16-bit plans' attention entries, computed as the fp32 ones: the model's branch that
      * calls them runs here, with the CPU's numbers. */
     .flash_attention_forward_16 = ds_flash_attention_forward,

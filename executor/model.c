@@ -36,9 +36,10 @@
  *    accumulation), which measured 2.3-6.5x faster per core than the emulation on GPT-2 124M's
  *    shapes at 1024 tokens and about as fast at one token (tests/bench/bench_bf16.c, Zen 5), so
  *    it is always chosen when available; elsewhere each matmul's bf16 weight is widened to fp32
- *    into a workspace buffer and the fp32 matmul runs (emulated). Weight gradients are fp32
- *    matmuls on the CPU; a backend with matmul_bf16_backward_weight (CUDA) runs them with bf16
- *    operands too. Norm weights, biases and embeddings lookups read the fp32 master.
+ *    into a workspace buffer and the fp32 matmul runs (emulated). Weight gradients take bf16
+ *    operands too (matmul_bf16_backward_weight: dout and the input rounded, fp32 accumulation
+ *    into the fp32 gradient, as autocast), on the CPU's native kernel and on CUDA; the emulated
+ *    path keeps them fp32. Norm weights, biases and embeddings lookups read the fp32 master.
  *  - bf16 activations (act16_available: bf16-mixed training on a backend with backend.h's a16
  *    group, the CUDA plugin): the activations kept for the backward — both norms' outputs, QKV
  *    (RoPE applied in place), the attention output, the MLP pre-activation and activation, the

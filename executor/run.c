@@ -523,11 +523,11 @@ static int setup(struct run_state *s, struct exec_run_result *r, struct sw_err *
     if ((rc = exec_model_init(&s->model, &p->model, &mo, be, err)) < 0)
         return rc;
     /* The GPU runs every product of a 16-bit plan (both gradients and attention included)
-     * on bf16 tensor cores where it has them; the CPU only the forward and input gradient. */
+     * on bf16 tensor cores where it has them; the CPU every matmul (attention in fp32). */
     const char *bf16_how =
         be->host_memory
-            ? (be->has_native_bf16() ? "native AVX512-BF16 matmuls (forward and input "
-                                       "gradient; weight gradients in fp32)"
+            ? (be->has_native_bf16() ? "native AVX512-BF16 matmuls (forward and both "
+                                       "gradients)"
                                      : "bf16 matmuls are emulated through fp32 on this CPU (it "
                                        "has no native bf16)")
             : (be->has_native_bf16() ? "bf16 tensor-core matmuls (forward and both gradients)"

@@ -67,17 +67,25 @@ size_t kcpu_matmul_bf16_scratch_bytes(int N);
 void kcpu_matmul_bf16_forward(float *out, const float *inp, const uint16_t *weight,
                               const float *bias, int N, int C, int OC, void *scratch);
 
-/* dinp(N,C) += bf16(dout(N,OC)) · weight(OC,C), weight bf16: the input gradient of the above.
- * The weight and bias gradients stay fp32 (kcpu_matmul_backward with dinp NULL). */
+/* dinp(N,C) += bf16(dout(N,OC)) · weight(OC,C), weight bf16: the input gradient of the above. */
 void kcpu_matmul_bf16_backward_input(float *dinp, const float *dout, const uint16_t *weight,
                                      int N, int C, int OC, void *scratch);
 
-/* The portable scalar versions of the two above (no scratch), always available; the tests
- * compare both against a double-precision reference. */
+/* dweight(OC,C) += bf16(dout(N,OC))ᵀ · bf16(inp(N,C)), fp32 accumulation (mixed precision's
+ * weight gradient, as autocast and the CUDA backend compute it: both operands rounded, the
+ * fp32 master gradient accumulated); dbias(OC) += Σ_rows dout in fp32. Either output may be
+ * NULL. The same scratch as the two above (kcpu_matmul_bf16_scratch_bytes(N)). */
+void kcpu_matmul_bf16_backward_weight(float *dweight, float *dbias, const float *dout,
+                                      const float *inp, int N, int C, int OC, void *scratch);
+
+/* The portable scalar versions of the three above (no scratch), always available; the tests
+ * compare them against a double-precision reference. */
 void kcpu_matmul_bf16_forward_ref(float *out, const float *inp, const uint16_t *weight,
                                   const float *bias, int N, int C, int OC);
 void kcpu_matmul_bf16_backward_input_ref(float *dinp, const float *dout, const uint16_t *weight,
                                          int N, int C, int OC);
+void kcpu_matmul_bf16_backward_weight_ref(float *dweight, float *dbias, const float *dout,
+                                          const float *inp, int N, int C, int OC);
 
 /* ---------------------------------------------------------------- embedding, residual (embed.c) */
 

@@ -1,10 +1,14 @@
 /* Native bf16 matmuls with fp32 accumulation for weights stored in bf16: the forward
- * out(N,OC) = inp(N,C)·W(OC,C)ᵀ + bias and the backward input gradient dinp(N,C) += dout(N,OC)·W,
- * with the fp32 activations rounded to bf16 (nearest even) on the fly. Weight gradients are not
- * here: they stay fp32 sgemm (matmul.c), since the master weights and their gradients are fp32.
+ * out(N,OC) = inp(N,C)·W(OC,C)ᵀ + bias, the backward input gradient dinp(N,C) += dout(N,OC)·W,
+ * and the weight gradient dW(OC,C) += doutᵀ·inp, with the fp32 activations and gradients
+ * rounded to bf16 (nearest even) on the fly and the fp32 master gradient accumulated.
  *
- * Both products are one GEMM, out(M,Nc) (=|+=) A(M,K)·B(K,Nc), A fp32 and B bf16 read through
- * strides (forward: B(k,j) = W[j·C + k]; backward: B(k,j) = W[k·C + j]). The blocking follows
+ * All three products are one GEMM, out(M,Nc) (=|+=) A(M,K)·B(K,Nc), A fp32 and B bf16 read
+ * through strides (forward: B(k,j) = W[j·C + k]; backward: B(k,j) = W[k·C + j]); the weight
+ * gradient reads A = doutᵀ transposed and B = inp in fp32, rounding both as they are converted
+ * and packed, and runs its rows in chunks (mmb_dw_run: the scratch is sized for N rows, dW has
+ * OC of them). Before it, dW was an fp32 sgemm: at GPT-2 124M, B 2, T 128 on 2 Zen cores, 286 ms
+ * of a 694 ms step, against 104 ms for the bf16 forward of the same FLOPs. The blocking follows
  * BLIS (Van Zee & van de Geijn, 2015): for each block of KC depth, A's rows are converted to bf16
  * once into scratch; for each block of NC output columns, B is packed into panels of NR = 48
  * columns in the pair-interleaved order VDPBF16PS reads (for each pair of k: the 48 columns'
@@ -127,6 +131,26 @@ void kcpu_matmul_bf16_backward_input_ref(float *dinp, const float *dout, const u
     }
 }
 
+void kcpu_matmul_bf16_backward_weight_ref(float *dweight, float *dbias, const float *dout,
+                                          const float *inp, int N, int C, int OC)
+{
+    SW_ASSERT(N >= 0 && C > 0 && OC > 0);
+    if (dweight) {
+#pragma omp parallel for schedule(static) if ((long)N * OC * C > MMB_PARALLEL_MIN_FLOPS)
+        for (int o = 0; o < OC; o++) {
+            float *dw = dweight + (size_t)o * C;
+            for (int n = 0; n < N; n++) {
+                const float *x = inp + (size_t)n * C;
+                float go = bf16_round(dout[(size_t)n * OC + o]);
+                for (int c = 0; c < C; c++)
+                    dw[c] += go * bf16_round(x[c]);
+            }
+        }
+    }
+    if (dbias)
+        kcpu_matmul_backward(NULL, NULL, dbias, dout, NULL, NULL, N, C, OC);
+}
+
 #ifdef MMB_NATIVE
 
 /* avx512bw: the 16-bit masked loads of mmb_gemv (every AVX512-BF16 CPU has it;
@@ -139,9 +163,11 @@ struct mmb_gemm {
     int ldo;
     bool accumulate;   /* out += A·B (else out = A·B + bias) */
     const float *bias; /* (Nc) or NULL; only when !accumulate */
-    const float *a;    /* A(M,K) fp32, row stride lda */
+    const float *a;    /* A(M,K) fp32: A(m,k) = a[m·lda + k], or with a_t a[k·lda + m] */
     int lda;
-    const uint16_t *b; /* B(k,j) = b[k·sk + j·sj] bf16 */
+    bool a_t;
+    const uint16_t *b; /* B(k,j) = b[k·sk + j·sj] bf16, or with bf (fp32, sj == 1) */
+    const float *bf;   /* bf[k·sk + j] rounded to bf16 as it is packed */
     size_t sk, sj;
     int M, K, Nc;
     uint16_t *ab; /* converted A block: Mp rows × KC bf16 */
@@ -168,6 +194,34 @@ MMB_TARGET static void mmb_convert_row(const struct mmb_gemm *g, int n, int pc, 
         __m512 hi = _mm512_maskz_loadu_ps(m1, src + i + 16);
         __m512bh h = _mm512_cvtne2ps_pbh(hi, lo);
         _mm512_storeu_si512((void *)(dst + i), (__m512i)h);
+    }
+}
+
+/* Rows m..m+15 of the A block (depth pc..pc+kc) to bf16 when A is read transposed (a_t: the
+ * weight gradient's doutᵀ, whose rows are columns of dout): 32 depths at a time, 16 adjacent
+ * floats of each dout row loaded and rounded, then the 32 × 16 block of halfwords written out
+ * transposed. Depth zero-padded to a multiple of 32 and rows past M zero, as mmb_convert_row;
+ * only rows below Mp (the block's rows) are written. */
+MMB_TARGET static void mmb_convert_rows_t(const struct mmb_gemm *g, int m, int Mp, int pc, int kc)
+{
+    int live = g->M - m < 16 ? g->M - m : 16;
+    __mmask16 mk = live <= 0 ? (__mmask16)0 : (__mmask16)((1u << live) - 1u);
+    if (live >= 16)
+        mk = (__mmask16)0xFFFF;
+    int rows = Mp - m < 16 ? Mp - m : 16;
+    uint16_t tmp[32][16] __attribute__((aligned(64)));
+    for (int k0 = 0; k0 < kc; k0 += 32) {
+        for (int kk = 0; kk < 32; kk++) {
+            __m512 v = k0 + kk < kc && mk ? _mm512_maskz_loadu_ps(
+                                                 mk, g->a + (size_t)(pc + k0 + kk) * g->lda + m)
+                                           : _mm512_setzero_ps();
+            _mm256_store_si256((__m256i *)tmp[kk], (__m256i)_mm512_cvtneps_pbh(v));
+        }
+        for (int r = 0; r < rows; r++) {
+            uint16_t *dst = g->ab + (size_t)(m + r) * MMB_KC + k0;
+            for (int kk = 0; kk < 32; kk++)
+                dst[kk] = tmp[kk][r];
+        }
     }
 }
 
@@ -214,6 +268,32 @@ static void mmb_pack_panel(const struct mmb_gemm *g, int jr, int pc, int kc, int
         }
         for (int j = nr; j < MMB_NR; j++)
             d[j] = 0;
+    }
+}
+
+/* mmb_pack_panel for fp32 B (bf, the weight gradient's inp): each k row pair of 16 columns
+ * rounded to bf16 (VCVTNEPS2BF16, as the A side) and interleaved, low half the even row. */
+MMB_TARGET static void mmb_pack_panel_f32(const struct mmb_gemm *g, int jr, int pc, int kc,
+                                          int j0, int nr)
+{
+    uint32_t *dst = (uint32_t *)(g->bp + (size_t)jr * MMB_KC * MMB_NR);
+    int kp = (kc + 1) / 2;
+    for (int kk = 0; kk < kp; kk++) {
+        int k0 = pc + 2 * kk;
+        const float *r0 = g->bf + (size_t)k0 * g->sk + j0;
+        const float *r1 = k0 + 1 < pc + kc ? r0 + g->sk : NULL;
+        uint32_t *d = dst + (size_t)kk * MMB_NR;
+        for (int j = 0; j < MMB_NR; j += 16) {
+            int left = nr - j;
+            __mmask16 mk = left >= 16 ? (__mmask16)0xFFFF
+                                      : (left <= 0 ? (__mmask16)0 : (__mmask16)((1u << left) - 1u));
+            __m512i lo = _mm512_cvtepu16_epi32(
+                (__m256i)_mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(mk, r0 + j)));
+            __m512i hi = r1 ? _mm512_cvtepu16_epi32((__m256i)_mm512_cvtneps_pbh(
+                                  _mm512_maskz_loadu_ps(mk, r1 + j)))
+                            : _mm512_setzero_si512();
+            _mm512_store_si512((void *)(d + j), _mm512_or_si512(lo, _mm512_slli_epi32(hi, 16)));
+        }
     }
 }
 
@@ -392,6 +472,46 @@ static void mmb_gemm_run(struct mmb_gemm *g)
     }
 }
 
+/* The weight gradient's GEMM, dW(OC, C) += doutᵀ(OC, N) · inp(N, C) (a_t, bf): M = OC can be
+ * far more rows than the scratch's A block holds (it is sized for N rows, and GPT-2's head has
+ * 50,304), so per depth block and per NC block of columns, B is packed once and the rows run in
+ * chunks of Mc, each converted and multiplied in turn. A is converted once per column block:
+ * OC·N·(C/NC) elements against 2·OC·N·C multiply-adds. */
+static void mmb_dw_run(struct mmb_gemm *g, int Mc)
+{
+    bool par = (long)g->M * g->K * g->Nc > MMB_PARALLEL_MIN_FLOPS;
+    struct mmb_gemm whole = *g;
+#pragma omp parallel if (par)
+    for (int pc = 0; pc < whole.K; pc += MMB_KC) {
+        int kc = whole.K - pc < MMB_KC ? whole.K - pc : MMB_KC;
+        for (int jc = 0; jc < whole.Nc; jc += MMB_NC) {
+            int nc = whole.Nc - jc < MMB_NC ? whole.Nc - jc : MMB_NC;
+            int np = (nc + MMB_NR - 1) / MMB_NR;
+#pragma omp for schedule(static)
+            for (int jr = 0; jr < np; jr++) {
+                int j0 = jc + jr * MMB_NR;
+                mmb_pack_panel_f32(&whole, jr, pc, kc, j0,
+                                   whole.Nc - j0 < MMB_NR ? whole.Nc - j0 : MMB_NR);
+            }
+            for (int m0 = 0; m0 < whole.M; m0 += Mc) {
+                struct mmb_gemm c = whole; /* the chunk: rows m0.., A and out offset */
+                c.M = whole.M - m0 < Mc ? whole.M - m0 : Mc;
+                c.a = whole.a + m0;
+                c.out = whole.out + (size_t)m0 * whole.ldo;
+                int Mp = (c.M + MMB_MR - 1) / MMB_MR * MMB_MR;
+                int n_ic = (c.M + MMB_MC - 1) / MMB_MC;
+#pragma omp for schedule(static)
+                for (int m = 0; m < Mp; m += 16)
+                    mmb_convert_rows_t(&c, m, Mp, pc, kc);
+#pragma omp for collapse(2) schedule(dynamic)
+                for (int ic = 0; ic < n_ic; ic++)
+                    for (int jr = 0; jr < np; jr++)
+                        mmb_task(&c, ic * MMB_MC, jr, jc, pc, kc);
+            }
+        }
+    }
+}
+
 #endif /* MMB_NATIVE */
 
 void kcpu_matmul_bf16_forward(float *out, const float *inp, const uint16_t *weight,
@@ -459,4 +579,42 @@ void kcpu_matmul_bf16_backward_input(float *dinp, const float *dout, const uint1
     }
 #endif
     kcpu_matmul_bf16_backward_input_ref(dinp, dout, weight, N, C, OC);
+}
+
+void kcpu_matmul_bf16_backward_weight(float *dweight, float *dbias, const float *dout,
+                                      const float *inp, int N, int C, int OC, void *scratch)
+{
+    SW_ASSERT(N >= 0 && C > 0 && OC > 0);
+    if (N == 0)
+        return;
+#ifdef MMB_NATIVE
+    if (kcpu_has_native_bf16()) {
+        SW_ASSERT(scratch && ((uintptr_t)scratch & 63u) == 0);
+        if (dweight) {
+            uint16_t *ab = scratch;
+            int rows = (N + MMB_MR - 1) / MMB_MR * MMB_MR; /* the A block's rows: one chunk */
+            struct mmb_gemm g = {.out = dweight,
+                                 .ldo = C,
+                                 .accumulate = true,
+                                 .bias = NULL,
+                                 .a = dout,
+                                 .lda = OC,
+                                 .a_t = true,
+                                 .b = NULL,
+                                 .bf = inp,
+                                 .sk = (size_t)C,
+                                 .sj = 1,
+                                 .M = OC,
+                                 .K = N,
+                                 .Nc = C,
+                                 .ab = ab,
+                                 .bp = ab + (size_t)rows * MMB_KC};
+            mmb_dw_run(&g, rows);
+        }
+        if (dbias)
+            kcpu_matmul_backward(NULL, NULL, dbias, dout, NULL, NULL, N, C, OC);
+        return;
+    }
+#endif
+    kcpu_matmul_bf16_backward_weight_ref(dweight, dbias, dout, inp, N, C, OC);
 }

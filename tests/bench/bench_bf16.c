@@ -1,12 +1,14 @@
 /* Benchmark of the bf16-weight matmuls (`make bench` runs it through tests/bench/run.sh; figures
  * are printed, never asserted). For GPT-2 124M's linear layers (C = 768: QKV 2304, attention
  * projection 768, MLP up 3072, MLP down 3072 -> 768, tied head 50304) at N tokens it prints
- * GFLOP/s (2·N·C·OC per product, best of a few runs) of:
- *   sgemm     kcpu_matmul_forward / kcpu_matmul_backward(dinp only) on an fp32 weight
- *             (OpenBLAS when the build has it): the fp32 baseline
- *   native    kcpu_matmul_bf16_forward / kcpu_matmul_bf16_backward_input (AVX512-BF16)
+ * GFLOP/s (2·N·C·OC per product, best of a few runs) of the forward, the input gradient
+ * (bwd-input) and the weight gradient (bwd-weight) through:
+ *   sgemm     kcpu_matmul_forward / kcpu_matmul_backward on fp32 operands (OpenBLAS when the
+ *             build has it): the fp32 baseline
+ *   native    kcpu_matmul_bf16_forward / _backward_input / _backward_weight (AVX512-BF16)
  *   emulated  widen the bf16 weight to fp32 (kcpu_bf16_to_f32) and then sgemm: what bf16-mixed
- *             did before the native kernel, and still does on CPUs without AVX512-BF16
+ *             did before the native kernel, and still does on CPUs without AVX512-BF16 (its
+ *             weight gradient is the sgemm one: the fp32 weight is not read)
  * Usage: bench_bf16 [N] [reps]   (default N = 1024 tokens, 3 runs per figure). */
 #include <stdio.h>
 #include <stdlib.h>
@@ -48,9 +50,19 @@ struct bufs {
     void *scratch;
 };
 
-static void run_once(enum impl k, bool bwd, struct bufs *b, int N, int C, int OC)
+enum pass { FWD, BWD_INPUT, BWD_WEIGHT };
+static const char *const pass_name[] = {"forward", "bwd-input", "bwd-weight"};
+
+static void run_once(enum impl k, enum pass pass, struct bufs *b, int N, int C, int OC)
 {
-    if (!bwd) {
+    if (pass == BWD_WEIGHT) { /* dW(OC,C) += dout(N,OC)ᵀ·inp(N,C) into wbuf */
+        if (k == NATIVE)
+            kcpu_matmul_bf16_backward_weight(b->wbuf, NULL, b->y, b->x, N, C, OC, b->scratch);
+        else
+            kcpu_matmul_backward(NULL, b->wbuf, NULL, b->y, b->x, NULL, N, C, OC);
+        return;
+    }
+    if (pass == FWD) {
         if (k == SGEMM)
             kcpu_matmul_forward(b->y, b->x, b->w, NULL, N, C, OC);
         else if (k == NATIVE)
@@ -72,7 +84,7 @@ static void run_once(enum impl k, bool bwd, struct bufs *b, int N, int C, int OC
     }
 }
 
-static double gflops(enum impl k, bool bwd, struct bufs *b, int N, int C, int OC, int reps)
+static double gflops(enum impl k, enum pass bwd, struct bufs *b, int N, int C, int OC, int reps)
 {
     run_once(k, bwd, b, N, C, OC); /* warm up: page faults, thread pool */
     double best = 1e30;
@@ -119,20 +131,20 @@ int main(int argc, char **argv)
     fill(b.y, mx_y, 2);
     fill(b.w, mx_w, 3);
     kcpu_f32_to_bf16(b.w16, b.w, mx_w);
-    printf("%-26s %-9s %9s %9s %9s %14s\n", "layer", "pass", "sgemm", "native", "emulated",
+    printf("%-26s %-10s %9s %9s %9s %14s\n", "layer", "pass", "sgemm", "native", "emulated",
            "native/emul.");
     for (size_t i = 0; i < sizeof(sh) / sizeof(sh[0]); i++) {
-        for (int bwd = 0; bwd < 2; bwd++) {
+        for (int bwd = FWD; bwd <= BWD_WEIGHT; bwd++) {
             int C = sh[i].C, OC = sh[i].OC;
             double s = gflops(SGEMM, bwd, &b, N, C, OC, reps);
-            double e = gflops(EMULATED, bwd, &b, N, C, OC, reps);
+            double e = bwd == BWD_WEIGHT ? s : gflops(EMULATED, bwd, &b, N, C, OC, reps);
             if (native) {
                 double n = gflops(NATIVE, bwd, &b, N, C, OC, reps);
-                printf("%-26s %-9s %9.1f %9.1f %9.1f %13.2fx\n", sh[i].name,
-                       bwd ? "bwd-input" : "forward", s, n, e, n / e);
+                printf("%-26s %-10s %9.1f %9.1f %9.1f %13.2fx\n", sh[i].name, pass_name[bwd],
+                       s, n, e, n / e);
             } else {
-                printf("%-26s %-9s %9.1f %9s %9.1f %14s\n", sh[i].name,
-                       bwd ? "bwd-input" : "forward", s, "n/a", e, "n/a");
+                printf("%-26s %-10s %9.1f %9s %9.1f %14s\n", sh[i].name, pass_name[bwd], s,
+                       "n/a", e, "n/a");
             }
         }
     }

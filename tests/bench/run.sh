@@ -30,7 +30,8 @@ bench_plan "plan: llama-3-70b inference, 8 GPUs" --model llama-3-70b --gpu h100-
 
 # bf16 matmuls (tests/bench/bench_bf16.c): GFLOP/s of fp32 sgemm, the native AVX512-BF16 kernel
 # and the emulated path (widen the bf16 weight to fp32, then sgemm) on GPT-2 124M's linear
-# layers at 1024 tokens and at 1 (decode), forward and input gradient. Built here against build/libsw.a.
+# layers at 1024 tokens and at 1 (decode), forward, input and weight gradients. Built here
+# against build/libsw.a.
 echo
 if cc -std=c11 -O2 -fopenmp -I. -D_DEFAULT_SOURCE -D_POSIX_C_SOURCE=200809L \
      -o "$tmp/bench_bf16" tests/bench/bench_bf16.c build/libsw.a \

@@ -147,6 +147,64 @@ static void check_backward(const char *impl, bwd_fn fn, int N, int C, int OC)
     free(scratch);
 }
 
+typedef void (*bww_fn)(float *dweight, float *dbias, const float *dout, const float *inp, int N,
+                       int C, int OC, void *scratch);
+
+static void bww_ref_adapter(float *dweight, float *dbias, const float *dout, const float *inp,
+                            int N, int C, int OC, void *scratch)
+{
+    (void)scratch;
+    kcpu_matmul_bf16_backward_weight_ref(dweight, dbias, dout, inp, N, C, OC);
+}
+
+/* dW(OC,C) += bf16(dout)ᵀ·bf16(inp) onto nonzero values (its depth is N), and dbias += the
+ * fp32 column sums of dout (unrounded: bound over N additions); dbias NULL in every other call. */
+static void check_backward_weight(const char *impl, bww_fn fn, int N, int C, int OC, bool bias)
+{
+    float *g = kc_floats((size_t)N * OC, -1, 1);
+    float *x = kc_floats((size_t)N * C, -2, 2);
+    float *pre = kc_floats((size_t)OC * C, -3, 3);
+    float *bpre = kc_floats((size_t)OC, -1, 1);
+    uint16_t *gb = round_bf16(g, (size_t)N * OC), *xb = round_bf16(x, (size_t)N * C);
+    double *ref = malloc(sizeof(double) * ((size_t)OC * C + 1));
+    double *mag = malloc(sizeof(double) * ((size_t)OC * C + 1));
+    double *bref = malloc(sizeof(double) * ((size_t)OC + 1));
+    double *bmag = malloc(sizeof(double) * ((size_t)OC + 1));
+    for (int o = 0; o < OC; o++) {
+        for (int c = 0; c < C; c++) {
+            double s = pre[(size_t)o * C + c], m = fabs(s);
+            for (int n = 0; n < N; n++) {
+                double p = widen(gb[(size_t)n * OC + o]) * widen(xb[(size_t)n * C + c]);
+                s += p;
+                m += fabs(p);
+            }
+            ref[(size_t)o * C + c] = s;
+            mag[(size_t)o * C + c] = m;
+        }
+        double s = bpre[o], m = fabs(s);
+        for (int n = 0; n < N; n++) {
+            s += g[(size_t)n * OC + o];
+            m += fabs(g[(size_t)n * OC + o]);
+        }
+        bref[o] = s;
+        bmag[o] = m;
+    }
+    float *dw = kc_copyf(pre, (size_t)OC * C), *db = kc_copyf(bpre, (size_t)OC);
+    void *scratch = scratch_for(N);
+    fn(dw, bias ? db : NULL, g, x, N, C, OC, scratch);
+    char what[96];
+    snprintf(what, sizeof what, "%s backward-weight N=%d C=%d OC=%d", impl, N, C, OC);
+    check_bound(what, dw, ref, mag, (size_t)OC * C, N);
+    if (bias) {
+        snprintf(what, sizeof what, "%s backward-bias N=%d OC=%d", impl, N, OC);
+        check_bound(what, db, bref, bmag, (size_t)OC, N);
+    } else {
+        CHECK(memcmp(db, bpre, sizeof(float) * (size_t)OC) == 0);
+    }
+    free(g), free(x), free(pre), free(bpre), free(gb), free(xb), free(ref), free(mag);
+    free(bref), free(bmag), free(dw), free(db), free(scratch);
+}
+
 /* (N, C, OC): tails in every dimension; C odd; OC > NC (two packed column blocks) and depth >
  * KC (several depth blocks, the output accumulated across them); N > MC (several row tasks). */
 static const int shapes[][3] = {
@@ -155,8 +213,21 @@ static const int shapes[][3] = {
 };
 #define N_SHAPES (sizeof(shapes) / sizeof(shapes[0]))
 
-static void run_impl(const char *impl, fwd_fn f, bwd_fn b)
+/* The weight gradient's depth is N: past one depth block (800, 1601 with an unpaired last row),
+ * C past one packed column block (1601), and OC many times the A block's rows (the rows run in
+ * chunks of N rounded up to 8: 25 chunks of 8 for (3, 7, 200)). */
+static const int dw_shapes[][3] = {
+    {800, 50, 37}, {1601, 20, 9}, {5, 1601, 40}, {3, 7, 200}, {40, 130, 1000},
+};
+#define N_DW_SHAPES (sizeof(dw_shapes) / sizeof(dw_shapes[0]))
+
+static void run_impl(const char *impl, fwd_fn f, bwd_fn b, bww_fn w)
 {
+    for (size_t i = 0; i < N_SHAPES; i++)
+        check_backward_weight(impl, w, shapes[i][0], shapes[i][1], shapes[i][2], i % 2 == 0);
+    for (size_t i = 0; i < N_DW_SHAPES; i++)
+        check_backward_weight(impl, w, dw_shapes[i][0], dw_shapes[i][1], dw_shapes[i][2],
+                              i % 2 == 1);
     for (size_t i = 0; i < N_SHAPES; i++) {
         int N = shapes[i][0], C = shapes[i][1], OC = shapes[i][2];
         check_forward(impl, f, N, C, OC, true);
@@ -170,7 +241,7 @@ static void run_impl(const char *impl, fwd_fn f, bwd_fn b)
 
 static void test_reference(void)
 {
-    run_impl("scalar", fwd_ref_adapter, bwd_ref_adapter);
+    run_impl("scalar", fwd_ref_adapter, bwd_ref_adapter, bww_ref_adapter);
 }
 
 static void test_native(void)
@@ -180,7 +251,8 @@ static void test_native(void)
                "functions run the scalar reference)\n");
         return;
     }
-    run_impl("avx512bf16", kcpu_matmul_bf16_forward, kcpu_matmul_bf16_backward_input);
+    run_impl("avx512bf16", kcpu_matmul_bf16_forward, kcpu_matmul_bf16_backward_input,
+             kcpu_matmul_bf16_backward_weight);
 }
 
 /* A forward of at most 8 rows (mmb_gemv: weight rows read directly, transposed in registers)
