@@ -369,18 +369,25 @@ static void run_release(struct run_state *s)
     shard_release(&s->val);
 }
 
-/* Peak FLOP/s of the threads this run uses: the per-core fp32 peak of the plan's CPU times the
- * threads (at most the physical cores), else the whole CPU's peak; NaN when unknown. */
-static double cpu_peak_flops(const struct hardware *hw, int threads)
+/* Peak FLOP/s of the threads this run uses (at most the physical cores). With the advisor's
+ * whole-CPU peak for the plan's matmul dtype (est_peak > 0: bf16 where the CPU has native bf16,
+ * from the FMA loop where the probe timed one), its share for those cores, so that the measured
+ * MFU has the predicted one's denominator (a bf16-mixed run against the fp32 peak read above
+ * 100%); else the per-core fp32 peak times the cores used, else the whole CPU's fp32 peak; NaN
+ * when unknown. */
+static double cpu_peak_flops(const struct hardware *hw, int threads, double est_peak)
 {
     const struct hw_cpu *c = &hw->cpu;
-    if (c->peak_fp32_flops_per_core > 0) {
-        int cores = c->sockets * c->cores_per_socket;
-        int used = threads;
-        if (cores > 0 && used > cores)
-            used = cores;
-        return c->peak_fp32_flops_per_core * (used > 0 ? used : 1);
-    }
+    int cores = c->sockets * c->cores_per_socket;
+    int used = threads;
+    if (cores > 0 && used > cores)
+        used = cores;
+    if (used < 1)
+        used = 1;
+    if (est_peak > 0 && cores > 0)
+        return est_peak * used / cores;
+    if (c->peak_fp32_flops_per_core > 0)
+        return c->peak_fp32_flops_per_core * used;
     return c->peak_fp32_flops > 0 ? c->peak_fp32_flops : NAN;
 }
 
@@ -935,10 +942,10 @@ int exec_run_train(const struct plan *p, const struct exec_run_opts *o_in,
     bool have_est = advisor_estimate_builtin(&p->model, hw_est, &p->workload, &p->strategy, &cal,
                                              &est, &est_err) == 0 && est.valid;
     /* MFU against the device's dense peak for the plan's precision (the advisor's choice of
-     * dtype) on a GPU, the threads' fp32 peak on the CPU. */
-    double peak = p->strategy.device == DEVICE_CUDA
-                      ? (have_est && est.peak_flops_used > 0 ? est.peak_flops_used : NAN)
-                      : cpu_peak_flops(&p->hardware, r->threads);
+     * dtype), on the CPU the share of it of the cores the threads use. */
+    double est_peak = have_est ? est.peak_flops_used : 0;
+    double peak = p->strategy.device == DEVICE_CUDA ? (est_peak > 0 ? est_peak : NAN)
+                                                    : cpu_peak_flops(hw_est, r->threads, est_peak);
     peak *= world;
 
     int64_t steps = o->steps > 0 ? o->steps : p->train.steps;
