@@ -1149,11 +1149,13 @@ static __device__ __forceinline__ void pp_ldsm4(uint32_t (&r)[4], const bf16 *ro
     if constexpr (TRANS)
         asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
                      : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-                     : "r"(s));
+                     : "r"(s)
+                     : "memory");
     else
         asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
                      : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-                     : "r"(s));
+                     : "r"(s)
+                     : "memory");
 #elif defined(SW_CUDA_EMU_H)
     emu_ldmatrix_x4(r, row, TRANS);
 #else

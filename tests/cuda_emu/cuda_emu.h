@@ -18,6 +18,10 @@
  *    last thread to reach a barrier waits for its turn like the others, so a read of shared or
  *    global memory that lacks its barrier sees the stale value in at least one of the two
  *    directions (when the stale value differs enough to matter: this is not a race detector).
+ *    Blocks 1 and 2 of every 4 are also warp-serial: the scheduler resumes one warp's lanes at
+ *    a time, so a warp runs ahead to its next __syncthreads while the others wait where they
+ *    are; elsewhere all warps advance together between warp barriers, which would hide a warp
+ *    that overwrites (say with cp.async) a buffer that another warp has yet to read.
  *  - Shared memory: `__shared__` variables are function statics placed in one linker section
  *    (emu_shared); dynamic `extern __shared__` arrays are rewritten by cu2cpp.pl into a pointer
  *    to a per-launch buffer. Both are filled with 0xff bytes (NaN floats, -1 integers) before
@@ -561,14 +565,16 @@ static inline void mma_sync(fragment<accumulator, 16, 16, 16, T, void> &d,
 
 /* ---------------------------------------------------------------- cp.async and ldmatrix */
 
-/* What the kernels' PTX helpers (kernels/cuda/k_attention_tc.cuh) call where there is no PTX.
+/* What the kernels' PTX helpers (kernels/cuda/k_attention_tc.cu) call where there is no PTX.
  *  - cp.async (16 bytes, global to shared): the copy is queued by the issuing thread and carried
  *    out only when its cp.async.wait_group lets it complete (a group of copies is closed by
- *    commit_group; wait_group n completes all but the n newest closed groups), so a read of the
- *    destination before that wait, or by another thread before the barrier after it, sees the
- *    poisoned or the previous bytes. The source must be device memory and the destination
- *    shared memory, both 16-byte aligned; copies still queued when the thread exits abort the
- *    launch (the kernel forgot a wait).
+ *    commit_group; wait_group n completes all but the n newest closed groups). The destination
+ *    is filled with 0xff bytes at the issue (in flight it holds nothing defined), so a read of
+ *    it before that wait, by another thread before the barrier after it, or by a warp that was
+ *    still using the previous contents (a barrier missing before the issue) sees the poison.
+ *    The source must be device memory and the destination shared memory, both 16-byte
+ *    aligned; copies still queued when the thread exits abort the launch (the kernel forgot a
+ *    wait).
  *  - ldmatrix.sync.aligned.m8n8.x4[.trans].shared.b16: lane l names row l%8 of 8×8 matrix l/8
  *    (16-byte aligned shared memory); register m of lane l gets matrix m's elements (l/4,
  *    2·(l%4)) and (l/4, 2·(l%4)+1), or with .trans (2·(l%4), l/4) and (2·(l%4)+1, l/4), the

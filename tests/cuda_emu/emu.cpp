@@ -644,6 +644,11 @@ void emu_cp_async16(void *dst, const void *src)
         !emu_device_span(src, 16))
         emu_die("cp.async: the source must be 16-byte aligned device memory and the "
                 "destination 16-byte aligned shared memory");
+    /* On the hardware the destination holds nothing defined while the copy is in flight, so
+     * it is poisoned now rather than left as it was: a read that should have waited for the
+     * copy, or (with the warp-serial blocks of run_block) another warp's read of data that this
+     * copy overwrites before a missing barrier, sees the poison instead of valid bytes. */
+    memset(dst, 0xff, 16);
     f.copies.push_back({dst, src, -1});
 }
 
@@ -925,7 +930,15 @@ static void resume(int i)
     abort();
 }
 
-static void run_block(bool reverse)
+/* One block. reverse: threads (and warps) in decreasing order. serial: each scheduling round
+ * resumes only the ready threads of the first warp that has any, so a warp runs on through its
+ * warp barriers (its lanes still meet at each) to its next __syncthreads or its end before the
+ * next warp starts; otherwise a round resumes every ready thread, which keeps the warps in
+ * step between warp barriers. A race between warps that the barrier-to-barrier order hides
+ * (a warp's writes, or its cp.async issues, into a buffer another warp has yet to read,
+ * separated from the reads by a shuffle or an ldmatrix instead of a __syncthreads) shows in
+ * the serial order. */
+static void run_block(bool reverse, bool serial)
 {
     /* Poison the block's shared memory. */
     unsigned char *s0 = __start_emu_shared, *s1 = __stop_emu_shared;
@@ -952,15 +965,18 @@ static void run_block(bool reverse)
         f.groups = 0;
     }
     while (g_done < g_nthreads) {
-        bool ran = false;
+        int warp = -1; /* the warp of the first thread resumed this round, -1 before it */
         for (int k = 0; k < g_nthreads; k++) {
             int i = reverse ? g_nthreads - 1 - k : k;
-            if (g_fibers[(size_t)i]->state != F_READY)
+            const fiber *f = g_fibers[(size_t)i];
+            if (serial && warp >= 0 && f->warp != warp)
+                break; /* a warp's threads are consecutive in either order */
+            if (f->state != F_READY)
                 continue;
-            ran = true;
+            warp = f->warp;
             resume(i);
         }
-        if (!ran)
+        if (warp < 0)
             deadlock();
     }
 }
@@ -1026,7 +1042,9 @@ void emu_run_grid(const emu_cfg &cfg, const void *kernel, void (*body)(void *), 
                 blockIdx.x = x;
                 blockIdx.y = y;
                 blockIdx.z = z;
-                run_block(n & 1);
+                /* Blocks 0-3 of every 4: forward, reverse serial, forward serial, reverse
+                 * (each pair of order and scheduling, and a serial block in a grid of 2). */
+                run_block(n & 1, ((n + 1) & 2) != 0);
             }
     threadIdx = uint3{0, 0, 0};
 }

@@ -11,7 +11,7 @@
  * norm on 300 K elements instead of 1 M). Added here: the one-launch SGD updates the GPU test
  * does not cover, and a self-test of the emulation (barriers, shuffles, ballot, per-block
  * shared memory, cp.async and ldmatrix, launch checks, deadlock detection, and that a missing
- * __syncthreads shows).
+ * __syncthreads shows, also before a cp.async re-issue into a buffer still being read).
  * The matmuls: tests/gpu/test_cuda_backend.c's cases (through tests/cuda_emu/backend_cases.c and
  * a backend table of the kcuda_matmul_* entries), a self-test of the cuBLASLt fake (against a
  * double-precision GEMM, and its refusals of misuse), and matmul.cu's own logic: GEMMs per
@@ -106,6 +106,38 @@ static void emu_k_cp_async(const uint32_t *src, uint32_t *before, uint32_t *afte
     after[t] = s[4 * ((t + 1) & 31) + 1];
 }
 
+/* A double-buffered cp.async pipeline of two warps over ntiles tiles of 64 × 16 bytes (the
+ * pattern of k_attention_tc.cu's pipelined kernels): thread t copies chunk t of tile it + 1
+ * into one buffer while the block reads tile it from the other; there thread t takes the first
+ * word of chunk 63 - t (copied by the other warp) plus its xor-1 neighbour's through a shuffle.
+ * out[64·block + t] is the sum over the tiles. Without the barrier before the issue, a warp
+ * that runs ahead re-issues into the buffer the other warp has yet to read: a race on the
+ * hardware, poison here in the warp-serial blocks (1 and 2). The shuffle is a warp barrier
+ * between the read and the next issue, so with all warps in step the reads would come first. */
+static void emu_k_cp_pipe(const uint32_t *src, uint32_t *out, int ntiles, int barrier)
+{
+    __shared__ __attribute__((aligned(16))) uint32_t s[2][64 * 4];
+    int t = (int)threadIdx.x;
+    uint32_t acc = 0;
+    emu_cp_async16(&s[0][4 * t], src + 4 * t);
+    emu_cp_async_commit();
+    for (int it = 0; it < ntiles; it++) {
+        if (barrier)
+            __syncthreads(); /* every warp is done with the buffer tile it + 1 goes into */
+        if (it + 1 < ntiles) {
+            emu_cp_async16(&s[(it + 1) & 1][4 * t], src + (size_t)(it + 1) * 256 + 4 * t);
+            emu_cp_async_commit();
+            emu_cp_async_wait(1);
+        } else {
+            emu_cp_async_wait(0);
+        }
+        __syncthreads(); /* tile it has landed, from every thread */
+        uint32_t v = s[it & 1][4 * (63 - t)];
+        acc += v + __shfl_xor_sync(KC_FULL_MASK, v, 1);
+    }
+    out[blockIdx.x * 64 + t] = acc;
+}
+
 /* ldmatrix.x4 on four 8×8 b16 matrices whose element (m, r, c) is 256·m + 16·r + c, each row at
  * its own 16-byte aligned slot (row pitch 24 elements: rows need not be adjacent); every lane
  * names its row. out[32·m + lane] plain, out[128 + 32·m + lane] transposed. */
@@ -196,6 +228,37 @@ static void test_emulation(void)
                after[(size_t)t] != src[(size_t)(4 * ((t + 1) & 31) + 1)];
     CHECK_INT(bad, 0);
     printf("  %-44s %s\n", "emulation: cp.async lands at its wait", bad ? "WRONG" : "ok");
+
+    /* The pipeline with its barrier is exact in every block; without it the warp-serial blocks
+     * 1 and 2 must read poison (the lock-step blocks 0 and 3 read before any re-issue). */
+    const int nt = 4, npb = 4;
+    std::vector<uint32_t> tiles((size_t)nt * 256), pipe((size_t)npb * 64), want(64, 0);
+    for (int i = 0; i < nt * 256; i++)
+        tiles[(size_t)i] = 1000u * (uint32_t)(i / 256) + (uint32_t)(i % 256);
+    for (int t = 0; t < 64; t++)
+        for (int it = 0; it < nt; it++)
+            want[(size_t)t] += tiles[(size_t)(256 * it + 4 * (63 - t))] +
+                               tiles[(size_t)(256 * it + 4 * (63 - (t ^ 1)))];
+    CHECK_INT(cudaMalloc((void **)&d_src, tiles.size() * 4), cudaSuccess);
+    CHECK_INT(cudaMemcpy(d_src, tiles.data(), tiles.size() * 4, cudaMemcpyHostToDevice),
+              cudaSuccess);
+    int wrong[2][npb] = {};
+    for (int barrier = 1; barrier >= 0; barrier--) {
+        std::fill(pipe.begin(), pipe.end(), 0u);
+        emu_launch(emu_cfg(npb, 64), emu_k_cp_pipe, (const uint32_t *)d_src, pipe.data(), nt,
+                   barrier);
+        CHECK_INT(cudaGetLastError(), cudaSuccess);
+        for (int b = 0; b < npb; b++)
+            for (int t = 0; t < 64; t++)
+                wrong[barrier][b] += pipe[(size_t)(64 * b + t)] != want[(size_t)t];
+    }
+    CHECK_INT(cudaFree(d_src), cudaSuccess);
+    for (int b = 0; b < npb; b++)
+        CHECK_INT(wrong[1][b], 0);
+    CHECK(wrong[0][1] > 0 && wrong[0][2] > 0);
+    printf("  %-44s %d, %d, %d, %d wrong in blocks 0-3 (1, 2 > 0)\n",
+           "emulation: cp.async re-issue, no barrier", wrong[0][0], wrong[0][1],
+           wrong[0][2], wrong[0][3]);
     std::vector<uint32_t> lm(256);
     emu_launch(emu_cfg(1, 32), emu_k_ldmatrix, lm.data());
     bad = 0;
