@@ -732,12 +732,15 @@ static enum exec_backend exec_backend_of(const struct est_geom *g, const struct 
 
 /* Where the executor on the CUDA backend keeps 16-bit buffers (executor/model.c): bf16
  * activations and logits for bf16-mixed training without naive attention, LoRA or not (act16;
- * the adapters' fp32 inputs are widened into the backward's temporaries), a bf16 KV cache for
- * generation with bf16 weights (kv16). */
+ * the adapters' fp32 inputs are widened into the backward's temporaries), bf16 activations
+ * (fp32 logits) for generation with bf16 weights without naive attention (act16, with its bf16
+ * cache), a bf16 KV cache for generation with bf16 weights (kv16). A checkpoint with LoRA
+ * adapters, which the plan does not show, keeps fp32 activations in generation. */
 static bool exec_act16(enum exec_backend be, const struct est_geom *g, const struct strategy *s)
 {
-    return be == EXEC_BE_CUDA && g->train && s->precision == PREC_BF16_MIXED &&
-           s->attention != ATTN_NAIVE;
+    if (be != EXEC_BE_CUDA || s->attention == ATTN_NAIVE)
+        return false;
+    return g->train ? s->precision == PREC_BF16_MIXED : s->weights == WFMT_BF16;
 }
 
 static bool exec_kv16(enum exec_backend be, const struct est_geom *g, const struct strategy *s)
@@ -862,15 +865,16 @@ static void cpu_exec_stage(const struct est_geom *g, const struct model_desc *m,
     /* bf16 activations (executor/model.c act16_available): bf16-mixed training on the CUDA
      * backend without naive attention (LoRA or not) stores the norm outputs, QKV, the attention
      * output, the MLP pre-activation and activation and the logits in bf16 (e = 2); the
-     * residual after attention, the statistics and lse stay fp32. */
-    double e = exec_act16(be, g, s) ? 2 : 4;
+     * residual after attention, the statistics and lse stay fp32. Generation with bf16 weights
+     * the same, but for the logits (fp32: e_lg). */
+    double e = exec_act16(be, g, s) ? 2 : 4, e_lg = train ? e : 4;
     double stat = a64(4 * rows) * (ln ? 2 : 1);
     double fresh = a64(e * rows * C) * 2 + a64(4 * rows * C) + 2 * stat + a64(e * rows * QKV) +
                    a64(e * rows * F2) + a64(e * rows * F);
     double core = (naive ? a64(4 * B * NH * T * T) : a64(4 * B * NH * T)) + a64(e * rows * Q);
     double n_fresh = rc == RECOMPUTE_FULL ? 1 : L, n_core = rc == RECOMPUTE_NONE ? L : 1;
     double inputs = (train ? L + 1 : 2) * a64(4 * rows * C);
-    o->logits = a64(e * lrows * Vp); /* bf16 activations: the logits too (model.c lg16) */
+    o->logits = a64(e_lg * lrows * Vp); /* bf16 in training (model.c lg16) */
     o->activations = inputs + n_fresh * fresh + n_core * core + a64(e * rows * C) + stat +
                      o->logits + a64(4 * rows) + a64(4 * N);
     o->layer_act = fresh + core;
@@ -886,7 +890,8 @@ static void cpu_exec_stage(const struct est_geom *g, const struct model_desc *m,
      * bf16 adds, on a CPU with AVX512-BF16 (the executor then runs its native bf16 matmul),
      * that kernel's scratch: 2*KC*roundup(rows, MR) + 2*KC*NC bytes with MR = 8, KC = NC = 768
      * (kcpu_matmul_bf16_scratch_bytes, kernels/cpu/kernels_cpu.h), on CUDA (native bf16
-     * always) the plugin's activation-chunk scratch (cuda_matmul_bf16_scratch_bytes), and
+     * always) the plugin's activation-chunk scratch (cuda_matmul_bf16_scratch_bytes; none in
+     * generation on bf16 activations, which rounds nothing), and
      * elsewhere the fp32 widening buffer of the largest matmul weight (the head when the
      * vocabulary is large); fp16-mixed on the CPU (always emulated) that buffer and the
      * rounded operands of EXEC_F16_EMU_ROWS (64) rows of the widest matmul input and output
@@ -901,7 +906,9 @@ static void cpu_exec_stage(const struct est_geom *g, const struct model_desc *m,
             o->workspace += a64(4 * B * NH * T * T);
     }
     if (bf16 && be == EXEC_BE_CUDA) {
-        o->workspace += a64(cuda_matmul_bf16_scratch_bytes(rows));
+        /* generation on bf16 activations rounds nothing: no scratch */
+        if (train || !exec_act16(be, g, s))
+            o->workspace += a64(cuda_matmul_bf16_scratch_bytes(rows));
     } else if (bf16 && !fp16 && be == EXEC_BE_CPU_NATIVE) {
         const double mr = 8, kc = 768, nc = 768;
         o->workspace += a64(2 * kc * ceil(rows / mr) * mr + 2 * kc * nc);
@@ -1111,9 +1118,10 @@ int est_memory(const struct model_desc *m, const struct hardware *hw, const stru
                                 (double)w->prompt_len + w->gen_len - 1);
         if (exec_act16(exec_be, &g, s))
             estimate_add_reason(out,
-                                "built-in CUDA executor: activations and logits kept in bf16 "
-                                "(%.1f GiB; the residual stream and statistics fp32)",
-                                x->activations / GIB);
+                                "built-in CUDA executor: activations%s kept in bf16 "
+                                "(%.1f GiB; the residual stream and statistics%s fp32)",
+                                g.train ? " and logits" : "", x->activations / GIB,
+                                g.train ? "" : " and the logits");
         if (g.train && s->zero > 0 && g.n_dp > 1)
             estimate_add_reason(out,
                                 "ZeRO-%d on the %s executor, %d processes: optimizer state of "

@@ -338,6 +338,15 @@ struct backend {
     void (*matmul_a16_backward_d16)(float *dinp, float *dweight, const uint16_t *dout,
                                     const uint16_t *inp, const uint16_t *weight, int N, int C,
                                     int OC);
+    /* Generation with bf16 activations (the bf16 cache's entries with bf16 qkv and out):
+     * kv_cache_append_c16 copying bf16 K and V from bf16 qkv (exact), and attention_decode_c16
+     * reading a bf16 q and writing a bf16 out (the fp32 result rounded to nearest even), the
+     * arithmetic fp32 as there. Optional: NULL keeps fp32 activations in generation. */
+    void (*kv_cache_append_a16)(uint16_t *k_cache, uint16_t *v_cache, const uint16_t *qkv, int B,
+                                int T_new, int pos, int NH, int NKV, int HS, int cache_T);
+    void (*attention_decode_a16)(uint16_t *out, const uint16_t *qkv, const uint16_t *k_cache,
+                                 const uint16_t *v_cache, int B, int T_new, int pos, int NH,
+                                 int NKV, int HS, int cache_T);
 };
 
 /* The CPU backend (kernels/cpu). Static, never freed. */
@@ -414,7 +423,7 @@ const struct backend *backend_for_device(bool cuda, struct sw_err *err);
 
 /* Layout version of struct backend, checked by the CUDA plugin (with sizeof(struct backend)):
  * bump it when an entry is added, removed or changes its signature. */
-#define BACKEND_API_VERSION 12
+#define BACKEND_API_VERSION 13
 
 /* matmul_gelu_forward's weight formats. */
 enum backend_wfmt { BACKEND_WFMT_FP32, BACKEND_WFMT_BF16, BACKEND_WFMT_FP16 };

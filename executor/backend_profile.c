@@ -274,6 +274,14 @@ static const char *const class_names[PC_COUNT] = {
     X(attention_decode_c16, PC_ATTENTION,                                                          \
       (float *out, const float *qkv, const uint16_t *k_cache, const uint16_t *v_cache, int B,     \
        int T_new, int pos, int NH, int NKV, int HS, int cache_T),                                  \
+      (out, qkv, k_cache, v_cache, B, T_new, pos, NH, NKV, HS, cache_T))                           \
+    X(kv_cache_append_a16, PC_ATTENTION,                                                           \
+      (uint16_t * k_cache, uint16_t *v_cache, const uint16_t *qkv, int B, int T_new, int pos,     \
+       int NH, int NKV, int HS, int cache_T),                                                      \
+      (k_cache, v_cache, qkv, B, T_new, pos, NH, NKV, HS, cache_T))                                \
+    X(attention_decode_a16, PC_ATTENTION,                                                          \
+      (uint16_t * out, const uint16_t *qkv, const uint16_t *k_cache, const uint16_t *v_cache,     \
+       int B, int T_new, int pos, int NH, int NKV, int HS, int cache_T),                           \
       (out, qkv, k_cache, v_cache, B, T_new, pos, NH, NKV, HS, cache_T))
 
 /* The timed entries returning a value: R(type, entry, class, parameters, arguments). */

@@ -50,7 +50,9 @@
  *    (QKV and MLP-up write bf16 outputs, with the bf16 mirror's bias; with a LoRA adapter the
  *    output is formed in fp32 and rounded after the adapter's share); the values are the ones the
  *    fp32-activation path rounds on the fly anyway, except QKV and the pre-activation, which
- *    are rounded once more before RoPE/attention and GELU read them.
+ *    are rounded once more before RoPE/attention and GELU read them. Generation with bf16
+ *    weights on the same backend runs the same forward (its KV cache bf16 from the bf16 QKV,
+ *    decode reading a bf16 q and writing a bf16 output), with fp32 logits.
  *  - fp16 mode (fp16-mixed): the 16-bit mirror is IEEE fp16 (11-bit mantissa, range ±65504)
  *    and every base matmul takes fp16 operands, as a GPU's fp16 tensor cores do: the weight
  *    from the mirror, the activations (forward), dout (both gradients) and the input (weight
@@ -305,22 +307,29 @@ static int validate(const struct model_desc *d, const struct exec_model_opts *o,
 
 /* ---------------------------------------------------------------- layout */
 
-/* Whether a model stores the activations its backward keeps in bf16 (backend.h's a16 group):
- * bf16-mixed training on native bf16 matmuls, on a backend with every entry of the group but
- * the optional fused GELU. LoRA adapters stay fp32 and read their input widened (mm_forward_a16).
- * Not with naive attention (its probabilities are the fp32 kernel's) or fp16-mixed (whose loss
- * scaling watches fp16 operands for overflow, and fp16 activations would overflow first);
- * generation keeps fp32 activations (one layer's worth: nothing to save). */
+/* Whether a model stores its activations in bf16 (backend.h's a16 group): bf16-mixed training
+ * on native bf16 matmuls, on a backend with every entry of the group but the optional fused
+ * GELU; LoRA adapters stay fp32 and read their input widened (mm_forward_a16). Generation with
+ * bf16 weights too, where the backend has the group's forward entries and its bf16-cache
+ * entries with bf16 qkv (kv_cache_append_a16, attention_decode_a16) and the cache is bf16
+ * (kv16), as PyTorch runs a bf16 model: the matmuls then read the norms' and the MLP's bf16
+ * outputs as they are instead of rounding fp32 ones first; not with adapters (their fp32
+ * temporaries are the backward's), whose generation keeps fp32 activations. Not with naive
+ * attention (its probabilities are the fp32 kernel's) or fp16-mixed (whose loss scaling
+ * watches fp16 operands for overflow, and fp16 activations would overflow first). */
 static bool act16_available(const struct exec_model *m, const struct exec_model_impl *im)
 {
     const struct backend *be = m->be;
-    if (!m->opts.training || !im->bf16_native || im->fp16 || im->int8 ||
-        m->opts.attention == ATTN_NAIVE)
+    if (!im->bf16_native || im->fp16 || im->int8 || m->opts.attention == ATTN_NAIVE)
         return false;
-    return be->layernorm_forward_a16 && be->rmsnorm_forward_a16 && be->matmul_a16_forward &&
-           be->matmul_16_backward_a16 && be->gelu_forward_a16 && be->gelu_backward_a16 &&
-           be->swiglu_forward_a16 && be->swiglu_backward_a16 && be->rope_forward_a16 &&
-           be->flash_attention_forward_a16 && be->flash_attention_backward_a16;
+    bool fwd = be->layernorm_forward_a16 && be->rmsnorm_forward_a16 && be->matmul_a16_forward &&
+               be->gelu_forward_a16 && be->swiglu_forward_a16 && be->rope_forward_a16 &&
+               be->flash_attention_forward_a16;
+    if (!m->opts.training)
+        return fwd && !im->lora && im->kv16 && be->kv_cache_append_a16 &&
+               be->attention_decode_a16;
+    return fwd && be->matmul_16_backward_a16 && be->gelu_backward_a16 &&
+           be->swiglu_backward_a16 && be->flash_attention_backward_a16;
 }
 
 static size_t align_up(size_t n)
@@ -358,14 +367,16 @@ static void layout_params(struct exec_model *m, struct exec_model_impl *im)
                      m->be->matmul_f16_backward_weight;
     im->int8 = m->opts.int8_weights;
     im->lora = m->opts.lora_rank > 0;
-    im->act16 = act16_available(m, im);
-    /* The logits are activations too: bf16 where the backend's loss and head backward take
-     * them (autocast's lm_head output is bf16; the loss is computed in fp32 from it). */
-    im->lg16 = im->act16 && m->be->softmax_ce_a16 && m->be->matmul_a16_backward_d16;
     /* A bf16 KV cache where the weights are bf16 and the backend has one (the CUDA plugin): half
      * the cache, as PyTorch keeps it; the CPU keeps fp32 (its decode reads fp32 rows). */
     im->kv16 = m->opts.kv_batch > 0 && im->bf16 && !im->fp16 && m->be->kv_cache_append_c16 &&
                m->be->attention_decode_c16;
+    im->act16 = act16_available(m, im);
+    /* The logits are activations too in training: bf16 where the backend's loss and head
+     * backward take them (autocast's lm_head output is bf16; the loss is computed in fp32 from
+     * it). Generation keeps them fp32: a few rows, read by argmax and the host's sampler. */
+    im->lg16 = im->act16 && m->opts.training && m->be->softmax_ce_a16 &&
+               m->be->matmul_a16_backward_d16;
     im->ropeT = m->opts.seq > m->opts.kv_seq ? m->opts.seq : m->opts.kv_seq;
 
     int C = m->C;
@@ -704,7 +715,10 @@ static void carve_all(struct exec_model *m, struct exec_model_impl *im, struct c
     im->wbuf = NULL;
     im->mm16_scratch = NULL;
     im->f16x = NULL;
-    if (im->bf16_native || im->f16_native) {
+    if (im->act16 && !train) {
+        /* Generation on bf16 activations: every matmul reads its bf16 input as it is (no
+         * rounding scratch). */
+    } else if (im->bf16_native || im->f16_native) {
         /* Sized by rows alone: every matmul's N is at most rows (the head's logit rows too). */
         im->mm16_scratch = take(cv, WS, m->be->matmul_bf16_scratch_bytes((int)rows));
     } else if (im->bf16) {
@@ -1650,10 +1664,10 @@ static void attn_core_forward(struct exec_model *m, struct layer_act *a, float *
         m->be->flash_attention_forward(a->atty, lse, a->qkv, B, T, m->NH, m->NKV, m->HS);
 }
 
-/* layer_forward with bf16 activations (act16: training, no KV cache, no LoRA): the same steps
- * on the _16 buffers. */
+/* layer_forward with bf16 activations (act16): the same steps on the _16 buffers; kv, pos as
+ * there (generation: the bf16 cache from the bf16 qkv, the attention output bf16). */
 static void layer_forward_a16(struct exec_model *m, int l, const float *inp, float *out, int B,
-                              int T)
+                              int T, bool kv, int pos)
 {
     struct exec_model_impl *im = m->impl;
     const struct backend *be = m->be;
@@ -1666,8 +1680,20 @@ static void layer_forward_a16(struct exec_model *m, int l, const float *inp, flo
     mm_forward_a16(m, l, MM_QKV, a->qkv_16, true, a->ln1_16, NULL, N, im->dln, im->dqkv);
     if (im->rope)
         be->rope_forward_a16(a->qkv_16, im->rope_cos, im->rope_sin, B, T, im->QKV, m->NH + m->NKV,
-                             m->HS, im->ropeT, 0);
-    attn_core_forward(m, a, a->lse, B, T);
+                             m->HS, im->ropeT, pos);
+    if (kv) {
+        size_t per = (size_t)m->opts.kv_batch * m->opts.kv_seq * im->KVW;
+        int NH = m->NH, NKV = m->NKV, HS = m->HS, cT = m->opts.kv_seq;
+        be->kv_cache_append_a16(im->kc16 + per * l, im->vc16 + per * l, a->qkv_16, B, T, pos, NH,
+                                NKV, HS, cT);
+        if (pos == 0) /* a prefill: the training forward's causal attention (layer_forward) */
+            attn_core_forward(m, a, NULL, B, T);
+        else
+            be->attention_decode_a16(a->atty_16, a->qkv_16, im->kc16 + per * l,
+                                     im->vc16 + per * l, B, T, pos, NH, NKV, HS, cT);
+    } else {
+        attn_core_forward(m, a, a->lse, B, T);
+    }
     /* The residual sums come out of the projections' epilogues (res2 = inp + attention's). */
     mm_forward_a16(m, l, MM_O, a->res2, false, a->atty_16, inp, N, im->datty, NULL);
     norm_forward(m, NULL, a->ln2_16, a->ln2_mean, a->ln2_rstd, a->res2, lo->ln2_w, lo->ln2_b, N);
@@ -1697,8 +1723,7 @@ static void layer_forward(struct exec_model *m, int l, const float *inp, float *
     int N = B * T;
     size_t NC = (size_t)N * m->C;
     if (im->act16) {
-        SW_ASSERT(!kv);
-        layer_forward_a16(m, l, inp, out, B, T);
+        layer_forward_a16(m, l, inp, out, B, T, kv, pos);
         return;
     }
 
@@ -2061,8 +2086,15 @@ static void kv_forward(struct exec_model *m, const int *tokens, int B, int T, in
         layer_forward(m, l, im->inp[l], im->inp[l + 1], B, T, true, pos);
     /* Only the last position of each sequence needs logits: gather those rows. */
     be->copy_2d(im->tmp, m->C, im->inp[m->L] + (size_t)(T - 1) * m->C, T * m->C, B, m->C, 1.0f);
-    norm_forward(m, im->lnf, NULL, im->lnf_mean, im->lnf_rstd, im->tmp, im->lnf_w, im->lnf_b, B);
-    mm_forward(m, m->L, MM_HEAD, im->logits, im->lnf, B);
+    if (im->act16) { /* fp32 logits (lg16 is training's) from the bf16 norm output */
+        norm_forward(m, NULL, im->lnf_16, im->lnf_mean, im->lnf_rstd, im->tmp, im->lnf_w,
+                     im->lnf_b, B);
+        mm_forward_a16(m, m->L, MM_HEAD, im->logits, false, im->lnf_16, NULL, B, NULL, NULL);
+    } else {
+        norm_forward(m, im->lnf, NULL, im->lnf_mean, im->lnf_rstd, im->tmp, im->lnf_w, im->lnf_b,
+                     B);
+        mm_forward(m, m->L, MM_HEAD, im->logits, im->lnf, B);
+    }
 }
 
 /* The (B, Vp) logits of kv_forward where the host can read them: the model's own buffer on a

@@ -340,6 +340,13 @@ KCUDA_API void kcuda_kv_cache_append_c16(uint16_t *k_cache, uint16_t *v_cache, c
 KCUDA_API void kcuda_attention_decode_c16(float *out, const float *qkv, const uint16_t *k_cache,
                                           const uint16_t *v_cache, int B, int T_new, int pos,
                                           int NH, int NKV, int HS, int cache_T);
+/* The bf16 cache with bf16 qkv and out (backend.h's kv_cache_append_a16, attention_decode_a16). */
+KCUDA_API void kcuda_kv_cache_append_a16(uint16_t *k_cache, uint16_t *v_cache,
+                                         const uint16_t *qkv, int B, int T_new, int pos, int NH,
+                                         int NKV, int HS, int cache_T);
+KCUDA_API void kcuda_attention_decode_a16(uint16_t *out, const uint16_t *qkv,
+                                          const uint16_t *k_cache, const uint16_t *v_cache, int B,
+                                          int T_new, int pos, int NH, int NKV, int HS, int cache_T);
 
 /* bf16 activations (struct backend's _a16 group; the contracts are backend.h's). matmul.cu: */
 KCUDA_API void kcuda_matmul_a16_forward(void *out, bool out_bf16, const uint16_t *inp,

@@ -885,6 +885,24 @@ void kcuda_attention_decode_bf16(__nv_bfloat16 *out, const __nv_bfloat16 *qkv,
                                                    NKV, HS, cache_T);
 }
 
+/* The bf16 entries above with uint16_t storage: generation with bf16 activations (backend.h's
+ * kv_cache_append_a16, attention_decode_a16). */
+KCUDA_API void kcuda_kv_cache_append_a16(uint16_t *k_cache, uint16_t *v_cache,
+                                         const uint16_t *qkv, int B, int T_new, int pos, int NH,
+                                         int NKV, int HS, int cache_T)
+{
+    kcuda_kv_cache_append_bf16(kc_bf16(k_cache), kc_bf16(v_cache), kc_bf16(qkv), B, T_new, pos,
+                               NH, NKV, HS, cache_T);
+}
+
+KCUDA_API void kcuda_attention_decode_a16(uint16_t *out, const uint16_t *qkv,
+                                          const uint16_t *k_cache, const uint16_t *v_cache, int B,
+                                          int T_new, int pos, int NH, int NKV, int HS, int cache_T)
+{
+    kcuda_attention_decode_bf16(kc_bf16(out), kc_bf16(qkv), kc_bf16(k_cache), kc_bf16(v_cache), B,
+                                T_new, pos, NH, NKV, HS, cache_T);
+}
+
 /* A bf16 KV cache under fp32 activations (half the cache memory and bandwidth of generation):
  * the fp32 entries' contracts with K and V rounded to bf16 (nearest even) as they are appended
  * and widened back as decode reads them; q, out and all arithmetic stay fp32. On the same

@@ -338,6 +338,8 @@ static void fill_table(struct backend *b)
     b->flash_attention_backward_a16 = kcuda_flash_attention_backward_a16;
     b->softmax_ce_a16 = kcuda_softmax_ce_a16;
     b->matmul_a16_backward_d16 = kcuda_matmul_a16_backward_d16;
+    b->kv_cache_append_a16 = kcuda_kv_cache_append_a16;
+    b->attention_decode_a16 = kcuda_attention_decode_a16;
 }
 
 /* ---------------------------------------------------------------- device selection */

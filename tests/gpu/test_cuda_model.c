@@ -374,6 +374,10 @@ static void test_memory(void)
         dev_be->mem_stats(&s1);
         snprintf(what, sizeof what, "%s %s inference model", d.name, prec_name(gi.precision));
         check_delta(what, &s3, &s1, plan.bytes);
+        /* Generation with bf16 weights runs on bf16 activations too (kv_cache_append_a16,
+         * attention_decode_a16), so test_generation compares that path with the CPU's. */
+        CHECK_MSG(m.act_bf16 == want_a16, "%s: activations in %s, expected %s", what,
+                  m.act_bf16 ? "bf16" : "fp32", want_a16 ? "bf16" : "fp32");
         CHECK(plan.bytes[BACKEND_MEM_KV_CACHE] > 0);
         exec_model_release(&m);
         dev_be->mem_stats(&s2);

@@ -229,6 +229,21 @@ static void no_decode_c16(float *o, const float *qkv, const uint16_t *kc, const 
     abort();
 }
 
+static void no_kv_append_a16(uint16_t *kc, uint16_t *vc, const uint16_t *qkv, int B, int T,
+                             int pos, int NH, int NKV, int HS, int cT)
+{
+    (void)kc, (void)vc, (void)qkv, (void)B, (void)T, (void)pos, (void)NH, (void)NKV, (void)HS,
+        (void)cT;
+    abort();
+}
+static void no_decode_a16(uint16_t *o, const uint16_t *qkv, const uint16_t *kc,
+                          const uint16_t *vc, int B, int T, int pos, int NH, int NKV, int HS, int cT)
+{
+    (void)o, (void)qkv, (void)kc, (void)vc, (void)B, (void)T, (void)pos, (void)NH, (void)NKV,
+        (void)HS, (void)cT;
+    abort();
+}
+
 static float no_ce_a16(uint16_t *lg, float *losses, int *nv, const int *tg, int N, int V, int Vp,
                        bool grad, float scale)
 {
@@ -272,6 +287,8 @@ static const struct backend *test_backend(void)
         be.matmul_a16_backward_d16 = no_mm_bwd_d16;
         be.kv_cache_append_c16 = no_kv_append_c16; /* a bf16 KV cache with bf16 weights */
         be.attention_decode_c16 = no_decode_c16;
+        be.kv_cache_append_a16 = no_kv_append_a16; /* generation on bf16 activations */
+        be.attention_decode_a16 = no_decode_a16;
     }
     return &be;
 }
@@ -549,9 +566,10 @@ static void run_plan(const struct xplan *p, const struct optim_bytes *opt_given)
         }
         if (o.training)
             optimizer_bytes_of(&m, &ob, true);
-        /* bf16 activations exactly where the advisor assumes them (advisor/memory.c). */
-        bool a16 = g_cuda && o.training && o.precision == PREC_BF16_MIXED &&
-                   o.attention == ATTN_FLASH;
+        /* bf16 activations exactly where the advisor assumes them (advisor/memory.c): bf16
+         * training and generation with bf16 weights, flash attention. */
+        bool a16 = g_cuda && o.precision == PREC_BF16_MIXED && o.attention == ATTN_FLASH &&
+                   (o.training || o.kv_batch > 0);
         CHECK(m.act_bf16 == a16);
         n_act16_built += m.act_bf16;
         exec_model_release(&m);
@@ -659,6 +677,7 @@ static void test_gpt2_124m(void)
         infer_plan("gpt2 infer int8 b1 kv 512+256", g, 1, 512, 256, WFMT_INT8, ATTN_FLASH),
         infer_plan("gpt2 infer bf16 b4 kv 64+64 naive", g, 4, 64, 64, WFMT_BF16, ATTN_NAIVE),
         infer_plan("gpt2 infer fp16 b32 kv 128+128", g, 32, 128, 128, WFMT_FP16, ATTN_FLASH),
+        infer_plan("gpt2 infer bf16 b32 kv 128+128", g, 32, 128, 128, WFMT_BF16, ATTN_FLASH),
     };
     for (size_t i = 0; i < sizeof(plans) / sizeof(plans[0]); i++)
         run_plan(&plans[i], plans[i].s.lora_rank ? &lora : &full);
@@ -705,7 +724,7 @@ static void test_cuda_backend(void)
     test_llama_shaped();
     g_cuda = false;
     CHECK(n_cuda_plans >= 28);
-    CHECK(n_act16_built == 4); /* the tiny bf16 flash plans, one with LoRA */
+    CHECK(n_act16_built == 5); /* the tiny bf16 flash plans, one with LoRA, one generation */
 }
 
 int main(void)
