@@ -347,6 +347,12 @@ struct backend {
     void (*attention_decode_a16)(uint16_t *out, const uint16_t *qkv, const uint16_t *k_cache,
                                  const uint16_t *v_cache, int B, int T_new, int pos, int NH,
                                  int NKV, int HS, int cache_T);
+    /* Page-locked host memory (cudaMallocHost) for device-to-host copies the host reads at once
+     * (generation's logits, for the sampler): the copy engine writes it directly, where a copy
+     * into pageable memory goes through a staging buffer. Not device memory, not counted.
+     * NULL on host-memory backends; the allocation may fail (NULL: the caller uses malloc). */
+    void *(*host_alloc_pinned)(size_t bytes);
+    void (*host_free_pinned)(void *p);
 };
 
 /* The CPU backend (kernels/cpu). Static, never freed. */

@@ -302,7 +302,8 @@ static const char *const class_names[PC_COUNT] = {
 #define PROF_UNTIMED_ENTRIES(U)                                                                    \
     U(alloc) U(free) U(mem_stats) U(mem_reset_peak) U(synchronize) U(matmul_uses_blas)             \
     U(attention_backward_scratch_bytes) U(adafactor_row_floats) U(adafactor_col_floats)            \
-    U(adamw8bit_state_bytes) U(has_native_bf16) U(matmul_bf16_scratch_bytes)
+    U(adamw8bit_state_bytes) U(has_native_bf16) U(matmul_bf16_scratch_bytes)                   \
+    U(host_alloc_pinned) U(host_free_pinned)
 
 /* clang-format on */
 

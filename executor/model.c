@@ -157,6 +157,7 @@ struct exec_model_impl {
     float *lnf, *lnf_mean, *lnf_rstd, *logits;
     uint16_t *lnf_16;   /* act16: the final norm's output (lnf NULL) */
     uint16_t *logits16; /* lg16: the logits, then their gradient, in bf16 (logits NULL) */
+    bool host_logits_pinned; /* host_logits from be->host_alloc_pinned */
     float *host_logits; /* backend without host memory: prefill/decode logits copied here
                          * (kv_batch × Vp floats, host malloc) */
     int *tokens, *targets;
@@ -765,14 +766,18 @@ static void impl_alloc_tables(struct exec_model *m, struct exec_model_impl *im)
     im->inp = sw_xcalloc(L + 1, sizeof(*im->inp));
 }
 
-static void impl_free(struct exec_model_impl *im)
+/* be: the backend that allocated host_logits when it is pinned. */
+static void impl_free(struct exec_model_impl *im, const struct backend *be)
 {
     if (!im)
         return;
     free(im->lo);
     free(im->la);
     free(im->inp);
-    free(im->host_logits);
+    if (im->host_logits_pinned)
+        be->host_free_pinned(im->host_logits);
+    else
+        free(im->host_logits);
     free(im);
 }
 
@@ -799,7 +804,7 @@ int exec_model_plan_bytes(const struct model_desc *d, const struct exec_model_op
         out->bytes[c] = cv.off[c];
         out->total_bytes += cv.off[c];
     }
-    impl_free(im);
+    impl_free(im, be);
     return 0;
 }
 
@@ -1058,7 +1063,7 @@ void exec_model_release(struct exec_model *m)
         for (int c = 0; c < BACKEND_MEM_COUNT; c++)
             if (im->fam[c])
                 m->be->free(im->fam[c]);
-        impl_free(im);
+        impl_free(im, m->be);
     }
     free(m->tensors);
     memset(m, 0, sizeof(*m));
@@ -2104,8 +2109,15 @@ static const float *kv_logits_host(struct exec_model *m, int B)
     struct exec_model_impl *im = m->impl;
     if (m->be->host_memory)
         return im->logits;
-    if (!im->host_logits)
-        im->host_logits = sw_xmalloc((size_t)m->opts.kv_batch * m->Vp * sizeof(float));
+    if (!im->host_logits) {
+        /* Page-locked where the backend has it: a sampled decode step copies B·Vp floats. */
+        size_t bytes = (size_t)m->opts.kv_batch * m->Vp * sizeof(float);
+        if (m->be->host_alloc_pinned)
+            im->host_logits = m->be->host_alloc_pinned(bytes);
+        im->host_logits_pinned = im->host_logits != NULL;
+        if (!im->host_logits)
+            im->host_logits = sw_xmalloc(bytes);
+    }
     m->be->memcpy(im->host_logits, im->logits, (size_t)B * m->Vp * sizeof(float), BACKEND_D2H);
     return im->host_logits;
 }

@@ -202,6 +202,24 @@ static void be_memcpy(void *dst, const void *src, size_t bytes, enum backend_cop
         CUDA_CHECK(cudaStreamSynchronize(g_stream));
 }
 
+/* backend.h's host_alloc_pinned: NULL when the driver refuses (the error is cleared, so the
+ * next checked call does not report it); the caller then uses pageable memory. */
+static void *be_host_alloc_pinned(size_t bytes)
+{
+    void *p = NULL;
+    if (cudaMallocHost(&p, bytes ? bytes : 1) != cudaSuccess) {
+        (void)cudaGetLastError();
+        return NULL;
+    }
+    return p;
+}
+
+static void be_host_free_pinned(void *p)
+{
+    if (p)
+        CUDA_CHECK(cudaFreeHost(p));
+}
+
 static void be_memset(void *dst, int value, size_t bytes)
 {
     if (bytes)
@@ -244,6 +262,8 @@ static void fill_table(struct backend *b)
     b->alloc = be_alloc;
     b->free = be_free;
     b->memcpy = be_memcpy;
+    b->host_alloc_pinned = be_host_alloc_pinned;
+    b->host_free_pinned = be_host_free_pinned;
     b->memset = be_memset;
     b->mem_stats = be_mem_stats;
     b->mem_reset_peak = be_mem_reset_peak;

@@ -177,6 +177,10 @@ template <typename T> static inline cudaError_t cudaMalloc(T **p, size_t bytes)
     return cudaMalloc(reinterpret_cast<void **>(p), bytes);
 }
 cudaError_t cudaFree(void *p);
+/* Page-locked host memory: host memory here (the copies take it as a host side), tracked so
+ * that cudaFreeHost of anything else is cudaErrorInvalidValue, as cudaFree's. */
+cudaError_t cudaMallocHost(void **p, size_t bytes);
+cudaError_t cudaFreeHost(void *p);
 /* True when [p, p + bytes) lies inside one live cudaMalloc allocation (the cuBLASLt fake checks
  * its operands with it: on a GPU an access outside is an illegal address or a silent read of a
  * neighbour). */

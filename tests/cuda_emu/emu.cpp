@@ -296,6 +296,29 @@ cudaError_t cudaFree(void *p)
     return cudaSuccess;
 }
 
+static std::map<uintptr_t, size_t> &g_host_allocs = *new std::map<uintptr_t, size_t>;
+
+cudaError_t cudaMallocHost(void **p, size_t bytes)
+{
+    if (!p)
+        return fail(cudaErrorInvalidValue);
+    *p = malloc(bytes ? bytes : 1);
+    if (!*p)
+        return fail(cudaErrorMemoryAllocation);
+    g_host_allocs[(uintptr_t)*p] = bytes;
+    return cudaSuccess;
+}
+
+cudaError_t cudaFreeHost(void *p)
+{
+    if (!p)
+        return cudaSuccess;
+    if (!g_host_allocs.erase((uintptr_t)p))
+        return fail(cudaErrorInvalidValue); /* not from cudaMallocHost, or freed twice */
+    free(p);
+    return cudaSuccess;
+}
+
 /* The live allocation holding address q, or end(). */
 static std::map<uintptr_t, emu_alloc>::iterator alloc_of(uintptr_t q)
 {

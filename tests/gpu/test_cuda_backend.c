@@ -186,6 +186,15 @@ static void test_copies(void)
     memcpy(&word, &back[11], 4);
     CHECK_INT(word, 0x3f3f3f3fu);
     CHECK(back[4] == h[4] && back[12] == h[12]);
+    /* Page-locked host memory (generation's logits): a device-to-host copy lands in it. */
+    CHECK(be->host_alloc_pinned && be->host_free_pinned);
+    float *pinned = be->host_alloc_pinned ? be->host_alloc_pinned(N * sizeof(float)) : NULL;
+    CHECK(pinned != NULL);
+    if (pinned) {
+        be->memcpy(pinned, d1, N * sizeof(float), BACKEND_D2H);
+        CHECK(memcmp(pinned, h, N * sizeof(float)) == 0);
+        be->host_free_pinned(pinned);
+    }
     be->free(b1);
     be->free(d2);
     free(h);
