@@ -65,6 +65,17 @@ if [ -x "$B/gpu/bench_matmul" ]; then
   # emulated heuristic offers one algorithm).
   n=$(grep -cE '^matmul [a-z-]+ +algorithms \(heuristic order, 1 offered\): forward ms #0 [0-9.]+; backward ms #0 [0-9.]+$' "$TMP/out")
   [ "$n" = 5 ] && ok || fail "bench_matmul: $n algorithm survey lines of 5: $(grep algorithms "$TMP/out" | head -n 2)"
+  expect_grep '^matmul algorithm per step \(every GEMM at index k, forward \+ backward ms\): #0 [0-9.]+; best #0 \(1\.00x #0\)$' \
+    "$TMP/out" "bench_matmul's per-step survey line (check.sh step 5b reads it)"
+  # SCALEWISE_CUDA_GEMM_ALGO: a digit takes that algorithm (the last offered: #0 here), anything
+  # else refuses the backend, naming the variable.
+  expect_rc 0 "bench_matmul with SCALEWISE_CUDA_GEMM_ALGO=3" -- "${GPU[@]}" SW_BENCH_MATMUL_ROWS=4 \
+    SW_BENCH_MATMUL_SURVEY=0 SCALEWISE_CUDA_GEMM_ALGO=3 "$B/gpu/bench_matmul"
+  expect_grep '^bench_matmul: 5 passed, 0 failed$' "$TMP/out" "bench_matmul count line (algorithm 3)"
+  expect_rc 0 "bench_matmul with SCALEWISE_CUDA_GEMM_ALGO=12" -- "${GPU[@]}" SW_BENCH_MATMUL_ROWS=4 \
+    SCALEWISE_CUDA_GEMM_ALGO=12 "$B/gpu/bench_matmul"
+  expect_grep 'SCALEWISE_CUDA_GEMM_ALGO=12: expected one digit, 0 to 7' "$TMP/out" \
+    "a bad SCALEWISE_CUDA_GEMM_ALGO is refused with its name"
 fi
 
 # ------------------------------------------------------------------ b. training plans

@@ -117,6 +117,13 @@ static double timed(void (*f)(const struct shape *, const struct bufs *), const 
     return (sw_now_s() - t0) / REPS;
 }
 
+/* The survey's step totals: per algorithm index, Σ per_step · (forward + backward) seconds over
+ * the shapes surveyed, and the fewest algorithms any shape was offered (indices past it fall
+ * back to the last offered, as SCALEWISE_CUDA_GEMM_ALGO does). */
+#define SURVEY_MAX 8
+static double survey_step[SURVEY_MAX];
+static int survey_offered = SURVEY_MAX;
+
 /* Shape s's forward and backward with the heuristic's algorithm #0, #1, ... (as many as every
  * plan involved was offered, at most 8), then the default again. */
 static void survey(const struct shape *s, const struct bufs *b)
@@ -132,7 +139,10 @@ static void survey(const struct shape *s, const struct bufs *b)
                                1e3 * tf);
         nb += (size_t)snprintf(bwd + nb, sizeof bwd - nb, "%s#%d %.3f", i ? ", " : "", i,
                                1e3 * tb);
+        survey_step[i] += s->per_step * (tf + tb);
     }
+    if (offered < survey_offered)
+        survey_offered = offered > 0 ? offered : 1;
     gemm_algo(-1);
     printf("matmul %-8s algorithms (heuristic order, %d offered): forward ms %s; backward ms "
            "%s\n",
@@ -193,6 +203,21 @@ static void bench(void)
     printf("matmul per step (12 layers + head, %d rows): forward %.2f ms, backward %.2f ms, "
            "%.0f TFLOP/s overall\n",
            ROWS, 1e3 * step_f, 1e3 * step_b, step_flop / (step_f + step_b) / 1e12);
+    if (!gemm_algo)
+        return;
+    /* What SCALEWISE_CUDA_GEMM_ALGO=k would make of a step's matmuls: every GEMM at index k. */
+    char line[256] = "";
+    size_t n = 0;
+    int best = 0;
+    for (int i = 0; i < survey_offered; i++) {
+        n += (size_t)snprintf(line + n, sizeof line - n, "%s#%d %.2f", i ? ", " : "", i,
+                              1e3 * survey_step[i]);
+        if (survey_step[i] < survey_step[best])
+            best = i;
+    }
+    printf("matmul algorithm per step (every GEMM at index k, forward + backward ms): %s; best "
+           "#%d (%.2fx #0)\n",
+           line, best, survey_step[0] > 0 ? survey_step[best] / survey_step[0] : 1.0);
 }
 
 int main(void)

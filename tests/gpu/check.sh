@@ -20,6 +20,9 @@
 #      kernels (SCALEWISE_CUDA_ATTENTION=mma) instead of the default (the fastest of wide, pipe
 #      and mma, tuned per shape; step 3 prints what it chose): tokens/s, MFU, and the ratio to
 #      the default (SW_CHECK_ATT_VARIANTS="mma pipe wide wmma fma" adds the others);
+#   5b. when bench_matmul's survey finds a cuBLASLt algorithm index that makes a step's GEMMs
+#      at least 3% faster than the heuristic's first, the largest batch again with it
+#      (SCALEWISE_CUDA_GEMM_ALGO): tokens/s and the ratio;
 #   6. at one batch: fp16-mixed (with its loss scaler's skipped steps), bf16-mixed with the
 #      GELU epilogue fusion off, and bf16-mixed with fp32 activations (SCALEWISE_CUDA_ACT16=0:
 #      the advisor's prediction then assumes the bf16 ones), each against step 3's run.
@@ -348,6 +351,40 @@ for v in ${SW_CHECK_ATT_VARIANTS-mma}; do
     fi
   done
 done
+
+# ---------------------------------------------------------------- 5b. another GEMM algorithm
+# bench_matmul's survey (step 2) ends with "matmul algorithm per step ...: best #k (R x #0)":
+# every GEMM of a step at the heuristic's k-th algorithm. When k is not 0 and saves at least
+# 3%, the largest batch of step 3 runs once more with SCALEWISE_CUDA_GEMM_ALGO=k (the executor
+# otherwise always takes #0): its tokens/s and the ratio to the default.
+GB_LINE=$(grep -E '^matmul algorithm per step' "$LOGS/bench_matmul.log" 2>/dev/null | tail -n 1)
+GA=$(printf '%s\n' "$GB_LINE" | sed -n 's/.*best #\([0-9]\) (\([0-9.]*\)x #0).*/\1 \2/p')
+set -- $GA
+if [ -n "${1:-}" ] && [ "$1" != 0 ] && awk -v r="$2" 'BEGIN { exit !(r < 0.97) }'; then
+  B=$(printf '%s\n' $BATCHES | sort -n | tail -n 1)
+  if over_budget; then
+    say "scalewise train B=$B (GEMM algorithm #$1, $2x #0 in bench_matmul): skipped (time budget of $BUDGET_S s spent)"
+  else
+    train_plan "$B" "$STEPS" "-algo$1"
+    t0=$SECONDS
+    SCALEWISE_CUDA_GEMM_ALGO=$1 timeout "$RUN_TIMEOUT_S" ./scalewise run "$WORK/train-b$B-algo$1.yaml" \
+      >"$LOGS/sw-train-b$B-algo$1.out" 2>"$LOGS/sw-train-b$B-algo$1.err"
+    if [ $? -ne 0 ]; then
+      say "scalewise train B=$B T=$SEQ (GEMM algorithm #$1): FAILED: $(tail -n 3 "$LOGS/sw-train-b$B-algo$1.err" | head -c 400)"
+    else
+      cp "$WORK/run-b$B-algo$1/report.yaml" "$LOGS/sw-train-b$B-algo$1-report.yaml" 2>/dev/null
+      line=$("$PY" tests/gpu/summarize.py train "$WORK/run-b$B-algo$1" "$FPT" "${PEAK:-0}" 2>"$WORK/tps-algo")
+      a_tps=$(sed -n 's/^TPS //p' "$WORK/tps-algo")
+      say "scalewise train B=$B T=$SEQ (SCALEWISE_CUDA_GEMM_ALGO=$1, $2x #0 in bench_matmul): ${line:-no metrics} ($((SECONDS - t0)) s)"
+      "$PY" tests/gpu/summarize.py train "$WORK/run-b$B" "$FPT" "${PEAK:-0}" >/dev/null 2>"$WORK/tps-def"
+      def_tps=$(sed -n 's/^TPS //p' "$WORK/tps-def")
+      [ -n "$a_tps" ] && [ -n "$def_tps" ] &&
+        say "ratio B=$B: scalewise GEMM algorithm #$1 / #0 = $(awk -v a="$a_tps" -v b="$def_tps" 'BEGIN{printf "%.2f", a/b}')"
+    fi
+  fi
+elif [ -n "$GB_LINE" ]; then
+  say "GEMM algorithms: ${GB_LINE#matmul algorithm per step } (no run: #0 is within 3% of the best)"
+fi
 
 # ---------------------------------------------------------------- 6. fp16-mixed, GELU fusion
 # One batch (SW_CHECK_EXTRA_BATCH, default 16): fp16-mixed (fp16 tensor cores, dynamic loss
