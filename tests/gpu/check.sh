@@ -14,6 +14,8 @@
 #      GPU for the ratio; right after the scalewise run at the smallest batch, that plan once more
 #      with SCALEWISE_PROFILE=1 (docs/run.md, "Where the time goes"): profile.yaml into the logs,
 #      the class totals and the top 5 backend entries into the summary;
+#      a failed run is retried with SCALEWISE_CUDA_ATTENTION=mma, then with
+#      SCALEWISE_CUDA_ACT16=0 too (each kept for the rest of the script);
 #   4. generation (a `task: infer` plan on cuda), batch 1 and 32, 128 prompt tokens + 128 new
 #      tokens: prefill and decode tokens/s and memory against the estimate, scalewise and PyTorch;
 #   5. the scalewise training runs of step 3 again with the (unpipelined) mma.sync attention
@@ -228,6 +230,13 @@ for B in $BATCHES; do
     say "  retrying with SCALEWISE_CUDA_ATTENTION=mma, kept for the rest of this script"
     train_run "$B"
   fi
+  # Then the bf16 activations themselves (also written without a GPU): fp32 activations with
+  # the mma.sync kernels are the configuration measured on the H200 in session 4.
+  if [ "$rc" -ne 0 ] && [ -z "${SCALEWISE_CUDA_ACT16:-}" ] && [ "$DEVICE" = cuda ]; then
+    export SCALEWISE_CUDA_ACT16=0
+    say "  retrying with SCALEWISE_CUDA_ACT16=0 (fp32 activations), kept for the rest of this script"
+    train_run "$B"
+  fi
   if [ "$B" = "$PROFILE_B" ]; then
     if [ -n "${sw_tps:-}" ]; then profile_run "$B"
     else say "scalewise profile B=$B: skipped (the unprofiled run above did not complete)"; fi
@@ -285,6 +294,17 @@ EOF
   t0=$SECONDS
   timeout 120 ./scalewise run "$WORK/gen-b$GB.yaml" --out "$WORK/gen-b$GB" >"$LOGS/sw-gen-b$GB.out" 2>"$LOGS/sw-gen-b$GB.err"
   rc=$?
+  # Generation on bf16 activations was written without a GPU: on a failure, once more (and for
+  # the rest of the script) with fp32 activations, as measured in session 4.
+  if [ "$rc" -ne 0 ] && ! grep -qE "device is cuda|device 'cuda'" "$LOGS/sw-gen-b$GB.err" &&
+     [ -z "${SCALEWISE_CUDA_ACT16:-}" ] && [ "$DEVICE" = cuda ]; then
+    say "scalewise generate batch $GB: FAILED rc=$rc: $(tail -n 3 "$LOGS/sw-gen-b$GB.err" | head -c 400)"
+    export SCALEWISE_CUDA_ACT16=0
+    say "  retrying with SCALEWISE_CUDA_ACT16=0 (fp32 activations), kept for the rest of this script"
+    rm -rf "$WORK/gen-b$GB"
+    timeout 120 ./scalewise run "$WORK/gen-b$GB.yaml" --out "$WORK/gen-b$GB" >"$LOGS/sw-gen-b$GB.out" 2>"$LOGS/sw-gen-b$GB.err"
+    rc=$?
+  fi
   if [ "$rc" -ne 0 ] && grep -qE "device is cuda|device 'cuda'" "$LOGS/sw-gen-b$GB.err"; then
     say "scalewise generate batch $GB (128+128): refused (rc=$rc): $(head -c 500 "$LOGS/sw-gen-b$GB.err")"
   elif [ "$rc" -ne 0 ]; then
