@@ -6,8 +6,8 @@
  * All three products are one GEMM, out(M,Nc) (=|+=) A(M,K)·B(K,Nc), A fp32 and B bf16 read
  * through strides (forward: B(k,j) = W[j·C + k]; backward: B(k,j) = W[k·C + j]); the weight
  * gradient reads A = doutᵀ transposed and B = inp in fp32, rounding both as they are converted
- * and packed, and runs its rows in chunks (mmb_dw_run: the scratch is sized for N rows, dW has
- * OC of them). Before it, dW was an fp32 sgemm: at GPT-2 124M, B 2, T 128 on 2 Zen cores, 286 ms
+ * and packed, each task converting its own rows of A (mmb_dw_run: the scratch is sized for N
+ * rows, dW has OC of them). Before it, dW was an fp32 sgemm: at GPT-2 124M, B 2, T 128 on 2 Zen cores, 286 ms
  * of a 694 ms step, against 104 ms for the bf16 forward of the same FLOPs. The blocking follows
  * BLIS (Van Zee & van de Geijn, 2015): for each block of KC depth, A's rows are converted to bf16
  * once into scratch; for each block of NC output columns, B is packed into panels of NR = 48
@@ -197,18 +197,18 @@ MMB_TARGET static void mmb_convert_row(const struct mmb_gemm *g, int n, int pc, 
     }
 }
 
-/* Rows m..m+15 of the A block (depth pc..pc+kc) to bf16 when A is read transposed (a_t: the
- * weight gradient's doutᵀ, whose rows are columns of dout): 32 depths at a time, 16 adjacent
- * floats of each dout row loaded and rounded, then the 32 × 16 block of halfwords written out
- * transposed. Depth zero-padded to a multiple of 32 and rows past M zero, as mmb_convert_row;
- * only rows below Mp (the block's rows) are written. */
-MMB_TARGET static void mmb_convert_rows_t(const struct mmb_gemm *g, int m, int Mp, int pc, int kc)
+/* Rows m..m+15 of A (depth pc..pc+kc) to bf16 into dst (16 rows of KC) when A is read
+ * transposed (a_t: the weight gradient's doutᵀ, whose rows are columns of dout): 32 depths at
+ * a time, 16 adjacent floats of each dout row loaded and rounded, then the 32 × 16 block of
+ * halfwords written out transposed. Depth zero-padded to a multiple of 32 and rows past M zero,
+ * as mmb_convert_row. */
+MMB_TARGET static void mmb_convert_t16(const struct mmb_gemm *g, uint16_t *dst, int m, int pc,
+                                       int kc)
 {
     int live = g->M - m < 16 ? g->M - m : 16;
-    __mmask16 mk = live <= 0 ? (__mmask16)0 : (__mmask16)((1u << live) - 1u);
-    if (live >= 16)
-        mk = (__mmask16)0xFFFF;
-    int rows = Mp - m < 16 ? Mp - m : 16;
+    __mmask16 mk = live >= 16  ? (__mmask16)0xFFFF
+                   : live <= 0 ? (__mmask16)0
+                               : (__mmask16)((1u << live) - 1u);
     uint16_t tmp[32][16] __attribute__((aligned(64)));
     for (int k0 = 0; k0 < kc; k0 += 32) {
         for (int kk = 0; kk < 32; kk++) {
@@ -217,11 +217,9 @@ MMB_TARGET static void mmb_convert_rows_t(const struct mmb_gemm *g, int m, int M
                                            : _mm512_setzero_ps();
             _mm256_store_si256((__m256i *)tmp[kk], (__m256i)_mm512_cvtneps_pbh(v));
         }
-        for (int r = 0; r < rows; r++) {
-            uint16_t *dst = g->ab + (size_t)(m + r) * MMB_KC + k0;
+        for (int r = 0; r < 16; r++)
             for (int kk = 0; kk < 32; kk++)
-                dst[kk] = tmp[kk][r];
-        }
+                dst[(size_t)r * MMB_KC + k0 + kk] = tmp[kk][r];
     }
 }
 
@@ -472,41 +470,55 @@ static void mmb_gemm_run(struct mmb_gemm *g)
     }
 }
 
-/* The weight gradient's GEMM, dW(OC, C) += doutᵀ(OC, N) · inp(N, C) (a_t, bf): M = OC can be
- * far more rows than the scratch's A block holds (it is sized for N rows, and GPT-2's head has
- * 50,304), so per depth block and per NC block of columns, B is packed once and the rows run in
- * chunks of Mc, each converted and multiplied in turn. A is converted once per column block:
- * OC·N·(C/NC) elements against 2·OC·N·C multiply-adds. */
-static void mmb_dw_run(struct mmb_gemm *g, int Mc)
+/* The weight gradient's GEMM, dW(OC, C) += doutᵀ(OC, N) · inp(N, C) (a_t, bf). M = OC is
+ * often far more rows than the scratch's A block holds (it is sized for N rows; GPT-2's head
+ * has 50,304), so each task converts its own MMB_DW_ROWS rows of A into a buffer on its
+ * thread's stack and runs them against every panel of the column block: per depth block and
+ * per NC block of columns, B is packed once (one barrier) and the row tasks follow (another),
+ * however many rows. An earlier form ran the rows in chunks of the scratch's N rows with two
+ * barriers each: GPT-2's head at N = 64 took 786 chunks, and with a second process on one of
+ * the two cores each barrier waited out a time slice (256 ms a call instead of about 10). A is
+ * converted once per column block: OC·N·(C/NC) elements against 2·OC·N·C multiply-adds. */
+#define MMB_DW_ROWS 32
+_Static_assert(MMB_DW_ROWS % 16 == 0 && MMB_DW_ROWS % MMB_MR == 0, "whole conversion groups");
+
+static void mmb_dw_rows(const struct mmb_gemm *g, uint16_t *ab, int m0, int pc, int kc, int jc,
+                        int np)
+{
+    for (int r = 0; r < MMB_DW_ROWS; r += 16)
+        mmb_convert_t16(g, ab + (size_t)r * MMB_KC, m0 + r, pc, kc);
+    int kp = (kc + 1) / 2, live = g->M - m0 < MMB_DW_ROWS ? g->M - m0 : MMB_DW_ROWS;
+    for (int jr = 0; jr < np; jr++) {
+        int j0 = jc + jr * MMB_NR;
+        int nr = g->Nc - j0 < MMB_NR ? g->Nc - j0 : MMB_NR;
+        const uint16_t *panel = g->bp + (size_t)jr * MMB_KC * MMB_NR;
+        for (int i = 0; i < live; i += MMB_MR)
+            mmb_tile(kp, ab + (size_t)i * MMB_KC, panel, g->out + (size_t)(m0 + i) * g->ldo + j0,
+                     g->ldo, live - i < MMB_MR ? live - i : MMB_MR, nr, NULL, false);
+    }
+}
+
+static void mmb_dw_run(const struct mmb_gemm *g)
 {
     bool par = (long)g->M * g->K * g->Nc > MMB_PARALLEL_MIN_FLOPS;
-    struct mmb_gemm whole = *g;
+    int n_rb = (g->M + MMB_DW_ROWS - 1) / MMB_DW_ROWS;
 #pragma omp parallel if (par)
-    for (int pc = 0; pc < whole.K; pc += MMB_KC) {
-        int kc = whole.K - pc < MMB_KC ? whole.K - pc : MMB_KC;
-        for (int jc = 0; jc < whole.Nc; jc += MMB_NC) {
-            int nc = whole.Nc - jc < MMB_NC ? whole.Nc - jc : MMB_NC;
-            int np = (nc + MMB_NR - 1) / MMB_NR;
+    {
+        uint16_t ab[MMB_DW_ROWS * MMB_KC] __attribute__((aligned(64))); /* 48 KiB */
+        for (int pc = 0; pc < g->K; pc += MMB_KC) {
+            int kc = g->K - pc < MMB_KC ? g->K - pc : MMB_KC;
+            for (int jc = 0; jc < g->Nc; jc += MMB_NC) {
+                int nc = g->Nc - jc < MMB_NC ? g->Nc - jc : MMB_NC;
+                int np = (nc + MMB_NR - 1) / MMB_NR;
 #pragma omp for schedule(static)
-            for (int jr = 0; jr < np; jr++) {
-                int j0 = jc + jr * MMB_NR;
-                mmb_pack_panel_f32(&whole, jr, pc, kc, j0,
-                                   whole.Nc - j0 < MMB_NR ? whole.Nc - j0 : MMB_NR);
-            }
-            for (int m0 = 0; m0 < whole.M; m0 += Mc) {
-                struct mmb_gemm c = whole; /* the chunk: rows m0.., A and out offset */
-                c.M = whole.M - m0 < Mc ? whole.M - m0 : Mc;
-                c.a = whole.a + m0;
-                c.out = whole.out + (size_t)m0 * whole.ldo;
-                int Mp = (c.M + MMB_MR - 1) / MMB_MR * MMB_MR;
-                int n_ic = (c.M + MMB_MC - 1) / MMB_MC;
-#pragma omp for schedule(static)
-                for (int m = 0; m < Mp; m += 16)
-                    mmb_convert_rows_t(&c, m, Mp, pc, kc);
-#pragma omp for collapse(2) schedule(dynamic)
-                for (int ic = 0; ic < n_ic; ic++)
-                    for (int jr = 0; jr < np; jr++)
-                        mmb_task(&c, ic * MMB_MC, jr, jc, pc, kc);
+                for (int jr = 0; jr < np; jr++) {
+                    int j0 = jc + jr * MMB_NR;
+                    mmb_pack_panel_f32(g, jr, pc, kc, j0,
+                                       g->Nc - j0 < MMB_NR ? g->Nc - j0 : MMB_NR);
+                }
+#pragma omp for schedule(dynamic)
+                for (int rb = 0; rb < n_rb; rb++)
+                    mmb_dw_rows(g, ab, rb * MMB_DW_ROWS, pc, kc, jc, np);
             }
         }
     }
@@ -592,7 +604,7 @@ void kcpu_matmul_bf16_backward_weight(float *dweight, float *dbias, const float 
         SW_ASSERT(scratch && ((uintptr_t)scratch & 63u) == 0);
         if (dweight) {
             uint16_t *ab = scratch;
-            int rows = (N + MMB_MR - 1) / MMB_MR * MMB_MR; /* the A block's rows: one chunk */
+            int rows = (N + MMB_MR - 1) / MMB_MR * MMB_MR; /* B follows the A block's room */
             struct mmb_gemm g = {.out = dweight,
                                  .ldo = C,
                                  .accumulate = true,
@@ -609,7 +621,7 @@ void kcpu_matmul_bf16_backward_weight(float *dweight, float *dbias, const float 
                                  .Nc = C,
                                  .ab = ab,
                                  .bp = ab + (size_t)rows * MMB_KC};
-            mmb_dw_run(&g, rows);
+            mmb_dw_run(&g);
         }
         if (dbias)
             kcpu_matmul_backward(NULL, NULL, dbias, dout, NULL, NULL, N, C, OC);

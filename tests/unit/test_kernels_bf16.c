@@ -214,8 +214,8 @@ static const int shapes[][3] = {
 #define N_SHAPES (sizeof(shapes) / sizeof(shapes[0]))
 
 /* The weight gradient's depth is N: past one depth block (800, 1601 with an unpaired last row),
- * C past one packed column block (1601), and OC many times the A block's rows (the rows run in
- * chunks of N rounded up to 8: 25 chunks of 8 for (3, 7, 200)). */
+ * C past one packed column block (1601), and OC many times a row task's 32 rows (1000: 31 and a
+ * partial one; 200 with a depth of 3). */
 static const int dw_shapes[][3] = {
     {800, 50, 37}, {1601, 20, 9}, {5, 1601, 40}, {3, 7, 200}, {40, 130, 1000},
 };
