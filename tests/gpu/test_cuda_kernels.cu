@@ -1194,13 +1194,17 @@ static void test_flash_attention_a16(void)
     }
     /* The wide ones (HS 64): 128-row forward blocks, so T 130 has a block whose second m-tiles
      * alone meet the diagonal key tile and a block of two rows; T 200 a partial block whose
-     * second m-tiles hold rows past T; grouped heads; one token. */
+     * second m-tiles hold rows past T; T 260 full blocks of 4 and 5 key tiles, in the
+     * emulation's warp-by-warp slots too (a missing barrier before a key buffer is refilled
+     * shows there, where T 130's and T 200's live rows sit in warps that read before the
+     * refill); grouped heads; one token. */
     if (!kcuda_flash_attention_wide_supported(64) || !kcuda_flash_attention_mma_supported(64)) {
         printf("  wide a16 attention HS 64: skipped: unsupported here\n");
         return;
     }
     a16_case(A16_WIDE, 2, 130, 4, 2, 64);
     a16_case(A16_WIDE, 1, 200, 3, 1, 64);
+    a16_case(A16_WIDE, 2, 260, 2, 1, 64);
     a16_case(A16_WIDE, 1, 1, 3, 1, 64);
     a16_case(A16_WIDE_DQ, 2, 130, 4, 2, 64);
     a16_case(A16_WIDE_DKV, 2, 130, 4, 2, 64);
