@@ -443,6 +443,38 @@ EXPORT int scalewise_cuda_gemm_algo(int index)
  * a plugin left over from before an entry was added is refused instead of misread. */
 EXPORT const size_t scalewise_cuda_backend_table_bytes = sizeof(struct backend);
 
+/* The plugin's switches (docs/cuda.md): false with the reason in err[0..n) when one is set to
+ * a value it does not take, so a typo refuses the backend instead of silently running the
+ * default. SCALEWISE_CUDA_GEMM_ALGO is checked by kcuda_matmul_init. */
+static bool env_ok(char *err, size_t n)
+{
+    static const struct {
+        const char *name, *const values[8];
+    } sw[] = {
+        {"SCALEWISE_CUDA_ATTENTION", {"auto", "wide", "pipe", "mma", "wmma", "fma", NULL}},
+        {"SCALEWISE_CUDA_FUSED_GELU", {"0", "1", NULL}},
+        {"SCALEWISE_CUDA_ACT16", {"0", "1", NULL}},
+    };
+    for (size_t i = 0; i < sizeof sw / sizeof sw[0]; i++) {
+        const char *v = getenv(sw[i].name);
+        if (!v || !v[0])
+            continue;
+        bool known = false;
+        char list[96] = "";
+        size_t used = 0;
+        for (int k = 0; sw[i].values[k]; k++) {
+            known = known || strcmp(v, sw[i].values[k]) == 0;
+            used += (size_t)snprintf(list + used, sizeof list - used, "%s%s", k ? ", " : "",
+                                     sw[i].values[k]);
+        }
+        if (!known) {
+            snprintf(err, n, "%s=%s: expected one of %s", sw[i].name, v, list);
+            return false;
+        }
+    }
+    return true;
+}
+
 /* The backend table for the selected GPU, or NULL with the reason in err[0..n). Idempotent:
  * a second call returns the same table. Fork safety: call it in the process that will use the
  * GPU, after any fork. */
@@ -459,6 +491,8 @@ EXPORT const struct backend *scalewise_cuda_backend(int api_version, char *err, 
     }
     if (g_device >= 0)
         return &g_backend;
+    if (!env_ok(err, n))
+        return NULL;
     int count = 0; /* cudaGetDeviceCount leaves it untouched when it fails */
     cudaError_t e = cudaGetDeviceCount(&count);
     if (e != cudaSuccess || count <= 0) {

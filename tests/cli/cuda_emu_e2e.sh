@@ -76,6 +76,15 @@ if [ -x "$B/gpu/bench_matmul" ]; then
     SCALEWISE_CUDA_GEMM_ALGO=12 "$B/gpu/bench_matmul"
   expect_grep 'SCALEWISE_CUDA_GEMM_ALGO=12: expected one digit, 0 to 7' "$TMP/out" \
     "a bad SCALEWISE_CUDA_GEMM_ALGO is refused with its name"
+  # The plugin's other switches: a typo refuses the backend instead of running the default.
+  expect_rc 0 "bench_matmul with SCALEWISE_CUDA_ATTENTION=mmma" -- "${GPU[@]}" \
+    SW_BENCH_MATMUL_ROWS=4 SCALEWISE_CUDA_ATTENTION=mmma "$B/gpu/bench_matmul"
+  expect_grep 'SCALEWISE_CUDA_ATTENTION=mmma: expected one of auto, wide, pipe, mma, wmma, fma' \
+    "$TMP/out" "a bad SCALEWISE_CUDA_ATTENTION is refused with the values it takes"
+  expect_rc 0 "bench_matmul with SCALEWISE_CUDA_ACT16=no" -- "${GPU[@]}" \
+    SW_BENCH_MATMUL_ROWS=4 SCALEWISE_CUDA_ACT16=no "$B/gpu/bench_matmul"
+  expect_grep 'SCALEWISE_CUDA_ACT16=no: expected one of 0, 1' "$TMP/out" \
+    "a bad SCALEWISE_CUDA_ACT16 is refused"
 fi
 
 # ------------------------------------------------------------------ b. training plans
