@@ -18,6 +18,7 @@
 #      SCALEWISE_CUDA_ACT16=0 too (each kept for the rest of the script);
 #   4. generation (a `task: infer` plan on cuda), batch 1 and 32, 128 prompt tokens + 128 new
 #      tokens: prefill and decode tokens/s and memory against the estimate, scalewise and PyTorch;
+#      then the largest batch with fp32 activations (SCALEWISE_CUDA_ACT16=0) for the ratio;
 #   5. the scalewise training runs of step 3 again with the (unpipelined) mma.sync attention
 #      kernels (SCALEWISE_CUDA_ATTENTION=mma) instead of the default (the fastest of wide, pipe
 #      and mma, tuned per shape; step 3 prints what it chose): tokens/s, MFU, and the ratio to
@@ -338,6 +339,21 @@ EOF
     say "torch generate batch $GB: no result (see gpu-check-logs/torch-gen-b$GB.err)"
   fi
 done
+
+# Generation on bf16 activations is new since the session-4 figures: the largest batch once
+# more with fp32 activations (SCALEWISE_CUDA_ACT16=0), prefill and decode against the default.
+GBL=$(printf '%s\n' $GEN_BATCHES | sort -n | tail -n 1)
+if [ -n "$GBL" ] && [ "$DEVICE" = cuda ] && [ -z "${SCALEWISE_CUDA_ACT16:-}" ] &&
+   [ -f "$WORK/gen-b$GBL/report.yaml" ] && ! over_budget; then
+  t0=$SECONDS
+  if SCALEWISE_CUDA_ACT16=0 timeout 120 ./scalewise run "$WORK/gen-b$GBL.yaml" --out "$WORK/gen-b$GBL-act32" \
+      >"$LOGS/sw-gen-b$GBL-act32.out" 2>"$LOGS/sw-gen-b$GBL-act32.err"; then
+    say "scalewise generate batch $GBL, fp32 activations (SCALEWISE_CUDA_ACT16=0): $("$PY" tests/gpu/summarize.py generate "$WORK/gen-b$GBL-act32/report.yaml" 2>&1) ($((SECONDS - t0)) s)"
+    say "ratio generate batch $GBL: bf16 activations / fp32: $("$PY" tests/gpu/summarize.py gen-ratio "$WORK/gen-b$GBL/report.yaml" "$WORK/gen-b$GBL-act32/report.yaml" 2>&1 | tail -n 1)"
+  else
+    say "scalewise generate batch $GBL, fp32 activations: FAILED: $(tail -n 3 "$LOGS/sw-gen-b$GBL-act32.err" | head -c 400)"
+  fi
+fi
 
 # ---------------------------------------------------------------- 5. other attention kernels
 # The training plans of step 3 with SCALEWISE_CUDA_ATTENTION=<v> for each v of

@@ -3,6 +3,7 @@
 
   summarize.py train RUN_DIR FLOPS_PER_TOKEN PEAK_FLOPS   (metrics.jsonl + report.yaml)
   summarize.py generate REPORT_YAML
+  summarize.py gen-ratio REPORT_A REPORT_B   (prefill and decode tokens/s of A over B)
 
 Reads report.yaml with PyYAML when the python running it has it (the GPU machine's torch
 environment may not), else with a small reader of the block maps scalewise writes (common/emit.c:
@@ -112,11 +113,22 @@ def generate(path):
               r.get("device", "?")))
 
 
+def gen_ratio(path_a, path_b):
+    a = read_yaml(path_a).get("measured") or {}
+    b = read_yaml(path_b).get("measured") or {}
+
+    def ratio(key):
+        return "%.2f" % (a[key] / b[key]) if a.get(key) and b.get(key) else "n/a"
+    print("prefill %s, decode %s" % (ratio("prefill_tokens_per_s"), ratio("decode_tokens_per_s")))
+
+
 def main():
     if len(sys.argv) == 5 and sys.argv[1] == "train":
         train(sys.argv[2], float(sys.argv[3]), float(sys.argv[4] or 0))
     elif len(sys.argv) == 3 and sys.argv[1] == "generate":
         generate(sys.argv[2])
+    elif len(sys.argv) == 4 and sys.argv[1] == "gen-ratio":
+        gen_ratio(sys.argv[2], sys.argv[3])
     else:
         sys.exit(__doc__)
 
