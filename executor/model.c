@@ -716,12 +716,11 @@ static void carve_all(struct exec_model *m, struct exec_model_impl *im, struct c
     im->wbuf = NULL;
     im->mm16_scratch = NULL;
     im->f16x = NULL;
-    if (im->act16 && !train) {
-        /* Generation on bf16 activations: every matmul reads its bf16 input as it is (no
-         * rounding scratch). */
-    } else if (im->bf16_native || im->f16_native) {
-        /* Sized by rows alone: every matmul's N is at most rows (the head's logit rows too). */
-        im->mm16_scratch = take(cv, WS, m->be->matmul_bf16_scratch_bytes((int)rows));
+    if (im->bf16_native || im->f16_native) {
+        /* Sized by rows alone: every matmul's N is at most rows (the head's logit rows too).
+         * Generation on bf16 activations needs none: its matmuls read bf16 inputs as they are. */
+        if (train || !im->act16)
+            im->mm16_scratch = take(cv, WS, m->be->matmul_bf16_scratch_bytes((int)rows));
     } else if (im->bf16) {
         size_t mx = 0;
         for (int k = 0; k <= MM_HEAD; k++) {

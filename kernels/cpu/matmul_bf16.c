@@ -1,21 +1,21 @@
-/* Native bf16 matmuls with fp32 accumulation for weights stored in bf16: the forward
- * out(N,OC) = inp(N,C)·W(OC,C)ᵀ + bias, the backward input gradient dinp(N,C) += dout(N,OC)·W,
- * and the weight gradient dW(OC,C) += doutᵀ·inp, with the fp32 activations and gradients
- * rounded to bf16 (nearest even) on the fly and the fp32 master gradient accumulated.
+/* Native bf16 matmuls with fp32 accumulation for weights stored in bf16: the forward out(N,OC) =
+ * inp(N,C)·W(OC,C)ᵀ + bias, the backward input gradient dinp(N,C) += dout(N,OC)·W, and the weight
+ * gradient dW(OC,C) += doutᵀ·inp, with the fp32 activations and gradients rounded to bf16 (nearest
+ * even) on the fly and the fp32 master gradient accumulated.
  *
- * All three products are one GEMM, out(M,Nc) (=|+=) A(M,K)·B(K,Nc), A fp32 and B bf16 read
- * through strides (forward: B(k,j) = W[j·C + k]; backward: B(k,j) = W[k·C + j]); the weight
- * gradient reads A = doutᵀ transposed and B = inp in fp32, rounding both as they are converted
- * and packed, each task converting its own rows of A (mmb_dw_run: the scratch is sized for N
- * rows, dW has OC of them). Before it, dW was an fp32 sgemm: at GPT-2 124M, B 2, T 128 on 2 Zen cores, 286 ms
- * of a 694 ms step, against 104 ms for the bf16 forward of the same FLOPs. The blocking follows
- * BLIS (Van Zee & van de Geijn, 2015): for each block of KC depth, A's rows are converted to bf16
- * once into scratch; for each block of NC output columns, B is packed into panels of NR = 48
- * columns in the pair-interleaved order VDPBF16PS reads (for each pair of k: the 48 columns'
- * (B[k,j], B[k+1,j]) as one 32-bit word each); then threads share (MC-row block, panel) tasks,
- * each running an 8×48 register tile (24 zmm accumulators, the A pair broadcast from memory)
- * over the block's depth. The output tile is fp32 and every VDPBF16PS accumulates in fp32.
- * Scratch is the caller's (kcpu_matmul_bf16_scratch_bytes), so the hot path never allocates.
+ * All three products are one GEMM, out(M,Nc) (=|+=) A(M,K)·B(K,Nc), A fp32 and B bf16 read through
+ * strides (forward: B(k,j) = W[j·C + k]; backward: B(k,j) = W[k·C + j]); the weight gradient reads
+ * A = doutᵀ transposed and B = inp in fp32, rounding both as they are converted and packed, each
+ * task converting its own rows of A (mmb_dw_run: the scratch is sized for N rows, dW has OC of
+ * them). Before it, dW was an fp32 sgemm: at GPT-2 124M, B 2, T 128 on 2 Zen cores, 286 ms of a
+ * 694 ms step, against 104 ms for the bf16 forward of the same FLOPs. The blocking follows BLIS
+ * (Van Zee & van de Geijn, 2015): for each block of KC depth, A's rows are converted to bf16 once
+ * into scratch; for each block of NC output columns, B is packed into panels of NR = 48 columns in
+ * the pair-interleaved order VDPBF16PS reads (for each pair of k: the 48 columns' (B[k,j],
+ * B[k+1,j]) as one 32-bit word each); then threads share (MC-row block, panel) tasks, each running
+ * an 8×48 register tile (24 zmm accumulators, the A pair broadcast from memory) over the block's
+ * depth. The output tile is fp32 and every VDPBF16PS accumulates in fp32. Scratch is the caller's
+ * (kcpu_matmul_bf16_scratch_bytes), so the hot path never allocates.
  *
  * A forward of at most MMB_GEMV_MAX_N rows (decode: one token per sequence) skips the packing:
  * the tile above would compute MR rows for one, after copying the whole weight matrix into
@@ -163,16 +163,24 @@ struct mmb_gemm {
     int ldo;
     bool accumulate;   /* out += A·B (else out = A·B + bias) */
     const float *bias; /* (Nc) or NULL; only when !accumulate */
-    const float *a;    /* A(M,K) fp32: A(m,k) = a[m·lda + k], or with a_t a[k·lda + m] */
+    const float *a;    /* A(M,K) fp32: A(m,k) = a[m·lda + k] (a[k·lda + m] in mmb_dw_run) */
     int lda;
-    bool a_t;
     const uint16_t *b; /* B(k,j) = b[k·sk + j·sj] bf16, or with bf (fp32, sj == 1) */
     const float *bf;   /* bf[k·sk + j] rounded to bf16 as it is packed */
     size_t sk, sj;
     int M, K, Nc;
-    uint16_t *ab; /* converted A block: Mp rows × KC bf16 */
+    uint16_t *ab; /* converted A block: Mp rows × KC bf16 (NULL in mmb_dw_run: per task) */
     uint16_t *bp; /* packed B block: NC/NR panels × (KC/2 pairs × NR × 2) bf16 */
 };
+
+/* The packed B block in the caller's scratch (kcpu_matmul_bf16_scratch_bytes(N)), after the
+ * converted A block's room: N rows rounded up to MR, KC each. */
+static uint16_t *mmb_scratch_bp(void *scratch, int N)
+{
+    SW_ASSERT(scratch && ((uintptr_t)scratch & 63u) == 0);
+    size_t rows = ((size_t)N + MMB_MR - 1) / MMB_MR * MMB_MR;
+    return (uint16_t *)scratch + rows * MMB_KC;
+}
 
 /* Row n of the A block (depth pc..pc+kc) to bf16, zero-padded to a multiple of 32; rows past M
  * (the padding up to a multiple of MR) are zero. */
@@ -198,7 +206,7 @@ MMB_TARGET static void mmb_convert_row(const struct mmb_gemm *g, int n, int pc, 
 }
 
 /* Rows m..m+15 of A (depth pc..pc+kc) to bf16 into dst (16 rows of KC) when A is read
- * transposed (a_t: the weight gradient's doutᵀ, whose rows are columns of dout): 32 depths at
+ * transposed (the weight gradient's doutᵀ, whose rows are columns of dout): 32 depths at
  * a time, 16 adjacent floats of each dout row loaded and rounded, then the 32 × 16 block of
  * halfwords written out transposed. Depth zero-padded to a multiple of 32 and rows past M zero,
  * as mmb_convert_row. */
@@ -470,14 +478,14 @@ static void mmb_gemm_run(struct mmb_gemm *g)
     }
 }
 
-/* The weight gradient's GEMM, dW(OC, C) += doutᵀ(OC, N) · inp(N, C) (a_t, bf). M = OC is
- * often far more rows than the scratch's A block holds (it is sized for N rows; GPT-2's head
- * has 50,304), so each task converts its own MMB_DW_ROWS rows of A into a buffer on its
- * thread's stack and runs them against every panel of the column block: per depth block and
+/* The weight gradient's GEMM, dW(OC, C) += doutᵀ(OC, N) · inp(N, C) (A read transposed, B from
+ * bf). M = OC is often far more rows than the scratch's A block holds (it is sized for N rows;
+ * GPT-2's head has 50,304), so each task converts its own MMB_DW_ROWS rows of A into a buffer on
+ * its thread's stack and runs them against every panel of the column block: per depth block and
  * per NC block of columns, B is packed once (one barrier) and the row tasks follow (another),
  * however many rows. An earlier form ran the rows in chunks of the scratch's N rows with two
- * barriers each: GPT-2's head at N = 64 took 786 chunks, and with a second process on one of
- * the two cores each barrier waited out a time slice (256 ms a call instead of about 10). A is
+ * barriers each: GPT-2's head at N = 64 took 786 chunks, and with a second process on one of the
+ * two cores each barrier waited out a time slice (256 ms a call instead of about 10). A is
  * converted once per column block: OC·N·(C/NC) elements against 2·OC·N·C multiply-adds. */
 #define MMB_DW_ROWS 32
 _Static_assert(MMB_DW_ROWS % 16 == 0 && MMB_DW_ROWS % MMB_MR == 0, "whole conversion groups");
@@ -534,9 +542,6 @@ void kcpu_matmul_bf16_forward(float *out, const float *inp, const uint16_t *weig
         return;
 #ifdef MMB_NATIVE
     if (kcpu_has_native_bf16()) {
-        SW_ASSERT(scratch && ((uintptr_t)scratch & 63u) == 0);
-        uint16_t *ab = scratch;
-        size_t rows = ((size_t)N + MMB_MR - 1) / MMB_MR * MMB_MR;
         struct mmb_gemm g = {.out = out,
                              .ldo = OC,
                              .accumulate = false,
@@ -549,8 +554,8 @@ void kcpu_matmul_bf16_forward(float *out, const float *inp, const uint16_t *weig
                              .M = N,
                              .K = C,
                              .Nc = OC,
-                             .ab = ab,
-                             .bp = ab + rows * MMB_KC};
+                             .ab = scratch,
+                             .bp = mmb_scratch_bp(scratch, N)};
         if (N <= MMB_GEMV_MAX_N)
             mmb_gemv_run(&g);
         else
@@ -569,9 +574,6 @@ void kcpu_matmul_bf16_backward_input(float *dinp, const float *dout, const uint1
         return;
 #ifdef MMB_NATIVE
     if (kcpu_has_native_bf16()) {
-        SW_ASSERT(scratch && ((uintptr_t)scratch & 63u) == 0);
-        uint16_t *ab = scratch;
-        size_t rows = ((size_t)N + MMB_MR - 1) / MMB_MR * MMB_MR;
         struct mmb_gemm g = {.out = dinp,
                              .ldo = C,
                              .accumulate = true,
@@ -584,8 +586,8 @@ void kcpu_matmul_bf16_backward_input(float *dinp, const float *dout, const uint1
                              .M = N,
                              .K = OC,
                              .Nc = C,
-                             .ab = ab,
-                             .bp = ab + rows * MMB_KC};
+                             .ab = scratch,
+                             .bp = mmb_scratch_bp(scratch, N)};
         mmb_gemm_run(&g);
         return;
     }
@@ -601,17 +603,13 @@ void kcpu_matmul_bf16_backward_weight(float *dweight, float *dbias, const float 
         return;
 #ifdef MMB_NATIVE
     if (kcpu_has_native_bf16()) {
-        SW_ASSERT(scratch && ((uintptr_t)scratch & 63u) == 0);
         if (dweight) {
-            uint16_t *ab = scratch;
-            int rows = (N + MMB_MR - 1) / MMB_MR * MMB_MR; /* B follows the A block's room */
             struct mmb_gemm g = {.out = dweight,
                                  .ldo = C,
                                  .accumulate = true,
                                  .bias = NULL,
                                  .a = dout,
                                  .lda = OC,
-                                 .a_t = true,
                                  .b = NULL,
                                  .bf = inp,
                                  .sk = (size_t)C,
@@ -619,8 +617,8 @@ void kcpu_matmul_bf16_backward_weight(float *dweight, float *dbias, const float 
                                  .M = OC,
                                  .K = N,
                                  .Nc = C,
-                                 .ab = ab,
-                                 .bp = ab + (size_t)rows * MMB_KC};
+                                 .ab = NULL,
+                                 .bp = mmb_scratch_bp(scratch, N)};
             mmb_dw_run(&g);
         }
         if (dbias)

@@ -68,6 +68,21 @@ static void check_bound(const char *what, const float *got, const double *ref, c
               n ? (double)got[at] : 0.0, n ? ref[at] : 0.0, n ? (K + 2) * u * mag[at] : 0.0);
 }
 
+/* One output's reference in double, start + Σ_k widen(a[k·sa])·widen(b[k·sb]) over k < K, into
+ * *ref, and its error scale |start| + Σ_k |term| into *mag (check_bound's bound). */
+static void ref_dot(double start, const uint16_t *a, size_t sa, const uint16_t *b, size_t sb,
+                    int K, double *ref, double *mag)
+{
+    double s = start, m = fabs(start);
+    for (int k = 0; k < K; k++) {
+        double p = widen(a[(size_t)k * sa]) * widen(b[(size_t)k * sb]);
+        s += p;
+        m += fabs(p);
+    }
+    *ref = s;
+    *mag = m;
+}
+
 typedef void (*fwd_fn)(float *out, const float *inp, const uint16_t *w, const float *bias, int N,
                        int C, int OC, void *scratch);
 
@@ -87,16 +102,9 @@ static void check_forward(const char *impl, fwd_fn fn, int N, int C, int OC, boo
     double *ref = malloc(sizeof(double) * ((size_t)N * OC + 1));
     double *mag = malloc(sizeof(double) * ((size_t)N * OC + 1));
     for (int n = 0; n < N; n++)
-        for (int o = 0; o < OC; o++) {
-            double s = bias ? bias[o] : 0, m = bias ? fabs(bias[o]) : 0;
-            for (int c = 0; c < C; c++) {
-                double p = widen(xb[(size_t)n * C + c]) * widen(w[(size_t)o * C + c]);
-                s += p;
-                m += fabs(p);
-            }
-            ref[(size_t)n * OC + o] = s;
-            mag[(size_t)n * OC + o] = m;
-        }
+        for (int o = 0; o < OC; o++)
+            ref_dot(bias ? bias[o] : 0, xb + (size_t)n * C, 1, w + (size_t)o * C, 1, C,
+                    &ref[(size_t)n * OC + o], &mag[(size_t)n * OC + o]);
     float *out = kc_floats((size_t)N * OC, 100, 200); /* overwritten, not added to */
     void *scratch = scratch_for(N);
     fn(out, x, w, bias, N, C, OC, scratch);
@@ -127,16 +135,9 @@ static void check_backward(const char *impl, bwd_fn fn, int N, int C, int OC)
     double *ref = malloc(sizeof(double) * ((size_t)N * C + 1));
     double *mag = malloc(sizeof(double) * ((size_t)N * C + 1));
     for (int n = 0; n < N; n++)
-        for (int c = 0; c < C; c++) {
-            double s = pre[(size_t)n * C + c], m = fabs(s);
-            for (int o = 0; o < OC; o++) {
-                double p = widen(gb[(size_t)n * OC + o]) * widen(w[(size_t)o * C + c]);
-                s += p;
-                m += fabs(p);
-            }
-            ref[(size_t)n * C + c] = s;
-            mag[(size_t)n * C + c] = m;
-        }
+        for (int c = 0; c < C; c++)
+            ref_dot(pre[(size_t)n * C + c], gb + (size_t)n * OC, 1, w + c, (size_t)C, OC,
+                    &ref[(size_t)n * C + c], &mag[(size_t)n * C + c]);
     float *dinp = kc_copyf(pre, (size_t)N * C);
     void *scratch = scratch_for(N);
     fn(dinp, g, w, N, C, OC, scratch);
@@ -171,16 +172,9 @@ static void check_backward_weight(const char *impl, bww_fn fn, int N, int C, int
     double *bref = malloc(sizeof(double) * ((size_t)OC + 1));
     double *bmag = malloc(sizeof(double) * ((size_t)OC + 1));
     for (int o = 0; o < OC; o++) {
-        for (int c = 0; c < C; c++) {
-            double s = pre[(size_t)o * C + c], m = fabs(s);
-            for (int n = 0; n < N; n++) {
-                double p = widen(gb[(size_t)n * OC + o]) * widen(xb[(size_t)n * C + c]);
-                s += p;
-                m += fabs(p);
-            }
-            ref[(size_t)o * C + c] = s;
-            mag[(size_t)o * C + c] = m;
-        }
+        for (int c = 0; c < C; c++)
+            ref_dot(pre[(size_t)o * C + c], gb + o, (size_t)OC, xb + c, (size_t)C, N,
+                    &ref[(size_t)o * C + c], &mag[(size_t)o * C + c]);
         double s = bpre[o], m = fabs(s);
         for (int n = 0; n < N; n++) {
             s += g[(size_t)n * OC + o];
